@@ -1,0 +1,46 @@
+// The configuration schema: one source for validation, defaults and the commented sample config.
+import { Type, type Static } from "@sinclair/typebox";
+
+const Strict = { additionalProperties: false } as const;
+
+export const ConfigSchema = Type.Object(
+  {
+    server_name: Type.String({ minLength: 1, default: "localhost", description: "The domain part of user IDs and room aliases. Cannot change after the first start." }),
+    bind: Type.String({ pattern: "^(\\[[0-9a-fA-F:.]+\\]|[^:\\[\\]]+):[0-9]{1,5}$", default: "127.0.0.1:8008", description: "host:port the client and federation APIs listen on." }),
+    data_dir: Type.String({ minLength: 1, default: "./data", description: "Folder for the database and the signing key; created on first start." }),
+    database: Type.Object(
+      {
+        driver: Type.Union([Type.Literal("better-sqlite3"), Type.Literal("bun-sqlite")], { default: "better-sqlite3", description: "SQLite driver: better-sqlite3 or bun-sqlite." }),
+        path: Type.Optional(Type.String({ minLength: 1, description: "Database file; defaults to <data_dir>/portier.db. ':memory:' for a throwaway database." })),
+      },
+      { ...Strict, default: {} },
+    ),
+    signing_key_path: Type.Optional(Type.String({ minLength: 1, description: "Signing key file (Synapse's format); defaults to <data_dir>/signing.key." })),
+    key_valid_for_ms: Type.Integer({ minimum: 60_000, default: 7 * 24 * 3600 * 1000, description: "How long other servers may cache our signing key (valid_until_ts = now + this)." }),
+    old_signing_keys: Type.Record(Type.String({ pattern: "^ed25519:[a-zA-Z0-9_]+$" }), Type.Object({ key: Type.String(), expired_ts: Type.Integer() }, Strict), {
+      default: {},
+      description: "Keys this server used to sign with: key id -> {key: unpadded base64 public key, expired_ts}.",
+    }),
+    max_request_body_bytes: Type.Integer({ minimum: 1024, default: 10 * 1024 * 1024, description: "Larger request bodies are refused with 413 M_TOO_LARGE." }),
+    public_baseurl: Type.Optional(Type.String({ description: "The URL clients reach this server at; used for /.well-known/matrix/client." })),
+    well_known: Type.Object(
+      {
+        server: Type.Optional(Type.String({ description: "Served as m.server in /.well-known/matrix/server (e.g. matrix.example.org:443)." })),
+        client: Type.Optional(Type.String({ description: "Served as m.homeserver.base_url in /.well-known/matrix/client." })),
+      },
+      { ...Strict, default: {} },
+    ),
+    registration: Type.Object(
+      {
+        enabled: Type.Boolean({ default: false, description: "Let anyone register an account through /register." }),
+        shared_secret: Type.Optional(Type.String({ minLength: 1, description: "Secret for admin registration at /_synapse/admin/v1/register." })),
+      },
+      { ...Strict, default: {} },
+    ),
+    plugins: Type.Array(Type.String(), { default: [], description: "Bundled plugin names or paths of plugin files to load at start, in order." }),
+    log_level: Type.Union([Type.Literal("debug"), Type.Literal("info"), Type.Literal("warn"), Type.Literal("error")], { default: "info" }),
+  },
+  Strict,
+);
+
+export type Config = Static<typeof ConfigSchema>;

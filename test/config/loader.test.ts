@@ -1,0 +1,62 @@
+import { describe, expect, test } from "bun:test";
+import { configFromEnv, ConfigError, loadConfig, parseConfigYaml, resolveConfig } from "../../src/config/loader";
+import { sampleConfig } from "../../src/config/sample";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+describe("config", () => {
+  test("embedded defaults", () => {
+    const c = resolveConfig({});
+    expect(c.server_name).toBe("localhost");
+    expect(c.bind).toBe("127.0.0.1:8008");
+    expect(c.data_dir).toBe("./data");
+    expect(c.database.driver).toBe("better-sqlite3");
+    expect(Object.isFrozen(c) && Object.isFrozen(c.database)).toBe(true);
+  });
+
+  test("environment overrides file, nested keys with a double underscore", () => {
+    const dir = mkdtempSync(join(tmpdir(), "portier-config-"));
+    const file = join(dir, "portier.yaml");
+    writeFileSync(file, "server_name: from-file.org\nbind: 127.0.0.1:9000\nregistration:\n  enabled: false\n");
+    const c = loadConfig({
+      configFile: file,
+      env: { PORTIER_BIND: "127.0.0.1:9100", PORTIER_DATA_DIR: "/tmp/x", PORTIER_REGISTRATION__ENABLED: "true", HOME: "/root" },
+    });
+    expect(c.server_name).toBe("from-file.org");
+    expect(c.bind).toBe("127.0.0.1:9100");
+    expect(c.data_dir).toBe("/tmp/x");
+    expect(c.registration.enabled).toBe(true);
+  });
+
+  test("PORTIER_SERVER_NAME keeps a numeric-looking name a string", () => {
+    expect(resolveConfig(configFromEnv({ PORTIER_SERVER_NAME: "1234" })).server_name).toBe("1234");
+  });
+
+  test.each([
+    [{ bogus: 1 }, "unknown config key 'bogus'"],
+    [{ database: { drvier: "x" } }, "unknown config key 'database.drvier'"],
+    [{ bind: "no-port" }, "config key 'bind'"],
+    [{ database: { driver: "mysql" } }, "config key 'database.driver'"],
+    [{ key_valid_for_ms: 5 }, "config key 'key_valid_for_ms'"],
+  ])("rejects %p naming the key", (tree, message) => {
+    expect(() => resolveConfig(tree as Record<string, unknown>)).toThrow(message);
+  });
+
+  test("an unknown PORTIER_ variable is an unknown key", () => {
+    expect(() => resolveConfig(configFromEnv({ PORTIER_NO_SUCH_THING: "1" }))).toThrow("unknown config key 'no_such_thing'");
+  });
+
+  test("bad YAML and a missing file are ConfigErrors", () => {
+    expect(() => parseConfigYaml("a: [1,", "x.yaml")).toThrow(ConfigError);
+    expect(() => loadConfig({ configFile: "/nonexistent/portier.yaml" })).toThrow(ConfigError);
+  });
+
+  test("the generated sample config loads back to the same values", () => {
+    const sample = sampleConfig({ server_name: "example.org" });
+    expect(sample).toContain("# The domain part of user IDs");
+    const c = resolveConfig(parseConfigYaml(sample, "sample"));
+    expect(c.server_name).toBe("example.org");
+    expect({ ...c, server_name: "localhost" }).toEqual(resolveConfig({}));
+  });
+});
