@@ -1,0 +1,7 @@
+// npm run build: compiles Portier into one self-contained executable, dist/portier.
+// The better-sqlite3 addon is embedded through its `with { type: "file" }` import.
+const result = Bun.spawnSync(
+  [process.execPath, "build", "--compile", "--minify-syntax", "--minify-whitespace", "src/main.ts", "--outfile", "dist/portier"],
+  { stdout: "inherit", stderr: "inherit" },
+);
+process.exit(result.exitCode ?? 1);

@@ -1,0 +1,107 @@
+// The HTTP conventions every Portier endpoint shares: CORS (client-server-api "Web Browser Clients"),
+// JSON request bodies with a size limit, and one error mapper from MatrixError to {errcode, error}.
+import { Elysia } from "elysia";
+import { MatrixError } from "../../protocol/errors";
+import type { Logger } from "../../services/runtime";
+
+export const CORS_HEADERS: Readonly<Record<string, string>> = {
+  "Access-Control-Allow-Origin": "*",
+  "Access-Control-Allow-Methods": "GET, POST, PUT, DELETE, OPTIONS",
+  "Access-Control-Allow-Headers": "X-Requested-With, Content-Type, Authorization",
+};
+
+export function jsonResponse(body: unknown, status = 200, headers: Record<string, string> = {}): Response {
+  return new Response(JSON.stringify(body), {
+    status,
+    headers: { "Content-Type": "application/json", ...CORS_HEADERS, ...headers },
+  });
+}
+
+export function errorResponse(error: MatrixError): Response {
+  return jsonResponse(error.toJSON(), error.status);
+}
+
+/** Parses a request body as JSON whatever its Content-Type says (clients are not consistent about it). */
+export async function readJsonBody(request: Request, maxBytes: number): Promise<unknown> {
+  const declared = Number(request.headers.get("content-length") ?? "0");
+  if (declared > maxBytes) throw new MatrixError("M_TOO_LARGE", `Request body is larger than ${maxBytes} bytes`);
+  const bytes = new Uint8Array(await request.arrayBuffer());
+  if (bytes.byteLength > maxBytes) throw new MatrixError("M_TOO_LARGE", `Request body is larger than ${maxBytes} bytes`);
+  if (bytes.byteLength === 0) return undefined;
+  let text: string;
+  try {
+    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    throw new MatrixError("M_NOT_JSON", "Request body is not valid UTF-8");
+  }
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new MatrixError("M_NOT_JSON", "Content not JSON.");
+  }
+}
+
+interface RouteShape {
+  method: string;
+  pattern: RegExp;
+}
+
+function routePattern(path: string): RegExp {
+  const source = path
+    .split("/")
+    .map((part) => (part.startsWith(":") ? "[^/]+" : part === "*" ? ".*" : part.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")))
+    .join("/");
+  return new RegExp(`^${source}$`);
+}
+
+/**
+ * Unknown endpoint -> 404 M_UNRECOGNIZED; known path with another method -> 405 M_UNRECOGNIZED
+ * (client-server-api: "Unrecognized endpoint" / "unsupported method").
+ */
+export function unrecognized(routes: readonly { method: string; path: string }[], request: Request): Response {
+  const shapes: RouteShape[] = routes.map((r) => ({ method: r.method, pattern: routePattern(r.path) }));
+  const path = new URL(request.url).pathname;
+  const methods = shapes.filter((s) => s.pattern.test(path)).map((s) => s.method);
+  if (methods.length > 0) {
+    return jsonResponse({ errcode: "M_UNRECOGNIZED", error: `Method ${request.method} not allowed on ${path}` }, 405, {
+      Allow: [...new Set(methods)].join(", "),
+    });
+  }
+  return jsonResponse({ errcode: "M_UNRECOGNIZED", error: "Unrecognized request" }, 404);
+}
+
+export interface HttpOptions {
+  maxBodyBytes: number;
+  logger: Logger;
+}
+
+/** The base app: every controller is mounted on what this returns. */
+export function createHttpApp(options: HttpOptions) {
+  const app = new Elysia()
+    .onRequest(({ request }) => {
+      // CORS preflight: answered for every path, as the spec asks.
+      if (request.method === "OPTIONS") return new Response(null, { status: 204, headers: CORS_HEADERS });
+    })
+    .onParse(async ({ request }) => readJsonBody(request, options.maxBodyBytes))
+    .onAfterHandle(({ set }) => {
+      Object.assign(set.headers, CORS_HEADERS);
+    })
+    .onError(({ code, error, request }) => {
+      if (error instanceof MatrixError) return errorResponse(error);
+      // Errors thrown while parsing the body arrive wrapped, with ours as the cause.
+      const cause = (error as { cause?: unknown })?.cause;
+      if (cause instanceof MatrixError) return errorResponse(cause);
+      switch (code) {
+        case "NOT_FOUND":
+          return unrecognized(app.routes, request);
+        case "PARSE":
+          return errorResponse(new MatrixError("M_NOT_JSON", "Content not JSON."));
+        case "VALIDATION": // only from path/query schemas; bodies go through validateBody
+          return errorResponse(new MatrixError("M_INVALID_PARAM", "Invalid request parameters"));
+        default:
+          options.logger.log("error", "unhandled error", { path: new URL(request.url).pathname, error: String((error as Error)?.stack ?? error) });
+          return errorResponse(new MatrixError("M_UNKNOWN", "Internal server error", 500));
+      }
+    });
+  return app;
+}

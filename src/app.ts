@@ -1,0 +1,103 @@
+// buildServer(config): one Portier instance — its DI container, storage, services and HTTP app.
+// Nothing listens until start(); tests drive `app.handle(new Request(...))` or start on port 0.
+import "reflect-metadata";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { container as rootContainer, type DependencyContainer } from "tsyringe";
+import type { Config } from "./config/schema";
+import { Tokens, registerValue } from "./di/tokens";
+import { consoleLogger, systemClock, type Clock, type Logger, type Service } from "./services/runtime";
+import { openSqliteStores } from "./storage/sqlite";
+import { ServerKeyService } from "./services/keys/server-keys";
+import { loadOrCreateSigningKey } from "./services/keys/signing-key-file";
+import { createHttpApp } from "./api/middleware/http";
+import { versionsRoutes } from "./api/client/versions";
+import { federationVersionRoutes } from "./api/federation/version";
+import { wellKnownRoutes } from "./api/well-known/well-known";
+import { serverKeyRoutes } from "./api/keys/server-key";
+import { keyQueryRoutes } from "./api/keys/key-query";
+
+export interface BuildOptions {
+  clock?: Clock;
+  logger?: Logger;
+}
+
+export interface PortierServer {
+  readonly config: Readonly<Config>;
+  readonly container: DependencyContainer;
+  readonly app: ReturnType<typeof createApp>;
+  /** Starts the services and listens on config.bind (port 0 picks a free port). */
+  start(): Promise<{ url: string; port: number }>;
+  stop(): Promise<void>;
+}
+
+function createApp(container: DependencyContainer, config: Readonly<Config>, logger: Logger) {
+  return createHttpApp({ maxBodyBytes: config.max_request_body_bytes, logger })
+    .use(versionsRoutes())
+    .use(federationVersionRoutes())
+    .use(wellKnownRoutes(config))
+    .use(serverKeyRoutes(container.resolve(ServerKeyService)))
+    .use(keyQueryRoutes(container.resolve(ServerKeyService), config.server_name));
+}
+
+export function splitBind(bind: string): { hostname: string; port: number } {
+  const at = bind.lastIndexOf(":");
+  const host = bind.slice(0, at);
+  return { hostname: host.startsWith("[") ? host.slice(1, -1) : host, port: Number(bind.slice(at + 1)) };
+}
+
+export async function buildServer(config: Readonly<Config>, options: BuildOptions = {}): Promise<PortierServer> {
+  const container = rootContainer.createChildContainer();
+  const clock = options.clock ?? systemClock;
+  const logger = options.logger ?? consoleLogger(config.log_level);
+  registerValue(container, Tokens.Config, config);
+  registerValue(container, Tokens.Clock, clock);
+  registerValue(container, Tokens.Logger, logger);
+
+  const inMemory = config.database.path === ":memory:";
+  if (!inMemory || !config.signing_key_path) mkdirSync(config.data_dir, { recursive: true });
+  const stores = openSqliteStores(config.database.path ?? join(config.data_dir, "portier.db"), config.database.driver);
+  registerValue(container, Tokens.Database, stores.db);
+  registerValue(container, Tokens.ServerMetaStore, stores.serverMeta);
+
+  // The server name is part of every user and room id already stored: refuse to start under another.
+  const recordedName = stores.serverMeta.get("server_name");
+  if (recordedName === undefined) stores.serverMeta.set("server_name", config.server_name);
+  else if (recordedName !== config.server_name) {
+    stores.db.close();
+    throw new Error(`this database belongs to server '${recordedName}', but the config says server_name '${config.server_name}'`);
+  }
+
+  const { key, created } = loadOrCreateSigningKey(config.signing_key_path ?? join(config.data_dir, "signing.key"));
+  if (created) logger.log("info", "generated a new signing key", { key_id: key.keyId });
+  container.register(ServerKeyService, { useValue: new ServerKeyService(config, clock, key) });
+
+  const services: Service[] = [];
+  const app = createApp(container, config, logger);
+  let listening: ReturnType<typeof Bun.serve> | undefined;
+
+  return {
+    config,
+    container,
+    app,
+    async start() {
+      for (const s of services) await s.start?.();
+      const { hostname, port } = splitBind(config.bind);
+      listening = Bun.serve({
+        hostname,
+        port,
+        // Our own check answers oversized bodies with M_TOO_LARGE; Bun's limit is only a backstop.
+        maxRequestBodySize: config.max_request_body_bytes * 2 + 65536,
+        fetch: (request) => app.handle(request),
+      });
+      logger.log("info", "listening", { url: listening.url.toString(), server_name: config.server_name });
+      return { url: listening.url.toString().replace(/\/$/, ""), port: listening.port ?? port };
+    },
+    async stop() {
+      await listening?.stop(true);
+      listening = undefined;
+      for (const s of [...services].reverse()) await s.stop?.();
+      stores.db.close();
+    },
+  };
+}

@@ -1,0 +1,27 @@
+// Typed DI tokens: symbols that carry the type they resolve to, so `resolve(container, Tokens.Config)`
+// is typed without strings or casts at the call site.
+import type { DependencyContainer } from "tsyringe";
+import type { Config } from "../config/schema";
+import type { SqlDatabase } from "../storage/sqlite/driver";
+import type { ServerMetaStore } from "../storage/stores";
+import type { Clock, Logger } from "../services/runtime";
+
+declare const tokenType: unique symbol;
+export type Token<T> = symbol & { readonly [tokenType]?: T };
+export const token = <T>(description: string): Token<T> => Symbol(description) as Token<T>;
+
+export const Tokens = {
+  Config: token<Readonly<Config>>("Config"),
+  Clock: token<Clock>("Clock"),
+  Logger: token<Logger>("Logger"),
+  Database: token<SqlDatabase>("Database"),
+  ServerMetaStore: token<ServerMetaStore>("ServerMetaStore"),
+} as const;
+
+export function resolve<T>(container: DependencyContainer, t: Token<T>): T {
+  return container.resolve<T>(t);
+}
+
+export function registerValue<T>(container: DependencyContainer, t: Token<T>, value: T): void {
+  container.register<T>(t, { useValue: value });
+}

@@ -1,0 +1,81 @@
+// The `portier` command line: serve | generate-config | version.
+import "reflect-metadata";
+import { buildServer } from "./app";
+import { ConfigError, loadConfig } from "./config/loader";
+import { sampleConfig } from "./config/sample";
+import { PORTIER_VERSION } from "./version";
+
+const USAGE = `Usage:
+  portier serve [--config FILE]                 run the homeserver (embedded defaults without --config)
+  portier generate-config [--server-name NAME]  print a commented YAML config
+  portier version                               print the version
+Environment variables override the config: PORTIER_SERVER_NAME, PORTIER_BIND, PORTIER_DATA_DIR, ...`;
+
+/** Reads `--name value` and `--name=value` flags; anything else is an error. */
+export function parseFlags(args: string[], allowed: readonly string[]): Record<string, string> {
+  const flags: Record<string, string> = {};
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    const match = /^--([a-z-]+)(?:=(.*))?$/.exec(arg);
+    if (!match || !allowed.includes(match[1])) throw new ConfigError(`unknown argument '${arg}'\n\n${USAGE}`);
+    const value = match[2] ?? args[++i];
+    if (value === undefined) throw new ConfigError(`--${match[1]} needs a value`);
+    flags[match[1]] = value;
+  }
+  return flags;
+}
+
+async function serve(args: string[]): Promise<void> {
+  const flags = parseFlags(args, ["config"]);
+  const config = loadConfig({ configFile: flags.config, env: process.env });
+  const server = await buildServer(config);
+  await server.start();
+  let stopping = false;
+  const shutdown = async () => {
+    if (stopping) return;
+    stopping = true;
+    await server.stop();
+    process.exit(0);
+  };
+  process.on("SIGINT", shutdown);
+  process.on("SIGTERM", shutdown);
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [command = "serve", ...rest] = argv;
+  try {
+    switch (command) {
+      case "serve":
+        await serve(rest);
+        return -1; // keeps running
+      case "generate-config": {
+        const flags = parseFlags(rest, ["server-name"]);
+        process.stdout.write(sampleConfig(flags["server-name"] ? { server_name: flags["server-name"] } : {}));
+        return 0;
+      }
+      case "version":
+      case "--version":
+        process.stdout.write(`portier ${PORTIER_VERSION}\n`);
+        return 0;
+      case "help":
+      case "--help":
+        process.stdout.write(USAGE + "\n");
+        return 0;
+      default:
+        process.stderr.write(`unknown command '${command}'\n\n${USAGE}\n`);
+        return 2;
+    }
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      process.stderr.write(`portier: ${e.message}\n`);
+      return 2;
+    }
+    process.stderr.write(`portier: ${(e as Error).message}\n`);
+    return 1;
+  }
+}
+
+if (import.meta.main) {
+  const code = await main(process.argv.slice(2));
+  if (code >= 0) process.exit(code);
+}

@@ -1,0 +1,121 @@
+// Ed25519 (RFC 8032), the only signing algorithm Matrix servers use (appendices, "Signing Details").
+// One seam, two implementations: node:crypto for speed, @noble/ed25519 as an independent reference
+// the tests hold the fast one against. Both are synchronous.
+
+import { createHash, createPrivateKey, createPublicKey, sign, verify, type KeyObject } from "node:crypto";
+import * as noble from "@noble/ed25519";
+
+export const SEED_LENGTH = 32;
+export const PUBLIC_KEY_LENGTH = 32;
+export const SIGNATURE_LENGTH = 64;
+
+export interface Ed25519 {
+  /** Signs with a 32-byte seed (what Synapse's key file stores), returning the 64-byte signature. */
+  sign(seed: Uint8Array, message: Uint8Array): Uint8Array;
+  /** False for a wrong signature, and for keys or signatures of the wrong length or shape. */
+  verify(publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): boolean;
+  publicKeyFromSeed(seed: Uint8Array): Uint8Array;
+}
+
+// DER headers that wrap a raw key into PKCS#8 / SPKI, the only raw-key import node:crypto offers
+// (RFC 8410: OID 1.3.101.112 = Ed25519).
+const PKCS8_SEED_PREFIX = Uint8Array.from([0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20]);
+const SPKI_PUBLIC_KEY_PREFIX = Uint8Array.from([0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00]);
+
+/**
+ * A bounded cache of parsed keys: building a KeyObject costs more than verifying with it, and the
+ * same few server keys sign nearly every event. Oldest-inserted entries go first when full.
+ */
+class KeyObjectCache {
+  private readonly entries = new Map<string, KeyObject>();
+
+  constructor(private readonly capacity: number) {}
+
+  get(raw: Uint8Array, build: () => KeyObject): KeyObject {
+    const id = Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).toString("latin1");
+    let key = this.entries.get(id);
+    if (key === undefined) {
+      key = build();
+      if (this.entries.size >= this.capacity) this.entries.delete(this.entries.keys().next().value as string);
+      this.entries.set(id, key);
+    }
+    return key;
+  }
+}
+
+/** Ed25519 through node:crypto (BoringSSL in Bun), with parsed keys cached. */
+export class NativeEd25519 implements Ed25519 {
+  private readonly privateKeys: KeyObjectCache;
+  private readonly publicKeys: KeyObjectCache;
+
+  constructor(cacheCapacity = 1024) {
+    this.privateKeys = new KeyObjectCache(cacheCapacity);
+    this.publicKeys = new KeyObjectCache(cacheCapacity);
+  }
+
+  sign(seed: Uint8Array, message: Uint8Array): Uint8Array {
+    return new Uint8Array(sign(null, message, this.privateKey(seed)));
+  }
+
+  verify(publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): boolean {
+    if (publicKey.length !== PUBLIC_KEY_LENGTH || signature.length !== SIGNATURE_LENGTH) return false;
+    try {
+      return verify(null, message, this.publicKey(publicKey), signature);
+    } catch {
+      return false; // bytes that do not decode to a curve point
+    }
+  }
+
+  publicKeyFromSeed(seed: Uint8Array): Uint8Array {
+    const spki = createPublicKey(this.privateKey(seed)).export({ format: "der", type: "spki" });
+    return new Uint8Array(spki.subarray(SPKI_PUBLIC_KEY_PREFIX.length));
+  }
+
+  private privateKey(seed: Uint8Array): KeyObject {
+    checkLength("seed", seed, SEED_LENGTH);
+    return this.privateKeys.get(seed, () =>
+      createPrivateKey({ key: Buffer.concat([PKCS8_SEED_PREFIX, seed]), format: "der", type: "pkcs8" }),
+    );
+  }
+
+  private publicKey(publicKey: Uint8Array): KeyObject {
+    return this.publicKeys.get(publicKey, () =>
+      createPublicKey({ key: Buffer.concat([SPKI_PUBLIC_KEY_PREFIX, publicKey]), format: "der", type: "spki" }),
+    );
+  }
+}
+
+// noble's synchronous API needs a SHA-512; node:crypto's is fine for a reference too.
+noble.hashes.sha512 ??= (message: Uint8Array) => new Uint8Array(createHash("sha512").update(message).digest());
+
+/**
+ * Ed25519 through @noble/ed25519: pure JavaScript, slow, independent of OpenSSL. Verification uses
+ * the strict RFC 8032 rules (`zip215: false`), closer to libsodium (Synapse) and OpenSSL than ZIP-215.
+ */
+export class ReferenceEd25519 implements Ed25519 {
+  sign(seed: Uint8Array, message: Uint8Array): Uint8Array {
+    checkLength("seed", seed, SEED_LENGTH);
+    return noble.sign(message, seed);
+  }
+
+  verify(publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): boolean {
+    if (publicKey.length !== PUBLIC_KEY_LENGTH || signature.length !== SIGNATURE_LENGTH) return false;
+    try {
+      return noble.verify(signature, message, publicKey, { zip215: false });
+    } catch {
+      return false;
+    }
+  }
+
+  publicKeyFromSeed(seed: Uint8Array): Uint8Array {
+    checkLength("seed", seed, SEED_LENGTH);
+    return noble.getPublicKey(seed);
+  }
+}
+
+function checkLength(what: string, bytes: Uint8Array, expected: number): void {
+  if (bytes.length !== expected) throw new RangeError(`an ed25519 ${what} is ${expected} bytes, got ${bytes.length}`);
+}
+
+export const nativeEd25519: Ed25519 = new NativeEd25519();
+export const referenceEd25519: Ed25519 = new ReferenceEd25519();

@@ -1,0 +1,40 @@
+// Our signing key as other servers see it: GET /_matrix/key/v2/server
+// (server-server-api "Publishing Keys"), signed by the key it publishes.
+import type { Config } from "../../config/schema";
+import type { JsonObject } from "../../protocol/json";
+import { signJson } from "../../protocol/signing/sign-json";
+import { encodeBase64 } from "../../protocol/base64";
+import type { Clock } from "../runtime";
+import type { SigningKey } from "../../protocol/signing/keys";
+
+export class ServerKeyService {
+  readonly keyId: string;
+  readonly publicKeyBase64: string;
+
+  constructor(
+    private readonly config: Readonly<Config>,
+    private readonly clock: Clock,
+    private readonly key: SigningKey,
+  ) {
+    this.keyId = key.keyId;
+    this.publicKeyBase64 = encodeBase64(key.publicKey);
+  }
+
+  /** Signs a JSON object (an event, a request, a key response) as this server. */
+  sign<T extends JsonObject>(object: T): T {
+    return signJson(object, this.config.server_name, this.key.keyId, this.key.seed) as T;
+  }
+
+  serverKeys(): JsonObject {
+    const oldVerifyKeys: JsonObject = {};
+    for (const [keyId, old] of Object.entries(this.config.old_signing_keys)) {
+      oldVerifyKeys[keyId] = { key: old.key, expired_ts: old.expired_ts };
+    }
+    return this.sign({
+      server_name: this.config.server_name,
+      valid_until_ts: this.clock.now() + this.config.key_valid_for_ms,
+      verify_keys: { [this.keyId]: { key: this.publicKeyBase64 } },
+      old_verify_keys: oldVerifyKeys,
+    });
+  }
+}
