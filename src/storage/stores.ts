@@ -6,3 +6,94 @@ export interface ServerMetaStore {
   get(key: string): string | undefined;
   set(key: string, value: string): void;
 }
+
+/** An event as stored: the PDU exactly as received or built, plus what the server decided about it. */
+export interface StoredEvent {
+  readonly eventId: string;
+  readonly roomId: string;
+  /** The PDU JSON text as stored (all top-level keys kept, for hashes and signatures). */
+  readonly json: string;
+  readonly type: string;
+  readonly stateKey: string | undefined;
+  readonly sender: string;
+  readonly depth: number;
+  readonly originServerTs: number;
+  /** Position in the room's timeline for /sync; undefined for outliers. */
+  readonly streamOrdering: number | undefined;
+  readonly rejectedReason: string | undefined;
+  readonly outlier: boolean;
+  readonly softFailed: boolean;
+  /** The state snapshot holding the room's state after this event (before it, for rejected ones). */
+  readonly stateSnapshot: number | undefined;
+  readonly prevEvents: readonly string[];
+  readonly authEvents: readonly string[];
+}
+
+export interface NewEvent {
+  readonly eventId: string;
+  readonly roomId: string;
+  readonly json: string;
+  readonly type: string;
+  readonly stateKey: string | undefined;
+  readonly sender: string;
+  readonly depth: number;
+  readonly originServerTs: number;
+  readonly prevEvents: readonly string[];
+  readonly authEvents: readonly string[];
+  readonly rejectedReason?: string;
+  readonly outlier?: boolean;
+  readonly softFailed?: boolean;
+  /** content.membership of m.room.member events, kept beside current state for member queries. */
+  readonly membership?: string;
+}
+
+/** A change to a state map: key -> event id, or null where resolution removed the key. */
+export type StateDelta = ReadonlyMap<string, string | null>;
+
+export interface PersistEventInput {
+  readonly event: NewEvent;
+  /**
+   * The state after this event, as a change to a parent snapshot (usually the state before it; for
+   * a state event the delta adds the event itself). Absent for outliers, which have no state.
+   */
+  readonly stateAfter?: { readonly parent: number | undefined; readonly delta: StateDelta };
+  /** Whether the event becomes a forward extremity, replacing its prev_events (not for outliers or rejected events). */
+  readonly updateForwardExtremities: boolean;
+  /** Replace the room's current state with the state after this event. */
+  readonly updateCurrentState: boolean;
+}
+
+export interface RoomRecord {
+  readonly roomId: string;
+  readonly roomVersion: string;
+  readonly creator: string;
+  readonly createdTs: number;
+}
+
+/** The room DAG: events, edges, forward extremities, state snapshots and current state. */
+export interface RoomEventStore {
+  createRoom(room: RoomRecord): void;
+  getRoom(roomId: string): RoomRecord | undefined;
+  getEvent(eventId: string): StoredEvent | undefined;
+  getEvents(eventIds: readonly string[]): Map<string, StoredEvent>;
+  /** Stores an event, its edges and (for non-outliers) its state snapshot in one transaction. */
+  persistEvent(input: PersistEventInput): StoredEvent;
+  forwardExtremities(roomId: string): string[];
+  /** key (type\0state_key) -> event id, for a snapshot. */
+  stateAt(snapshot: number): Map<string, string>;
+  /** One entry of a snapshot without reading the whole state. */
+  stateEntryAt(snapshot: number, type: string, stateKey: string): string | undefined;
+  currentStateSnapshot(roomId: string): number | undefined;
+  currentState(roomId: string): Map<string, string>;
+  currentStateEvent(roomId: string, type: string, stateKey: string): string | undefined;
+  /** Members of a room by current membership: user id -> membership. */
+  currentMemberships(roomId: string): Map<string, string>;
+  /** Rooms where a user's current membership is the given one. */
+  roomsWithMembership(userId: string, membership: string): string[];
+  /** All events in the auth chains of the given events (not including them). */
+  authChain(eventIds: readonly string[]): Set<string>;
+  /** Highest stream ordering so far (0 when empty). */
+  maxStreamOrdering(): number;
+  /** Timeline events of a room with stream ordering in (from, to], oldest first, at most `limit`. */
+  roomEventsBetween(roomId: string, fromExclusive: number, toInclusive: number, limit: number): StoredEvent[];
+}

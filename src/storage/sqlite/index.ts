@@ -2,17 +2,23 @@
 import { openDatabase, type DriverName, type SqlDatabase } from "./driver";
 import { runMigrations, type Migration } from "./migrations";
 import { SERVER_META_MIGRATION, SqliteServerMetaStore } from "./tables/server-meta";
-import type { ServerMetaStore } from "../stores";
+import { ROOMS_MIGRATION } from "./tables/rooms";
+import { EVENTS_MIGRATION } from "./tables/events";
+import { STATE_SNAPSHOTS_MIGRATION } from "./tables/state-snapshots";
+import { CURRENT_STATE_MIGRATION } from "./tables/current-state";
+import { SqliteRoomEventStore } from "./room-event-store";
+import type { RoomEventStore, ServerMetaStore } from "../stores";
 
-export const MIGRATIONS: readonly Migration[] = [SERVER_META_MIGRATION];
+export const MIGRATIONS: readonly Migration[] = [SERVER_META_MIGRATION, ROOMS_MIGRATION, EVENTS_MIGRATION, STATE_SNAPSHOTS_MIGRATION, CURRENT_STATE_MIGRATION];
 
 export interface SqliteStores {
   db: SqlDatabase;
   serverMeta: ServerMetaStore;
+  roomEvents: RoomEventStore;
 }
 
 export function openSqliteStores(path: string, driver: DriverName): SqliteStores {
   const db = openDatabase(path, driver);
   runMigrations(db, MIGRATIONS);
-  return { db, serverMeta: new SqliteServerMetaStore(db) };
+  return { db, serverMeta: new SqliteServerMetaStore(db), roomEvents: new SqliteRoomEventStore(db) };
 }

@@ -1,0 +1,138 @@
+// The SQLite RoomEventStore: the room DAG, its state snapshots and current state, written together
+// in one transaction per event so that a persisted event is never half there.
+import type { SqlDatabase } from "./driver";
+import type { PersistEventInput, RoomEventStore, RoomRecord, StoredEvent } from "../stores";
+import { RoomsTable } from "./tables/rooms";
+import { EventsTable } from "./tables/events";
+import { StateSnapshotsTable } from "./tables/state-snapshots";
+import { CurrentStateTable } from "./tables/current-state";
+
+const SEP = "\u0000";
+const joinKey = (type: string, stateKey: string) => `${type}${SEP}${stateKey}`;
+const splitKey = (key: string): [string, string] => {
+  const i = key.indexOf(SEP);
+  return [key.slice(0, i), key.slice(i + 1)];
+};
+
+export class SqliteRoomEventStore implements RoomEventStore {
+  private readonly rooms: RoomsTable;
+  private readonly events: EventsTable;
+  private readonly snapshots: StateSnapshotsTable;
+  private readonly current: CurrentStateTable;
+
+  constructor(private readonly db: SqlDatabase) {
+    this.rooms = new RoomsTable(db);
+    this.events = new EventsTable(db);
+    this.snapshots = new StateSnapshotsTable(db);
+    this.current = new CurrentStateTable(db);
+  }
+
+  createRoom(room: RoomRecord): void {
+    this.rooms.create(room);
+  }
+
+  getRoom(roomId: string): RoomRecord | undefined {
+    return this.rooms.get(roomId);
+  }
+
+  getEvent(eventId: string): StoredEvent | undefined {
+    return this.events.get(eventId);
+  }
+
+  getEvents(eventIds: readonly string[]): Map<string, StoredEvent> {
+    const found = new Map<string, StoredEvent>();
+    for (const id of eventIds) {
+      const e = this.events.get(id);
+      if (e) found.set(id, e);
+    }
+    return found;
+  }
+
+  persistEvent(input: PersistEventInput): StoredEvent {
+    const { event } = input;
+    try {
+      return this.db.transaction(() => {
+        const outlier = event.outlier === true || input.stateAfter === undefined;
+        const snapshot = outlier ? undefined : this.snapshots.write(event.roomId, input.stateAfter!.parent, input.stateAfter!.delta);
+        // Only events that belong in the timeline get a stream position.
+        const inTimeline = !outlier && !event.rejectedReason && !event.softFailed;
+        const streamOrdering = inTimeline ? this.events.maxStreamOrdering() + 1 : undefined;
+        this.events.insert(event, streamOrdering, snapshot);
+        if (input.updateForwardExtremities && inTimeline) this.events.advanceExtremities(event.roomId, event.eventId, event.prevEvents);
+        if (input.updateCurrentState && snapshot !== undefined) this.replaceCurrentState(event.roomId, snapshot);
+        return this.events.get(event.eventId)!;
+      });
+    } catch (error) {
+      this.snapshots.clearCache();
+      throw error;
+    }
+  }
+
+  /** Moves current_state to a snapshot, writing only the keys that differ. */
+  private replaceCurrentState(roomId: string, snapshot: number): void {
+    const before = this.current.snapshot(roomId);
+    if (before === snapshot) return;
+    const oldState = before === undefined ? new Map<string, string>() : this.snapshots.read(before);
+    const newState = this.snapshots.read(snapshot);
+    for (const [key, eventId] of newState) {
+      if (oldState.get(key) === eventId) continue;
+      const [type, stateKey] = splitKey(key);
+      this.current.set(roomId, type, stateKey, eventId, type === "m.room.member" ? this.membershipOf(eventId) : undefined);
+    }
+    for (const key of oldState.keys()) {
+      if (!newState.has(key)) this.current.delete(roomId, ...splitKey(key));
+    }
+    this.current.setSnapshot(roomId, snapshot);
+  }
+
+  private membershipOf(eventId: string): string | undefined {
+    const stored = this.events.get(eventId);
+    if (!stored) return undefined;
+    const membership = (JSON.parse(stored.json) as { content?: { membership?: unknown } }).content?.membership;
+    return typeof membership === "string" ? membership : undefined;
+  }
+
+  forwardExtremities(roomId: string): string[] {
+    return this.events.forwardExtremities(roomId);
+  }
+
+  stateAt(snapshot: number): Map<string, string> {
+    return new Map(this.snapshots.read(snapshot));
+  }
+
+  stateEntryAt(snapshot: number, type: string, stateKey: string): string | undefined {
+    return this.snapshots.entry(snapshot, joinKey(type, stateKey));
+  }
+
+  currentStateSnapshot(roomId: string): number | undefined {
+    return this.current.snapshot(roomId);
+  }
+
+  currentState(roomId: string): Map<string, string> {
+    return new Map(this.current.all(roomId).map((r) => [joinKey(r.type, r.state_key), r.event_id]));
+  }
+
+  currentStateEvent(roomId: string, type: string, stateKey: string): string | undefined {
+    return this.current.get(roomId, type, stateKey);
+  }
+
+  currentMemberships(roomId: string): Map<string, string> {
+    return this.current.memberships(roomId);
+  }
+
+  roomsWithMembership(userId: string, membership: string): string[] {
+    return this.current.roomsWithMembership(userId, membership);
+  }
+
+  authChain(eventIds: readonly string[]): Set<string> {
+    return this.events.authChain(eventIds);
+  }
+
+  maxStreamOrdering(): number {
+    return this.events.maxStreamOrdering();
+  }
+
+  roomEventsBetween(roomId: string, fromExclusive: number, toInclusive: number, limit: number): StoredEvent[] {
+    return this.events.between(roomId, fromExclusive, toInclusive, limit);
+  }
+}
