@@ -61,6 +61,8 @@ export interface PersistEventInput {
   readonly updateForwardExtremities: boolean;
   /** Replace the room's current state with the state after this event. */
   readonly updateCurrentState: boolean;
+  /** For a room's m.room.create event: the room record, written in the same transaction. */
+  readonly createRoom?: RoomRecord;
 }
 
 export interface RoomRecord {

@@ -3,11 +3,14 @@
 import type { Config } from "../../config/schema";
 import type { JsonObject } from "../../protocol/json";
 import { signJson } from "../../protocol/signing/sign-json";
+import { signEvent } from "../../protocol/signing/event-signatures";
+import type { RoomVersion } from "../../protocol/room-versions";
 import { encodeBase64 } from "../../protocol/base64";
 import type { Clock } from "../runtime";
 import type { SigningKey } from "../../protocol/signing/keys";
 
 export class ServerKeyService {
+  readonly serverName: string;
   readonly keyId: string;
   readonly publicKeyBase64: string;
 
@@ -16,6 +19,7 @@ export class ServerKeyService {
     private readonly clock: Clock,
     private readonly key: SigningKey,
   ) {
+    this.serverName = config.server_name;
     this.keyId = key.keyId;
     this.publicKeyBase64 = encodeBase64(key.publicKey);
   }
@@ -23,6 +27,16 @@ export class ServerKeyService {
   /** Signs a JSON object (an event, a request, a key response) as this server. */
   sign<T extends JsonObject>(object: T): T {
     return signJson(object, this.config.server_name, this.key.keyId, this.key.seed) as T;
+  }
+
+  /** Adds the content hash and this server's signature to a PDU. */
+  signEvent(pdu: JsonObject, version: RoomVersion): JsonObject {
+    return signEvent(pdu, version, this.serverName, this.key.keyId, this.key.seed);
+  }
+
+  /** The public key of one of our key ids (current or old), for checking our own signatures. */
+  publicKey(keyId: string): Uint8Array | undefined {
+    return keyId === this.keyId ? this.key.publicKey : undefined;
   }
 
   serverKeys(): JsonObject {

@@ -52,6 +52,7 @@ export class SqliteRoomEventStore implements RoomEventStore {
     const { event } = input;
     try {
       return this.db.transaction(() => {
+        if (input.createRoom) this.rooms.create(input.createRoom);
         const outlier = event.outlier === true || input.stateAfter === undefined;
         const snapshot = outlier ? undefined : this.snapshots.write(event.roomId, input.stateAfter!.parent, input.stateAfter!.delta);
         // Only events that belong in the timeline get a stream position.

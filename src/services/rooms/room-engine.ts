@@ -1,0 +1,224 @@
+// The room engine for local events: build (prev_events from the forward extremities, auth_events by
+// the selection rules, depth, hashes, signature, event ID), authorize against the auth events, then
+// persist with the state after the event — all inside the room's write queue.
+import { randomBytes } from "node:crypto";
+import { authEventsForEvent, authorizeEvent, authStateFromEvents } from "../../protocol/auth";
+import { MatrixError } from "../../protocol/errors";
+import type { RoomEvent } from "../../protocol/events";
+import type { JsonObject, JsonValue } from "../../protocol/json";
+import { roomEventFromPdu } from "../../protocol/pdu";
+import { DEFAULT_ROOM_VERSION, roomVersion, type RoomVersion } from "../../protocol/room-versions";
+import { computeEventId, eventReference, roomIdFromCreateEvent } from "../../protocol/signing/event-id";
+import type { RoomEventStore, RoomRecord, StoredEvent } from "../../storage/stores";
+import type { Clock } from "../runtime";
+import { RoomWriteQueue } from "./room-write-queue";
+
+/** Signs a PDU as this server (content hash + signature over the redacted form). */
+export interface EventSigner {
+  readonly serverName: string;
+  signEvent(pdu: JsonObject, version: RoomVersion): JsonObject;
+}
+
+export interface NewLocalEvent {
+  type: string;
+  sender: string;
+  stateKey?: string;
+  content: JsonObject;
+  /** The event a redaction redacts. */
+  redacts?: string;
+}
+
+export interface LocalEventResult {
+  eventId: string;
+  stored: StoredEvent;
+  pdu: JsonObject;
+}
+
+/** Called after every persisted event (wakes /sync, queues federation). */
+export type EventListener = (roomId: string, stored: StoredEvent, pdu: JsonObject) => void;
+
+/** How many forward extremities a new event may point at; the rest stay for later events. */
+const MAX_PREV_EVENTS = 10;
+const MAX_DEPTH = Number.MAX_SAFE_INTEGER;
+
+const SEP = "\u0000";
+
+export class RoomEngine {
+  private readonly listeners: EventListener[] = [];
+  /** Parsed events by id: events never change once stored, so this cache never goes stale. */
+  private readonly parsed = new Map<string, { event: RoomEvent; pdu: JsonObject }>();
+
+  constructor(
+    private readonly store: RoomEventStore,
+    private readonly signer: EventSigner,
+    private readonly clock: Clock,
+    readonly queue: RoomWriteQueue = new RoomWriteQueue(),
+  ) {}
+
+  onEvent(listener: EventListener): void {
+    this.listeners.push(listener);
+  }
+
+  /** The version of a room this server knows; M_NOT_FOUND otherwise. */
+  versionOf(roomId: string): RoomVersion {
+    const room = this.store.getRoom(roomId);
+    if (!room) throw new MatrixError("M_NOT_FOUND", `Unknown room ${roomId}`);
+    const version = roomVersion(room.roomVersion);
+    if (!version) throw new MatrixError("M_UNSUPPORTED_ROOM_VERSION", `Room ${roomId} has unsupported version ${room.roomVersion}`);
+    return version;
+  }
+
+  /** A stored event as the rules see it, with its PDU. */
+  loadEvent(eventId: string): { event: RoomEvent; pdu: JsonObject; stored: StoredEvent } | undefined {
+    const stored = this.store.getEvent(eventId);
+    if (!stored) return undefined;
+    let hit = this.parsed.get(eventId);
+    if (!hit) {
+      const pdu = JSON.parse(stored.json) as JsonObject;
+      const version = this.versionOf(stored.roomId);
+      hit = { event: roomEventFromPdu(pdu, version, eventId), pdu };
+      if (this.parsed.size > 50_000) this.parsed.clear();
+      this.parsed.set(eventId, hit);
+    }
+    return { ...hit, stored };
+  }
+
+  /** The current state event of (type, state_key), parsed. */
+  currentStateEvent(roomId: string, type: string, stateKey: string): RoomEvent | undefined {
+    const id = this.store.currentStateEvent(roomId, type, stateKey);
+    return id === undefined ? undefined : this.loadEvent(id)?.event;
+  }
+
+  /** Builds, authorizes and persists a local event; M_FORBIDDEN (nothing stored) when the rules refuse it. */
+  sendEvent(roomId: string, input: NewLocalEvent): Promise<LocalEventResult> {
+    return this.queue.run(roomId, () => this.buildAndPersist(roomId, this.versionOf(roomId), input));
+  }
+
+  private buildAndPersist(roomId: string, version: RoomVersion, input: NewLocalEvent): LocalEventResult {
+    const prevIds = this.choosePrevEvents(roomId);
+    const prevs = prevIds.map((id) => this.loadEvent(id)!);
+    const depth = Math.min(MAX_DEPTH, Math.max(0, ...prevs.map((p) => p.event.depth)) + 1);
+
+    const authKeys = authEventsForEvent({ type: input.type, sender: input.sender, state_key: input.stateKey, content: input.content }, version);
+    const auths = authKeys
+      .map(([type, key]) => this.store.currentStateEvent(roomId, type, key))
+      .filter((id): id is string => id !== undefined)
+      .map((id) => this.loadEvent(id)!);
+
+    const pdu: JsonObject = {
+      room_id: roomId,
+      type: input.type,
+      sender: input.sender,
+      content: input.content,
+      origin_server_ts: this.clock.now(),
+      depth,
+      prev_events: prevs.map((p) => eventReference(p.pdu, version)),
+      auth_events: auths.map((a) => eventReference(a.pdu, version)),
+    };
+    this.addVersionFields(pdu, version, input);
+    const signed = this.signer.signEvent(pdu, version);
+    const eventId = computeEventId(signed, version);
+    const event = roomEventFromPdu(signed, version, eventId);
+
+    // Authorize against the event's own auth events, as every receiving server will.
+    const verdict = authorizeEvent(event, authStateFromEvents(auths.map((a) => a.event), this.createEventOf(roomId)), version);
+    if (!verdict.allowed) throw new MatrixError("M_FORBIDDEN", verdict.reason);
+
+    return this.persistLocal(roomId, signed, event);
+  }
+
+  private persistLocal(roomId: string, signed: JsonObject, event: RoomEvent, createRoom?: RoomRecord): LocalEventResult {
+    const delta = new Map<string, string | null>();
+    if (event.state_key !== undefined) delta.set(`${event.type}${SEP}${event.state_key}`, event.event_id);
+    const membership = event.type === "m.room.member" && typeof event.content.membership === "string" ? event.content.membership : undefined;
+    const stored = this.store.persistEvent({
+      event: {
+        eventId: event.event_id,
+        roomId,
+        json: JSON.stringify(signed),
+        type: event.type,
+        stateKey: event.state_key,
+        sender: event.sender,
+        depth: event.depth,
+        originServerTs: event.origin_server_ts,
+        prevEvents: event.prev_events,
+        authEvents: event.auth_events,
+        membership,
+      },
+      stateAfter: { parent: this.store.currentStateSnapshot(roomId), delta },
+      updateForwardExtremities: true,
+      updateCurrentState: true,
+      createRoom,
+    });
+    this.parsed.set(event.event_id, { event, pdu: signed });
+    for (const listener of this.listeners) listener(roomId, stored, signed);
+    return { eventId: event.event_id, stored, pdu: signed };
+  }
+
+  /** The deepest forward extremities, at most MAX_PREV_EVENTS of them. */
+  private choosePrevEvents(roomId: string): string[] {
+    const ids = this.store.forwardExtremities(roomId);
+    if (ids.length <= MAX_PREV_EVENTS) return ids;
+    return ids
+      .map((id) => ({ id, depth: this.loadEvent(id)?.event.depth ?? 0 }))
+      .sort((a, b) => b.depth - a.depth || (a.id < b.id ? -1 : 1))
+      .slice(0, MAX_PREV_EVENTS)
+      .map((x) => x.id);
+  }
+
+  private createEventOf(roomId: string): RoomEvent | undefined {
+    return this.currentStateEvent(roomId, "m.room.create", "");
+  }
+
+  /** The fields whose presence depends on the room version. */
+  private addVersionFields(pdu: JsonObject, version: RoomVersion, input: NewLocalEvent): void {
+    if (input.stateKey !== undefined) pdu.state_key = input.stateKey;
+    if (input.redacts !== undefined) {
+      if (version.redactsInContent) pdu.content = { ...input.content, redacts: input.redacts };
+      else pdu.redacts = input.redacts;
+    }
+    // `origin` is a top-level key the v1..v10 redaction algorithm keeps; v11 dropped it.
+    if (version.redaction.keepOriginMembershipPrevState) pdu.origin = this.signer.serverName;
+    // v1/v2 event IDs are chosen by the origin server and carried inside the event.
+    if (version.eventIdFormat === "server-chosen") pdu.event_id = `$${randomBytes(12).toString("base64url")}:${this.signer.serverName}`;
+  }
+
+  /**
+   * Creates a room: stores the room record and its m.room.create event. v12 rooms take their ID from
+   * the create event's reference hash; older versions get a random "!opaque:server" ID.
+   */
+  createRoomWithCreateEvent(creator: string, versionId: string = DEFAULT_ROOM_VERSION, extraContent: JsonObject = {}): Promise<LocalEventResult> {
+    const version = roomVersion(versionId);
+    if (!version) throw new MatrixError("M_UNSUPPORTED_ROOM_VERSION", `Room version ${versionId} is not supported`);
+    const content: JsonObject = { ...extraContent, room_version: version.id };
+    if (!version.createUsesSender) content.creator = creator;
+    else delete content.creator;
+    const pdu: JsonObject = {
+      type: "m.room.create",
+      state_key: "",
+      sender: creator,
+      content,
+      origin_server_ts: this.clock.now(),
+      depth: 1,
+      prev_events: [],
+      auth_events: [],
+    };
+    const provisionalRoomId = version.roomIdFromCreateEvent ? undefined : `!${randomBytes(12).toString("base64url").replace(/[-_]/g, "x")}:${this.signer.serverName}`;
+    if (provisionalRoomId) pdu.room_id = provisionalRoomId;
+    this.addVersionFields(pdu, version, { type: "m.room.create", sender: creator, stateKey: "", content });
+    const signed = this.signer.signEvent(pdu, version);
+    const roomId = provisionalRoomId ?? roomIdFromCreateEvent(signed, version);
+    return this.queue.run(roomId, () => {
+      const eventId = computeEventId(signed, version);
+      const event = roomEventFromPdu(signed, version, eventId);
+      const verdict = authorizeEvent(event, () => undefined, version);
+      if (!verdict.allowed) throw new MatrixError("M_BAD_JSON", `Invalid m.room.create event: ${verdict.reason}`);
+      if (this.store.getRoom(roomId)) throw new MatrixError("M_ROOM_IN_USE", `Room ${roomId} already exists`);
+      return this.persistLocal(roomId, signed, event, { roomId, roomVersion: version.id, creator, createdTs: this.clock.now() });
+    });
+  }
+}
+
+/** Content helpers for callers that want a JSON value without casts. */
+export const jsonContent = (value: Record<string, JsonValue | undefined>): JsonObject =>
+  Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as JsonObject;
