@@ -216,7 +216,10 @@ type ReviverContext = { source?: string };
  */
 export function parseJson(text: string, options: ParseJsonOptions = {}): JsonValue {
   const { lossless = false, strict = false } = options;
-  const reviver = strict || lossless ? (strict ? strictNumber : losslessNumber) : undefined;
+  const reviver = strict ? strictNumber : lossless ? losslessNumber : undefined;
+  if (reviver !== undefined && !HAS_SOURCE_TEXT_ACCESS) {
+    throw new Error("this runtime lacks JSON.parse source text access, needed to read numbers losslessly");
+  }
   try {
     return JSON.parse(text, reviver as Parameters<typeof JSON.parse>[1]) as JsonValue;
   } catch (error) {
@@ -242,23 +245,26 @@ function isSafeIntegerLiteral(source: string, value: number): boolean {
   return Number.isSafeInteger(value) && !/[.eE]/.test(source);
 }
 
-function sourceOf(context: ReviverContext | undefined): string {
-  if (typeof context?.source !== "string") {
-    throw new Error("this runtime lacks JSON.parse source text access, needed for lossless numbers");
-  }
-  return context.source;
-}
+// TC39 "JSON.parse source text access": revivers see each number's literal text (Bun has it).
+const HAS_SOURCE_TEXT_ACCESS = (() => {
+  let source: string | undefined;
+  JSON.parse("1.0", ((_key: string, value: unknown, context?: ReviverContext) => {
+    source = context?.source;
+    return value;
+  }) as Parameters<typeof JSON.parse>[1]);
+  return source === "1.0";
+})();
 
 function losslessNumber(this: unknown, _key: string, value: unknown, context?: ReviverContext): unknown {
   if (typeof value !== "number") return value;
-  const source = sourceOf(context);
+  const source = (context as Required<ReviverContext>).source;
   if (isSafeIntegerLiteral(source, value)) return value === 0 ? 0 : value; // "-0" is the integer 0
   return new LosslessNumber(source);
 }
 
 function strictNumber(this: unknown, key: string, value: unknown, context?: ReviverContext): unknown {
   if (typeof value !== "number") return value;
-  const source = sourceOf(context);
+  const source = (context as Required<ReviverContext>).source;
   if (isSafeIntegerLiteral(source, value)) return value === 0 ? 0 : value;
   const error = /[.eE]/.test(source)
     ? new CanonicalJsonError("float", `bad JSON value: float ${source}`)

@@ -85,3 +85,8 @@ export interface JsonObject {
 export function isJsonObject(value: unknown): value is JsonObject {
   return typeof value === "object" && value !== null && !Array.isArray(value) && !(value instanceof LosslessNumber);
 }
+
+/** An object's own member, never one inherited from Object.prototype (keys can come off the wire). */
+export function ownMember(object: unknown, key: string): JsonValue | undefined {
+  return isJsonObject(object) && Object.hasOwn(object, key) ? object[key] : undefined;
+}

@@ -4,7 +4,7 @@
 
 import { Base64Error, decodeBase64, encodeBase64 } from "../base64";
 import { canonicalJsonBytes, CanonicalJsonError } from "../canonical-json";
-import { isJsonObject, type JsonObject } from "../json";
+import { isJsonObject, ownMember, type JsonObject } from "../json";
 import { nativeEd25519, PUBLIC_KEY_LENGTH, SIGNATURE_LENGTH, type Ed25519 } from "./ed25519";
 import { ED25519, parseKeyId } from "./keys";
 
@@ -54,11 +54,9 @@ export function signJson<T extends JsonObject>(
 /** Merges one signature into a signatures object without touching the original. */
 export function withSignature(existing: unknown, serverName: string, keyId: string, signature: string): Signatures {
   if (existing !== undefined && !isJsonObject(existing)) throw new TypeError("`signatures` is not an object");
-  const signatures = { ...(existing ?? {}) } as Signatures;
-  const fromServer = signatures[serverName];
+  const fromServer = ownMember(existing, serverName);
   if (fromServer !== undefined && !isJsonObject(fromServer)) throw new TypeError(`signatures of ${serverName} are not an object`);
-  signatures[serverName] = { ...(fromServer ?? {}), [keyId]: signature };
-  return signatures;
+  return { ...(existing ?? {}), [serverName]: { ...(fromServer ?? {}), [keyId]: signature } } as Signatures;
 }
 
 /** Checks that `serverName` signed `object` with the key `keyId`, whose public key is given. */
@@ -83,11 +81,10 @@ export function verifyJsonSignature(
 
 /** The base64 signature filed under serverName/keyId, or why there is none. */
 export function findSignature(object: JsonObject, serverName: string, keyId: string): string | SignatureVerdict {
-  const signatures = object.signatures;
-  const fromServer = isJsonObject(signatures) ? signatures[serverName] : undefined;
+  const fromServer = ownMember(object.signatures, serverName);
   if (!isJsonObject(fromServer)) return invalid("no-signature-from-server", `No signature from ${serverName}`);
   if (parseKeyId(keyId)?.algorithm !== ED25519) return invalid("unsupported-algorithm", `Unsupported signing key algorithm in ${keyId}`);
-  const signature = fromServer[keyId];
+  const signature = ownMember(fromServer, keyId);
   if (signature === undefined) return invalid("no-signature-with-key", `Missing signature for ${serverName}, ${keyId}`);
   if (typeof signature !== "string") return invalid("malformed-signature", `Signature for ${serverName}, ${keyId} is not a string`);
   return signature;

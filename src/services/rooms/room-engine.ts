@@ -7,6 +7,7 @@ import { MatrixError } from "../../protocol/errors";
 import type { RoomEvent } from "../../protocol/events";
 import type { JsonObject, JsonValue } from "../../protocol/json";
 import { roomEventFromPdu } from "../../protocol/pdu";
+import { parseJson } from "../../protocol/canonical-json";
 import { DEFAULT_ROOM_VERSION, roomVersion, type RoomVersion } from "../../protocol/room-versions";
 import { computeEventId, eventReference, roomIdFromCreateEvent } from "../../protocol/signing/event-id";
 import type { RoomEventStore, RoomRecord, StoredEvent } from "../../storage/stores";
@@ -59,6 +60,11 @@ export class RoomEngine {
     this.listeners.push(listener);
   }
 
+  /** Tells the listeners about a persisted event that entered the timeline. */
+  notify(roomId: string, stored: StoredEvent, pdu: JsonObject): void {
+    for (const listener of this.listeners) listener(roomId, stored, pdu);
+  }
+
   /** The version of a room this server knows; M_NOT_FOUND otherwise. */
   versionOf(roomId: string): RoomVersion {
     const room = this.store.getRoom(roomId);
@@ -74,8 +80,9 @@ export class RoomEngine {
     if (!stored) return undefined;
     let hit = this.parsed.get(eventId);
     if (!hit) {
-      const pdu = JSON.parse(stored.json) as JsonObject;
       const version = this.versionOf(stored.roomId);
+      // v1..v5 events may hold floats that only a lossless parse can hash again byte for byte.
+      const pdu = parseJson(stored.json, { lossless: !version.strictCanonicalJson }) as JsonObject;
       hit = { event: roomEventFromPdu(pdu, version, eventId), pdu };
       if (this.parsed.size > 50_000) this.parsed.clear();
       this.parsed.set(eventId, hit);
@@ -151,7 +158,7 @@ export class RoomEngine {
       createRoom,
     });
     this.parsed.set(event.event_id, { event, pdu: signed });
-    for (const listener of this.listeners) listener(roomId, stored, signed);
+    this.notify(roomId, stored, signed);
     return { eventId: event.event_id, stored, pdu: signed };
   }
 

@@ -1,0 +1,209 @@
+// Receiving a PDU from another server (or replaying one): the checks of server-server-api.md
+// "Checks performed on receipt of a PDU", in the spec's order, then persistence with the state
+// before and after the event. Step numbers below are the spec's.
+import { authorizeEvent, authStateFromEvents, checkAuthEventsShape, type AuthChecks, type AuthStateLookup } from "../../protocol/auth";
+import type { RoomEvent, StateMap } from "../../protocol/events";
+import { isJsonObject, type JsonObject } from "../../protocol/json";
+import { PduFormatError, roomEventFromPdu } from "../../protocol/pdu";
+import { roomVersion, type RoomVersion } from "../../protocol/room-versions";
+import { resolveState } from "../../protocol/state-res";
+import { checkContentHash } from "../../protocol/signing/hashes";
+import { verifyEventSignature, verifyEventSignatures, type VerifyKeyLookup } from "../../protocol/signing/event-signatures";
+import { redactEvent } from "../../protocol/signing/redaction";
+import type { RoomEventStore, StateDelta, StoredEvent } from "../../storage/stores";
+import type { RoomEngine } from "./room-engine";
+
+export type ReceiveOutcome =
+  | { readonly outcome: "accepted" | "soft-failed" | "rejected"; readonly eventId: string; readonly reason?: string; readonly stored: StoredEvent; readonly redacted: boolean }
+  | { readonly outcome: "dropped"; readonly eventId?: string; readonly reason: string };
+
+const SEP = "\u0000";
+
+function delta(from: ReadonlyMap<string, string>, to: ReadonlyMap<string, string>): StateDelta {
+  const changes = new Map<string, string | null>();
+  for (const [k, v] of to) if (from.get(k) !== v) changes.set(k, v);
+  for (const k of from.keys()) if (!to.has(k)) changes.set(k, null);
+  return changes;
+}
+
+export class PduReceiver {
+  constructor(
+    private readonly store: RoomEventStore,
+    private readonly engine: RoomEngine,
+  ) {}
+
+  /** Runs the checks and stores the PDU, inside the room's write queue. */
+  receive(pdu: JsonObject, lookupKey: VerifyKeyLookup): Promise<ReceiveOutcome> {
+    const roomKey = typeof pdu.room_id === "string" ? pdu.room_id : "(create)";
+    return this.engine.queue.run(roomKey, () => this.check(pdu, lookupKey));
+  }
+
+  private versionFor(pdu: JsonObject): RoomVersion | string {
+    if (pdu.type === "m.room.create" && isJsonObject(pdu.content)) {
+      // A room's first event names its version (v1 rooms may leave it out).
+      const id = typeof pdu.content.room_version === "string" ? pdu.content.room_version : "1";
+      return roomVersion(id) ?? `unsupported room version ${id}`;
+    }
+    if (typeof pdu.room_id !== "string") return "no room_id";
+    const room = this.store.getRoom(pdu.room_id);
+    if (!room) return `unknown room ${pdu.room_id}`;
+    return roomVersion(room.roomVersion) ?? `unsupported room version ${room.roomVersion}`;
+  }
+
+  private async check(received: JsonObject, lookupKey: VerifyKeyLookup): Promise<ReceiveOutcome> {
+    const version = this.versionFor(received);
+    if (typeof version === "string") return { outcome: "dropped", reason: version };
+
+    // 1. Is a valid event: otherwise dropped.
+    let event: RoomEvent;
+    try {
+      event = roomEventFromPdu(received, version);
+    } catch (error) {
+      if (error instanceof PduFormatError) return { outcome: "dropped", reason: `malformed PDU: ${error.message}` };
+      throw error;
+    }
+    const existing = this.store.getEvent(event.event_id);
+    if (existing) return this.outcomeOf(existing);
+
+    // 2. Passes signature checks: otherwise dropped.
+    const signatures = verifyEventSignatures(received, version, lookupKey);
+    if (!signatures.valid) return { outcome: "dropped", eventId: event.event_id, reason: `signature check failed: ${signatures.reason}` };
+
+    // 3. Passes hash checks: otherwise redacted before processing further.
+    let pdu = received;
+    let redacted = false;
+    const hash = checkContentHash(received, version);
+    if (!hash.valid) {
+      if (hash.problem === "not-canonical-json") return { outcome: "dropped", eventId: event.event_id, reason: `not canonical JSON: ${hash.reason}` };
+      pdu = { ...redactEvent(received, version), ...(isJsonObject(received.unsigned) ? { unsigned: received.unsigned } : {}) };
+      event = roomEventFromPdu(pdu, version, event.event_id);
+      redacted = true;
+    }
+    const checks = this.authChecks(pdu, version, lookupKey);
+
+    // 4. Passes authorization rules based on the event's auth events: otherwise rejected.
+    const authEvents: RoomEvent[] = [];
+    for (const id of event.auth_events) {
+      const loaded = this.engine.loadEvent(id);
+      if (!loaded) return { outcome: "dropped", eventId: event.event_id, reason: `auth event ${id} is not known` };
+      authEvents.push(loaded.event);
+    }
+    const createEvent = version.createEventNotInAuthEvents && event.room_id ? this.engine.loadEvent(`$${event.room_id.slice(1)}`)?.event : undefined;
+    const isRejected = (id: string) => this.store.getEvent(id)?.rejectedReason !== undefined;
+    let rejection: string | undefined;
+    const shape = checkAuthEventsShape(event, authEvents, version, isRejected);
+    if (!shape.allowed) rejection = shape.reason;
+    else {
+      const byAuthEvents = authorizeEvent(event, authStateFromEvents(authEvents, createEvent), version, checks);
+      if (!byAuthEvents.allowed) rejection = byAuthEvents.reason;
+    }
+
+    // 5. Passes authorization rules based on the state before the event: otherwise rejected.
+    const prevs = event.prev_events.map((id) => this.store.getEvent(id));
+    if (prevs.some((p) => p === undefined || p.outlier)) {
+      return { outcome: "dropped", eventId: event.event_id, reason: "prev_events are not known (fetching missing events comes with federation)" };
+    }
+    const stateBefore = await this.stateBefore(version, prevs as StoredEvent[]);
+    if (rejection === undefined) {
+      const byState = authorizeEvent(event, this.lookup(stateBefore), version, checks);
+      if (!byState.allowed) rejection = byState.reason;
+    }
+
+    // 6. Passes authorization rules based on the current state of the room: otherwise soft failed.
+    let softFailed = false;
+    if (rejection === undefined && event.type !== "m.room.create") {
+      const current = this.store.currentState(event.room_id!);
+      softFailed = !authorizeEvent(event, this.lookup(current), version, checks).allowed;
+    }
+
+    const stateAfter = new Map(stateBefore);
+    if (rejection === undefined && event.state_key !== undefined) stateAfter.set(`${event.type}${SEP}${event.state_key}`, event.event_id);
+    const parent = prevs.length > 0 ? prevs[0]!.stateSnapshot : undefined;
+    const parentState = parent === undefined ? new Map<string, string>() : this.store.stateAt(parent);
+    const roomId = event.room_id ?? `!${event.event_id.slice(1)}`;
+    const accepted = rejection === undefined && !softFailed;
+    const currentState = accepted ? await this.currentStateAfter(version, roomId, event, stateAfter) : false;
+
+    const stored = this.store.persistEvent({
+      event: {
+        eventId: event.event_id,
+        roomId,
+        json: JSON.stringify(pdu),
+        type: event.type,
+        stateKey: event.state_key,
+        sender: event.sender,
+        depth: event.depth,
+        originServerTs: event.origin_server_ts,
+        prevEvents: event.prev_events,
+        authEvents: event.auth_events,
+        rejectedReason: rejection,
+        softFailed,
+        membership: event.type === "m.room.member" && typeof event.content.membership === "string" ? event.content.membership : undefined,
+      },
+      stateAfter: { parent, delta: delta(parentState, stateAfter) },
+      updateForwardExtremities: accepted,
+      updateCurrentState: currentState,
+      createRoom: event.type === "m.room.create" && !this.store.getRoom(roomId) && rejection === undefined
+        ? { roomId, roomVersion: version.id, creator: event.sender, createdTs: event.origin_server_ts }
+        : undefined,
+    });
+    if (accepted) this.engine.notify(roomId, stored, pdu);
+    if (rejection !== undefined) return { outcome: "rejected", eventId: event.event_id, reason: rejection, stored, redacted };
+    return { outcome: softFailed ? "soft-failed" : "accepted", eventId: event.event_id, stored, redacted };
+  }
+
+  private outcomeOf(stored: StoredEvent): ReceiveOutcome {
+    if (stored.rejectedReason !== undefined) return { outcome: "rejected", eventId: stored.eventId, reason: stored.rejectedReason, stored, redacted: false };
+    return { outcome: stored.softFailed ? "soft-failed" : "accepted", eventId: stored.eventId, stored, redacted: false };
+  }
+
+  /** The state before an event: the state after its one prev event, or the resolution of several. */
+  private async stateBefore(version: RoomVersion, prevs: StoredEvent[]): Promise<Map<string, string>> {
+    const states = prevs.map((p) => this.store.stateAt(p.stateSnapshot!));
+    if (states.length <= 1) return states[0] ?? new Map();
+    return this.resolve(version, states);
+  }
+
+  /**
+   * The room's current state once this event is a forward extremity: the state after it when it
+   * replaces every extremity, else the resolution of the states at all of them.
+   */
+  private async currentStateAfter(version: RoomVersion, roomId: string, event: RoomEvent, stateAfter: Map<string, string>) {
+    const remaining = this.store.forwardExtremities(roomId).filter((id) => !event.prev_events.includes(id));
+    if (remaining.length === 0) return true;
+    const states = [stateAfter, ...remaining.map((id) => this.store.stateAt(this.store.getEvent(id)!.stateSnapshot!))];
+    const resolved = await this.resolve(version, states);
+    const parent = this.store.currentStateSnapshot(roomId);
+    const parentState = parent === undefined ? new Map<string, string>() : this.store.stateAt(parent);
+    return { parent, delta: delta(parentState, resolved) };
+  }
+
+  private resolve(version: RoomVersion, states: StateMap[]): Promise<StateMap> {
+    return resolveState(version, states, {
+      fetchEvent: (id) => this.engine.loadEvent(id)?.event,
+      authChain: (ids) => this.store.authChain(ids),
+      isRejected: (id) => this.store.getEvent(id)?.rejectedReason !== undefined,
+    });
+  }
+
+  private lookup(state: ReadonlyMap<string, string>): AuthStateLookup {
+    return (type, stateKey) => {
+      const id = state.get(`${type}${SEP}${stateKey}`);
+      return id === undefined ? undefined : this.engine.loadEvent(id)?.event;
+    };
+  }
+
+  /** The signature facts the rules need: a restricted join's authorising server must have signed (v8+). */
+  private authChecks(pdu: JsonObject, version: RoomVersion, lookupKey: VerifyKeyLookup): AuthChecks {
+    return {
+      isSignedBy: (serverName) => {
+        const fromServer = isJsonObject(pdu.signatures) ? pdu.signatures[serverName] : undefined;
+        if (!isJsonObject(fromServer)) return false;
+        return Object.keys(fromServer).some((keyId) => {
+          const key = lookupKey(serverName, keyId);
+          return key !== undefined && verifyEventSignature(pdu, version, serverName, keyId, key).valid;
+        });
+      },
+    };
+  }
+}
