@@ -13,7 +13,9 @@ const lookupKey = (server: string, keyId: string) =>
   [keys.hs1, keys.hs2].find((k) => k.serverName === server && k.keyId === keyId)?.publicKey;
 
 type Triple = [string, string, string];
-const asMap = (triples: Triple[]) => new Map(triples.map(([t, k, id]) => [`${t}\u0000${k}`, id]));
+const asMap = (triples: Triple[]) => new Map<string, string>(triples.map(([t, k, id]) => [`${t}\u0000${k}`, id]));
+type StateRow = { type: string; state_key: string; event_id: string };
+const currentStateMap = (rows: StateRow[]) => asMap(rows.map((r) => [r.type, r.state_key, r.event_id]));
 
 function replayer() {
   const harness = testEngine("127.0.0.1:8448");
@@ -35,8 +37,7 @@ describe.each([1, 2, 3, 4, 5, 6, 7, 8, 9, 10])("Synapse room v%i replayed", (v) 
         expect({ event: record.label, state: store.stateAt(prev.stateSnapshot!) }).toEqual({ event: record.label, state: asMap(record.state_before) });
       }
     }
-    const expected = new Map(fixture.current_state.map((r: { type: string; state_key: string; event_id: string }) => [`${r.type}\u0000${r.state_key}`, r.event_id]));
-    expect(store.currentState(fixture.room_id)).toEqual(expected);
+    expect(store.currentState(fixture.room_id)).toEqual(currentStateMap(fixture.current_state));
     expect(store.forwardExtremities(fixture.room_id).sort()).toEqual([...fixture.forward_extremities].sort());
   });
 });
@@ -72,8 +73,7 @@ describe("federated v10 room (knock, invite, remote join) and hand-made PDUs", (
     }
     for (const c of cases.values()) await sendCase(c); // the ones hs1 never stored
     expect(verdicts).toEqual(want);
-    const expected = new Map(knock.current_state_on_hs1.map((r: { type: string; state_key: string; event_id: string }) => [`${r.type}\u0000${r.state_key}`, r.event_id]));
-    expect(store.currentState(knock.room_id)).toEqual(expected);
+    expect(store.currentState(knock.room_id)).toEqual(currentStateMap(knock.current_state_on_hs1));
     expect(store.forwardExtremities(knock.room_id).sort()).toEqual([...knock.forward_extremities_on_hs1].sort());
   });
 });
