@@ -59,8 +59,11 @@ export interface PersistEventInput {
   readonly stateAfter?: { readonly parent: number | undefined; readonly delta: StateDelta };
   /** Whether the event becomes a forward extremity, replacing its prev_events (not for outliers or rejected events). */
   readonly updateForwardExtremities: boolean;
-  /** Replace the room's current state with the state after this event. */
-  readonly updateCurrentState: boolean;
+  /**
+   * true: the room's current state becomes the state after this event. A parent+delta: it becomes
+   * that state instead (the resolution of several forward extremities). false: it stays.
+   */
+  readonly updateCurrentState: boolean | { readonly parent: number | undefined; readonly delta: StateDelta };
   /** For a room's m.room.create event: the room record, written in the same transaction. */
   readonly createRoom?: RoomRecord;
 }

@@ -60,7 +60,9 @@ export class SqliteRoomEventStore implements RoomEventStore {
         const streamOrdering = inTimeline ? this.events.maxStreamOrdering() + 1 : undefined;
         this.events.insert(event, streamOrdering, snapshot);
         if (input.updateForwardExtremities && inTimeline) this.events.advanceExtremities(event.roomId, event.eventId, event.prevEvents);
-        if (input.updateCurrentState && snapshot !== undefined) this.replaceCurrentState(event.roomId, snapshot);
+        const current = input.updateCurrentState;
+        if (current === true && snapshot !== undefined) this.replaceCurrentState(event.roomId, snapshot);
+        else if (typeof current === "object") this.replaceCurrentState(event.roomId, this.snapshots.write(event.roomId, current.parent, current.delta));
         return this.events.get(event.eventId)!;
       });
     } catch (error) {
