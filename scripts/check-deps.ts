@@ -4,7 +4,7 @@
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
 
-const root = resolve(import.meta.dir, "..");
+const defaultRoot = resolve(import.meta.dir, "..");
 
 function* files(dir: string): Generator<string> {
   for (const name of readdirSync(dir)) {
@@ -15,23 +15,23 @@ function* files(dir: string): Generator<string> {
 }
 
 /** The layer a file belongs to: "protocol", "storage", "services", "api", "extensions", "plugins", or other. */
-function layerOf(path: string): string {
+function layerOf(root: string, path: string): string {
   const rel = relative(root, path).split("/");
   if (rel[0] === "plugins") return "plugins";
   if (rel[0] === "src") return rel.length > 2 ? rel[1] : "src-root";
   return "other";
 }
 
-const allowed: Record<string, (target: string, targetPath: string) => boolean> = {
+const allowed: Record<string, (target: string, targetPath: string, root: string) => boolean> = {
   protocol: (t) => t === "protocol",
   storage: (t) => t === "storage" || t === "protocol",
   services: (t) => ["services", "protocol", "storage-interfaces", "extensions", "config", "di"].includes(t),
   api: (t) => t !== "storage",
   extensions: (t) => t === "extensions" || t === "protocol",
-  plugins: (t, p) => t === "plugins" || p.startsWith(join(root, "src", "extensions")),
+  plugins: (t, p, root) => t === "plugins" || p.startsWith(join(root, "src", "extensions")),
 };
 
-export function violations(): string[] {
+export function violations(root: string = defaultRoot): string[] {
   const found: string[] = [];
   for (const base of ["src", "plugins"]) {
     let all: string[];
@@ -41,7 +41,7 @@ export function violations(): string[] {
       continue;
     }
     for (const file of all) {
-      const layer = layerOf(file);
+      const layer = layerOf(root, file);
       const rule = allowed[layer];
       if (!rule) continue;
       const source = readFileSync(file, "utf8");
@@ -49,10 +49,10 @@ export function violations(): string[] {
         const spec = match[1] ?? match[2];
         if (!spec.startsWith(".")) continue;
         const targetPath = resolve(dirname(file), spec);
-        let target = layerOf(targetPath.endsWith(".ts") ? targetPath : targetPath + ".ts");
+        let target = layerOf(root, targetPath.endsWith(".ts") ? targetPath : targetPath + ".ts");
         // Services may see storage only through the per-domain store interfaces.
-        if (target === "storage" && relative(root, targetPath).replace(/\.ts$/, "") === "src/storage/stores") target = "storage-interfaces";
-        if (!rule(target, targetPath)) found.push(`${relative(root, file)} (${layer}) imports ${spec} (${target})`);
+        if (layer !== "storage" && target === "storage" && relative(root, targetPath).replace(/\.ts$/, "") === "src/storage/stores") target = "storage-interfaces";
+        if (!rule(target, targetPath, root)) found.push(`${relative(root, file)} (${layer}) imports ${spec} (${target})`);
       }
     }
   }
