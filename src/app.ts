@@ -5,7 +5,9 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { container as rootContainer, type DependencyContainer } from "tsyringe";
 import type { Config } from "./config/schema";
-import { Tokens, registerValue } from "./di/tokens";
+import { Tokens, registerValue, resolve } from "./di/tokens";
+import { RoomEngine } from "./services/rooms/room-engine";
+import { PduReceiver } from "./services/rooms/pdu-receiver";
 import { consoleLogger, systemClock, type Clock, type Logger, type Service } from "./services/runtime";
 import { openSqliteStores } from "./storage/sqlite";
 import { ServerKeyService } from "./services/keys/server-keys";
@@ -36,8 +38,8 @@ function createApp(container: DependencyContainer, config: Readonly<Config>, log
     .use(versionsRoutes())
     .use(federationVersionRoutes())
     .use(wellKnownRoutes(config))
-    .use(serverKeyRoutes(container.resolve(ServerKeyService)))
-    .use(keyQueryRoutes(container.resolve(ServerKeyService), config.server_name));
+    .use(serverKeyRoutes(resolve(container, Tokens.ServerKeys)))
+    .use(keyQueryRoutes(resolve(container, Tokens.ServerKeys), config.server_name));
 }
 
 export function splitBind(bind: string): { hostname: string; port: number } {
@@ -59,6 +61,7 @@ export async function buildServer(config: Readonly<Config>, options: BuildOption
   const stores = openSqliteStores(config.database.path ?? join(config.data_dir, "portier.db"), config.database.driver);
   registerValue(container, Tokens.Database, stores.db);
   registerValue(container, Tokens.ServerMetaStore, stores.serverMeta);
+  registerValue(container, Tokens.RoomEventStore, stores.roomEvents);
 
   // The server name is part of every user and room id already stored: refuse to start under another.
   const recordedName = stores.serverMeta.get("server_name");
@@ -70,7 +73,11 @@ export async function buildServer(config: Readonly<Config>, options: BuildOption
 
   const { key, created } = loadOrCreateSigningKey(config.signing_key_path ?? join(config.data_dir, "signing.key"));
   if (created) logger.log("info", "generated a new signing key", { key_id: key.keyId });
-  container.register(ServerKeyService, { useValue: new ServerKeyService(config, clock, key) });
+  const serverKeys = new ServerKeyService(config, clock, key);
+  registerValue(container, Tokens.ServerKeys, serverKeys);
+  const roomEngine = new RoomEngine(stores.roomEvents, serverKeys, clock);
+  registerValue(container, Tokens.RoomEngine, roomEngine);
+  registerValue(container, Tokens.PduReceiver, new PduReceiver(stores.roomEvents, roomEngine));
 
   const services: Service[] = [];
   const app = createApp(container, config, logger);
@@ -96,6 +103,8 @@ export async function buildServer(config: Readonly<Config>, options: BuildOption
     async stop() {
       await listening?.stop(true);
       listening = undefined;
+      // Let queued room writes finish before the database closes: an accepted write is never lost.
+      await roomEngine.queue.drain();
       for (const s of [...services].reverse()) await s.stop?.();
       stores.db.close();
     },

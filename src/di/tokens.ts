@@ -3,7 +3,10 @@
 import type { DependencyContainer } from "tsyringe";
 import type { Config } from "../config/schema";
 import type { SqlDatabase } from "../storage/sqlite/driver";
-import type { ServerMetaStore } from "../storage/stores";
+import type { RoomEventStore, ServerMetaStore } from "../storage/stores";
+import type { RoomEngine } from "../services/rooms/room-engine";
+import type { PduReceiver } from "../services/rooms/pdu-receiver";
+import type { ServerKeyService } from "../services/keys/server-keys";
 import type { Clock, Logger } from "../services/runtime";
 
 declare const tokenType: unique symbol;
@@ -16,6 +19,10 @@ export const Tokens = {
   Logger: token<Logger>("Logger"),
   Database: token<SqlDatabase>("Database"),
   ServerMetaStore: token<ServerMetaStore>("ServerMetaStore"),
+  RoomEventStore: token<RoomEventStore>("RoomEventStore"),
+  ServerKeys: token<ServerKeyService>("ServerKeys"),
+  RoomEngine: token<RoomEngine>("RoomEngine"),
+  PduReceiver: token<PduReceiver>("PduReceiver"),
 } as const;
 
 export function resolve<T>(container: DependencyContainer, t: Token<T>): T {

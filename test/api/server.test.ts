@@ -58,3 +58,30 @@ describe("server lifecycle", () => {
     }
   });
 });
+
+describe("room engine in the container", () => {
+  test("a room created through the container's engine survives a restart", async () => {
+    const { Tokens, resolve } = await import("../../src/di/tokens");
+    const { createRoom } = await import("../../src/services/rooms/room-creation");
+    const dir = tempDir();
+    const config = resolveConfig({ data_dir: dir, server_name: "persist.example" });
+    const first = await buildServer(config, { logger: silentLogger });
+    const roomId = await createRoom(resolve(first.container, Tokens.RoomEngine), { creator: "@a:persist.example", name: "Kept" });
+    const messages = Promise.all(
+      Array.from({ length: 5 }, (_, i) => resolve(first.container, Tokens.RoomEngine).sendEvent(roomId, { type: "m.room.message", sender: "@a:persist.example", content: { body: `${i}` } })),
+    );
+    // stop() waits for queued writes: nothing accepted is lost.
+    await first.stop();
+    await messages;
+    const second = await buildServer(config, { logger: silentLogger });
+    try {
+      const store = resolve(second.container, Tokens.RoomEventStore);
+      expect(store.getRoom(roomId)?.roomVersion).toBe("10");
+      const name = store.currentStateEvent(roomId, "m.room.name", "");
+      expect(JSON.parse(store.getEvent(name!)!.json).content.name).toBe("Kept");
+      expect(store.roomEventsBetween(roomId, 0, Number.MAX_SAFE_INTEGER, 100).filter((e) => e.type === "m.room.message")).toHaveLength(5);
+    } finally {
+      await second.stop();
+    }
+  });
+});
