@@ -18,6 +18,9 @@ import { federationVersionRoutes } from "./api/federation/version";
 import { wellKnownRoutes } from "./api/well-known/well-known";
 import { serverKeyRoutes } from "./api/keys/server-key";
 import { keyQueryRoutes } from "./api/keys/key-query";
+import { accountRoutes } from "./api/client/account";
+import { AccountService } from "./services/accounts/account-service";
+import { UserInteractiveAuth } from "./services/accounts/user-interactive-auth";
 
 export interface BuildOptions {
   clock?: Clock;
@@ -39,7 +42,8 @@ function createApp(container: DependencyContainer, config: Readonly<Config>, log
     .use(federationVersionRoutes())
     .use(wellKnownRoutes(config))
     .use(serverKeyRoutes(resolve(container, Tokens.ServerKeys)))
-    .use(keyQueryRoutes(resolve(container, Tokens.ServerKeys), config.server_name));
+    .use(keyQueryRoutes(resolve(container, Tokens.ServerKeys), config.server_name))
+    .use(accountRoutes({ config, accounts: resolve(container, Tokens.Accounts), uia: resolve(container, Tokens.UserInteractiveAuth) }));
 }
 
 export function splitBind(bind: string): { hostname: string; port: number } {
@@ -62,6 +66,8 @@ export async function buildServer(config: Readonly<Config>, options: BuildOption
   registerValue(container, Tokens.Database, stores.db);
   registerValue(container, Tokens.ServerMetaStore, stores.serverMeta);
   registerValue(container, Tokens.RoomEventStore, stores.roomEvents);
+  registerValue(container, Tokens.Accounts, new AccountService(stores.accounts, config.server_name, clock));
+  registerValue(container, Tokens.UserInteractiveAuth, new UserInteractiveAuth(clock));
 
   // The server name is part of every user and room id already stored: refuse to start under another.
   const recordedName = stores.serverMeta.get("server_name");

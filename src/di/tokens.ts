@@ -7,6 +7,8 @@ import type { RoomEventStore, ServerMetaStore } from "../storage/stores";
 import type { RoomEngine } from "../services/rooms/room-engine";
 import type { PduReceiver } from "../services/rooms/pdu-receiver";
 import type { ServerKeyService } from "../services/keys/server-keys";
+import type { AccountService } from "../services/accounts/account-service";
+import type { UserInteractiveAuth } from "../services/accounts/user-interactive-auth";
 import type { Clock, Logger } from "../services/runtime";
 
 declare const tokenType: unique symbol;
@@ -23,6 +25,8 @@ export const Tokens = {
   ServerKeys: token<ServerKeyService>("ServerKeys"),
   RoomEngine: token<RoomEngine>("RoomEngine"),
   PduReceiver: token<PduReceiver>("PduReceiver"),
+  Accounts: token<AccountService>("Accounts"),
+  UserInteractiveAuth: token<UserInteractiveAuth>("UserInteractiveAuth"),
 } as const;
 
 export function resolve<T>(container: DependencyContainer, t: Token<T>): T {

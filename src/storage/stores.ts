@@ -102,3 +102,40 @@ export interface RoomEventStore {
   /** Timeline events of a room with stream ordering in (from, to], oldest first, at most `limit`. */
   roomEventsBetween(roomId: string, fromExclusive: number, toInclusive: number, limit: number): StoredEvent[];
 }
+
+export interface UserRecord {
+  readonly userId: string;
+  readonly passwordHash: string | undefined;
+  readonly createdTs: number;
+  readonly isAdmin: boolean;
+  readonly deactivated: boolean;
+}
+
+export interface DeviceRecord {
+  readonly userId: string;
+  readonly deviceId: string;
+  readonly displayName: string | undefined;
+  readonly lastSeenTs: number | undefined;
+  readonly lastSeenIp: string | undefined;
+}
+
+/** Accounts, devices and access tokens (stored as hashes, never in clear). */
+export interface AccountStore {
+  /** False when the user id is taken. */
+  createUser(user: { userId: string; passwordHash: string | undefined; createdTs: number; isAdmin: boolean }): boolean;
+  getUser(userId: string): UserRecord | undefined;
+  setPasswordHash(userId: string, passwordHash: string): void;
+  /** Creates the device, or renames it when it exists and a name is given. */
+  upsertDevice(userId: string, deviceId: string, displayName: string | undefined, ts: number): void;
+  getDevice(userId: string, deviceId: string): DeviceRecord | undefined;
+  listDevices(userId: string): DeviceRecord[];
+  setDeviceDisplayName(userId: string, deviceId: string, displayName: string): boolean;
+  touchDevice(userId: string, deviceId: string, ts: number, ip: string | undefined): void;
+  /** Deletes the device and every access token of it. */
+  deleteDevice(userId: string, deviceId: string): boolean;
+  addAccessToken(tokenHash: string, userId: string, deviceId: string, createdTs: number): void;
+  findAccessToken(tokenHash: string): { userId: string; deviceId: string } | undefined;
+  deleteAccessToken(tokenHash: string): void;
+  /** Every token of a user's devices except the device given (for password changes) or all. */
+  deleteAccessTokens(userId: string, exceptDeviceId?: string): void;
+}

@@ -1,0 +1,108 @@
+// Registration, login, logout and whoami (client-server-api "Account registration and management",
+// "Login"), under /_matrix/client/v3 and the r0 paths older clients use.
+import { Elysia } from "elysia";
+import { Type } from "@sinclair/typebox";
+import type { Config } from "../../config/schema";
+import { MatrixError } from "../../protocol/errors";
+import type { AccountService, Session } from "../../services/accounts/account-service";
+import type { UserInteractiveAuth } from "../../services/accounts/user-interactive-auth";
+import { requireUser } from "../middleware/auth";
+import { validateBody } from "../middleware/validate";
+import { clientPaths } from "./paths";
+
+const REGISTER_FLOWS = [{ stages: ["m.login.dummy"] }];
+
+const RegisterBody = Type.Object({
+  username: Type.Optional(Type.String()),
+  password: Type.Optional(Type.String({ maxLength: 512 })),
+  device_id: Type.Optional(Type.String({ minLength: 1, maxLength: 255 })),
+  initial_device_display_name: Type.Optional(Type.String({ maxLength: 512 })),
+  inhibit_login: Type.Optional(Type.Boolean()),
+  auth: Type.Optional(Type.Object({ type: Type.Optional(Type.String()), session: Type.Optional(Type.String()) })),
+});
+
+const LoginBody = Type.Object({
+  type: Type.String(),
+  identifier: Type.Optional(Type.Object({ type: Type.String(), user: Type.Optional(Type.String()) })),
+  /** Deprecated top-level user, still sent by older clients. */
+  user: Type.Optional(Type.String()),
+  password: Type.Optional(Type.String()),
+  device_id: Type.Optional(Type.String({ minLength: 1, maxLength: 255 })),
+  initial_device_display_name: Type.Optional(Type.String({ maxLength: 512 })),
+});
+
+export interface AccountRouteDeps {
+  config: Readonly<Config>;
+  accounts: AccountService;
+  uia: UserInteractiveAuth;
+}
+
+function sessionBody(session: Session, serverName: string) {
+  // home_server is deprecated but still read by older clients (matrix-nio).
+  return { user_id: session.userId, access_token: session.accessToken, device_id: session.deviceId, home_server: serverName };
+}
+
+export function accountRoutes({ config, accounts, uia }: AccountRouteDeps) {
+  const app = new Elysia({ name: "client-account" });
+
+  for (const path of clientPaths("/register")) {
+    app.post(path, async ({ body, query }) => {
+      if (query.kind === "guest") throw new MatrixError("M_GUEST_ACCESS_FORBIDDEN", "Guest access is not enabled on this server", 403);
+      if (query.kind !== undefined && query.kind !== "user") throw new MatrixError("M_INVALID_PARAM", `Unknown kind ${query.kind}`);
+      if (!config.registration.enabled) throw new MatrixError("M_FORBIDDEN", "Registration has been disabled", 403);
+      const input = validateBody(RegisterBody, body ?? {});
+      // The username is checked before authentication, so a client learns at once that it is taken.
+      if (input.username !== undefined) accounts.checkUsernameAvailable(input.username);
+      if (input.auth?.type === undefined) throw uia.challenge(REGISTER_FLOWS, input.auth?.session);
+      if (input.auth.type !== "m.login.dummy") throw uia.challenge(REGISTER_FLOWS, input.auth.session, new MatrixError("M_UNRECOGNIZED", `Unknown auth stage ${input.auth.type}`));
+      if (!uia.complete(REGISTER_FLOWS, input.auth.session, "m.login.dummy").done) throw uia.challenge(REGISTER_FLOWS, input.auth.session);
+      const result = await accounts.register({
+        username: input.username,
+        password: input.password,
+        deviceId: input.device_id,
+        initialDeviceDisplayName: input.initial_device_display_name,
+        inhibitLogin: input.inhibit_login,
+      });
+      if (!result.session) return { user_id: result.userId, home_server: config.server_name };
+      return sessionBody(result.session, config.server_name);
+    });
+    app.get(`${path}/available`, ({ query }) => {
+      if (typeof query.username !== "string") throw new MatrixError("M_MISSING_PARAM", "Missing parameter: username");
+      accounts.checkUsernameAvailable(query.username);
+      return { available: true };
+    });
+  }
+
+  for (const path of clientPaths("/login")) {
+    app.get(path, () => ({ flows: [{ type: "m.login.password" }] }));
+    app.post(path, async ({ body }) => {
+      const input = validateBody(LoginBody, body);
+      if (input.type !== "m.login.password") throw new MatrixError("M_UNKNOWN", `Unknown login type ${input.type}`, 400);
+      if (input.identifier && input.identifier.type !== "m.id.user") throw new MatrixError("M_UNKNOWN", `Unknown identifier type ${input.identifier.type}`, 400);
+      const user = input.identifier?.user ?? input.user;
+      if (user === undefined) throw new MatrixError("M_MISSING_PARAM", "Missing parameter: identifier.user");
+      if (input.password === undefined) throw new MatrixError("M_MISSING_PARAM", "Missing parameter: password");
+      const session = await accounts.loginWithPassword(user, input.password, input.device_id, input.initial_device_display_name);
+      return sessionBody(session, config.server_name);
+    });
+  }
+
+  for (const path of clientPaths("/logout")) {
+    app.post(path, ({ request }) => {
+      accounts.logout(requireUser(accounts, request).accessToken);
+      return {};
+    });
+    app.post(`${path}/all`, ({ request }) => {
+      accounts.logoutAll(requireUser(accounts, request).userId);
+      return {};
+    });
+  }
+
+  for (const path of clientPaths("/account/whoami")) {
+    app.get(path, ({ request }) => {
+      const me = requireUser(accounts, request);
+      return { user_id: me.userId, device_id: me.deviceId, is_guest: false };
+    });
+  }
+  return app;
+}

@@ -1,0 +1,139 @@
+// Accounts, devices and access tokens (client-server-api "Account registration and management",
+// "Login", "Relationship between access tokens and devices").
+import { createHash, randomBytes } from "node:crypto";
+import { MatrixError } from "../../protocol/errors";
+import { parseUserId, validateNewUserLocalpart } from "../../protocol/identifiers";
+import type { AccountStore } from "../../storage/stores";
+import type { Clock } from "../runtime";
+
+export interface Session {
+  readonly userId: string;
+  readonly deviceId: string;
+  readonly accessToken: string;
+}
+
+export interface RegisterInput {
+  /** Localpart wanted; a random one when absent. */
+  username?: string;
+  password?: string;
+  deviceId?: string;
+  initialDeviceDisplayName?: string;
+  inhibitLogin?: boolean;
+  admin?: boolean;
+}
+
+const hashToken = (token: string) => createHash("sha256").update(token).digest("base64url");
+
+/** Opaque random identifiers in the alphabet of device IDs clients already see from Synapse. */
+const randomId = (length: number) => {
+  const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+  return [...randomBytes(length)].map((b) => alphabet[b % alphabet.length]).join("");
+};
+
+export class AccountService {
+  constructor(
+    private readonly store: AccountStore,
+    private readonly serverName: string,
+    private readonly clock: Clock,
+  ) {}
+
+  /** M_INVALID_USERNAME for a localpart the spec's grammar refuses, M_USER_IN_USE when taken. */
+  checkUsernameAvailable(username: string): string {
+    const valid = validateNewUserLocalpart(username, this.serverName);
+    if (!valid.ok) throw new MatrixError("M_INVALID_USERNAME", `Invalid username: ${valid.error}`);
+    const userId = valid.value;
+    if (this.store.getUser(userId)) throw new MatrixError("M_USER_IN_USE", "User ID already taken.");
+    return userId;
+  }
+
+  async register(input: RegisterInput): Promise<{ userId: string; session?: Session }> {
+    const userId = input.username !== undefined ? this.checkUsernameAvailable(input.username) : this.randomUserId();
+    const passwordHash = input.password !== undefined ? await Bun.password.hash(input.password, { algorithm: "argon2id" }) : undefined;
+    if (!this.store.createUser({ userId, passwordHash, createdTs: this.clock.now(), isAdmin: input.admin === true })) {
+      // Another registration took the name while the password was hashing.
+      throw new MatrixError("M_USER_IN_USE", "User ID already taken.");
+    }
+    if (input.inhibitLogin) return { userId };
+    return { userId, session: this.startSession(userId, input.deviceId, input.initialDeviceDisplayName) };
+  }
+
+  private randomUserId(): string {
+    for (;;) {
+      const userId = `@${randomId(10).toLowerCase()}:${this.serverName}`;
+      if (!this.store.getUser(userId)) return userId;
+    }
+  }
+
+  /** A new access token for the device (created when new); earlier tokens of the device are revoked. */
+  startSession(userId: string, deviceId: string | undefined, displayName: string | undefined): Session {
+    const device = deviceId ?? randomId(10);
+    const accessToken = `pt_${randomBytes(32).toString("base64url")}`;
+    this.store.upsertDevice(userId, device, displayName, this.clock.now());
+    this.store.addAccessToken(hashToken(accessToken), userId, device, this.clock.now());
+    return { userId, deviceId: device, accessToken };
+  }
+
+  /** Resolves a user identifier (a localpart or a full user ID of this server) to a user ID. */
+  userIdFor(user: string): string | undefined {
+    if (!user.startsWith("@")) return `@${user.toLowerCase()}:${this.serverName}`;
+    const parsed = parseUserId(user);
+    if (!parsed.ok || parsed.value.serverName !== this.serverName) return undefined;
+    return user;
+  }
+
+  async checkPassword(userId: string, password: string): Promise<boolean> {
+    const user = this.store.getUser(userId);
+    if (!user?.passwordHash || user.deactivated) return false;
+    return Bun.password.verify(password, user.passwordHash);
+  }
+
+  async loginWithPassword(user: string, password: string, deviceId?: string, displayName?: string): Promise<Session> {
+    const userId = this.userIdFor(user);
+    if (!userId || !(await this.checkPassword(userId, password))) throw new MatrixError("M_FORBIDDEN", "Invalid username or password", 403);
+    return this.startSession(userId, deviceId, displayName);
+  }
+
+  /** The session behind an access token; M_UNKNOWN_TOKEN (401, soft_logout false) otherwise. */
+  authenticate(accessToken: string): { userId: string; deviceId: string } {
+    const found = this.store.findAccessToken(hashToken(accessToken));
+    if (!found) throw new MatrixError("M_UNKNOWN_TOKEN", "Invalid access token passed.", 401, { soft_logout: false });
+    return found;
+  }
+
+  logout(accessToken: string): void {
+    const found = this.authenticate(accessToken);
+    // Logging out deletes the device too (client-server-api "Logout").
+    this.store.deleteDevice(found.userId, found.deviceId);
+  }
+
+  logoutAll(userId: string): void {
+    for (const device of this.store.listDevices(userId)) this.store.deleteDevice(userId, device.deviceId);
+  }
+
+  async changePassword(userId: string, newPassword: string, logoutDevices: boolean, keepDeviceId: string): Promise<void> {
+    this.store.setPasswordHash(userId, await Bun.password.hash(newPassword, { algorithm: "argon2id" }));
+    if (logoutDevices) {
+      for (const device of this.store.listDevices(userId)) if (device.deviceId !== keepDeviceId) this.store.deleteDevice(userId, device.deviceId);
+    }
+  }
+
+  devices(userId: string) {
+    return this.store.listDevices(userId);
+  }
+
+  device(userId: string, deviceId: string) {
+    return this.store.getDevice(userId, deviceId);
+  }
+
+  renameDevice(userId: string, deviceId: string, displayName: string): boolean {
+    return this.store.setDeviceDisplayName(userId, deviceId, displayName);
+  }
+
+  deleteDevice(userId: string, deviceId: string): boolean {
+    return this.store.deleteDevice(userId, deviceId);
+  }
+
+  userExists(userId: string): boolean {
+    return this.store.getUser(userId) !== undefined;
+  }
+}
