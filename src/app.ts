@@ -8,6 +8,13 @@ import type { Config } from "./config/schema";
 import { Tokens, registerValue, resolve } from "./di/tokens";
 import { RoomEngine } from "./services/rooms/room-engine";
 import { PduReceiver } from "./services/rooms/pdu-receiver";
+import { RoomAccess } from "./services/rooms/room-access";
+import { RoomService } from "./services/rooms/room-service";
+import { MembershipService } from "./services/rooms/membership";
+import { ReceiptService, TypingService } from "./services/rooms/ephemeral";
+import { roomRoutes } from "./api/client/rooms";
+import { membershipRoutes } from "./api/client/membership";
+import { receiptRoutes } from "./api/client/receipts";
 import { consoleLogger, systemClock, type Clock, type Logger, type Service } from "./services/runtime";
 import { openSqliteStores } from "./storage/sqlite";
 import { ServerKeyService } from "./services/keys/server-keys";
@@ -21,6 +28,20 @@ import { keyQueryRoutes } from "./api/keys/key-query";
 import { accountRoutes } from "./api/client/account";
 import { AccountService } from "./services/accounts/account-service";
 import { UserInteractiveAuth } from "./services/accounts/user-interactive-auth";
+import { capabilitiesRoutes } from "./api/client/capabilities";
+import { profileRoutes } from "./api/client/profile";
+import { ProfileService } from "./services/accounts/profile-service";
+import { accountDataRoutes } from "./api/client/account-data";
+import { AccountDataService } from "./services/accounts/account-data-service";
+import { filterRoutes } from "./api/client/filters";
+import { FilterService } from "./services/accounts/filter-service";
+import { deviceRoutes } from "./api/client/devices";
+import { PasswordConfirmation } from "./services/accounts/password-confirmation";
+import { passwordRoutes } from "./api/client/password";
+import { sharedSecretRegisterRoutes } from "./api/admin/register";
+import { SharedSecretRegistration } from "./services/accounts/shared-secret-registration";
+import { pushRuleRoutes } from "./api/client/push-rules";
+import { PushRuleService } from "./services/accounts/push-rule-service";
 
 export interface BuildOptions {
   clock?: Clock;
@@ -43,7 +64,18 @@ function createApp(container: DependencyContainer, config: Readonly<Config>, log
     .use(wellKnownRoutes(config))
     .use(serverKeyRoutes(resolve(container, Tokens.ServerKeys)))
     .use(keyQueryRoutes(resolve(container, Tokens.ServerKeys), config.server_name))
-    .use(accountRoutes({ config, accounts: resolve(container, Tokens.Accounts), uia: resolve(container, Tokens.UserInteractiveAuth) }));
+    .use(roomRoutes({ accounts: resolve(container, Tokens.Accounts), rooms: resolve(container, Tokens.Rooms) }))
+    .use(membershipRoutes({ accounts: resolve(container, Tokens.Accounts), membership: resolve(container, Tokens.Membership) }))
+    .use(receiptRoutes({ accounts: resolve(container, Tokens.Accounts), typing: resolve(container, Tokens.Typing), receipts: resolve(container, Tokens.Receipts) }))
+    .use(accountRoutes({ config, accounts: resolve(container, Tokens.Accounts), uia: resolve(container, Tokens.UserInteractiveAuth) }))
+    .use(capabilitiesRoutes({ accounts: resolve(container, Tokens.Accounts) }))
+    .use(profileRoutes({ accounts: resolve(container, Tokens.Accounts), profiles: resolve(container, Tokens.Profiles) }))
+    .use(accountDataRoutes({ accounts: resolve(container, Tokens.Accounts), accountData: resolve(container, Tokens.AccountData) }))
+    .use(filterRoutes({ accounts: resolve(container, Tokens.Accounts), filters: resolve(container, Tokens.Filters) }))
+    .use(deviceRoutes({ accounts: resolve(container, Tokens.Accounts), passwordConfirmation: resolve(container, Tokens.PasswordConfirmation) }))
+    .use(passwordRoutes({ accounts: resolve(container, Tokens.Accounts), passwordConfirmation: resolve(container, Tokens.PasswordConfirmation) }))
+    .use(sharedSecretRegisterRoutes({ registration: resolve(container, Tokens.SharedSecretRegistration), serverName: config.server_name }))
+    .use(pushRuleRoutes({ accounts: resolve(container, Tokens.Accounts), pushRules: resolve(container, Tokens.PushRules) }));
 }
 
 export function splitBind(bind: string): { hostname: string; port: number } {
@@ -66,8 +98,14 @@ export async function buildServer(config: Readonly<Config>, options: BuildOption
   registerValue(container, Tokens.Database, stores.db);
   registerValue(container, Tokens.ServerMetaStore, stores.serverMeta);
   registerValue(container, Tokens.RoomEventStore, stores.roomEvents);
-  registerValue(container, Tokens.Accounts, new AccountService(stores.accounts, config.server_name, clock));
+  registerValue(container, Tokens.Accounts, new AccountService(stores.accounts, config.server_name, clock, stores.profiles));
+  registerValue(container, Tokens.Profiles, new ProfileService(stores.profiles, resolve(container, Tokens.Accounts), config.server_name, logger));
+  registerValue(container, Tokens.AccountData, new AccountDataService(stores.accountData));
+  registerValue(container, Tokens.Filters, new FilterService(stores.filters));
+  registerValue(container, Tokens.PushRules, new PushRuleService(stores.pushRules, resolve(container, Tokens.AccountData)));
   registerValue(container, Tokens.UserInteractiveAuth, new UserInteractiveAuth(clock));
+  registerValue(container, Tokens.PasswordConfirmation, new PasswordConfirmation(resolve(container, Tokens.Accounts), resolve(container, Tokens.UserInteractiveAuth)));
+  registerValue(container, Tokens.SharedSecretRegistration, new SharedSecretRegistration(config.registration.shared_secret, resolve(container, Tokens.Accounts), resolve(container, Tokens.Profiles), clock));
 
   // The server name is part of every user and room id already stored: refuse to start under another.
   const recordedName = stores.serverMeta.get("server_name");
@@ -84,8 +122,18 @@ export async function buildServer(config: Readonly<Config>, options: BuildOption
   const roomEngine = new RoomEngine(stores.roomEvents, serverKeys, clock);
   registerValue(container, Tokens.RoomEngine, roomEngine);
   registerValue(container, Tokens.PduReceiver, new PduReceiver(stores.roomEvents, roomEngine));
+  // Client room services. profileOf (displayname/avatar_url for member events) is not wired to the
+  // profile service yet: joins and createRoom carry no profile until it is.
+  const roomAccess = new RoomAccess(roomEngine, stores.roomEvents, (userId, roomId) => stores.roomClient.isForgotten(userId, roomId));
+  const localUser = { serverName: config.server_name, userExists: (userId: string) => resolve(container, Tokens.Accounts).userExists(userId) };
+  const typing = new TypingService(roomAccess, clock);
+  registerValue(container, Tokens.RoomAccess, roomAccess);
+  registerValue(container, Tokens.Rooms, new RoomService(roomEngine, stores.roomEvents, stores.roomClient, roomAccess, clock, localUser));
+  registerValue(container, Tokens.Membership, new MembershipService(roomEngine, roomAccess, stores.roomClient, clock, localUser));
+  registerValue(container, Tokens.Typing, typing);
+  registerValue(container, Tokens.Receipts, new ReceiptService(stores.roomEvents, stores.roomClient, roomAccess, clock));
 
-  const services: Service[] = [];
+  const services: Service[] = [typing];
   const app = createApp(container, config, logger);
   let listening: ReturnType<typeof Bun.serve> | undefined;
 

@@ -1,22 +1,29 @@
-// The `portier` command line: serve | generate-config | version.
+// The `portier` command line: serve | generate-config | register-user | version.
 import "reflect-metadata";
 import { buildServer } from "./app";
 import { ConfigError, loadConfig } from "./config/loader";
 import { sampleConfig } from "./config/sample";
 import { PORTIER_VERSION } from "./version";
+import { registerUser } from "./register-user";
 
 const USAGE = `Usage:
   portier serve [--config FILE]                 run the homeserver (embedded defaults without --config)
   portier generate-config [--server-name NAME]  print a commented YAML config
+  portier register-user --config FILE --user NAME --password PW [--admin]
+                                                create a local user (registration need not be open)
   portier version                               print the version
 Environment variables override the config: PORTIER_SERVER_NAME, PORTIER_BIND, PORTIER_DATA_DIR, ...`;
 
 /** Reads `--name value` and `--name=value` flags; anything else is an error. */
-export function parseFlags(args: string[], allowed: readonly string[]): Record<string, string> {
+export function parseFlags(args: string[], allowed: readonly string[], switches: readonly string[] = []): Record<string, string> {
   const flags: Record<string, string> = {};
   for (let i = 0; i < args.length; i++) {
     const arg = args[i];
     const match = /^--([a-z-]+)(?:=(.*))?$/.exec(arg);
+    if (match && switches.includes(match[1]) && match[2] === undefined) {
+      flags[match[1]] = "true";
+      continue;
+    }
     if (!match || !allowed.includes(match[1])) throw new ConfigError(`unknown argument '${arg}'\n\n${USAGE}`);
     const value = match[2] ?? args[++i];
     if (value === undefined) throw new ConfigError(`--${match[1]} needs a value`);
@@ -51,6 +58,14 @@ export async function main(argv: string[]): Promise<number> {
       case "generate-config": {
         const flags = parseFlags(rest, ["server-name"]);
         process.stdout.write(sampleConfig(flags["server-name"] ? { server_name: flags["server-name"] } : {}));
+        return 0;
+      }
+      case "register-user": {
+        const flags = parseFlags(rest, ["config", "user", "password"], ["admin"]);
+        if (!flags.user || !flags.password) throw new ConfigError(`register-user needs --user and --password\n\n${USAGE}`);
+        const config = loadConfig({ configFile: flags.config, env: process.env });
+        const userId = await registerUser(config, { user: flags.user, password: flags.password, admin: flags.admin === "true" }, { log: () => {} });
+        process.stdout.write(`registered ${userId}\n`);
         return 0;
       }
       case "version":

@@ -6,9 +6,19 @@ import type { SqlDatabase } from "../storage/sqlite/driver";
 import type { RoomEventStore, ServerMetaStore } from "../storage/stores";
 import type { RoomEngine } from "../services/rooms/room-engine";
 import type { PduReceiver } from "../services/rooms/pdu-receiver";
+import type { RoomService } from "../services/rooms/room-service";
+import type { MembershipService } from "../services/rooms/membership";
+import type { ReceiptService, TypingService } from "../services/rooms/ephemeral";
+import type { RoomAccess } from "../services/rooms/room-access";
 import type { ServerKeyService } from "../services/keys/server-keys";
 import type { AccountService } from "../services/accounts/account-service";
 import type { UserInteractiveAuth } from "../services/accounts/user-interactive-auth";
+import type { ProfileService } from "../services/accounts/profile-service";
+import type { AccountDataService } from "../services/accounts/account-data-service";
+import type { FilterService } from "../services/accounts/filter-service";
+import type { PasswordConfirmation } from "../services/accounts/password-confirmation";
+import type { SharedSecretRegistration } from "../services/accounts/shared-secret-registration";
+import type { PushRuleService } from "../services/accounts/push-rule-service";
 import type { Clock, Logger } from "../services/runtime";
 
 declare const tokenType: unique symbol;
@@ -25,8 +35,19 @@ export const Tokens = {
   ServerKeys: token<ServerKeyService>("ServerKeys"),
   RoomEngine: token<RoomEngine>("RoomEngine"),
   PduReceiver: token<PduReceiver>("PduReceiver"),
+  RoomAccess: token<RoomAccess>("RoomAccess"),
+  Rooms: token<RoomService>("Rooms"),
+  Membership: token<MembershipService>("Membership"),
+  Typing: token<TypingService>("Typing"),
+  Receipts: token<ReceiptService>("Receipts"),
   Accounts: token<AccountService>("Accounts"),
   UserInteractiveAuth: token<UserInteractiveAuth>("UserInteractiveAuth"),
+  Profiles: token<ProfileService>("Profiles"),
+  AccountData: token<AccountDataService>("AccountData"),
+  Filters: token<FilterService>("Filters"),
+  PasswordConfirmation: token<PasswordConfirmation>("PasswordConfirmation"),
+  SharedSecretRegistration: token<SharedSecretRegistration>("SharedSecretRegistration"),
+  PushRules: token<PushRuleService>("PushRules"),
 } as const;
 
 export function resolve<T>(container: DependencyContainer, t: Token<T>): T {

@@ -38,7 +38,9 @@ export type ErrCode =
   | "M_UNABLE_TO_AUTHORISE_JOIN"
   | "M_UNABLE_TO_GRANT_JOIN"
   | "M_NOT_YET_UPLOADED"
-  | "M_CANNOT_OVERWRITE_MEDIA";
+  | "M_CANNOT_OVERWRITE_MEDIA"
+  | "M_PROFILE_TOO_LARGE"
+  | "M_KEY_TOO_LARGE";
 
 /** The HTTP status each errcode takes unless a caller says otherwise. */
 const DEFAULT_STATUS: Partial<Record<ErrCode, number>> = {

@@ -101,6 +101,44 @@ export interface RoomEventStore {
   maxStreamOrdering(): number;
   /** Timeline events of a room with stream ordering in (from, to], oldest first, at most `limit`. */
   roomEventsBetween(roomId: string, fromExclusive: number, toInclusive: number, limit: number): StoredEvent[];
+  /** Timeline events of a room with stream ordering in (afterExclusive, beforeInclusive], newest first, at most `limit`. */
+  roomEventsBackwards(roomId: string, beforeInclusive: number, afterExclusive: number, limit: number): StoredEvent[];
+  /** Runs fn in one transaction: if it throws, every event it persisted is gone again. */
+  atomically<T>(fn: () => T): T;
+}
+
+/** A user's latest receipt of one type (and thread) in a room. */
+export interface ReceiptRecord {
+  readonly roomId: string;
+  readonly userId: string;
+  /** m.read, m.read.private or m.fully_read. */
+  readonly receiptType: string;
+  /** undefined for an unthreaded receipt. */
+  readonly threadId: string | undefined;
+  readonly eventId: string;
+  readonly ts: number;
+  /** Position in the receipt stream: every write takes a higher one than all before it. */
+  readonly streamId: number;
+}
+
+/** What the client room endpoints keep beside the DAG: transaction ids, redactions, forgotten rooms, receipts. */
+export interface RoomClientStore {
+  /** The event a (user, device, txnId) already created, if any. */
+  transactionEvent(userId: string, deviceId: string, txnId: string): string | undefined;
+  recordTransaction(userId: string, deviceId: string, txnId: string, roomId: string, eventId: string, ts: number): void;
+  /** Who sent an event through a transaction, for unsigned.transaction_id. */
+  transactionOf(eventId: string): { userId: string; deviceId: string; txnId: string } | undefined;
+  recordRedaction(redacts: string, redactionEventId: string, roomId: string): void;
+  /** The redaction events applied to an event, oldest first. */
+  redactionsOf(eventId: string): string[];
+  setForgotten(userId: string, roomId: string, forgotten: boolean, ts: number): void;
+  isForgotten(userId: string, roomId: string): boolean;
+  /** Stores (or replaces) a receipt and returns the stream position it took. */
+  putReceipt(receipt: Omit<ReceiptRecord, "streamId">): number;
+  receipt(roomId: string, userId: string, receiptType: string, threadId: string | undefined): ReceiptRecord | undefined;
+  /** Receipts of a room written after `streamIdExclusive`, oldest first. */
+  receiptsSince(roomId: string, streamIdExclusive: number): ReceiptRecord[];
+  maxReceiptStreamId(): number;
 }
 
 export interface UserRecord {
@@ -138,4 +176,45 @@ export interface AccountStore {
   deleteAccessToken(tokenHash: string): void;
   /** Every token of a user's devices except the device given (for password changes) or all. */
   deleteAccessTokens(userId: string, exceptDeviceId?: string): void;
+}
+
+/** Profile fields of local users (displayname, avatar_url, m.tz, custom keys), each a JSON value. */
+export interface ProfileStore {
+  /** Every field of the user's profile; {} when none is set. */
+  getProfile(userId: string): Record<string, unknown>;
+  setProfileField(userId: string, field: string, value: unknown): void;
+  deleteProfileField(userId: string, field: string): void;
+}
+
+/** Sync filters uploaded by users; ids are per user. */
+export interface FilterStore {
+  /** Stores the filter (JSON text) and returns its new id. */
+  createFilter(userId: string, filterJson: string): string;
+  getFilter(userId: string, filterId: string): string | undefined;
+}
+
+/** One account data entry; roomId is undefined for global account data. */
+export interface AccountDataEntry {
+  readonly type: string;
+  readonly roomId: string | undefined;
+  readonly content: Record<string, unknown>;
+  /** Position in the account data stream: every write takes a higher one than all before it. */
+  readonly streamPosition: number;
+}
+
+/** Global and per-room account data, with a stream position per write for /sync. */
+export interface AccountDataStore {
+  getAccountData(userId: string, roomId: string | undefined, type: string): Record<string, unknown> | undefined;
+  /** Stores (or replaces) the entry and returns the stream position the write took. */
+  putAccountData(userId: string, roomId: string | undefined, type: string, content: Record<string, unknown>): number;
+  /** Entries written after `sinceStream` (0: all), the latest per (room, type). */
+  accountDataSince(userId: string, sinceStream: number): { global: AccountDataEntry[]; rooms: Map<string, AccountDataEntry[]> };
+  /** The highest stream position written so far (0 when none). */
+  maxAccountDataStream(): number;
+}
+
+/** Each user's own push rules and changes to server-default rules, as one JSON document. */
+export interface PushRuleStore {
+  getUserPushRules(userId: string): string | undefined;
+  setUserPushRules(userId: string, rulesJson: string): void;
 }

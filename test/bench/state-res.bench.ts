@@ -11,8 +11,9 @@
 //           users join.
 // The forks share keys (power levels, join rules, the members both touched) and each holds keys the
 // other lacks (its own joiners and knockers), so the conflicted state set is about N events, with
-// power events (power levels, join rules, kicks, bans) for the reverse topological power ordering
-// and kicks by a moderator whom fork A demoted, which the iterative auth checks must drop.
+// power events (power levels, join rules, kicks, bans) for the reverse topological power ordering,
+// kicks by a moderator whom fork A demoted (dropped should A's power levels win), and knocks that
+// the resolved join rule refuses, so the iterative auth checks reject as well as accept.
 // resolveState gets only fetchEvent (an in-memory map), so the auth chains are walked by the
 // algorithm itself; a second series adds an auth chain lookup, as the SQLite store supplies one.
 import { createHash } from "node:crypto";

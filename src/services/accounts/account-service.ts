@@ -3,7 +3,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import { MatrixError } from "../../protocol/errors";
 import { parseUserId, validateNewUserLocalpart } from "../../protocol/identifiers";
-import type { AccountStore } from "../../storage/stores";
+import type { AccountStore, ProfileStore } from "../../storage/stores";
 import type { Clock } from "../runtime";
 
 export interface Session {
@@ -35,6 +35,8 @@ export class AccountService {
     private readonly store: AccountStore,
     private readonly serverName: string,
     private readonly clock: Clock,
+    /** Where a new user's default display name goes; none in tests that build only accounts. */
+    private readonly profiles?: ProfileStore,
   ) {}
 
   /** M_INVALID_USERNAME for a localpart the spec's grammar refuses, M_USER_IN_USE when taken. */
@@ -53,6 +55,8 @@ export class AccountService {
       // Another registration took the name while the password was hashing.
       throw new MatrixError("M_USER_IN_USE", "User ID already taken.");
     }
+    // As Synapse does: a new user is displayed by their localpart until they choose a name.
+    this.profiles?.setProfileField(userId, "displayname", userId.slice(1, userId.indexOf(":")));
     if (input.inhibitLogin) return { userId };
     return { userId, session: this.startSession(userId, input.deviceId, input.initialDeviceDisplayName) };
   }
@@ -110,7 +114,8 @@ export class AccountService {
     for (const device of this.store.listDevices(userId)) this.store.deleteDevice(userId, device.deviceId);
   }
 
-  async changePassword(userId: string, newPassword: string, logoutDevices: boolean, keepDeviceId: string): Promise<void> {
+  /** With logoutDevices, every device but keepDeviceId (the requester's, when logged in) is logged out. */
+  async changePassword(userId: string, newPassword: string, logoutDevices: boolean, keepDeviceId: string | undefined): Promise<void> {
     this.store.setPasswordHash(userId, await Bun.password.hash(newPassword, { algorithm: "argon2id" }));
     if (logoutDevices) {
       for (const device of this.store.listDevices(userId)) if (device.deviceId !== keepDeviceId) this.store.deleteDevice(userId, device.deviceId);

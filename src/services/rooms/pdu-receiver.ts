@@ -84,11 +84,11 @@ export class PduReceiver {
     // 4. Passes authorization rules based on the event's auth events: otherwise rejected.
     const authEvents: RoomEvent[] = [];
     for (const id of event.auth_events) {
-      const loaded = this.engine.loadEvent(id);
+      const loaded = this.engine.parsedEvent(id);
       if (!loaded) return { outcome: "dropped", eventId: event.event_id, reason: `auth event ${id} is not known` };
       authEvents.push(loaded.event);
     }
-    const createEvent = version.createEventNotInAuthEvents && event.room_id ? this.engine.loadEvent(`$${event.room_id.slice(1)}`)?.event : undefined;
+    const createEvent = version.createEventNotInAuthEvents && event.room_id ? this.engine.parsedEvent(`$${event.room_id.slice(1)}`)?.event : undefined;
     const isRejected = (id: string) => this.store.getEvent(id)?.rejectedReason !== undefined;
     let rejection: string | undefined;
     const shape = checkAuthEventsShape(event, authEvents, version, isRejected);
@@ -180,7 +180,7 @@ export class PduReceiver {
 
   private resolve(version: RoomVersion, states: StateMap[]): Promise<StateMap> {
     return resolveState(version, states, {
-      fetchEvent: (id) => this.engine.loadEvent(id)?.event,
+      fetchEvent: (id) => this.engine.parsedEvent(id)?.event,
       authChain: (ids) => this.store.authChain(ids),
       isRejected: (id) => this.store.getEvent(id)?.rejectedReason !== undefined,
     });
@@ -189,7 +189,7 @@ export class PduReceiver {
   private lookup(state: ReadonlyMap<string, string>): AuthStateLookup {
     return (type, stateKey) => {
       const id = state.get(`${type}${SEP}${stateKey}`);
-      return id === undefined ? undefined : this.engine.loadEvent(id)?.event;
+      return id === undefined ? undefined : this.engine.parsedEvent(id)?.event;
     };
   }
 

@@ -4,7 +4,7 @@
 import { MatrixError } from "../../protocol/errors";
 import type { JsonObject } from "../../protocol/json";
 import { DEFAULT_ROOM_VERSION, roomVersion } from "../../protocol/room-versions";
-import type { RoomEngine } from "./room-engine";
+import type { NewLocalEvent, RoomEngine } from "./room-engine";
 
 export type RoomPreset = "private_chat" | "trusted_private_chat" | "public_chat";
 
@@ -61,12 +61,17 @@ function defaultPowerLevels(creator: string, privilegedCreators: boolean, truste
   };
 }
 
+/**
+ * Creates the room with every event the request implies, in one transaction: when the auth rules
+ * refuse any of them (say, a power_level_content_override that locks the creator out), nothing is
+ * stored and the caller gets 400 M_INVALID_ROOM_STATE.
+ */
 export async function createRoom(engine: RoomEngine, request: CreateRoomRequest): Promise<string> {
   const versionId = request.roomVersion ?? DEFAULT_ROOM_VERSION;
   const version = roomVersion(versionId);
   if (!version) throw new MatrixError("M_UNSUPPORTED_ROOM_VERSION", `Room version ${versionId} is not supported`);
   const preset: RoomPreset = request.preset ?? (request.visibility === "public" ? "public_chat" : "private_chat");
-  const invitees = request.invite ?? [];
+  const invitees = [...new Set(request.invite ?? [])].filter((u) => u !== request.creator);
   const trusted = preset === "trusted_private_chat" ? invitees : [];
 
   const creationContent: JsonObject = { ...(request.creationContent ?? {}) };
@@ -74,28 +79,28 @@ export async function createRoom(engine: RoomEngine, request: CreateRoomRequest)
     const extra = Array.isArray(creationContent.additional_creators) ? creationContent.additional_creators.filter((u) => typeof u === "string") : [];
     creationContent.additional_creators = [...new Set([...(extra as string[]), ...trusted])];
   }
-  const roomId = (await engine.createRoomWithCreateEvent(request.creator, versionId, creationContent)).stored.roomId;
-  const send = (type: string, stateKey: string | undefined, content: JsonObject) =>
-    engine.sendEvent(roomId, { type, sender: request.creator, stateKey, content });
+  const events: NewLocalEvent[] = [];
+  const send = (type: string, stateKey: string | undefined, content: JsonObject) => events.push({ type, sender: request.creator, stateKey, content });
 
-  await send("m.room.member", request.creator, { membership: "join", ...(request.creatorProfile ?? {}) });
+  send("m.room.member", request.creator, { ...(request.creatorProfile ?? {}), membership: "join" });
   // v12 creators (and additional creators) are implicit; listing trusted invitees would be refused.
   const powerLevels = { ...defaultPowerLevels(request.creator, version.privilegedCreators, version.privilegedCreators ? [] : trusted), ...(request.powerLevelContentOverride ?? {}) };
-  await send("m.room.power_levels", "", powerLevels);
-  if (request.canonicalAlias) await send("m.room.canonical_alias", "", { alias: request.canonicalAlias });
+  send("m.room.power_levels", "", powerLevels);
+  if (request.canonicalAlias) send("m.room.canonical_alias", "", { alias: request.canonicalAlias });
 
   const initial = (request.initialState ?? []).map((e) => ({ ...e, state_key: e.state_key ?? "" }));
   const overridden = (type: string) => initial.some((e) => e.type === type && e.state_key === "");
   const presetState = PRESETS[preset];
-  if (!overridden("m.room.join_rules")) await send("m.room.join_rules", "", { join_rule: presetState.join_rule });
-  if (!overridden("m.room.history_visibility")) await send("m.room.history_visibility", "", { history_visibility: presetState.history_visibility });
-  if (!overridden("m.room.guest_access")) await send("m.room.guest_access", "", { guest_access: presetState.guest_access });
-  for (const e of initial) await send(e.type, e.state_key, e.content);
+  if (!overridden("m.room.join_rules")) send("m.room.join_rules", "", { join_rule: presetState.join_rule });
+  if (!overridden("m.room.history_visibility")) send("m.room.history_visibility", "", { history_visibility: presetState.history_visibility });
+  if (!overridden("m.room.guest_access")) send("m.room.guest_access", "", { guest_access: presetState.guest_access });
+  for (const e of initial) send(e.type, e.state_key, e.content);
 
-  if (request.name !== undefined) await send("m.room.name", "", { name: request.name });
-  if (request.topic !== undefined) await send("m.room.topic", "", { topic: request.topic });
+  if (request.name !== undefined) send("m.room.name", "", { name: request.name });
+  if (request.topic !== undefined) send("m.room.topic", "", { topic: request.topic });
   for (const invitee of invitees) {
-    await send("m.room.member", invitee, { membership: "invite", ...(request.isDirect ? { is_direct: true } : {}) });
+    send("m.room.member", invitee, { membership: "invite", ...(request.isDirect ? { is_direct: true } : {}) });
   }
+  const { roomId } = await engine.createRoomWithEvents(request.creator, versionId, creationContent, events);
   return roomId;
 }

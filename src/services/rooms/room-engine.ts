@@ -48,6 +48,8 @@ export class RoomEngine {
   private readonly listeners: EventListener[] = [];
   /** Parsed events by id: events never change once stored, so this cache never goes stale. */
   private readonly parsed = new Map<string, { event: RoomEvent; pdu: JsonObject }>();
+  /** Set while an atomic batch runs: its notifications wait for the commit. */
+  private deferredNotifications: { roomId: string; stored: StoredEvent; pdu: JsonObject }[] | undefined;
 
   constructor(
     private readonly store: RoomEventStore,
@@ -90,10 +92,15 @@ export class RoomEngine {
     return { ...hit, stored };
   }
 
+  /** An event as the rules see it, with its PDU: from the parsed cache when it is there, without a query. */
+  parsedEvent(eventId: string): { event: RoomEvent; pdu: JsonObject } | undefined {
+    return this.parsed.get(eventId) ?? this.loadEvent(eventId);
+  }
+
   /** The current state event of (type, state_key), parsed. */
   currentStateEvent(roomId: string, type: string, stateKey: string): RoomEvent | undefined {
     const id = this.store.currentStateEvent(roomId, type, stateKey);
-    return id === undefined ? undefined : this.loadEvent(id)?.event;
+    return id === undefined ? undefined : this.parsedEvent(id)?.event;
   }
 
   /** Builds, authorizes and persists a local event; M_FORBIDDEN (nothing stored) when the rules refuse it. */
@@ -103,14 +110,14 @@ export class RoomEngine {
 
   private buildAndPersist(roomId: string, version: RoomVersion, input: NewLocalEvent): LocalEventResult {
     const prevIds = this.choosePrevEvents(roomId);
-    const prevs = prevIds.map((id) => this.loadEvent(id)!);
+    const prevs = prevIds.map((id) => ({ id, ...this.parsedEvent(id)! }));
     const depth = Math.min(MAX_DEPTH, Math.max(0, ...prevs.map((p) => p.event.depth)) + 1);
 
     const authKeys = authEventsForEvent({ type: input.type, sender: input.sender, state_key: input.stateKey, content: input.content }, version);
     const auths = authKeys
       .map(([type, key]) => this.store.currentStateEvent(roomId, type, key))
       .filter((id): id is string => id !== undefined)
-      .map((id) => this.loadEvent(id)!);
+      .map((id) => ({ id, ...this.parsedEvent(id)! }));
 
     const pdu: JsonObject = {
       room_id: roomId,
@@ -119,8 +126,8 @@ export class RoomEngine {
       content: input.content,
       origin_server_ts: this.clock.now(),
       depth,
-      prev_events: prevs.map((p) => eventReference(p.pdu, version)),
-      auth_events: auths.map((a) => eventReference(a.pdu, version)),
+      prev_events: prevs.map((p) => this.reference(p.id, p.pdu, version)),
+      auth_events: auths.map((a) => this.reference(a.id, a.pdu, version)),
     };
     this.addVersionFields(pdu, version, input);
     const signed = this.signer.signEvent(pdu, version);
@@ -158,7 +165,8 @@ export class RoomEngine {
       createRoom,
     });
     this.parsed.set(event.event_id, { event, pdu: signed });
-    this.notify(roomId, stored, signed);
+    if (this.deferredNotifications) this.deferredNotifications.push({ roomId, stored, pdu: signed });
+    else this.notify(roomId, stored, signed);
     return { eventId: event.event_id, stored, pdu: signed };
   }
 
@@ -167,10 +175,15 @@ export class RoomEngine {
     const ids = this.store.forwardExtremities(roomId);
     if (ids.length <= MAX_PREV_EVENTS) return ids;
     return ids
-      .map((id) => ({ id, depth: this.loadEvent(id)?.event.depth ?? 0 }))
+      .map((id) => ({ id, depth: this.parsedEvent(id)?.event.depth ?? 0 }))
       .sort((a, b) => b.depth - a.depth || (a.id < b.id ? -1 : 1))
       .slice(0, MAX_PREV_EVENTS)
       .map((x) => x.id);
+  }
+
+  /** From v3 on a reference is the event ID itself; only v1/v2 pairs need the reference hash. */
+  private reference(eventId: string, pdu: JsonObject, version: RoomVersion): JsonValue {
+    return version.eventIdFormat === "server-chosen" ? eventReference(pdu, version) : eventId;
   }
 
   private createEventOf(roomId: string): RoomEvent | undefined {
@@ -195,6 +208,54 @@ export class RoomEngine {
    * the create event's reference hash; older versions get a random "!opaque:server" ID.
    */
   createRoomWithCreateEvent(creator: string, versionId: string = DEFAULT_ROOM_VERSION, extraContent: JsonObject = {}): Promise<LocalEventResult> {
+    const { roomId, persist } = this.prepareCreateEvent(creator, versionId, extraContent);
+    return this.queue.run(roomId, persist);
+  }
+
+  /**
+   * Creates a room and sends its first events (all from the creator) in one transaction: when the
+   * rules refuse any of them, nothing of the room is stored and M_INVALID_ROOM_STATE names the refused event.
+   */
+  createRoomWithEvents(
+    creator: string,
+    versionId: string,
+    extraContent: JsonObject,
+    events: readonly NewLocalEvent[],
+  ): Promise<{ roomId: string; results: LocalEventResult[] }> {
+    const { roomId, version, persist } = this.prepareCreateEvent(creator, versionId, extraContent);
+    return this.queue.run(roomId, () => {
+      const deferred: { roomId: string; stored: StoredEvent; pdu: JsonObject }[] = [];
+      this.deferredNotifications = deferred;
+      let results: LocalEventResult[];
+      try {
+        results = this.store.atomically(() => {
+          const out = [persist()];
+          for (const input of events) {
+            try {
+              out.push(this.buildAndPersist(roomId, version, input));
+            } catch (error) {
+              if (error instanceof MatrixError && error.errcode === "M_FORBIDDEN") {
+                const what = input.stateKey === undefined ? input.type : `${input.type} (state_key ${JSON.stringify(input.stateKey)})`;
+                throw new MatrixError("M_INVALID_ROOM_STATE", `The initial state is not allowed: ${what}: ${error.message}`);
+              }
+              throw error;
+            }
+          }
+          return out;
+        });
+      } catch (error) {
+        for (const d of deferred) this.parsed.delete(d.stored.eventId);
+        throw error;
+      } finally {
+        this.deferredNotifications = undefined;
+      }
+      for (const d of deferred) this.notify(d.roomId, d.stored, d.pdu);
+      return { roomId, results };
+    });
+  }
+
+  /** Builds and signs a room's m.room.create event; `persist` must run in the room's queue. */
+  private prepareCreateEvent(creator: string, versionId: string, extraContent: JsonObject): { roomId: string; version: RoomVersion; persist: () => LocalEventResult } {
     const version = roomVersion(versionId);
     if (!version) throw new MatrixError("M_UNSUPPORTED_ROOM_VERSION", `Room version ${versionId} is not supported`);
     const content: JsonObject = { ...extraContent, room_version: version.id };
@@ -215,14 +276,15 @@ export class RoomEngine {
     this.addVersionFields(pdu, version, { type: "m.room.create", sender: creator, stateKey: "", content });
     const signed = this.signer.signEvent(pdu, version);
     const roomId = provisionalRoomId ?? roomIdFromCreateEvent(signed, version);
-    return this.queue.run(roomId, () => {
+    const persist = () => {
       const eventId = computeEventId(signed, version);
       const event = roomEventFromPdu(signed, version, eventId);
       const verdict = authorizeEvent(event, () => undefined, version);
       if (!verdict.allowed) throw new MatrixError("M_BAD_JSON", `Invalid m.room.create event: ${verdict.reason}`);
       if (this.store.getRoom(roomId)) throw new MatrixError("M_ROOM_IN_USE", `Room ${roomId} already exists`);
       return this.persistLocal(roomId, signed, event, { roomId, roomVersion: version.id, creator, createdTs: this.clock.now() });
-    });
+    };
+    return { roomId, version, persist };
   }
 }
 

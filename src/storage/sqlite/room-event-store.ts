@@ -1,7 +1,7 @@
 // The SQLite RoomEventStore: the room DAG, its state snapshots and current state, written together
 // in one transaction per event so that a persisted event is never half there.
 import type { SqlDatabase } from "./driver";
-import type { PersistEventInput, RoomEventStore, RoomRecord, StoredEvent } from "../stores";
+import type { StateDelta, PersistEventInput, RoomEventStore, RoomRecord, StoredEvent } from "../stores";
 import { RoomsTable } from "./tables/rooms";
 import { EventsTable } from "./tables/events";
 import { StateSnapshotsTable } from "./tables/state-snapshots";
@@ -61,7 +61,13 @@ export class SqliteRoomEventStore implements RoomEventStore {
         this.events.insert(event, streamOrdering, snapshot);
         if (input.updateForwardExtremities && inTimeline) this.events.advanceExtremities(event.roomId, event.eventId, event.prevEvents);
         const current = input.updateCurrentState;
-        if (current === true && snapshot !== undefined) this.replaceCurrentState(event.roomId, snapshot);
+        if (current === true && snapshot !== undefined) {
+          // The usual case — the new state is the current state plus this event's delta — costs
+          // only the delta; anything else (a fork, a resolution) compares the two states.
+          const onCurrent = input.stateAfter?.parent !== undefined && input.stateAfter.parent === this.current.snapshot(event.roomId);
+          if (onCurrent) this.applyCurrentStateDelta(event.roomId, snapshot, input.stateAfter!.delta);
+          else this.replaceCurrentState(event.roomId, snapshot);
+        }
         else if (typeof current === "object") this.replaceCurrentState(event.roomId, this.snapshots.write(event.roomId, current.parent, current.delta));
         return this.events.get(event.eventId)!;
       });
@@ -69,6 +75,17 @@ export class SqliteRoomEventStore implements RoomEventStore {
       this.snapshots.clearCache();
       throw error;
     }
+  }
+
+  private applyCurrentStateDelta(roomId: string, snapshot: number, delta: StateDelta): void {
+    for (const [key, eventId] of delta) {
+      const [type, stateKey] = splitKey(key);
+      if (eventId === null) this.current.delete(roomId, type, stateKey);
+      else if (this.current.get(roomId, type, stateKey) !== eventId) {
+        this.current.set(roomId, type, stateKey, eventId, type === "m.room.member" ? this.membershipOf(eventId) : undefined);
+      }
+    }
+    this.current.setSnapshot(roomId, snapshot);
   }
 
   /** Moves current_state to a snapshot, writing only the keys that differ. */
@@ -137,5 +154,19 @@ export class SqliteRoomEventStore implements RoomEventStore {
 
   roomEventsBetween(roomId: string, fromExclusive: number, toInclusive: number, limit: number): StoredEvent[] {
     return this.events.between(roomId, fromExclusive, toInclusive, limit);
+  }
+
+  roomEventsBackwards(roomId: string, beforeInclusive: number, afterExclusive: number, limit: number): StoredEvent[] {
+    return this.events.backwards(roomId, beforeInclusive, afterExclusive, limit);
+  }
+
+  atomically<T>(fn: () => T): T {
+    try {
+      return this.db.transaction(fn);
+    } catch (error) {
+      // Snapshots written inside the rolled-back transaction must not linger in the cache.
+      this.snapshots.clearCache();
+      throw error;
+    }
   }
 }

@@ -61,6 +61,7 @@ export class EventsTable {
   private readonly selectAuth;
   private readonly selectMaxStream;
   private readonly selectBetween;
+  private readonly selectBackwards;
   private readonly selectExtremities;
   private readonly deleteExtremity;
   private readonly insertExtremity;
@@ -79,6 +80,9 @@ export class EventsTable {
     this.selectMaxStream = db.prepare<{ m: number | null }>("SELECT max(stream_ordering) AS m FROM events");
     this.selectBetween = db.prepare<Row>(
       `SELECT ${COLUMNS} FROM events WHERE room_id = ? AND stream_ordering > ? AND stream_ordering <= ? ORDER BY stream_ordering LIMIT ?`,
+    );
+    this.selectBackwards = db.prepare<Row>(
+      `SELECT ${COLUMNS} FROM events WHERE room_id = ? AND stream_ordering <= ? AND stream_ordering > ? ORDER BY stream_ordering DESC LIMIT ?`,
     );
     this.selectExtremities = db.prepare<{ event_id: string }>("SELECT event_id FROM forward_extremities WHERE room_id = ? ORDER BY event_id");
     this.deleteExtremity = db.prepare("DELETE FROM forward_extremities WHERE room_id = ? AND event_id = ?");
@@ -144,6 +148,10 @@ export class EventsTable {
 
   between(roomId: string, fromExclusive: number, toInclusive: number, limit: number): StoredEvent[] {
     return this.selectBetween.all(roomId, fromExclusive, toInclusive, limit).map((r) => this.toStored(r));
+  }
+
+  backwards(roomId: string, beforeInclusive: number, afterExclusive: number, limit: number): StoredEvent[] {
+    return this.selectBackwards.all(roomId, beforeInclusive, afterExclusive, limit).map((r) => this.toStored(r));
   }
 
   forwardExtremities(roomId: string): string[] {

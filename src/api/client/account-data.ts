@@ -1,0 +1,33 @@
+// Account data (client-server-api "Client Config"): GET/PUT /user/{userId}/account_data/{type} and
+// /user/{userId}/rooms/{roomId}/account_data/{type}.
+import { Elysia } from "elysia";
+import { Type } from "@sinclair/typebox";
+import type { AccountService } from "../../services/accounts/account-service";
+import type { AccountDataService } from "../../services/accounts/account-data-service";
+import { requireUser } from "../middleware/auth";
+import { validateBody } from "../middleware/validate";
+import { CLIENT_PREFIXES } from "./paths";
+
+const Content = Type.Record(Type.String(), Type.Unknown());
+
+export function accountDataRoutes({ accounts, accountData }: { accounts: AccountService; accountData: AccountDataService }) {
+  const app = new Elysia({ name: "client-account-data" });
+  for (const prefix of CLIENT_PREFIXES) {
+    const global = `${prefix}/user/:userId/account_data/:type` as const;
+    app.get(global, ({ params, request }) => accountData.get(requireUser(accounts, request).userId, params.userId, undefined, params.type));
+    app.put(global, ({ params, request, body }) => {
+      const me = requireUser(accounts, request);
+      accountData.put(me.userId, params.userId, undefined, params.type, validateBody(Content, body));
+      return {};
+    });
+
+    const room = `${prefix}/user/:userId/rooms/:roomId/account_data/:type` as const;
+    app.get(room, ({ params, request }) => accountData.get(requireUser(accounts, request).userId, params.userId, params.roomId, params.type));
+    app.put(room, ({ params, request, body }) => {
+      const me = requireUser(accounts, request);
+      accountData.put(me.userId, params.userId, params.roomId, params.type, validateBody(Content, body));
+      return {};
+    });
+  }
+  return app;
+}

@@ -1,0 +1,58 @@
+// Typing notifications, receipts and read markers (client-server-api "Typing Notifications",
+// "Receipts", "Fully read markers"): PUT /rooms/{roomId}/typing/{userId},
+// POST /rooms/{roomId}/receipt/{receiptType}/{eventId}, POST /rooms/{roomId}/read_markers — v3 and r0.
+import { Elysia } from "elysia";
+import { Type } from "@sinclair/typebox";
+import { MatrixError } from "../../protocol/errors";
+import type { AccountService } from "../../services/accounts/account-service";
+import type { ReceiptService, TypingService } from "../../services/rooms/ephemeral";
+import { requireUser } from "../middleware/auth";
+import { validateBody } from "../middleware/validate";
+import { CLIENT_PREFIXES } from "./paths";
+
+const TypingBody = Type.Object({ typing: Type.Boolean(), timeout: Type.Optional(Type.Integer({ minimum: 0 })) });
+const ReceiptBody = Type.Object({ thread_id: Type.Optional(Type.String()) });
+const ReadMarkersBody = Type.Object({
+  "m.fully_read": Type.Optional(Type.String()),
+  "m.read": Type.Optional(Type.String()),
+  "m.read.private": Type.Optional(Type.String()),
+});
+
+export interface ReceiptRouteDeps {
+  accounts: AccountService;
+  typing: TypingService;
+  receipts: ReceiptService;
+}
+
+function roomIdParam(roomId: string): string {
+  if (!roomId.startsWith("!")) throw new MatrixError("M_INVALID_PARAM", `Invalid room ID: ${roomId}`);
+  return roomId;
+}
+
+export function receiptRoutes({ accounts, typing, receipts }: ReceiptRouteDeps) {
+  const app = new Elysia({ name: "client-receipts" });
+  for (const prefix of CLIENT_PREFIXES) {
+    const base = `${prefix}/rooms/:roomId` as const;
+    app.put(`${base}/typing/:userId`, ({ request, params, body }) => {
+      const me = requireUser(accounts, request);
+      const input = validateBody(TypingBody, body);
+      typing.setTyping(roomIdParam(params.roomId), me.userId, params.userId, input.typing, input.timeout);
+      return {};
+    });
+
+    app.post(`${base}/receipt/:receiptType/:eventId`, ({ request, params, body }) => {
+      const me = requireUser(accounts, request);
+      const input = validateBody(ReceiptBody, body ?? {});
+      receipts.setReceipt(roomIdParam(params.roomId), me.userId, params.receiptType, params.eventId, input.thread_id);
+      return {};
+    });
+
+    app.post(`${base}/read_markers`, ({ request, params, body }) => {
+      const me = requireUser(accounts, request);
+      const input = validateBody(ReadMarkersBody, body);
+      receipts.setReadMarkers(roomIdParam(params.roomId), me.userId, { fullyRead: input["m.fully_read"], read: input["m.read"], readPrivate: input["m.read.private"] });
+      return {};
+    });
+  }
+  return app;
+}

@@ -1,0 +1,167 @@
+// Rooms from the client side (client-server-api "Creating rooms", "Getting events for a room",
+// "Sending events to a room", "Redactions", "Room membership" lists, "Syncing" pagination):
+// POST /createRoom, GET/PUT /rooms/{roomId}/state..., PUT /send, PUT /redact, GET /event, /members,
+// /joined_members, /messages, /context, and GET /joined_rooms — under v3 and r0.
+import { Elysia } from "elysia";
+import { Type } from "@sinclair/typebox";
+import { MatrixError } from "../../protocol/errors";
+import type { JsonObject } from "../../protocol/json";
+import type { AccountService } from "../../services/accounts/account-service";
+import type { RoomService } from "../../services/rooms/room-service";
+import { parseRoomEventFilter } from "../../services/rooms/room-event-filter";
+import { requireUser } from "../middleware/auth";
+import { validateBody } from "../middleware/validate";
+import { CLIENT_PREFIXES, clientPaths } from "./paths";
+
+const StateEventInput = Type.Object({
+  type: Type.String(),
+  state_key: Type.Optional(Type.String()),
+  content: Type.Record(Type.String(), Type.Unknown()),
+});
+
+const CreateRoomBody = Type.Object({
+  visibility: Type.Optional(Type.Union([Type.Literal("public"), Type.Literal("private")])),
+  /** Not acted on until the room directory lands; accepted so that clients sending it still work. */
+  room_alias_name: Type.Optional(Type.String()),
+  name: Type.Optional(Type.String()),
+  topic: Type.Optional(Type.String()),
+  invite: Type.Optional(Type.Array(Type.String())),
+  invite_3pid: Type.Optional(Type.Array(Type.Unknown())),
+  room_version: Type.Optional(Type.String()),
+  creation_content: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+  initial_state: Type.Optional(Type.Array(StateEventInput)),
+  preset: Type.Optional(Type.Union([Type.Literal("private_chat"), Type.Literal("public_chat"), Type.Literal("trusted_private_chat")])),
+  is_direct: Type.Optional(Type.Boolean()),
+  power_level_content_override: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+});
+
+const RedactBody = Type.Object({ reason: Type.Optional(Type.String()) });
+
+export interface RoomRouteDeps {
+  accounts: AccountService;
+  rooms: RoomService;
+}
+
+function contentObject(body: unknown): JsonObject {
+  if (body === undefined) throw new MatrixError("M_NOT_JSON", "Content not JSON.");
+  if (body === null || typeof body !== "object" || Array.isArray(body)) throw new MatrixError("M_BAD_JSON", "Event content must be a JSON object");
+  return body as JsonObject;
+}
+
+function roomIdParam(roomId: string): string {
+  if (!roomId.startsWith("!")) throw new MatrixError("M_INVALID_PARAM", `Invalid room ID: ${roomId}`);
+  return roomId;
+}
+
+function integerParam(value: string | undefined, name: string): number | undefined {
+  if (value === undefined) return undefined;
+  if (!/^\d{1,9}$/.test(value)) throw new MatrixError("M_INVALID_PARAM", `${name} must be a non-negative integer`);
+  return Number(value);
+}
+
+export function roomRoutes({ accounts, rooms }: RoomRouteDeps) {
+  const app = new Elysia({ name: "client-rooms" });
+
+  for (const path of clientPaths("/createRoom")) {
+    app.post(path, async ({ request, body }) => {
+      const me = requireUser(accounts, request);
+      const input = validateBody(CreateRoomBody, body);
+      if (input.invite_3pid?.length) throw new MatrixError("M_INVALID_PARAM", "invite_3pid is not supported by this server");
+      const roomId = await rooms.createRoom({
+        creator: me.userId,
+        roomVersion: input.room_version,
+        preset: input.preset,
+        visibility: input.visibility,
+        name: input.name,
+        topic: input.topic,
+        invite: input.invite,
+        isDirect: input.is_direct,
+        initialState: input.initial_state as { type: string; state_key?: string; content: JsonObject }[] | undefined,
+        powerLevelContentOverride: input.power_level_content_override as JsonObject | undefined,
+        creationContent: input.creation_content as JsonObject | undefined,
+      });
+      return { room_id: roomId };
+    });
+  }
+
+  for (const path of clientPaths("/joined_rooms")) {
+    app.get(path, ({ request }) => ({ joined_rooms: rooms.joinedRooms(requireUser(accounts, request).userId) }));
+  }
+
+  for (const prefix of CLIENT_PREFIXES) {
+    const base = `${prefix}/rooms/:roomId` as const;
+    app.put(`${base}/send/:eventType/:txnId`, async ({ request, params, body }) => {
+      const me = requireUser(accounts, request);
+      const eventId = await rooms.send(roomIdParam(params.roomId), me, params.eventType, params.txnId, contentObject(body));
+      return { event_id: eventId };
+    });
+
+    app.put(`${base}/redact/:eventId/:txnId`, async ({ request, params, body }) => {
+      const me = requireUser(accounts, request);
+      const input = validateBody(RedactBody, body ?? {});
+      return { event_id: await rooms.redact(roomIdParam(params.roomId), me, params.eventId, params.txnId, input.reason) };
+    });
+
+    // The state key is the last path segment; without one (or with a trailing slash) it is "".
+    const putState = async (request: Request, roomId: string, eventType: string, stateKey: string, body: unknown) => {
+      const me = requireUser(accounts, request);
+      return { event_id: await rooms.setState(roomIdParam(roomId), me.userId, eventType, stateKey, contentObject(body)) };
+    };
+    app.put(`${base}/state/:eventType`, ({ request, params, body }) => putState(request, params.roomId, params.eventType, "", body));
+    app.put(`${base}/state/:eventType/:stateKey`, ({ request, params, body }) => putState(request, params.roomId, params.eventType, params.stateKey, body));
+
+    const getState = (request: Request, roomId: string, eventType: string, stateKey: string, format: string | undefined) => {
+      const me = requireUser(accounts, request);
+      if (format !== undefined && format !== "content" && format !== "event") throw new MatrixError("M_INVALID_PARAM", "format must be 'content' or 'event'");
+      const event = rooms.stateEvent(roomIdParam(roomId), me, eventType, stateKey);
+      return format === "event" ? event : event.content;
+    };
+    app.get(`${base}/state`, ({ request, params }) => {
+      const me = requireUser(accounts, request);
+      return rooms.state(roomIdParam(params.roomId), me);
+    });
+    app.get(`${base}/state/:eventType`, ({ request, params, query }) => getState(request, params.roomId, params.eventType, "", query.format));
+    app.get(`${base}/state/:eventType/:stateKey`, ({ request, params, query }) => getState(request, params.roomId, params.eventType, params.stateKey, query.format));
+
+    app.get(`${base}/event/:eventId`, ({ request, params }) => {
+      const me = requireUser(accounts, request);
+      return rooms.event(roomIdParam(params.roomId), me, params.eventId);
+    });
+
+    app.get(`${base}/members`, ({ request, params, query }) => {
+      const me = requireUser(accounts, request);
+      const memberships = ["join", "invite", "knock", "leave", "ban"];
+      for (const name of ["membership", "not_membership"] as const) {
+        const value = query[name];
+        if (value !== undefined && !memberships.includes(value)) throw new MatrixError("M_INVALID_PARAM", `${name} must be one of ${memberships.join(", ")}`);
+      }
+      // `at` (a pagination token) is accepted and ignored: the members are those of the readable state.
+      return { chunk: rooms.members(roomIdParam(params.roomId), me, { membership: query.membership, notMembership: query.not_membership }) };
+    });
+
+    app.get(`${base}/joined_members`, ({ request, params }) => {
+      const me = requireUser(accounts, request);
+      return { joined: rooms.joinedMembers(roomIdParam(params.roomId), me.userId) };
+    });
+
+    app.get(`${base}/messages`, ({ request, params, query }) => {
+      const me = requireUser(accounts, request);
+      const dir = query.dir;
+      if (dir === undefined) throw new MatrixError("M_MISSING_PARAM", "Missing parameter: dir");
+      if (dir !== "b" && dir !== "f") throw new MatrixError("M_INVALID_PARAM", "dir must be 'b' or 'f'");
+      return rooms.messages(roomIdParam(params.roomId), me, {
+        dir,
+        from: query.from || undefined,
+        to: query.to || undefined,
+        limit: integerParam(query.limit, "limit"),
+        filter: parseRoomEventFilter(query.filter),
+      });
+    });
+
+    app.get(`${base}/context/:eventId`, ({ request, params, query }) => {
+      const me = requireUser(accounts, request);
+      return rooms.context(roomIdParam(params.roomId), me, params.eventId, integerParam(query.limit, "limit"), parseRoomEventFilter(query.filter));
+    });
+  }
+  return app;
+}

@@ -1,0 +1,71 @@
+// Sync filters (client-server-api "Filtering"): uploaded once, named by id in /sync and /messages.
+import { Type, type Static } from "@sinclair/typebox";
+import { MatrixError } from "../../protocol/errors";
+import type { FilterStore } from "../../storage/stores";
+
+const StringList = Type.Array(Type.String());
+
+/** definitions/event_filter.yaml */
+export const EventFilterSchema = Type.Object({
+  limit: Type.Optional(Type.Integer({ minimum: 0 })),
+  not_senders: Type.Optional(StringList),
+  not_types: Type.Optional(StringList),
+  senders: Type.Optional(StringList),
+  types: Type.Optional(StringList),
+});
+
+/** definitions/room_event_filter.yaml */
+export const RoomEventFilterSchema = Type.Composite([
+  EventFilterSchema,
+  Type.Object({
+    unread_thread_notifications: Type.Optional(Type.Boolean()),
+    lazy_load_members: Type.Optional(Type.Boolean()),
+    include_redundant_members: Type.Optional(Type.Boolean()),
+    not_rooms: Type.Optional(StringList),
+    rooms: Type.Optional(StringList),
+    contains_url: Type.Optional(Type.Boolean()),
+  }),
+]);
+
+/** definitions/sync_filter.yaml; unknown keys are allowed and kept. */
+export const FilterSchema = Type.Object({
+  event_fields: Type.Optional(StringList),
+  event_format: Type.Optional(Type.Union([Type.Literal("client"), Type.Literal("federation")])),
+  presence: Type.Optional(EventFilterSchema),
+  account_data: Type.Optional(EventFilterSchema),
+  room: Type.Optional(
+    Type.Object({
+      not_rooms: Type.Optional(StringList),
+      rooms: Type.Optional(StringList),
+      ephemeral: Type.Optional(RoomEventFilterSchema),
+      include_leave: Type.Optional(Type.Boolean()),
+      state: Type.Optional(RoomEventFilterSchema),
+      timeline: Type.Optional(RoomEventFilterSchema),
+      account_data: Type.Optional(RoomEventFilterSchema),
+    }),
+  ),
+});
+
+export type Filter = Static<typeof FilterSchema>;
+
+export class FilterService {
+  constructor(private readonly store: FilterStore) {}
+
+  /** Stores a filter the caller has validated against FilterSchema; returns its id. */
+  create(requesterId: string, userId: string, filter: Filter): string {
+    this.requireSelf(requesterId, userId, "upload");
+    return this.store.createFilter(userId, JSON.stringify(filter));
+  }
+
+  /** 404 M_NOT_FOUND for an id the user never got. */
+  get(requesterId: string, userId: string, filterId: string): Filter {
+    this.requireSelf(requesterId, userId, "download");
+    const json = this.store.getFilter(userId, filterId);
+    if (json === undefined) throw new MatrixError("M_NOT_FOUND", "No such filter");
+    return JSON.parse(json) as Filter;
+  }
+
+  private requireSelf(requesterId: string, userId: string, what: string): void {
+    if (requesterId !== userId) throw new MatrixError("M_FORBIDDEN", `Cannot ${what} filters for other users`);
+  }
+}

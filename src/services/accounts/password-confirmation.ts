@@ -1,0 +1,48 @@
+// The m.login.password stage of user-interactive authentication (client-server-api "Password-based"),
+// used where the spec asks a logged-in user to confirm a sensitive change (deleting devices,
+// changing the password).
+import { MatrixError } from "../../protocol/errors";
+import type { AccountService } from "./account-service";
+import type { Flow, UserInteractiveAuth } from "./user-interactive-auth";
+
+export const PASSWORD_FLOWS: Flow[] = [{ stages: ["m.login.password"] }];
+
+/** The `auth` object of a request (definitions/auth_data.yaml), as far as this stage reads it. */
+export interface AuthData {
+  type?: string;
+  session?: string;
+  identifier?: { type?: string; user?: string };
+  /** Deprecated top-level user, still sent by older clients. */
+  user?: string;
+  password?: string;
+}
+
+export class PasswordConfirmation {
+  constructor(
+    private readonly accounts: AccountService,
+    private readonly uia: UserInteractiveAuth,
+  ) {}
+
+  /**
+   * Resolves with the user whose password was given; otherwise throws the 401 that starts or
+   * continues the flow. With `expectedUserId` (the requester), a password of another account is 403.
+   */
+  async confirm(auth: AuthData | undefined, expectedUserId: string | undefined): Promise<string> {
+    const session = auth?.session;
+    if (auth?.type === undefined) throw this.uia.challenge(PASSWORD_FLOWS, session);
+    if (auth.type !== "m.login.password") throw this.uia.challenge(PASSWORD_FLOWS, session, new MatrixError("M_UNRECOGNIZED", `Unknown auth stage ${auth.type}`));
+    if (auth.identifier !== undefined && auth.identifier.type !== "m.id.user") {
+      throw this.uia.challenge(PASSWORD_FLOWS, session, new MatrixError("M_UNKNOWN", `Unknown identifier type ${auth.identifier.type}`));
+    }
+    const user = auth.identifier?.user ?? auth.user ?? expectedUserId;
+    if (user === undefined) throw this.uia.challenge(PASSWORD_FLOWS, session, new MatrixError("M_MISSING_PARAM", "Missing parameter: identifier.user"));
+    if (auth.password === undefined) throw this.uia.challenge(PASSWORD_FLOWS, session, new MatrixError("M_MISSING_PARAM", "Missing parameter: password"));
+    const userId = this.accounts.userIdFor(user);
+    if (!userId || !(await this.accounts.checkPassword(userId, auth.password))) {
+      throw this.uia.challenge(PASSWORD_FLOWS, session, new MatrixError("M_FORBIDDEN", "Invalid username or password"));
+    }
+    if (expectedUserId !== undefined && userId !== expectedUserId) throw new MatrixError("M_FORBIDDEN", "Authenticated user does not match the requester", 403);
+    this.uia.complete(PASSWORD_FLOWS, session, "m.login.password");
+    return userId;
+  }
+}

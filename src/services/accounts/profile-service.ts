@@ -1,0 +1,101 @@
+// User profiles (client-server-api "Profiles"): displayname, avatar_url, m.tz and custom fields of
+// local users. Other parts of the server learn of changes through onProfileChange (a display name
+// change must also update the user's m.room.member events in every joined room).
+import { MatrixError } from "../../protocol/errors";
+import { parseUserId, utf8Length } from "../../protocol/identifiers";
+import type { ProfileStore } from "../../storage/stores";
+import type { Logger } from "../runtime";
+import type { AccountService } from "./account-service";
+
+export type Profile = Readonly<Record<string, unknown>>;
+
+/** Called after a field of a local user's profile changed, with the whole profile as it is now. */
+export type ProfileChangeListener = (userId: string, profile: Profile, changedField: string) => void | Promise<void>;
+
+/** profile.yaml: the keyName path parameter's pattern. */
+const KEY_NAME = /^(avatar_url|displayname|m\.tz|[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+)$/;
+const MAX_KEY_BYTES = 255;
+const MAX_PROFILE_BYTES = 64 * 1024;
+/** Fields the spec defines as strings. */
+const STRING_FIELDS = new Set(["displayname", "avatar_url", "m.tz"]);
+
+export class ProfileService {
+  private readonly listeners: ProfileChangeListener[] = [];
+
+  constructor(
+    private readonly store: ProfileStore,
+    private readonly accounts: AccountService,
+    private readonly serverName: string,
+    private readonly logger: Logger,
+  ) {}
+
+  /** Registers a listener for profile changes; returns a function that removes it. */
+  onProfileChange(listener: ProfileChangeListener): () => void {
+    this.listeners.push(listener);
+    return () => {
+      const i = this.listeners.indexOf(listener);
+      if (i >= 0) this.listeners.splice(i, 1);
+    };
+  }
+
+  /** The whole profile; 404 M_NOT_FOUND for users this server does not have. */
+  profile(userId: string): Profile {
+    this.requireKnownUser(userId);
+    return this.store.getProfile(userId);
+  }
+
+  /** One field; 404 M_NOT_FOUND when the user or the field does not exist. */
+  field(userId: string, key: string): unknown {
+    this.checkKeyName(key);
+    const profile = this.profile(userId);
+    if (!Object.hasOwn(profile, key)) throw new MatrixError("M_NOT_FOUND", `Profile field ${key} is not set`);
+    return profile[key];
+  }
+
+  async setField(requesterId: string, userId: string, key: string, value: unknown): Promise<void> {
+    this.checkKeyName(key);
+    this.requireOwnProfile(requesterId, userId);
+    if (STRING_FIELDS.has(key) && typeof value !== "string") throw new MatrixError("M_BAD_JSON", `${key} must be a string`);
+    const next = { ...this.store.getProfile(userId), [key]: value };
+    if (utf8Length(JSON.stringify(next)) > MAX_PROFILE_BYTES) throw new MatrixError("M_PROFILE_TOO_LARGE", "The profile would exceed 64 KiB", 400);
+    this.store.setProfileField(userId, key, value);
+    await this.notify(userId, key);
+  }
+
+  async deleteField(requesterId: string, userId: string, key: string): Promise<void> {
+    this.checkKeyName(key);
+    this.requireOwnProfile(requesterId, userId);
+    if (!Object.hasOwn(this.store.getProfile(userId), key)) return;
+    this.store.deleteProfileField(userId, key);
+    await this.notify(userId, key);
+  }
+
+  private async notify(userId: string, field: string): Promise<void> {
+    const profile = this.store.getProfile(userId);
+    for (const listener of [...this.listeners]) {
+      try {
+        await listener(userId, profile, field);
+      } catch (e) {
+        // The profile itself changed; a failing follower (e.g. member event updates) must not undo that.
+        this.logger.log("error", "profile change listener failed", { user_id: userId, error: String((e as Error)?.stack ?? e) });
+      }
+    }
+  }
+
+  /** 400 M_KEY_TOO_LARGE / M_INVALID_PARAM for a key name profile.yaml does not allow. */
+  checkKeyName(key: string): void {
+    if (utf8Length(key) > MAX_KEY_BYTES) throw new MatrixError("M_KEY_TOO_LARGE", "Profile keys are at most 255 bytes", 400);
+    if (!KEY_NAME.test(key)) throw new MatrixError("M_INVALID_PARAM", `Invalid profile key ${key}`);
+  }
+
+  private requireKnownUser(userId: string): void {
+    const parsed = parseUserId(userId);
+    if (!parsed.ok) throw new MatrixError("M_INVALID_PARAM", `Invalid user ID: ${parsed.error}`);
+    // Remote profiles need a federation profile query, which Portier does not make yet.
+    if (parsed.value.serverName !== this.serverName || !this.accounts.userExists(userId)) throw new MatrixError("M_NOT_FOUND", "Profile not found");
+  }
+
+  private requireOwnProfile(requesterId: string, userId: string): void {
+    if (requesterId !== userId) throw new MatrixError("M_FORBIDDEN", "You cannot change another user's profile");
+  }
+}

@@ -1,0 +1,144 @@
+// Push rules (client-server-api "Push Rules: API"): a user's ruleset is the server-default rules
+// combined with the user's own rules and changes. Every change is also written as the m.push_rules
+// account data event, which is how /sync tells a user's other clients about it.
+import { MatrixError } from "../../protocol/errors";
+import {
+  defaultPushRules,
+  effectivePushRules,
+  emptyUserPushRules,
+  PUSH_RULE_KINDS,
+  type PushAction,
+  type PushCondition,
+  type PushRule,
+  type PushRuleKind,
+  type PushRuleset,
+  type UserPushRules,
+} from "../../protocol/push-rules";
+import type { PushRuleStore } from "../../storage/stores";
+import type { AccountDataService } from "./account-data-service";
+
+export interface PushRuleInput {
+  actions: unknown[];
+  conditions?: unknown[];
+  pattern?: string;
+}
+
+const LEGACY_ACTIONS = new Set(["notify", "dont_notify", "coalesce"]);
+
+export function parsePushRuleKind(kind: string): PushRuleKind {
+  if (!(PUSH_RULE_KINDS as readonly string[]).includes(kind)) throw new MatrixError("M_INVALID_PARAM", `Unknown push rule kind ${kind}`);
+  return kind as PushRuleKind;
+}
+
+function validActions(actions: unknown[]): PushAction[] {
+  for (const a of actions) {
+    const ok = typeof a === "string" ? LEGACY_ACTIONS.has(a) : typeof a === "object" && a !== null && !Array.isArray(a) && typeof (a as { set_tweak?: unknown }).set_tweak === "string";
+    if (!ok) throw new MatrixError("M_BAD_JSON", `Invalid push rule action ${JSON.stringify(a)}`);
+  }
+  return actions as PushAction[];
+}
+
+function validConditions(conditions: unknown[]): PushCondition[] {
+  for (const c of conditions) {
+    if (typeof c !== "object" || c === null || Array.isArray(c) || typeof (c as { kind?: unknown }).kind !== "string") {
+      throw new MatrixError("M_BAD_JSON", "Each push rule condition must be an object with a string 'kind'");
+    }
+  }
+  return conditions as PushCondition[];
+}
+
+export class PushRuleService {
+  constructor(
+    private readonly store: PushRuleStore,
+    private readonly accountData: AccountDataService,
+  ) {}
+
+  /** The user's whole ruleset (the `global` scope of GET /pushrules/). */
+  ruleset(userId: string): PushRuleset {
+    return effectivePushRules(userId, this.userRules(userId));
+  }
+
+  /** The content of the user's m.push_rules account data event, for an initial /sync. */
+  accountDataContent(userId: string): { global: PushRuleset } {
+    return { global: this.ruleset(userId) };
+  }
+
+  rule(userId: string, kind: PushRuleKind, ruleId: string): PushRule {
+    const found = this.ruleset(userId)[kind].find((r) => r.rule_id === ruleId);
+    if (!found) throw new MatrixError("M_NOT_FOUND", "The push rule was not found.");
+    return found;
+  }
+
+  /** Creates or replaces a user-defined rule; before/after place it relative to another user-defined rule. */
+  putRule(userId: string, kind: PushRuleKind, ruleId: string, input: PushRuleInput, placement: { before?: string; after?: string } = {}): void {
+    if (ruleId.startsWith(".")) throw new MatrixError("M_INVALID_PARAM", "Rule IDs starting with '.' are reserved for server-default rules");
+    if (ruleId.length === 0 || /[/\\]/.test(ruleId)) throw new MatrixError("M_INVALID_PARAM", "Rule IDs may not be empty or contain slashes");
+    const rule: PushRule = { rule_id: ruleId, default: false, enabled: true, actions: validActions(input.actions) };
+    if (kind === "content") {
+      if (input.pattern === undefined) throw new MatrixError("M_MISSING_PARAM", "Missing parameter: pattern");
+      rule.pattern = input.pattern;
+    }
+    if (kind === "override" || kind === "underride") rule.conditions = validConditions(input.conditions ?? []);
+
+    const user = this.userRules(userId);
+    const list = [...(user.rules[kind] ?? [])];
+    const existing = list.findIndex((r) => r.rule_id === ruleId);
+    const anchorId = placement.before ?? placement.after;
+    if (anchorId !== undefined && (anchorId.startsWith(".") || !list.some((r) => r.rule_id === anchorId && r.rule_id !== ruleId))) {
+      throw new MatrixError("M_UNKNOWN", `before/after rule not found: ${anchorId}`);
+    }
+    if (existing >= 0) {
+      rule.enabled = list[existing].enabled;
+      if (anchorId === undefined) {
+        list[existing] = rule;
+        return this.save(userId, { ...user, rules: { ...user.rules, [kind]: list } });
+      }
+      list.splice(existing, 1);
+    }
+    if (anchorId === undefined) list.unshift(rule);
+    else {
+      const at = list.findIndex((r) => r.rule_id === anchorId);
+      list.splice(placement.before !== undefined ? at : at + 1, 0, rule);
+    }
+    this.save(userId, { ...user, rules: { ...user.rules, [kind]: list } });
+  }
+
+  /** Deletes a user-defined rule; server-default rules cannot be deleted (404, as Synapse). */
+  deleteRule(userId: string, kind: PushRuleKind, ruleId: string): void {
+    const user = this.userRules(userId);
+    const list = user.rules[kind] ?? [];
+    if (!list.some((r) => r.rule_id === ruleId)) throw new MatrixError("M_NOT_FOUND", "The push rule was not found.");
+    this.save(userId, { ...user, rules: { ...user.rules, [kind]: list.filter((r) => r.rule_id !== ruleId) } });
+  }
+
+  setEnabled(userId: string, kind: PushRuleKind, ruleId: string, enabled: boolean): void {
+    this.change(userId, kind, ruleId, { enabled });
+  }
+
+  setActions(userId: string, kind: PushRuleKind, ruleId: string, actions: unknown[]): void {
+    this.change(userId, kind, ruleId, { actions: validActions(actions) });
+  }
+
+  private change(userId: string, kind: PushRuleKind, ruleId: string, change: { enabled?: boolean; actions?: PushAction[] }): void {
+    const user = this.userRules(userId);
+    const own = user.rules[kind] ?? [];
+    const i = own.findIndex((r) => r.rule_id === ruleId);
+    if (i >= 0) {
+      const list = [...own];
+      list[i] = { ...list[i], ...change };
+      return this.save(userId, { ...user, rules: { ...user.rules, [kind]: list } });
+    }
+    if (!defaultPushRules(userId)[kind].some((r) => r.rule_id === ruleId)) throw new MatrixError("M_NOT_FOUND", "The push rule was not found.");
+    this.save(userId, { ...user, defaults: { ...user.defaults, [ruleId]: { ...user.defaults[ruleId], ...change } } });
+  }
+
+  private userRules(userId: string): UserPushRules {
+    const json = this.store.getUserPushRules(userId);
+    return json === undefined ? emptyUserPushRules() : (JSON.parse(json) as UserPushRules);
+  }
+
+  private save(userId: string, user: UserPushRules): void {
+    this.store.setUserPushRules(userId, JSON.stringify(user));
+    this.accountData.write(userId, undefined, "m.push_rules", this.accountDataContent(userId));
+  }
+}

@@ -1,0 +1,118 @@
+// The client-server event format (client-server-api "Room Event Format" / ClientEvent): a stored PDU
+// without its federation fields, with `unsigned` computed for the viewer — age, the sender device's
+// transaction_id, prev_content/replaces_state for state events, and redacted_because for events a
+// redaction has pruned.
+import type { JsonObject } from "../../protocol/json";
+import { redactEvent } from "../../protocol/signing/redaction";
+import type { RoomVersion } from "../../protocol/room-versions";
+import type { RoomClientStore, RoomEventStore, StoredEvent } from "../../storage/stores";
+import type { Clock } from "../runtime";
+
+export interface ClientEvent {
+  content: JsonObject;
+  event_id: string;
+  origin_server_ts: number;
+  room_id: string;
+  sender: string;
+  type: string;
+  state_key?: string;
+  unsigned?: JsonObject;
+  /** m.room.redaction in v1..v10 rooms carries `redacts` at the top level. */
+  redacts?: string;
+}
+
+export interface ClientEventExtras {
+  /** Milliseconds since the epoch, for unsigned.age. */
+  now: number;
+  /** Set when the viewer's device sent the event through a transaction. */
+  transactionId?: string;
+  /** The replaced state event, for unsigned.prev_content / replaces_state / prev_sender. */
+  replacedState?: { eventId: string; content: JsonObject; sender: string };
+  /** The redaction that applies to this event, already in client format: the event is served pruned. */
+  redactedBecause?: ClientEvent;
+}
+
+/** A stored PDU in the client format. Pure: every lookup result arrives in `extras`. */
+export function clientEventFromPdu(pdu: JsonObject, stored: StoredEvent, version: RoomVersion, extras: ClientEventExtras): ClientEvent {
+  const source = extras.redactedBecause ? redactEvent(pdu, version) : pdu;
+  const content = (source.content && typeof source.content === "object" && !Array.isArray(source.content) ? source.content : {}) as JsonObject;
+  const event: ClientEvent = {
+    content,
+    event_id: stored.eventId,
+    origin_server_ts: stored.originServerTs,
+    room_id: stored.roomId,
+    sender: stored.sender,
+    type: stored.type,
+  };
+  if (stored.stateKey !== undefined) event.state_key = stored.stateKey;
+  if (stored.type === "m.room.redaction" && typeof pdu.redacts === "string" && !extras.redactedBecause) event.redacts = pdu.redacts;
+  const unsigned: JsonObject = { age: Math.max(0, extras.now - stored.originServerTs) };
+  if (extras.transactionId !== undefined) unsigned.transaction_id = extras.transactionId;
+  if (extras.replacedState) {
+    unsigned.replaces_state = extras.replacedState.eventId;
+    unsigned.prev_content = extras.replacedState.content;
+    unsigned.prev_sender = extras.replacedState.sender;
+  }
+  if (extras.redactedBecause) unsigned.redacted_because = extras.redactedBecause as unknown as JsonObject;
+  event.unsigned = unsigned;
+  return event;
+}
+
+export interface Viewer {
+  readonly userId: string;
+  readonly deviceId?: string;
+}
+
+export interface EventLoader {
+  /** The stored event, its PDU and its room's version. */
+  load(eventId: string): { stored: StoredEvent; pdu: JsonObject; version: RoomVersion } | undefined;
+  /** Whether a redaction event may redact its target (same server, or enough power): checked on read. */
+  redactionApplies(redaction: StoredEvent, target: StoredEvent): boolean;
+}
+
+/** Gathers the lookups clientEventFromPdu needs: transactions, replaced state, redactions. */
+export class ClientEventFormatter {
+  constructor(
+    private readonly events: RoomEventStore,
+    private readonly clientStore: RoomClientStore,
+    private readonly loader: EventLoader,
+    private readonly clock: Clock,
+  ) {}
+
+  format(stored: StoredEvent, viewer?: Viewer): ClientEvent | undefined {
+    const loaded = this.loader.load(stored.eventId);
+    if (!loaded) return undefined;
+    const extras: ClientEventExtras = { now: this.clock.now() };
+    if (viewer?.deviceId !== undefined) {
+      const txn = this.clientStore.transactionOf(stored.eventId);
+      if (txn && txn.userId === viewer.userId && txn.deviceId === viewer.deviceId) extras.transactionId = txn.txnId;
+    }
+    const redaction = this.applicableRedaction(stored);
+    if (redaction) extras.redactedBecause = this.format(redaction);
+    else if (stored.stateKey !== undefined) extras.replacedState = this.replacedState(stored);
+    return clientEventFromPdu(loaded.pdu, stored, loaded.version, extras);
+  }
+
+  /** The first valid redaction of an event, if any. */
+  applicableRedaction(stored: StoredEvent): StoredEvent | undefined {
+    for (const id of this.clientStore.redactionsOf(stored.eventId)) {
+      const redaction = this.events.getEvent(id);
+      if (redaction && !redaction.rejectedReason && this.loader.redactionApplies(redaction, stored)) return redaction;
+    }
+    return undefined;
+  }
+
+  /** The state event this one replaced: the entry for its key in the state before it (its first prev event's state). */
+  private replacedState(stored: StoredEvent): ClientEventExtras["replacedState"] {
+    const prev = stored.prevEvents[0] !== undefined ? this.events.getEvent(stored.prevEvents[0]) : undefined;
+    if (prev?.stateSnapshot === undefined) return undefined;
+    const replacedId = this.events.stateEntryAt(prev.stateSnapshot, stored.type, stored.stateKey!);
+    if (replacedId === undefined || replacedId === stored.eventId) return undefined;
+    const replaced = this.events.getEvent(replacedId);
+    const loaded = replaced && this.loader.load(replacedId);
+    if (!replaced || !loaded) return undefined;
+    // A redacted predecessor shows its pruned content.
+    const pdu = this.applicableRedaction(replaced) ? redactEvent(loaded.pdu, loaded.version) : loaded.pdu;
+    return { eventId: replacedId, content: (pdu.content ?? {}) as JsonObject, sender: replaced.sender };
+  }
+}

@@ -1,0 +1,157 @@
+// Room membership from the client side (client-server-api "Room membership"): join, leave, invite,
+// kick, ban, unban and forget, each one m.room.member event built and authorized by the room engine.
+// When the auth rules refuse, the 403 says why in the user's terms; nothing is stored.
+// Local rooms only: joining a room this server is not in (over federation) comes later.
+import { MatrixError } from "../../protocol/errors";
+import type { JsonObject } from "../../protocol/json";
+import { joinRuleOf, namedLevel, userPowerLevel } from "../../protocol/auth";
+import { isValidUserId, serverNameOf } from "../../protocol/identifiers";
+import type { RoomClientStore } from "../../storage/stores";
+import type { Clock } from "../runtime";
+import type { RoomEngine } from "./room-engine";
+import type { RoomAccess } from "./room-access";
+
+/** The profile fields a member event carries. */
+export interface MemberProfile {
+  displayname?: string;
+  avatar_url?: string;
+}
+
+/** Looks up a user's profile (the account side provides it); none by default. */
+export type ProfileLookup = (userId: string) => MemberProfile | undefined | Promise<MemberProfile | undefined>;
+
+export interface MembershipOptions {
+  serverName: string;
+  /** Whether a local user exists (invites to unknown local users are refused). */
+  userExists: (userId: string) => boolean;
+  profileOf?: ProfileLookup;
+}
+
+export class MembershipService {
+  private readonly profileOf: ProfileLookup;
+
+  constructor(
+    private readonly engine: RoomEngine,
+    private readonly access: RoomAccess,
+    private readonly clientStore: RoomClientStore,
+    private readonly clock: Clock,
+    private readonly options: MembershipOptions,
+  ) {
+    this.profileOf = options.profileOf ?? (() => undefined);
+  }
+
+  async join(roomId: string, userId: string, reason?: string): Promise<{ roomId: string }> {
+    this.access.versionOf(roomId);
+    if (this.access.membership(roomId, userId) !== "join") {
+      const profile = await this.profile(userId);
+      await this.sendMember(roomId, userId, userId, { ...profile, membership: "join", reason }, () => this.explainJoin(roomId, userId));
+    }
+    this.clientStore.setForgotten(userId, roomId, false, this.clock.now());
+    return { roomId };
+  }
+
+  async leave(roomId: string, userId: string, reason?: string): Promise<void> {
+    this.access.versionOf(roomId);
+    const membership = this.access.membership(roomId, userId);
+    if (membership !== "join" && membership !== "invite" && membership !== "knock") {
+      throw new MatrixError("M_FORBIDDEN", membership === "ban" ? "You are banned from this room" : "You are not a member of this room");
+    }
+    await this.sendMember(roomId, userId, userId, { membership: "leave", reason });
+  }
+
+  async invite(roomId: string, sender: string, target: string, reason?: string): Promise<void> {
+    this.access.versionOf(roomId);
+    this.checkTarget(target);
+    if (serverNameOf(target) !== this.options.serverName) {
+      throw new MatrixError("M_FORBIDDEN", `Cannot invite ${target}: inviting users of other servers needs federation, which this server does not do yet`);
+    }
+    if (!this.options.userExists(target)) throw new MatrixError("M_NOT_FOUND", `Unknown user ${target}`);
+    const current = this.access.membership(roomId, target);
+    if (current === "join") throw new MatrixError("M_FORBIDDEN", `${target} is already in the room`);
+    if (current === "ban") throw new MatrixError("M_FORBIDDEN", `${target} is banned from the room`);
+    const profile = await this.profile(target);
+    await this.sendMember(roomId, sender, target, { ...profile, membership: "invite", reason }, () => this.explainModeration(roomId, sender, "invite"));
+  }
+
+  async kick(roomId: string, sender: string, target: string, reason?: string): Promise<void> {
+    this.access.versionOf(roomId);
+    this.checkTarget(target);
+    const current = this.access.membership(roomId, target);
+    if (current !== "join" && current !== "invite" && current !== "knock") throw new MatrixError("M_FORBIDDEN", `${target} is not in the room`);
+    await this.sendMember(roomId, sender, target, { membership: "leave", reason }, () => this.explainModeration(roomId, sender, "kick", target));
+  }
+
+  async ban(roomId: string, sender: string, target: string, reason?: string): Promise<void> {
+    this.access.versionOf(roomId);
+    this.checkTarget(target);
+    if (this.access.membership(roomId, target) === "ban") return; // already banned: nothing to change
+    await this.sendMember(roomId, sender, target, { membership: "ban", reason }, () => this.explainModeration(roomId, sender, "ban", target));
+  }
+
+  async unban(roomId: string, sender: string, target: string, reason?: string): Promise<void> {
+    this.access.versionOf(roomId);
+    this.checkTarget(target);
+    if (this.access.membership(roomId, target) !== "ban") throw new MatrixError("M_FORBIDDEN", `${target} is not banned from the room`);
+    await this.sendMember(roomId, sender, target, { membership: "leave", reason }, () => this.explainModeration(roomId, sender, "ban"));
+  }
+
+  forget(roomId: string, userId: string): void {
+    this.access.versionOf(roomId);
+    const membership = this.access.membership(roomId, userId);
+    if (membership === "join" || membership === "invite" || membership === "knock") {
+      throw new MatrixError("M_UNKNOWN", `User ${userId} is in room ${roomId}`, 400);
+    }
+    this.clientStore.setForgotten(userId, roomId, true, this.clock.now());
+  }
+
+  isForgotten(userId: string, roomId: string): boolean {
+    return this.clientStore.isForgotten(userId, roomId);
+  }
+
+  private checkTarget(target: string): void {
+    if (!isValidUserId(target)) throw new MatrixError("M_INVALID_PARAM", `Invalid user ID: ${target}`);
+  }
+
+  private async profile(userId: string): Promise<MemberProfile> {
+    const p = (await this.profileOf(userId)) ?? {};
+    const out: MemberProfile = {};
+    if (typeof p.displayname === "string") out.displayname = p.displayname;
+    if (typeof p.avatar_url === "string") out.avatar_url = p.avatar_url;
+    return out;
+  }
+
+  private async sendMember(roomId: string, sender: string, target: string, content: Record<string, unknown>, explain?: () => string | undefined): Promise<string> {
+    const clean = Object.fromEntries(Object.entries(content).filter(([, v]) => v !== undefined)) as JsonObject;
+    try {
+      return (await this.engine.sendEvent(roomId, { type: "m.room.member", sender, stateKey: target, content: clean })).eventId;
+    } catch (error) {
+      if (error instanceof MatrixError && error.errcode === "M_FORBIDDEN") {
+        const message = explain?.();
+        if (message) throw new MatrixError("M_FORBIDDEN", message);
+      }
+      throw error;
+    }
+  }
+
+  /** Why a join was refused, in the user's terms. */
+  private explainJoin(roomId: string, userId: string): string | undefined {
+    const membership = this.access.membership(roomId, userId);
+    if (membership === "ban") return "You are banned from this room";
+    const joinRule = joinRuleOf(this.access.currentAuthState(roomId));
+    if (joinRule === "invite" || joinRule === "knock") return "You are not invited to this room";
+    if (joinRule === "restricted" || joinRule === "knock_restricted") return "You are not invited to this room, and joining through another room's membership is not supported yet";
+    return `This room's join rule (${joinRule}) does not let you join`;
+  }
+
+  /** Why an invite, kick or ban by `sender` was refused. */
+  private explainModeration(roomId: string, sender: string, action: "invite" | "kick" | "ban", target?: string): string | undefined {
+    if (this.access.membership(roomId, sender) !== "join") return "You are not in this room";
+    const lookup = this.access.currentAuthState(roomId);
+    const version = this.access.versionOf(roomId);
+    const own = userPowerLevel(sender, lookup, version);
+    const verb = action === "invite" ? "invite users to" : action === "kick" ? "kick users from" : "ban or unban users in";
+    if (own < namedLevel(action, lookup, version)) return `You do not have permission to ${verb} this room`;
+    if (target !== undefined && own <= userPowerLevel(target, lookup, version)) return `You cannot ${action} ${target}: their power level is not below yours`;
+    return undefined;
+  }
+}

@@ -1,0 +1,322 @@
+// The client-side room operations beside membership: create rooms, send messages and state (with
+// transaction ids), redact, and read events, state, members and the timeline — each checked against
+// what the user may see (room-access.ts) and served in the client event format.
+import { MatrixError } from "../../protocol/errors";
+import type { JsonObject } from "../../protocol/json";
+import { eventSendLevel, namedLevel, userPowerLevel } from "../../protocol/auth";
+import { splitStateKey } from "../../protocol/events";
+import { isValidUserId, serverNameOf } from "../../protocol/identifiers";
+import type { RoomClientStore, RoomEventStore, StoredEvent } from "../../storage/stores";
+import type { Clock } from "../runtime";
+import { type ClientEvent, ClientEventFormatter, type Viewer } from "./client-events";
+import type { ProfileLookup } from "./membership";
+import { createRoom, type CreateRoomRequest } from "./room-creation";
+import type { RoomEngine } from "./room-engine";
+import type { RoomAccess } from "./room-access";
+import { filterAllows, type RoomEventFilter } from "./room-event-filter";
+import { parseStreamToken, streamToken } from "./stream-token";
+
+/** The most a PDU may weigh (server-server-api "Size limits"); content gets this less room for the envelope. */
+const MAX_CONTENT_BYTES = 65536 - 2048;
+export const DEFAULT_MESSAGES_LIMIT = 10;
+export const MAX_MESSAGES_LIMIT = 1000;
+
+export interface MessagesRequest {
+  dir: "b" | "f";
+  from?: string;
+  to?: string;
+  limit?: number;
+  filter?: RoomEventFilter;
+}
+
+export interface MessagesPage {
+  start: string;
+  end?: string;
+  chunk: ClientEvent[];
+}
+
+export interface EventContext {
+  start: string;
+  end: string;
+  event: ClientEvent;
+  events_before: ClientEvent[];
+  events_after: ClientEvent[];
+  state: ClientEvent[];
+}
+
+export interface RoomServiceOptions {
+  serverName: string;
+  /** Whether a local user exists (createRoom refuses invites to unknown local users). */
+  userExists: (userId: string) => boolean;
+  profileOf?: ProfileLookup;
+}
+
+export class RoomService {
+  readonly formatter: ClientEventFormatter;
+  /** Sends in flight per (user, device, txnId), so a retry that overlaps the first attempt gets its result. */
+  private readonly inFlight = new Map<string, Promise<string>>();
+
+  constructor(
+    private readonly engine: RoomEngine,
+    private readonly store: RoomEventStore,
+    private readonly clientStore: RoomClientStore,
+    private readonly access: RoomAccess,
+    private readonly clock: Clock,
+    private readonly options: RoomServiceOptions,
+  ) {
+    this.formatter = new ClientEventFormatter(store, clientStore, access, clock);
+    // Every persisted redaction (local or, later, received) is recorded; whether it applies is decided on read.
+    engine.onEvent((roomId, stored, pdu) => {
+      if (stored.type !== "m.room.redaction") return;
+      const redacts = typeof pdu.redacts === "string" ? pdu.redacts : (pdu.content as JsonObject | undefined)?.redacts;
+      if (typeof redacts === "string") clientStore.recordRedaction(redacts, stored.eventId, roomId);
+    });
+  }
+
+  async createRoom(request: Omit<CreateRoomRequest, "creatorProfile">): Promise<string> {
+    for (const invitee of request.invite ?? []) {
+      if (!isValidUserId(invitee)) throw new MatrixError("M_INVALID_PARAM", `Invalid user ID in invite: ${invitee}`);
+      if (serverNameOf(invitee) !== this.options.serverName) {
+        throw new MatrixError("M_FORBIDDEN", `Cannot invite ${invitee}: inviting users of other servers needs federation, which this server does not do yet`);
+      }
+      if (!this.options.userExists(invitee)) throw new MatrixError("M_INVALID_PARAM", `Unknown user ${invitee} in invite`);
+    }
+    const profile = (await this.options.profileOf?.(request.creator)) ?? undefined;
+    const creatorProfile: CreateRoomRequest["creatorProfile"] = {};
+    if (typeof profile?.displayname === "string") creatorProfile.displayname = profile.displayname;
+    if (typeof profile?.avatar_url === "string") creatorProfile.avatar_url = profile.avatar_url;
+    return createRoom(this.engine, { ...request, creatorProfile });
+  }
+
+  /** PUT /send: one event per (user, device, txnId); a repeated txnId answers with the first event_id. */
+  send(roomId: string, requester: Required<Viewer>, type: string, txnId: string, content: JsonObject): Promise<string> {
+    if (type === "m.room.redaction") throw new MatrixError("M_BAD_JSON", "Redact events with PUT /rooms/{roomId}/redact/{eventId}/{txnId}");
+    return this.once(requester, txnId, roomId, async () => {
+      this.access.versionOf(roomId);
+      this.checkContentSize(content);
+      return this.sendChecked(roomId, { type, sender: requester.userId, content }, () => this.explainSend(roomId, requester.userId, type, false));
+    });
+  }
+
+  /** PUT /redact: redacts an event of the room; only its sender or a user with the redact level may. */
+  redact(roomId: string, requester: Required<Viewer>, eventId: string, txnId: string, reason?: string): Promise<string> {
+    return this.once(requester, txnId, roomId, async () => {
+      const version = this.access.versionOf(roomId);
+      const target = this.store.getEvent(eventId);
+      if (!target || target.roomId !== roomId || !this.access.canSee(requester.userId, target)) throw new MatrixError("M_NOT_FOUND", "Event not found");
+      if (this.access.membership(roomId, requester.userId) !== "join") throw new MatrixError("M_FORBIDDEN", "You are not in this room");
+      if (target.sender !== requester.userId) {
+        const lookup = this.access.currentAuthState(roomId);
+        if (userPowerLevel(requester.userId, lookup, version) < namedLevel("redact", lookup, version)) {
+          throw new MatrixError("M_FORBIDDEN", "You do not have permission to redact other users' events in this room");
+        }
+      }
+      const content: JsonObject = reason === undefined ? {} : { reason };
+      return this.sendChecked(roomId, { type: "m.room.redaction", sender: requester.userId, content, redacts: eventId }, () =>
+        this.explainSend(roomId, requester.userId, "m.room.redaction", false),
+      );
+    });
+  }
+
+  /** PUT /state: a state event; the same content as the current event from the same sender sends nothing new. */
+  async setState(roomId: string, userId: string, type: string, stateKey: string, content: JsonObject): Promise<string> {
+    this.access.versionOf(roomId);
+    this.checkContentSize(content);
+    const currentId = this.store.currentStateEvent(roomId, type, stateKey);
+    const current = currentId === undefined ? undefined : this.engine.loadEvent(currentId)?.event;
+    if (current && current.sender === userId && JSON.stringify(current.content) === JSON.stringify(content) && !this.formatter.applicableRedaction(this.store.getEvent(currentId!)!)) {
+      return current.event_id;
+    }
+    return this.sendChecked(roomId, { type, sender: userId, stateKey, content }, () => this.explainSend(roomId, userId, type, true));
+  }
+
+  /** GET /state: the state the user may read, as client events. */
+  state(roomId: string, viewer: Viewer): ClientEvent[] {
+    const state = this.access.readableState(roomId, viewer.userId);
+    return this.formatIds([...state.values()], viewer);
+  }
+
+  /** GET /state/{type}/{key}: one state event the user may read; M_NOT_FOUND when there is none. */
+  stateEvent(roomId: string, viewer: Viewer, type: string, stateKey: string): ClientEvent {
+    const id = this.access.readableStateEntry(roomId, viewer.userId, type, stateKey);
+    const stored = id === undefined ? undefined : this.store.getEvent(id);
+    const event = stored && this.formatter.format(stored, viewer);
+    if (!event) throw new MatrixError("M_NOT_FOUND", `Event not found (${type}, ${JSON.stringify(stateKey)})`);
+    return event;
+  }
+
+  /** GET /event/{eventId}: 404 unless the event is in the room and visible to the user. */
+  event(roomId: string, viewer: Viewer, eventId: string): ClientEvent {
+    this.access.versionOf(roomId);
+    const stored = this.store.getEvent(eventId);
+    if (!stored || stored.roomId !== roomId || !this.access.canSee(viewer.userId, stored)) throw new MatrixError("M_NOT_FOUND", "Event not found");
+    const event = this.formatter.format(stored, viewer);
+    if (!event) throw new MatrixError("M_NOT_FOUND", "Event not found");
+    return event;
+  }
+
+  /** GET /members: the member events of the state the user may read, filtered by membership. */
+  members(roomId: string, viewer: Viewer, filter: { membership?: string; notMembership?: string } = {}): ClientEvent[] {
+    const state = this.access.readableState(roomId, viewer.userId);
+    const ids: string[] = [];
+    for (const [key, id] of state) {
+      if (splitStateKey(key)[0] !== "m.room.member") continue;
+      const membership = this.engine.loadEvent(id)?.event.content.membership;
+      if (filter.membership !== undefined && membership !== filter.membership) continue;
+      if (filter.notMembership !== undefined && membership === filter.notMembership) continue;
+      ids.push(id);
+    }
+    return this.formatIds(ids, viewer);
+  }
+
+  /** GET /joined_members: joined users with their display name and avatar; only for members. */
+  joinedMembers(roomId: string, userId: string): Record<string, { display_name?: string; avatar_url?: string }> {
+    this.access.versionOf(roomId);
+    if (this.access.membership(roomId, userId) !== "join") throw new MatrixError("M_FORBIDDEN", `You are not in the room ${roomId}`);
+    const joined: Record<string, { display_name?: string; avatar_url?: string }> = {};
+    for (const [member, membership] of this.store.currentMemberships(roomId)) {
+      if (membership !== "join") continue;
+      const content = this.engine.currentStateEvent(roomId, "m.room.member", member)?.content ?? {};
+      const entry: { display_name?: string; avatar_url?: string } = {};
+      if (typeof content.displayname === "string") entry.display_name = content.displayname;
+      if (typeof content.avatar_url === "string") entry.avatar_url = content.avatar_url;
+      joined[member] = entry;
+    }
+    return joined;
+  }
+
+  joinedRooms(userId: string): string[] {
+    return this.store.roomsWithMembership(userId, "join");
+  }
+
+  /** GET /messages: a page of the timeline the user may see, in either direction. */
+  messages(roomId: string, viewer: Viewer, request: MessagesRequest): MessagesPage {
+    this.access.requireTimelineAccess(roomId, viewer.userId);
+    const limit = clampLimit(request.limit ?? request.filter?.limit);
+    const filter = request.filter ?? {};
+    const backwards = request.dir === "b";
+    const from = request.from !== undefined ? parseStreamToken(request.from, "from") : backwards ? this.store.maxStreamOrdering() : 0;
+    const to = request.to !== undefined ? parseStreamToken(request.to, "to") : undefined;
+
+    const chunk: ClientEvent[] = [];
+    let position = from;
+    let exhausted = false;
+    const batchSize = Math.min(MAX_MESSAGES_LIMIT, limit * 2);
+    scan: while (chunk.length < limit) {
+      const batch = backwards
+        ? this.store.roomEventsBackwards(roomId, position, Math.max(to ?? 0, 0), batchSize)
+        : this.store.roomEventsBetween(roomId, position, to ?? Number.MAX_SAFE_INTEGER, batchSize);
+      for (const stored of batch) {
+        position = backwards ? stored.streamOrdering! - 1 : stored.streamOrdering!;
+        if (this.visibleAndWanted(viewer, stored, filter)) {
+          const event = this.formatter.format(stored, viewer);
+          if (event) chunk.push(event);
+          if (chunk.length >= limit) break scan;
+        }
+      }
+      if (batch.length < batchSize) {
+        exhausted = true;
+        break;
+      }
+    }
+    const page: MessagesPage = { start: request.from ?? streamToken(from), chunk };
+    if (!exhausted) page.end = streamToken(position);
+    return page;
+  }
+
+  /** GET /context/{eventId}: the event with visible events before and after it, and the state at the last one. */
+  context(roomId: string, viewer: Viewer, eventId: string, limit = DEFAULT_MESSAGES_LIMIT, filter: RoomEventFilter = {}): EventContext {
+    this.access.versionOf(roomId);
+    const stored = this.store.getEvent(eventId);
+    if (!stored || stored.roomId !== roomId || stored.streamOrdering === undefined || !this.access.canSee(viewer.userId, stored)) {
+      throw new MatrixError("M_NOT_FOUND", "Event not found");
+    }
+    const event = this.formatter.format(stored, viewer)!;
+    const total = Math.min(limit, MAX_MESSAGES_LIMIT);
+    const beforeLimit = Math.floor(total / 2);
+    const afterLimit = total - beforeLimit;
+    const before = beforeLimit > 0 ? this.messages(roomId, viewer, { dir: "b", from: streamToken(stored.streamOrdering - 1), limit: beforeLimit, filter }) : undefined;
+    const after = afterLimit > 0 ? this.messages(roomId, viewer, { dir: "f", from: streamToken(stored.streamOrdering), limit: afterLimit, filter }) : undefined;
+    const eventsAfter = after?.chunk ?? [];
+    const last = eventsAfter.length ? this.store.getEvent(eventsAfter[eventsAfter.length - 1]!.event_id)! : stored;
+    const stateIds = last.stateSnapshot === undefined ? [] : [...this.store.stateAt(last.stateSnapshot).values()];
+    return {
+      start: before?.end ?? streamToken(before?.chunk.length ? this.orderingOf(before.chunk[before.chunk.length - 1]!) - 1 : stored.streamOrdering - 1),
+      end: after?.end ?? streamToken(eventsAfter.length ? this.orderingOf(eventsAfter[eventsAfter.length - 1]!) : stored.streamOrdering),
+      event,
+      events_before: before?.chunk ?? [],
+      events_after: eventsAfter,
+      state: this.formatIds(stateIds, viewer),
+    };
+  }
+
+  /** Client events of the given ids, in order, skipping any that cannot be loaded. */
+  formatIds(ids: readonly string[], viewer?: Viewer): ClientEvent[] {
+    const out: ClientEvent[] = [];
+    for (const id of ids) {
+      const stored = this.store.getEvent(id);
+      const event = stored && this.formatter.format(stored, viewer);
+      if (event) out.push(event);
+    }
+    return out;
+  }
+
+  private orderingOf(event: ClientEvent): number {
+    return this.store.getEvent(event.event_id)?.streamOrdering ?? 0;
+  }
+
+  private visibleAndWanted(viewer: Viewer, stored: StoredEvent, filter: RoomEventFilter): boolean {
+    if (!filterAllows(filter, stored, () => (this.engine.loadEvent(stored.eventId)?.event.content ?? {}) as Record<string, unknown>)) return false;
+    return this.access.canSee(viewer.userId, stored);
+  }
+
+  private async once(requester: Required<Viewer>, txnId: string, roomId: string, run: () => Promise<string>): Promise<string> {
+    const key = `${requester.userId}\u0000${requester.deviceId}\u0000${txnId}`;
+    const done = this.clientStore.transactionEvent(requester.userId, requester.deviceId, txnId);
+    if (done !== undefined) return done;
+    const pending = this.inFlight.get(key);
+    if (pending) return pending;
+    const promise = run().then((eventId) => {
+      this.clientStore.recordTransaction(requester.userId, requester.deviceId, txnId, roomId, eventId, this.clock.now());
+      return eventId;
+    });
+    this.inFlight.set(key, promise);
+    try {
+      return await promise;
+    } finally {
+      this.inFlight.delete(key);
+    }
+  }
+
+  private checkContentSize(content: JsonObject): void {
+    if (Buffer.byteLength(JSON.stringify(content)) > MAX_CONTENT_BYTES) throw new MatrixError("M_TOO_LARGE", "Event content is too large");
+  }
+
+  private async sendChecked(roomId: string, input: Parameters<RoomEngine["sendEvent"]>[1], explain: () => string | undefined): Promise<string> {
+    try {
+      return (await this.engine.sendEvent(roomId, input)).eventId;
+    } catch (error) {
+      if (error instanceof MatrixError && error.errcode === "M_FORBIDDEN") {
+        const message = explain();
+        if (message) throw new MatrixError("M_FORBIDDEN", message);
+      }
+      throw error;
+    }
+  }
+
+  /** Why sending an event of `type` was refused, in the user's terms. */
+  private explainSend(roomId: string, userId: string, type: string, isState: boolean): string | undefined {
+    if (this.access.membership(roomId, userId) !== "join") return "You are not in this room";
+    const lookup = this.access.currentAuthState(roomId);
+    const version = this.access.versionOf(roomId);
+    if (userPowerLevel(userId, lookup, version) < eventSendLevel(type, isState, lookup, version)) {
+      return `You do not have permission to send ${type} events in this room`;
+    }
+    return undefined;
+  }
+}
+
+function clampLimit(limit: number | undefined): number {
+  if (limit === undefined) return DEFAULT_MESSAGES_LIMIT;
+  return Math.max(1, Math.min(MAX_MESSAGES_LIMIT, Math.floor(limit)));
+}

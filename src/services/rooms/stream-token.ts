@@ -1,0 +1,19 @@
+// Pagination tokens for /messages, /context and (later) /sync. A token names a position in the
+// server's event stream: "s<N>" lies just after the event with stream ordering N, so
+//   - paginating backwards from "s<N>" returns events with ordering <= N, newest first;
+//   - paginating forwards from "s<N>" returns events with ordering > N, oldest first.
+// Clients treat tokens as opaque; the "s" prefix leaves room for richer (multi-stream) tokens.
+import { MatrixError } from "../../protocol/errors";
+
+export type StreamPosition = number;
+
+export function streamToken(position: StreamPosition): string {
+  return `s${Math.max(0, position)}`;
+}
+
+/** The position a token names; M_INVALID_PARAM when it is not one of ours. */
+export function parseStreamToken(token: string, param = "from"): StreamPosition {
+  const match = /^s(\d{1,15})$/.exec(token);
+  if (!match) throw new MatrixError("M_INVALID_PARAM", `Invalid pagination token in '${param}'`);
+  return Number(match[1]);
+}
