@@ -122,16 +122,27 @@ export async function buildServer(config: Readonly<Config>, options: BuildOption
   const roomEngine = new RoomEngine(stores.roomEvents, serverKeys, clock);
   registerValue(container, Tokens.RoomEngine, roomEngine);
   registerValue(container, Tokens.PduReceiver, new PduReceiver(stores.roomEvents, roomEngine));
-  // Client room services. profileOf (displayname/avatar_url for member events) is not wired to the
-  // profile service yet: joins and createRoom carry no profile until it is.
+  // Client room services; member events carry the user's displayname/avatar_url from their profile.
   const roomAccess = new RoomAccess(roomEngine, stores.roomEvents, (userId, roomId) => stores.roomClient.isForgotten(userId, roomId));
-  const localUser = { serverName: config.server_name, userExists: (userId: string) => resolve(container, Tokens.Accounts).userExists(userId) };
+  const profiles = resolve(container, Tokens.Profiles);
+  const profileOf = (userId: string) => {
+    const p = profiles.profile(userId);
+    return { displayname: typeof p.displayname === "string" ? p.displayname : undefined, avatar_url: typeof p.avatar_url === "string" ? p.avatar_url : undefined };
+  };
+  const localUser = { serverName: config.server_name, userExists: (userId: string) => resolve(container, Tokens.Accounts).userExists(userId), profileOf };
   const typing = new TypingService(roomAccess, clock);
   registerValue(container, Tokens.RoomAccess, roomAccess);
   registerValue(container, Tokens.Rooms, new RoomService(roomEngine, stores.roomEvents, stores.roomClient, roomAccess, clock, localUser));
   registerValue(container, Tokens.Membership, new MembershipService(roomEngine, roomAccess, stores.roomClient, clock, localUser));
   registerValue(container, Tokens.Typing, typing);
-  registerValue(container, Tokens.Receipts, new ReceiptService(stores.roomEvents, stores.roomClient, roomAccess, clock));
+  registerValue(container, Tokens.Receipts, new ReceiptService(stores.roomEvents, stores.roomClient, roomAccess, clock, {
+    // The fully-read marker is also room account data (m.fully_read), which clients read from /sync.
+    onFullyRead: (userId, roomId, eventId) => void resolve(container, Tokens.AccountData).write(userId, roomId, "m.fully_read", { event_id: eventId }),
+  }));
+  profiles.onProfileChange((userId, _profile, field) => {
+    if (field !== "displayname" && field !== "avatar_url") return;
+    return resolve(container, Tokens.Membership).propagateProfile(userId, stores.roomEvents.roomsWithMembership(userId, "join"));
+  });
 
   const services: Service[] = [typing];
   const app = createApp(container, config, logger);

@@ -104,6 +104,25 @@ export class MembershipService {
     this.clientStore.setForgotten(userId, roomId, true, this.clock.now());
   }
 
+  /**
+   * A profile change reaches every room the user has joined as a new join event carrying the new
+   * displayname/avatar_url (what Synapse does). A room that refuses it is skipped, not fatal.
+   */
+  async propagateProfile(userId: string, joinedRooms: readonly string[]): Promise<void> {
+    const profile = await this.profile(userId);
+    for (const roomId of joinedRooms) {
+      const current = this.engine.currentStateEvent(roomId, "m.room.member", userId);
+      if (current?.content.membership !== "join") continue;
+      const content = { ...current.content, displayname: profile.displayname, avatar_url: profile.avatar_url };
+      if (content.displayname === current.content.displayname && content.avatar_url === current.content.avatar_url) continue;
+      try {
+        await this.sendMember(roomId, userId, userId, content);
+      } catch (error) {
+        if (!(error instanceof MatrixError)) throw error;
+      }
+    }
+  }
+
   isForgotten(userId: string, roomId: string): boolean {
     return this.clientStore.isForgotten(userId, roomId);
   }

@@ -23,7 +23,7 @@ describe("join and leave", () => {
   test("anyone joins a public room by /join/{roomId} or /rooms/{roomId}/join, with a reason; leaving with a reason", async () => {
     const roomId = await alice.createRoom({ preset: "public_chat" });
     expect(await bob.ok("POST", `/join/${enc(roomId)}`, { reason: "hello" })).toEqual({ room_id: roomId });
-    expect(await member(alice, roomId, bob.userId)).toEqual({ membership: "join", reason: "hello" });
+    expect(await member(alice, roomId, bob.userId)).toEqual({ membership: "join", reason: "hello", displayname: "bob" });
     expect(await carol.ok("POST", `${R0}/rooms/${enc(roomId)}/join`, {})).toEqual({ room_id: roomId });
     // Joining again is idempotent and stores nothing.
     const before = streamPosition();
@@ -55,7 +55,7 @@ describe("invite, kick, ban, unban", () => {
   test("invite lets the invitee join; the invitee can also reject by leaving", async () => {
     const roomId = await alice.createRoom();
     expect(await alice.ok("POST", `/rooms/${enc(roomId)}/invite`, { user_id: bob.userId, reason: "come" })).toEqual({});
-    expect(await member(alice, roomId, bob.userId)).toEqual({ membership: "invite", reason: "come" });
+    expect(await member(alice, roomId, bob.userId)).toEqual({ membership: "invite", reason: "come", displayname: "bob" });
     await bob.ok("POST", `/rooms/${enc(roomId)}/join`, {});
     expect((await member(alice, roomId, bob.userId)).membership).toBe("join");
     await alice.ok("POST", `/rooms/${enc(roomId)}/invite`, { user_id: carol.userId });

@@ -38,7 +38,7 @@ describe("members", () => {
     await dave.fails("GET", `/rooms/${enc(roomId)}/members`, undefined, 403, "M_FORBIDDEN");
 
     const jm = await alice.ok("GET", `/rooms/${enc(roomId)}/joined_members`);
-    expect(jm).toEqual({ joined: { [alice.userId]: {}, [bob.userId]: { display_name: "Bob", avatar_url: "mxc://timeline.example/b" } } });
+    expect(jm).toEqual({ joined: { [alice.userId]: { display_name: "alice" }, [bob.userId]: { display_name: "Bob", avatar_url: "mxc://timeline.example/b" } } });
     await carol.fails("GET", `/rooms/${enc(roomId)}/joined_members`, undefined, 403, "M_FORBIDDEN");
     await alice.fails("GET", `/rooms/${enc("!gone:timeline.example")}/joined_members`, undefined, 404, "M_NOT_FOUND");
 
