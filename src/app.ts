@@ -160,13 +160,18 @@ export async function buildServer(config: Readonly<Config>, options: BuildOption
         port,
         // Our own check answers oversized bodies with M_TOO_LARGE; Bun's limit is only a backstop.
         maxRequestBodySize: config.max_request_body_bytes * 2 + 65536,
+        // /sync long-polls hold a request for up to two minutes; Bun's default idle limit is 10 s.
+        idleTimeout: 255,
         fetch: (request) => app.handle(request),
       });
       logger.log("info", "listening", { url: listening.url.toString(), server_name: config.server_name });
       return { url: listening.url.toString().replace(/\/$/, ""), port: listening.port ?? port };
     },
     async stop() {
-      await listening?.stop(true);
+      // Let requests in flight finish (their writes are on disk; their answers should go out too),
+      // then close whatever is left after a short grace period.
+      const server = listening;
+      if (server) await Promise.race([server.stop(false), Bun.sleep(2000)]).then(() => server.stop(true));
       listening = undefined;
       // Let queued room writes finish before the database closes: an accepted write is never lost.
       await roomEngine.queue.drain();

@@ -39,10 +39,14 @@ async function serve(args: string[]): Promise<void> {
   await server.start();
   let stopping = false;
   const shutdown = async () => {
-    if (stopping) return;
+    // A second signal while stopping forces the exit.
+    if (stopping) process.exit(1);
     stopping = true;
-    await server.stop();
-    process.exit(0);
+    try {
+      await server.stop();
+    } finally {
+      process.exit(0);
+    }
   };
   process.on("SIGINT", shutdown);
   process.on("SIGTERM", shutdown);

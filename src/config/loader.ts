@@ -3,6 +3,7 @@
 import { readFileSync } from "node:fs";
 import { Value, ValueErrorType } from "@sinclair/typebox/value";
 import { ConfigSchema, type Config } from "./schema";
+import { parseServerName } from "../protocol/identifiers";
 
 export class ConfigError extends Error {
   override name = "ConfigError";
@@ -29,16 +30,27 @@ export function configFromEnv(env: Record<string, string | undefined>): Tree {
     const path = name.slice("PORTIER_".length).toLowerCase().split("__");
     let node = tree;
     for (const part of path.slice(0, -1)) node = (node[part] = isTree(node[part]) ? node[part] : {}) as Tree;
-    // Values are YAML scalars so that lists and booleans can be given too ("[a, b]", "true").
+    if (raw.trim() === "") throw new ConfigError(`environment variable ${name} is empty`);
+    // String settings take the text as it is (a shared secret "0123" stays "0123"); others are
+    // YAML scalars so that numbers, booleans and lists can be given ("8008", "true", "[a, b]").
     let value: unknown = raw;
-    try {
-      value = Bun.YAML.parse(raw);
-    } catch {
-      value = raw;
+    if (schemaAt(path)?.type !== "string") {
+      try {
+        value = Bun.YAML.parse(raw);
+      } catch {
+        value = raw;
+      }
     }
     node[path[path.length - 1]] = value;
   }
   return tree;
+}
+
+/** The schema of a config key path, e.g. ["registration", "shared_secret"]. */
+function schemaAt(path: string[]): { type?: string } | undefined {
+  let node: unknown = ConfigSchema;
+  for (const part of path) node = (node as { properties?: Record<string, unknown> } | undefined)?.properties?.[part];
+  return node as { type?: string } | undefined;
 }
 
 export function parseConfigYaml(text: string, origin: string): Tree {
@@ -65,7 +77,11 @@ export function resolveConfig(...sources: Tree[]): Readonly<Config> {
     if (first.type === ValueErrorType.ObjectAdditionalProperties) throw new ConfigError(`unknown config key '${key}'`);
     throw new ConfigError(`config key '${key}': ${first.message} (got ${JSON.stringify(first.value)})`);
   }
-  return deepFreeze(candidate as Config);
+  const config = candidate as Config;
+  // The server name is in every ID this server makes and can never change: check its grammar now.
+  const name = parseServerName(config.server_name);
+  if (!name.ok) throw new ConfigError(`config key 'server_name': ${name.error}`);
+  return deepFreeze(config);
 }
 
 function deepFreeze<T>(value: T): T {

@@ -60,3 +60,22 @@ describe("config", () => {
     expect({ ...c, server_name: "localhost" }).toEqual(resolveConfig({}));
   });
 });
+
+describe("config values from the environment", () => {
+  test("string settings keep their text; numbers and booleans are parsed", () => {
+    const c = resolveConfig(configFromEnv({ PORTIER_REGISTRATION__SHARED_SECRET: "0123", PORTIER_SERVER_NAME: "1e3.example", PORTIER_MAX_REQUEST_BODY_BYTES: "4096", PORTIER_REGISTRATION__ENABLED: "true" }));
+    expect(c.registration.shared_secret).toBe("0123");
+    expect(c.server_name).toBe("1e3.example");
+    expect(c.max_request_body_bytes).toBe(4096);
+    expect(c.registration.enabled).toBe(true);
+  });
+
+  test("an empty variable is an error, not a silent default", () => {
+    expect(() => configFromEnv({ PORTIER_SERVER_NAME: "" })).toThrow("PORTIER_SERVER_NAME is empty");
+  });
+
+  test("server_name must be a valid server name", () => {
+    expect(() => resolveConfig({ server_name: "exa mple/..:x" })).toThrow("config key 'server_name'");
+    expect(resolveConfig({ server_name: "[::1]:8448" }).server_name).toBe("[::1]:8448");
+  });
+});

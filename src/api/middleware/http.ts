@@ -1,7 +1,7 @@
 // The HTTP conventions every Portier endpoint shares: CORS (client-server-api "Web Browser Clients"),
 // JSON request bodies with a size limit, and one error mapper from MatrixError to {errcode, error}.
 import { Elysia } from "elysia";
-import { MatrixError } from "../../protocol/errors";
+import { MatrixError, type ErrCode } from "../../protocol/errors";
 import type { Logger } from "../../services/runtime";
 
 export const CORS_HEADERS: Readonly<Record<string, string>> = {
@@ -91,6 +91,12 @@ export function createHttpApp(options: HttpOptions) {
       // Errors thrown while parsing the body arrive wrapped, with ours as the cause.
       const cause = (error as { cause?: unknown })?.cause;
       if (cause instanceof MatrixError) return errorResponse(cause);
+      // Protocol errors that carry a Matrix errcode (CanonicalJsonError: M_BAD_JSON, JsonParseError:
+      // M_NOT_JSON) are the client's input, not a server fault.
+      for (const e of [error, cause]) {
+        const errcode = (e as { errcode?: unknown })?.errcode;
+        if (typeof errcode === "string" && /^M_[A-Z_]+$/.test(errcode)) return errorResponse(new MatrixError(errcode as ErrCode, (e as Error).message, 400));
+      }
       switch (code) {
         case "NOT_FOUND":
           return unrecognized(app.routes, request);

@@ -5,6 +5,9 @@ import { authorizeEvent, authStateFromEvents, checkAuthEventsShape, type AuthChe
 import type { RoomEvent, StateMap } from "../../protocol/events";
 import { isJsonObject, type JsonObject } from "../../protocol/json";
 import { PduFormatError, roomEventFromPdu } from "../../protocol/pdu";
+import { CanonicalJsonError } from "../../protocol/canonical-json";
+import { EventIdError } from "../../protocol/signing/event-id";
+import { checkEventLimits } from "../../protocol/event-limits";
 import { roomVersion, type RoomVersion } from "../../protocol/room-versions";
 import { resolveState } from "../../protocol/state-res";
 import { checkContentHash } from "../../protocol/signing/hashes";
@@ -39,15 +42,15 @@ export class PduReceiver {
   }
 
   private versionFor(pdu: JsonObject): RoomVersion | string {
-    if (pdu.type === "m.room.create" && isJsonObject(pdu.content)) {
+    const known = typeof pdu.room_id === "string" ? this.store.getRoom(pdu.room_id) : undefined;
+    if (pdu.type === "m.room.create" && isJsonObject(pdu.content) && !known) {
       // A room's first event names its version (v1 rooms may leave it out).
       const id = typeof pdu.content.room_version === "string" ? pdu.content.room_version : "1";
       return roomVersion(id) ?? `unsupported room version ${id}`;
     }
     if (typeof pdu.room_id !== "string") return "no room_id";
-    const room = this.store.getRoom(pdu.room_id);
-    if (!room) return `unknown room ${pdu.room_id}`;
-    return roomVersion(room.roomVersion) ?? `unsupported room version ${room.roomVersion}`;
+    if (!known) return `unknown room ${pdu.room_id}`;
+    return roomVersion(known.roomVersion) ?? `unsupported room version ${known.roomVersion}`;
   }
 
   private async check(received: JsonObject, lookupKey: VerifyKeyLookup): Promise<ReceiveOutcome> {
@@ -59,11 +62,19 @@ export class PduReceiver {
     try {
       event = roomEventFromPdu(received, version);
     } catch (error) {
-      if (error instanceof PduFormatError) return { outcome: "dropped", reason: `malformed PDU: ${error.message}` };
+      if (error instanceof PduFormatError || error instanceof EventIdError || error instanceof CanonicalJsonError) {
+        return { outcome: "dropped", reason: `malformed PDU: ${error.message}` };
+      }
       throw error;
     }
     const existing = this.store.getEvent(event.event_id);
-    if (existing) return this.outcomeOf(existing);
+    if (existing) return existing.roomId === event.room_id ? this.outcomeOf(existing) : { outcome: "dropped", eventId: event.event_id, reason: "event ID already used in another room" };
+    const limits = checkEventLimits(received, version.strictCanonicalJson);
+    if (limits) return { outcome: "dropped", eventId: event.event_id, reason: limits.reason };
+    if (event.type === "m.room.create" && event.room_id !== undefined && this.store.getRoom(event.room_id)) {
+      return { outcome: "dropped", eventId: event.event_id, reason: "the room already has its m.room.create event" };
+    }
+    if (!isJsonObject(received.hashes) || typeof received.hashes.sha256 !== "string") return { outcome: "dropped", eventId: event.event_id, reason: "PDU has no hashes.sha256" };
 
     // 2. Passes signature checks: otherwise dropped.
     const signatures = verifyEventSignatures(received, version, lookupKey);
@@ -84,9 +95,11 @@ export class PduReceiver {
     // 4. Passes authorization rules based on the event's auth events: otherwise rejected.
     const authEvents: RoomEvent[] = [];
     for (const id of event.auth_events) {
-      const loaded = this.engine.parsedEvent(id);
-      if (!loaded) return { outcome: "dropped", eventId: event.event_id, reason: `auth event ${id} is not known` };
-      authEvents.push(loaded.event);
+      const stored = this.store.getEvent(id);
+      if (!stored) return { outcome: "dropped", eventId: event.event_id, reason: `auth event ${id} is not known` };
+      // An auth event of another room can never authorize this one (rule 2.5 would refuse it).
+      if (stored.roomId !== event.room_id) return { outcome: "dropped", eventId: event.event_id, reason: `auth event ${id} belongs to another room` };
+      authEvents.push(this.engine.parsedEvent(id)!.event);
     }
     const createEvent = version.createEventNotInAuthEvents && event.room_id ? this.engine.parsedEvent(`$${event.room_id.slice(1)}`)?.event : undefined;
     const isRejected = (id: string) => this.store.getEvent(id)?.rejectedReason !== undefined;
@@ -103,6 +116,7 @@ export class PduReceiver {
     if (prevs.some((p) => p === undefined || p.outlier)) {
       return { outcome: "dropped", eventId: event.event_id, reason: "prev_events are not known (fetching missing events comes with federation)" };
     }
+    if (prevs.some((p) => p!.roomId !== event.room_id)) return { outcome: "dropped", eventId: event.event_id, reason: "prev_events belong to another room" };
     const stateBefore = await this.stateBefore(version, prevs as StoredEvent[]);
     if (rejection === undefined) {
       const byState = authorizeEvent(event, this.lookup(stateBefore), version, checks);
@@ -116,6 +130,7 @@ export class PduReceiver {
       softFailed = !authorizeEvent(event, this.lookup(current), version, checks).allowed;
     }
 
+    if (event.type === "m.room.create" && rejection !== undefined) return { outcome: "dropped", eventId: event.event_id, reason: `invalid m.room.create: ${rejection}` };
     const stateAfter = new Map(stateBefore);
     if (rejection === undefined && event.state_key !== undefined) stateAfter.set(`${event.type}${SEP}${event.state_key}`, event.event_id);
     const parent = prevs.length > 0 ? prevs[0]!.stateSnapshot : undefined;

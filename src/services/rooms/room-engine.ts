@@ -7,7 +7,8 @@ import { MatrixError } from "../../protocol/errors";
 import type { RoomEvent } from "../../protocol/events";
 import type { JsonObject, JsonValue } from "../../protocol/json";
 import { roomEventFromPdu } from "../../protocol/pdu";
-import { parseJson } from "../../protocol/canonical-json";
+import { parseJson, validateCanonicalJson } from "../../protocol/canonical-json";
+import { checkEventLimits, MAX_PREV_EVENTS } from "../../protocol/event-limits";
 import { DEFAULT_ROOM_VERSION, roomVersion, type RoomVersion } from "../../protocol/room-versions";
 import { computeEventId, eventReference, roomIdFromCreateEvent } from "../../protocol/signing/event-id";
 import type { RoomEventStore, RoomRecord, StoredEvent } from "../../storage/stores";
@@ -38,8 +39,6 @@ export interface LocalEventResult {
 /** Called after every persisted event (wakes /sync, queues federation). */
 export type EventListener = (roomId: string, stored: StoredEvent, pdu: JsonObject) => void;
 
-/** How many forward extremities a new event may point at; the rest stay for later events. */
-const MAX_PREV_EVENTS = 10;
 const MAX_DEPTH = Number.MAX_SAFE_INTEGER;
 
 const SEP = "\u0000";
@@ -109,6 +108,7 @@ export class RoomEngine {
   }
 
   private buildAndPersist(roomId: string, version: RoomVersion, input: NewLocalEvent): LocalEventResult {
+    checkContent(input.content);
     const prevIds = this.choosePrevEvents(roomId);
     const prevs = prevIds.map((id) => ({ id, ...this.parsedEvent(id)! }));
     const depth = Math.min(MAX_DEPTH, Math.max(0, ...prevs.map((p) => p.event.depth)) + 1);
@@ -131,11 +131,14 @@ export class RoomEngine {
     };
     this.addVersionFields(pdu, version, input);
     const signed = this.signer.signEvent(pdu, version);
+    checkLimits(signed, version);
     const eventId = computeEventId(signed, version);
     const event = roomEventFromPdu(signed, version, eventId);
 
-    // Authorize against the event's own auth events, as every receiving server will.
-    const verdict = authorizeEvent(event, authStateFromEvents(auths.map((a) => a.event), this.createEventOf(roomId)), version);
+    // Authorize against the event's own auth events, as every receiving server will. We sign every
+    // local event, so a restricted join authorised by one of our users carries our signature.
+    const checks = { isSignedBy: (server: string) => server === this.signer.serverName };
+    const verdict = authorizeEvent(event, authStateFromEvents(auths.map((a) => a.event), this.createEventOf(roomId)), version, checks);
     if (!verdict.allowed) throw new MatrixError("M_FORBIDDEN", verdict.reason);
 
     return this.persistLocal(roomId, signed, event);
@@ -273,8 +276,10 @@ export class RoomEngine {
     };
     const provisionalRoomId = version.roomIdFromCreateEvent ? undefined : `!${randomBytes(12).toString("base64url").replace(/[-_]/g, "x")}:${this.signer.serverName}`;
     if (provisionalRoomId) pdu.room_id = provisionalRoomId;
+    checkContent(content);
     this.addVersionFields(pdu, version, { type: "m.room.create", sender: creator, stateKey: "", content });
     const signed = this.signer.signEvent(pdu, version);
+    checkLimits(signed, version);
     const roomId = provisionalRoomId ?? roomIdFromCreateEvent(signed, version);
     const persist = () => {
       const eventId = computeEventId(signed, version);
@@ -286,6 +291,21 @@ export class RoomEngine {
     };
     return { roomId, version, persist };
   }
+}
+
+/**
+ * Content a client sends must be canonical JSON under the strict rules in every room version: a
+ * float or an integer past ±(2^53-1) could not be hashed and stored byte-identically (Synapse
+ * refuses them with the same error from room version 6 on).
+ */
+function checkContent(content: JsonObject): void {
+  const problem = validateCanonicalJson(content, { strict: true });
+  if (problem) throw new MatrixError("M_BAD_JSON", `Bad JSON value: ${problem.message}`);
+}
+
+function checkLimits(pdu: JsonObject, version: RoomVersion): void {
+  const problem = checkEventLimits(pdu, version.strictCanonicalJson);
+  if (problem) throw new MatrixError(problem.kind === "too-large" ? "M_TOO_LARGE" : "M_BAD_JSON", problem.reason);
 }
 
 /** Content helpers for callers that want a JSON value without casts. */

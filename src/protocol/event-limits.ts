@@ -1,0 +1,31 @@
+// Size and shape limits every PDU must meet (server-server-api "Size limits"; the PDU schema's
+// maxItems for prev_events and auth_events). Servers drop events past them, so Portier refuses to
+// build one and drops any it receives.
+import { utf8Length } from "./identifiers";
+import type { JsonObject } from "./json";
+import { canonicalJsonBytes } from "./canonical-json";
+
+export const MAX_PDU_BYTES = 65536;
+export const MAX_ID_BYTES = 255;
+export const MAX_PREV_EVENTS = 20;
+export const MAX_AUTH_EVENTS = 10;
+
+export type LimitProblem = { kind: "too-large" | "bad-shape"; reason: string };
+
+/** Why a PDU breaks the limits, or undefined when it keeps them. `strict`: the room version's number rules. */
+export function checkEventLimits(pdu: JsonObject, strict: boolean): LimitProblem | undefined {
+  for (const field of ["type", "state_key", "sender", "room_id", "event_id"] as const) {
+    const value = pdu[field];
+    if (typeof value !== "string") continue;
+    if (utf8Length(value) > MAX_ID_BYTES) return { kind: "bad-shape", reason: `${field} is longer than ${MAX_ID_BYTES} bytes` };
+    // Type and state key are joined with NUL in state maps; neither may contain one.
+    if ((field === "type" || field === "state_key") && value.includes("\u0000")) return { kind: "bad-shape", reason: `${field} contains a NUL character` };
+  }
+  if (Array.isArray(pdu.prev_events) && pdu.prev_events.length > MAX_PREV_EVENTS) return { kind: "bad-shape", reason: `more than ${MAX_PREV_EVENTS} prev_events` };
+  if (Array.isArray(pdu.auth_events) && pdu.auth_events.length > MAX_AUTH_EVENTS) return { kind: "bad-shape", reason: `more than ${MAX_AUTH_EVENTS} auth_events` };
+  const { signatures: _s, unsigned: _u, ...rest } = pdu;
+  // The limit covers the whole event; signatures and unsigned are counted too, as Synapse does.
+  const size = canonicalJsonBytes({ ...rest, ...(pdu.signatures ? { signatures: pdu.signatures } : {}) }, { strict }).length;
+  if (size > MAX_PDU_BYTES) return { kind: "too-large", reason: `event is ${size} bytes, more than ${MAX_PDU_BYTES}` };
+  return undefined;
+}
