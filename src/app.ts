@@ -15,6 +15,8 @@ import { ReceiptService, TypingService } from "./services/rooms/ephemeral";
 import { roomRoutes } from "./api/client/rooms";
 import { membershipRoutes } from "./api/client/membership";
 import { receiptRoutes } from "./api/client/receipts";
+import { directoryRoutes } from "./api/client/directory";
+import { DirectoryService } from "./services/directory/directory-service";
 import { consoleLogger, systemClock, type Clock, type Logger, type Service } from "./services/runtime";
 import { openSqliteStores } from "./storage/sqlite";
 import { ServerKeyService } from "./services/keys/server-keys";
@@ -42,6 +44,9 @@ import { sharedSecretRegisterRoutes } from "./api/admin/register";
 import { SharedSecretRegistration } from "./services/accounts/shared-secret-registration";
 import { pushRuleRoutes } from "./api/client/push-rules";
 import { PushRuleService } from "./services/accounts/push-rule-service";
+import { syncRoutes } from "./api/client/sync";
+import { SyncService } from "./services/sync/sync-service";
+import { SyncNotifier } from "./services/sync/notifier";
 
 export interface BuildOptions {
   clock?: Clock;
@@ -65,7 +70,8 @@ function createApp(container: DependencyContainer, config: Readonly<Config>, log
     .use(serverKeyRoutes(resolve(container, Tokens.ServerKeys)))
     .use(keyQueryRoutes(resolve(container, Tokens.ServerKeys), config.server_name))
     .use(roomRoutes({ accounts: resolve(container, Tokens.Accounts), rooms: resolve(container, Tokens.Rooms) }))
-    .use(membershipRoutes({ accounts: resolve(container, Tokens.Accounts), membership: resolve(container, Tokens.Membership) }))
+    .use(membershipRoutes({ accounts: resolve(container, Tokens.Accounts), membership: resolve(container, Tokens.Membership), directory: resolve(container, Tokens.Directory) }))
+    .use(directoryRoutes({ accounts: resolve(container, Tokens.Accounts), directory: resolve(container, Tokens.Directory) }))
     .use(receiptRoutes({ accounts: resolve(container, Tokens.Accounts), typing: resolve(container, Tokens.Typing), receipts: resolve(container, Tokens.Receipts) }))
     .use(accountRoutes({ config, accounts: resolve(container, Tokens.Accounts), uia: resolve(container, Tokens.UserInteractiveAuth) }))
     .use(capabilitiesRoutes({ accounts: resolve(container, Tokens.Accounts) }))
@@ -75,7 +81,8 @@ function createApp(container: DependencyContainer, config: Readonly<Config>, log
     .use(deviceRoutes({ accounts: resolve(container, Tokens.Accounts), passwordConfirmation: resolve(container, Tokens.PasswordConfirmation) }))
     .use(passwordRoutes({ accounts: resolve(container, Tokens.Accounts), passwordConfirmation: resolve(container, Tokens.PasswordConfirmation) }))
     .use(sharedSecretRegisterRoutes({ registration: resolve(container, Tokens.SharedSecretRegistration), serverName: config.server_name }))
-    .use(pushRuleRoutes({ accounts: resolve(container, Tokens.Accounts), pushRules: resolve(container, Tokens.PushRules) }));
+    .use(pushRuleRoutes({ accounts: resolve(container, Tokens.Accounts), pushRules: resolve(container, Tokens.PushRules) }))
+    .use(syncRoutes({ accounts: resolve(container, Tokens.Accounts), sync: resolve(container, Tokens.Sync) }));
 }
 
 export function splitBind(bind: string): { hostname: string; port: number } {
@@ -132,7 +139,12 @@ export async function buildServer(config: Readonly<Config>, options: BuildOption
   const localUser = { serverName: config.server_name, userExists: (userId: string) => resolve(container, Tokens.Accounts).userExists(userId), profileOf };
   const typing = new TypingService(roomAccess, clock);
   registerValue(container, Tokens.RoomAccess, roomAccess);
-  registerValue(container, Tokens.Rooms, new RoomService(roomEngine, stores.roomEvents, stores.roomClient, roomAccess, clock, localUser));
+  const directory = new DirectoryService(stores.roomDirectory, roomAccess, clock, {
+    serverName: config.server_name,
+    isServerAdmin: (userId) => stores.accounts.getUser(userId)?.isAdmin === true,
+  });
+  registerValue(container, Tokens.Directory, directory);
+  registerValue(container, Tokens.Rooms, new RoomService(roomEngine, stores.roomEvents, stores.roomClient, roomAccess, clock, { ...localUser, directory }));
   registerValue(container, Tokens.Membership, new MembershipService(roomEngine, roomAccess, stores.roomClient, clock, localUser));
   registerValue(container, Tokens.Typing, typing);
   registerValue(container, Tokens.Receipts, new ReceiptService(stores.roomEvents, stores.roomClient, roomAccess, clock, {
@@ -144,7 +156,32 @@ export async function buildServer(config: Readonly<Config>, options: BuildOption
     return resolve(container, Tokens.Membership).propagateProfile(userId, stores.roomEvents.roomsWithMembership(userId, "join"));
   });
 
-  const services: Service[] = [typing];
+  // /sync: the notifier wakes long-polls on every source a sync reads; stopping it releases them.
+  const receipts = resolve(container, Tokens.Receipts);
+  const accountData = resolve(container, Tokens.AccountData);
+  const syncNotifier = new SyncNotifier({
+    onEvent: (listener) => roomEngine.onEvent(listener),
+    onTyping: (listener) => typing.onChange(listener),
+    onReceipt: (listener) => receipts.onChange(listener),
+    onAccountData: (listener) => accountData.onChange(listener),
+    memberships: (roomId) => stores.roomEvents.currentMemberships(roomId),
+  });
+  registerValue(container, Tokens.SyncNotifier, syncNotifier);
+  registerValue(container, Tokens.Sync, new SyncService({
+    engine: roomEngine,
+    store: stores.roomEvents,
+    clientStore: stores.roomClient,
+    access: roomAccess,
+    typing,
+    receipts,
+    accountData,
+    pushRules: resolve(container, Tokens.PushRules),
+    filters: resolve(container, Tokens.Filters),
+    notifier: syncNotifier,
+    clock,
+  }));
+
+  const services: Service[] = [typing, syncNotifier];
   const app = createApp(container, config, logger);
   let listening: ReturnType<typeof Bun.serve> | undefined;
 
@@ -168,6 +205,8 @@ export async function buildServer(config: Readonly<Config>, options: BuildOption
       return { url: listening.url.toString().replace(/\/$/, ""), port: listening.port ?? port };
     },
     async stop() {
+      // Waiting /sync long-polls answer at once, so that they do not hold the shutdown.
+      syncNotifier.stop();
       // Let requests in flight finish (their writes are on disk; their answers should go out too),
       // then close whatever is left after a short grace period.
       const server = listening;

@@ -10,6 +10,7 @@ import type { RoomService } from "../services/rooms/room-service";
 import type { MembershipService } from "../services/rooms/membership";
 import type { ReceiptService, TypingService } from "../services/rooms/ephemeral";
 import type { RoomAccess } from "../services/rooms/room-access";
+import type { DirectoryService } from "../services/directory/directory-service";
 import type { ServerKeyService } from "../services/keys/server-keys";
 import type { AccountService } from "../services/accounts/account-service";
 import type { UserInteractiveAuth } from "../services/accounts/user-interactive-auth";
@@ -19,6 +20,8 @@ import type { FilterService } from "../services/accounts/filter-service";
 import type { PasswordConfirmation } from "../services/accounts/password-confirmation";
 import type { SharedSecretRegistration } from "../services/accounts/shared-secret-registration";
 import type { PushRuleService } from "../services/accounts/push-rule-service";
+import type { SyncService } from "../services/sync/sync-service";
+import type { SyncNotifier } from "../services/sync/notifier";
 import type { Clock, Logger } from "../services/runtime";
 
 declare const tokenType: unique symbol;
@@ -40,6 +43,7 @@ export const Tokens = {
   Membership: token<MembershipService>("Membership"),
   Typing: token<TypingService>("Typing"),
   Receipts: token<ReceiptService>("Receipts"),
+  Directory: token<DirectoryService>("Directory"),
   Accounts: token<AccountService>("Accounts"),
   UserInteractiveAuth: token<UserInteractiveAuth>("UserInteractiveAuth"),
   Profiles: token<ProfileService>("Profiles"),
@@ -48,6 +52,8 @@ export const Tokens = {
   PasswordConfirmation: token<PasswordConfirmation>("PasswordConfirmation"),
   SharedSecretRegistration: token<SharedSecretRegistration>("SharedSecretRegistration"),
   PushRules: token<PushRuleService>("PushRules"),
+  SyncNotifier: token<SyncNotifier>("SyncNotifier"),
+  Sync: token<SyncService>("Sync"),
 } as const;
 
 export function resolve<T>(container: DependencyContainer, t: Token<T>): T {

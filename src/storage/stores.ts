@@ -218,3 +218,31 @@ export interface PushRuleStore {
   getUserPushRules(userId: string): string | undefined;
   setUserPushRules(userId: string, rulesJson: string): void;
 }
+
+/** A local room alias and who created it (client-server-api "Room aliases"). */
+export interface RoomAliasRecord {
+  readonly alias: string;
+  readonly roomId: string;
+  readonly creator: string;
+  readonly createdTs: number;
+}
+
+/** A room listed in the published room directory, with its current joined-member count. */
+export interface PublishedRoom {
+  readonly roomId: string;
+  readonly joinedMembers: number;
+}
+
+/** The room directory: local aliases and the rooms published in GET/POST /publicRooms. */
+export interface RoomDirectoryStore {
+  /** False when the alias is taken. */
+  createAlias(record: RoomAliasRecord): boolean;
+  getAlias(alias: string): RoomAliasRecord | undefined;
+  /** False when there was no such alias. */
+  deleteAlias(alias: string): boolean;
+  /** The local aliases pointing at a room, sorted. */
+  aliasesOfRoom(roomId: string): string[];
+  setPublished(roomId: string, published: boolean, ts: number): void;
+  isPublished(roomId: string): boolean;
+  publishedRooms(): PublishedRoom[];
+}

@@ -1,11 +1,14 @@
 // Room membership (client-server-api "Room membership"): POST /join/{roomIdOrAlias},
 // /rooms/{roomId}/join, /leave, /invite, /kick, /ban, /unban, /forget — under v3 and r0.
-// Joining by alias answers 404 until the room directory can resolve aliases.
+// /join/{roomIdOrAlias} resolves local aliases through the room directory; `via` and the legacy
+// `server_name` are checked and otherwise unused: rooms on other servers need federation.
 import { Elysia } from "elysia";
 import { Type } from "@sinclair/typebox";
 import { MatrixError } from "../../protocol/errors";
 import type { AccountService } from "../../services/accounts/account-service";
 import type { MembershipService } from "../../services/rooms/membership";
+import type { DirectoryService } from "../../services/directory/directory-service";
+import { isValidServerName } from "../../protocol/identifiers";
 import { requireUser } from "../middleware/auth";
 import { validateBody } from "../middleware/validate";
 import { CLIENT_PREFIXES } from "./paths";
@@ -20,6 +23,7 @@ const TargetBody = Type.Object({ user_id: Type.String(), reason: Type.Optional(T
 export interface MembershipRouteDeps {
   accounts: AccountService;
   membership: MembershipService;
+  directory: DirectoryService;
 }
 
 function roomIdParam(roomId: string): string {
@@ -27,7 +31,17 @@ function roomIdParam(roomId: string): string {
   return roomId;
 }
 
-export function membershipRoutes({ accounts, membership }: MembershipRouteDeps) {
+/** The servers named by repeated `via` (and legacy `server_name`) query parameters; 400 for a malformed one. */
+function viaServers(request: Request): string[] {
+  const params = new URL(request.url).searchParams;
+  const servers = [...params.getAll("via"), ...params.getAll("server_name")];
+  for (const server of servers) {
+    if (!isValidServerName(server)) throw new MatrixError("M_INVALID_PARAM", `Invalid server name in via: ${server}`);
+  }
+  return servers;
+}
+
+export function membershipRoutes({ accounts, membership, directory }: MembershipRouteDeps) {
   const app = new Elysia({ name: "client-membership" });
 
   const join = async (request: Request, roomId: string, body: unknown) => {
@@ -39,11 +53,11 @@ export function membershipRoutes({ accounts, membership }: MembershipRouteDeps) 
 
   for (const prefix of CLIENT_PREFIXES) {
     const path = `${prefix}/join/:roomIdOrAlias` as const;
-    app.post(path, ({ request, params, body }) => {
+    app.post(path, async ({ request, params, body }) => {
       requireUser(accounts, request);
-      const target = params.roomIdOrAlias;
-      if (target.startsWith("#")) throw new MatrixError("M_NOT_FOUND", `Room alias ${target} not found: this server cannot resolve aliases yet`);
-      return join(request, roomIdParam(target), body);
+      viaServers(request);
+      const { roomId } = await directory.resolveRoomIdOrAlias(params.roomIdOrAlias);
+      return join(request, roomId, body);
     });
   }
 

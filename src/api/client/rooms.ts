@@ -21,7 +21,6 @@ const StateEventInput = Type.Object({
 
 const CreateRoomBody = Type.Object({
   visibility: Type.Optional(Type.Union([Type.Literal("public"), Type.Literal("private")])),
-  /** Not acted on until the room directory lands; accepted so that clients sending it still work. */
   room_alias_name: Type.Optional(Type.String()),
   name: Type.Optional(Type.String()),
   topic: Type.Optional(Type.String()),
@@ -72,6 +71,7 @@ export function roomRoutes({ accounts, rooms }: RoomRouteDeps) {
         roomVersion: input.room_version,
         preset: input.preset,
         visibility: input.visibility,
+        roomAliasName: input.room_alias_name,
         name: input.name,
         topic: input.topic,
         invite: input.invite,

@@ -49,6 +49,21 @@ export interface RoomServiceOptions {
   /** Whether a local user exists (createRoom refuses invites to unknown local users). */
   userExists: (userId: string) => boolean;
   profileOf?: ProfileLookup;
+  /** The room directory, for createRoom's room_alias_name and visibility. */
+  directory?: CreateRoomDirectory;
+}
+
+/** What createRoom needs of the room directory (services/directory implements it). */
+export interface CreateRoomDirectory {
+  /** Holds "#localpart:server" for the new room; 400 M_ROOM_IN_USE when taken, M_INVALID_PARAM when invalid. */
+  reserveAlias(localpart: string, creator: string): { readonly alias: string; commit(roomId: string): void; release(): void };
+  /** Lists the room in the published room directory. */
+  publish(roomId: string): void;
+}
+
+export interface CreateRoomInput extends Omit<CreateRoomRequest, "creatorProfile" | "canonicalAlias"> {
+  /** The local part of an alias to create for the room (with its m.room.canonical_alias event). */
+  roomAliasName?: string;
 }
 
 export class RoomService {
@@ -73,7 +88,8 @@ export class RoomService {
     });
   }
 
-  async createRoom(request: Omit<CreateRoomRequest, "creatorProfile">): Promise<string> {
+  async createRoom(input: CreateRoomInput): Promise<string> {
+    const { roomAliasName, ...request } = input;
     for (const invitee of request.invite ?? []) {
       if (!isValidUserId(invitee)) throw new MatrixError("M_INVALID_PARAM", `Invalid user ID in invite: ${invitee}`);
       if (serverNameOf(invitee) !== this.options.serverName) {
@@ -85,7 +101,18 @@ export class RoomService {
     const creatorProfile: CreateRoomRequest["creatorProfile"] = {};
     if (typeof profile?.displayname === "string") creatorProfile.displayname = profile.displayname;
     if (typeof profile?.avatar_url === "string") creatorProfile.avatar_url = profile.avatar_url;
-    return createRoom(this.engine, { ...request, creatorProfile });
+    // The alias is checked and held before anything is stored: a taken alias leaves no room behind.
+    const directory = this.options.directory;
+    if (roomAliasName !== undefined && !directory) throw new MatrixError("M_INVALID_PARAM", "This server keeps no room directory: room_alias_name cannot be used");
+    const reservation = roomAliasName === undefined ? undefined : directory!.reserveAlias(roomAliasName, request.creator);
+    try {
+      const roomId = await createRoom(this.engine, { ...request, canonicalAlias: reservation?.alias, creatorProfile });
+      reservation?.commit(roomId);
+      if (request.visibility === "public") directory?.publish(roomId);
+      return roomId;
+    } finally {
+      reservation?.release();
+    }
   }
 
   /** PUT /send: one event per (user, device, txnId); a repeated txnId answers with the first event_id. */

@@ -11,9 +11,13 @@ export function streamToken(position: StreamPosition): string {
   return `s${Math.max(0, position)}`;
 }
 
-/** The position a token names; M_INVALID_PARAM when it is not one of ours. */
+/**
+ * The position a token names; M_INVALID_PARAM when it is not one of ours. A /sync token
+ * ("s<N>_<more streams>", sync-token.ts) names the same event position N (the spec lets clients pass
+ * next_batch to /messages).
+ */
 export function parseStreamToken(token: string, param = "from"): StreamPosition {
-  const match = /^s(\d{1,15})$/.exec(token);
+  const match = /^s(\d{1,15})(?:_[0-9a-z_]{1,80})?$/.exec(token);
   if (!match) throw new MatrixError("M_INVALID_PARAM", `Invalid pagination token in '${param}'`);
   return Number(match[1]);
 }

@@ -18,10 +18,12 @@ import { REDACTIONS_MIGRATION } from "./tables/redactions";
 import { FORGOTTEN_ROOMS_MIGRATION } from "./tables/forgotten-rooms";
 import { RECEIPTS_MIGRATION } from "./tables/receipts";
 import { SqliteRoomClientStore } from "./room-client-store";
+import { PUBLISHED_ROOMS_MIGRATION, ROOM_ALIASES_MIGRATION, SqliteRoomDirectoryStore } from "./tables/room-directory";
+import type { RoomDirectoryStore } from "../stores";
 import type { RoomClientStore } from "../stores";
 import type { AccountDataStore, FilterStore, ProfileStore, PushRuleStore } from "../stores";
 
-export const MIGRATIONS: readonly Migration[] = [SERVER_META_MIGRATION, ROOMS_MIGRATION, EVENTS_MIGRATION, STATE_SNAPSHOTS_MIGRATION, CURRENT_STATE_MIGRATION, STATE_SNAPSHOT_SIZES_MIGRATION, ACCOUNTS_MIGRATION, PROFILES_MIGRATION, FILTERS_MIGRATION, ACCOUNT_DATA_MIGRATION, PUSH_RULES_MIGRATION, CLIENT_TRANSACTIONS_MIGRATION, REDACTIONS_MIGRATION, FORGOTTEN_ROOMS_MIGRATION, RECEIPTS_MIGRATION];
+export const MIGRATIONS: readonly Migration[] = [SERVER_META_MIGRATION, ROOMS_MIGRATION, EVENTS_MIGRATION, STATE_SNAPSHOTS_MIGRATION, CURRENT_STATE_MIGRATION, STATE_SNAPSHOT_SIZES_MIGRATION, ACCOUNTS_MIGRATION, PROFILES_MIGRATION, FILTERS_MIGRATION, ACCOUNT_DATA_MIGRATION, PUSH_RULES_MIGRATION, CLIENT_TRANSACTIONS_MIGRATION, REDACTIONS_MIGRATION, FORGOTTEN_ROOMS_MIGRATION, RECEIPTS_MIGRATION, ROOM_ALIASES_MIGRATION, PUBLISHED_ROOMS_MIGRATION];
 
 export interface SqliteStores {
   db: SqlDatabase;
@@ -33,10 +35,11 @@ export interface SqliteStores {
   filters: FilterStore;
   accountData: AccountDataStore;
   pushRules: PushRuleStore;
+  roomDirectory: RoomDirectoryStore;
 }
 
 export function openSqliteStores(path: string, driver: DriverName): SqliteStores {
   const db = openDatabase(path, driver);
   runMigrations(db, MIGRATIONS);
-  return { db, serverMeta: new SqliteServerMetaStore(db), roomEvents: new SqliteRoomEventStore(db), roomClient: new SqliteRoomClientStore(db), accounts: new SqliteAccountStore(db), profiles: new SqliteProfileStore(db), filters: new SqliteFilterStore(db), accountData: new SqliteAccountDataStore(db), pushRules: new SqlitePushRuleStore(db) };
+  return { db, serverMeta: new SqliteServerMetaStore(db), roomEvents: new SqliteRoomEventStore(db), roomClient: new SqliteRoomClientStore(db), accounts: new SqliteAccountStore(db), profiles: new SqliteProfileStore(db), filters: new SqliteFilterStore(db), accountData: new SqliteAccountDataStore(db), pushRules: new SqlitePushRuleStore(db), roomDirectory: new SqliteRoomDirectoryStore(db) };
 }

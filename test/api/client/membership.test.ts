@@ -42,7 +42,7 @@ describe("join and leave", () => {
     expect(streamPosition()).toBe(before);
   });
 
-  test("unknown rooms are 404, aliases are 404 until the directory lands, bad ids 400", async () => {
+  test("unknown rooms and unknown aliases are 404, bad ids 400", async () => {
     await bob.fails("POST", `/join/${enc("!nope:member.example")}`, {}, 404, "M_NOT_FOUND");
     await bob.fails("POST", `/rooms/${enc("!nope:member.example")}/leave`, {}, 404, "M_NOT_FOUND");
     await bob.fails("POST", `/join/${enc("#alias:member.example")}`, {}, 404, "M_NOT_FOUND");

@@ -1,0 +1,114 @@
+// The room directory (client-server-api "Room aliases", "Published room directory"):
+// PUT/GET/DELETE /directory/room/{roomAlias}, GET /rooms/{roomId}/aliases,
+// GET/PUT /directory/list/room/{roomId}, GET/POST /publicRooms — under v3 and r0.
+import { Elysia } from "elysia";
+import { Type } from "@sinclair/typebox";
+import { MatrixError } from "../../protocol/errors";
+import type { AccountService } from "../../services/accounts/account-service";
+import type { DirectoryService } from "../../services/directory/directory-service";
+import type { PublicRoomsRequest } from "../../services/directory/public-rooms";
+import { accessTokenOf, requireUser } from "../middleware/auth";
+import { validateBody } from "../middleware/validate";
+import { CLIENT_PREFIXES } from "./paths";
+
+const SetAliasBody = Type.Object({ room_id: Type.String() });
+const Visibility = Type.Union([Type.Literal("public"), Type.Literal("private")]);
+const SetVisibilityBody = Type.Object({ visibility: Type.Optional(Visibility) });
+const PublicRoomsBody = Type.Object({
+  limit: Type.Optional(Type.Integer({ minimum: 0 })),
+  since: Type.Optional(Type.String()),
+  filter: Type.Optional(
+    Type.Object({
+      generic_search_term: Type.Optional(Type.String()),
+      room_types: Type.Optional(Type.Array(Type.Union([Type.String(), Type.Null()]))),
+    }),
+  ),
+  include_all_networks: Type.Optional(Type.Boolean()),
+  third_party_instance_id: Type.Optional(Type.String()),
+});
+
+export interface DirectoryRouteDeps {
+  accounts: AccountService;
+  directory: DirectoryService;
+}
+
+function roomIdParam(roomId: string): string {
+  if (!roomId.startsWith("!")) throw new MatrixError("M_INVALID_PARAM", `Invalid room ID: ${roomId}`);
+  return roomId;
+}
+
+function limitParam(value: string | undefined): number | undefined {
+  if (value === undefined || value === "") return undefined;
+  if (!/^\d{1,9}$/.test(value)) throw new MatrixError("M_INVALID_PARAM", "limit must be a non-negative integer");
+  return Number(value);
+}
+
+export function directoryRoutes({ accounts, directory }: DirectoryRouteDeps) {
+  const app = new Elysia({ name: "client-directory" });
+  // Endpoints the spec serves without an access token still refuse a bad one.
+  const optionalUser = (request: Request) => (accessTokenOf(request) === undefined ? undefined : requireUser(accounts, request));
+
+  for (const prefix of CLIENT_PREFIXES) {
+    const aliasPath = `${prefix}/directory/room/:roomAlias` as const;
+
+    app.put(aliasPath, ({ request, params, body }) => {
+      const me = requireUser(accounts, request);
+      directory.setAlias(me.userId, params.roomAlias, validateBody(SetAliasBody, body).room_id);
+      return {};
+    });
+
+    app.get(aliasPath, async ({ request, params }) => {
+      optionalUser(request);
+      const { roomId, servers } = await directory.resolveAlias(params.roomAlias);
+      return { room_id: roomId, servers };
+    });
+
+    app.delete(aliasPath, async ({ request, params }) => {
+      const me = requireUser(accounts, request);
+      await directory.deleteAlias(me.userId, params.roomAlias);
+      return {};
+    });
+
+    app.get(`${prefix}/rooms/:roomId/aliases`, ({ request, params }) => {
+      const me = requireUser(accounts, request);
+      return { aliases: directory.localAliases(me.userId, roomIdParam(params.roomId)) };
+    });
+
+    const listPath = `${prefix}/directory/list/room/:roomId` as const;
+    app.get(listPath, ({ request, params }) => {
+      optionalUser(request);
+      return { visibility: directory.visibility(roomIdParam(params.roomId)) };
+    });
+
+    app.put(listPath, ({ request, params, body }) => {
+      const me = requireUser(accounts, request);
+      const input = validateBody(SetVisibilityBody, body ?? {});
+      directory.setVisibility(me.userId, roomIdParam(params.roomId), input.visibility ?? "public");
+      return {};
+    });
+
+    app.get(`${prefix}/publicRooms`, ({ request, query }) => {
+      optionalUser(request);
+      return directory.publicRooms({ limit: limitParam(query.limit), since: query.since || undefined, server: query.server || undefined });
+    });
+
+    app.post(`${prefix}/publicRooms`, ({ request, query, body }) => {
+      requireUser(accounts, request);
+      const input = validateBody(PublicRoomsBody, body);
+      if (input.include_all_networks && input.third_party_instance_id !== undefined) {
+        throw new MatrixError("M_INVALID_PARAM", "third_party_instance_id cannot be used with include_all_networks");
+      }
+      const filter: PublicRoomsRequest["filter"] = {};
+      if (input.filter?.generic_search_term !== undefined) filter.genericSearchTerm = input.filter.generic_search_term;
+      if (input.filter?.room_types !== undefined) filter.roomTypes = input.filter.room_types;
+      return directory.publicRooms({
+        limit: input.limit,
+        since: input.since || undefined,
+        filter,
+        thirdPartyInstanceId: input.third_party_instance_id,
+        server: query.server || undefined,
+      });
+    });
+  }
+  return app;
+}

@@ -1,0 +1,242 @@
+// The room directory (client-server-api "Room aliases" and "Published room directory"): local room
+// aliases (create, resolve, delete, list a room's), resolving "!room:id" / "#alias:server" for joins
+// and knocks, and which rooms this server publishes in /publicRooms.
+//
+// Who may do what (the spec leaves it to the server; these are Synapse's rules):
+// - create an alias: a user joined to the room (or a server admin); only aliases on this server;
+// - delete an alias: its creator, a server admin, or a "room admin" of the room it points at;
+// - change a room's directory visibility: a room admin or a server admin;
+// - list a room's local aliases: joined members, anyone when its history is world_readable.
+// A room admin is a user joined to the room who may send m.room.canonical_alias there (by the
+// current power levels), or one of the room's creators.
+import { eventSendLevel, roomCreators, userPowerLevel } from "../../protocol/auth";
+import { MatrixError } from "../../protocol/errors";
+import type { JsonObject } from "../../protocol/json";
+import { parseRoomAlias, parseServerName, serverNameOf } from "../../protocol/identifiers";
+import type { RoomDirectoryStore } from "../../storage/stores";
+import type { RoomAccess } from "../rooms/room-access";
+import type { Clock } from "../runtime";
+import { listPublicRooms, type PublicRoomsRequest, type PublicRoomsResponse } from "./public-rooms";
+
+export type DirectoryVisibility = "public" | "private";
+
+export interface DirectoryOptions {
+  serverName: string;
+  /** Whether a user is an admin of this server (they pass every directory permission check). */
+  isServerAdmin?: (userId: string) => boolean;
+}
+
+/** An alias held for a room that is being created; `commit` maps it, `release` gives it up. */
+export interface AliasReservation {
+  readonly alias: string;
+  commit(roomId: string): void;
+  release(): void;
+}
+
+export interface ResolvedRoom {
+  roomId: string;
+  /** Servers to join through (for a local alias: this server and the other servers in the room). */
+  servers: string[];
+}
+
+export class DirectoryService {
+  /** Aliases promised to rooms still being created: neither PUT nor another createRoom may take them. */
+  private readonly reserved = new Set<string>();
+
+  constructor(
+    private readonly store: RoomDirectoryStore,
+    private readonly access: RoomAccess,
+    private readonly clock: Clock,
+    private readonly options: DirectoryOptions,
+  ) {}
+
+  get serverName(): string {
+    return this.options.serverName;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Aliases
+
+  /** PUT /directory/room/{roomAlias}: maps a new local alias to a room the user is joined to. */
+  setAlias(userId: string, alias: string, roomId: string): void {
+    this.checkNewAlias(alias);
+    if (!roomId.startsWith("!")) throw new MatrixError("M_INVALID_PARAM", `Invalid room ID: ${roomId}`);
+    this.access.versionOf(roomId);
+    if (this.access.membership(roomId, userId) !== "join" && !this.isServerAdmin(userId)) {
+      throw new MatrixError("M_FORBIDDEN", `You must be joined to ${roomId} to give it an alias`);
+    }
+    if (this.reserved.has(alias) || !this.store.createAlias({ alias, roomId, creator: userId, createdTs: this.clock.now() })) {
+      throw new MatrixError("M_UNKNOWN", `Room alias ${alias} already exists.`, 409);
+    }
+  }
+
+  /** GET /directory/room/{roomAlias}: the room of an alias and servers to join it through. */
+  async resolveAlias(alias: string): Promise<ResolvedRoom> {
+    const parsed = parseRoomAlias(alias);
+    if (!parsed.ok) throw new MatrixError("M_INVALID_PARAM", `Room alias invalid: ${parsed.error}`);
+    if (parsed.value.serverName !== this.serverName) {
+      throw new MatrixError("M_NOT_FOUND", `Room alias ${alias} not found: resolving other servers' aliases needs federation, which this server does not do yet`);
+    }
+    const record = this.store.getAlias(alias);
+    if (!record) throw new MatrixError("M_NOT_FOUND", `Room alias ${alias} not found.`);
+    return { roomId: record.roomId, servers: this.serversOf(record.roomId) };
+  }
+
+  /**
+   * A room ID from a "!room" ID (returned as is) or a "#alias" (resolved); 400 for anything else.
+   * Shared by /join/{roomIdOrAlias} and /knock/{roomIdOrAlias}.
+   */
+  async resolveRoomIdOrAlias(idOrAlias: string): Promise<ResolvedRoom> {
+    if (idOrAlias.startsWith("!")) {
+      const server = serverNameOf(idOrAlias);
+      return { roomId: idOrAlias, servers: server === undefined ? [] : [server] };
+    }
+    if (idOrAlias.startsWith("#")) return this.resolveAlias(idOrAlias);
+    throw new MatrixError("M_INVALID_PARAM", `${idOrAlias} is neither a room ID nor a room alias`);
+  }
+
+  /**
+   * DELETE /directory/room/{roomAlias}: the alias's creator, a server admin or a room admin may. An
+   * alias the room lists in m.room.canonical_alias is taken out of that event too, as the requester;
+   * if the power levels refuse that, the alias is deleted all the same (directory.yaml recommends it).
+   */
+  async deleteAlias(userId: string, alias: string): Promise<void> {
+    const parsed = parseRoomAlias(alias);
+    if (!parsed.ok) throw new MatrixError("M_INVALID_PARAM", `Room alias invalid: ${parsed.error}`);
+    if (parsed.value.serverName !== this.serverName) throw new MatrixError("M_NOT_FOUND", `Room alias ${alias} not found.`);
+    const record = this.store.getAlias(alias);
+    if (!record) throw new MatrixError("M_NOT_FOUND", `Room alias ${alias} not found.`);
+    if (record.creator !== userId && !this.isServerAdmin(userId) && !this.isRoomAdmin(record.roomId, userId)) {
+      throw new MatrixError("M_FORBIDDEN", "You may not delete this alias: only its creator or an admin of its room may");
+    }
+    this.store.deleteAlias(alias);
+    await this.dropFromCanonicalAlias(record.roomId, userId, alias);
+  }
+
+  /** GET /rooms/{roomId}/aliases: members (or anyone, when the history is world_readable). */
+  localAliases(userId: string, roomId: string): string[] {
+    const known = this.roomExists(roomId);
+    const readable = known && (this.access.membership(roomId, userId) === "join" || this.access.historyVisibility(this.access.currentAuthState(roomId)) === "world_readable");
+    if (!readable && !this.isServerAdmin(userId)) throw new MatrixError("M_FORBIDDEN", "You are not a member of the room.");
+    return this.store.aliasesOfRoom(roomId);
+  }
+
+  /**
+   * createRoom's room_alias_name: checks "#localpart:ourserver" and holds it until the room exists,
+   * so that a taken alias fails the request before anything is stored (400 M_ROOM_IN_USE).
+   */
+  reserveAlias(localpart: string, creator: string): AliasReservation {
+    if (localpart.includes(":")) throw new MatrixError("M_INVALID_PARAM", "room_alias_name must be the alias local part, without ':'");
+    const alias = `#${localpart}:${this.serverName}`;
+    this.checkNewAlias(alias);
+    if (this.reserved.has(alias) || this.store.getAlias(alias)) throw new MatrixError("M_ROOM_IN_USE", `Room alias ${alias} already taken`);
+    this.reserved.add(alias);
+    let held = true;
+    return {
+      alias,
+      commit: (roomId) => {
+        if (!held) throw new Error(`alias reservation ${alias} is no longer held`);
+        if (!this.store.createAlias({ alias, roomId, creator, createdTs: this.clock.now() })) throw new MatrixError("M_ROOM_IN_USE", `Room alias ${alias} already taken`);
+      },
+      release: () => {
+        if (held) this.reserved.delete(alias);
+        held = false;
+      },
+    };
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Published room directory
+
+  /** GET /directory/list/room/{roomId}. */
+  visibility(roomId: string): DirectoryVisibility {
+    if (!this.roomExists(roomId)) throw new MatrixError("M_NOT_FOUND", "Room not found");
+    return this.store.isPublished(roomId) ? "public" : "private";
+  }
+
+  /** PUT /directory/list/room/{roomId}: room admins and server admins only. */
+  setVisibility(userId: string, roomId: string, visibility: DirectoryVisibility): void {
+    if (!this.roomExists(roomId)) throw new MatrixError("M_NOT_FOUND", "Room not found");
+    if (!this.isServerAdmin(userId) && !this.isRoomAdmin(roomId, userId)) {
+      throw new MatrixError("M_FORBIDDEN", "You may not change this room's visibility in the room directory: it needs the power to send m.room.canonical_alias");
+    }
+    this.store.setPublished(roomId, visibility === "public", this.clock.now());
+  }
+
+  /** createRoom with visibility "public": the creator may publish their new room. */
+  publish(roomId: string): void {
+    this.store.setPublished(roomId, true, this.clock.now());
+  }
+
+  /** GET and POST /publicRooms for this server; another server's directory needs federation. */
+  publicRooms(request: PublicRoomsRequest & { server?: string }): PublicRoomsResponse {
+    if (request.server !== undefined && request.server !== this.serverName) {
+      if (!parseServerName(request.server).ok) throw new MatrixError("M_INVALID_PARAM", `Invalid server name: ${request.server}`);
+      throw new MatrixError("M_NOT_FOUND", `Cannot list the room directory of ${request.server}: that needs federation, which this server does not do yet`);
+    }
+    return listPublicRooms(this.store.publishedRooms(), request, {
+      state: (roomId, type, stateKey) => this.access.engine.currentStateEvent(roomId, type, stateKey)?.content,
+      localAliases: (roomId) => this.store.aliasesOfRoom(roomId),
+    });
+  }
+
+  // ---------------------------------------------------------------------------------------------
+
+  /** A valid alias on this server (400 M_INVALID_PARAM otherwise, also for other servers' aliases). */
+  private checkNewAlias(alias: string): void {
+    const parsed = parseRoomAlias(alias);
+    if (!parsed.ok) throw new MatrixError("M_INVALID_PARAM", `Room alias invalid: ${parsed.error}`);
+    if (parsed.value.serverName !== this.serverName) throw new MatrixError("M_INVALID_PARAM", `Room alias must be on this server (${this.serverName})`);
+    // Synapse's rule too: whitespace in an alias is almost always a client mistake, and unshareable.
+    if (/\s/u.test(parsed.value.localpart)) throw new MatrixError("M_INVALID_PARAM", "Room alias must not contain whitespace");
+  }
+
+  private roomExists(roomId: string): boolean {
+    try {
+      this.access.versionOf(roomId);
+      return true;
+    } catch (error) {
+      if (error instanceof MatrixError && error.errcode === "M_NOT_FOUND") return false;
+      throw error;
+    }
+  }
+
+  private isServerAdmin(userId: string): boolean {
+    return this.options.isServerAdmin?.(userId) ?? false;
+  }
+
+  /** Joined, and a creator of the room or able to send m.room.canonical_alias by the current power levels. */
+  private isRoomAdmin(roomId: string, userId: string): boolean {
+    if (!this.roomExists(roomId) || this.access.membership(roomId, userId) !== "join") return false;
+    const version = this.access.versionOf(roomId);
+    const lookup = this.access.currentAuthState(roomId);
+    const create = lookup("m.room.create", "");
+    if (create && roomCreators(create, version).includes(userId)) return true;
+    return userPowerLevel(userId, lookup, version) >= eventSendLevel("m.room.canonical_alias", true, lookup, version);
+  }
+
+  /** This server first, then the other servers with joined members. */
+  private serversOf(roomId: string): string[] {
+    const servers = new Set<string>([this.serverName]);
+    for (const [member, membership] of this.access.store.currentMemberships(roomId)) {
+      const server = serverNameOf(member);
+      if (membership === "join" && server !== undefined) servers.add(server);
+    }
+    return [...servers];
+  }
+
+  private async dropFromCanonicalAlias(roomId: string, userId: string, alias: string): Promise<void> {
+    const content = this.access.engine.currentStateEvent(roomId, "m.room.canonical_alias", "")?.content;
+    if (!content) return;
+    const alt = Array.isArray(content.alt_aliases) ? content.alt_aliases : undefined;
+    if (content.alias !== alias && !alt?.includes(alias)) return;
+    const updated: JsonObject = { ...content };
+    if (updated.alias === alias) delete updated.alias;
+    if (alt) updated.alt_aliases = alt.filter((a) => a !== alias);
+    try {
+      await this.access.engine.sendEvent(roomId, { type: "m.room.canonical_alias", sender: userId, stateKey: "", content: updated });
+    } catch (error) {
+      if (!(error instanceof MatrixError)) throw error;
+    }
+  }
+}

@@ -1,0 +1,106 @@
+// Wakes /sync long-polls (client-server-api "Syncing": a sync with `timeout` waits until there is
+// something new). Listens to every source a sync reads — room events, typing, receipts, account
+// data — and wakes only the waiting users the change concerns; the sync then recomputes and decides
+// whether the change is visible to it.
+import type { StoredEvent } from "../../storage/stores";
+import type { Service } from "../runtime";
+
+export type WaitOutcome = "woken" | "timeout" | "aborted" | "stopped";
+
+/** The sources a notifier subscribes to (the room engine, typing, receipts, account data). */
+export interface NotifierSources {
+  onEvent(listener: (roomId: string, stored: StoredEvent) => void): void;
+  onTyping(listener: (roomId: string) => void): void;
+  onReceipt(listener: (roomId: string) => void): void;
+  onAccountData(listener: (userId: string) => void): void;
+  /** Current memberships in a room: user id -> membership. */
+  memberships(roomId: string): ReadonlyMap<string, string>;
+}
+
+/** One pending wait: its promise settles once, and `cancel` releases it without waking anything. */
+export interface Waiter {
+  readonly promise: Promise<WaitOutcome>;
+  cancel(): void;
+}
+
+/** Memberships whose holders see a room's events (joined) or its invite/knock updates. */
+const EVENT_AUDIENCE = new Set(["join", "invite", "knock"]);
+
+export class SyncNotifier implements Service {
+  readonly name = "sync-notifier";
+  private readonly waiting = new Map<string, Set<(outcome: WaitOutcome) => void>>();
+  private stopped = false;
+
+  constructor(private readonly sources: NotifierSources) {
+    sources.onEvent((roomId, stored) => {
+      const extra = stored.type === "m.room.member" && stored.stateKey !== undefined ? stored.stateKey : undefined;
+      this.wakeRoom(roomId, EVENT_AUDIENCE, extra);
+    });
+    sources.onTyping((roomId) => this.wakeRoom(roomId, JOINED));
+    sources.onReceipt((roomId) => this.wakeRoom(roomId, JOINED));
+    sources.onAccountData((userId) => this.wake(userId));
+  }
+
+  /** Users with a pending wait (for tests and metrics). */
+  waitingCount(): number {
+    let n = 0;
+    for (const set of this.waiting.values()) n += set.size;
+    return n;
+  }
+
+  /**
+   * Registers a wait for `userId` before the caller computes its answer, so that a change landing
+   * in between is not missed. Settles on a wake-up, the timeout, the signal's abort, or stop().
+   */
+  waitFor(userId: string, timeoutMs: number, signal?: AbortSignal): Waiter {
+    if (this.stopped) return { promise: Promise.resolve("stopped"), cancel: () => {} };
+    if (signal?.aborted) return { promise: Promise.resolve("aborted"), cancel: () => {} };
+    let settle!: (outcome: WaitOutcome) => void;
+    const promise = new Promise<WaitOutcome>((resolve) => {
+      let done = false;
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const onAbort = () => settle("aborted");
+      settle = (outcome) => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        signal?.removeEventListener("abort", onAbort);
+        const set = this.waiting.get(userId);
+        set?.delete(settle);
+        if (set?.size === 0) this.waiting.delete(userId);
+        resolve(outcome);
+      };
+      timer = setTimeout(() => settle("timeout"), Math.max(0, timeoutMs));
+      signal?.addEventListener("abort", onAbort, { once: true });
+      const set = this.waiting.get(userId) ?? new Set();
+      set.add(settle);
+      this.waiting.set(userId, set);
+    });
+    return { promise, cancel: () => settle("aborted") };
+  }
+
+  /** Wakes every wait of one user. */
+  wake(userId: string): void {
+    const set = this.waiting.get(userId);
+    if (!set) return;
+    for (const settle of [...set]) settle("woken");
+  }
+
+  stop(): void {
+    this.stopped = true;
+    for (const set of [...this.waiting.values()]) for (const settle of [...set]) settle("stopped");
+    this.waiting.clear();
+  }
+
+  private wakeRoom(roomId: string, audience: ReadonlySet<string>, alsoUser?: string): void {
+    if (this.waiting.size === 0) return;
+    if (alsoUser !== undefined) this.wake(alsoUser);
+    const memberships = this.sources.memberships(roomId);
+    for (const userId of [...this.waiting.keys()]) {
+      const membership = memberships.get(userId);
+      if (membership !== undefined && audience.has(membership)) this.wake(userId);
+    }
+  }
+}
+
+const JOINED: ReadonlySet<string> = new Set(["join"]);

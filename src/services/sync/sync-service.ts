@@ -1,0 +1,486 @@
+// GET /sync (client-server-api "Syncing"): the initial snapshot of a user's rooms and account data,
+// then, from a `since` token, what changed — room timelines (limited by the filter, with the state
+// at the timeline's start when limited), invites, knocks, leaves, typing, receipts and account data.
+// A sync with a timeout waits on the notifier until something concerns the user.
+//
+// Everything one answer reads is read synchronously (the stores are synchronous), so the positions
+// in next_batch and the data returned always agree.
+import { randomBytes } from "node:crypto";
+import { MatrixError } from "../../protocol/errors";
+import type { JsonObject } from "../../protocol/json";
+import type { RoomClientStore, RoomEventStore, StoredEvent } from "../../storage/stores";
+import type { Clock } from "../runtime";
+import type { AccountDataService } from "../accounts/account-data-service";
+import type { Filter, FilterService } from "../accounts/filter-service";
+import type { PushRuleService } from "../accounts/push-rule-service";
+import { type ClientEvent, ClientEventFormatter, type Viewer } from "../rooms/client-events";
+import type { ReceiptService, TypingService } from "../rooms/ephemeral";
+import type { RoomAccess } from "../rooms/room-access";
+import type { RoomEngine } from "../rooms/room-engine";
+import { streamToken } from "../rooms/stream-token";
+import type { SyncNotifier } from "./notifier";
+import { syncFilter, type SectionFilter, type SyncFilter } from "./sync-filter";
+import { formatSyncToken, parseSyncToken, type SyncPosition } from "./sync-token";
+
+/** The longest a sync may wait; a longer timeout is cut to this. */
+export const MAX_SYNC_TIMEOUT_MS = 120_000;
+/** The most events one timeline scan reads before calling the timeline limited (restrictive filters on long histories). */
+const MAX_SCANNED_EVENTS = 5000;
+
+/** The state types of stripped state for invites and knocks (client-server-api "Stripped state"). */
+export const STRIPPED_STATE_TYPES = ["m.room.create", "m.room.join_rules", "m.room.name", "m.room.avatar", "m.room.canonical_alias", "m.room.topic", "m.room.encryption"];
+
+export interface SyncRequest {
+  userId: string;
+  deviceId?: string;
+  since?: string;
+  /** An uploaded filter's id, or a filter the caller has parsed and validated. */
+  filter?: string | Filter;
+  fullState?: boolean;
+  timeoutMs?: number;
+  /** Aborted when the client goes away: a waiting sync then ends at once. */
+  signal?: AbortSignal;
+}
+
+type SyncEvent = Omit<ClientEvent, "room_id">;
+interface StrippedState {
+  type: string;
+  state_key: string;
+  sender: string;
+  content: JsonObject;
+}
+
+export interface JoinedRoomSync {
+  summary?: { "m.heroes": string[]; "m.joined_member_count": number; "m.invited_member_count": number };
+  timeline: { events: SyncEvent[]; limited: boolean; prev_batch: string };
+  state: { events: SyncEvent[] };
+  ephemeral: { events: { type: string; content: JsonObject }[] };
+  account_data: { events: { type: string; content: Record<string, unknown> }[] };
+  unread_notifications: { notification_count: number; highlight_count: number };
+}
+
+export interface LeftRoomSync {
+  timeline: { events: SyncEvent[]; limited: boolean; prev_batch: string };
+  state: { events: SyncEvent[] };
+  account_data: { events: { type: string; content: Record<string, unknown> }[] };
+}
+
+export interface SyncResponse {
+  next_batch: string;
+  rooms: {
+    join: Record<string, JoinedRoomSync>;
+    invite: Record<string, { invite_state: { events: StrippedState[] } }>;
+    knock: Record<string, { knock_state: { events: StrippedState[] } }>;
+    leave: Record<string, LeftRoomSync>;
+  };
+  account_data: { events: { type: string; content: Record<string, unknown> }[] };
+  presence: { events: never[] };
+  to_device: { events: never[] };
+  device_lists: { changed: string[]; left: string[] };
+  device_one_time_keys_count: Record<string, number>;
+}
+
+export interface SyncDeps {
+  engine: RoomEngine;
+  store: RoomEventStore;
+  clientStore: RoomClientStore;
+  access: RoomAccess;
+  typing: TypingService;
+  receipts: ReceiptService;
+  accountData: AccountDataService;
+  pushRules: PushRuleService;
+  filters: FilterService;
+  notifier: SyncNotifier;
+  clock: Clock;
+}
+
+/** What one answer is computed from: the positions now, the `since` positions, the user and filter. */
+interface SyncContext {
+  viewer: Viewer & { userId: string };
+  now: SyncPosition;
+  since: Omit<SyncPosition, "boot"> | undefined;
+  fullState: boolean;
+  filter: SyncFilter;
+  /** All of the user's account data, read once when a newly joined room needs it. */
+  allAccountData?: ReturnType<AccountDataService["since"]>;
+}
+
+interface TimelineSlice {
+  events: StoredEvent[];
+  limited: boolean;
+  /** No event of the range was skipped (filtered out or invisible) and none was cut by the limit. */
+  complete: boolean;
+}
+
+export class SyncService {
+  /** Names this process in tokens: typing serials of another boot mean nothing here. */
+  readonly boot = randomBytes(6).readUIntBE(0, 6).toString(36);
+  private readonly formatter: ClientEventFormatter;
+
+  constructor(private readonly deps: SyncDeps) {
+    this.formatter = new ClientEventFormatter(deps.store, deps.clientStore, deps.access, deps.clock);
+  }
+
+  async sync(request: SyncRequest): Promise<SyncResponse> {
+    const since = request.since === undefined ? undefined : parseSyncToken(request.since);
+    const filter = syncFilter(this.resolveFilter(request.userId, request.filter));
+    const fullState = request.fullState === true;
+    // full_state answers at once; so does an initial sync (there is always something to say).
+    const timeout = since === undefined || fullState ? 0 : Math.max(0, Math.min(MAX_SYNC_TIMEOUT_MS, request.timeoutMs ?? 0));
+    const viewer = { userId: request.userId, deviceId: request.deviceId };
+    const compute = () => this.compute(viewer, since, filter, fullState);
+    if (timeout === 0) return compute();
+
+    const deadline = performance.now() + timeout;
+    for (;;) {
+      // Register before computing, so that a change landing in between wakes this wait.
+      const waiter = this.deps.notifier.waitFor(request.userId, deadline - performance.now(), request.signal);
+      const response = compute();
+      if (!isEmpty(response)) {
+        waiter.cancel();
+        return response;
+      }
+      const outcome = await waiter.promise;
+      if (outcome === "aborted" || outcome === "stopped") return response;
+      if (outcome === "timeout" || deadline - performance.now() <= 0) return compute();
+    }
+  }
+
+  /** The filter a request names: an uploaded one by id (400 M_INVALID_PARAM when unknown) or inline. */
+  private resolveFilter(userId: string, filter: string | Filter | undefined): Filter | undefined {
+    if (filter === undefined || typeof filter === "object") return filter;
+    try {
+      return this.deps.filters.get(userId, userId, filter);
+    } catch (error) {
+      if (error instanceof MatrixError && error.errcode === "M_NOT_FOUND") throw new MatrixError("M_INVALID_PARAM", "No such filter");
+      throw error;
+    }
+  }
+
+  private compute(viewer: Viewer & { userId: string }, since: SyncPosition | undefined, filter: SyncFilter, fullState: boolean): SyncResponse {
+    const { store, accountData, receipts, typing } = this.deps;
+    const now: SyncPosition = {
+      events: store.maxStreamOrdering(),
+      accountData: accountData.maxStream(),
+      receipts: receipts.currentStreamId(),
+      typing: typing.currentSerial(),
+      boot: this.boot,
+    };
+    // Positions past ours (a token of a wiped database) read as ours; a typing serial of another
+    // boot, or one we never issued, as 0.
+    const from = since && {
+      events: Math.min(since.events, now.events),
+      accountData: Math.min(since.accountData, now.accountData),
+      receipts: Math.min(since.receipts, now.receipts),
+      typing: since.boot === this.boot && since.typing <= now.typing ? since.typing : 0,
+    };
+    const ctx: SyncContext = { viewer, now, since: from, fullState, filter };
+    const response: SyncResponse = {
+      next_batch: formatSyncToken(now),
+      rooms: { join: {}, invite: {}, knock: {}, leave: {} },
+      account_data: { events: [] },
+      presence: { events: [] },
+      to_device: { events: [] },
+      device_lists: { changed: [], left: [] },
+      device_one_time_keys_count: {},
+    };
+
+    const changedData = accountData.since(viewer.userId, from?.accountData ?? 0);
+    for (const entry of changedData.global) {
+      if (entry.type === "m.push_rules" && from === undefined) continue; // added fresh below
+      if (filter.accountData.allowsType(entry.type)) response.account_data.events.push({ type: entry.type, content: entry.content });
+    }
+    if (from === undefined && filter.accountData.allowsType("m.push_rules")) {
+      response.account_data.events.push({ type: "m.push_rules", content: this.deps.pushRules.accountDataContent(viewer.userId) });
+    }
+
+    const userId = viewer.userId;
+    for (const roomId of store.roomsWithMembership(userId, "join")) {
+      if (!filter.includesRoom(roomId)) continue;
+      const room = this.joinedRoom(ctx, roomId, changedData.rooms.get(roomId) ?? []);
+      if (room) response.rooms.join[roomId] = room;
+    }
+    for (const membership of ["invite", "knock"] as const) {
+      for (const roomId of store.roomsWithMembership(userId, membership)) {
+        if (!filter.includesRoom(roomId)) continue;
+        const events = this.strippedStateIfChanged(ctx, roomId);
+        if (!events) continue;
+        if (membership === "invite") response.rooms.invite[roomId] = { invite_state: { events } };
+        else response.rooms.knock[roomId] = { knock_state: { events } };
+      }
+    }
+    for (const roomId of [...store.roomsWithMembership(userId, "leave"), ...store.roomsWithMembership(userId, "ban")]) {
+      if (!filter.includesRoom(roomId) || this.deps.clientStore.isForgotten(userId, roomId)) continue;
+      const room = this.leftRoom(ctx, roomId, changedData.rooms.get(roomId) ?? []);
+      if (room) response.rooms.leave[roomId] = room;
+    }
+    return response;
+  }
+
+  // ------------------------------------------------------------------------------------------------
+  // Rooms
+
+  private joinedRoom(ctx: SyncContext, roomId: string, changedRoomData: { type: string; content: Record<string, unknown> }[]): JoinedRoomSync | undefined {
+    const { userId } = ctx.viewer;
+    const member = this.currentMemberEvent(roomId, userId);
+    const S = ctx.since?.events;
+    // Joined after `since` (and not joined at it): the room is new to the client — send it whole.
+    const newlyJoined = S !== undefined && (member?.streamOrdering ?? 0) > S && this.membershipAt(roomId, S, userId) !== "join";
+    const full = S === undefined || ctx.fullState || newlyJoined;
+    const timelineFrom = S === undefined || newlyJoined ? 0 : S;
+
+    const timeline = this.timeline(ctx, roomId, timelineFrom, ctx.now.events);
+    const state = this.stateEvents(ctx, roomId, timeline, full, S, () => this.deps.store.currentState(roomId), true);
+
+    const ephemeral: JoinedRoomSync["ephemeral"]["events"] = [];
+    if (ctx.filter.ephemeral.includesRoom(roomId)) {
+      const typingSince = newlyJoined ? 0 : (ctx.since?.typing ?? 0);
+      const typing = this.deps.typing.typingSince(roomId, typingSince);
+      if (typing && (ctx.since !== undefined || typing.userIds.length > 0) && ctx.filter.ephemeral.allowsType("m.typing")) {
+        ephemeral.push({ type: "m.typing", content: { user_ids: typing.userIds } });
+      }
+      const receiptsSince = newlyJoined ? 0 : (ctx.since?.receipts ?? 0);
+      const receipts = this.deps.receipts.receiptsSince(roomId, receiptsSince, userId);
+      if (receipts && ctx.filter.ephemeral.allowsType("m.receipt")) ephemeral.push({ type: "m.receipt", content: receipts as unknown as JsonObject });
+    }
+
+    const roomData = newlyJoined ? this.allRoomAccountData(ctx, roomId) : changedRoomData;
+    const accountData = ctx.filter.roomAccountData.includesRoom(roomId)
+      ? roomData.filter((e) => ctx.filter.roomAccountData.allowsType(e.type)).map((e) => ({ type: e.type, content: e.content }))
+      : [];
+
+    if (!full && timeline.events.length === 0 && state.length === 0 && ephemeral.length === 0 && accountData.length === 0) return undefined;
+
+    const room: JoinedRoomSync = {
+      timeline: this.timelineJson(ctx, timeline, ctx.now.events),
+      state: { events: this.format(ctx, state) },
+      ephemeral: { events: ephemeral },
+      account_data: { events: accountData },
+      unread_notifications: { notification_count: 0, highlight_count: 0 },
+    };
+    const membersChanged = full || [...timeline.events, ...state].some((e) => e.type === "m.room.member");
+    if (membersChanged) room.summary = this.summary(roomId, userId);
+    return room;
+  }
+
+  private leftRoom(ctx: SyncContext, roomId: string, changedRoomData: { type: string; content: Record<string, unknown> }[]): LeftRoomSync | undefined {
+    const { userId } = ctx.viewer;
+    const S = ctx.since?.events;
+    const member = this.currentMemberEvent(roomId, userId);
+    if (!member || member.streamOrdering === undefined) return undefined;
+    // An initial (or full_state) sync lists left rooms only when the filter asks; an incremental one
+    // always lists those left since.
+    const leftSince = S !== undefined && member.streamOrdering > S;
+    if (!leftSince && !((S === undefined || ctx.fullState) && ctx.filter.includeLeave)) return undefined;
+
+    const wasJoined = S !== undefined && this.membershipAt(roomId, S, userId) === "join";
+    const full = S === undefined || ctx.fullState || !wasJoined;
+    const timeline = this.timeline(ctx, roomId, wasJoined ? S! : 0, member.streamOrdering);
+    // Someone who never joined (a rejected invite, a withdrawn knock) gets no room state.
+    const hadJoined = this.deps.access.departureOf(roomId, userId) !== undefined;
+    const state = hadJoined
+      ? this.stateEvents(ctx, roomId, timeline, full, S, () => (member.stateSnapshot === undefined ? new Map() : this.deps.store.stateAt(member.stateSnapshot)), false)
+      : [];
+    const accountData = ctx.filter.roomAccountData.includesRoom(roomId)
+      ? changedRoomData.filter((e) => ctx.filter.roomAccountData.allowsType(e.type)).map((e) => ({ type: e.type, content: e.content }))
+      : [];
+    return {
+      timeline: this.timelineJson(ctx, timeline, member.streamOrdering),
+      state: { events: this.format(ctx, state) },
+      account_data: { events: accountData },
+    };
+  }
+
+  /** Stripped state plus the user's own member event, when it changed after `since` (or always, initially). */
+  private strippedStateIfChanged(ctx: SyncContext, roomId: string): StrippedState[] | undefined {
+    const member = this.currentMemberEvent(roomId, ctx.viewer.userId);
+    if (!member) return undefined;
+    const S = ctx.since?.events;
+    if (S !== undefined && !ctx.fullState && (member.streamOrdering ?? 0) <= S) return undefined;
+    const events: StrippedState[] = [];
+    for (const type of STRIPPED_STATE_TYPES) {
+      const event = this.deps.engine.currentStateEvent(roomId, type, "");
+      if (event) events.push({ type: event.type, state_key: event.state_key ?? "", sender: event.sender, content: event.content });
+    }
+    const own = this.deps.engine.loadEvent(member.eventId)?.event;
+    if (own) events.push({ type: own.type, state_key: own.state_key ?? "", sender: own.sender, content: own.content });
+    return events;
+  }
+
+  // ------------------------------------------------------------------------------------------------
+  // Timeline and state
+
+  /**
+   * The newest `limit` events of (fromExclusive, toInclusive] the user may see and the timeline
+   * filter lets through, oldest first; limited when there are more.
+   */
+  private timeline(ctx: SyncContext, roomId: string, fromExclusive: number, toInclusive: number): TimelineSlice {
+    const section = ctx.filter.timeline;
+    const limit = section.includesRoom(roomId) ? ctx.filter.timelineLimit : 0;
+    const wanted: StoredEvent[] = [];
+    let skipped = false;
+    let scanned = 0;
+    let position = toInclusive;
+    const batchSize = Math.min(1000, Math.max(20, (limit + 1) * 2));
+    scan: for (;;) {
+      const batch = this.deps.store.roomEventsBackwards(roomId, position, fromExclusive, batchSize);
+      for (const stored of batch) {
+        position = stored.streamOrdering! - 1;
+        scanned++;
+        if (this.wantedInTimeline(ctx, section, stored)) {
+          wanted.push(stored);
+          if (wanted.length > limit) break scan;
+        } else skipped = true;
+        if (scanned >= MAX_SCANNED_EVENTS) {
+          // Too far back to keep looking: call it limited (there may be more).
+          return { events: wanted.slice(0, limit).reverse(), limited: true, complete: false };
+        }
+      }
+      if (batch.length < batchSize) break;
+    }
+    const limited = wanted.length > limit;
+    return { events: wanted.slice(0, limit).reverse(), limited, complete: !limited && !skipped };
+  }
+
+  private wantedInTimeline(ctx: SyncContext, section: SectionFilter, stored: StoredEvent): boolean {
+    if (!section.allows(stored, () => this.contentOf(stored))) return false;
+    return this.deps.access.canSee(ctx.viewer.userId, stored);
+  }
+
+  private timelineJson(ctx: SyncContext, timeline: TimelineSlice, end: number): JoinedRoomSync["timeline"] {
+    const first = timeline.events[0];
+    // prev_batch: a /messages token just before the first event (backwards from it: older events).
+    const prevBatch = first?.streamOrdering !== undefined ? streamToken(first.streamOrdering - 1) : streamToken(end);
+    return { events: this.format(ctx, timeline.events), limited: timeline.limited, prev_batch: prevBatch };
+  }
+
+  /**
+   * The `state` section: in a full answer, the state at the start of the timeline; in an incremental
+   * one, what changed between `since` and the start of the timeline (nothing to compute when the
+   * timeline holds every event since). State events in the timeline are not repeated. With
+   * lazy-loaded members, only the members of the timeline's senders (and, in full, the user's own)
+   * — but every membership change in the gap.
+   */
+  private stateEvents(
+    ctx: SyncContext,
+    roomId: string,
+    timeline: TimelineSlice,
+    full: boolean,
+    since: number | undefined,
+    endState: () => Map<string, string>,
+    current: boolean,
+  ): StoredEvent[] {
+    const section = ctx.filter.state;
+    if (!section.includesRoom(roomId)) return [];
+    const { store } = this.deps;
+    const inTimeline = new Set(timeline.events.map((e) => e.eventId));
+    const first = timeline.events[0];
+    const startSnapshot = first ? this.snapshotAt(roomId, first.streamOrdering! - 1) : undefined;
+    const start = (): Map<string, string> => (first ? (startSnapshot === undefined ? new Map() : store.stateAt(startSnapshot)) : endState());
+
+    let ids: string[] = [];
+    let gap = new Set<string>();
+    if (full) {
+      const startState = start();
+      ids = stateChanges(startState, first ? endState() : startState, new Map(), inTimeline);
+    } else if (!timeline.complete) {
+      const previousSnapshot = this.snapshotAt(roomId, since!);
+      const previous = previousSnapshot === undefined ? new Map<string, string>() : store.stateAt(previousSnapshot);
+      const startState = start();
+      // The state at the end matters only where no timeline event explains a change (a filtered-out event, a fork).
+      ids = stateChanges(startState, current ? endState() : startState, previous, inTimeline);
+      gap = new Set(ids);
+    }
+
+    let events = [...store.getEvents(ids).values()];
+    if (ctx.filter.lazyLoadMembers) {
+      const senders = new Set(timeline.events.map((e) => e.sender));
+      if (full) senders.add(ctx.viewer.userId);
+      events = events.filter((e) => e.type !== "m.room.member" || gap.has(e.eventId) || senders.has(e.stateKey!));
+      const have = new Set(events.filter((e) => e.type === "m.room.member").map((e) => e.stateKey));
+      for (const sender of senders) {
+        if (have.has(sender)) continue;
+        const id = first ? (startSnapshot === undefined ? undefined : store.stateEntryAt(startSnapshot, "m.room.member", sender)) : endState().get(`m.room.member\u0000${sender}`);
+        const stored = id === undefined || inTimeline.has(id) ? undefined : store.getEvent(id);
+        if (stored) events.push(stored);
+      }
+    }
+    return events.filter((e) => section.allows(e, () => this.contentOf(e))).sort((a, b) => (a.streamOrdering ?? 0) - (b.streamOrdering ?? 0));
+  }
+
+  /** The state snapshot of the room at a stream position: after its last event at or before it. */
+  private snapshotAt(roomId: string, position: number): number | undefined {
+    if (position <= 0) return undefined;
+    return this.deps.store.roomEventsBackwards(roomId, position, 0, 1)[0]?.stateSnapshot;
+  }
+
+  private membershipAt(roomId: string, position: number, userId: string): string | undefined {
+    const snapshot = this.snapshotAt(roomId, position);
+    if (snapshot === undefined) return undefined;
+    const id = this.deps.store.stateEntryAt(snapshot, "m.room.member", userId);
+    const membership = id === undefined ? undefined : this.deps.engine.loadEvent(id)?.event.content.membership;
+    return typeof membership === "string" ? membership : undefined;
+  }
+
+  private currentMemberEvent(roomId: string, userId: string): StoredEvent | undefined {
+    const id = this.deps.store.currentStateEvent(roomId, "m.room.member", userId);
+    return id === undefined ? undefined : this.deps.store.getEvent(id);
+  }
+
+  private summary(roomId: string, userId: string): NonNullable<JoinedRoomSync["summary"]> {
+    let joined = 0;
+    let invited = 0;
+    const heroes: string[] = [];
+    for (const [member, membership] of this.deps.store.currentMemberships(roomId)) {
+      if (membership === "join") joined++;
+      else if (membership === "invite") invited++;
+      else continue;
+      if (member !== userId) heroes.push(member);
+    }
+    return { "m.heroes": heroes.sort().slice(0, 5), "m.joined_member_count": joined, "m.invited_member_count": invited };
+  }
+
+  private allRoomAccountData(ctx: SyncContext, roomId: string): { type: string; content: Record<string, unknown> }[] {
+    ctx.allAccountData ??= this.deps.accountData.since(ctx.viewer.userId, 0);
+    return ctx.allAccountData.rooms.get(roomId) ?? [];
+  }
+
+  private contentOf(stored: StoredEvent): Record<string, unknown> {
+    return (this.deps.engine.loadEvent(stored.eventId)?.event.content ?? {}) as Record<string, unknown>;
+  }
+
+  /** Client events without room_id (client_event_without_room_id.yaml). */
+  private format(ctx: SyncContext, events: readonly StoredEvent[]): SyncEvent[] {
+    const out: SyncEvent[] = [];
+    for (const stored of events) {
+      const event = this.formatter.format(stored, ctx.viewer);
+      if (!event) continue;
+      const { room_id: _roomId, ...rest } = event;
+      out.push(rest);
+    }
+    return out;
+  }
+}
+
+/**
+ * State entries of `start` that differ from `previous`, plus entries of `end` that `start` lacks and
+ * `previous` did not have either — each once, none that the timeline holds.
+ */
+function stateChanges(start: Map<string, string>, end: Map<string, string>, previous: Map<string, string>, inTimeline: Set<string>): string[] {
+  const out = new Set<string>();
+  for (const [key, id] of start) if (previous.get(key) !== id && !inTimeline.has(id)) out.add(id);
+  if (end !== start) for (const [key, id] of end) if (!start.has(key) && previous.get(key) !== id && !inTimeline.has(id)) out.add(id);
+  return [...out];
+}
+
+/** Nothing for the client: a long-poll keeps waiting. */
+function isEmpty(r: SyncResponse): boolean {
+  const { join, invite, knock, leave } = r.rooms;
+  return (
+    r.account_data.events.length === 0 &&
+    Object.keys(join).length === 0 &&
+    Object.keys(invite).length === 0 &&
+    Object.keys(knock).length === 0 &&
+    Object.keys(leave).length === 0
+  );
+}
