@@ -16,6 +16,7 @@ import { roomRoutes } from "./api/client/rooms";
 import { membershipRoutes } from "./api/client/membership";
 import { receiptRoutes } from "./api/client/receipts";
 import { directoryRoutes } from "./api/client/directory";
+import { knockRoutes } from "./api/client/knock";
 import { DirectoryService } from "./services/directory/directory-service";
 import { consoleLogger, systemClock, type Clock, type Logger, type Service } from "./services/runtime";
 import { openSqliteStores } from "./storage/sqlite";
@@ -72,6 +73,7 @@ function createApp(container: DependencyContainer, config: Readonly<Config>, log
     .use(roomRoutes({ accounts: resolve(container, Tokens.Accounts), rooms: resolve(container, Tokens.Rooms) }))
     .use(membershipRoutes({ accounts: resolve(container, Tokens.Accounts), membership: resolve(container, Tokens.Membership), directory: resolve(container, Tokens.Directory) }))
     .use(directoryRoutes({ accounts: resolve(container, Tokens.Accounts), directory: resolve(container, Tokens.Directory) }))
+    .use(knockRoutes({ accounts: resolve(container, Tokens.Accounts), membership: resolve(container, Tokens.Membership), directory: resolve(container, Tokens.Directory) }))
     .use(receiptRoutes({ accounts: resolve(container, Tokens.Accounts), typing: resolve(container, Tokens.Typing), receipts: resolve(container, Tokens.Receipts) }))
     .use(accountRoutes({ config, accounts: resolve(container, Tokens.Accounts), uia: resolve(container, Tokens.UserInteractiveAuth) }))
     .use(capabilitiesRoutes({ accounts: resolve(container, Tokens.Accounts) }))

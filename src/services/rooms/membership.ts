@@ -50,6 +50,27 @@ export class MembershipService {
     return { roomId };
   }
 
+  /**
+   * Knocks on a room (client-server-api "Knocking on rooms"): only where the join rule is knock
+   * (room version 7+) or knock_restricted (10+). Knocking again while knocking makes a new event,
+   * as the auth rules allow; banned, invited and joined users are told why they cannot.
+   */
+  async knock(roomId: string, userId: string, reason?: string): Promise<{ roomId: string }> {
+    const version = this.access.versionOf(roomId);
+    const membership = this.access.membership(roomId, userId);
+    if (membership === "ban") throw new MatrixError("M_FORBIDDEN", "You are banned from this room");
+    if (membership === "join") throw new MatrixError("M_FORBIDDEN", "You are already in this room");
+    if (membership === "invite") throw new MatrixError("M_FORBIDDEN", "You are already invited to this room: accept the invite by joining");
+    if (!version.knocking) throw new MatrixError("M_FORBIDDEN", `Room version ${version.id} does not support knocking`);
+    const joinRule = joinRuleOf(this.access.currentAuthState(roomId));
+    const knockable = joinRule === "knock" || (joinRule === "knock_restricted" && version.knockRestrictedJoinRule);
+    if (!knockable) throw new MatrixError("M_FORBIDDEN", `You cannot knock on this room: its join rule is ${joinRule}`);
+    const profile = await this.profile(userId);
+    await this.sendMember(roomId, userId, userId, { ...profile, membership: "knock", reason });
+    this.clientStore.setForgotten(userId, roomId, false, this.clock.now());
+    return { roomId };
+  }
+
   async leave(roomId: string, userId: string, reason?: string): Promise<void> {
     this.access.versionOf(roomId);
     const membership = this.access.membership(roomId, userId);
