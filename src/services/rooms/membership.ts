@@ -3,7 +3,7 @@
 // When the auth rules refuse, the 403 says why in the user's terms; nothing is stored.
 // Local rooms only: joining a room this server is not in (over federation) comes later.
 import { MatrixError } from "../../protocol/errors";
-import type { JsonObject } from "../../protocol/json";
+import { isJsonObject, type JsonObject } from "../../protocol/json";
 import { joinRuleOf, namedLevel, userPowerLevel } from "../../protocol/auth";
 import { isValidUserId, serverNameOf } from "../../protocol/identifiers";
 import type { RoomClientStore } from "../../storage/stores";
@@ -42,12 +42,45 @@ export class MembershipService {
 
   async join(roomId: string, userId: string, reason?: string): Promise<{ roomId: string }> {
     this.access.versionOf(roomId);
-    if (this.access.membership(roomId, userId) !== "join") {
+    const current = this.access.membership(roomId, userId);
+    if (current !== "join") {
       const profile = await this.profile(userId);
-      await this.sendMember(roomId, userId, userId, { ...profile, membership: "join", reason }, () => this.explainJoin(roomId, userId));
+      const authorisedVia = current === "invite" ? undefined : this.restrictedJoinAuthoriser(roomId, userId);
+      const content = { ...profile, membership: "join", reason, ...(authorisedVia ? { join_authorised_via_users_server: authorisedVia } : {}) };
+      await this.sendMember(roomId, userId, userId, content, () => this.explainJoin(roomId, userId));
     }
     this.clientStore.setForgotten(userId, roomId, false, this.clock.now());
     return { roomId };
+  }
+
+  /**
+   * For a restricted (v8+) or knock_restricted (v10+) room: when the user is joined to a room its
+   * allow list names, a local member who may invite vouches for the join
+   * (join_authorised_via_users_server, rooms/v8.md). Undefined when the rules do not apply or no
+   * allow condition holds, and the join is left to the usual rules.
+   */
+  private restrictedJoinAuthoriser(roomId: string, userId: string): string | undefined {
+    const version = this.access.versionOf(roomId);
+    const lookup = this.access.currentAuthState(roomId);
+    const joinRules = lookup("m.room.join_rules", "");
+    const rule = joinRules?.content.join_rule;
+    const restricted = (rule === "restricted" && version.restrictedJoinRule) || (rule === "knock_restricted" && version.knockRestrictedJoinRule);
+    if (!restricted || !Array.isArray(joinRules?.content.allow)) return undefined;
+    const satisfied = joinRules.content.allow.some((entry) => {
+      if (!isJsonObject(entry)) return false;
+      if (entry.type !== "m.room_membership" || typeof entry.room_id !== "string") return false;
+      try {
+        return this.access.membership(entry.room_id, userId) === "join";
+      } catch {
+        return false; // a room this server does not know
+      }
+    });
+    if (!satisfied) return undefined;
+    const inviteLevel = namedLevel("invite", lookup, version);
+    return this.access
+      .joinedMembers(roomId)
+      .filter((member) => serverNameOf(member) === this.options.serverName)
+      .find((member) => userPowerLevel(member, lookup, version) >= inviteLevel);
   }
 
   /**
@@ -179,7 +212,7 @@ export class MembershipService {
     if (membership === "ban") return "You are banned from this room";
     const joinRule = joinRuleOf(this.access.currentAuthState(roomId));
     if (joinRule === "invite" || joinRule === "knock") return "You are not invited to this room";
-    if (joinRule === "restricted" || joinRule === "knock_restricted") return "You are not invited to this room, and joining through another room's membership is not supported yet";
+    if (joinRule === "restricted" || joinRule === "knock_restricted") return "You are not invited to this room, and not in any room its join rules allow";
     return `This room's join rule (${joinRule}) does not let you join`;
   }
 

@@ -20,6 +20,11 @@ export class RoomAccess implements EventLoader {
     private readonly isForgotten: (userId: string, roomId: string) => boolean = () => false,
   ) {}
 
+  /** The users whose current membership is join. */
+  joinedMembers(roomId: string): string[] {
+    return [...this.store.currentMemberships(roomId)].filter(([, m]) => m === "join").map(([u]) => u);
+  }
+
   /** The room's version; M_NOT_FOUND for a room this server does not know. */
   versionOf(roomId: string): RoomVersion {
     return this.engine.versionOf(roomId);

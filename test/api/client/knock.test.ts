@@ -150,3 +150,27 @@ describe("knock edge cases", () => {
     expect(await membershipOf(alice, roomId, bob.userId).catch(() => "none")).toBe("none");
   });
 });
+
+describe("knock_restricted and restricted: joining through an allowed room", () => {
+  test.each([
+    ["10", "knock_restricted"],
+    ["9", "restricted"],
+  ])("room version %s, %s: members of the allowed room join without knocking; others must knock", async (version, rule) => {
+    const { alice, bob } = await users();
+    const carol = await TestClient.register(server, `carol${n}`);
+    const space = await alice.createRoom({ preset: "public_chat" });
+    const roomId = await alice.createRoom({
+      room_version: version,
+      initial_state: [{ type: "m.room.join_rules", content: { join_rule: rule, allow: [{ type: "m.room_membership", room_id: space }] } }],
+    });
+    await bob.ok("POST", `/rooms/${enc(space)}/join`, {});
+    expect(await bob.ok("POST", `/rooms/${enc(roomId)}/join`, {})).toEqual({ room_id: roomId });
+    const join = await alice.ok("GET", `/rooms/${enc(roomId)}/state/m.room.member/${enc(bob.userId)}`);
+    expect(join).toMatchObject({ membership: "join", join_authorised_via_users_server: alice.userId });
+    // Carol is not in the allowed room: no join; in a knock_restricted room she may knock instead.
+    const refused = await carol.fails("POST", `/rooms/${enc(roomId)}/join`, {}, 403, "M_FORBIDDEN");
+    expect(refused.error).toContain("not in any room its join rules allow");
+    if (rule === "knock_restricted") await carol.ok("POST", `/knock/${enc(roomId)}`, { reason: "not in the space" });
+    else await carol.fails("POST", `/knock/${enc(roomId)}`, {}, 403, "M_FORBIDDEN");
+  });
+});
