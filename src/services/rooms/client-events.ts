@@ -30,6 +30,8 @@ export interface ClientEventExtras {
   replacedState?: { eventId: string; content: JsonObject; sender: string };
   /** The redaction that applies to this event, already in client format: the event is served pruned. */
   redactedBecause?: ClientEvent;
+  /** For the knocker's own knock event: the stripped state it was given (unsigned.knock_room_state). */
+  knockRoomState?: JsonObject[];
 }
 
 /** A stored PDU in the client format. Pure: every lookup result arrives in `extras`. */
@@ -54,9 +56,13 @@ export function clientEventFromPdu(pdu: JsonObject, stored: StoredEvent, version
     unsigned.prev_sender = extras.replacedState.sender;
   }
   if (extras.redactedBecause) unsigned.redacted_because = extras.redactedBecause as unknown as JsonObject;
+  if (extras.knockRoomState) unsigned.knock_room_state = extras.knockRoomState;
   event.unsigned = unsigned;
   return event;
 }
+
+/** The state types of stripped state for invites and knocks (client-server-api "Stripped state"). */
+export const STRIPPED_STATE_TYPES = ["m.room.create", "m.room.join_rules", "m.room.name", "m.room.avatar", "m.room.canonical_alias", "m.room.topic", "m.room.encryption"];
 
 export interface Viewer {
   readonly userId: string;
@@ -90,7 +96,26 @@ export class ClientEventFormatter {
     const redaction = this.applicableRedaction(stored);
     if (redaction) extras.redactedBecause = this.format(redaction);
     else if (stored.stateKey !== undefined) extras.replacedState = this.replacedState(stored);
+    if (stored.type === "m.room.member" && stored.stateKey === viewer?.userId && loaded.pdu.content && (loaded.pdu.content as JsonObject).membership === "knock") {
+      extras.knockRoomState = this.strippedStateAt(stored);
+    }
     return clientEventFromPdu(loaded.pdu, stored, loaded.version, extras);
+  }
+
+  /**
+   * The stripped state a knocker is given with their knock (client-server-api "Stripped state"):
+   * the room's create, join rules, name, avatar, canonical alias, topic and encryption events as
+   * they stood with the knock.
+   */
+  strippedStateAt(stored: StoredEvent): JsonObject[] {
+    if (stored.stateSnapshot === undefined) return [];
+    const out: JsonObject[] = [];
+    for (const type of STRIPPED_STATE_TYPES) {
+      const id = this.events.stateEntryAt(stored.stateSnapshot, type, "");
+      const loaded = id === undefined ? undefined : this.loader.load(id);
+      if (loaded) out.push({ type, state_key: "", sender: loaded.stored.sender, content: (loaded.pdu.content ?? {}) as JsonObject });
+    }
+    return out;
   }
 
   /** The first valid redaction of an event, if any. */

@@ -27,8 +27,8 @@ export const MAX_SYNC_TIMEOUT_MS = 120_000;
 /** The most events one timeline scan reads before calling the timeline limited (restrictive filters on long histories). */
 const MAX_SCANNED_EVENTS = 5000;
 
-/** The state types of stripped state for invites and knocks (client-server-api "Stripped state"). */
-export const STRIPPED_STATE_TYPES = ["m.room.create", "m.room.join_rules", "m.room.name", "m.room.avatar", "m.room.canonical_alias", "m.room.topic", "m.room.encryption"];
+import { STRIPPED_STATE_TYPES } from "../rooms/client-events";
+export { STRIPPED_STATE_TYPES };
 
 export interface SyncRequest {
   userId: string;

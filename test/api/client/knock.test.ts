@@ -174,3 +174,25 @@ describe("knock_restricted and restricted: joining through an allowed room", () 
     else await carol.fails("POST", `/knock/${enc(roomId)}`, {}, 403, "M_FORBIDDEN");
   });
 });
+
+describe("unsigned.knock_room_state", () => {
+  test("the knocker's own knock event carries the stripped state; other viewers do not get it", async () => {
+    const { alice, bob } = await users();
+    const roomId = await alice.createRoom({ room_version: "7", name: "Stripped", initial_state: [{ type: "m.room.join_rules", content: { join_rule: "knock" } }] });
+    await bob.ok("POST", `/knock/${enc(roomId)}`, { reason: "hi" });
+    const { Tokens, resolve } = await import("../../../src/di/tokens");
+    const store = resolve(server.container, Tokens.RoomEventStore);
+    const formatter = resolve(server.container, Tokens.Rooms).formatter;
+    const knock = store.getEvent(store.currentStateEvent(roomId, "m.room.member", bob.userId)!)!;
+    const forKnocker = formatter.format(knock, { userId: bob.userId })!;
+    const stripped = (forKnocker.unsigned as { knock_room_state: { type: string; content: Record<string, unknown> }[] }).knock_room_state;
+    expect(stripped.map((e) => e.type).sort()).toEqual(["m.room.create", "m.room.join_rules", "m.room.name"]);
+    expect(stripped.find((e) => e.type === "m.room.name")?.content).toEqual({ name: "Stripped" });
+    expect(formatter.format(knock, { userId: alice.userId })!.unsigned).not.toHaveProperty("knock_room_state");
+    // It reaches the knocker through /sync: after a rescind, the leave timeline holds the knock.
+    const before = (await sync(bob)).next_batch;
+    await bob.ok("POST", `/rooms/${enc(roomId)}/leave`, {});
+    const after = await sync(bob, before);
+    expect(after.rooms.leave[roomId]).toBeDefined();
+  });
+});
