@@ -1,0 +1,107 @@
+// Helpers for driving a real Portier with matrix-js-sdk: a fetch that records every exchange, a quiet
+// SDK logger, and waiting for conditions with a bounded timeout.
+import { logger as sdkRootLogger, type Logger } from "matrix-js-sdk/lib/logger";
+
+/** One HTTP exchange the SDK made, as seen on the wire. */
+export interface Exchange {
+  /** Which client made it (for messages). */
+  who: string;
+  method: string;
+  /** Path and query, e.g. `/_matrix/client/v3/sync?timeout=30000`. */
+  url: string;
+  /** Path only. */
+  path: string;
+  /** 0 when no response came (the body then holds the error, e.g. an AbortError from stopClient). */
+  status: number;
+  /** The parsed JSON body, or the raw text when it is not JSON, or undefined when empty. */
+  body: unknown;
+  contentType: string | null;
+}
+
+/** A fetch that forwards to the real one and appends each exchange (with its parsed body) to `log`. */
+export function recordingFetch(who: string, log: Exchange[]): typeof globalThis.fetch {
+  const wrapped = async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
+    const url = new URL(input instanceof Request ? input.url : String(input));
+    const method = (init?.method ?? (input instanceof Request ? input.method : "GET")).toUpperCase();
+    let response: Response;
+    try {
+      response = await fetch(input, init);
+    } catch (err) {
+      const error = err as Error;
+      log.push({ who, method, url: url.pathname + url.search, path: url.pathname, status: 0, body: `${error?.name}: ${error?.message}`, contentType: null });
+      throw err;
+    }
+    const text = await response.clone().text();
+    let body: unknown = text.length ? text : undefined;
+    try {
+      if (text.length) body = JSON.parse(text);
+    } catch {
+      /* not JSON: keep the text */
+    }
+    log.push({ who, method, url: url.pathname + url.search, path: url.pathname, status: response.status, body, contentType: response.headers.get("content-type") });
+    return response;
+  };
+  return wrapped as typeof globalThis.fetch;
+}
+
+/**
+ * A logger for the SDK that drops debug/info chatter but keeps warnings and errors (for the report
+ * when something goes wrong) in `sink`.
+ */
+export function quietLogger(sink: string[], prefix = ""): Logger {
+  const keep =
+    (level: string) =>
+    (...msg: unknown[]) => {
+      sink.push(`${level} ${prefix}${msg.map((m) => (m instanceof Error ? m.message : typeof m === "string" ? m : safeJson(m))).join(" ")}`);
+    };
+  const drop = () => {};
+  const logger: Logger = {
+    trace: drop,
+    debug: drop,
+    info: drop,
+    warn: keep("warn"),
+    error: keep("error"),
+    getChild: (namespace: string) => quietLogger(sink, `${prefix}${namespace} `),
+  };
+  return logger;
+}
+
+/**
+ * Some SDK code logs through its global `loglevel` logger rather than the client's (the MatrixRTC
+ * session, local-echo bookkeeping). Until the returned function is called, that logger (and the child
+ * loggers made from it from now on, which copy its methodFactory) keeps only warnings and errors, in `sink`.
+ */
+export function muteSdkGlobalLogger(sink: string[]): () => void {
+  type MethodFactory = (methodName: string, level: unknown, loggerName: unknown) => (...msg: unknown[]) => void;
+  const root = sdkRootLogger as unknown as { methodFactory: MethodFactory; rebuild(): void };
+  const original = root.methodFactory;
+  root.methodFactory = (methodName) =>
+    methodName === "warn" || methodName === "error" ? (...msg: unknown[]) => void sink.push(`${methodName} ${msg.map((m) => (typeof m === "string" ? m : safeJson(m))).join(" ")}`) : () => {};
+  root.rebuild();
+  return () => {
+    root.methodFactory = original;
+    root.rebuild();
+  };
+}
+
+function safeJson(value: unknown): string {
+  try {
+    return JSON.stringify(value)?.slice(0, 300) ?? String(value);
+  } catch {
+    return String(value);
+  }
+}
+
+/**
+ * Resolves with the predicate's first truthy result. The predicate is checked at once and again every
+ * `interval` ms; a throw fails the wait at once; rejects naming `what` after `timeout` ms.
+ */
+export async function waitFor<T>(what: string, predicate: () => T | undefined | null | false, timeout = 10_000, interval = 20): Promise<T> {
+  const deadline = Date.now() + timeout;
+  for (;;) {
+    const value = predicate();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeout} ms waiting for ${what}`);
+    await Bun.sleep(interval);
+  }
+}
