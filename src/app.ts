@@ -17,6 +17,8 @@ import { membershipRoutes } from "./api/client/membership";
 import { receiptRoutes } from "./api/client/receipts";
 import { directoryRoutes } from "./api/client/directory";
 import { knockRoutes } from "./api/client/knock";
+import { roomSummaryRoutes } from "./api/client/room-summary";
+import { RoomSummaryService } from "./services/directory/room-summary";
 import { DirectoryService } from "./services/directory/directory-service";
 import { consoleLogger, systemClock, type Clock, type Logger, type Service } from "./services/runtime";
 import { openSqliteStores } from "./storage/sqlite";
@@ -73,6 +75,7 @@ function createApp(container: DependencyContainer, config: Readonly<Config>, log
     .use(roomRoutes({ accounts: resolve(container, Tokens.Accounts), rooms: resolve(container, Tokens.Rooms) }))
     .use(membershipRoutes({ accounts: resolve(container, Tokens.Accounts), membership: resolve(container, Tokens.Membership), directory: resolve(container, Tokens.Directory) }))
     .use(directoryRoutes({ accounts: resolve(container, Tokens.Accounts), directory: resolve(container, Tokens.Directory) }))
+    .use(roomSummaryRoutes({ accounts: resolve(container, Tokens.Accounts), summaries: new RoomSummaryService(resolve(container, Tokens.RoomAccess), resolve(container, Tokens.Directory)) }))
     .use(knockRoutes({ accounts: resolve(container, Tokens.Accounts), membership: resolve(container, Tokens.Membership), directory: resolve(container, Tokens.Directory) }))
     .use(receiptRoutes({ accounts: resolve(container, Tokens.Accounts), typing: resolve(container, Tokens.Typing), receipts: resolve(container, Tokens.Receipts) }))
     .use(accountRoutes({ config, accounts: resolve(container, Tokens.Accounts), uia: resolve(container, Tokens.UserInteractiveAuth) }))

@@ -16,7 +16,7 @@ import { parseRoomAlias, parseServerName, serverNameOf } from "../../protocol/id
 import type { RoomDirectoryStore } from "../../storage/stores";
 import type { RoomAccess } from "../rooms/room-access";
 import type { Clock } from "../runtime";
-import { listPublicRooms, type PublicRoomsRequest, type PublicRoomsResponse } from "./public-rooms";
+import { listPublicRooms, type PublicRoomsRequest, type PublicRoomsResponse, type RoomStateReader } from "./public-rooms";
 
 export type DirectoryVisibility = "public" | "private";
 
@@ -174,11 +174,14 @@ export class DirectoryService {
       if (!parseServerName(request.server).ok) throw new MatrixError("M_INVALID_PARAM", `Invalid server name: ${request.server}`);
       throw new MatrixError("M_NOT_FOUND", `Cannot list the room directory of ${request.server}: that needs federation, which this server does not do yet`);
     }
-    return listPublicRooms(this.store.publishedRooms(), request, {
-      state: (roomId, type, stateKey) => this.access.engine.currentStateEvent(roomId, type, stateKey)?.content,
-      localAliases: (roomId) => this.store.aliasesOfRoom(roomId),
-    });
+    return listPublicRooms(this.store.publishedRooms(), request, this.stateReader);
   }
+
+  /** Current state and local aliases, as the directory's room descriptions read them. */
+  readonly stateReader: RoomStateReader = {
+    state: (roomId, type, stateKey) => this.access.engine.currentStateEvent(roomId, type, stateKey)?.content,
+    localAliases: (roomId) => this.store.aliasesOfRoom(roomId),
+  };
 
   // ---------------------------------------------------------------------------------------------
 

@@ -108,6 +108,11 @@ function plainTopic(content: JsonObject | undefined): string | undefined {
   return stringField(content, "topic");
 }
 
+/** The directory's description of one room (also the base of /room_summary and /hierarchy). */
+export function roomChunk(roomId: string, joinedMembers: number, reader: RoomStateReader): PublicRoomsChunk {
+  return entryOf({ roomId, joinedMembers } as PublishedRoom, reader).chunk;
+}
+
 function entryOf(room: PublishedRoom, reader: RoomStateReader): Entry {
   const state = (type: string) => reader.state(room.roomId, type, "");
   const chunk: PublicRoomsChunk = {
