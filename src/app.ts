@@ -75,7 +75,7 @@ function createApp(container: DependencyContainer, config: Readonly<Config>, log
     .use(roomRoutes({ accounts: resolve(container, Tokens.Accounts), rooms: resolve(container, Tokens.Rooms) }))
     .use(membershipRoutes({ accounts: resolve(container, Tokens.Accounts), membership: resolve(container, Tokens.Membership), directory: resolve(container, Tokens.Directory) }))
     .use(directoryRoutes({ accounts: resolve(container, Tokens.Accounts), directory: resolve(container, Tokens.Directory) }))
-    .use(roomSummaryRoutes({ accounts: resolve(container, Tokens.Accounts), summaries: new RoomSummaryService(resolve(container, Tokens.RoomAccess), resolve(container, Tokens.Directory)) }))
+    .use(roomSummaryRoutes({ accounts: resolve(container, Tokens.Accounts), access: resolve(container, Tokens.RoomAccess), summaries: new RoomSummaryService(resolve(container, Tokens.RoomAccess), resolve(container, Tokens.Directory)) }))
     .use(knockRoutes({ accounts: resolve(container, Tokens.Accounts), membership: resolve(container, Tokens.Membership), directory: resolve(container, Tokens.Directory) }))
     .use(receiptRoutes({ accounts: resolve(container, Tokens.Accounts), typing: resolve(container, Tokens.Typing), receipts: resolve(container, Tokens.Receipts) }))
     .use(accountRoutes({ config, accounts: resolve(container, Tokens.Accounts), uia: resolve(container, Tokens.UserInteractiveAuth) }))

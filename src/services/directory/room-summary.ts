@@ -36,7 +36,24 @@ export class RoomSummaryService {
       if (error instanceof MatrixError && (error.errcode === "M_NOT_FOUND" || error.errcode === "M_INVALID_PARAM")) throw notFound();
       throw error;
     }
-    const version = this.access.versionOf(roomId);
+    const described = this.describe(roomId, userId);
+    if (!described) throw notFound();
+    return described;
+  }
+
+  /**
+   * The summary of a room this server has, or undefined when `userId` may not preview it (the
+   * spec's list: member, invited or knocking; public, knock, knock_restricted or world_readable;
+   * restricted with an allowed room the user is in).
+   */
+  describe(roomId: string, userId: string | undefined): RoomSummary | undefined {
+    let version;
+    try {
+      version = this.access.versionOf(roomId);
+    } catch (error) {
+      if (error instanceof MatrixError && error.errcode === "M_NOT_FOUND") return undefined;
+      throw error;
+    }
     const state = (type: string): JsonObject | undefined => this.access.engine.currentStateEvent(roomId, type, "")?.content;
     const chunk = roomChunk(roomId, this.access.joinedMembers(roomId).length, this.directory.stateReader);
     const allowed = this.allowedRoomIds(state("m.room.join_rules"));
@@ -54,7 +71,7 @@ export class RoomSummaryService {
           return false;
         }
       });
-    if (!open && !member && !viaAllowedRoom) throw notFound();
+    if (!open && !member && !viaAllowedRoom) return undefined;
 
     const summary: RoomSummary = { ...chunk, room_version: version.id };
     const encryption = state("m.room.encryption")?.algorithm;

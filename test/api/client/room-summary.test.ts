@@ -55,3 +55,40 @@ describe("GET /_matrix/client/v1/room_summary", () => {
     expect(badToken.status).toBe(401);
   });
 });
+
+describe("GET /_matrix/client/v1/rooms/{roomId}/hierarchy", () => {
+  test("walks a space: knockable children listed, private children hidden, suggested_only, depth and paging", async () => {
+    const space = await alice.createRoom({ preset: "public_chat", name: "Space", creation_content: { type: "m.space" } });
+    const knockRoom = await alice.createRoom({ room_version: "10", name: "Knock room", initial_state: [{ type: "m.room.join_rules", content: { join_rule: "knock" } }] });
+    const hidden = await alice.createRoom({ name: "Hidden" });
+    const sub = await alice.createRoom({ preset: "public_chat", name: "Subspace", creation_content: { type: "m.space" } });
+    const deep = await alice.createRoom({ preset: "public_chat", name: "Deep" });
+    const link = (parent: string, child: string, extra: Record<string, unknown> = {}) =>
+      alice.ok("PUT", `/rooms/${enc(parent)}/state/m.space.child/${enc(child)}`, { via: ["summary.example"], ...extra });
+    await link(space, knockRoom, { suggested: true, order: "a" });
+    await link(space, hidden, { order: "b" });
+    await link(space, sub, { order: "c" });
+    await link(sub, deep);
+
+    const path = `${V1}/rooms/${enc(space)}/hierarchy`;
+    const r = await bob.ok("GET", path);
+    const names = r.rooms.map((x: { name: string }) => x.name);
+    expect(names).toEqual(["Space", "Knock room", "Subspace", "Deep"]);
+    const knockChunk = r.rooms.find((x: { room_id: string }) => x.room_id === knockRoom);
+    expect(knockChunk).toMatchObject({ join_rule: "knock", children_state: [] });
+    expect(r.rooms[0].room_type).toBe("m.space");
+    expect(r.rooms[0].children_state.map((c: { state_key: string }) => c.state_key)).toEqual([knockRoom, hidden, sub]);
+    expect(typeof r.rooms[0].children_state[0].origin_server_ts).toBe("number");
+
+    expect((await bob.ok("GET", `${path}?suggested_only=true`)).rooms.map((x: { name: string }) => x.name)).toEqual(["Space", "Knock room"]);
+    expect((await bob.ok("GET", `${path}?max_depth=1`)).rooms.map((x: { name: string }) => x.name)).toEqual(["Space", "Knock room", "Subspace"]);
+    const page1 = await bob.ok("GET", `${path}?limit=2`);
+    expect(page1.rooms).toHaveLength(2);
+    const page2 = await bob.ok("GET", `${path}?limit=2&from=${page1.next_batch}`);
+    expect(page2.rooms.map((x: { name: string }) => x.name)).toEqual(["Subspace", "Deep"]);
+    expect(page2.next_batch).toBeUndefined();
+    await bob.fails("GET", `${path}?limit=2&from=${page1.next_batch}&max_depth=1`, undefined, 400, "M_INVALID_PARAM");
+    await bob.fails("GET", `${path}?limit=0`, undefined, 400, "M_INVALID_PARAM");
+    await bob.fails("GET", `${V1}/rooms/${enc(hidden)}/hierarchy`, undefined, 403, "M_FORBIDDEN");
+  });
+});
