@@ -40,8 +40,12 @@ export const STATE_SNAPSHOT_SIZES_MIGRATION: Migration = {
 /** Chains shorter than this many delta rows are never collapsed, however small the state. */
 const MIN_CHAIN_ROWS = 64;
 
-/** Full snapshot maps kept in memory, newest use last; current state is read far more than it changes. */
-const CACHE_SIZE = 64;
+/**
+ * Full snapshot maps kept in memory, least recently used evicted first, bounded by their total number
+ * of entries rather than by count: a sync over a hundred small rooms keeps them all, while a few
+ * rooms of 50,000 members cannot exhaust memory.
+ */
+const CACHE_ENTRIES = 500_000;
 
 interface SnapshotRow {
   parent: number | null;
@@ -57,6 +61,7 @@ export class StateSnapshotsTable {
   private readonly selectChainEntries;
   private readonly selectEntry;
   private readonly cache = new Map<number, ReadonlyMap<string, string>>();
+  private cachedEntries = 0;
 
   constructor(db: SqlDatabase) {
     this.insertSnapshot = db.prepare("INSERT INTO state_snapshots (room_id, parent, chain_length, chain_rows, state_size) VALUES (?, ?, ?, ?, ?)");
@@ -133,12 +138,22 @@ export class StateSnapshotsTable {
   }
 
   private remember(nid: number, state: ReadonlyMap<string, string>): void {
+    const previous = this.cache.get(nid);
+    if (previous) this.cachedEntries -= previous.size;
+    this.cache.delete(nid);
     this.cache.set(nid, state);
-    if (this.cache.size > CACHE_SIZE) this.cache.delete(this.cache.keys().next().value as number);
+    this.cachedEntries += state.size;
+    // Keep at least the newest map, however large.
+    while (this.cachedEntries > CACHE_ENTRIES && this.cache.size > 1) {
+      const oldest = this.cache.keys().next().value as number;
+      this.cachedEntries -= this.cache.get(oldest)!.size;
+      this.cache.delete(oldest);
+    }
   }
 
   /** Forget cached maps (a rolled-back transaction may have cached snapshots that no longer exist). */
   clearCache(): void {
     this.cache.clear();
+    this.cachedEntries = 0;
   }
 }
