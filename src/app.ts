@@ -50,10 +50,15 @@ import { PushRuleService } from "./services/accounts/push-rule-service";
 import { syncRoutes } from "./api/client/sync";
 import { SyncService } from "./services/sync/sync-service";
 import { SyncNotifier } from "./services/sync/notifier";
+import { KnockModerationService } from "./services/knocks/knock-moderation";
+import { KnockExpiryService, systemIntervalTimer, type IntervalTimer } from "./services/knocks/knock-expiry";
+import { knockAdminRoutes } from "./api/admin/knocks";
 
 export interface BuildOptions {
   clock?: Clock;
   logger?: Logger;
+  /** Drives periodic jobs (the knock expiry); tests pass one they tick by hand. */
+  timer?: IntervalTimer;
 }
 
 export interface PortierServer {
@@ -87,7 +92,8 @@ function createApp(container: DependencyContainer, config: Readonly<Config>, log
     .use(passwordRoutes({ accounts: resolve(container, Tokens.Accounts), passwordConfirmation: resolve(container, Tokens.PasswordConfirmation) }))
     .use(sharedSecretRegisterRoutes({ registration: resolve(container, Tokens.SharedSecretRegistration), serverName: config.server_name }))
     .use(pushRuleRoutes({ accounts: resolve(container, Tokens.Accounts), pushRules: resolve(container, Tokens.PushRules) }))
-    .use(syncRoutes({ accounts: resolve(container, Tokens.Accounts), sync: resolve(container, Tokens.Sync) }));
+    .use(syncRoutes({ accounts: resolve(container, Tokens.Accounts), sync: resolve(container, Tokens.Sync) }))
+    .use(knockAdminRoutes({ accounts: resolve(container, Tokens.Accounts), knocks: resolve(container, Tokens.KnockModeration) }));
 }
 
 export function splitBind(bind: string): { hostname: string; port: number } {
@@ -150,7 +156,15 @@ export async function buildServer(config: Readonly<Config>, options: BuildOption
   });
   registerValue(container, Tokens.Directory, directory);
   registerValue(container, Tokens.Rooms, new RoomService(roomEngine, stores.roomEvents, stores.roomClient, roomAccess, clock, { ...localUser, directory }));
-  registerValue(container, Tokens.Membership, new MembershipService(roomEngine, roomAccess, stores.roomClient, clock, localUser));
+  registerValue(container, Tokens.Membership, new MembershipService(roomEngine, roomAccess, stores.roomClient, clock, { ...localUser, autoJoinKnockersOnInvite: config.knocks.auto_join_on_invite }));
+  const knockModeration = new KnockModerationService(roomAccess, stores.roomEvents, resolve(container, Tokens.Membership), clock, {
+    serverName: config.server_name,
+    isServerAdmin: (userId) => stores.accounts.getUser(userId)?.isAdmin === true,
+    userExists: localUser.userExists,
+    expireAfterMs: config.knocks.expire_after_ms,
+    expireReason: config.knocks.expire_reason,
+  });
+  registerValue(container, Tokens.KnockModeration, knockModeration);
   registerValue(container, Tokens.Typing, typing);
   registerValue(container, Tokens.Receipts, new ReceiptService(stores.roomEvents, stores.roomClient, roomAccess, clock, {
     // The fully-read marker is also room account data (m.fully_read), which clients read from /sync.
@@ -187,6 +201,10 @@ export async function buildServer(config: Readonly<Config>, options: BuildOption
   }));
 
   const services: Service[] = [typing, syncNotifier];
+  if (config.knocks.expire_after_ms !== undefined) {
+    const expiry = new KnockExpiryService(knockModeration, { expireAfterMs: config.knocks.expire_after_ms, reason: config.knocks.expire_reason }, options.timer ?? systemIntervalTimer, logger);
+    services.push(expiry);
+  }
   const app = createApp(container, config, logger);
   let listening: ReturnType<typeof Bun.serve> | undefined;
 

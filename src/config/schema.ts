@@ -37,6 +37,14 @@ export const ConfigSchema = Type.Object(
       },
       { ...Strict, default: {} },
     ),
+    knocks: Type.Object(
+      {
+        expire_after_ms: Type.Optional(Type.Integer({ minimum: 60_000, description: "When set, knocks older than this are denied (the knocker is kicked) by a background job." })),
+        expire_reason: Type.String({ default: "Your request to join has expired", description: "The reason given with knocks denied by expiry." }),
+        auto_join_on_invite: Type.Boolean({ default: false, description: "Join a local knocker at once when they are invited (their knock was accepted)." }),
+      },
+      { ...Strict, default: {} },
+    ),
     plugins: Type.Array(Type.String(), { default: [], description: "Bundled plugin names or paths of plugin files to load at start, in order." }),
     log_level: Type.Union([Type.Literal("debug"), Type.Literal("info"), Type.Literal("warn"), Type.Literal("error")], { default: "info" }),
   },

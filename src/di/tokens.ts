@@ -22,6 +22,7 @@ import type { SharedSecretRegistration } from "../services/accounts/shared-secre
 import type { PushRuleService } from "../services/accounts/push-rule-service";
 import type { SyncService } from "../services/sync/sync-service";
 import type { SyncNotifier } from "../services/sync/notifier";
+import type { KnockModerationService } from "../services/knocks/knock-moderation";
 import type { Clock, Logger } from "../services/runtime";
 
 declare const tokenType: unique symbol;
@@ -54,6 +55,7 @@ export const Tokens = {
   PushRules: token<PushRuleService>("PushRules"),
   SyncNotifier: token<SyncNotifier>("SyncNotifier"),
   Sync: token<SyncService>("Sync"),
+  KnockModeration: token<KnockModerationService>("KnockModeration"),
 } as const;
 
 export function resolve<T>(container: DependencyContainer, t: Token<T>): T {

@@ -95,6 +95,8 @@ export interface RoomEventStore {
   currentMemberships(roomId: string): Map<string, string>;
   /** Rooms where a user's current membership is the given one. */
   roomsWithMembership(userId: string, membership: string): string[];
+  /** Every (room, user) whose current membership is the given one, in all rooms (e.g. all pending knocks). */
+  membersWithMembership(membership: string): { roomId: string; userId: string; eventId: string }[];
   /** All events in the auth chains of the given events (not including them). */
   authChain(eventIds: readonly string[]): Set<string>;
   /** Highest stream ordering so far (0 when empty). */

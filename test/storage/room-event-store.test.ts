@@ -170,3 +170,31 @@ describe("room DAG store", () => {
     expect(store.currentStateEvent(ROOM, "m.room.topic", "")).toBeUndefined();
   });
 });
+
+describe("members by membership across rooms", () => {
+  test("lists every pending knock, through the membership index", () => {
+    const stores = openSqliteStores(":memory:", "better-sqlite3");
+    const store = stores.roomEvents;
+    let i = 0;
+    for (const room of ["!a:example.org", "!b:example.org"]) {
+      const create = `$c${i++}`;
+      store.persistEvent({ event: { ...event(create, { type: "m.room.create", stateKey: "" }), roomId: room }, stateAfter: { parent: undefined, delta: new Map([[key("m.room.create", ""), create]]) }, updateForwardExtremities: true, updateCurrentState: true });
+      let prev = create;
+      for (const [user, membership] of [["@k1:example.org", "knock"], ["@j:example.org", "join"], ["@k2:example.org", "knock"]]) {
+        const id = `$m${i++}`;
+        const parent = store.getEvent(prev)!.stateSnapshot;
+        store.persistEvent({
+          event: { ...event(id, { type: "m.room.member", stateKey: user, prevEvents: [prev], content: { membership } }), roomId: room },
+          stateAfter: { parent, delta: new Map([[key("m.room.member", user), id]]) },
+          updateForwardExtremities: true,
+          updateCurrentState: true,
+        });
+        prev = id;
+      }
+    }
+    const knocks = store.membersWithMembership("knock").map((k) => `${k.roomId} ${k.userId}`);
+    expect(knocks).toEqual(["!a:example.org @k1:example.org", "!a:example.org @k2:example.org", "!b:example.org @k1:example.org", "!b:example.org @k2:example.org"]);
+    const plan = stores.db.prepare<{ detail: string }>("EXPLAIN QUERY PLAN SELECT room_id, state_key, event_id FROM current_state WHERE type = 'm.room.member' AND membership = ? ORDER BY room_id, state_key").all("knock");
+    expect(plan.map((p) => p.detail).join(" ")).toContain("current_state_by_membership");
+  });
+});

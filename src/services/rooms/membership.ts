@@ -25,6 +25,8 @@ export interface MembershipOptions {
   /** Whether a local user exists (invites to unknown local users are refused). */
   userExists: (userId: string) => boolean;
   profileOf?: ProfileLookup;
+  /** knocks.auto_join_on_invite: a local knocker who is invited (their knock accepted) joins at once. */
+  autoJoinKnockersOnInvite?: boolean;
 }
 
 export class MembershipService {
@@ -125,6 +127,16 @@ export class MembershipService {
     if (current === "ban") throw new MatrixError("M_FORBIDDEN", `${target} is banned from the room`);
     const profile = await this.profile(target);
     await this.sendMember(roomId, sender, target, { ...profile, membership: "invite", reason }, () => this.explainModeration(roomId, sender, "invite"));
+    if (current === "knock" && this.options.autoJoinKnockersOnInvite) {
+      // The knocker asked to join and the invite is the answer: join on their behalf. The invite is
+      // already stored; if the join is refused (the state moved on meanwhile) the invite stands and
+      // the user can still accept it themself.
+      try {
+        await this.join(roomId, target);
+      } catch (error) {
+        if (!(error instanceof MatrixError)) throw error;
+      }
+    }
   }
 
   async kick(roomId: string, sender: string, target: string, reason?: string): Promise<void> {

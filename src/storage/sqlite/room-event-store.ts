@@ -144,6 +144,10 @@ export class SqliteRoomEventStore implements RoomEventStore {
     return this.current.roomsWithMembership(userId, membership);
   }
 
+  membersWithMembership(membership: string): { roomId: string; userId: string; eventId: string }[] {
+    return this.current.membersWithMembership(membership);
+  }
+
   authChain(eventIds: readonly string[]): Set<string> {
     return this.events.authChain(eventIds);
   }

@@ -20,6 +20,13 @@ export const CURRENT_STATE_MIGRATION: Migration = {
   `,
 };
 
+/** Member rows by membership across rooms (e.g. every pending knock), for moderation and expiry. */
+export const CURRENT_STATE_BY_MEMBERSHIP_MIGRATION: Migration = {
+  version: 7,
+  name: "current_state_by_membership",
+  up: "CREATE INDEX current_state_by_membership ON current_state (membership, room_id, state_key) WHERE type = 'm.room.member'",
+};
+
 export class CurrentStateTable {
   private readonly upsert;
   private readonly remove;
@@ -27,6 +34,7 @@ export class CurrentStateTable {
   private readonly selectOne;
   private readonly selectMembers;
   private readonly selectRoomsFor;
+  private readonly selectAllWithMembership;
   private readonly selectSnapshot;
   private readonly upsertSnapshot;
 
@@ -43,6 +51,10 @@ export class CurrentStateTable {
     );
     this.selectRoomsFor = db.prepare<{ room_id: string }>(
       "SELECT room_id FROM current_state WHERE type = 'm.room.member' AND state_key = ? AND membership = ? ORDER BY room_id",
+    );
+    // Fine for its callers (admin listings, an expiry pass at most every few minutes).
+    this.selectAllWithMembership = db.prepare<{ room_id: string; state_key: string; event_id: string }>(
+      "SELECT room_id, state_key, event_id FROM current_state WHERE type = 'm.room.member' AND membership = ? ORDER BY room_id, state_key",
     );
     this.selectSnapshot = db.prepare<{ snapshot_nid: number }>("SELECT snapshot_nid FROM room_current_snapshot WHERE room_id = ?");
     this.upsertSnapshot = db.prepare(
@@ -72,6 +84,10 @@ export class CurrentStateTable {
 
   roomsWithMembership(userId: string, membership: string): string[] {
     return this.selectRoomsFor.all(userId, membership).map((r) => r.room_id);
+  }
+
+  membersWithMembership(membership: string): { roomId: string; userId: string; eventId: string }[] {
+    return this.selectAllWithMembership.all(membership).map((r) => ({ roomId: r.room_id, userId: r.state_key, eventId: r.event_id }));
   }
 
   snapshot(roomId: string): number | undefined {
