@@ -3,6 +3,7 @@
 // infinite power level, the create event named by the room ID instead of listed in auth_events).
 // Two figures per kind: authorizeEvent alone against a prebuilt lookup, and the whole check of a
 // received PDU against its auth events (checkAuthEventsShape + authStateFromEvents + authorizeEvent).
+import { defaultPowerLevels } from "../../src/services/rooms/room-creation";
 import { authorizeEvent, authStateFromEvents, authEventsForEvent, checkAuthEventsShape, type AuthStateLookup } from "../../src/protocol/auth";
 import { type RoomEvent, stateKey } from "../../src/protocol/events";
 import type { JsonObject } from "../../src/protocol/json";
@@ -84,27 +85,9 @@ class BenchRoom {
   }
 }
 
+/** The power levels createRoom gives a room, with `users` as listed. */
 function powerLevels(users: JsonObject): JsonObject {
-  return {
-    users,
-    users_default: 0,
-    events: {
-      "m.room.name": 50,
-      "m.room.power_levels": 100,
-      "m.room.history_visibility": 100,
-      "m.room.canonical_alias": 50,
-      "m.room.avatar": 50,
-      "m.room.tombstone": 100,
-      "m.room.server_acl": 100,
-      "m.room.encryption": 100,
-    },
-    events_default: 0,
-    state_default: 50,
-    ban: 50,
-    kick: 50,
-    redact: 50,
-    invite: 0,
-  };
+  return { ...defaultPowerLevels("@unused:bench", true, []), users };
 }
 
 interface Case {

@@ -14,7 +14,7 @@ import { checkContentHash } from "../../protocol/signing/hashes";
 import { verifyEventSignature, verifyEventSignatures, type VerifyKeyLookup } from "../../protocol/signing/event-signatures";
 import { redactEvent } from "../../protocol/signing/redaction";
 import type { RoomEventStore, StateDelta, StoredEvent } from "../../storage/stores";
-import type { RoomEngine } from "./room-engine";
+import { storedEventOf, type RoomEngine } from "./room-engine";
 
 export type ReceiveOutcome =
   | { readonly outcome: "accepted" | "soft-failed" | "rejected"; readonly eventId: string; readonly reason?: string; readonly stored: StoredEvent; readonly redacted: boolean }
@@ -140,21 +140,7 @@ export class PduReceiver {
     const currentState = accepted ? await this.currentStateAfter(version, roomId, event, stateAfter) : false;
 
     const stored = this.store.persistEvent({
-      event: {
-        eventId: event.event_id,
-        roomId,
-        json: JSON.stringify(pdu),
-        type: event.type,
-        stateKey: event.state_key,
-        sender: event.sender,
-        depth: event.depth,
-        originServerTs: event.origin_server_ts,
-        prevEvents: event.prev_events,
-        authEvents: event.auth_events,
-        rejectedReason: rejection,
-        softFailed,
-        membership: event.type === "m.room.member" && typeof event.content.membership === "string" ? event.content.membership : undefined,
-      },
+      event: storedEventOf(event, roomId, pdu, { rejectedReason: rejection, softFailed }),
       stateAfter: { parent, delta: delta(parentState, stateAfter) },
       updateForwardExtremities: accepted,
       updateCurrentState: currentState,

@@ -33,7 +33,7 @@ const PRESETS: Record<RoomPreset, { join_rule: string; history_visibility: strin
 };
 
 /** The default power levels (the values Synapse uses, which clients have come to expect). */
-function defaultPowerLevels(creator: string, privilegedCreators: boolean, trustedInvitees: readonly string[]): JsonObject {
+export function defaultPowerLevels(creator: string, privilegedCreators: boolean, trustedInvitees: readonly string[]): JsonObject {
   const users: JsonObject = {};
   // v12: creators have infinite power and must not be listed.
   if (!privilegedCreators) users[creator] = 100;

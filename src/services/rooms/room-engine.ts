@@ -11,7 +11,7 @@ import { parseJson, validateCanonicalJson } from "../../protocol/canonical-json"
 import { checkEventLimits, MAX_PREV_EVENTS } from "../../protocol/event-limits";
 import { DEFAULT_ROOM_VERSION, roomVersion, type RoomVersion } from "../../protocol/room-versions";
 import { computeEventId, eventReference, roomIdFromCreateEvent } from "../../protocol/signing/event-id";
-import type { RoomEventStore, RoomRecord, StoredEvent } from "../../storage/stores";
+import type { NewEvent, RoomEventStore, RoomRecord, StoredEvent } from "../../storage/stores";
 import type { Clock } from "../runtime";
 import { RoomWriteQueue } from "./room-write-queue";
 
@@ -147,21 +147,8 @@ export class RoomEngine {
   private persistLocal(roomId: string, signed: JsonObject, event: RoomEvent, createRoom?: RoomRecord): LocalEventResult {
     const delta = new Map<string, string | null>();
     if (event.state_key !== undefined) delta.set(`${event.type}${SEP}${event.state_key}`, event.event_id);
-    const membership = event.type === "m.room.member" && typeof event.content.membership === "string" ? event.content.membership : undefined;
     const stored = this.store.persistEvent({
-      event: {
-        eventId: event.event_id,
-        roomId,
-        json: JSON.stringify(signed),
-        type: event.type,
-        stateKey: event.state_key,
-        sender: event.sender,
-        depth: event.depth,
-        originServerTs: event.origin_server_ts,
-        prevEvents: event.prev_events,
-        authEvents: event.auth_events,
-        membership,
-      },
+      event: storedEventOf(event, roomId, signed),
       stateAfter: { parent: this.store.currentStateSnapshot(roomId), delta },
       updateForwardExtremities: true,
       updateCurrentState: true,
@@ -291,6 +278,24 @@ export class RoomEngine {
     };
     return { roomId, version, persist };
   }
+}
+
+/** The row a RoomEvent is stored as: the PDU kept whole, the fields queries need beside it. */
+export function storedEventOf(event: RoomEvent, roomId: string, pdu: JsonObject, verdict: { rejectedReason?: string; softFailed?: boolean } = {}): NewEvent {
+  return {
+    eventId: event.event_id,
+    roomId,
+    json: JSON.stringify(pdu),
+    type: event.type,
+    stateKey: event.state_key,
+    sender: event.sender,
+    depth: event.depth,
+    originServerTs: event.origin_server_ts,
+    prevEvents: event.prev_events,
+    authEvents: event.auth_events,
+    membership: event.type === "m.room.member" && typeof event.content.membership === "string" ? event.content.membership : undefined,
+    ...verdict,
+  };
 }
 
 /**
