@@ -28,6 +28,11 @@ export interface NewLocalEvent {
   content: JsonObject;
   /** The event a redaction redacts. */
   redacts?: string;
+  /**
+   * Written in the event's own transaction (a client's transaction id, say), so that both are
+   * stored or neither is.
+   */
+  recordWith?: (eventId: string) => void;
 }
 
 export interface LocalEventResult {
@@ -141,19 +146,26 @@ export class RoomEngine {
     const verdict = authorizeEvent(event, authStateFromEvents(auths.map((a) => a.event), this.createEventOf(roomId)), version, checks);
     if (!verdict.allowed) throw new MatrixError("M_FORBIDDEN", verdict.reason);
 
-    return this.persistLocal(roomId, signed, event);
+    return this.persistLocal(roomId, signed, event, undefined, input.recordWith);
   }
 
-  private persistLocal(roomId: string, signed: JsonObject, event: RoomEvent, createRoom?: RoomRecord): LocalEventResult {
+  private persistLocal(roomId: string, signed: JsonObject, event: RoomEvent, createRoom?: RoomRecord, recordWith?: (eventId: string) => void): LocalEventResult {
     const delta = new Map<string, string | null>();
     if (event.state_key !== undefined) delta.set(`${event.type}${SEP}${event.state_key}`, event.event_id);
-    const stored = this.store.persistEvent({
+    const persist = () => this.store.persistEvent({
       event: storedEventOf(event, roomId, signed),
       stateAfter: { parent: this.store.currentStateSnapshot(roomId), delta },
       updateForwardExtremities: true,
       updateCurrentState: true,
       createRoom,
     });
+    const stored = recordWith
+      ? this.store.atomically(() => {
+          const row = persist();
+          recordWith(event.event_id);
+          return row;
+        })
+      : persist();
     this.parsed.set(event.event_id, { event, pdu: signed });
     if (this.deferredNotifications) this.deferredNotifications.push({ roomId, stored, pdu: signed });
     else this.notify(roomId, stored, signed);

@@ -118,16 +118,16 @@ export class RoomService {
   /** PUT /send: one event per (user, device, txnId); a repeated txnId answers with the first event_id. */
   send(roomId: string, requester: Required<Viewer>, type: string, txnId: string, content: JsonObject): Promise<string> {
     if (type === "m.room.redaction") throw new MatrixError("M_BAD_JSON", "Redact events with PUT /rooms/{roomId}/redact/{eventId}/{txnId}");
-    return this.once(requester, txnId, roomId, async () => {
+    return this.once(requester, txnId, roomId, async (recordWith) => {
       this.access.versionOf(roomId);
       this.checkContentSize(content);
-      return this.sendChecked(roomId, { type, sender: requester.userId, content }, () => this.explainSend(roomId, requester.userId, type, false));
+      return this.sendChecked(roomId, { type, sender: requester.userId, content, recordWith }, () => this.explainSend(roomId, requester.userId, type, false));
     });
   }
 
   /** PUT /redact: redacts an event of the room; only its sender or a user with the redact level may. */
   redact(roomId: string, requester: Required<Viewer>, eventId: string, txnId: string, reason?: string): Promise<string> {
-    return this.once(requester, txnId, roomId, async () => {
+    return this.once(requester, txnId, roomId, async (recordWith) => {
       const version = this.access.versionOf(roomId);
       const target = this.store.getEvent(eventId);
       if (!target || target.roomId !== roomId || !this.access.canSee(requester.userId, target)) throw new MatrixError("M_NOT_FOUND", "Event not found");
@@ -139,7 +139,7 @@ export class RoomService {
         }
       }
       const content: JsonObject = reason === undefined ? {} : { reason };
-      return this.sendChecked(roomId, { type: "m.room.redaction", sender: requester.userId, content, redacts: eventId }, () =>
+      return this.sendChecked(roomId, { type: "m.room.redaction", sender: requester.userId, content, redacts: eventId, recordWith }, () =>
         this.explainSend(roomId, requester.userId, "m.room.redaction", false),
       );
     });
@@ -297,16 +297,18 @@ export class RoomService {
     return this.access.canSee(viewer.userId, stored);
   }
 
-  private async once(requester: Required<Viewer>, txnId: string, roomId: string, run: () => Promise<string>): Promise<string> {
+  /**
+   * Runs `run` once per (user, device, txnId). The transaction id is recorded inside the event's own
+   * database transaction (through `recordWith`), so a crash can never keep the event and lose the
+   * id, which would let a retry store the event twice.
+   */
+  private async once(requester: Required<Viewer>, txnId: string, roomId: string, run: (recordWith: (eventId: string) => void) => Promise<string>): Promise<string> {
     const key = `${requester.userId}\u0000${requester.deviceId}\u0000${txnId}`;
     const done = this.clientStore.transactionEvent(requester.userId, requester.deviceId, txnId);
     if (done !== undefined) return done;
     const pending = this.inFlight.get(key);
     if (pending) return pending;
-    const promise = run().then((eventId) => {
-      this.clientStore.recordTransaction(requester.userId, requester.deviceId, txnId, roomId, eventId, this.clock.now());
-      return eventId;
-    });
+    const promise = run((eventId) => this.clientStore.recordTransaction(requester.userId, requester.deviceId, txnId, roomId, eventId, this.clock.now()));
     this.inFlight.set(key, promise);
     try {
       return await promise;
