@@ -58,8 +58,19 @@ function routePattern(path: string): RegExp {
  * Unknown endpoint -> 404 M_UNRECOGNIZED; known path with another method -> 405 M_UNRECOGNIZED
  * (client-server-api: "Unrecognized endpoint" / "unsupported method").
  */
+const compiledShapes = new WeakMap<readonly unknown[], { count: number; shapes: RouteShape[] }>();
+
+/** The routes' patterns, compiled once per route table (recompiled only if routes were added since). */
+function shapesOf(routes: readonly { method: string; path: string }[]): RouteShape[] {
+  const hit = compiledShapes.get(routes);
+  if (hit && hit.count === routes.length) return hit.shapes;
+  const shapes = routes.map((r) => ({ method: r.method, pattern: routePattern(r.path) }));
+  compiledShapes.set(routes, { count: routes.length, shapes });
+  return shapes;
+}
+
 export function unrecognized(routes: readonly { method: string; path: string }[], request: Request): Response {
-  const shapes: RouteShape[] = routes.map((r) => ({ method: r.method, pattern: routePattern(r.path) }));
+  const shapes = shapesOf(routes);
   const path = new URL(request.url).pathname;
   const methods = shapes.filter((s) => s.pattern.test(path)).map((s) => s.method);
   if (methods.length > 0) {

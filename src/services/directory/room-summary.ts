@@ -31,7 +31,6 @@ export class RoomSummaryService {
     let roomId: string;
     try {
       roomId = (await this.directory.resolveRoomIdOrAlias(roomIdOrAlias)).roomId;
-      this.access.versionOf(roomId);
     } catch (error) {
       if (error instanceof MatrixError && (error.errcode === "M_NOT_FOUND" || error.errcode === "M_INVALID_PARAM")) throw notFound();
       throw error;

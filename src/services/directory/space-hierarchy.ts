@@ -5,6 +5,7 @@
 import { MatrixError } from "../../protocol/errors";
 import { compareCodePoints } from "../../protocol/canonical-json";
 import { isJsonObject, type JsonObject } from "../../protocol/json";
+import { splitStateKey } from "../../protocol/events";
 import type { RoomAccess } from "../rooms/room-access";
 import type { RoomSummary, RoomSummaryService } from "./room-summary";
 
@@ -89,7 +90,7 @@ export class SpaceHierarchyService {
   private childEvents(roomId: string): ChildEvent[] {
     const out: ChildEvent[] = [];
     for (const key of this.access.store.currentState(roomId).keys()) {
-      const [type, stateKey] = key.split("\u0000");
+      const [type, stateKey] = splitStateKey(key);
       if (type !== "m.space.child") continue;
       const event = this.access.engine.currentStateEvent(roomId, type, stateKey);
       if (!event || !Array.isArray(event.content.via) || event.content.via.length === 0) continue;

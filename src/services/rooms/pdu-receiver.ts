@@ -2,7 +2,7 @@
 // "Checks performed on receipt of a PDU", in the spec's order, then persistence with the state
 // before and after the event. Step numbers below are the spec's.
 import { authorizeEvent, authStateFromEvents, checkAuthEventsShape, type AuthChecks, type AuthStateLookup } from "../../protocol/auth";
-import type { RoomEvent, StateMap } from "../../protocol/events";
+import { stateKey, type RoomEvent, type StateMap } from "../../protocol/events";
 import { isJsonObject, type JsonObject } from "../../protocol/json";
 import { PduFormatError, roomEventFromPdu } from "../../protocol/pdu";
 import { CanonicalJsonError } from "../../protocol/canonical-json";
@@ -19,8 +19,6 @@ import { storedEventOf, type RoomEngine } from "./room-engine";
 export type ReceiveOutcome =
   | { readonly outcome: "accepted" | "soft-failed" | "rejected"; readonly eventId: string; readonly reason?: string; readonly stored: StoredEvent; readonly redacted: boolean }
   | { readonly outcome: "dropped"; readonly eventId?: string; readonly reason: string };
-
-const SEP = "\u0000";
 
 function delta(from: ReadonlyMap<string, string>, to: ReadonlyMap<string, string>): StateDelta {
   const changes = new Map<string, string | null>();
@@ -132,7 +130,7 @@ export class PduReceiver {
 
     if (event.type === "m.room.create" && rejection !== undefined) return { outcome: "dropped", eventId: event.event_id, reason: `invalid m.room.create: ${rejection}` };
     const stateAfter = new Map(stateBefore);
-    if (rejection === undefined && event.state_key !== undefined) stateAfter.set(`${event.type}${SEP}${event.state_key}`, event.event_id);
+    if (rejection === undefined && event.state_key !== undefined) stateAfter.set(stateKey(event.type, event.state_key), event.event_id);
     const parent = prevs.length > 0 ? prevs[0]!.stateSnapshot : undefined;
     const parentState = parent === undefined ? new Map<string, string>() : this.store.stateAt(parent);
     const roomId = event.room_id ?? `!${event.event_id.slice(1)}`;
@@ -188,8 +186,8 @@ export class PduReceiver {
   }
 
   private lookup(state: ReadonlyMap<string, string>): AuthStateLookup {
-    return (type, stateKey) => {
-      const id = state.get(`${type}${SEP}${stateKey}`);
+    return (type, key) => {
+      const id = state.get(stateKey(type, key));
       return id === undefined ? undefined : this.engine.parsedEvent(id)?.event;
     };
   }

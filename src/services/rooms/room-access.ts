@@ -10,8 +10,6 @@ import type { RoomEventStore, StoredEvent } from "../../storage/stores";
 import type { EventLoader } from "./client-events";
 import type { RoomEngine } from "./room-engine";
 
-const SEP = "\u0000";
-
 export class RoomAccess implements EventLoader {
   constructor(
     readonly engine: RoomEngine,
@@ -143,4 +141,3 @@ export class RoomAccess implements EventLoader {
   }
 }
 
-export const stateMapKey = (type: string, stateKey: string) => `${type}${SEP}${stateKey}`;

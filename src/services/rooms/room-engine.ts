@@ -4,7 +4,7 @@
 import { randomBytes } from "node:crypto";
 import { authEventsForEvent, authorizeEvent, authStateFromEvents } from "../../protocol/auth";
 import { MatrixError } from "../../protocol/errors";
-import type { RoomEvent } from "../../protocol/events";
+import { stateKey, type RoomEvent } from "../../protocol/events";
 import type { JsonObject, JsonValue } from "../../protocol/json";
 import { roomEventFromPdu } from "../../protocol/pdu";
 import { parseJson, validateCanonicalJson } from "../../protocol/canonical-json";
@@ -46,7 +46,6 @@ export type EventListener = (roomId: string, stored: StoredEvent, pdu: JsonObjec
 
 const MAX_DEPTH = Number.MAX_SAFE_INTEGER;
 
-const SEP = "\u0000";
 
 export class RoomEngine {
   private readonly listeners: EventListener[] = [];
@@ -151,7 +150,7 @@ export class RoomEngine {
 
   private persistLocal(roomId: string, signed: JsonObject, event: RoomEvent, createRoom?: RoomRecord, recordWith?: (eventId: string) => void): LocalEventResult {
     const delta = new Map<string, string | null>();
-    if (event.state_key !== undefined) delta.set(`${event.type}${SEP}${event.state_key}`, event.event_id);
+    if (event.state_key !== undefined) delta.set(stateKey(event.type, event.state_key), event.event_id);
     const persist = () => this.store.persistEvent({
       event: storedEventOf(event, roomId, signed),
       stateAfter: { parent: this.store.currentStateSnapshot(roomId), delta },
@@ -324,7 +323,3 @@ function checkLimits(pdu: JsonObject, version: RoomVersion): void {
   const problem = checkEventLimits(pdu, version.strictCanonicalJson);
   if (problem) throw new MatrixError(problem.kind === "too-large" ? "M_TOO_LARGE" : "M_BAD_JSON", problem.reason);
 }
-
-/** Content helpers for callers that want a JSON value without casts. */
-export const jsonContent = (value: Record<string, JsonValue | undefined>): JsonObject =>
-  Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as JsonObject;

@@ -1,18 +1,13 @@
 // The SQLite RoomEventStore: the room DAG, its state snapshots and current state, written together
 // in one transaction per event so that a persisted event is never half there.
 import type { SqlDatabase } from "./driver";
+import { splitStateKey, stateKey } from "../../protocol/events";
 import type { StateDelta, PersistEventInput, RoomEventStore, RoomRecord, StoredEvent } from "../stores";
 import { RoomsTable } from "./tables/rooms";
 import { EventsTable } from "./tables/events";
 import { StateSnapshotsTable } from "./tables/state-snapshots";
 import { CurrentStateTable } from "./tables/current-state";
 
-const SEP = "\u0000";
-const joinKey = (type: string, stateKey: string) => `${type}${SEP}${stateKey}`;
-const splitKey = (key: string): [string, string] => {
-  const i = key.indexOf(SEP);
-  return [key.slice(0, i), key.slice(i + 1)];
-};
 
 export class SqliteRoomEventStore implements RoomEventStore {
   private readonly rooms: RoomsTable;
@@ -79,7 +74,7 @@ export class SqliteRoomEventStore implements RoomEventStore {
 
   private applyCurrentStateDelta(roomId: string, snapshot: number, delta: StateDelta): void {
     for (const [key, eventId] of delta) {
-      const [type, stateKey] = splitKey(key);
+      const [type, stateKey] = splitStateKey(key);
       if (eventId === null) this.current.delete(roomId, type, stateKey);
       else if (this.current.get(roomId, type, stateKey) !== eventId) {
         this.current.set(roomId, type, stateKey, eventId, type === "m.room.member" ? this.membershipOf(eventId) : undefined);
@@ -96,11 +91,11 @@ export class SqliteRoomEventStore implements RoomEventStore {
     const newState = this.snapshots.read(snapshot);
     for (const [key, eventId] of newState) {
       if (oldState.get(key) === eventId) continue;
-      const [type, stateKey] = splitKey(key);
+      const [type, stateKey] = splitStateKey(key);
       this.current.set(roomId, type, stateKey, eventId, type === "m.room.member" ? this.membershipOf(eventId) : undefined);
     }
     for (const key of oldState.keys()) {
-      if (!newState.has(key)) this.current.delete(roomId, ...splitKey(key));
+      if (!newState.has(key)) this.current.delete(roomId, ...splitStateKey(key));
     }
     this.current.setSnapshot(roomId, snapshot);
   }
@@ -120,8 +115,8 @@ export class SqliteRoomEventStore implements RoomEventStore {
     return new Map(this.snapshots.read(snapshot));
   }
 
-  stateEntryAt(snapshot: number, type: string, stateKey: string): string | undefined {
-    return this.snapshots.entry(snapshot, joinKey(type, stateKey));
+  stateEntryAt(snapshot: number, type: string, key: string): string | undefined {
+    return this.snapshots.entry(snapshot, stateKey(type, key));
   }
 
   currentStateSnapshot(roomId: string): number | undefined {
@@ -129,7 +124,7 @@ export class SqliteRoomEventStore implements RoomEventStore {
   }
 
   currentState(roomId: string): Map<string, string> {
-    return new Map(this.current.all(roomId).map((r) => [joinKey(r.type, r.state_key), r.event_id]));
+    return new Map(this.current.all(roomId).map((r) => [stateKey(r.type, r.state_key), r.event_id]));
   }
 
   currentStateEvent(roomId: string, type: string, stateKey: string): string | undefined {
