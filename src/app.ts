@@ -21,7 +21,7 @@ import { roomSummaryRoutes } from "./api/client/room-summary";
 import { RoomSummaryService } from "./services/directory/room-summary";
 import { DirectoryService } from "./services/directory/directory-service";
 import { consoleLogger, systemClock, type Clock, type Logger, type Service } from "./services/runtime";
-import { openSqliteStores } from "./storage/sqlite";
+import { openStores, type DatabaseSettings } from "./storage/open";
 import { ServerKeyService } from "./services/keys/server-keys";
 import { loadOrCreateSigningKey } from "./services/keys/signing-key-file";
 import { createHttpApp } from "./api/middleware/http";
@@ -96,6 +96,13 @@ function createApp(container: DependencyContainer, config: Readonly<Config>, log
     .use(knockAdminRoutes({ accounts: resolve(container, Tokens.Accounts), knocks: resolve(container, Tokens.KnockModeration) }));
 }
 
+/** Where the config says the data lives: SQLite in data_dir by default, or PostgreSQL. */
+export function databaseSettings(config: Readonly<Config>): DatabaseSettings {
+  const db = config.database;
+  if (db.driver === "postgres") return { driver: "postgres", url: db.url!, poolSize: db.pool_size };
+  return { driver: db.driver, path: db.path ?? join(config.data_dir, "portier.db") };
+}
+
 export function splitBind(bind: string): { hostname: string; port: number } {
   const at = bind.lastIndexOf(":");
   const host = bind.slice(0, at);
@@ -110,9 +117,9 @@ export async function buildServer(config: Readonly<Config>, options: BuildOption
   registerValue(container, Tokens.Clock, clock);
   registerValue(container, Tokens.Logger, logger);
 
-  const inMemory = config.database.path === ":memory:";
+  const inMemory = config.database.path === ":memory:" || config.database.driver === "postgres";
   if (!inMemory || !config.signing_key_path) mkdirSync(config.data_dir, { recursive: true });
-  const stores = openSqliteStores(config.database.path ?? join(config.data_dir, "portier.db"), config.database.driver);
+  const stores = await openStores(databaseSettings(config));
   registerValue(container, Tokens.Database, stores.db);
   registerValue(container, Tokens.ServerMetaStore, stores.serverMeta);
   registerValue(container, Tokens.RoomEventStore, stores.roomEvents);
@@ -126,10 +133,10 @@ export async function buildServer(config: Readonly<Config>, options: BuildOption
   registerValue(container, Tokens.SharedSecretRegistration, new SharedSecretRegistration(config.registration.shared_secret, resolve(container, Tokens.Accounts), resolve(container, Tokens.Profiles), clock));
 
   // The server name is part of every user and room id already stored: refuse to start under another.
-  const recordedName = stores.serverMeta.get("server_name");
-  if (recordedName === undefined) stores.serverMeta.set("server_name", config.server_name);
+  const recordedName = await stores.serverMeta.get("server_name");
+  if (recordedName === undefined) await stores.serverMeta.set("server_name", config.server_name);
   else if (recordedName !== config.server_name) {
-    stores.db.close();
+    await stores.db.close();
     throw new Error(`this database belongs to server '${recordedName}', but the config says server_name '${config.server_name}'`);
   }
 
@@ -143,8 +150,8 @@ export async function buildServer(config: Readonly<Config>, options: BuildOption
   // Client room services; member events carry the user's displayname/avatar_url from their profile.
   const roomAccess = new RoomAccess(roomEngine, stores.roomEvents, (userId, roomId) => stores.roomClient.isForgotten(userId, roomId));
   const profiles = resolve(container, Tokens.Profiles);
-  const profileOf = (userId: string) => {
-    const p = profiles.profile(userId);
+  const profileOf = async (userId: string) => {
+    const p = await profiles.profile(userId);
     return { displayname: typeof p.displayname === "string" ? p.displayname : undefined, avatar_url: typeof p.avatar_url === "string" ? p.avatar_url : undefined };
   };
   const localUser = { serverName: config.server_name, userExists: (userId: string) => resolve(container, Tokens.Accounts).userExists(userId), profileOf };
@@ -152,14 +159,14 @@ export async function buildServer(config: Readonly<Config>, options: BuildOption
   registerValue(container, Tokens.RoomAccess, roomAccess);
   const directory = new DirectoryService(stores.roomDirectory, roomAccess, clock, {
     serverName: config.server_name,
-    isServerAdmin: (userId) => stores.accounts.getUser(userId)?.isAdmin === true,
+    isServerAdmin: async (userId) => (await stores.accounts.getUser(userId))?.isAdmin === true,
   });
   registerValue(container, Tokens.Directory, directory);
   registerValue(container, Tokens.Rooms, new RoomService(roomEngine, stores.roomEvents, stores.roomClient, roomAccess, clock, { ...localUser, directory }));
   registerValue(container, Tokens.Membership, new MembershipService(roomEngine, roomAccess, stores.roomClient, clock, { ...localUser, autoJoinKnockersOnInvite: config.knocks.auto_join_on_invite }));
   const knockModeration = new KnockModerationService(roomAccess, stores.roomEvents, resolve(container, Tokens.Membership), clock, {
     serverName: config.server_name,
-    isServerAdmin: (userId) => stores.accounts.getUser(userId)?.isAdmin === true,
+    isServerAdmin: async (userId) => (await stores.accounts.getUser(userId))?.isAdmin === true,
     userExists: localUser.userExists,
     expireAfterMs: config.knocks.expire_after_ms,
     expireReason: config.knocks.expire_reason,
@@ -168,11 +175,11 @@ export async function buildServer(config: Readonly<Config>, options: BuildOption
   registerValue(container, Tokens.Typing, typing);
   registerValue(container, Tokens.Receipts, new ReceiptService(stores.roomEvents, stores.roomClient, roomAccess, clock, {
     // The fully-read marker is also room account data (m.fully_read), which clients read from /sync.
-    onFullyRead: (userId, roomId, eventId) => void resolve(container, Tokens.AccountData).write(userId, roomId, "m.fully_read", { event_id: eventId }),
+    onFullyRead: (userId, roomId, eventId) => resolve(container, Tokens.AccountData).write(userId, roomId, "m.fully_read", { event_id: eventId }),
   }));
-  profiles.onProfileChange((userId, _profile, field) => {
+  profiles.onProfileChange(async (userId, _profile, field) => {
     if (field !== "displayname" && field !== "avatar_url") return;
-    return resolve(container, Tokens.Membership).propagateProfile(userId, stores.roomEvents.roomsWithMembership(userId, "join"));
+    return resolve(container, Tokens.Membership).propagateProfile(userId, await stores.roomEvents.roomsWithMembership(userId, "join"));
   });
 
   // /sync: the notifier wakes long-polls on every source a sync reads; stopping it releases them.
@@ -238,7 +245,7 @@ export async function buildServer(config: Readonly<Config>, options: BuildOption
       // Let queued room writes finish before the database closes: an accepted write is never lost.
       await roomEngine.queue.drain();
       for (const s of [...services].reverse()) await s.stop?.();
-      stores.db.close();
+      await stores.db.close();
     },
   };
 }

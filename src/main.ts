@@ -1,16 +1,19 @@
-// The `portier` command line: serve | generate-config | register-user | version.
+// The `portier` command line: serve | generate-config | register-user | migrate-db | version.
 import "reflect-metadata";
 import { buildServer } from "./app";
 import { ConfigError, loadConfig } from "./config/loader";
 import { sampleConfig } from "./config/sample";
 import { PORTIER_VERSION } from "./version";
 import { registerUser } from "./register-user";
+import { migrateDb } from "./migrate-db";
 
 const USAGE = `Usage:
   portier serve [--config FILE]                 run the homeserver (embedded defaults without --config)
   portier generate-config [--server-name NAME]  print a commented YAML config
   portier register-user --config FILE --user NAME --password PW [--admin]
                                                 create a local user (registration need not be open)
+  portier migrate-db --to postgres://... [--config FILE]
+                                                copy a stopped server's SQLite database into an empty PostgreSQL database
   portier version                               print the version
 Environment variables override the config: PORTIER_SERVER_NAME, PORTIER_BIND, PORTIER_DATA_DIR, ...`;
 
@@ -70,6 +73,13 @@ export async function main(argv: string[]): Promise<number> {
         const config = loadConfig({ configFile: flags.config, env: process.env });
         const userId = await registerUser(config, { user: flags.user, password: flags.password, admin: flags.admin === "true" }, { log: () => {} });
         process.stdout.write(`registered ${userId}\n`);
+        return 0;
+      }
+      case "migrate-db": {
+        const flags = parseFlags(rest, ["config", "to"]);
+        if (!flags.to) throw new ConfigError(`migrate-db needs --to postgres://...\n\n${USAGE}`);
+        const config = loadConfig({ configFile: flags.config, env: process.env });
+        await migrateDb(config, flags.to, (line) => process.stdout.write(`${line}\n`));
         return 0;
       }
       case "version":

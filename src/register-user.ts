@@ -1,9 +1,12 @@
 // `portier register-user`: creates a local user straight through the account services, without
 // the HTTP API (so it works whether or not registration is open, and whether or not the server runs).
-import { buildServer } from "./app";
+// It opens only the stores (no signing key, no room services) and closes the database when done.
+import { mkdirSync } from "node:fs";
+import { databaseSettings } from "./app";
 import type { Config } from "./config/schema";
-import { Tokens, resolve } from "./di/tokens";
-import type { Logger } from "./services/runtime";
+import { AccountService } from "./services/accounts/account-service";
+import { systemClock, type Logger } from "./services/runtime";
+import { openStores } from "./storage/open";
 
 export interface RegisterUserOptions {
   user: string;
@@ -13,12 +16,22 @@ export interface RegisterUserOptions {
 
 /** Returns the new user's ID; throws the MatrixError of a taken or invalid name. */
 export async function registerUser(config: Readonly<Config>, options: RegisterUserOptions, logger?: Logger): Promise<string> {
-  const server = await buildServer(config, logger ? { logger } : {});
+  const settings = databaseSettings(config);
+  if (settings.driver !== "postgres" && settings.path !== ":memory:") mkdirSync(config.data_dir, { recursive: true });
+  const stores = await openStores(settings);
   try {
+    // As at server start: the server name is part of every stored id, so a database of another server is refused.
+    const recordedName = await stores.serverMeta.get("server_name");
+    if (recordedName === undefined) await stores.serverMeta.set("server_name", config.server_name);
+    else if (recordedName !== config.server_name) {
+      throw new Error(`this database belongs to server '${recordedName}', but the config says server_name '${config.server_name}'`);
+    }
+    const accounts = new AccountService(stores.accounts, config.server_name, systemClock, stores.profiles);
     const localpart = options.user.startsWith("@") ? options.user.slice(1, options.user.includes(":") ? options.user.indexOf(":") : undefined) : options.user;
-    const result = await resolve(server.container, Tokens.Accounts).register({ username: localpart, password: options.password, admin: options.admin, inhibitLogin: true });
+    const result = await accounts.register({ username: localpart, password: options.password, admin: options.admin, inhibitLogin: true });
+    logger?.log("info", "registered a user", { user_id: result.userId, admin: options.admin });
     return result.userId;
   } finally {
-    await server.stop();
+    await stores.db.close();
   }
 }

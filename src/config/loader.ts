@@ -81,7 +81,26 @@ export function resolveConfig(...sources: Tree[]): Readonly<Config> {
   // The server name is in every ID this server makes and can never change: check its grammar now.
   const name = parseServerName(config.server_name);
   if (!name.ok) throw new ConfigError(`config key 'server_name': ${name.error}`);
+  checkDatabase(config.database);
   return deepFreeze(config);
+}
+
+/** The database keys that only make sense together: postgres needs a postgres:// url, SQLite none. */
+function checkDatabase(database: Config["database"]): void {
+  if (database.driver === "postgres") {
+    if (database.url === undefined) throw new ConfigError("config key 'database.url': required when database.driver is postgres");
+    let url: URL;
+    try {
+      url = new URL(database.url);
+    } catch {
+      throw new ConfigError("config key 'database.url': not a URL (expected postgres://user:password@host:port/database)");
+    }
+    if (url.protocol !== "postgres:" && url.protocol !== "postgresql:") throw new ConfigError(`config key 'database.url': expected a postgres:// URL, got ${url.protocol}//`);
+    if (url.pathname.length <= 1) throw new ConfigError("config key 'database.url': names no database (postgres://host/DATABASE)");
+    if (database.path !== undefined) throw new ConfigError("config key 'database.path': only for SQLite drivers, not postgres");
+  } else if (database.url !== undefined) {
+    throw new ConfigError(`config key 'database.url': only for the postgres driver (database.driver is ${database.driver})`);
+  }
 }
 
 function deepFreeze<T>(value: T): T {

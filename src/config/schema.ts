@@ -10,8 +10,13 @@ export const ConfigSchema = Type.Object(
     data_dir: Type.String({ minLength: 1, default: "./data", description: "Folder for the database and the signing key; created on first start." }),
     database: Type.Object(
       {
-        driver: Type.Union([Type.Literal("better-sqlite3"), Type.Literal("bun-sqlite")], { default: "better-sqlite3", description: "SQLite driver: better-sqlite3 or bun-sqlite." }),
-        path: Type.Optional(Type.String({ minLength: 1, description: "Database file; defaults to <data_dir>/portier.db. ':memory:' for a throwaway database." })),
+        driver: Type.Union([Type.Literal("better-sqlite3"), Type.Literal("bun-sqlite"), Type.Literal("postgres")], {
+          default: "better-sqlite3",
+          description: "better-sqlite3 or bun-sqlite (SQLite, embedded), or postgres (needs url).",
+        }),
+        path: Type.Optional(Type.String({ minLength: 1, description: "SQLite: the database file; defaults to <data_dir>/portier.db. ':memory:' for a throwaway database." })),
+        url: Type.Optional(Type.String({ minLength: 1, description: "PostgreSQL: postgres://user:password@host:port/database (the database must use collation C)." })),
+        pool_size: Type.Integer({ minimum: 2, maximum: 1000, default: 10, description: "PostgreSQL: connections in the pool." }),
       },
       { ...Strict, default: {} },
     ),

@@ -2,7 +2,7 @@
 // is typed without strings or casts at the call site.
 import type { DependencyContainer } from "tsyringe";
 import type { Config } from "../config/schema";
-import type { SqlDatabase } from "../storage/sqlite/driver";
+import type { Database } from "../storage/database";
 import type { RoomEventStore, ServerMetaStore } from "../storage/stores";
 import type { RoomEngine } from "../services/rooms/room-engine";
 import type { PduReceiver } from "../services/rooms/pdu-receiver";
@@ -33,7 +33,7 @@ export const Tokens = {
   Config: token<Readonly<Config>>("Config"),
   Clock: token<Clock>("Clock"),
   Logger: token<Logger>("Logger"),
-  Database: token<SqlDatabase>("Database"),
+  Database: token<Database>("Database"),
   ServerMetaStore: token<ServerMetaStore>("ServerMetaStore"),
   RoomEventStore: token<RoomEventStore>("RoomEventStore"),
   ServerKeys: token<ServerKeyService>("ServerKeys"),

@@ -1,10 +1,10 @@
-// Per-domain store interfaces: what services see of storage. A PostgreSQL backend implements these
-// beside the SQLite one without touching a service.
+// Per-domain store interfaces: what services see of storage. Every method is async: the same
+// services run on SQLite and on PostgreSQL (src/storage/database.ts says what the engines promise).
 
 /** Small facts about this server that must outlive a restart (the server name it was created with, ...). */
 export interface ServerMetaStore {
-  get(key: string): string | undefined;
-  set(key: string, value: string): void;
+  get(key: string): Promise<string | undefined>;
+  set(key: string, value: string): Promise<void>;
 }
 
 /** An event as stored: the PDU exactly as received or built, plus what the server decided about it. */
@@ -77,36 +77,36 @@ export interface RoomRecord {
 
 /** The room DAG: events, edges, forward extremities, state snapshots and current state. */
 export interface RoomEventStore {
-  createRoom(room: RoomRecord): void;
-  getRoom(roomId: string): RoomRecord | undefined;
-  getEvent(eventId: string): StoredEvent | undefined;
-  getEvents(eventIds: readonly string[]): Map<string, StoredEvent>;
+  createRoom(room: RoomRecord): Promise<void>;
+  getRoom(roomId: string): Promise<RoomRecord | undefined>;
+  getEvent(eventId: string): Promise<StoredEvent | undefined>;
+  getEvents(eventIds: readonly string[]): Promise<Map<string, StoredEvent>>;
   /** Stores an event, its edges and (for non-outliers) its state snapshot in one transaction. */
-  persistEvent(input: PersistEventInput): StoredEvent;
-  forwardExtremities(roomId: string): string[];
+  persistEvent(input: PersistEventInput): Promise<StoredEvent>;
+  forwardExtremities(roomId: string): Promise<string[]>;
   /** key (type\0state_key) -> event id, for a snapshot. */
-  stateAt(snapshot: number): Map<string, string>;
+  stateAt(snapshot: number): Promise<Map<string, string>>;
   /** One entry of a snapshot without reading the whole state. */
-  stateEntryAt(snapshot: number, type: string, stateKey: string): string | undefined;
-  currentStateSnapshot(roomId: string): number | undefined;
-  currentState(roomId: string): Map<string, string>;
-  currentStateEvent(roomId: string, type: string, stateKey: string): string | undefined;
+  stateEntryAt(snapshot: number, type: string, stateKey: string): Promise<string | undefined>;
+  currentStateSnapshot(roomId: string): Promise<number | undefined>;
+  currentState(roomId: string): Promise<Map<string, string>>;
+  currentStateEvent(roomId: string, type: string, stateKey: string): Promise<string | undefined>;
   /** Members of a room by current membership: user id -> membership. */
-  currentMemberships(roomId: string): Map<string, string>;
+  currentMemberships(roomId: string): Promise<Map<string, string>>;
   /** Rooms where a user's current membership is the given one. */
-  roomsWithMembership(userId: string, membership: string): string[];
+  roomsWithMembership(userId: string, membership: string): Promise<string[]>;
   /** Every (room, user) whose current membership is the given one, in all rooms (e.g. all pending knocks). */
-  membersWithMembership(membership: string): { roomId: string; userId: string; eventId: string }[];
+  membersWithMembership(membership: string): Promise<{ roomId: string; userId: string; eventId: string }[]>;
   /** All events in the auth chains of the given events (not including them). */
-  authChain(eventIds: readonly string[]): Set<string>;
+  authChain(eventIds: readonly string[]): Promise<Set<string>>;
   /** Highest stream ordering so far (0 when empty). */
-  maxStreamOrdering(): number;
+  maxStreamOrdering(): Promise<number>;
   /** Timeline events of a room with stream ordering in (from, to], oldest first, at most `limit`. */
-  roomEventsBetween(roomId: string, fromExclusive: number, toInclusive: number, limit: number): StoredEvent[];
+  roomEventsBetween(roomId: string, fromExclusive: number, toInclusive: number, limit: number): Promise<StoredEvent[]>;
   /** Timeline events of a room with stream ordering in (afterExclusive, beforeInclusive], newest first, at most `limit`. */
-  roomEventsBackwards(roomId: string, beforeInclusive: number, afterExclusive: number, limit: number): StoredEvent[];
-  /** Runs fn in one transaction: if it throws, every event it persisted is gone again. */
-  atomically<T>(fn: () => T): T;
+  roomEventsBackwards(roomId: string, beforeInclusive: number, afterExclusive: number, limit: number): Promise<StoredEvent[]>;
+  /** Runs fn in one transaction (with every store's writes it makes): if it throws, all of them are gone again. */
+  atomically<T>(fn: () => Promise<T>): Promise<T>;
 }
 
 /** A user's latest receipt of one type (and thread) in a room. */
@@ -126,21 +126,21 @@ export interface ReceiptRecord {
 /** What the client room endpoints keep beside the DAG: transaction ids, redactions, forgotten rooms, receipts. */
 export interface RoomClientStore {
   /** The event a (user, device, txnId) already created, if any. */
-  transactionEvent(userId: string, deviceId: string, txnId: string): string | undefined;
-  recordTransaction(userId: string, deviceId: string, txnId: string, roomId: string, eventId: string, ts: number): void;
+  transactionEvent(userId: string, deviceId: string, txnId: string): Promise<string | undefined>;
+  recordTransaction(userId: string, deviceId: string, txnId: string, roomId: string, eventId: string, ts: number): Promise<void>;
   /** Who sent an event through a transaction, for unsigned.transaction_id. */
-  transactionOf(eventId: string): { userId: string; deviceId: string; txnId: string } | undefined;
-  recordRedaction(redacts: string, redactionEventId: string, roomId: string): void;
+  transactionOf(eventId: string): Promise<{ userId: string; deviceId: string; txnId: string } | undefined>;
+  recordRedaction(redacts: string, redactionEventId: string, roomId: string): Promise<void>;
   /** The redaction events applied to an event, oldest first. */
-  redactionsOf(eventId: string): string[];
-  setForgotten(userId: string, roomId: string, forgotten: boolean, ts: number): void;
-  isForgotten(userId: string, roomId: string): boolean;
+  redactionsOf(eventId: string): Promise<string[]>;
+  setForgotten(userId: string, roomId: string, forgotten: boolean, ts: number): Promise<void>;
+  isForgotten(userId: string, roomId: string): Promise<boolean>;
   /** Stores (or replaces) a receipt and returns the stream position it took. */
-  putReceipt(receipt: Omit<ReceiptRecord, "streamId">): number;
-  receipt(roomId: string, userId: string, receiptType: string, threadId: string | undefined): ReceiptRecord | undefined;
+  putReceipt(receipt: Omit<ReceiptRecord, "streamId">): Promise<number>;
+  receipt(roomId: string, userId: string, receiptType: string, threadId: string | undefined): Promise<ReceiptRecord | undefined>;
   /** Receipts of a room written after `streamIdExclusive`, oldest first. */
-  receiptsSince(roomId: string, streamIdExclusive: number): ReceiptRecord[];
-  maxReceiptStreamId(): number;
+  receiptsSince(roomId: string, streamIdExclusive: number): Promise<ReceiptRecord[]>;
+  maxReceiptStreamId(): Promise<number>;
 }
 
 export interface UserRecord {
@@ -162,37 +162,37 @@ export interface DeviceRecord {
 /** Accounts, devices and access tokens (stored as hashes, never in clear). */
 export interface AccountStore {
   /** False when the user id is taken. */
-  createUser(user: { userId: string; passwordHash: string | undefined; createdTs: number; isAdmin: boolean }): boolean;
-  getUser(userId: string): UserRecord | undefined;
-  setPasswordHash(userId: string, passwordHash: string): void;
+  createUser(user: { userId: string; passwordHash: string | undefined; createdTs: number; isAdmin: boolean }): Promise<boolean>;
+  getUser(userId: string): Promise<UserRecord | undefined>;
+  setPasswordHash(userId: string, passwordHash: string): Promise<void>;
   /** Creates the device, or renames it when it exists and a name is given. */
-  upsertDevice(userId: string, deviceId: string, displayName: string | undefined, ts: number): void;
-  getDevice(userId: string, deviceId: string): DeviceRecord | undefined;
-  listDevices(userId: string): DeviceRecord[];
-  setDeviceDisplayName(userId: string, deviceId: string, displayName: string): boolean;
-  touchDevice(userId: string, deviceId: string, ts: number, ip: string | undefined): void;
+  upsertDevice(userId: string, deviceId: string, displayName: string | undefined, ts: number): Promise<void>;
+  getDevice(userId: string, deviceId: string): Promise<DeviceRecord | undefined>;
+  listDevices(userId: string): Promise<DeviceRecord[]>;
+  setDeviceDisplayName(userId: string, deviceId: string, displayName: string): Promise<boolean>;
+  touchDevice(userId: string, deviceId: string, ts: number, ip: string | undefined): Promise<void>;
   /** Deletes the device and every access token of it. */
-  deleteDevice(userId: string, deviceId: string): boolean;
-  addAccessToken(tokenHash: string, userId: string, deviceId: string, createdTs: number): void;
-  findAccessToken(tokenHash: string): { userId: string; deviceId: string } | undefined;
-  deleteAccessToken(tokenHash: string): void;
+  deleteDevice(userId: string, deviceId: string): Promise<boolean>;
+  addAccessToken(tokenHash: string, userId: string, deviceId: string, createdTs: number): Promise<void>;
+  findAccessToken(tokenHash: string): Promise<{ userId: string; deviceId: string } | undefined>;
+  deleteAccessToken(tokenHash: string): Promise<void>;
   /** Every token of a user's devices except the device given (for password changes) or all. */
-  deleteAccessTokens(userId: string, exceptDeviceId?: string): void;
+  deleteAccessTokens(userId: string, exceptDeviceId?: string): Promise<void>;
 }
 
 /** Profile fields of local users (displayname, avatar_url, m.tz, custom keys), each a JSON value. */
 export interface ProfileStore {
   /** Every field of the user's profile; {} when none is set. */
-  getProfile(userId: string): Record<string, unknown>;
-  setProfileField(userId: string, field: string, value: unknown): void;
-  deleteProfileField(userId: string, field: string): void;
+  getProfile(userId: string): Promise<Record<string, unknown>>;
+  setProfileField(userId: string, field: string, value: unknown): Promise<void>;
+  deleteProfileField(userId: string, field: string): Promise<void>;
 }
 
 /** Sync filters uploaded by users; ids are per user. */
 export interface FilterStore {
   /** Stores the filter (JSON text) and returns its new id. */
-  createFilter(userId: string, filterJson: string): string;
-  getFilter(userId: string, filterId: string): string | undefined;
+  createFilter(userId: string, filterJson: string): Promise<string>;
+  getFilter(userId: string, filterId: string): Promise<string | undefined>;
 }
 
 /** One account data entry; roomId is undefined for global account data. */
@@ -206,19 +206,19 @@ export interface AccountDataEntry {
 
 /** Global and per-room account data, with a stream position per write for /sync. */
 export interface AccountDataStore {
-  getAccountData(userId: string, roomId: string | undefined, type: string): Record<string, unknown> | undefined;
+  getAccountData(userId: string, roomId: string | undefined, type: string): Promise<Record<string, unknown> | undefined>;
   /** Stores (or replaces) the entry and returns the stream position the write took. */
-  putAccountData(userId: string, roomId: string | undefined, type: string, content: Record<string, unknown>): number;
+  putAccountData(userId: string, roomId: string | undefined, type: string, content: Record<string, unknown>): Promise<number>;
   /** Entries written after `sinceStream` (0: all), the latest per (room, type). */
-  accountDataSince(userId: string, sinceStream: number): { global: AccountDataEntry[]; rooms: Map<string, AccountDataEntry[]> };
+  accountDataSince(userId: string, sinceStream: number): Promise<{ global: AccountDataEntry[]; rooms: Map<string, AccountDataEntry[]> }>;
   /** The highest stream position written so far (0 when none). */
-  maxAccountDataStream(): number;
+  maxAccountDataStream(): Promise<number>;
 }
 
 /** Each user's own push rules and changes to server-default rules, as one JSON document. */
 export interface PushRuleStore {
-  getUserPushRules(userId: string): string | undefined;
-  setUserPushRules(userId: string, rulesJson: string): void;
+  getUserPushRules(userId: string): Promise<string | undefined>;
+  setUserPushRules(userId: string, rulesJson: string): Promise<void>;
 }
 
 /** A local room alias and who created it (client-server-api "Room aliases"). */
@@ -238,13 +238,13 @@ export interface PublishedRoom {
 /** The room directory: local aliases and the rooms published in GET/POST /publicRooms. */
 export interface RoomDirectoryStore {
   /** False when the alias is taken. */
-  createAlias(record: RoomAliasRecord): boolean;
-  getAlias(alias: string): RoomAliasRecord | undefined;
+  createAlias(record: RoomAliasRecord): Promise<boolean>;
+  getAlias(alias: string): Promise<RoomAliasRecord | undefined>;
   /** False when there was no such alias. */
-  deleteAlias(alias: string): boolean;
+  deleteAlias(alias: string): Promise<boolean>;
   /** The local aliases pointing at a room, sorted. */
-  aliasesOfRoom(roomId: string): string[];
-  setPublished(roomId: string, published: boolean, ts: number): void;
-  isPublished(roomId: string): boolean;
-  publishedRooms(): PublishedRoom[];
+  aliasesOfRoom(roomId: string): Promise<string[]>;
+  setPublished(roomId: string, published: boolean, ts: number): Promise<void>;
+  isPublished(roomId: string): Promise<boolean>;
+  publishedRooms(): Promise<PublishedRoom[]>;
 }

@@ -76,10 +76,10 @@ describe("room engine in the container", () => {
     const second = await buildServer(config, { logger: silentLogger });
     try {
       const store = resolve(second.container, Tokens.RoomEventStore);
-      expect(store.getRoom(roomId)?.roomVersion).toBe("10");
-      const name = store.currentStateEvent(roomId, "m.room.name", "");
-      expect(JSON.parse(store.getEvent(name!)!.json).content.name).toBe("Kept");
-      expect(store.roomEventsBetween(roomId, 0, Number.MAX_SAFE_INTEGER, 100).filter((e) => e.type === "m.room.message")).toHaveLength(5);
+      expect((await store.getRoom(roomId))?.roomVersion).toBe("10");
+      const name = await store.currentStateEvent(roomId, "m.room.name", "");
+      expect(JSON.parse((await store.getEvent(name!))!.json).content.name).toBe("Kept");
+      expect((await store.roomEventsBetween(roomId, 0, Number.MAX_SAFE_INTEGER, 100)).filter((e) => e.type === "m.room.message")).toHaveLength(5);
     } finally {
       await second.stop();
     }

@@ -22,6 +22,7 @@ import { join } from "node:path";
 import type { PortierServer } from "../../src/app";
 import { Tokens, resolve } from "../../src/di/tokens";
 import { testServer } from "../helpers/server";
+import { MatrixHttp, enc, kb, mb, median, ms, now, pool, rss, summary, type User } from "./matrix-http";
 
 const DRIVER = process.env.CLIENT_API_DRIVER ?? "better-sqlite3";
 const SEQUENTIAL = Number(process.env.CLIENT_API_SEQUENTIAL ?? 1000);
@@ -31,93 +32,13 @@ const SYNC_ROOMS = Number(process.env.CLIENT_API_SYNC_ROOMS ?? 100);
 const MESSAGES_PER_ROOM = 10;
 const SYNC_RUNS = 3;
 const WAKE_ROUNDS = Number(process.env.CLIENT_API_WAKE_ROUNDS ?? 100);
-const PASSWORD = "bench password";
-const V3 = "/_matrix/client/v3";
-
-const mb = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MB`;
-const kb = (bytes: number) => `${(bytes / 1024).toFixed(1)} KB`;
-const ms = (n: number) => `${n.toFixed(2)} ms`;
-const enc = encodeURIComponent;
-const now = () => performance.now();
-
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!;
-}
-function summary(values: number[]): string {
-  const s = [...values].sort((a, b) => a - b);
-  return `p50 ${ms(percentile(s, 0.5))}, p99 ${ms(percentile(s, 0.99))}, max ${ms(s[s.length - 1]!)}`;
-}
-const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
-
-function rss(): string {
-  Bun.gc(true);
-  const m = process.memoryUsage();
-  return `rss ${mb(m.rss)} (JS heap used ${mb(m.heapUsed)})`;
-}
-
-let base = "";
-
-interface Reply {
-  status: number;
-  body: any;
-  bytes: number;
-}
-
-/** One request over real HTTP; throws unless the answer is 200. */
-async function call(method: string, path: string, token?: string, body?: unknown): Promise<Reply> {
-  const headers: Record<string, string> = {};
-  if (token) headers.Authorization = `Bearer ${token}`;
-  if (body !== undefined) headers["Content-Type"] = "application/json";
-  const response = await fetch(`${base}${V3}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
-  const text = await response.text();
-  const reply = { status: response.status, body: text.length ? JSON.parse(text) : undefined, bytes: Buffer.byteLength(text) };
-  if (reply.status !== 200) throw new Error(`${method} ${path}: ${reply.status} ${text.slice(0, 300)}`);
-  return reply;
-}
-
-interface User {
-  userId: string;
-  token: string;
-}
-
-async function register(username: string): Promise<User> {
-  const r = await call("POST", "/register", undefined, { username, password: PASSWORD, auth: { type: "m.login.dummy" } });
-  return { userId: r.body.user_id, token: r.body.access_token };
-}
-
-async function loginFresh(user: User): Promise<User> {
-  const r = await call("POST", "/login", undefined, { type: "m.login.password", identifier: { type: "m.id.user", user: user.userId }, password: PASSWORD });
-  return { userId: r.body.user_id, token: r.body.access_token };
-}
-
-/** Runs fn over items with at most `width` in flight. */
-async function pool<T, R>(items: T[], width: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
-  const results = new Array<R>(items.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const i = next++;
-      results[i] = await fn(items[i]!, i);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(width, items.length) }, worker));
-  return results;
-}
-
-let txn = 0;
-const send = (user: User, roomId: string, body: string) =>
-  call("PUT", `/rooms/${enc(roomId)}/send/m.room.message/bench-${++txn}`, user.token, { msgtype: "m.text", body });
-
-/** Sends and returns the latency to the 200, in ms. */
-async function timedSend(user: User, roomId: string, body: string): Promise<number> {
-  const t = now();
-  await send(user, roomId, body);
-  return now() - t;
-}
-
-async function createRoom(user: User, body: Record<string, unknown>): Promise<string> {
-  return (await call("POST", "/createRoom", user.token, body)).body.room_id;
-}
+let http: MatrixHttp;
+const call = (method: string, path: string, token?: string, body?: unknown) => http.call(method, path, token, body);
+const register = (username: string) => http.register(username);
+const loginFresh = (user: User) => http.loginFresh(user);
+const send = (user: User, roomId: string, body: string) => http.send(user, roomId, body);
+const timedSend = (user: User, roomId: string, body: string) => http.timedSend(user, roomId, body);
+const createRoom = (user: User, body: Record<string, unknown>) => http.createRoom(user, body);
 
 async function sequentialSends(): Promise<void> {
   console.log(`\n## ${SEQUENTIAL} sequential sends, one user, one room`);
@@ -286,7 +207,7 @@ console.log(`\n# Client-server API over loopback HTTP (Bun ${Bun.version}, ${nav
 const benchStart = now();
 const server = await testServer({ server_name: "bench.test", registration: { enabled: true }, database: { driver: DRIVER } });
 const { url } = await server.start();
-base = url;
+http = new MatrixHttp(url);
 console.log(`server ${url}, data_dir ${server.config.data_dir}; the server runs in this process, so memory is the whole process`);
 console.log(`memory, idle after start: ${rss()}`);
 try {

@@ -12,8 +12,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createRoom } from "../../src/services/rooms/room-creation";
 import { RoomEngine } from "../../src/services/rooms/room-engine";
-import type { DriverName, SqlDatabase } from "../../src/storage/sqlite/driver";
-import { openSqliteStores } from "../../src/storage/sqlite";
+import type { Database } from "../../src/storage/database";
+import type { SqliteDriverName as DriverName } from "../../src/storage/sqlite/driver";
+import { openStores } from "../../src/storage/open";
 import { testSigner } from "../helpers/room-engine";
 
 const MEMBERS = Number(process.env.ROOM_PERSIST_MEMBERS ?? 10_000);
@@ -22,7 +23,7 @@ const JOIN_SLICE = 2_500;
 const DRIVERS = (process.env.ROOM_PERSIST_DRIVERS ?? "better-sqlite3,bun-sqlite").split(",") as DriverName[];
 const SERVER = "example.org";
 
-const count = (db: SqlDatabase, sql: string): number => (db.prepare<{ n: number }>(sql).get()?.n ?? 0);
+const count = async (db: Database, sql: string): Promise<number> => (await db.get<{ n: number }>(sql))?.n ?? 0;
 const fileSize = (path: string): number => {
   try {
     return statSync(path).size;
@@ -38,22 +39,22 @@ interface Counts {
   entries: number;
   events: number;
 }
-const counts = (db: SqlDatabase): Counts => ({
-  snapshots: count(db, "SELECT count(*) AS n FROM state_snapshots"),
-  entries: count(db, "SELECT count(*) AS n FROM state_snapshot_entries"),
-  events: count(db, "SELECT count(*) AS n FROM events"),
+const counts = async (db: Database): Promise<Counts> => ({
+  snapshots: await count(db, "SELECT count(*) AS n FROM state_snapshots"),
+  entries: await count(db, "SELECT count(*) AS n FROM state_snapshot_entries"),
+  events: await count(db, "SELECT count(*) AS n FROM events"),
 });
 
 /** Checkpoints the WAL into the database file and empties it; returns file + wal bytes. */
-function settledSize(db: SqlDatabase, path: string): { file: number; wal: number } {
-  db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+async function settledSize(db: Database, path: string): Promise<{ file: number; wal: number }> {
+  await db.get("PRAGMA wal_checkpoint(TRUNCATE)");
   return { file: fileSize(path), wal: fileSize(`${path}-wal`) };
 }
 
 /** The bytes of the biggest tables, where SQLite was built with the dbstat table (better-sqlite3 is). */
-function tableSizes(db: SqlDatabase): string {
+async function tableSizes(db: Database): Promise<string> {
   try {
-    const rows = db.prepare<{ name: string; bytes: number }>("SELECT name, sum(pgsize) AS bytes FROM dbstat GROUP BY name ORDER BY bytes DESC LIMIT 3").all();
+    const rows = await db.all<{ name: string; bytes: number }>("SELECT name, sum(pgsize) AS bytes FROM dbstat GROUP BY name ORDER BY bytes DESC LIMIT 3");
     return `, of which ${rows.map((r) => `${r.name} ${mb(r.bytes)}`).join(", ")}`;
   } catch {
     return "";
@@ -65,7 +66,7 @@ const user = (i: number) => `@user${i}:${SERVER}`;
 async function run(driver: DriverName): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), "portier-room-persist-"));
   const path = join(dir, "portier.db");
-  const { db, roomEvents } = openSqliteStores(path, driver);
+  const { db, roomEvents } = await openStores({ driver, path });
   let now = 1_700_000_000_000;
   const engine = new RoomEngine(roomEvents, testSigner(SERVER), { now: () => now++ });
   console.log(`\n## ${driver}: ${MESSAGES} messages into a room of ${MEMBERS} members (${path})`);
@@ -74,7 +75,7 @@ async function run(driver: DriverName): Promise<void> {
   const setupStart = performance.now();
   const creator = user(0);
   const roomId = await createRoom(engine, { creator, preset: "public_chat", name: "Bench" });
-  const afterCreate = counts(db);
+  const afterCreate = await counts(db);
 
   const joinOne = (i: number) => engine.sendEvent(roomId, { type: "m.room.member", sender: user(i), stateKey: user(i), content: { membership: "join", displayname: `User ${i}` } });
   const slices: string[] = [];
@@ -90,9 +91,9 @@ async function run(driver: DriverName): Promise<void> {
     }
   }
   const setupMs = performance.now() - setupStart;
-  const afterJoins = counts(db);
-  const members = [...roomEvents.currentMemberships(roomId).values()].filter((m) => m === "join").length;
-  const snapshotsWhole = count(db, "SELECT count(*) AS n FROM state_snapshots WHERE parent IS NULL");
+  const afterJoins = await counts(db);
+  const members = [...(await roomEvents.currentMemberships(roomId)).values()].filter((m) => m === "join").length;
+  const snapshotsWhole = await count(db, "SELECT count(*) AS n FROM state_snapshots WHERE parent IS NULL");
   console.log(`setup: ${members} joined members in ${(setupMs / 1000).toFixed(1)} s (createRoom, then ${MEMBERS - 1} joins through sendEvent)`);
   console.log(`  ms per join, by members already joined: ${slices.join(", ")}`);
   console.log(
@@ -100,8 +101,8 @@ async function run(driver: DriverName): Promise<void> {
       `(${((afterJoins.entries - afterCreate.entries) / (MEMBERS - 1)).toFixed(0)} per join) in ${afterJoins.snapshots - afterCreate.snapshots} state_snapshots, ` +
       `${snapshotsWhole} of them written whole`,
   );
-  const before = settledSize(db, path);
-  console.log(`  database after the joins (file + wal, after a checkpoint): ${mb(before.file + before.wal)}${tableSizes(db)}`);
+  const before = await settledSize(db, path);
+  console.log(`  database after the joins (file + wal, after a checkpoint): ${mb(before.file + before.wal)}${await tableSizes(db)}`);
 
   // --- The measurement: messages from members round-robin, each send awaited before the next.
   const latencies = new Float64Array(MESSAGES);
@@ -113,8 +114,8 @@ async function run(driver: DriverName): Promise<void> {
     latencies[i] = (Bun.nanoseconds() - t) / 1e6;
   }
   const totalS = (Bun.nanoseconds() - start) / 1e9;
-  const afterMessages = counts(db);
-  const after = settledSize(db, path);
+  const afterMessages = await counts(db);
+  const after = await settledSize(db, path);
   latencies.sort();
 
   console.log(`messages: ${MESSAGES} in ${totalS.toFixed(2)} s = ${(MESSAGES / totalS).toFixed(0)} messages/s`);
@@ -127,7 +128,7 @@ async function run(driver: DriverName): Promise<void> {
     `  rows written by the messages: ${afterMessages.events - afterJoins.events} events, ` +
       `${afterMessages.entries - afterJoins.entries} state_snapshot_entries (must be 0), ${afterMessages.snapshots - afterJoins.snapshots} state_snapshots`,
   );
-  db.close();
+  await db.close();
   rmSync(dir, { recursive: true, force: true });
 }
 

@@ -35,7 +35,7 @@ describe("portier register-user", () => {
       expect(login.status).toBe(200);
       const { Tokens, resolve } = await import("../../src/di/tokens");
       const db = resolve(server.container, Tokens.Database);
-      const admins = db.prepare<{ user_id: string; is_admin: number }>("SELECT user_id, is_admin FROM users ORDER BY user_id").all();
+      const admins = await db.all<{ user_id: string; is_admin: number }>("SELECT user_id, is_admin FROM users ORDER BY user_id");
       expect(admins).toEqual([
         { user_id: "@plain:cli.example", is_admin: 0 },
         { user_id: "@root:cli.example", is_admin: 1 },

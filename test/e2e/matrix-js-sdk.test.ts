@@ -27,6 +27,7 @@ import {
 import type { PortierServer } from "../../src/app";
 import { specMismatches, specOperation } from "../helpers/openapi";
 import { testServer } from "../helpers/server";
+import { databaseConfig, serverDatabases } from "../helpers/databases";
 import { muteSdkGlobalLogger, quietLogger, recordingFetch, waitFor, type Exchange } from "./helpers/sdk";
 
 const SERVER_NAME = "portier.test";
@@ -147,20 +148,24 @@ let roomId: string;
 let lobbyId: string;
 const sent: { sender: string; body: string }[] = [];
 
-beforeAll(async () => {
-  unmuteSdk = muteSdkGlobalLogger(sdkLog);
-  server = await testServer({ server_name: SERVER_NAME, registration: { enabled: true } });
-  ({ url: baseUrl } = await server.start());
-  expect(baseUrl).toStartWith("http://127.0.0.1:");
-});
+// The whole conversation runs once per storage engine (SQLite drivers, and PostgreSQL where available).
+describe.each(serverDatabases.map((d) => [d.name] as const))("matrix-js-sdk against a real Portier on %s", (engine) => {
+  beforeAll(async () => {
+    exchanges.length = 0;
+    sdkLog.length = 0;
+    sent.length = 0;
+    unmuteSdk = muteSdkGlobalLogger(sdkLog);
+    server = await testServer({ server_name: SERVER_NAME, registration: { enabled: true }, ...(await databaseConfig(engine)) });
+    ({ url: baseUrl } = await server.start());
+    expect(baseUrl).toStartWith("http://127.0.0.1:");
+  });
 
-afterAll(async () => {
-  stopClients();
-  await server?.stop();
-  unmuteSdk?.();
-});
+  afterAll(async () => {
+    stopClients();
+    await server?.stop();
+    unmuteSdk?.();
+  });
 
-describe("matrix-js-sdk against a real Portier", () => {
   test(
     "three users register, log in and sync without errors",
     async () => {
@@ -240,6 +245,11 @@ describe("matrix-js-sdk against a real Portier", () => {
         [alice, "Last from Alice"],
       ];
       for (const [user, body] of script) {
+        // As people talk: each replies once the messages before have reached them. (The 200 of a send
+        // and the other client's /sync answer race; without this wait a local echo could be placed
+        // before a message that the server already had.)
+        const seen = sent.map((s) => s.body);
+        await waitFor(`${user.name} to see the conversation so far`, () => messageBodies(user.client.getRoom(roomId)).length >= seen.length, WAIT);
         const { event_id } = await user.client.sendTextMessage(roomId, body);
         expect(event_id).toStartWith("$");
         sent.push({ sender: user.userId, body });

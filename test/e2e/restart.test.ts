@@ -14,6 +14,7 @@ import { resolveConfig } from "../../src/config/loader";
 import { Tokens, resolve } from "../../src/di/tokens";
 import { expectMatchesSpec } from "../helpers/openapi";
 import { silentLogger, tempDir } from "../helpers/server";
+import { databaseConfig, serverDatabases } from "../helpers/databases";
 
 const SERVER_NAME = "restart.test";
 const PASSWORD = "correct horse battery staple";
@@ -24,8 +25,10 @@ const enc = encodeURIComponent;
 /** Every message in one timeline, so that "exactly the messages after the token" is checkable. */
 const WIDE_FILTER = enc(JSON.stringify({ room: { timeline: { limit: 200 } } }));
 
-const dataDir = tempDir("portier-restart-");
-const config = () => resolveConfig({ server_name: SERVER_NAME, bind: "127.0.0.1:0", data_dir: dataDir, registration: { enabled: true } });
+let dataDir = "";
+/** The engine's database settings, the same for both servers of one run. */
+let database: Record<string, unknown> = {};
+const config = () => resolveConfig({ server_name: SERVER_NAME, bind: "127.0.0.1:0", data_dir: dataDir, registration: { enabled: true }, ...database });
 
 let first: PortierServer | undefined;
 let second: PortierServer | undefined;
@@ -142,19 +145,24 @@ async function untilWaiting(server: PortierServer, n: number): Promise<void> {
   }
 }
 
-beforeAll(async () => {
-  first = await buildServer(config(), { logger: silentLogger });
-  base = (await first.start()).url;
-  expect(base).toStartWith("http://127.0.0.1:");
-});
+describe.each(serverDatabases.map((d) => [d.name] as const))("a restart on the same data_dir loses nothing that was answered 200, on %s", (engine) => {
+  beforeAll(async () => {
+    dataDir = tempDir("portier-restart-");
+    database = await databaseConfig(engine);
+    before.length = 0;
+    after.length = 0;
+    first = await buildServer(config(), { logger: silentLogger });
+    base = (await first.start()).url;
+    expect(base).toStartWith("http://127.0.0.1:");
+  });
 
-afterAll(async () => {
-  await first?.stop().catch(() => {});
-  await second?.stop().catch(() => {});
-  rmSync(dataDir, { recursive: true, force: true });
-});
+  afterAll(async () => {
+    await first?.stop().catch(() => {});
+    await second?.stop().catch(() => {});
+    first = second = undefined;
+    rmSync(dataDir, { recursive: true, force: true });
+  });
 
-describe("a restart on the same data_dir loses nothing that was answered 200", () => {
   test(
     "before: two users register, share a room, talk, and a client takes a sync token",
     async () => {

@@ -5,16 +5,23 @@ import { PduReceiver } from "../../src/services/rooms/pdu-receiver";
 import { roomVersion } from "../../src/protocol/room-versions";
 import type { JsonObject } from "../../src/protocol/json";
 import { testEngine, testSigner } from "../helpers/room-engine";
+import { testDatabases } from "../helpers/databases";
+import type { DriverName } from "../../src/storage/database";
 
 const ALICE = "@alice:example.org";
 
-async function twoRooms() {
-  const h = testEngine("example.org");
+async function twoRooms(database: DriverName) {
+  const h = await testEngine("example.org", database);
   const receiver = new PduReceiver(h.store, h.engine);
   const a = await createRoom(h.engine, { creator: ALICE, roomVersion: "10", preset: "public_chat" });
   const b = await createRoom(h.engine, { creator: ALICE, roomVersion: "10", preset: "public_chat" });
   const lookupKey = (server: string, keyId: string) => (server === "example.org" && keyId === h.signer.keyId ? h.signer.publicKey : undefined);
   return { ...h, receiver, a, b, lookupKey };
+}
+
+/** The ids of a message's auth events in a room: create, power levels, Alice's membership. */
+async function messageAuth(h: Awaited<ReturnType<typeof twoRooms>>, roomId: string): Promise<string[]> {
+  return [(await h.store.currentStateEvent(roomId, "m.room.create", ""))!, (await h.store.currentStateEvent(roomId, "m.room.power_levels", ""))!, (await h.store.currentStateEvent(roomId, "m.room.member", ALICE))!];
 }
 
 /** A message in `roomId` signed by the test server, with the given prev/auth events. */
@@ -23,36 +30,34 @@ function message(h: Awaited<ReturnType<typeof twoRooms>>, roomId: string, prev: 
   return h.signer.signEvent(pdu, roomVersion("10")!);
 }
 
-describe("PDU receiver guards", () => {
+describe.each(testDatabases.map((d) => d.name))("PDU receiver guards on %s", (database) => {
   test("prev_events from another room are dropped", async () => {
-    const h = await twoRooms();
-    const authA = h.store.getEvent(h.store.forwardExtremities(h.a)[0])!;
-    const msgAuth = [h.store.currentStateEvent(h.a, "m.room.create", "")!, h.store.currentStateEvent(h.a, "m.room.power_levels", "")!, h.store.currentStateEvent(h.a, "m.room.member", ALICE)!];
-    const pdu = message(h, h.a, h.store.forwardExtremities(h.b), msgAuth);
+    const h = await twoRooms(database);
+    const authA = (await h.store.getEvent((await h.store.forwardExtremities(h.a))[0]))!;
+    const pdu = message(h, h.a, await h.store.forwardExtremities(h.b), await messageAuth(h, h.a));
     const result = await h.receiver.receive(pdu, h.lookupKey);
     expect(result).toMatchObject({ outcome: "dropped", reason: "prev_events belong to another room" });
-    expect(h.store.forwardExtremities(h.a)).toEqual([authA.eventId]);
+    expect(await h.store.forwardExtremities(h.a)).toEqual([authA.eventId]);
   });
 
   test("auth_events from another room are dropped", async () => {
-    const h = await twoRooms();
-    const bAuth = [h.store.currentStateEvent(h.b, "m.room.create", "")!, h.store.currentStateEvent(h.b, "m.room.power_levels", "")!, h.store.currentStateEvent(h.b, "m.room.member", ALICE)!];
-    const result = await h.receiver.receive(message(h, h.a, h.store.forwardExtremities(h.a), bAuth), h.lookupKey);
+    const h = await twoRooms(database);
+    const result = await h.receiver.receive(message(h, h.a, await h.store.forwardExtremities(h.a), await messageAuth(h, h.b)), h.lookupKey);
     expect(result.outcome).toBe("dropped");
   });
 
   test("a second m.room.create for a known room is dropped", async () => {
-    const h = await twoRooms();
+    const h = await twoRooms(database);
     const create = h.signer.signEvent({ room_id: h.a, type: "m.room.create", state_key: "", sender: ALICE, content: { room_version: "1", creator: ALICE }, origin_server_ts: 5, depth: 1, prev_events: [], auth_events: [] }, roomVersion("10")!);
     const result = await h.receiver.receive(create, h.lookupKey);
     expect(result.outcome).toBe("dropped");
-    expect(h.store.getRoom(h.a)?.roomVersion).toBe("10");
+    expect((await h.store.getRoom(h.a))?.roomVersion).toBe("10");
   });
 
   test("malformed PDUs are dropped, not thrown", async () => {
-    const h = await twoRooms();
-    const extremities = h.store.forwardExtremities(h.a);
-    const auth = [h.store.currentStateEvent(h.a, "m.room.create", "")!, h.store.currentStateEvent(h.a, "m.room.power_levels", "")!, h.store.currentStateEvent(h.a, "m.room.member", ALICE)!];
+    const h = await twoRooms(database);
+    const extremities = await h.store.forwardExtremities(h.a);
+    const auth = await messageAuth(h, h.a);
     const cases: JsonObject[] = [
       { ...message(h, h.a, extremities, auth), depth: 1.5 },
       { ...message(h, h.a, extremities, auth), origin_server_ts: 2 ** 60 },
@@ -69,14 +74,13 @@ describe("PDU receiver guards", () => {
     const v1 = await createRoom(h.engine, { creator: ALICE, roomVersion: "1" });
     const noId = { room_id: v1, type: "m.room.message", sender: ALICE, content: {}, origin_server_ts: 1, depth: 9, prev_events: [], auth_events: [], hashes: { sha256: "x" }, signatures: {} };
     expect((await h.receiver.receive(noId, h.lookupKey)).outcome).toBe("dropped");
-    expect(h.store.forwardExtremities(h.a)).toEqual(extremities);
+    expect(await h.store.forwardExtremities(h.a)).toEqual(extremities);
   });
 
   test("events signed by the wrong key are dropped", async () => {
-    const h = await twoRooms();
+    const h = await twoRooms(database);
     const other = testSigner("example.org", 9);
-    const auth = [h.store.currentStateEvent(h.a, "m.room.create", "")!, h.store.currentStateEvent(h.a, "m.room.power_levels", "")!, h.store.currentStateEvent(h.a, "m.room.member", ALICE)!];
-    const forged = other.signEvent({ room_id: h.a, type: "m.room.message", sender: ALICE, content: {}, origin_server_ts: 1, depth: 9, prev_events: h.store.forwardExtremities(h.a), auth_events: auth }, roomVersion("10")!);
+    const forged = other.signEvent({ room_id: h.a, type: "m.room.message", sender: ALICE, content: {}, origin_server_ts: 1, depth: 9, prev_events: await h.store.forwardExtremities(h.a), auth_events: await messageAuth(h, h.a) }, roomVersion("10")!);
     expect((await h.receiver.receive(forged, h.lookupKey)).outcome).toBe("dropped");
   });
 });

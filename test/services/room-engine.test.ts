@@ -7,6 +7,7 @@ import { checkContentHash } from "../../src/protocol/signing/hashes";
 import { MatrixError } from "../../src/protocol/errors";
 import type { JsonObject } from "../../src/protocol/json";
 import { testEngine } from "../helpers/room-engine";
+import { testDatabases } from "../helpers/databases";
 
 const ALICE = "@alice:example.org";
 const BOB = "@bob:example.org";
@@ -15,7 +16,7 @@ const stateTypes = (state: Map<string, string>) => [...state.keys()].map((k) => 
 
 describe.each([...ROOM_VERSIONS.keys()])("room version %s", (versionId) => {
   test("createRoom builds the spec's events in order, each signed, hashed and authorized", async () => {
-    const { engine, store, signer } = testEngine();
+    const { engine, store, signer } = await testEngine();
     const roomId = await createRoom(engine, {
       creator: ALICE,
       roomVersion: versionId,
@@ -30,7 +31,7 @@ describe.each([...ROOM_VERSIONS.keys()])("room version %s", (versionId) => {
     if (version.roomIdFromCreateEvent) expect(roomId).toMatch(/^![A-Za-z0-9_-]{43}$/);
     else expect(roomId).toMatch(/^![A-Za-z0-9]+:example\.org$/);
 
-    const timeline = store.roomEventsBetween(roomId, 0, Number.MAX_SAFE_INTEGER, 100);
+    const timeline = await store.roomEventsBetween(roomId, 0, Number.MAX_SAFE_INTEGER, 100);
     expect(timeline.map((e) => `${e.type}|${e.stateKey}`)).toEqual([
       "m.room.create|",
       `m.room.member|${ALICE}`,
@@ -60,8 +61,8 @@ describe.each([...ROOM_VERSIONS.keys()])("room version %s", (versionId) => {
     expect(JSON.parse(timeline[4].json).content.join_rule).toBe("public");
     expect(JSON.parse(timeline[6].json).content.history_visibility).toBe("world_readable");
     expect(JSON.parse(timeline[1].json).content).toEqual({ membership: "join", displayname: "Alice" });
-    expect(store.forwardExtremities(roomId)).toEqual([timeline[8].eventId]);
-    expect(stateTypes(store.currentState(roomId))).toEqual([
+    expect(await store.forwardExtremities(roomId)).toEqual([timeline[8].eventId]);
+    expect(stateTypes(await store.currentState(roomId))).toEqual([
       "m.room.canonical_alias|",
       "m.room.create|",
       "m.room.guest_access|",
@@ -75,56 +76,139 @@ describe.each([...ROOM_VERSIONS.keys()])("room version %s", (versionId) => {
   });
 });
 
-describe("local events", () => {
+describe.each(testDatabases.map((d) => [d.name] as const))("local events on %s", (database) => {
+  /** The stored event that holds a piece of current state, parsed. */
+  const currentPdu = async (store: Awaited<ReturnType<typeof testEngine>>["store"], roomId: string, type: string, stateKey: string) =>
+    JSON.parse((await store.getEvent((await store.currentStateEvent(roomId, type, stateKey))!))!.json);
+  const describeAuth = async (store: Awaited<ReturnType<typeof testEngine>>["store"], ids: readonly string[]) => {
+    const out: string[] = [];
+    for (const id of ids) {
+      const e = (await store.getEvent(id))!;
+      out.push(`${e.type}|${e.stateKey}`);
+    }
+    return out.sort();
+  };
+
   test("auth events follow the selection rules; a join needs the join rules", async () => {
-    const { engine, store } = testEngine();
+    const { engine, store } = await testEngine("example.org", database);
     const roomId = await createRoom(engine, { creator: ALICE, roomVersion: "10", preset: "public_chat" });
     const join = await engine.sendEvent(roomId, { type: "m.room.member", sender: BOB, stateKey: BOB, content: { membership: "join" } });
-    const auth = join.stored.authEvents.map((id) => store.getEvent(id)!).map((e) => `${e.type}|${e.stateKey}`).sort();
-    expect(auth).toEqual(["m.room.create|", "m.room.join_rules|", "m.room.power_levels|"]);
+    expect(await describeAuth(store, join.stored.authEvents)).toEqual(["m.room.create|", "m.room.join_rules|", "m.room.power_levels|"]);
     const msg = await engine.sendEvent(roomId, { type: "m.room.message", sender: BOB, content: { msgtype: "m.text", body: "hi" } });
-    const msgAuth = msg.stored.authEvents.map((id) => store.getEvent(id)!).map((e) => `${e.type}|${e.stateKey}`).sort();
-    expect(msgAuth).toEqual(["m.room.create|", `m.room.member|${BOB}`, "m.room.power_levels|"]);
+    expect(await describeAuth(store, msg.stored.authEvents)).toEqual(["m.room.create|", `m.room.member|${BOB}`, "m.room.power_levels|"]);
   });
 
   test("an event the rules refuse is M_FORBIDDEN and stores nothing", async () => {
-    const { engine, store } = testEngine();
+    const { engine, store } = await testEngine("example.org", database);
     const roomId = await createRoom(engine, { creator: ALICE, roomVersion: "10", preset: "private_chat" });
-    const before = store.maxStreamOrdering();
-    const extremities = store.forwardExtremities(roomId);
+    const before = await store.maxStreamOrdering();
+    const extremities = await store.forwardExtremities(roomId);
     const attempt = engine.sendEvent(roomId, { type: "m.room.member", sender: BOB, stateKey: BOB, content: { membership: "join" } });
     await expect(attempt).rejects.toBeInstanceOf(MatrixError);
     await expect(attempt).rejects.toMatchObject({ errcode: "M_FORBIDDEN" });
-    expect(store.maxStreamOrdering()).toBe(before);
-    expect(store.forwardExtremities(roomId)).toEqual(extremities);
-    expect(store.currentStateEvent(roomId, "m.room.member", BOB)).toBeUndefined();
+    expect(await store.maxStreamOrdering()).toBe(before);
+    expect(await store.forwardExtremities(roomId)).toEqual(extremities);
+    expect(await store.currentStateEvent(roomId, "m.room.member", BOB)).toBeUndefined();
   });
 
   test("concurrent sends to one room stay linear (no forks)", async () => {
-    const { engine, store } = testEngine();
+    const { engine, store } = await testEngine("example.org", database);
     const roomId = await createRoom(engine, { creator: ALICE, roomVersion: "10" });
     await Promise.all(Array.from({ length: 20 }, (_, i) => engine.sendEvent(roomId, { type: "m.room.message", sender: ALICE, content: { body: `${i}` } })));
-    expect(store.forwardExtremities(roomId)).toHaveLength(1);
-    const timeline = store.roomEventsBetween(roomId, 0, Number.MAX_SAFE_INTEGER, 100);
+    expect(await store.forwardExtremities(roomId)).toHaveLength(1);
+    const timeline = await store.roomEventsBetween(roomId, 0, Number.MAX_SAFE_INTEGER, 100);
+    expect(timeline).toHaveLength(6 + 20); // create, join, power levels, join rules, history visibility, guest access; the messages
     for (let i = 1; i < timeline.length; i++) expect(timeline[i].prevEvents).toEqual([timeline[i - 1].eventId]);
   });
 
   test("unknown room is M_NOT_FOUND; unknown version is M_UNSUPPORTED_ROOM_VERSION", async () => {
-    const { engine } = testEngine();
+    const { engine } = await testEngine("example.org", database);
     await expect(engine.sendEvent("!nope:example.org", { type: "m.room.message", sender: ALICE, content: {} })).rejects.toMatchObject({ errcode: "M_NOT_FOUND" });
     await expect(createRoom(engine, { creator: ALICE, roomVersion: "99" })).rejects.toMatchObject({ errcode: "M_UNSUPPORTED_ROOM_VERSION" });
   });
 
+  test("listeners hear of an event only once it is committed", async () => {
+    const { engine, store, stores } = await testEngine("example.org", database);
+    const heard: { eventId: string; inTransaction: boolean; readable: boolean }[] = [];
+    engine.onEvent(async (_roomId, stored) => {
+      heard.push({ eventId: stored.eventId, inTransaction: stores.db.inTransaction(), readable: (await store.getEvent(stored.eventId)) !== undefined });
+    });
+    const roomId = await createRoom(engine, { creator: ALICE, roomVersion: "10" });
+    const sent = await engine.sendEvent(roomId, { type: "m.room.message", sender: ALICE, content: { body: "hi" } });
+    expect(heard).toHaveLength(7);
+    expect(heard.at(-1)!.eventId).toBe(sent.eventId);
+    for (const h of heard) expect(h).toMatchObject({ inTransaction: false, readable: true });
+  });
+
+  test("recordWith runs in the event's transaction: when it fails, the event is not stored or announced", async () => {
+    const { engine, store, stores } = await testEngine("example.org", database);
+    const roomId = await createRoom(engine, { creator: ALICE, roomVersion: "10" });
+    const heard: string[] = [];
+    engine.onEvent((_roomId, stored) => {
+      heard.push(stored.eventId);
+    });
+    const before = await store.maxStreamOrdering();
+    let recorded: { eventId: string; inTransaction: boolean } | undefined;
+    const failing = engine.sendEvent(roomId, {
+      type: "m.room.message",
+      sender: ALICE,
+      content: { body: "lost" },
+      recordWith: async (eventId) => {
+        recorded = { eventId, inTransaction: stores.db.inTransaction() };
+        throw new Error("disk full");
+      },
+    });
+    await expect(failing).rejects.toThrow("disk full");
+    expect(recorded?.inTransaction).toBe(true);
+    expect(await store.getEvent(recorded!.eventId)).toBeUndefined();
+    expect(await engine.parsedEvent(recorded!.eventId)).toBeUndefined();
+    expect(await store.maxStreamOrdering()).toBe(before);
+    expect(heard).toEqual([]);
+
+    const ok = await engine.sendEvent(roomId, { type: "m.room.message", sender: ALICE, content: { body: "kept" }, recordWith: async () => {} });
+    expect(heard).toEqual([ok.eventId]);
+    expect(await store.forwardExtremities(roomId)).toEqual([ok.eventId]);
+  });
+
+  test("rooms created at the same time each announce their own events, after their own commit", async () => {
+    const { engine, store } = await testEngine("example.org", database);
+    const heard = new Map<string, string[]>();
+    engine.onEvent(async (roomId, stored) => {
+      expect(stored.roomId).toBe(roomId);
+      // A listener that awaits lets the other creations run meanwhile.
+      await Promise.resolve();
+      heard.set(roomId, [...(heard.get(roomId) ?? []), stored.eventId]);
+    });
+    const lockedOut = { users: {}, users_default: 0 }; // refused: the creator could not send the next events
+    const attempts = await Promise.allSettled([
+      createRoom(engine, { creator: ALICE, roomVersion: "10", name: "one" }),
+      createRoom(engine, { creator: ALICE, roomVersion: "10", powerLevelContentOverride: lockedOut }),
+      createRoom(engine, { creator: BOB, roomVersion: "12", name: "two", topic: "t" }),
+      createRoom(engine, { creator: BOB, roomVersion: "11", powerLevelContentOverride: lockedOut }), // (v12 creators cannot be locked out)
+      createRoom(engine, { creator: ALICE, roomVersion: "9", preset: "public_chat" }),
+    ]);
+    expect(attempts.map((a) => a.status)).toEqual(["fulfilled", "rejected", "fulfilled", "rejected", "fulfilled"]);
+    const created = attempts.filter((a): a is PromiseFulfilledResult<string> => a.status === "fulfilled").map((a) => a.value);
+    expect([...heard.keys()].sort()).toEqual([...created].sort());
+    for (const roomId of created) {
+      const timeline = await store.roomEventsBetween(roomId, 0, Number.MAX_SAFE_INTEGER, 100);
+      expect(heard.get(roomId)).toEqual(timeline.map((e) => e.eventId));
+    }
+    // Nothing of the refused rooms is stored: every stored event belongs to a created room.
+    let total = 0;
+    for (const roomId of created) total += (await store.roomEventsBetween(roomId, 0, Number.MAX_SAFE_INTEGER, 100)).length;
+    expect(await store.maxStreamOrdering()).toBe(total);
+  });
+
   test("trusted_private_chat: invitees get creator power (v10) or become additional creators (v12)", async () => {
     for (const versionId of ["10", "12"]) {
-      const { engine, store } = testEngine();
+      const { engine, store } = await testEngine("example.org", database);
       const roomId = await createRoom(engine, { creator: ALICE, roomVersion: versionId, preset: "trusted_private_chat", invite: [BOB], isDirect: true });
-      const pl = JSON.parse(store.getEvent(store.currentStateEvent(roomId, "m.room.power_levels", "")!)!.json).content;
-      const create = JSON.parse(store.getEvent(store.currentStateEvent(roomId, "m.room.create", "")!)!.json).content;
+      const pl = (await currentPdu(store, roomId, "m.room.power_levels", "")).content;
+      const create = (await currentPdu(store, roomId, "m.room.create", "")).content;
       if (versionId === "10") expect(pl.users[BOB]).toBe(100);
       else expect(create.additional_creators).toEqual([BOB]);
-      const invite = JSON.parse(store.getEvent(store.currentStateEvent(roomId, "m.room.member", BOB)!)!.json).content;
-      expect(invite).toEqual({ membership: "invite", is_direct: true });
+      expect((await currentPdu(store, roomId, "m.room.member", BOB)).content).toEqual({ membership: "invite", is_direct: true });
     }
   });
 });

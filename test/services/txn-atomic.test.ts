@@ -16,25 +16,25 @@ test("an event and its txnId are stored together or not at all", async () => {
   const alice = await TestClient.register(server, "alice");
   const roomId = await alice.createRoom();
   const store = resolve(server.container, Tokens.RoomEventStore);
-  const clientStore = (resolve(server.container, Tokens.Rooms) as unknown as { clientStore: { recordTransaction: (...a: unknown[]) => void } }).clientStore;
+  const clientStore = (resolve(server.container, Tokens.Rooms) as unknown as { clientStore: { recordTransaction: (...a: unknown[]) => Promise<void> } }).clientStore;
   const original = clientStore.recordTransaction.bind(clientStore);
-  clientStore.recordTransaction = () => {
+  clientStore.recordTransaction = async () => {
     throw new Error("disk full");
   };
-  const before = store.maxStreamOrdering();
+  const before = await store.maxStreamOrdering();
   const failed = await alice.call("PUT", `/rooms/${enc(roomId)}/send/m.room.message/t-1`, { msgtype: "m.text", body: "once" });
   expect(failed.status).toBe(500);
-  expect(store.maxStreamOrdering()).toBe(before);
-  expect(store.forwardExtremities(roomId)).toHaveLength(1);
+  expect(await store.maxStreamOrdering()).toBe(before);
+  expect(await store.forwardExtremities(roomId)).toHaveLength(1);
 
   clientStore.recordTransaction = original;
   const first = await alice.ok("PUT", `/rooms/${enc(roomId)}/send/m.room.message/t-1`, { msgtype: "m.text", body: "once" });
   const again = await alice.ok("PUT", `/rooms/${enc(roomId)}/send/m.room.message/t-1`, { msgtype: "m.text", body: "once" });
   expect(again.event_id).toBe(first.event_id);
-  const bodies = store.roomEventsBetween(roomId, before, Number.MAX_SAFE_INTEGER, 100).map((e) => JSON.parse(e.json).content.body);
+  const bodies = (await store.roomEventsBetween(roomId, before, Number.MAX_SAFE_INTEGER, 100)).map((e) => JSON.parse(e.json).content.body);
   expect(bodies).toEqual(["once"]);
   // The engine's parsed-event cache must not serve the rolled-back event either.
   const engine = resolve(server.container, Tokens.RoomEngine);
-  expect(store.forwardExtremities(roomId)).toEqual([first.event_id]);
-  expect(engine.parsedEvent(first.event_id)).toBeDefined();
+  expect(await store.forwardExtremities(roomId)).toEqual([first.event_id]);
+  expect(await engine.parsedEvent(first.event_id)).toBeDefined();
 });

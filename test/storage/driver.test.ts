@@ -1,78 +1,204 @@
+// The Database seam on every engine: the same answers, transactions that roll back whole, savepoints,
+// group commit (one commit for transactions that arrive together, failures isolated), and readers
+// that never see uncommitted rows.
 import { describe, expect, test } from "bun:test";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { openDatabase, type DriverName } from "../../src/storage/sqlite/driver";
-import { runMigrations } from "../../src/storage/sqlite/migrations";
-import { openSqliteStores } from "../../src/storage/sqlite";
+import type { Database } from "../../src/storage/database";
+import { isWriteStatement } from "../../src/storage/database";
+import { openSqlite, type SqliteDriverName } from "../../src/storage/sqlite/driver";
+import { numberedPlaceholders, openPostgres } from "../../src/storage/postgres/driver";
+import { runMigrations, type Migration } from "../../src/storage/migrations";
+import { SERVER_META_MIGRATION, SqlServerMetaStore } from "../../src/storage/tables/server-meta";
+import { freshPostgresUrl, postgresAvailable } from "../helpers/postgres";
 
-const drivers: DriverName[] = ["better-sqlite3", "bun-sqlite"];
+type Opener = { name: string; fresh(): Promise<Database>; reopenable(): Promise<() => Promise<Database>> };
 
-describe.each(drivers)("SQLite driver %s", (driver) => {
-  const file = () => join(mkdtempSync(join(tmpdir(), "portier-db-")), "t.db");
+const sqlite = (driver: SqliteDriverName): Opener => ({
+  name: driver,
+  fresh: async () => openSqlite(":memory:", driver),
+  reopenable: async () => {
+    const path = join(mkdtempSync(join(tmpdir(), "portier-db-")), "t.db");
+    return async () => openSqlite(path, driver);
+  },
+});
+const postgres: Opener = {
+  name: "postgres",
+  fresh: async () => openPostgres({ url: await freshPostgresUrl(), poolSize: 4 }),
+  reopenable: async () => {
+    const url = await freshPostgresUrl();
+    return () => openPostgres({ url, poolSize: 4 });
+  },
+};
+const engines: Opener[] = [sqlite("better-sqlite3"), sqlite("bun-sqlite"), ...((await postgresAvailable()) ? [postgres] : [])];
 
-  test("runs in WAL mode with full sync", () => {
-    const db = openDatabase(file(), driver);
-    expect(db.prepare<{ journal_mode: string }>("PRAGMA journal_mode").get()?.journal_mode).toBe("wal");
-    expect(db.prepare<{ synchronous: number }>("PRAGMA synchronous").get()?.synchronous).toBe(2);
-    db.close();
+const migration = (version: number, name: string, ddl: string): Migration => ({ version, name, sqlite: ddl, postgres: ddl });
+
+describe.each(engines.map((e) => [e.name, e] as const))("Database on %s", (_name, engine) => {
+  test("get() of no row is undefined; integers come back as numbers; run() counts changes", async () => {
+    const db = await engine.fresh();
+    await db.exec("CREATE TABLE t (k TEXT PRIMARY KEY, v BIGINT)");
+    expect((await db.run("INSERT INTO t (k, v) VALUES (?, ?)", "a", 2 ** 40)).changes).toBe(1);
+    expect((await db.run("INSERT INTO t (k, v) VALUES (?, ?) ON CONFLICT DO NOTHING", "a", 1)).changes).toBe(0);
+    await db.run("INSERT INTO t (k, v) VALUES (?, ?)", "b", 2);
+    expect(await db.get("SELECT v FROM t WHERE k = ?", "zz")).toBeUndefined();
+    expect(await db.get("SELECT v FROM t WHERE k = ?", "a")).toEqual({ v: 2 ** 40 });
+    expect(await db.get("SELECT count(*) AS n, max(v) AS m FROM t")).toEqual({ n: 2, m: 2 ** 40 });
+    expect((await db.all<{ k: string }>("SELECT k FROM t ORDER BY k")).map((r) => r.k)).toEqual(["a", "b"]);
+    expect((await db.run("UPDATE t SET v = v + 1")).changes).toBe(2);
+    expect(await db.get("INSERT INTO t (k, v) VALUES (?, ?) RETURNING v", "c", 3)).toEqual({ v: 3 });
+    await db.close();
   });
 
-  test("get() of no row is undefined; run/all behave alike", () => {
-    const db = openDatabase(":memory:", driver);
-    db.exec("CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER)");
-    const insert = db.prepare("INSERT INTO t VALUES (?, ?)");
-    expect(insert.run("a", 1).changes).toBe(1);
-    insert.run("b", 2);
-    expect(db.prepare("SELECT v FROM t WHERE k = ?").get("zz")).toBeUndefined();
-    expect(db.prepare<{ k: string }>("SELECT k FROM t ORDER BY k").all().map((r) => r.k)).toEqual(["a", "b"]);
-    db.close();
-  });
-
-  test("a throwing transaction leaves nothing behind", () => {
-    const db = openDatabase(":memory:", driver);
-    db.exec("CREATE TABLE t (k TEXT PRIMARY KEY)");
-    expect(() =>
-      db.transaction(() => {
-        db.prepare("INSERT INTO t VALUES (?)").run("x");
+  test("a throwing transaction leaves nothing behind, and its error reaches the caller", async () => {
+    const db = await engine.fresh();
+    await db.exec("CREATE TABLE t (k TEXT PRIMARY KEY)");
+    const rolledBack: number[] = [];
+    db.onRollback(() => rolledBack.push(1));
+    await expect(
+      db.transaction(async () => {
+        await db.run("INSERT INTO t (k) VALUES (?)", "x");
+        expect(db.inTransaction()).toBe(true);
         throw new Error("boom");
       }),
-    ).toThrow("boom");
-    expect(db.prepare<{ n: number }>("SELECT count(*) AS n FROM t").get()?.n).toBe(0);
-    db.close();
+    ).rejects.toThrow("boom");
+    expect(await db.get("SELECT count(*) AS n FROM t")).toEqual({ n: 0 });
+    expect(rolledBack.length).toBeGreaterThan(0);
+    expect(db.inTransaction()).toBe(false);
+    await db.close();
   });
 
-  test("migrations run once, in order, and survive a reopen", () => {
-    const path = file();
-    const migrations = [
-      { version: 2, name: "b", up: "ALTER TABLE a ADD COLUMN y TEXT" },
-      { version: 1, name: "a", up: "CREATE TABLE a (x TEXT)" },
-    ];
-    let db = openDatabase(path, driver);
-    expect(runMigrations(db, migrations)).toEqual([1, 2]);
-    db.close();
-    db = openDatabase(path, driver);
-    expect(runMigrations(db, migrations)).toEqual([]);
-    expect(runMigrations(db, [...migrations, { version: 3, name: "c", up: "CREATE TABLE c (z TEXT)" }])).toEqual([3]);
-    db.close();
+  test("a nested transaction is a savepoint: its failure undoes only itself", async () => {
+    const db = await engine.fresh();
+    await db.exec("CREATE TABLE t (k TEXT PRIMARY KEY)");
+    await db.transaction(async () => {
+      await db.run("INSERT INTO t (k) VALUES (?)", "outer");
+      await expect(
+        db.transaction(async () => {
+          await db.run("INSERT INTO t (k) VALUES (?)", "inner");
+          throw new Error("inner fails");
+        }),
+      ).rejects.toThrow("inner fails");
+      await db.transaction(async () => void (await db.run("INSERT INTO t (k) VALUES (?)", "inner2")));
+    });
+    expect((await db.all<{ k: string }>("SELECT k FROM t ORDER BY k")).map((r) => r.k)).toEqual(["inner2", "outer"]);
+    await db.close();
   });
 
-  test("a failing migration is rolled back whole", () => {
-    const db = openDatabase(":memory:", driver);
-    expect(() => runMigrations(db, [{ version: 1, name: "bad", up: "CREATE TABLE ok (x TEXT); CREATE TABLE (" }])).toThrow();
-    expect(db.prepare("SELECT name FROM sqlite_master WHERE name = 'ok'").get()).toBeUndefined();
-    db.close();
+  test("transactions that arrive together share one commit; one failing rolls back only itself", async () => {
+    const db = (await engine.fresh()) as Database & { commitStats: { commits: number; units: number } };
+    await db.exec("CREATE TABLE t (k TEXT PRIMARY KEY, n BIGINT NOT NULL)");
+    const before = { ...db.commitStats };
+    const results = await Promise.allSettled(
+      Array.from({ length: 20 }, (_, i) =>
+        db.transaction(async () => {
+          await db.run("INSERT INTO t (k, n) VALUES (?, ?)", `k${i}`, i);
+          if (i === 7) throw new Error("seven");
+          // max + 1 inside the transaction sees the writes of the units committed before it in the batch.
+          const { m } = (await db.get<{ m: number }>("SELECT max(n) AS m FROM t"))!;
+          return m;
+        }),
+      ),
+    );
+    expect(results.filter((r) => r.status === "rejected").length).toBe(1);
+    expect((await db.all<{ k: string }>("SELECT k FROM t")).length).toBe(19);
+    expect(await db.get("SELECT k FROM t WHERE k = ?", "k7")).toBeUndefined();
+    const commits = db.commitStats.commits - before.commits;
+    expect(db.commitStats.units - before.units).toBe(19);
+    expect(commits).toBeLessThan(19);
+    expect(commits).toBeGreaterThan(0);
+    await db.close();
   });
 
-  test("server meta store persists across reopen", () => {
-    const path = file();
-    let stores = openSqliteStores(path, driver);
-    stores.serverMeta.set("server_name", "example.org");
-    stores.serverMeta.set("server_name", "example.com");
-    stores.db.close();
-    stores = openSqliteStores(path, driver);
-    expect(stores.serverMeta.get("server_name")).toBe("example.com");
-    expect(stores.serverMeta.get("nothing")).toBeUndefined();
-    stores.db.close();
+  test("a read outside a transaction never sees rows of one still open", async () => {
+    const db = await engine.fresh();
+    await db.exec("CREATE TABLE t (k TEXT PRIMARY KEY)");
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let inserted!: () => void;
+    const wasInserted = new Promise<void>((r) => (inserted = r));
+    const writer = db.transaction(async () => {
+      await db.run("INSERT INTO t (k) VALUES (?)", "pending");
+      inserted();
+      await gate;
+    });
+    await wasInserted;
+    let seen: unknown = "not yet";
+    const reader = db.get("SELECT k FROM t").then((row) => (seen = row));
+    await Bun.sleep(20);
+    // SQLite: the reader waits for the commit; PostgreSQL: it reads the committed state (none).
+    if (seen !== "not yet") expect(seen).toBeUndefined();
+    release();
+    await writer;
+    await reader;
+    if (engine.name !== "postgres") expect(seen).toEqual({ k: "pending" });
+    expect(await db.get("SELECT k FROM t")).toEqual({ k: "pending" });
+    await db.close();
+  });
+
+  test("a write outside a transaction is a transaction of its own and is durable when it resolves", async () => {
+    const open = await engine.reopenable();
+    let db = await open();
+    await db.exec("CREATE TABLE t (k TEXT PRIMARY KEY)");
+    await Promise.all([db.run("INSERT INTO t (k) VALUES (?)", "a"), db.run("INSERT INTO t (k) VALUES (?)", "b")]);
+    await db.close();
+    db = await open();
+    expect((await db.all<{ k: string }>("SELECT k FROM t ORDER BY k")).map((r) => r.k)).toEqual(["a", "b"]);
+    await db.close();
+  });
+
+  test("migrations run once, in order, and survive a reopen; a failing one is rolled back whole", async () => {
+    const open = await engine.reopenable();
+    const migrations = [migration(2, "b", "ALTER TABLE a ADD COLUMN y TEXT"), migration(1, "a", "CREATE TABLE a (x TEXT)")];
+    let db = await open();
+    expect(await runMigrations(db, migrations)).toEqual([1, 2]);
+    await db.close();
+    db = await open();
+    expect(await runMigrations(db, migrations)).toEqual([]);
+    expect(await runMigrations(db, [...migrations, migration(3, "c", "CREATE TABLE c (z TEXT)")])).toEqual([3]);
+    await expect(runMigrations(db, [migration(4, "bad", "CREATE TABLE ok (x TEXT); CREATE TABLE (")])).rejects.toThrow();
+    await expect(db.get("SELECT x FROM ok")).rejects.toThrow();
+    expect(await db.get("SELECT count(*) AS n FROM schema_migrations")).toEqual({ n: 3 });
+    await db.close();
+  });
+
+  test("server meta store persists across reopen", async () => {
+    const open = await engine.reopenable();
+    let db = await open();
+    await runMigrations(db, [SERVER_META_MIGRATION]);
+    let meta = new SqlServerMetaStore(db);
+    await meta.set("server_name", "example.org");
+    await meta.set("server_name", "example.com");
+    await db.close();
+    db = await open();
+    meta = new SqlServerMetaStore(db);
+    expect(await meta.get("server_name")).toBe("example.com");
+    expect(await meta.get("nothing")).toBeUndefined();
+    await db.close();
+  });
+});
+
+describe.each(["better-sqlite3", "bun-sqlite"] as const)("SQLite %s", (driver) => {
+  test("runs in WAL mode with full sync", async () => {
+    const db = openSqlite(join(mkdtempSync(join(tmpdir(), "portier-db-")), "t.db"), driver);
+    expect(await db.get("PRAGMA journal_mode")).toEqual({ journal_mode: "wal" });
+    expect(await db.get("PRAGMA synchronous")).toEqual({ synchronous: 2 });
+    await db.close();
+  });
+});
+
+describe("SQL helpers", () => {
+  test("placeholders are numbered for PostgreSQL", () => {
+    expect(numberedPlaceholders("SELECT a FROM t WHERE b = ? AND c IN (?, ?) LIMIT ?")).toBe("SELECT a FROM t WHERE b = $1 AND c IN ($2, $3) LIMIT $4");
+  });
+
+  test("write statements are told from reads", () => {
+    expect(isWriteStatement("SELECT 1")).toBe(false);
+    expect(isWriteStatement("  with recursive c(x) as (select 1) select x from c")).toBe(false);
+    expect(isWriteStatement("PRAGMA journal_mode")).toBe(false);
+    expect(isWriteStatement("INSERT INTO t VALUES (1)")).toBe(true);
+    expect(isWriteStatement("WITH x AS (SELECT 1) DELETE FROM t")).toBe(true);
+    expect(isWriteStatement("UPDATE t SET a = 1")).toBe(true);
   });
 });

@@ -1,6 +1,10 @@
-import { describe, expect, test } from "bun:test";
-import { openSqliteStores } from "../../src/storage/sqlite";
-import type { NewEvent, StoredEvent } from "../../src/storage/stores";
+// The room DAG store on every engine of this run (both SQLite drivers, and PostgreSQL where a server
+// can be started): events and edges, extremities, state snapshots and their cache, current state.
+import { afterEach, beforeEach, describe, expect, test } from "bun:test";
+import { testDatabases, type TestDatabase } from "../helpers/databases";
+import { storesOver, type Stores } from "../../src/storage/open";
+import { SqlRoomEventStore } from "../../src/storage/room-event-store";
+import type { NewEvent, RoomEventStore, StoredEvent } from "../../src/storage/stores";
 
 const ROOM = "!room:example.org";
 const key = (type: string, stateKey: string) => `${type}\u0000${stateKey}`;
@@ -11,68 +15,101 @@ function event(id: string, fields: Partial<NewEvent> & { content?: Record<string
   return { ...base, json: JSON.stringify({ type: base.type, state_key: base.stateKey, content }) };
 }
 
-function setup() {
-  const stores = openSqliteStores(":memory:", "better-sqlite3");
-  const count = (table: string) => stores.db.prepare<{ n: number }>(`SELECT count(*) AS n FROM ${table}`).get()!.n;
+describe.each(testDatabases.map((d) => [d.name, d] as const))("room DAG store on %s", (_name, database: TestDatabase) => {
+  let stores: Stores;
+  let store: RoomEventStore;
+  beforeEach(async () => {
+    stores = storesOver(await database.open());
+    store = stores.roomEvents;
+  });
+  afterEach(async () => {
+    await stores.db.close();
+  });
+  const count = async (table: string) => (await stores.db.get<{ n: number }>(`SELECT count(*) AS n FROM ${table}`))!.n;
+  const counts = () => Promise.all(["events", "state_snapshots", "state_snapshot_entries", "event_edges", "event_auth_edges", "current_state"].map(count));
   /** Appends an event after `prev` (or the current extremities), with state after = before + itself. */
-  const append = (e: NewEvent): StoredEvent => {
-    const before = e.prevEvents.length ? stores.roomEvents.getEvent(e.prevEvents[0])?.stateSnapshot : undefined;
+  const append = async (e: NewEvent, on: RoomEventStore = store): Promise<StoredEvent> => {
+    const before = e.prevEvents.length ? (await on.getEvent(e.prevEvents[0]))?.stateSnapshot : undefined;
     const delta = new Map<string, string | null>();
     if (e.stateKey !== undefined && !e.rejectedReason) delta.set(key(e.type, e.stateKey), e.eventId);
-    return stores.roomEvents.persistEvent({ event: e, stateAfter: { parent: before, delta }, updateForwardExtremities: true, updateCurrentState: true });
+    return on.persistEvent({ event: e, stateAfter: { parent: before, delta }, updateForwardExtremities: true, updateCurrentState: true });
   };
-  return { stores, store: stores.roomEvents, count, append };
-}
+  /** A store over the same database with an empty snapshot cache. */
+  const uncached = () => new SqlRoomEventStore(stores.db);
 
-describe("room DAG store", () => {
-  test("events keep their JSON, edges, and get increasing stream orderings", () => {
-    const { store, append } = setup();
-    const a = append(event("$a", { type: "m.room.create", stateKey: "", content: { creator: "@a:example.org" } }));
-    const b = append(event("$b", { prevEvents: ["$a"], authEvents: ["$a"], depth: 2 }));
+  test("events keep their JSON, edges, and get increasing stream orderings", async () => {
+    const a = await append(event("$a", { type: "m.room.create", stateKey: "", content: { creator: "@a:example.org" } }));
+    const b = await append(event("$b", { prevEvents: ["$a"], authEvents: ["$a"], depth: 2 }));
     expect(a.streamOrdering).toBe(1);
     expect(b.streamOrdering).toBe(2);
-    expect(store.getEvent("$b")?.prevEvents).toEqual(["$a"]);
-    expect(store.getEvent("$b")?.authEvents).toEqual(["$a"]);
-    expect(JSON.parse(store.getEvent("$a")!.json).content.creator).toBe("@a:example.org");
-    expect(store.maxStreamOrdering()).toBe(2);
-    expect(store.roomEventsBetween(ROOM, 0, 2, 10).map((e) => e.eventId)).toEqual(["$a", "$b"]);
-    expect(store.roomEventsBetween(ROOM, 1, 2, 10).map((e) => e.eventId)).toEqual(["$b"]);
+    expect(b).toEqual((await store.getEvent("$b"))!);
+    expect((await store.getEvent("$b"))?.prevEvents).toEqual(["$a"]);
+    expect((await store.getEvent("$b"))?.authEvents).toEqual(["$a"]);
+    expect(JSON.parse((await store.getEvent("$a"))!.json).content.creator).toBe("@a:example.org");
+    expect(await store.maxStreamOrdering()).toBe(2);
+    expect((await store.roomEventsBetween(ROOM, 0, 2, 10)).map((e) => e.eventId)).toEqual(["$a", "$b"]);
+    expect((await store.roomEventsBetween(ROOM, 1, 2, 10)).map((e) => e.eventId)).toEqual(["$b"]);
+    expect((await store.roomEventsBackwards(ROOM, 2, 0, 10)).map((e) => e.eventId)).toEqual(["$b", "$a"]);
   });
 
-  test("forward extremities follow the DAG, forks included", () => {
-    const { store, append } = setup();
-    append(event("$a", { type: "m.room.create", stateKey: "" }));
-    expect(store.forwardExtremities(ROOM)).toEqual(["$a"]);
-    append(event("$b", { prevEvents: ["$a"] }));
-    append(event("$c", { prevEvents: ["$a"] }));
-    expect(store.forwardExtremities(ROOM)).toEqual(["$b", "$c"]);
-    append(event("$d", { prevEvents: ["$b", "$c"] }));
-    expect(store.forwardExtremities(ROOM)).toEqual(["$d"]);
+  test("getEvents reads many events with their own edges, in key order, and skips unknown ids", async () => {
+    await append(event("$a", { type: "m.room.create", stateKey: "" }));
+    await append(event("$b", { prevEvents: ["$a"], authEvents: ["$a"] }));
+    // Edges come back sorted and without duplicates, whatever order they were given in.
+    const c = await append(event("$c", { prevEvents: ["$b", "$a", "$b"], authEvents: ["$b", "$a"], softFailed: true, depth: 2 ** 40, originServerTs: 1_700_000_000_123, content: { body: "caf\u00e9 \u{1F600}" } }));
+    const ids = ["$c", "$nope", "$a", "$b"];
+    for (let i = 0; i < 600; i++) ids.push(`$missing${i}`);
+    const found = await store.getEvents(ids);
+    expect([...found.keys()]).toEqual(["$c", "$a", "$b"]);
+    expect(found.get("$a")).toMatchObject({ prevEvents: [], authEvents: [], type: "m.room.create", stateKey: "" });
+    expect(found.get("$b")).toMatchObject({ prevEvents: ["$a"], authEvents: ["$a"] });
+    expect(found.get("$c")).toMatchObject({ prevEvents: ["$a", "$b"], authEvents: ["$a", "$b"] });
+    // persistEvent returns the event as getEvent reads it back.
+    expect(found.get("$c")).toEqual((await store.getEvent("$c"))!);
+    expect(c).toEqual(found.get("$c")!);
+    expect(c).toMatchObject({ softFailed: true, outlier: false, streamOrdering: undefined, depth: 2 ** 40, originServerTs: 1_700_000_000_123 });
+    expect(JSON.parse(c.json).content.body).toBe("caf\u00e9 \u{1F600}");
+    expect(await store.getEvents([])).toEqual(new Map());
   });
 
-  test("outliers and rejected events are stored but stay out of the timeline and the extremities", () => {
-    const { store, append } = setup();
-    append(event("$a", { type: "m.room.create", stateKey: "" }));
-    const rejected = append(event("$r", { prevEvents: ["$a"], type: "m.room.name", stateKey: "", rejectedReason: "auth_error" }));
+  test("forward extremities follow the DAG, forks included", async () => {
+    await append(event("$a", { type: "m.room.create", stateKey: "" }));
+    expect(await store.forwardExtremities(ROOM)).toEqual(["$a"]);
+    await append(event("$b", { prevEvents: ["$a"] }));
+    await append(event("$c", { prevEvents: ["$a"] }));
+    expect(await store.forwardExtremities(ROOM)).toEqual(["$b", "$c"]);
+    await append(event("$d", { prevEvents: ["$b", "$c"] }));
+    expect(await store.forwardExtremities(ROOM)).toEqual(["$d"]);
+  });
+
+  test("outliers and rejected events are stored but stay out of the timeline and the extremities", async () => {
+    await append(event("$a", { type: "m.room.create", stateKey: "" }));
+    const rejected = await append(event("$r", { prevEvents: ["$a"], type: "m.room.name", stateKey: "", rejectedReason: "auth_error" }));
     expect(rejected.streamOrdering).toBeUndefined();
     expect(rejected.rejectedReason).toBe("auth_error");
-    const outlier = store.persistEvent({ event: event("$o", { outlier: true }), updateForwardExtremities: true, updateCurrentState: false });
+    const outlier = await store.persistEvent({ event: event("$o", { outlier: true }), updateForwardExtremities: true, updateCurrentState: false });
     expect(outlier.outlier).toBe(true);
     expect(outlier.streamOrdering).toBeUndefined();
-    expect(store.forwardExtremities(ROOM)).toEqual(["$a"]);
-    expect(store.currentStateEvent(ROOM, "m.room.name", "")).toBeUndefined();
+    expect(await store.forwardExtremities(ROOM)).toEqual(["$a"]);
+    expect(await store.currentStateEvent(ROOM, "m.room.name", "")).toBeUndefined();
   });
 
-  test("a message writes no state rows; a state event writes one", () => {
-    const { store, append, count } = setup();
-    append(event("$a", { type: "m.room.create", stateKey: "" }));
-    const rowsAfterCreate = count("state_snapshot_entries");
-    const msg = append(event("$m", { prevEvents: ["$a"] }));
-    expect(count("state_snapshot_entries")).toBe(rowsAfterCreate);
-    expect(msg.stateSnapshot).toBe(store.getEvent("$a")!.stateSnapshot);
-    append(event("$t", { prevEvents: ["$m"], type: "m.room.topic", stateKey: "" }));
-    expect(count("state_snapshot_entries")).toBe(rowsAfterCreate + 1);
-    expect(store.stateAt(store.getEvent("$t")!.stateSnapshot!)).toEqual(
+  test("the room record is written with the create event", async () => {
+    const room = { roomId: ROOM, roomVersion: "12", creator: "@a:example.org", createdTs: 1_700_000_000_000 };
+    await store.persistEvent({ event: event("$a", { type: "m.room.create", stateKey: "" }), stateAfter: { parent: undefined, delta: new Map([[key("m.room.create", ""), "$a"]]) }, updateForwardExtremities: true, updateCurrentState: true, createRoom: room });
+    expect(await store.getRoom(ROOM)).toEqual(room);
+    expect(await store.getRoom("!other:example.org")).toBeUndefined();
+  });
+
+  test("a message writes no state rows; a state event writes one", async () => {
+    await append(event("$a", { type: "m.room.create", stateKey: "" }));
+    const rowsAfterCreate = await count("state_snapshot_entries");
+    const msg = await append(event("$m", { prevEvents: ["$a"] }));
+    expect(await count("state_snapshot_entries")).toBe(rowsAfterCreate);
+    expect(msg.stateSnapshot).toBe((await store.getEvent("$a"))!.stateSnapshot);
+    await append(event("$t", { prevEvents: ["$m"], type: "m.room.topic", stateKey: "" }));
+    expect(await count("state_snapshot_entries")).toBe(rowsAfterCreate + 1);
+    expect(await store.stateAt((await store.getEvent("$t"))!.stateSnapshot!)).toEqual(
       new Map([
         [key("m.room.create", ""), "$a"],
         [key("m.room.topic", ""), "$t"],
@@ -80,110 +117,254 @@ describe("room DAG store", () => {
     );
   });
 
-  test("state rows grow linearly with members, and every snapshot reads back the folded state", () => {
-    const { store, append, stores, count } = setup();
-    append(event("$0", { type: "m.room.create", stateKey: "" }));
-    const members = 1500;
-    const expected = new Map([[key("m.room.create", ""), "$0"]]);
-    const snapshots: [number, Map<string, string>][] = [];
-    for (let i = 1; i <= members; i++) {
-      const stateKey = `@u${i}:example.org`;
-      append(event(`$${i}`, { prevEvents: [`$${i - 1}`], type: "m.room.member", stateKey, content: { membership: "join" } }));
-      expected.set(key("m.room.member", stateKey), `$${i}`);
-      if (i % 250 === 0 || i === 77) snapshots.push([store.getEvent(`$${i}`)!.stateSnapshot!, new Map(expected)]);
-    }
-    // Whole snapshots are written only when a chain's deltas reach a quarter of the state: about
-    // 5 rows per state event in all, where writing whole every 32 events would be ~members/64 each.
-    expect(count("state_snapshot_entries")).toBeLessThan(members * 6);
-    const reopened = new (store.constructor as any)(stores.db);
-    for (const [snapshot, state] of snapshots) {
-      expect(reopened.stateAt(snapshot)).toEqual(state);
-      expect(reopened.stateEntryAt(snapshot, "m.room.member", "@u77:example.org")).toBe("$77");
-      expect(reopened.stateEntryAt(snapshot, "m.room.member", "@nobody:example.org")).toBeUndefined();
-    }
-    expect(store.currentState(ROOM)).toEqual(expected);
-    expect(store.currentMemberships(ROOM).size).toBe(members);
-  });
+  test(
+    "state rows grow linearly with members, and every snapshot reads back the folded state",
+    async () => {
+      await append(event("$0", { type: "m.room.create", stateKey: "" }));
+      const members = 1500;
+      const expected = new Map([[key("m.room.create", ""), "$0"]]);
+      const snapshots: [number, Map<string, string>][] = [];
+      for (let i = 1; i <= members; i++) {
+        const stateKey = `@u${i}:example.org`;
+        const stored = await append(event(`$${i}`, { prevEvents: [`$${i - 1}`], type: "m.room.member", stateKey, content: { membership: "join" } }));
+        expected.set(key("m.room.member", stateKey), `$${i}`);
+        if (i % 250 === 0 || i === 77) snapshots.push([stored.stateSnapshot!, new Map(expected)]);
+      }
+      // Whole snapshots are written only when a chain's deltas reach a quarter of the state: about
+      // 5 rows per state event in all, where writing whole every 32 events would be ~members/64 each.
+      expect(await count("state_snapshot_entries")).toBeLessThan(members * 6);
+      const reopened = uncached();
+      for (const [snapshot, state] of snapshots) {
+        expect(await reopened.stateAt(snapshot)).toEqual(state);
+        expect(await reopened.stateEntryAt(snapshot, "m.room.member", "@u77:example.org")).toBe("$77");
+        expect(await reopened.stateEntryAt(snapshot, "m.room.member", "@nobody:example.org")).toBeUndefined();
+      }
+      expect(await store.currentState(ROOM)).toEqual(expected);
+      expect((await store.currentMemberships(ROOM)).size).toBe(members);
+    },
+    60_000,
+  );
 
-  test("a key removed in a delta stays removed along the chain", () => {
-    const { store, append } = setup();
-    append(event("$a", { type: "m.room.create", stateKey: "" }));
-    append(event("$n", { prevEvents: ["$a"], type: "m.room.name", stateKey: "" }));
-    const parent = store.getEvent("$n")!.stateSnapshot;
-    const removed = store.persistEvent({
+  test("a key removed in a delta stays removed along the chain", async () => {
+    await append(event("$a", { type: "m.room.create", stateKey: "" }));
+    await append(event("$n", { prevEvents: ["$a"], type: "m.room.name", stateKey: "" }));
+    const parent = (await store.getEvent("$n"))!.stateSnapshot;
+    const removed = await store.persistEvent({
       event: event("$x", { prevEvents: ["$n"] }),
       stateAfter: { parent, delta: new Map([[key("m.room.name", ""), null]]) },
       updateForwardExtremities: true,
       updateCurrentState: true,
     });
-    append(event("$t", { prevEvents: ["$x"], type: "m.room.topic", stateKey: "" }));
-    const fresh = new (store.constructor as any)((store as any).db);
-    expect(fresh.stateAt(store.getEvent("$t")!.stateSnapshot!)).toEqual(new Map([[key("m.room.create", ""), "$a"], [key("m.room.topic", ""), "$t"]]));
-    expect(fresh.stateEntryAt(removed.stateSnapshot!, "m.room.name", "")).toBeUndefined();
+    await append(event("$t", { prevEvents: ["$x"], type: "m.room.topic", stateKey: "" }));
+    const fresh = uncached();
+    expect(await fresh.stateAt((await store.getEvent("$t"))!.stateSnapshot!)).toEqual(new Map([[key("m.room.create", ""), "$a"], [key("m.room.topic", ""), "$t"]]));
+    expect(await fresh.stateEntryAt(removed.stateSnapshot!, "m.room.name", "")).toBeUndefined();
   });
 
-  test("a resolved state that drops a key removes it from current state", () => {
-    const { store, append } = setup();
-    append(event("$a", { type: "m.room.create", stateKey: "" }));
-    append(event("$n", { prevEvents: ["$a"], type: "m.room.name", stateKey: "" }));
-    const parent = store.getEvent("$n")!.stateSnapshot;
-    store.persistEvent({
+  test("state keys with any characters read back exactly (PostgreSQL stores the separator escaped)", async () => {
+    await append(event("$a", { type: "m.room.create", stateKey: "" }));
+    const odd = ["100%", "%00", "a%25b", "%", "\u00e9\u{1F600}"];
+    let prev = "$a";
+    const expected = new Map([[key("m.room.create", ""), "$a"]]);
+    for (const [i, stateKey] of odd.entries()) {
+      await append(event(`$s${i}`, { prevEvents: [prev], type: "org.example.%", stateKey }));
+      expected.set(key("org.example.%", stateKey), `$s${i}`);
+      prev = `$s${i}`;
+    }
+    const snapshot = (await store.getEvent(prev))!.stateSnapshot!;
+    const fresh = uncached();
+    expect(await fresh.stateAt(snapshot)).toEqual(expected);
+    for (const [i, stateKey] of odd.entries()) expect(await fresh.stateEntryAt(snapshot, "org.example.%", stateKey)).toBe(`$s${i}`);
+    expect(await fresh.stateEntryAt(snapshot, "org.example.%", "%2500")).toBeUndefined();
+    expect(await store.currentState(ROOM)).toEqual(expected);
+  });
+
+  test("a resolved state that drops a key removes it from current state", async () => {
+    await append(event("$a", { type: "m.room.create", stateKey: "" }));
+    await append(event("$n", { prevEvents: ["$a"], type: "m.room.name", stateKey: "" }));
+    const parent = (await store.getEvent("$n"))!.stateSnapshot;
+    await store.persistEvent({
       event: event("$x", { prevEvents: ["$n"] }),
       stateAfter: { parent, delta: new Map([[key("m.room.name", ""), null]]) },
       updateForwardExtremities: true,
       updateCurrentState: true,
     });
-    expect(store.currentStateEvent(ROOM, "m.room.name", "")).toBeUndefined();
-    expect(store.currentState(ROOM)).toEqual(new Map([[key("m.room.create", ""), "$a"]]));
+    expect(await store.currentStateEvent(ROOM, "m.room.name", "")).toBeUndefined();
+    expect(await store.currentState(ROOM)).toEqual(new Map([[key("m.room.create", ""), "$a"]]));
   });
 
-  test("current state tracks memberships", () => {
-    const { store, append } = setup();
-    append(event("$a", { type: "m.room.create", stateKey: "" }));
-    append(event("$j", { prevEvents: ["$a"], type: "m.room.member", stateKey: "@a:example.org", content: { membership: "join" } }));
-    append(event("$k", { prevEvents: ["$j"], type: "m.room.member", stateKey: "@k:example.org", content: { membership: "knock" } }));
-    expect(store.currentMemberships(ROOM)).toEqual(new Map([["@a:example.org", "join"], ["@k:example.org", "knock"]]));
-    expect(store.roomsWithMembership("@k:example.org", "knock")).toEqual([ROOM]);
-    append(event("$l", { prevEvents: ["$k"], type: "m.room.member", stateKey: "@k:example.org", content: { membership: "leave" } }));
-    expect(store.roomsWithMembership("@k:example.org", "knock")).toEqual([]);
-    expect(store.currentMemberships(ROOM).get("@k:example.org")).toBe("leave");
+  test("current state moves to a resolved state given as parent + delta, memberships included", async () => {
+    await append(event("$a", { type: "m.room.create", stateKey: "" }));
+    await append(event("$j", { prevEvents: ["$a"], type: "m.room.member", stateKey: "@a:example.org", content: { membership: "join" } }));
+    await append(event("$i", { prevEvents: ["$a"], type: "m.room.member", stateKey: "@b:example.org", content: { membership: "invite" } }));
+    const parent = (await store.getEvent("$j"))!.stateSnapshot;
+    await store.persistEvent({
+      event: event("$m", { prevEvents: ["$j", "$i"] }),
+      stateAfter: { parent, delta: new Map([[key("m.room.member", "@b:example.org"), "$i"]]) },
+      updateForwardExtremities: true,
+      updateCurrentState: { parent, delta: new Map([[key("m.room.member", "@b:example.org"), "$i"]]) },
+    });
+    expect(await store.currentMemberships(ROOM)).toEqual(new Map([["@a:example.org", "join"], ["@b:example.org", "invite"]]));
+    // The resolved state is written as a snapshot of its own, and current state points at it.
+    expect(await store.stateAt((await store.currentStateSnapshot(ROOM))!)).toEqual(await store.currentState(ROOM));
   });
 
-  test("auth chains follow auth_events transitively", () => {
-    const { store, append } = setup();
-    append(event("$c", { type: "m.room.create", stateKey: "" }));
-    append(event("$j", { prevEvents: ["$c"], authEvents: ["$c"], type: "m.room.member", stateKey: "@a:example.org" }));
-    append(event("$p", { prevEvents: ["$j"], authEvents: ["$c", "$j"], type: "m.room.power_levels", stateKey: "" }));
-    append(event("$m", { prevEvents: ["$p"], authEvents: ["$c", "$j", "$p"] }));
-    expect(store.authChain(["$m"])).toEqual(new Set(["$c", "$j", "$p"]));
-    expect(store.authChain(["$j"])).toEqual(new Set(["$c"]));
-    expect(store.authChain([])).toEqual(new Set());
+  test("current state tracks memberships", async () => {
+    await append(event("$a", { type: "m.room.create", stateKey: "" }));
+    await append(event("$j", { prevEvents: ["$a"], type: "m.room.member", stateKey: "@a:example.org", content: { membership: "join" } }));
+    await append(event("$k", { prevEvents: ["$j"], type: "m.room.member", stateKey: "@k:example.org", content: { membership: "knock" } }));
+    expect(await store.currentMemberships(ROOM)).toEqual(new Map([["@a:example.org", "join"], ["@k:example.org", "knock"]]));
+    expect(await store.roomsWithMembership("@k:example.org", "knock")).toEqual([ROOM]);
+    await append(event("$l", { prevEvents: ["$k"], type: "m.room.member", stateKey: "@k:example.org", content: { membership: "leave" } }));
+    expect(await store.roomsWithMembership("@k:example.org", "knock")).toEqual([]);
+    expect((await store.currentMemberships(ROOM)).get("@k:example.org")).toBe("leave");
   });
 
-  test("a failed persist leaves nothing behind", () => {
-    const { store, append, count } = setup();
-    append(event("$a", { type: "m.room.create", stateKey: "" }));
-    const before = [count("events"), count("state_snapshots"), count("state_snapshot_entries"), count("event_edges")];
+  test("auth chains follow auth_events transitively", async () => {
+    await append(event("$c", { type: "m.room.create", stateKey: "" }));
+    await append(event("$j", { prevEvents: ["$c"], authEvents: ["$c"], type: "m.room.member", stateKey: "@a:example.org" }));
+    await append(event("$p", { prevEvents: ["$j"], authEvents: ["$c", "$j"], type: "m.room.power_levels", stateKey: "" }));
+    await append(event("$m", { prevEvents: ["$p"], authEvents: ["$c", "$j", "$p"] }));
+    expect(await store.authChain(["$m"])).toEqual(new Set(["$c", "$j", "$p"]));
+    expect(await store.authChain(["$j"])).toEqual(new Set(["$c"]));
+    expect(await store.authChain(["$j", "$unknown", "$p"])).toEqual(new Set(["$c", "$j"]));
+    expect(await store.authChain([])).toEqual(new Set());
+  });
+
+  test("a failed persist leaves nothing behind", async () => {
+    await append(event("$a", { type: "m.room.create", stateKey: "" }));
+    const before = await counts();
     // A duplicate event id violates the UNIQUE constraint after the snapshot was written.
-    expect(() => append(event("$a", { type: "m.room.topic", stateKey: "", prevEvents: ["$a"] }))).toThrow();
-    expect([count("events"), count("state_snapshots"), count("state_snapshot_entries"), count("event_edges")]).toEqual(before);
-    expect(store.currentStateEvent(ROOM, "m.room.topic", "")).toBeUndefined();
+    await expect(append(event("$a", { type: "m.room.topic", stateKey: "", prevEvents: ["$a"] }))).rejects.toThrow();
+    expect(await counts()).toEqual(before);
+    expect(await store.currentStateEvent(ROOM, "m.room.topic", "")).toBeUndefined();
   });
-});
 
-describe("members by membership across rooms", () => {
-  test("lists every pending knock, through the membership index", () => {
-    const stores = openSqliteStores(":memory:", "better-sqlite3");
-    const store = stores.roomEvents;
+  test("a rollback inside atomically leaves no event, snapshot or cached state behind", async () => {
+    await append(event("$a", { type: "m.room.create", stateKey: "" }));
+    const before = await counts();
+    let written: number | undefined;
+    await expect(
+      store.atomically(async () => {
+        const t = await append(event("$t", { type: "m.room.topic", stateKey: "", prevEvents: ["$a"] }));
+        written = t.stateSnapshot;
+        // Read inside the transaction: this caches the uncommitted snapshot.
+        expect(await store.stateAt(written!)).toEqual(new Map([[key("m.room.create", ""), "$a"], [key("m.room.topic", ""), "$t"]]));
+        throw new Error("changed my mind");
+      }),
+    ).rejects.toThrow("changed my mind");
+    expect(await counts()).toEqual(before);
+    expect(await store.getEvent("$t")).toBeUndefined();
+    expect(await store.currentStateEvent(ROOM, "m.room.topic", "")).toBeUndefined();
+    expect(await store.forwardExtremities(ROOM)).toEqual(["$a"]);
+    // Served from a stale cache, the rolled-back snapshot would still read back.
+    await expect(store.stateAt(written!)).rejects.toThrow("does not exist");
+    expect(await store.stateEntryAt(written!, "m.room.topic", "")).toBeUndefined();
+    // Where the engine reuses the number (SQLite rowids), it now holds the new state only.
+    const n = await append(event("$n", { type: "m.room.name", stateKey: "", prevEvents: ["$a"] }));
+    expect(await store.stateAt(n.stateSnapshot!)).toEqual(new Map([[key("m.room.create", ""), "$a"], [key("m.room.name", ""), "$n"]]));
+    if (n.stateSnapshot === written) expect(await store.stateEntryAt(written!, "m.room.topic", "")).toBeUndefined();
+  });
+
+  test("a savepoint rolled back inside a transaction that commits publishes nothing it cached", async () => {
+    await append(event("$a", { type: "m.room.create", stateKey: "" }));
+    // Snapshots are written whole when their parent is undefined: the write itself caches the map.
+    let written: number | undefined;
+    await store.atomically(async () => {
+      await expect(
+        store.atomically(async () => {
+          const t = await store.persistEvent({ event: event("$t", { type: "m.room.topic", stateKey: "" }), stateAfter: { parent: undefined, delta: new Map([[key("m.room.topic", ""), "$t"]]) }, updateForwardExtremities: false, updateCurrentState: false });
+          written = t.stateSnapshot;
+          throw new Error("inner");
+        }),
+      ).rejects.toThrow("inner");
+      await store.persistEvent({ event: event("$m", { prevEvents: ["$a"] }), stateAfter: { parent: (await store.getEvent("$a"))!.stateSnapshot, delta: new Map() }, updateForwardExtremities: true, updateCurrentState: true });
+    });
+    expect(await store.getEvent("$m")).toBeDefined();
+    expect(await store.getEvent("$t")).toBeUndefined();
+    await expect(store.stateAt(written!)).rejects.toThrow("does not exist");
+  });
+
+  test("a reader outside an open transaction never sees the snapshots cached inside it", async () => {
+    await append(event("$a", { type: "m.room.create", stateKey: "" }));
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    let written!: (nid: number) => void;
+    const snapshot = new Promise<number>((resolve) => (written = resolve));
+    const transaction = store.atomically(async () => {
+      const t = await store.persistEvent({ event: event("$t", { type: "m.room.topic", stateKey: "" }), stateAfter: { parent: undefined, delta: new Map([[key("m.room.topic", ""), "$t"]]) }, updateForwardExtremities: false, updateCurrentState: false });
+      written(t.stateSnapshot!);
+      await gate;
+      throw new Error("rolled back");
+    });
+    const nid = await snapshot;
+    // Outside the transaction: this must not be answered from the open transaction's cache.
+    const outside = store.stateAt(nid).then(
+      (state) => state,
+      (error: Error) => error,
+    );
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    release();
+    await expect(transaction).rejects.toThrow("rolled back");
+    const seen = await outside;
+    expect(seen).toBeInstanceOf(Error);
+    expect((seen as Error).message).toContain("does not exist");
+  });
+
+  test("a snapshot cached inside a transaction is served from the cache once it committed", async () => {
+    await append(event("$a", { type: "m.room.create", stateKey: "" }));
+    const t = await store.atomically(() =>
+      store.persistEvent({ event: event("$t", { type: "m.room.topic", stateKey: "" }), stateAfter: { parent: undefined, delta: new Map([[key("m.room.topic", ""), "$t"]]) }, updateForwardExtremities: false, updateCurrentState: false }),
+    );
+    // Gone from the database, still served: it came from the cache the commit published to.
+    await stores.db.transaction(async () => {
+      await stores.db.run("DELETE FROM state_snapshot_entries WHERE snapshot_nid = ?", t.stateSnapshot!);
+    });
+    expect(await store.stateAt(t.stateSnapshot!)).toEqual(new Map([[key("m.room.topic", ""), "$t"]]));
+    expect(await uncached().stateAt(t.stateSnapshot!)).toEqual(new Map());
+  });
+
+  test("events of two rooms persisted concurrently get gap-free, increasing stream orderings and all read back", async () => {
+    const rooms = ["!one:example.org", "!two:example.org"];
+    const perRoom = 25;
+    // Writes to one room are queued (one persist at a time); different rooms run concurrently.
+    const persistRoom = async (room: string): Promise<StoredEvent[]> => {
+      const stored: StoredEvent[] = [];
+      let prev: string | undefined;
+      for (let i = 0; i < perRoom; i++) {
+        const id = `$${room.slice(1, 4)}${i}`;
+        const e = { ...event(id, i === 0 ? { type: "m.room.create", stateKey: "" } : { type: "m.room.member", stateKey: `@u${i}:example.org`, prevEvents: [prev!], content: { membership: "join" } }), roomId: room };
+        stored.push(await append(e));
+        prev = id;
+      }
+      return stored;
+    };
+    const [one, two] = await Promise.all(rooms.map(persistRoom));
+    const orderings = [...one, ...two].map((e) => e.streamOrdering!).sort((a, b) => a - b);
+    expect(orderings).toEqual(Array.from({ length: 2 * perRoom }, (_, i) => i + 1));
+    for (const list of [one, two]) {
+      for (let i = 1; i < list.length; i++) expect(list[i].streamOrdering!).toBeGreaterThan(list[i - 1].streamOrdering!);
+    }
+    // Both rooms interleaved rather than one after the other: the writes really were concurrent.
+    expect(one.some((e) => e.streamOrdering! > two[0].streamOrdering!) && two.some((e) => e.streamOrdering! > one[0].streamOrdering!)).toBe(true);
+    expect(await store.maxStreamOrdering()).toBe(2 * perRoom);
+    for (const [room, list] of [[rooms[0], one], [rooms[1], two]] as const) {
+      expect((await store.roomEventsBetween(room, 0, 2 * perRoom, 100)).map((e) => e.eventId)).toEqual(list.map((e) => e.eventId));
+      expect((await store.currentMemberships(room)).size).toBe(perRoom - 1);
+      expect(await store.forwardExtremities(room)).toEqual([list[list.length - 1].eventId]);
+    }
+  });
+
+  test("lists every pending knock across rooms, through the membership index", async () => {
     let i = 0;
     for (const room of ["!a:example.org", "!b:example.org"]) {
       const create = `$c${i++}`;
-      store.persistEvent({ event: { ...event(create, { type: "m.room.create", stateKey: "" }), roomId: room }, stateAfter: { parent: undefined, delta: new Map([[key("m.room.create", ""), create]]) }, updateForwardExtremities: true, updateCurrentState: true });
+      await store.persistEvent({ event: { ...event(create, { type: "m.room.create", stateKey: "" }), roomId: room }, stateAfter: { parent: undefined, delta: new Map([[key("m.room.create", ""), create]]) }, updateForwardExtremities: true, updateCurrentState: true });
       let prev = create;
       for (const [user, membership] of [["@k1:example.org", "knock"], ["@j:example.org", "join"], ["@k2:example.org", "knock"]]) {
         const id = `$m${i++}`;
-        const parent = store.getEvent(prev)!.stateSnapshot;
-        store.persistEvent({
+        const parent = (await store.getEvent(prev))!.stateSnapshot;
+        await store.persistEvent({
           event: { ...event(id, { type: "m.room.member", stateKey: user, prevEvents: [prev], content: { membership } }), roomId: room },
           stateAfter: { parent, delta: new Map([[key("m.room.member", user), id]]) },
           updateForwardExtremities: true,
@@ -192,9 +373,19 @@ describe("members by membership across rooms", () => {
         prev = id;
       }
     }
-    const knocks = store.membersWithMembership("knock").map((k) => `${k.roomId} ${k.userId}`);
+    const knocks = (await store.membersWithMembership("knock")).map((k) => `${k.roomId} ${k.userId}`);
     expect(knocks).toEqual(["!a:example.org @k1:example.org", "!a:example.org @k2:example.org", "!b:example.org @k1:example.org", "!b:example.org @k2:example.org"]);
-    const plan = stores.db.prepare<{ detail: string }>("EXPLAIN QUERY PLAN SELECT room_id, state_key, event_id FROM current_state WHERE type = 'm.room.member' AND membership = ? ORDER BY room_id, state_key").all("knock");
-    expect(plan.map((p) => p.detail).join(" ")).toContain("current_state_by_membership");
+    const query = "SELECT room_id, state_key, event_id FROM current_state WHERE type = 'm.room.member' AND membership = 'knock' ORDER BY room_id, state_key";
+    let plan: string;
+    if (stores.db.dialect === "sqlite") {
+      plan = (await stores.db.all<{ detail: string }>(`EXPLAIN QUERY PLAN ${query}`)).map((p) => p.detail).join(" ");
+    } else {
+      // A handful of rows would be scanned whole: ask the planner what it would use for many.
+      plan = await stores.db.transaction(async () => {
+        await stores.db.exec("SET LOCAL enable_seqscan = off");
+        return (await stores.db.all<{ "QUERY PLAN": string }>(`EXPLAIN ${query}`)).map((p) => p["QUERY PLAN"]).join(" ");
+      });
+    }
+    expect(plan).toContain("current_state_by_membership");
   });
 });

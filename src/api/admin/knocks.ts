@@ -31,26 +31,26 @@ function roomIdParam(roomId: string): string {
 
 export function knockAdminRoutes({ accounts, knocks }: { accounts: AccountService; knocks: KnockModerationService }) {
   return new Elysia({ name: "admin-knocks" })
-    .get(`${ADMIN_V1}/rooms/:roomId/knocks`, ({ request, params }) => {
-      const me = requireUser(accounts, request);
-      return { knocks: knocks.roomKnocks(me.userId, roomIdParam(params.roomId)) };
+    .get(`${ADMIN_V1}/rooms/:roomId/knocks`, async ({ request, params }) => {
+      const me = await requireUser(accounts, request);
+      return { knocks: await knocks.roomKnocks(me.userId, roomIdParam(params.roomId)) };
     })
-    .get(`${ADMIN_V1}/users/:userId/knocks`, ({ request, params }) => {
-      const me = requireUser(accounts, request);
-      return { knocks: knocks.userKnocks(me.userId, params.userId) };
+    .get(`${ADMIN_V1}/users/:userId/knocks`, async ({ request, params }) => {
+      const me = await requireUser(accounts, request);
+      return { knocks: await knocks.userKnocks(me.userId, params.userId) };
     })
     .post(`${ADMIN_V1}/rooms/:roomId/knocks/accept`, async ({ request, params, body }) => {
-      const me = requireUser(accounts, request);
+      const me = await requireUser(accounts, request);
       const input = validateBody(BulkBody, body);
       return { results: await knocks.accept(me.userId, roomIdParam(params.roomId), input.user_ids, input.reason) };
     })
     .post(`${ADMIN_V1}/rooms/:roomId/knocks/deny`, async ({ request, params, body }) => {
-      const me = requireUser(accounts, request);
+      const me = await requireUser(accounts, request);
       const input = validateBody(BulkBody, body);
       return { results: await knocks.deny(me.userId, roomIdParam(params.roomId), input.user_ids, input.reason) };
     })
     .post(`${ADMIN_V1}/knocks/expire`, async ({ request, body }) => {
-      const me = requireUser(accounts, request);
+      const me = await requireUser(accounts, request);
       const input = validateBody(ExpireBody, body ?? {});
       return knocks.expire(me.userId, { olderThanMs: input.older_than_ms, reason: input.reason });
     });

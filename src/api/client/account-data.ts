@@ -14,18 +14,24 @@ export function accountDataRoutes({ accounts, accountData }: { accounts: Account
   const app = new Elysia({ name: "client-account-data" });
   for (const prefix of CLIENT_PREFIXES) {
     const global = `${prefix}/user/:userId/account_data/:type` as const;
-    app.get(global, ({ params, request }) => accountData.get(requireUser(accounts, request).userId, params.userId, undefined, params.type));
-    app.put(global, ({ params, request, body }) => {
-      const me = requireUser(accounts, request);
-      accountData.put(me.userId, params.userId, undefined, params.type, validateBody(Content, body));
+    app.get(global, async ({ params, request }) => {
+      const me = await requireUser(accounts, request);
+      return accountData.get(me.userId, params.userId, undefined, params.type);
+    });
+    app.put(global, async ({ params, request, body }) => {
+      const me = await requireUser(accounts, request);
+      await accountData.put(me.userId, params.userId, undefined, params.type, validateBody(Content, body));
       return {};
     });
 
     const room = `${prefix}/user/:userId/rooms/:roomId/account_data/:type` as const;
-    app.get(room, ({ params, request }) => accountData.get(requireUser(accounts, request).userId, params.userId, params.roomId, params.type));
-    app.put(room, ({ params, request, body }) => {
-      const me = requireUser(accounts, request);
-      accountData.put(me.userId, params.userId, params.roomId, params.type, validateBody(Content, body));
+    app.get(room, async ({ params, request }) => {
+      const me = await requireUser(accounts, request);
+      return accountData.get(me.userId, params.userId, params.roomId, params.type);
+    });
+    app.put(room, async ({ params, request, body }) => {
+      const me = await requireUser(accounts, request);
+      await accountData.put(me.userId, params.userId, params.roomId, params.type, validateBody(Content, body));
       return {};
     });
   }

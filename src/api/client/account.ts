@@ -52,7 +52,7 @@ export function accountRoutes({ config, accounts, uia }: AccountRouteDeps) {
       if (!config.registration.enabled) throw new MatrixError("M_FORBIDDEN", "Registration has been disabled", 403);
       const input = validateBody(RegisterBody, body ?? {});
       // The username is checked before authentication, so a client learns at once that it is taken.
-      if (input.username !== undefined) accounts.checkUsernameAvailable(input.username);
+      if (input.username !== undefined) await accounts.checkUsernameAvailable(input.username);
       if (input.auth?.type === undefined) throw uia.challenge(REGISTER_FLOWS, input.auth?.session);
       if (input.auth.type !== "m.login.dummy") throw uia.challenge(REGISTER_FLOWS, input.auth.session, new MatrixError("M_UNRECOGNIZED", `Unknown auth stage ${input.auth.type}`));
       if (!uia.complete(REGISTER_FLOWS, input.auth.session, "m.login.dummy").done) throw uia.challenge(REGISTER_FLOWS, input.auth.session);
@@ -66,9 +66,9 @@ export function accountRoutes({ config, accounts, uia }: AccountRouteDeps) {
       if (!result.session) return { user_id: result.userId, home_server: config.server_name };
       return sessionBody(result.session, config.server_name);
     });
-    app.get(`${path}/available`, ({ query }) => {
+    app.get(`${path}/available`, async ({ query }) => {
       if (typeof query.username !== "string") throw new MatrixError("M_MISSING_PARAM", "Missing parameter: username");
-      accounts.checkUsernameAvailable(query.username);
+      await accounts.checkUsernameAvailable(query.username);
       return { available: true };
     });
   }
@@ -88,19 +88,21 @@ export function accountRoutes({ config, accounts, uia }: AccountRouteDeps) {
   }
 
   for (const path of clientPaths("/logout")) {
-    app.post(path, ({ request }) => {
-      accounts.logout(requireUser(accounts, request).accessToken);
+    app.post(path, async ({ request }) => {
+      const me = await requireUser(accounts, request);
+      await accounts.logout(me.accessToken);
       return {};
     });
-    app.post(`${path}/all`, ({ request }) => {
-      accounts.logoutAll(requireUser(accounts, request).userId);
+    app.post(`${path}/all`, async ({ request }) => {
+      const me = await requireUser(accounts, request);
+      await accounts.logoutAll(me.userId);
       return {};
     });
   }
 
   for (const path of clientPaths("/account/whoami")) {
-    app.get(path, ({ request }) => {
-      const me = requireUser(accounts, request);
+    app.get(path, async ({ request }) => {
+      const me = await requireUser(accounts, request);
       return { user_id: me.userId, device_id: me.deviceId, is_guest: false };
     });
   }

@@ -23,8 +23,8 @@ export function capabilitiesBody() {
 export function capabilitiesRoutes({ accounts }: { accounts: AccountService }) {
   const app = new Elysia({ name: "client-capabilities" });
   for (const path of clientPaths("/capabilities")) {
-    app.get(path, ({ request }) => {
-      requireUser(accounts, request);
+    app.get(path, async ({ request }) => {
+      await requireUser(accounts, request);
       return capabilitiesBody();
     });
   }

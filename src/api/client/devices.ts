@@ -21,7 +21,7 @@ const UpdateDeviceBody = Type.Object({ display_name: Type.Optional(Type.String({
 const DeleteDeviceBody = Type.Object({ auth: Type.Optional(AuthData) });
 const DeleteDevicesBody = Type.Object({ devices: Type.Array(Type.String()), auth: Type.Optional(AuthData) });
 
-type Device = ReturnType<AccountService["devices"]>[number];
+type Device = Awaited<ReturnType<AccountService["devices"]>>[number];
 
 function deviceBody(d: Device) {
   return {
@@ -35,37 +35,41 @@ function deviceBody(d: Device) {
 export function deviceRoutes({ accounts, passwordConfirmation }: { accounts: AccountService; passwordConfirmation: PasswordConfirmation }) {
   const app = new Elysia({ name: "client-devices" });
   for (const prefix of CLIENT_PREFIXES) {
-    app.get(`${prefix}/devices`, ({ request }) => ({ devices: accounts.devices(requireUser(accounts, request).userId).map(deviceBody) }));
+    app.get(`${prefix}/devices`, async ({ request }) => {
+      const me = await requireUser(accounts, request);
+      return { devices: (await accounts.devices(me.userId)).map(deviceBody) };
+    });
 
-    app.get(`${prefix}/devices/:deviceId`, ({ params, request }) => {
-      const device = accounts.device(requireUser(accounts, request).userId, params.deviceId);
+    app.get(`${prefix}/devices/:deviceId`, async ({ params, request }) => {
+      const me = await requireUser(accounts, request);
+      const device = await accounts.device(me.userId, params.deviceId);
       if (!device) throw new MatrixError("M_NOT_FOUND", "No such device");
       return deviceBody(device);
     });
 
-    app.put(`${prefix}/devices/:deviceId`, ({ params, request, body }) => {
-      const me = requireUser(accounts, request);
+    app.put(`${prefix}/devices/:deviceId`, async ({ params, request, body }) => {
+      const me = await requireUser(accounts, request);
       const input = validateBody(UpdateDeviceBody, body);
-      if (!accounts.device(me.userId, params.deviceId)) throw new MatrixError("M_NOT_FOUND", "No such device");
-      if (input.display_name !== undefined) accounts.renameDevice(me.userId, params.deviceId, input.display_name);
+      if (!(await accounts.device(me.userId, params.deviceId))) throw new MatrixError("M_NOT_FOUND", "No such device");
+      if (input.display_name !== undefined) await accounts.renameDevice(me.userId, params.deviceId, input.display_name);
       return {};
     });
 
     app.delete(`${prefix}/devices/:deviceId`, async ({ params, request, body }) => {
-      const me = requireUser(accounts, request);
+      const me = await requireUser(accounts, request);
       // Older clients send no body on the first call: the same as an empty one.
       const input = validateBody(DeleteDeviceBody, body ?? {});
       await passwordConfirmation.confirm(input.auth, me.userId);
       // A device already gone is fine: the outcome the client asked for holds.
-      accounts.deleteDevice(me.userId, params.deviceId);
+      await accounts.deleteDevice(me.userId, params.deviceId);
       return {};
     });
 
     app.post(`${prefix}/delete_devices`, async ({ request, body }) => {
-      const me = requireUser(accounts, request);
+      const me = await requireUser(accounts, request);
       const input = validateBody(DeleteDevicesBody, body);
       await passwordConfirmation.confirm(input.auth, me.userId);
-      for (const deviceId of input.devices) accounts.deleteDevice(me.userId, deviceId);
+      for (const deviceId of input.devices) await accounts.deleteDevice(me.userId, deviceId);
       return {};
     });
   }

@@ -7,7 +7,7 @@ import { MatrixError } from "../../protocol/errors";
 import type { AccountService } from "../../services/accounts/account-service";
 import type { DirectoryService } from "../../services/directory/directory-service";
 import type { PublicRoomsRequest } from "../../services/directory/public-rooms";
-import { accessTokenOf, requireUser } from "../middleware/auth";
+import { optionalUser, requireUser } from "../middleware/auth";
 import { validateBody } from "../middleware/validate";
 import { CLIENT_PREFIXES } from "./paths";
 
@@ -45,55 +45,54 @@ function limitParam(value: string | undefined): number | undefined {
 
 export function directoryRoutes({ accounts, directory }: DirectoryRouteDeps) {
   const app = new Elysia({ name: "client-directory" });
-  // Endpoints the spec serves without an access token still refuse a bad one.
-  const optionalUser = (request: Request) => (accessTokenOf(request) === undefined ? undefined : requireUser(accounts, request));
+  // Endpoints the spec serves without an access token still refuse a bad one (optionalUser).
 
   for (const prefix of CLIENT_PREFIXES) {
     const aliasPath = `${prefix}/directory/room/:roomAlias` as const;
 
-    app.put(aliasPath, ({ request, params, body }) => {
-      const me = requireUser(accounts, request);
-      directory.setAlias(me.userId, params.roomAlias, validateBody(SetAliasBody, body).room_id);
+    app.put(aliasPath, async ({ request, params, body }) => {
+      const me = await requireUser(accounts, request);
+      await directory.setAlias(me.userId, params.roomAlias, validateBody(SetAliasBody, body).room_id);
       return {};
     });
 
     app.get(aliasPath, async ({ request, params }) => {
-      optionalUser(request);
+      await optionalUser(accounts, request);
       const { roomId, servers } = await directory.resolveAlias(params.roomAlias);
       return { room_id: roomId, servers };
     });
 
     app.delete(aliasPath, async ({ request, params }) => {
-      const me = requireUser(accounts, request);
+      const me = await requireUser(accounts, request);
       await directory.deleteAlias(me.userId, params.roomAlias);
       return {};
     });
 
-    app.get(`${prefix}/rooms/:roomId/aliases`, ({ request, params }) => {
-      const me = requireUser(accounts, request);
-      return { aliases: directory.localAliases(me.userId, roomIdParam(params.roomId)) };
+    app.get(`${prefix}/rooms/:roomId/aliases`, async ({ request, params }) => {
+      const me = await requireUser(accounts, request);
+      return { aliases: await directory.localAliases(me.userId, roomIdParam(params.roomId)) };
     });
 
     const listPath = `${prefix}/directory/list/room/:roomId` as const;
-    app.get(listPath, ({ request, params }) => {
-      optionalUser(request);
-      return { visibility: directory.visibility(roomIdParam(params.roomId)) };
+    app.get(listPath, async ({ request, params }) => {
+      await optionalUser(accounts, request);
+      return { visibility: await directory.visibility(roomIdParam(params.roomId)) };
     });
 
-    app.put(listPath, ({ request, params, body }) => {
-      const me = requireUser(accounts, request);
+    app.put(listPath, async ({ request, params, body }) => {
+      const me = await requireUser(accounts, request);
       const input = validateBody(SetVisibilityBody, body ?? {});
-      directory.setVisibility(me.userId, roomIdParam(params.roomId), input.visibility ?? "public");
+      await directory.setVisibility(me.userId, roomIdParam(params.roomId), input.visibility ?? "public");
       return {};
     });
 
-    app.get(`${prefix}/publicRooms`, ({ request, query }) => {
-      optionalUser(request);
+    app.get(`${prefix}/publicRooms`, async ({ request, query }) => {
+      await optionalUser(accounts, request);
       return directory.publicRooms({ limit: limitParam(query.limit), since: query.since || undefined, server: query.server || undefined });
     });
 
-    app.post(`${prefix}/publicRooms`, ({ request, query, body }) => {
-      requireUser(accounts, request);
+    app.post(`${prefix}/publicRooms`, async ({ request, query, body }) => {
+      await requireUser(accounts, request);
       const input = validateBody(PublicRoomsBody, body);
       if (input.include_all_networks && input.third_party_instance_id !== undefined) {
         throw new MatrixError("M_INVALID_PARAM", "third_party_instance_id cannot be used with include_all_networks");

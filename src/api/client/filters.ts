@@ -9,13 +9,14 @@ import { CLIENT_PREFIXES } from "./paths";
 export function filterRoutes({ accounts, filters }: { accounts: AccountService; filters: FilterService }) {
   const app = new Elysia({ name: "client-filters" });
   for (const prefix of CLIENT_PREFIXES) {
-    app.post(`${prefix}/user/:userId/filter`, ({ params, request, body }) => {
-      const me = requireUser(accounts, request);
-      return { filter_id: filters.create(me.userId, params.userId, validateBody(FilterSchema, body)) };
+    app.post(`${prefix}/user/:userId/filter`, async ({ params, request, body }) => {
+      const me = await requireUser(accounts, request);
+      return { filter_id: await filters.create(me.userId, params.userId, validateBody(FilterSchema, body)) };
     });
-    app.get(`${prefix}/user/:userId/filter/:filterId`, ({ params, request }) =>
-      filters.get(requireUser(accounts, request).userId, params.userId, params.filterId),
-    );
+    app.get(`${prefix}/user/:userId/filter/:filterId`, async ({ params, request }) => {
+      const me = await requireUser(accounts, request);
+      return filters.get(me.userId, params.userId, params.filterId);
+    });
   }
   return app;
 }

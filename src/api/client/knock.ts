@@ -35,7 +35,7 @@ export function knockServers(request: Request): string[] {
 export function knockRoutes({ accounts, membership, directory }: KnockRouteDeps) {
   const app = new Elysia({ name: "client-knock" });
   const knock = async (request: Request, roomIdOrAlias: string, body: unknown) => {
-    const me = requireUser(accounts, request);
+    const me = await requireUser(accounts, request);
     const input = validateBody(KnockBody, body);
     knockServers(request);
     const { roomId } = await directory.resolveRoomIdOrAlias(roomIdOrAlias);

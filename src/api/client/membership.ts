@@ -45,7 +45,7 @@ export function membershipRoutes({ accounts, membership, directory }: Membership
   const app = new Elysia({ name: "client-membership" });
 
   const join = async (request: Request, roomId: string, body: unknown) => {
-    const me = requireUser(accounts, request);
+    const me = await requireUser(accounts, request);
     const input = validateBody(JoinBody, body ?? {});
     if (input.third_party_signed !== undefined) throw new MatrixError("M_FORBIDDEN", "Third-party invites are not supported by this server");
     return { room_id: (await membership.join(roomId, me.userId, input.reason)).roomId };
@@ -54,7 +54,7 @@ export function membershipRoutes({ accounts, membership, directory }: Membership
   for (const prefix of CLIENT_PREFIXES) {
     const path = `${prefix}/join/:roomIdOrAlias` as const;
     app.post(path, async ({ request, params, body }) => {
-      requireUser(accounts, request);
+      await requireUser(accounts, request);
       viaServers(request);
       const { roomId } = await directory.resolveRoomIdOrAlias(params.roomIdOrAlias);
       return join(request, roomId, body);
@@ -66,20 +66,20 @@ export function membershipRoutes({ accounts, membership, directory }: Membership
     app.post(`${base}/join`, ({ request, params, body }) => join(request, roomIdParam(params.roomId), body));
 
     app.post(`${base}/leave`, async ({ request, params, body }) => {
-      const me = requireUser(accounts, request);
+      const me = await requireUser(accounts, request);
       await membership.leave(roomIdParam(params.roomId), me.userId, validateBody(ReasonBody, body ?? {}).reason);
       return {};
     });
 
-    app.post(`${base}/forget`, ({ request, params }) => {
-      const me = requireUser(accounts, request);
-      membership.forget(roomIdParam(params.roomId), me.userId);
+    app.post(`${base}/forget`, async ({ request, params }) => {
+      const me = await requireUser(accounts, request);
+      await membership.forget(roomIdParam(params.roomId), me.userId);
       return {};
     });
 
     for (const action of ["invite", "kick", "ban", "unban"] as const) {
       app.post(`${base}/${action}`, async ({ request, params, body }) => {
-        const me = requireUser(accounts, request);
+        const me = await requireUser(accounts, request);
         const input = validateBody(TargetBody, body);
         await membership[action](roomIdParam(params.roomId), me.userId, input.user_id, input.reason);
         return {};

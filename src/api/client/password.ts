@@ -4,7 +4,7 @@ import { Elysia } from "elysia";
 import { Type } from "@sinclair/typebox";
 import type { AccountService } from "../../services/accounts/account-service";
 import type { PasswordConfirmation } from "../../services/accounts/password-confirmation";
-import { accessTokenOf, requireUser } from "../middleware/auth";
+import { optionalUser } from "../middleware/auth";
 import { validateBody } from "../middleware/validate";
 import { AuthData } from "./devices";
 import { clientPaths } from "./paths";
@@ -20,7 +20,7 @@ export function passwordRoutes({ accounts, passwordConfirmation }: { accounts: A
   for (const path of clientPaths("/account/password")) {
     app.post(path, async ({ request, body }) => {
       // The access token is optional here: without one, the password stage names the account.
-      const me = accessTokenOf(request) !== undefined ? requireUser(accounts, request) : undefined;
+      const me = await optionalUser(accounts, request);
       const input = validateBody(ChangePasswordBody, body);
       const userId = await passwordConfirmation.confirm(input.auth, me?.userId);
       await accounts.changePassword(userId, input.new_password, input.logout_devices ?? true, me?.deviceId);

@@ -17,10 +17,10 @@ export function profileRoutes({ accounts, profiles }: { accounts: AccountService
     const path = `${prefix}/profile/:userId` as const;
     app.get(path, ({ params }) => profiles.profile(params.userId));
 
-    app.get(`${path}/:keyName`, ({ params }) => ({ [params.keyName]: profiles.field(params.userId, params.keyName) }));
+    app.get(`${path}/:keyName`, async ({ params }) => ({ [params.keyName]: await profiles.field(params.userId, params.keyName) }));
 
     app.put(`${path}/:keyName`, async ({ params, request, body }) => {
-      const me = requireUser(accounts, request);
+      const me = await requireUser(accounts, request);
       profiles.checkKeyName(params.keyName);
       const input = validateBody(FieldBody, body);
       if (!Object.hasOwn(input, params.keyName)) throw new MatrixError("M_MISSING_PARAM", `Missing parameter: ${params.keyName}`);
@@ -29,7 +29,7 @@ export function profileRoutes({ accounts, profiles }: { accounts: AccountService
     });
 
     app.delete(`${path}/:keyName`, async ({ params, request }) => {
-      const me = requireUser(accounts, request);
+      const me = await requireUser(accounts, request);
       await profiles.deleteField(me.userId, params.userId, params.keyName);
       return {};
     });

@@ -21,43 +21,55 @@ export function pushRuleRoutes({ accounts, pushRules }: { accounts: AccountServi
   const app = new Elysia({ name: "client-push-rules" });
   for (const prefix of CLIENT_PREFIXES) {
     for (const path of [`${prefix}/pushrules`, `${prefix}/pushrules/`]) {
-      app.get(path, ({ request }) => ({ global: pushRules.ruleset(requireUser(accounts, request).userId) }));
+      app.get(path, async ({ request }) => {
+        const me = await requireUser(accounts, request);
+        return { global: await pushRules.ruleset(me.userId) };
+      });
     }
     for (const path of [`${prefix}/pushrules/global`, `${prefix}/pushrules/global/`]) {
-      app.get(path, ({ request }) => pushRules.ruleset(requireUser(accounts, request).userId));
+      app.get(path, async ({ request }) => {
+        const me = await requireUser(accounts, request);
+        return pushRules.ruleset(me.userId);
+      });
     }
 
     const rule = `${prefix}/pushrules/global/:kind/:ruleId` as const;
-    app.get(rule, ({ params, request }) => pushRules.rule(requireUser(accounts, request).userId, parsePushRuleKind(params.kind), params.ruleId));
-    app.put(rule, ({ params, request, body, query }) => {
-      const me = requireUser(accounts, request);
+    app.get(rule, async ({ params, request }) => {
+      const me = await requireUser(accounts, request);
+      return pushRules.rule(me.userId, parsePushRuleKind(params.kind), params.ruleId);
+    });
+    app.put(rule, async ({ params, request, body, query }) => {
+      const me = await requireUser(accounts, request);
       const kind = parsePushRuleKind(params.kind);
       const input = validateBody(PutRuleBody, body);
-      pushRules.putRule(me.userId, kind, params.ruleId, input, { before: query.before, after: query.after });
+      await pushRules.putRule(me.userId, kind, params.ruleId, input, { before: query.before, after: query.after });
       return {};
     });
-    app.delete(rule, ({ params, request }) => {
-      pushRules.deleteRule(requireUser(accounts, request).userId, parsePushRuleKind(params.kind), params.ruleId);
-      return {};
-    });
-
-    app.get(`${rule}/enabled`, ({ params, request }) => ({
-      enabled: pushRules.rule(requireUser(accounts, request).userId, parsePushRuleKind(params.kind), params.ruleId).enabled,
-    }));
-    app.put(`${rule}/enabled`, ({ params, request, body }) => {
-      const me = requireUser(accounts, request);
-      const kind = parsePushRuleKind(params.kind);
-      pushRules.setEnabled(me.userId, kind, params.ruleId, validateBody(EnabledBody, body).enabled);
+    app.delete(rule, async ({ params, request }) => {
+      const me = await requireUser(accounts, request);
+      await pushRules.deleteRule(me.userId, parsePushRuleKind(params.kind), params.ruleId);
       return {};
     });
 
-    app.get(`${rule}/actions`, ({ params, request }) => ({
-      actions: pushRules.rule(requireUser(accounts, request).userId, parsePushRuleKind(params.kind), params.ruleId).actions,
-    }));
-    app.put(`${rule}/actions`, ({ params, request, body }) => {
-      const me = requireUser(accounts, request);
+    app.get(`${rule}/enabled`, async ({ params, request }) => {
+      const me = await requireUser(accounts, request);
+      return { enabled: (await pushRules.rule(me.userId, parsePushRuleKind(params.kind), params.ruleId)).enabled };
+    });
+    app.put(`${rule}/enabled`, async ({ params, request, body }) => {
+      const me = await requireUser(accounts, request);
       const kind = parsePushRuleKind(params.kind);
-      pushRules.setActions(me.userId, kind, params.ruleId, validateBody(ActionsBody, body).actions);
+      await pushRules.setEnabled(me.userId, kind, params.ruleId, validateBody(EnabledBody, body).enabled);
+      return {};
+    });
+
+    app.get(`${rule}/actions`, async ({ params, request }) => {
+      const me = await requireUser(accounts, request);
+      return { actions: (await pushRules.rule(me.userId, parsePushRuleKind(params.kind), params.ruleId)).actions };
+    });
+    app.put(`${rule}/actions`, async ({ params, request, body }) => {
+      const me = await requireUser(accounts, request);
+      const kind = parsePushRuleKind(params.kind);
+      await pushRules.setActions(me.userId, kind, params.ruleId, validateBody(ActionsBody, body).actions);
       return {};
     });
   }

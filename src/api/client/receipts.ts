@@ -33,24 +33,24 @@ export function receiptRoutes({ accounts, typing, receipts }: ReceiptRouteDeps) 
   const app = new Elysia({ name: "client-receipts" });
   for (const prefix of CLIENT_PREFIXES) {
     const base = `${prefix}/rooms/:roomId` as const;
-    app.put(`${base}/typing/:userId`, ({ request, params, body }) => {
-      const me = requireUser(accounts, request);
+    app.put(`${base}/typing/:userId`, async ({ request, params, body }) => {
+      const me = await requireUser(accounts, request);
       const input = validateBody(TypingBody, body);
-      typing.setTyping(roomIdParam(params.roomId), me.userId, params.userId, input.typing, input.timeout);
+      await typing.setTyping(roomIdParam(params.roomId), me.userId, params.userId, input.typing, input.timeout);
       return {};
     });
 
-    app.post(`${base}/receipt/:receiptType/:eventId`, ({ request, params, body }) => {
-      const me = requireUser(accounts, request);
+    app.post(`${base}/receipt/:receiptType/:eventId`, async ({ request, params, body }) => {
+      const me = await requireUser(accounts, request);
       const input = validateBody(ReceiptBody, body ?? {});
-      receipts.setReceipt(roomIdParam(params.roomId), me.userId, params.receiptType, params.eventId, input.thread_id);
+      await receipts.setReceipt(roomIdParam(params.roomId), me.userId, params.receiptType, params.eventId, input.thread_id);
       return {};
     });
 
-    app.post(`${base}/read_markers`, ({ request, params, body }) => {
-      const me = requireUser(accounts, request);
+    app.post(`${base}/read_markers`, async ({ request, params, body }) => {
+      const me = await requireUser(accounts, request);
       const input = validateBody(ReadMarkersBody, body);
-      receipts.setReadMarkers(roomIdParam(params.roomId), me.userId, { fullyRead: input["m.fully_read"], read: input["m.read"], readPrivate: input["m.read.private"] });
+      await receipts.setReadMarkers(roomIdParam(params.roomId), me.userId, { fullyRead: input["m.fully_read"], read: input["m.read"], readPrivate: input["m.read.private"] });
       return {};
     });
   }

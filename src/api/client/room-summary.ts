@@ -6,7 +6,7 @@ import type { RoomSummaryService } from "../../services/directory/room-summary";
 import { SpaceHierarchyService } from "../../services/directory/space-hierarchy";
 import { MatrixError } from "../../protocol/errors";
 import type { RoomAccess } from "../../services/rooms/room-access";
-import { accessTokenOf, requireUser } from "../middleware/auth";
+import { optionalUser, requireUser } from "../middleware/auth";
 
 function optionalInt(value: string | undefined, name: string): number | undefined {
   if (value === undefined) return undefined;
@@ -17,8 +17,8 @@ function optionalInt(value: string | undefined, name: string): number | undefine
 export function roomSummaryRoutes(deps: { accounts: AccountService; summaries: RoomSummaryService; access: RoomAccess }) {
   const hierarchy = new SpaceHierarchyService(deps.access, deps.summaries);
   return new Elysia({ name: "client-room-summary" })
-    .get("/_matrix/client/v1/rooms/:roomId/hierarchy", ({ request, params, query }) => {
-      const me = requireUser(deps.accounts, request);
+    .get("/_matrix/client/v1/rooms/:roomId/hierarchy", async ({ request, params, query }) => {
+      const me = await requireUser(deps.accounts, request);
       const suggested = query.suggested_only;
       if (suggested !== undefined && suggested !== "true" && suggested !== "false") throw new MatrixError("M_INVALID_PARAM", "suggested_only must be true or false");
       return hierarchy.hierarchy(params.roomId, me.userId, {
@@ -29,8 +29,8 @@ export function roomSummaryRoutes(deps: { accounts: AccountService; summaries: R
       });
     })
     .get("/_matrix/client/v1/room_summary/:roomIdOrAlias", async ({ request, params }) => {
-    // A token, when given, must be valid; without one the summary is the public view.
-    const userId = accessTokenOf(request) === undefined ? undefined : requireUser(deps.accounts, request).userId;
-    return deps.summaries.summary(params.roomIdOrAlias, userId);
-  });
+      // A token, when given, must be valid; without one the summary is the public view.
+      const userId = (await optionalUser(deps.accounts, request))?.userId;
+      return deps.summaries.summary(params.roomIdOrAlias, userId);
+    });
 }

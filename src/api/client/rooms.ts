@@ -63,7 +63,7 @@ export function roomRoutes({ accounts, rooms }: RoomRouteDeps) {
 
   for (const path of clientPaths("/createRoom")) {
     app.post(path, async ({ request, body }) => {
-      const me = requireUser(accounts, request);
+      const me = await requireUser(accounts, request);
       const input = validateBody(CreateRoomBody, body);
       if (input.invite_3pid?.length) throw new MatrixError("M_INVALID_PARAM", "invite_3pid is not supported by this server");
       const roomId = await rooms.createRoom({
@@ -85,67 +85,70 @@ export function roomRoutes({ accounts, rooms }: RoomRouteDeps) {
   }
 
   for (const path of clientPaths("/joined_rooms")) {
-    app.get(path, ({ request }) => ({ joined_rooms: rooms.joinedRooms(requireUser(accounts, request).userId) }));
+    app.get(path, async ({ request }) => {
+      const me = await requireUser(accounts, request);
+      return { joined_rooms: await rooms.joinedRooms(me.userId) };
+    });
   }
 
   for (const prefix of CLIENT_PREFIXES) {
     const base = `${prefix}/rooms/:roomId` as const;
     app.put(`${base}/send/:eventType/:txnId`, async ({ request, params, body }) => {
-      const me = requireUser(accounts, request);
+      const me = await requireUser(accounts, request);
       const eventId = await rooms.send(roomIdParam(params.roomId), me, params.eventType, params.txnId, contentObject(body));
       return { event_id: eventId };
     });
 
     app.put(`${base}/redact/:eventId/:txnId`, async ({ request, params, body }) => {
-      const me = requireUser(accounts, request);
+      const me = await requireUser(accounts, request);
       const input = validateBody(RedactBody, body ?? {});
       return { event_id: await rooms.redact(roomIdParam(params.roomId), me, params.eventId, params.txnId, input.reason) };
     });
 
     // The state key is the last path segment; without one (or with a trailing slash) it is "".
     const putState = async (request: Request, roomId: string, eventType: string, stateKey: string, body: unknown) => {
-      const me = requireUser(accounts, request);
+      const me = await requireUser(accounts, request);
       return { event_id: await rooms.setState(roomIdParam(roomId), me.userId, eventType, stateKey, contentObject(body)) };
     };
     app.put(`${base}/state/:eventType`, ({ request, params, body }) => putState(request, params.roomId, params.eventType, "", body));
     app.put(`${base}/state/:eventType/:stateKey`, ({ request, params, body }) => putState(request, params.roomId, params.eventType, params.stateKey, body));
 
-    const getState = (request: Request, roomId: string, eventType: string, stateKey: string, format: string | undefined) => {
-      const me = requireUser(accounts, request);
+    const getState = async (request: Request, roomId: string, eventType: string, stateKey: string, format: string | undefined) => {
+      const me = await requireUser(accounts, request);
       if (format !== undefined && format !== "content" && format !== "event") throw new MatrixError("M_INVALID_PARAM", "format must be 'content' or 'event'");
-      const event = rooms.stateEvent(roomIdParam(roomId), me, eventType, stateKey);
+      const event = await rooms.stateEvent(roomIdParam(roomId), me, eventType, stateKey);
       return format === "event" ? event : event.content;
     };
-    app.get(`${base}/state`, ({ request, params }) => {
-      const me = requireUser(accounts, request);
+    app.get(`${base}/state`, async ({ request, params }) => {
+      const me = await requireUser(accounts, request);
       return rooms.state(roomIdParam(params.roomId), me);
     });
     app.get(`${base}/state/:eventType`, ({ request, params, query }) => getState(request, params.roomId, params.eventType, "", query.format));
     app.get(`${base}/state/:eventType/:stateKey`, ({ request, params, query }) => getState(request, params.roomId, params.eventType, params.stateKey, query.format));
 
-    app.get(`${base}/event/:eventId`, ({ request, params }) => {
-      const me = requireUser(accounts, request);
+    app.get(`${base}/event/:eventId`, async ({ request, params }) => {
+      const me = await requireUser(accounts, request);
       return rooms.event(roomIdParam(params.roomId), me, params.eventId);
     });
 
-    app.get(`${base}/members`, ({ request, params, query }) => {
-      const me = requireUser(accounts, request);
+    app.get(`${base}/members`, async ({ request, params, query }) => {
+      const me = await requireUser(accounts, request);
       const memberships = ["join", "invite", "knock", "leave", "ban"];
       for (const name of ["membership", "not_membership"] as const) {
         const value = query[name];
         if (value !== undefined && !memberships.includes(value)) throw new MatrixError("M_INVALID_PARAM", `${name} must be one of ${memberships.join(", ")}`);
       }
       // `at` (a pagination token) is accepted and ignored: the members are those of the readable state.
-      return { chunk: rooms.members(roomIdParam(params.roomId), me, { membership: query.membership, notMembership: query.not_membership }) };
+      return { chunk: await rooms.members(roomIdParam(params.roomId), me, { membership: query.membership, notMembership: query.not_membership }) };
     });
 
-    app.get(`${base}/joined_members`, ({ request, params }) => {
-      const me = requireUser(accounts, request);
-      return { joined: rooms.joinedMembers(roomIdParam(params.roomId), me.userId) };
+    app.get(`${base}/joined_members`, async ({ request, params }) => {
+      const me = await requireUser(accounts, request);
+      return { joined: await rooms.joinedMembers(roomIdParam(params.roomId), me.userId) };
     });
 
-    app.get(`${base}/messages`, ({ request, params, query }) => {
-      const me = requireUser(accounts, request);
+    app.get(`${base}/messages`, async ({ request, params, query }) => {
+      const me = await requireUser(accounts, request);
       const dir = query.dir;
       if (dir === undefined) throw new MatrixError("M_MISSING_PARAM", "Missing parameter: dir");
       if (dir !== "b" && dir !== "f") throw new MatrixError("M_INVALID_PARAM", "dir must be 'b' or 'f'");
@@ -158,8 +161,8 @@ export function roomRoutes({ accounts, rooms }: RoomRouteDeps) {
       });
     });
 
-    app.get(`${base}/context/:eventId`, ({ request, params, query }) => {
-      const me = requireUser(accounts, request);
+    app.get(`${base}/context/:eventId`, async ({ request, params, query }) => {
+      const me = await requireUser(accounts, request);
       return rooms.context(roomIdParam(params.roomId), me, params.eventId, integerParam(query.limit, "limit"), parseRoomEventFilter(query.filter));
     });
   }

@@ -39,8 +39,8 @@ function filterParam(value: string | undefined): string | Filter | undefined {
 export function syncRoutes({ accounts, sync }: SyncRouteDeps) {
   const app = new Elysia({ name: "client-sync" });
   for (const path of clientPaths("/sync")) {
-    app.get(path, ({ request, query }) => {
-      const me = requireUser(accounts, request);
+    app.get(path, async ({ request, query }) => {
+      const me = await requireUser(accounts, request);
       const timeout = query.timeout;
       if (timeout !== undefined && !/^\d{1,12}$/.test(timeout)) throw new MatrixError("M_INVALID_PARAM", "timeout must be a non-negative integer");
       if (query.set_presence !== undefined && !PRESENCE.includes(query.set_presence)) {

@@ -19,9 +19,18 @@ export function accessTokenOf(request: Request): string | undefined {
   return new URL(request.url).searchParams.get("access_token") ?? undefined;
 }
 
+// Controllers await one of these at the top of a handler. The token lookup is a store read, so it is
+// async; keeping it here rather than in an app-wide hook lets each endpoint say whether a token is
+// required, optional or not taken at all.
+
 /** The requesting user, or 401 M_MISSING_TOKEN / M_UNKNOWN_TOKEN. */
-export function requireUser(accounts: AccountService, request: Request): Requester {
+export async function requireUser(accounts: AccountService, request: Request): Promise<Requester> {
   const accessToken = accessTokenOf(request);
   if (accessToken === undefined) throw new MatrixError("M_MISSING_TOKEN", "Missing access token", 401);
-  return { ...accounts.authenticate(accessToken), accessToken };
+  return { ...(await accounts.authenticate(accessToken)), accessToken };
+}
+
+/** For endpoints where a token is optional: undefined without one, but a bad one is still refused (401). */
+export async function optionalUser(accounts: AccountService, request: Request): Promise<Requester | undefined> {
+  return accessTokenOf(request) === undefined ? undefined : requireUser(accounts, request);
 }

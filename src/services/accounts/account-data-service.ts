@@ -26,29 +26,29 @@ export class AccountDataService {
   }
 
   /** 404 M_NOT_FOUND when nothing is stored. */
-  get(requesterId: string, userId: string, roomId: string | undefined, type: string): Record<string, unknown> {
+  async get(requesterId: string, userId: string, roomId: string | undefined, type: string): Promise<Record<string, unknown>> {
     this.check(requesterId, userId, roomId, type);
-    const content = this.store.getAccountData(userId, roomId, type);
+    const content = await this.store.getAccountData(userId, roomId, type);
     if (!content) throw new MatrixError("M_NOT_FOUND", "Account data not found");
     return content;
   }
 
   /** A write by the client; refuses the types the server manages (405 M_BAD_JSON, account-data.yaml). */
-  put(requesterId: string, userId: string, roomId: string | undefined, type: string, content: Record<string, unknown>): number {
+  async put(requesterId: string, userId: string, roomId: string | undefined, type: string, content: Record<string, unknown>): Promise<number> {
     this.check(requesterId, userId, roomId, type);
     if (SERVER_MANAGED.has(type)) throw new MatrixError("M_BAD_JSON", `Cannot set ${type} through this API.`, 405);
     return this.write(userId, roomId, type, content);
   }
 
   /** A write by the server itself (push rules, read markers): no ownership or type checks. */
-  write(userId: string, roomId: string | undefined, type: string, content: Record<string, unknown>): number {
-    const position = this.store.putAccountData(userId, roomId, type, content);
+  async write(userId: string, roomId: string | undefined, type: string, content: Record<string, unknown>): Promise<number> {
+    const position = await this.store.putAccountData(userId, roomId, type, content);
     for (const listener of [...this.listeners]) listener(userId, roomId, type, position);
     return position;
   }
 
   /** What the server stored itself, without the requester checks. */
-  read(userId: string, roomId: string | undefined, type: string): Record<string, unknown> | undefined {
+  read(userId: string, roomId: string | undefined, type: string): Promise<Record<string, unknown> | undefined> {
     return this.store.getAccountData(userId, roomId, type);
   }
 
@@ -58,7 +58,7 @@ export class AccountDataService {
   }
 
   /** For /sync tokens: the current end of the account data stream. */
-  maxStream(): number {
+  maxStream(): Promise<number> {
     return this.store.maxAccountDataStream();
   }
 

@@ -3,7 +3,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import { MatrixError } from "../../protocol/errors";
 import { parseUserId, validateNewUserLocalpart } from "../../protocol/identifiers";
-import type { AccountStore, ProfileStore } from "../../storage/stores";
+import type { AccountStore, DeviceRecord, ProfileStore } from "../../storage/stores";
 import type { Clock } from "../runtime";
 
 export interface Session {
@@ -40,40 +40,40 @@ export class AccountService {
   ) {}
 
   /** M_INVALID_USERNAME for a localpart the spec's grammar refuses, M_USER_IN_USE when taken. */
-  checkUsernameAvailable(username: string): string {
+  async checkUsernameAvailable(username: string): Promise<string> {
     const valid = validateNewUserLocalpart(username, this.serverName);
     if (!valid.ok) throw new MatrixError("M_INVALID_USERNAME", `Invalid username: ${valid.error}`);
     const userId = valid.value;
-    if (this.store.getUser(userId)) throw new MatrixError("M_USER_IN_USE", "User ID already taken.");
+    if (await this.store.getUser(userId)) throw new MatrixError("M_USER_IN_USE", "User ID already taken.");
     return userId;
   }
 
   async register(input: RegisterInput): Promise<{ userId: string; session?: Session }> {
-    const userId = input.username !== undefined ? this.checkUsernameAvailable(input.username) : this.randomUserId();
+    const userId = input.username !== undefined ? await this.checkUsernameAvailable(input.username) : await this.randomUserId();
     const passwordHash = input.password !== undefined ? await Bun.password.hash(input.password, { algorithm: "argon2id" }) : undefined;
-    if (!this.store.createUser({ userId, passwordHash, createdTs: this.clock.now(), isAdmin: input.admin === true })) {
+    if (!(await this.store.createUser({ userId, passwordHash, createdTs: this.clock.now(), isAdmin: input.admin === true }))) {
       // Another registration took the name while the password was hashing.
       throw new MatrixError("M_USER_IN_USE", "User ID already taken.");
     }
     // As Synapse does: a new user is displayed by their localpart until they choose a name.
-    this.profiles?.setProfileField(userId, "displayname", userId.slice(1, userId.indexOf(":")));
+    await this.profiles?.setProfileField(userId, "displayname", userId.slice(1, userId.indexOf(":")));
     if (input.inhibitLogin) return { userId };
-    return { userId, session: this.startSession(userId, input.deviceId, input.initialDeviceDisplayName) };
+    return { userId, session: await this.startSession(userId, input.deviceId, input.initialDeviceDisplayName) };
   }
 
-  private randomUserId(): string {
+  private async randomUserId(): Promise<string> {
     for (;;) {
       const userId = `@${randomId(10).toLowerCase()}:${this.serverName}`;
-      if (!this.store.getUser(userId)) return userId;
+      if (!(await this.store.getUser(userId))) return userId;
     }
   }
 
   /** A new access token for the device (created when new); earlier tokens of the device are revoked. */
-  startSession(userId: string, deviceId: string | undefined, displayName: string | undefined): Session {
+  async startSession(userId: string, deviceId: string | undefined, displayName: string | undefined): Promise<Session> {
     const device = deviceId ?? randomId(10);
     const accessToken = `pt_${randomBytes(32).toString("base64url")}`;
-    this.store.upsertDevice(userId, device, displayName, this.clock.now());
-    this.store.addAccessToken(hashToken(accessToken), userId, device, this.clock.now());
+    await this.store.upsertDevice(userId, device, displayName, this.clock.now());
+    await this.store.addAccessToken(hashToken(accessToken), userId, device, this.clock.now());
     return { userId, deviceId: device, accessToken };
   }
 
@@ -86,7 +86,7 @@ export class AccountService {
   }
 
   async checkPassword(userId: string, password: string): Promise<boolean> {
-    const user = this.store.getUser(userId);
+    const user = await this.store.getUser(userId);
     if (!user?.passwordHash || user.deactivated) return false;
     return Bun.password.verify(password, user.passwordHash);
   }
@@ -98,47 +98,52 @@ export class AccountService {
   }
 
   /** The session behind an access token; M_UNKNOWN_TOKEN (401, soft_logout false) otherwise. */
-  authenticate(accessToken: string): { userId: string; deviceId: string } {
-    const found = this.store.findAccessToken(hashToken(accessToken));
+  async authenticate(accessToken: string): Promise<{ userId: string; deviceId: string }> {
+    const found = await this.store.findAccessToken(hashToken(accessToken));
     if (!found) throw new MatrixError("M_UNKNOWN_TOKEN", "Invalid access token passed.", 401, { soft_logout: false });
     return found;
   }
 
-  logout(accessToken: string): void {
-    const found = this.authenticate(accessToken);
+  async logout(accessToken: string): Promise<void> {
+    const found = await this.authenticate(accessToken);
     // Logging out deletes the device too (client-server-api "Logout").
-    this.store.deleteDevice(found.userId, found.deviceId);
+    await this.store.deleteDevice(found.userId, found.deviceId);
   }
 
-  logoutAll(userId: string): void {
-    for (const device of this.store.listDevices(userId)) this.store.deleteDevice(userId, device.deviceId);
+  async logoutAll(userId: string): Promise<void> {
+    for (const device of await this.store.listDevices(userId)) await this.store.deleteDevice(userId, device.deviceId);
   }
 
   /** With logoutDevices, every device but keepDeviceId (the requester's, when logged in) is logged out. */
   async changePassword(userId: string, newPassword: string, logoutDevices: boolean, keepDeviceId: string | undefined): Promise<void> {
-    this.store.setPasswordHash(userId, await Bun.password.hash(newPassword, { algorithm: "argon2id" }));
+    await this.store.setPasswordHash(userId, await Bun.password.hash(newPassword, { algorithm: "argon2id" }));
     if (logoutDevices) {
-      for (const device of this.store.listDevices(userId)) if (device.deviceId !== keepDeviceId) this.store.deleteDevice(userId, device.deviceId);
+      for (const device of await this.store.listDevices(userId)) if (device.deviceId !== keepDeviceId) await this.store.deleteDevice(userId, device.deviceId);
     }
   }
 
-  devices(userId: string) {
+  devices(userId: string): Promise<DeviceRecord[]> {
     return this.store.listDevices(userId);
   }
 
-  device(userId: string, deviceId: string) {
+  device(userId: string, deviceId: string): Promise<DeviceRecord | undefined> {
     return this.store.getDevice(userId, deviceId);
   }
 
-  renameDevice(userId: string, deviceId: string, displayName: string): boolean {
+  renameDevice(userId: string, deviceId: string, displayName: string): Promise<boolean> {
     return this.store.setDeviceDisplayName(userId, deviceId, displayName);
   }
 
-  deleteDevice(userId: string, deviceId: string): boolean {
+  deleteDevice(userId: string, deviceId: string): Promise<boolean> {
     return this.store.deleteDevice(userId, deviceId);
   }
 
-  userExists(userId: string): boolean {
-    return this.store.getUser(userId) !== undefined;
+  async userExists(userId: string): Promise<boolean> {
+    return (await this.store.getUser(userId)) !== undefined;
+  }
+
+  /** Whether a local user is an admin of this server (false for unknown users). */
+  async isAdmin(userId: string): Promise<boolean> {
+    return (await this.store.getUser(userId))?.isAdmin === true;
   }
 }

@@ -52,15 +52,15 @@ export class FilterService {
   constructor(private readonly store: FilterStore) {}
 
   /** Stores a filter the caller has validated against FilterSchema; returns its id. */
-  create(requesterId: string, userId: string, filter: Filter): string {
+  async create(requesterId: string, userId: string, filter: Filter): Promise<string> {
     this.requireSelf(requesterId, userId, "upload");
     return this.store.createFilter(userId, JSON.stringify(filter));
   }
 
   /** 404 M_NOT_FOUND for an id the user never got. */
-  get(requesterId: string, userId: string, filterId: string): Filter {
+  async get(requesterId: string, userId: string, filterId: string): Promise<Filter> {
     this.requireSelf(requesterId, userId, "download");
-    const json = this.store.getFilter(userId, filterId);
+    const json = await this.store.getFilter(userId, filterId);
     if (json === undefined) throw new MatrixError("M_NOT_FOUND", "No such filter");
     return JSON.parse(json) as Filter;
   }

@@ -5,6 +5,7 @@ import { MatrixError } from "../../protocol/errors";
 import { parseUserId, utf8Length } from "../../protocol/identifiers";
 import type { ProfileStore } from "../../storage/stores";
 import type { Logger } from "../runtime";
+import { RoomWriteQueue } from "../rooms/room-write-queue";
 import type { AccountService } from "./account-service";
 
 export type Profile = Readonly<Record<string, unknown>>;
@@ -21,6 +22,8 @@ const STRING_FIELDS = new Set(["displayname", "avatar_url", "m.tz"]);
 
 export class ProfileService {
   private readonly listeners: ProfileChangeListener[] = [];
+  /** Profile writes, one at a time per user (keyed by user id). */
+  private readonly writes = new RoomWriteQueue();
 
   constructor(
     private readonly store: ProfileStore,
@@ -39,15 +42,15 @@ export class ProfileService {
   }
 
   /** The whole profile; 404 M_NOT_FOUND for users this server does not have. */
-  profile(userId: string): Profile {
-    this.requireKnownUser(userId);
+  async profile(userId: string): Promise<Profile> {
+    await this.requireKnownUser(userId);
     return this.store.getProfile(userId);
   }
 
   /** One field; 404 M_NOT_FOUND when the user or the field does not exist. */
-  field(userId: string, key: string): unknown {
+  async field(userId: string, key: string): Promise<unknown> {
     this.checkKeyName(key);
-    const profile = this.profile(userId);
+    const profile = await this.profile(userId);
     if (!Object.hasOwn(profile, key)) throw new MatrixError("M_NOT_FOUND", `Profile field ${key} is not set`);
     return profile[key];
   }
@@ -56,22 +59,28 @@ export class ProfileService {
     this.checkKeyName(key);
     this.requireOwnProfile(requesterId, userId);
     if (STRING_FIELDS.has(key) && typeof value !== "string") throw new MatrixError("M_BAD_JSON", `${key} must be a string`);
-    const next = { ...this.store.getProfile(userId), [key]: value };
-    if (utf8Length(JSON.stringify(next)) > MAX_PROFILE_BYTES) throw new MatrixError("M_PROFILE_TOO_LARGE", "The profile would exceed 64 KiB", 400);
-    this.store.setProfileField(userId, key, value);
+    // One write per user at a time, so that two writes cannot both pass the size check.
+    await this.writes.run(userId, async () => {
+      const next = { ...(await this.store.getProfile(userId)), [key]: value };
+      if (utf8Length(JSON.stringify(next)) > MAX_PROFILE_BYTES) throw new MatrixError("M_PROFILE_TOO_LARGE", "The profile would exceed 64 KiB", 400);
+      await this.store.setProfileField(userId, key, value);
+    });
     await this.notify(userId, key);
   }
 
   async deleteField(requesterId: string, userId: string, key: string): Promise<void> {
     this.checkKeyName(key);
     this.requireOwnProfile(requesterId, userId);
-    if (!Object.hasOwn(this.store.getProfile(userId), key)) return;
-    this.store.deleteProfileField(userId, key);
-    await this.notify(userId, key);
+    const deleted = await this.writes.run(userId, async () => {
+      if (!Object.hasOwn(await this.store.getProfile(userId), key)) return false;
+      await this.store.deleteProfileField(userId, key);
+      return true;
+    });
+    if (deleted) await this.notify(userId, key);
   }
 
   private async notify(userId: string, field: string): Promise<void> {
-    const profile = this.store.getProfile(userId);
+    const profile = await this.store.getProfile(userId);
     for (const listener of [...this.listeners]) {
       try {
         await listener(userId, profile, field);
@@ -88,11 +97,11 @@ export class ProfileService {
     if (!KEY_NAME.test(key)) throw new MatrixError("M_INVALID_PARAM", `Invalid profile key ${key}`);
   }
 
-  private requireKnownUser(userId: string): void {
+  private async requireKnownUser(userId: string): Promise<void> {
     const parsed = parseUserId(userId);
     if (!parsed.ok) throw new MatrixError("M_INVALID_PARAM", `Invalid user ID: ${parsed.error}`);
     // Remote profiles need a federation profile query, which Portier does not make yet.
-    if (parsed.value.serverName !== this.serverName || !this.accounts.userExists(userId)) throw new MatrixError("M_NOT_FOUND", "Profile not found");
+    if (parsed.value.serverName !== this.serverName || !(await this.accounts.userExists(userId))) throw new MatrixError("M_NOT_FOUND", "Profile not found");
   }
 
   private requireOwnProfile(requesterId: string, userId: string): void {

@@ -15,6 +15,7 @@ import {
   type UserPushRules,
 } from "../../protocol/push-rules";
 import type { PushRuleStore } from "../../storage/stores";
+import { RoomWriteQueue } from "../rooms/room-write-queue";
 import type { AccountDataService } from "./account-data-service";
 
 export interface PushRuleInput {
@@ -48,29 +49,32 @@ function validConditions(conditions: unknown[]): PushCondition[] {
 }
 
 export class PushRuleService {
+  /** Changes to a user's rules, one at a time per user (keyed by user id). */
+  private readonly writes = new RoomWriteQueue();
+
   constructor(
     private readonly store: PushRuleStore,
     private readonly accountData: AccountDataService,
   ) {}
 
   /** The user's whole ruleset (the `global` scope of GET /pushrules/). */
-  ruleset(userId: string): PushRuleset {
-    return effectivePushRules(userId, this.userRules(userId));
+  async ruleset(userId: string): Promise<PushRuleset> {
+    return effectivePushRules(userId, await this.userRules(userId));
   }
 
   /** The content of the user's m.push_rules account data event, for an initial /sync. */
-  accountDataContent(userId: string): { global: PushRuleset } {
-    return { global: this.ruleset(userId) };
+  async accountDataContent(userId: string): Promise<{ global: PushRuleset }> {
+    return { global: await this.ruleset(userId) };
   }
 
-  rule(userId: string, kind: PushRuleKind, ruleId: string): PushRule {
-    const found = this.ruleset(userId)[kind].find((r) => r.rule_id === ruleId);
+  async rule(userId: string, kind: PushRuleKind, ruleId: string): Promise<PushRule> {
+    const found = (await this.ruleset(userId))[kind].find((r) => r.rule_id === ruleId);
     if (!found) throw new MatrixError("M_NOT_FOUND", "The push rule was not found.");
     return found;
   }
 
   /** Creates or replaces a user-defined rule; before/after place it relative to another user-defined rule. */
-  putRule(userId: string, kind: PushRuleKind, ruleId: string, input: PushRuleInput, placement: { before?: string; after?: string } = {}): void {
+  async putRule(userId: string, kind: PushRuleKind, ruleId: string, input: PushRuleInput, placement: { before?: string; after?: string } = {}): Promise<void> {
     if (ruleId.startsWith(".")) throw new MatrixError("M_INVALID_PARAM", "Rule IDs starting with '.' are reserved for server-default rules");
     if (ruleId.length === 0 || /[/\\]/.test(ruleId)) throw new MatrixError("M_INVALID_PARAM", "Rule IDs may not be empty or contain slashes");
     const rule: PushRule = { rule_id: ruleId, default: false, enabled: true, actions: validActions(input.actions) };
@@ -80,65 +84,75 @@ export class PushRuleService {
     }
     if (kind === "override" || kind === "underride") rule.conditions = validConditions(input.conditions ?? []);
 
-    const user = this.userRules(userId);
-    const list = [...(user.rules[kind] ?? [])];
-    const existing = list.findIndex((r) => r.rule_id === ruleId);
-    const anchorId = placement.before ?? placement.after;
-    if (anchorId !== undefined && (anchorId.startsWith(".") || !list.some((r) => r.rule_id === anchorId && r.rule_id !== ruleId))) {
-      throw new MatrixError("M_UNKNOWN", `before/after rule not found: ${anchorId}`);
-    }
-    if (existing >= 0) {
-      rule.enabled = list[existing].enabled;
-      if (anchorId === undefined) {
-        list[existing] = rule;
-        return this.save(userId, { ...user, rules: { ...user.rules, [kind]: list } });
+    return this.update(userId, (user) => {
+      const list = [...(user.rules[kind] ?? [])];
+      const existing = list.findIndex((r) => r.rule_id === ruleId);
+      const anchorId = placement.before ?? placement.after;
+      if (anchorId !== undefined && (anchorId.startsWith(".") || !list.some((r) => r.rule_id === anchorId && r.rule_id !== ruleId))) {
+        throw new MatrixError("M_UNKNOWN", `before/after rule not found: ${anchorId}`);
       }
-      list.splice(existing, 1);
-    }
-    if (anchorId === undefined) list.unshift(rule);
-    else {
-      const at = list.findIndex((r) => r.rule_id === anchorId);
-      list.splice(placement.before !== undefined ? at : at + 1, 0, rule);
-    }
-    this.save(userId, { ...user, rules: { ...user.rules, [kind]: list } });
+      if (existing >= 0) {
+        rule.enabled = list[existing].enabled;
+        if (anchorId === undefined) {
+          list[existing] = rule;
+          return { ...user, rules: { ...user.rules, [kind]: list } };
+        }
+        list.splice(existing, 1);
+      }
+      if (anchorId === undefined) list.unshift(rule);
+      else {
+        const at = list.findIndex((r) => r.rule_id === anchorId);
+        list.splice(placement.before !== undefined ? at : at + 1, 0, rule);
+      }
+      return { ...user, rules: { ...user.rules, [kind]: list } };
+    });
   }
 
   /** Deletes a user-defined rule; server-default rules cannot be deleted (404, as Synapse). */
-  deleteRule(userId: string, kind: PushRuleKind, ruleId: string): void {
-    const user = this.userRules(userId);
-    const list = user.rules[kind] ?? [];
-    if (!list.some((r) => r.rule_id === ruleId)) throw new MatrixError("M_NOT_FOUND", "The push rule was not found.");
-    this.save(userId, { ...user, rules: { ...user.rules, [kind]: list.filter((r) => r.rule_id !== ruleId) } });
+  deleteRule(userId: string, kind: PushRuleKind, ruleId: string): Promise<void> {
+    return this.update(userId, (user) => {
+      const list = user.rules[kind] ?? [];
+      if (!list.some((r) => r.rule_id === ruleId)) throw new MatrixError("M_NOT_FOUND", "The push rule was not found.");
+      return { ...user, rules: { ...user.rules, [kind]: list.filter((r) => r.rule_id !== ruleId) } };
+    });
   }
 
-  setEnabled(userId: string, kind: PushRuleKind, ruleId: string, enabled: boolean): void {
-    this.change(userId, kind, ruleId, { enabled });
+  setEnabled(userId: string, kind: PushRuleKind, ruleId: string, enabled: boolean): Promise<void> {
+    return this.change(userId, kind, ruleId, { enabled });
   }
 
-  setActions(userId: string, kind: PushRuleKind, ruleId: string, actions: unknown[]): void {
-    this.change(userId, kind, ruleId, { actions: validActions(actions) });
+  async setActions(userId: string, kind: PushRuleKind, ruleId: string, actions: unknown[]): Promise<void> {
+    return this.change(userId, kind, ruleId, { actions: validActions(actions) });
   }
 
-  private change(userId: string, kind: PushRuleKind, ruleId: string, change: { enabled?: boolean; actions?: PushAction[] }): void {
-    const user = this.userRules(userId);
-    const own = user.rules[kind] ?? [];
-    const i = own.findIndex((r) => r.rule_id === ruleId);
-    if (i >= 0) {
-      const list = [...own];
-      list[i] = { ...list[i], ...change };
-      return this.save(userId, { ...user, rules: { ...user.rules, [kind]: list } });
-    }
-    if (!defaultPushRules(userId)[kind].some((r) => r.rule_id === ruleId)) throw new MatrixError("M_NOT_FOUND", "The push rule was not found.");
-    this.save(userId, { ...user, defaults: { ...user.defaults, [ruleId]: { ...user.defaults[ruleId], ...change } } });
+  private change(userId: string, kind: PushRuleKind, ruleId: string, change: { enabled?: boolean; actions?: PushAction[] }): Promise<void> {
+    return this.update(userId, (user) => {
+      const own = user.rules[kind] ?? [];
+      const i = own.findIndex((r) => r.rule_id === ruleId);
+      if (i >= 0) {
+        const list = [...own];
+        list[i] = { ...list[i], ...change };
+        return { ...user, rules: { ...user.rules, [kind]: list } };
+      }
+      if (!defaultPushRules(userId)[kind].some((r) => r.rule_id === ruleId)) throw new MatrixError("M_NOT_FOUND", "The push rule was not found.");
+      return { ...user, defaults: { ...user.defaults, [ruleId]: { ...user.defaults[ruleId], ...change } } };
+    });
   }
 
-  private userRules(userId: string): UserPushRules {
-    const json = this.store.getUserPushRules(userId);
+  private async userRules(userId: string): Promise<UserPushRules> {
+    const json = await this.store.getUserPushRules(userId);
     return json === undefined ? emptyUserPushRules() : (JSON.parse(json) as UserPushRules);
   }
 
-  private save(userId: string, user: UserPushRules): void {
-    this.store.setUserPushRules(userId, JSON.stringify(user));
-    this.accountData.write(userId, undefined, "m.push_rules", this.accountDataContent(userId));
+  /**
+   * Reads the user's rules, applies `edit` and saves the result (with the m.push_rules account data),
+   * one change per user at a time: two changes at once must not both start from the same rules.
+   */
+  private update(userId: string, edit: (user: UserPushRules) => UserPushRules): Promise<void> {
+    return this.writes.run(userId, async () => {
+      const user = edit(await this.userRules(userId));
+      await this.store.setUserPushRules(userId, JSON.stringify(user));
+      await this.accountData.write(userId, undefined, "m.push_rules", { global: effectivePushRules(userId, user) });
+    });
   }
 }

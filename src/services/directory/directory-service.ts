@@ -23,13 +23,13 @@ export type DirectoryVisibility = "public" | "private";
 export interface DirectoryOptions {
   serverName: string;
   /** Whether a user is an admin of this server (they pass every directory permission check). */
-  isServerAdmin?: (userId: string) => boolean;
+  isServerAdmin?: (userId: string) => Promise<boolean>;
 }
 
 /** An alias held for a room that is being created; `commit` maps it, `release` gives it up. */
 export interface AliasReservation {
   readonly alias: string;
-  commit(roomId: string): void;
+  commit(roomId: string): Promise<void>;
   release(): void;
 }
 
@@ -58,15 +58,21 @@ export class DirectoryService {
   // Aliases
 
   /** PUT /directory/room/{roomAlias}: maps a new local alias to a room the user is joined to. */
-  setAlias(userId: string, alias: string, roomId: string): void {
+  async setAlias(userId: string, alias: string, roomId: string): Promise<void> {
     this.checkNewAlias(alias);
     if (!roomId.startsWith("!")) throw new MatrixError("M_INVALID_PARAM", `Invalid room ID: ${roomId}`);
-    this.access.versionOf(roomId);
-    if (this.access.membership(roomId, userId) !== "join" && !this.isServerAdmin(userId)) {
+    await this.access.versionOf(roomId);
+    if ((await this.access.membership(roomId, userId)) !== "join" && !(await this.isServerAdmin(userId))) {
       throw new MatrixError("M_FORBIDDEN", `You must be joined to ${roomId} to give it an alias`);
     }
-    if (this.reserved.has(alias) || !this.store.createAlias({ alias, roomId, creator: userId, createdTs: this.clock.now() })) {
-      throw new MatrixError("M_UNKNOWN", `Room alias ${alias} already exists.`, 409);
+    const taken = () => new MatrixError("M_UNKNOWN", `Room alias ${alias} already exists.`, 409);
+    if (this.reserved.has(alias)) throw taken();
+    // Held while the row is written, so that a createRoom reserving the same alias meanwhile is refused.
+    this.reserved.add(alias);
+    try {
+      if (!(await this.store.createAlias({ alias, roomId, creator: userId, createdTs: this.clock.now() }))) throw taken();
+    } finally {
+      this.reserved.delete(alias);
     }
   }
 
@@ -77,9 +83,9 @@ export class DirectoryService {
     if (parsed.value.serverName !== this.serverName) {
       throw new MatrixError("M_NOT_FOUND", `Room alias ${alias} not found: resolving other servers' aliases needs federation, which this server does not do yet`);
     }
-    const record = this.store.getAlias(alias);
+    const record = await this.store.getAlias(alias);
     if (!record) throw new MatrixError("M_NOT_FOUND", `Room alias ${alias} not found.`);
-    return { roomId: record.roomId, servers: this.serversOf(record.roomId) };
+    return { roomId: record.roomId, servers: await this.serversOf(record.roomId) };
   }
 
   /**
@@ -104,20 +110,22 @@ export class DirectoryService {
     const parsed = parseRoomAlias(alias);
     if (!parsed.ok) throw new MatrixError("M_INVALID_PARAM", `Room alias invalid: ${parsed.error}`);
     if (parsed.value.serverName !== this.serverName) throw new MatrixError("M_NOT_FOUND", `Room alias ${alias} not found.`);
-    const record = this.store.getAlias(alias);
+    const record = await this.store.getAlias(alias);
     if (!record) throw new MatrixError("M_NOT_FOUND", `Room alias ${alias} not found.`);
-    if (record.creator !== userId && !this.isServerAdmin(userId) && !this.isRoomAdmin(record.roomId, userId)) {
+    if (record.creator !== userId && !(await this.isServerAdmin(userId)) && !(await this.isRoomAdmin(record.roomId, userId))) {
       throw new MatrixError("M_FORBIDDEN", "You may not delete this alias: only its creator or an admin of its room may");
     }
-    this.store.deleteAlias(alias);
+    await this.store.deleteAlias(alias);
     await this.dropFromCanonicalAlias(record.roomId, userId, alias);
   }
 
   /** GET /rooms/{roomId}/aliases: members (or anyone, when the history is world_readable). */
-  localAliases(userId: string, roomId: string): string[] {
-    const known = this.roomExists(roomId);
-    const readable = known && (this.access.membership(roomId, userId) === "join" || this.access.historyVisibility(this.access.currentAuthState(roomId)) === "world_readable");
-    if (!readable && !this.isServerAdmin(userId)) throw new MatrixError("M_FORBIDDEN", "You are not a member of the room.");
+  async localAliases(userId: string, roomId: string): Promise<string[]> {
+    const known = await this.roomExists(roomId);
+    const readable =
+      known &&
+      ((await this.access.membership(roomId, userId)) === "join" || this.access.historyVisibility(await this.access.currentAuthState(roomId)) === "world_readable");
+    if (!readable && !(await this.isServerAdmin(userId))) throw new MatrixError("M_FORBIDDEN", "You are not a member of the room.");
     return this.store.aliasesOfRoom(roomId);
   }
 
@@ -125,18 +133,26 @@ export class DirectoryService {
    * createRoom's room_alias_name: checks "#localpart:ourserver" and holds it until the room exists,
    * so that a taken alias fails the request before anything is stored (400 M_ROOM_IN_USE).
    */
-  reserveAlias(localpart: string, creator: string): AliasReservation {
+  async reserveAlias(localpart: string, creator: string): Promise<AliasReservation> {
     if (localpart.includes(":")) throw new MatrixError("M_INVALID_PARAM", "room_alias_name must be the alias local part, without ':'");
     const alias = `#${localpart}:${this.serverName}`;
     this.checkNewAlias(alias);
-    if (this.reserved.has(alias) || this.store.getAlias(alias)) throw new MatrixError("M_ROOM_IN_USE", `Room alias ${alias} already taken`);
+    const taken = () => new MatrixError("M_ROOM_IN_USE", `Room alias ${alias} already taken`);
+    if (this.reserved.has(alias)) throw taken();
+    // Held before the store is asked, so that a second createRoom with this alias is refused meanwhile.
     this.reserved.add(alias);
+    try {
+      if (await this.store.getAlias(alias)) throw taken();
+    } catch (error) {
+      this.reserved.delete(alias);
+      throw error;
+    }
     let held = true;
     return {
       alias,
-      commit: (roomId) => {
+      commit: async (roomId) => {
         if (!held) throw new Error(`alias reservation ${alias} is no longer held`);
-        if (!this.store.createAlias({ alias, roomId, creator, createdTs: this.clock.now() })) throw new MatrixError("M_ROOM_IN_USE", `Room alias ${alias} already taken`);
+        if (!(await this.store.createAlias({ alias, roomId, creator, createdTs: this.clock.now() }))) throw taken();
       },
       release: () => {
         if (held) this.reserved.delete(alias);
@@ -149,37 +165,37 @@ export class DirectoryService {
   // Published room directory
 
   /** GET /directory/list/room/{roomId}. */
-  visibility(roomId: string): DirectoryVisibility {
-    if (!this.roomExists(roomId)) throw new MatrixError("M_NOT_FOUND", "Room not found");
-    return this.store.isPublished(roomId) ? "public" : "private";
+  async visibility(roomId: string): Promise<DirectoryVisibility> {
+    if (!(await this.roomExists(roomId))) throw new MatrixError("M_NOT_FOUND", "Room not found");
+    return (await this.store.isPublished(roomId)) ? "public" : "private";
   }
 
   /** PUT /directory/list/room/{roomId}: room admins and server admins only. */
-  setVisibility(userId: string, roomId: string, visibility: DirectoryVisibility): void {
-    if (!this.roomExists(roomId)) throw new MatrixError("M_NOT_FOUND", "Room not found");
-    if (!this.isServerAdmin(userId) && !this.isRoomAdmin(roomId, userId)) {
+  async setVisibility(userId: string, roomId: string, visibility: DirectoryVisibility): Promise<void> {
+    if (!(await this.roomExists(roomId))) throw new MatrixError("M_NOT_FOUND", "Room not found");
+    if (!(await this.isServerAdmin(userId)) && !(await this.isRoomAdmin(roomId, userId))) {
       throw new MatrixError("M_FORBIDDEN", "You may not change this room's visibility in the room directory: it needs the power to send m.room.canonical_alias");
     }
-    this.store.setPublished(roomId, visibility === "public", this.clock.now());
+    await this.store.setPublished(roomId, visibility === "public", this.clock.now());
   }
 
   /** createRoom with visibility "public": the creator may publish their new room. */
-  publish(roomId: string): void {
-    this.store.setPublished(roomId, true, this.clock.now());
+  publish(roomId: string): Promise<void> {
+    return this.store.setPublished(roomId, true, this.clock.now());
   }
 
   /** GET and POST /publicRooms for this server; another server's directory needs federation. */
-  publicRooms(request: PublicRoomsRequest & { server?: string }): PublicRoomsResponse {
+  async publicRooms(request: PublicRoomsRequest & { server?: string }): Promise<PublicRoomsResponse> {
     if (request.server !== undefined && request.server !== this.serverName) {
       if (!parseServerName(request.server).ok) throw new MatrixError("M_INVALID_PARAM", `Invalid server name: ${request.server}`);
       throw new MatrixError("M_NOT_FOUND", `Cannot list the room directory of ${request.server}: that needs federation, which this server does not do yet`);
     }
-    return listPublicRooms(this.store.publishedRooms(), request, this.stateReader);
+    return listPublicRooms(await this.store.publishedRooms(), request, this.stateReader);
   }
 
   /** Current state and local aliases, as the directory's room descriptions read them. */
   readonly stateReader: RoomStateReader = {
-    state: (roomId, type, stateKey) => this.access.engine.currentStateEvent(roomId, type, stateKey)?.content,
+    state: async (roomId, type, stateKey) => (await this.access.engine.currentStateEvent(roomId, type, stateKey))?.content,
     localAliases: (roomId) => this.store.aliasesOfRoom(roomId),
   };
 
@@ -194,9 +210,9 @@ export class DirectoryService {
     if (/\s/u.test(parsed.value.localpart)) throw new MatrixError("M_INVALID_PARAM", "Room alias must not contain whitespace");
   }
 
-  private roomExists(roomId: string): boolean {
+  private async roomExists(roomId: string): Promise<boolean> {
     try {
-      this.access.versionOf(roomId);
+      await this.access.versionOf(roomId);
       return true;
     } catch (error) {
       if (error instanceof MatrixError && error.errcode === "M_NOT_FOUND") return false;
@@ -204,24 +220,24 @@ export class DirectoryService {
     }
   }
 
-  private isServerAdmin(userId: string): boolean {
-    return this.options.isServerAdmin?.(userId) ?? false;
+  private async isServerAdmin(userId: string): Promise<boolean> {
+    return (await this.options.isServerAdmin?.(userId)) ?? false;
   }
 
   /** Joined, and a creator of the room or able to send m.room.canonical_alias by the current power levels. */
-  private isRoomAdmin(roomId: string, userId: string): boolean {
-    if (!this.roomExists(roomId) || this.access.membership(roomId, userId) !== "join") return false;
-    const version = this.access.versionOf(roomId);
-    const lookup = this.access.currentAuthState(roomId);
+  private async isRoomAdmin(roomId: string, userId: string): Promise<boolean> {
+    if (!(await this.roomExists(roomId)) || (await this.access.membership(roomId, userId)) !== "join") return false;
+    const version = await this.access.versionOf(roomId);
+    const lookup = await this.access.currentAuthState(roomId);
     const create = lookup("m.room.create", "");
     if (create && roomCreators(create, version).includes(userId)) return true;
     return userPowerLevel(userId, lookup, version) >= eventSendLevel("m.room.canonical_alias", true, lookup, version);
   }
 
   /** This server first, then the other servers with joined members. */
-  private serversOf(roomId: string): string[] {
+  private async serversOf(roomId: string): Promise<string[]> {
     const servers = new Set<string>([this.serverName]);
-    for (const [member, membership] of this.access.store.currentMemberships(roomId)) {
+    for (const [member, membership] of await this.access.store.currentMemberships(roomId)) {
       const server = serverNameOf(member);
       if (membership === "join" && server !== undefined) servers.add(server);
     }
@@ -229,7 +245,7 @@ export class DirectoryService {
   }
 
   private async dropFromCanonicalAlias(roomId: string, userId: string, alias: string): Promise<void> {
-    const content = this.access.engine.currentStateEvent(roomId, "m.room.canonical_alias", "")?.content;
+    const content = (await this.access.engine.currentStateEvent(roomId, "m.room.canonical_alias", ""))?.content;
     if (!content) return;
     const alt = Array.isArray(content.alt_aliases) ? content.alt_aliases : undefined;
     if (content.alias !== alias && !alt?.includes(alias)) return;

@@ -45,8 +45,8 @@ export interface PublicRoomsResponse {
 
 export interface RoomStateReader {
   /** The content of a current state event, if the room has one. */
-  state(roomId: string, type: string, stateKey: string): JsonObject | undefined;
-  localAliases(roomId: string): string[];
+  state(roomId: string, type: string, stateKey: string): Promise<JsonObject | undefined>;
+  localAliases(roomId: string): Promise<string[]>;
 }
 
 interface Entry {
@@ -109,12 +109,29 @@ function plainTopic(content: JsonObject | undefined): string | undefined {
 }
 
 /** The directory's description of one room (also the base of /room_summary and /hierarchy). */
-export function roomChunk(roomId: string, joinedMembers: number, reader: RoomStateReader): PublicRoomsChunk {
-  return entryOf({ roomId, joinedMembers } as PublishedRoom, reader).chunk;
+export async function roomChunk(roomId: string, joinedMembers: number, reader: RoomStateReader): Promise<PublicRoomsChunk> {
+  return (await entryOf({ roomId, joinedMembers } as PublishedRoom, reader)).chunk;
 }
 
-function entryOf(room: PublishedRoom, reader: RoomStateReader): Entry {
-  const state = (type: string) => reader.state(room.roomId, type, "");
+/** The state types a room's description reads (all with state key ""). */
+const DESCRIBED_TYPES = [
+  "m.room.history_visibility",
+  "m.room.guest_access",
+  "m.room.join_rules",
+  "m.room.name",
+  "m.room.topic",
+  "m.room.canonical_alias",
+  "m.room.avatar",
+  "m.room.create",
+] as const;
+
+async function entryOf(room: PublishedRoom, reader: RoomStateReader): Promise<Entry> {
+  const [contents, localAliases] = await Promise.all([
+    Promise.all(DESCRIBED_TYPES.map((type) => reader.state(room.roomId, type, ""))),
+    reader.localAliases(room.roomId),
+  ]);
+  const byType = new Map<string, JsonObject | undefined>(DESCRIBED_TYPES.map((type, i) => [type, contents[i]]));
+  const state = (type: (typeof DESCRIBED_TYPES)[number]) => byType.get(type);
   const chunk: PublicRoomsChunk = {
     room_id: room.roomId,
     num_joined_members: room.joinedMembers,
@@ -136,7 +153,7 @@ function entryOf(room: PublishedRoom, reader: RoomStateReader): Entry {
   if (roomType !== undefined) chunk.room_type = roomType;
 
   const altAliases = Array.isArray(canonical?.alt_aliases) ? canonical.alt_aliases.filter((a): a is string => typeof a === "string") : [];
-  const searchable = [name, topic, alias, ...altAliases, ...reader.localAliases(room.roomId)]
+  const searchable = [name, topic, alias, ...altAliases, ...localAliases]
     .filter((s): s is string => s !== undefined)
     .map((s) => s.toLowerCase());
   return { chunk, searchable };
@@ -155,14 +172,16 @@ function matches(entry: Entry, filter: PublicRoomsRequest["filter"]): boolean {
   return true;
 }
 
-export function listPublicRooms(published: readonly PublishedRoom[], request: PublicRoomsRequest, reader: RoomStateReader): PublicRoomsResponse {
+export async function listPublicRooms(published: readonly PublishedRoom[], request: PublicRoomsRequest, reader: RoomStateReader): Promise<PublicRoomsResponse> {
   const limit = Math.min(request.limit ?? DEFAULT_PUBLIC_ROOMS_LIMIT, MAX_PUBLIC_ROOMS_LIMIT);
   if (!Number.isSafeInteger(limit) || limit < 0) throw new MatrixError("M_INVALID_PARAM", "limit must be a non-negative integer");
   const since = request.since ? decodeToken(request.since) : undefined;
   if (request.thirdPartyInstanceId !== undefined) return { chunk: [], total_room_count_estimate: 0 };
 
-  const rooms = published
-    .map((room) => entryOf(room, reader))
+  // One room at a time: a large directory must not put thousands of reads in flight at once.
+  const entries: Entry[] = [];
+  for (const room of published) entries.push(await entryOf(room, reader));
+  const rooms = entries
     .filter((entry) => matches(entry, request.filter))
     .map((entry) => entry.chunk)
     .sort((a, b) => compare(keyOf(a), keyOf(b)));

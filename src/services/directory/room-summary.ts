@@ -35,7 +35,7 @@ export class RoomSummaryService {
       if (error instanceof MatrixError && (error.errcode === "M_NOT_FOUND" || error.errcode === "M_INVALID_PARAM")) throw notFound();
       throw error;
     }
-    const described = this.describe(roomId, userId);
+    const described = await this.describe(roomId, userId);
     if (!described) throw notFound();
     return described;
   }
@@ -45,39 +45,43 @@ export class RoomSummaryService {
    * spec's list: member, invited or knocking; public, knock, knock_restricted or world_readable;
    * restricted with an allowed room the user is in).
    */
-  describe(roomId: string, userId: string | undefined): RoomSummary | undefined {
+  async describe(roomId: string, userId: string | undefined): Promise<RoomSummary | undefined> {
     let version;
     try {
-      version = this.access.versionOf(roomId);
+      version = await this.access.versionOf(roomId);
     } catch (error) {
       if (error instanceof MatrixError && error.errcode === "M_NOT_FOUND") return undefined;
       throw error;
     }
-    const state = (type: string): JsonObject | undefined => this.access.engine.currentStateEvent(roomId, type, "")?.content;
-    const chunk = roomChunk(roomId, this.access.joinedMembers(roomId).length, this.directory.stateReader);
-    const allowed = this.allowedRoomIds(state("m.room.join_rules"));
-    const membership = userId === undefined ? undefined : this.access.membership(roomId, userId);
+    const state = async (type: string): Promise<JsonObject | undefined> => (await this.access.engine.currentStateEvent(roomId, type, ""))?.content;
+    const chunk = await roomChunk(roomId, (await this.access.joinedMembers(roomId)).length, this.directory.stateReader);
+    const allowed = this.allowedRoomIds(await state("m.room.join_rules"));
+    const membership = userId === undefined ? undefined : await this.access.membership(roomId, userId);
 
     const open = OPEN_JOIN_RULES.has(chunk.join_rule) || chunk.world_readable;
     const member = membership === "join" || membership === "invite" || membership === "knock";
     const viaAllowedRoom =
-      userId !== undefined &&
-      (chunk.join_rule === "restricted" || chunk.join_rule === "knock_restricted") &&
-      allowed.some((id) => {
-        try {
-          return this.access.membership(id, userId) === "join";
-        } catch {
-          return false;
-        }
-      });
+      userId !== undefined && (chunk.join_rule === "restricted" || chunk.join_rule === "knock_restricted") && (await this.joinedToAny(allowed, userId));
     if (!open && !member && !viaAllowedRoom) return undefined;
 
     const summary: RoomSummary = { ...chunk, room_version: version.id };
-    const encryption = state("m.room.encryption")?.algorithm;
+    const encryption = (await state("m.room.encryption"))?.algorithm;
     if (typeof encryption === "string") summary.encryption = encryption;
     if (chunk.join_rule === "restricted" || chunk.join_rule === "knock_restricted") summary.allowed_room_ids = allowed;
     if (userId !== undefined) summary.membership = membership ?? "leave";
     return summary;
+  }
+
+  /** Whether the user is joined to one of the rooms (checked in order, stopping at the first). */
+  private async joinedToAny(roomIds: readonly string[], userId: string): Promise<boolean> {
+    for (const id of roomIds) {
+      try {
+        if ((await this.access.membership(id, userId)) === "join") return true;
+      } catch {
+        // A room this server cannot read counts as not joined.
+      }
+    }
+    return false;
   }
 
   private allowedRoomIds(joinRules: JsonObject | undefined): string[] {

@@ -35,7 +35,7 @@ export class SpaceHierarchyService {
     private readonly summaries: RoomSummaryService,
   ) {}
 
-  hierarchy(roomId: string, userId: string, request: HierarchyRequest): { rooms: (RoomSummary & { children_state: ChildEvent[] })[]; next_batch?: string } {
+  async hierarchy(roomId: string, userId: string, request: HierarchyRequest): Promise<{ rooms: (RoomSummary & { children_state: ChildEvent[] })[]; next_batch?: string }> {
     const limit = request.limit ?? DEFAULT_HIERARCHY_LIMIT;
     if (!Number.isSafeInteger(limit) || limit < 1) throw new MatrixError("M_INVALID_PARAM", "limit must be an integer greater than zero");
     const maxDepth = request.maxDepth ?? DEFAULT_MAX_DEPTH;
@@ -48,9 +48,9 @@ export class SpaceHierarchyService {
       }
       offset = token.offset;
     }
-    if (!this.summaries.describe(roomId, userId)) throw new MatrixError("M_FORBIDDEN", "You are not allowed to view this room.");
+    if (!(await this.summaries.describe(roomId, userId))) throw new MatrixError("M_FORBIDDEN", "You are not allowed to view this room.");
 
-    const all = this.walk(roomId, userId, Math.min(maxDepth, MAX_MAX_DEPTH), request.suggestedOnly);
+    const all = await this.walk(roomId, userId, Math.min(maxDepth, MAX_MAX_DEPTH), request.suggestedOnly);
     const page = all.slice(offset, offset + Math.min(limit, MAX_HIERARCHY_LIMIT));
     const next = offset + page.length;
     const result: { rooms: typeof page; next_batch?: string } = { rooms: page };
@@ -58,16 +58,16 @@ export class SpaceHierarchyService {
     return result;
   }
 
-  private walk(root: string, userId: string, maxDepth: number, suggestedOnly: boolean) {
+  private async walk(root: string, userId: string, maxDepth: number, suggestedOnly: boolean) {
     const rooms: (RoomSummary & { children_state: ChildEvent[] })[] = [];
     const seen = new Set<string>([root]);
     let layer = [root];
     for (let depth = 0; layer.length > 0; depth++) {
       const nextLayer: string[] = [];
       for (const roomId of layer) {
-        const summary = this.summaries.describe(roomId, userId);
+        const summary = await this.summaries.describe(roomId, userId);
         if (!summary) continue;
-        const children = this.childEvents(roomId);
+        const children = await this.childEvents(roomId);
         rooms.push({ ...summary, children_state: children });
         if (depth >= maxDepth) continue;
         for (const child of children) {
@@ -87,12 +87,12 @@ export class SpaceHierarchyService {
    * A space's m.space.child events with a non-empty `via` (an empty one removes the link), in the
    * spec's order: by `order` (valid strings first), then origin_server_ts, then room ID.
    */
-  private childEvents(roomId: string): ChildEvent[] {
+  private async childEvents(roomId: string): Promise<ChildEvent[]> {
     const out: ChildEvent[] = [];
-    for (const key of this.access.store.currentState(roomId).keys()) {
+    for (const key of (await this.access.store.currentState(roomId)).keys()) {
       const [type, stateKey] = splitStateKey(key);
       if (type !== "m.space.child") continue;
-      const event = this.access.engine.currentStateEvent(roomId, type, stateKey);
+      const event = await this.access.engine.currentStateEvent(roomId, type, stateKey);
       if (!event || !Array.isArray(event.content.via) || event.content.via.length === 0) continue;
       out.push({ type, state_key: stateKey, sender: event.sender, content: event.content, origin_server_ts: event.origin_server_ts });
     }

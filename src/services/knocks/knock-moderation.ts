@@ -47,8 +47,8 @@ export interface ExpireResult {
 
 export interface KnockModerationOptions {
   serverName: string;
-  isServerAdmin: (userId: string) => boolean;
-  userExists: (userId: string) => boolean;
+  isServerAdmin: (userId: string) => Promise<boolean>;
+  userExists: (userId: string) => Promise<boolean>;
   /** knocks.expire_after_ms: the default age for expire(). */
   expireAfterMs?: number;
   /** knocks.expire_reason: the default reason for expire(). */
@@ -67,17 +67,17 @@ export class KnockModerationService {
   ) {}
 
   /** Pending knocks on a room, oldest first. For server admins and the room's moderators. */
-  roomKnocks(requester: string, roomId: string): RoomKnock[] {
-    this.access.versionOf(roomId);
-    if (!this.options.isServerAdmin(requester) && !this.hasPower(roomId, requester, "invite") && !this.hasPower(roomId, requester, "kick")) {
+  async roomKnocks(requester: string, roomId: string): Promise<RoomKnock[]> {
+    await this.access.versionOf(roomId);
+    if (!(await this.options.isServerAdmin(requester)) && !(await this.hasPower(roomId, requester, "invite")) && !(await this.hasPower(roomId, requester, "kick"))) {
       throw new MatrixError("M_FORBIDDEN", "Only server admins and room moderators (with invite or kick power) may list a room's knocks");
     }
     const now = this.clock.now();
     const knocks: RoomKnock[] = [];
-    for (const [userId, membership] of this.store.currentMemberships(roomId)) {
+    for (const [userId, membership] of await this.store.currentMemberships(roomId)) {
       if (membership !== "knock") continue;
-      const eventId = this.store.currentStateEvent(roomId, "m.room.member", userId);
-      const knock = eventId === undefined ? undefined : this.knockEvent(eventId, now);
+      const eventId = await this.store.currentStateEvent(roomId, "m.room.member", userId);
+      const knock = eventId === undefined ? undefined : await this.knockEvent(eventId, now);
       if (!knock) continue;
       knocks.push({ user_id: userId, event_id: eventId!, ...knock.reasonAndName, knocked_at: knock.knockedAt, age_ms: knock.ageMs });
     }
@@ -85,17 +85,17 @@ export class KnockModerationService {
   }
 
   /** A user's pending knocks, oldest first. For server admins and the user themself. */
-  userKnocks(requester: string, userId: string): UserKnock[] {
+  async userKnocks(requester: string, userId: string): Promise<UserKnock[]> {
     if (!isValidUserId(userId)) throw new MatrixError("M_INVALID_PARAM", `Invalid user ID: ${userId}`);
-    if (requester !== userId && !this.options.isServerAdmin(requester)) {
+    if (requester !== userId && !(await this.options.isServerAdmin(requester))) {
       throw new MatrixError("M_FORBIDDEN", "Only server admins may list the knocks of other users");
     }
-    if (serverNameOf(userId) === this.options.serverName && !this.options.userExists(userId)) throw new MatrixError("M_NOT_FOUND", `Unknown user ${userId}`);
+    if (serverNameOf(userId) === this.options.serverName && !(await this.options.userExists(userId))) throw new MatrixError("M_NOT_FOUND", `Unknown user ${userId}`);
     const now = this.clock.now();
     const knocks: UserKnock[] = [];
-    for (const roomId of this.store.roomsWithMembership(userId, "knock")) {
-      const eventId = this.store.currentStateEvent(roomId, "m.room.member", userId);
-      const knock = eventId === undefined ? undefined : this.knockEvent(eventId, now);
+    for (const roomId of await this.store.roomsWithMembership(userId, "knock")) {
+      const eventId = await this.store.currentStateEvent(roomId, "m.room.member", userId);
+      const knock = eventId === undefined ? undefined : await this.knockEvent(eventId, now);
       if (!knock) continue;
       const { reason } = knock.reasonAndName;
       knocks.push({ room_id: roomId, event_id: eventId!, ...(reason !== undefined ? { reason } : {}), knocked_at: knock.knockedAt, age_ms: knock.ageMs });
@@ -114,8 +114,8 @@ export class KnockModerationService {
   }
 
   /** Server admins only: denies every knock at least `olderThanMs` old (defaults from knocks.* config). */
-  expire(requester: string, input: { olderThanMs?: number; reason?: string }): Promise<ExpireResult> {
-    if (!this.options.isServerAdmin(requester)) throw new MatrixError("M_FORBIDDEN", "Only server admins may expire knocks");
+  async expire(requester: string, input: { olderThanMs?: number; reason?: string }): Promise<ExpireResult> {
+    if (!(await this.options.isServerAdmin(requester))) throw new MatrixError("M_FORBIDDEN", "Only server admins may expire knocks");
     const olderThanMs = input.olderThanMs ?? this.options.expireAfterMs;
     if (olderThanMs === undefined) throw new MatrixError("M_MISSING_PARAM", "older_than_ms is required: knocks.expire_after_ms is not configured");
     return this.expireOlderThan(olderThanMs, input.reason ?? this.options.expireReason);
@@ -130,14 +130,14 @@ export class KnockModerationService {
     const now = this.clock.now();
     const result: ExpireResult = { older_than_ms: olderThanMs, reason, expired: [], failed: [] };
     const actors = new Map<string, string | undefined>();
-    for (const { roomId, userId, eventId } of this.store.membersWithMembership("knock")) {
+    for (const { roomId, userId, eventId } of await this.store.membersWithMembership("knock")) {
       if (signal?.aborted) break;
-      const knock = this.knockEvent(eventId, now);
+      const knock = await this.knockEvent(eventId, now);
       if (!knock || knock.ageMs < olderThanMs) continue;
       // The knock may have been renewed (a younger event) or answered since the listing.
-      if (this.store.currentStateEvent(roomId, "m.room.member", userId) !== eventId) continue;
+      if ((await this.store.currentStateEvent(roomId, "m.room.member", userId)) !== eventId) continue;
       try {
-        if (!actors.has(roomId)) actors.set(roomId, this.localMemberWithPower(roomId, "kick"));
+        if (!actors.has(roomId)) actors.set(roomId, await this.localMemberWithPower(roomId, "kick"));
         const actor = actors.get(roomId);
         if (actor === undefined) throw new MatrixError("M_FORBIDDEN", `No local member of ${roomId} has the power to kick, so its knocks cannot be denied from this server`);
         await this.membership.kick(roomId, actor, userId, reason);
@@ -158,18 +158,18 @@ export class KnockModerationService {
     act: (actor: string, target: string) => Promise<void>,
   ): Promise<KnockActionResult[]> {
     // Check everything that refuses the whole request before the first event is sent.
-    this.access.versionOf(roomId);
+    await this.access.versionOf(roomId);
     for (const userId of userIds) if (!isValidUserId(userId)) throw new MatrixError("M_INVALID_PARAM", `Invalid user ID: ${userId}`);
-    const actor = this.actorFor(requester, roomId, power);
+    const actor = await this.actorFor(requester, roomId, power);
     const results: KnockActionResult[] = [];
     for (const userId of new Set(userIds)) {
       try {
-        const current = this.access.membership(roomId, userId);
+        const current = await this.access.membership(roomId, userId);
         if (current !== "knock") {
           throw new MatrixError("M_BAD_STATE", `${userId} is not knocking on this room${current ? ` (their membership is ${current})` : ""}`);
         }
         await act(actor, userId);
-        results.push({ user_id: userId, ok: true, membership: this.access.membership(roomId, userId) ?? "leave" });
+        results.push({ user_id: userId, ok: true, membership: (await this.access.membership(roomId, userId)) ?? "leave" });
       } catch (error) {
         if (!(error instanceof MatrixError)) throw error;
         results.push({ user_id: userId, ok: false, errcode: error.errcode, error: error.message });
@@ -182,34 +182,33 @@ export class KnockModerationService {
    * Who sends the events: the requester when they are a joined member with the power; for a server
    * admin without it, a local joined member who has it (see the header). 403 otherwise.
    */
-  private actorFor(requester: string, roomId: string, power: Power): string {
-    if (this.hasPower(roomId, requester, power)) return requester;
+  private async actorFor(requester: string, roomId: string, power: Power): Promise<string> {
+    if (await this.hasPower(roomId, requester, power)) return requester;
     const verb = power === "invite" ? "accept knocks (invite users)" : "deny knocks (kick users)";
-    if (!this.options.isServerAdmin(requester)) {
-      const why = this.access.membership(roomId, requester) === "join" ? "You do not have permission to" : "You are not in this room, so you cannot";
+    if (!(await this.options.isServerAdmin(requester))) {
+      const why = (await this.access.membership(roomId, requester)) === "join" ? "You do not have permission to" : "You are not in this room, so you cannot";
       throw new MatrixError("M_FORBIDDEN", `${why} ${verb} in ${roomId}`);
     }
-    const standIn = this.localMemberWithPower(roomId, power);
+    const standIn = await this.localMemberWithPower(roomId, power);
     if (standIn === undefined) {
       throw new MatrixError("M_FORBIDDEN", `No local member of ${roomId} has the power to ${power}: a server admin's action is sent as such a member, and there is none`);
     }
     return standIn;
   }
 
-  private hasPower(roomId: string, userId: string, power: Power): boolean {
-    if (this.access.membership(roomId, userId) !== "join") return false;
-    const lookup = this.access.currentAuthState(roomId);
-    const version = this.access.versionOf(roomId);
+  private async hasPower(roomId: string, userId: string, power: Power): Promise<boolean> {
+    if ((await this.access.membership(roomId, userId)) !== "join") return false;
+    const lookup = await this.access.currentAuthState(roomId);
+    const version = await this.access.versionOf(roomId);
     return userPowerLevel(userId, lookup, version) >= namedLevel(power, lookup, version);
   }
 
   /** The local joined member with the most power, when it is enough for `power` (ties: lowest user id). */
-  private localMemberWithPower(roomId: string, power: Power): string | undefined {
-    const lookup = this.access.currentAuthState(roomId);
-    const version = this.access.versionOf(roomId);
+  private async localMemberWithPower(roomId: string, power: Power): Promise<string | undefined> {
+    const lookup = await this.access.currentAuthState(roomId);
+    const version = await this.access.versionOf(roomId);
     const needed = namedLevel(power, lookup, version);
-    const candidates = this.access
-      .joinedMembers(roomId)
+    const candidates = (await this.access.joinedMembers(roomId))
       .filter((member) => serverNameOf(member) === this.options.serverName)
       .map((member) => ({ member, level: userPowerLevel(member, lookup, version) }))
       .filter((c) => c.level >= needed)
@@ -217,8 +216,8 @@ export class KnockModerationService {
     return candidates[0]?.member;
   }
 
-  private knockEvent(eventId: string, now: number) {
-    const event = this.access.load(eventId)?.event;
+  private async knockEvent(eventId: string, now: number) {
+    const event = (await this.access.load(eventId))?.event;
     if (!event || event.content.membership !== "knock") return undefined;
     const reasonAndName: { reason?: string; displayname?: string } = {};
     if (typeof event.content.reason === "string") reasonAndName.reason = event.content.reason;

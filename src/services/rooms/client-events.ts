@@ -71,9 +71,9 @@ export interface Viewer {
 
 export interface EventLoader {
   /** The stored event, its PDU and its room's version. */
-  load(eventId: string): { stored: StoredEvent; pdu: JsonObject; version: RoomVersion } | undefined;
+  load(eventId: string): Promise<{ stored: StoredEvent; pdu: JsonObject; version: RoomVersion } | undefined>;
   /** Whether a redaction event may redact its target (same server, or enough power): checked on read. */
-  redactionApplies(redaction: StoredEvent, target: StoredEvent): boolean;
+  redactionApplies(redaction: StoredEvent, target: StoredEvent): Promise<boolean>;
 }
 
 /** Gathers the lookups clientEventFromPdu needs: transactions, replaced state, redactions. */
@@ -85,19 +85,19 @@ export class ClientEventFormatter {
     private readonly clock: Clock,
   ) {}
 
-  format(stored: StoredEvent, viewer?: Viewer): ClientEvent | undefined {
-    const loaded = this.loader.load(stored.eventId);
+  async format(stored: StoredEvent, viewer?: Viewer): Promise<ClientEvent | undefined> {
+    const loaded = await this.loader.load(stored.eventId);
     if (!loaded) return undefined;
     const extras: ClientEventExtras = { now: this.clock.now() };
     if (viewer?.deviceId !== undefined) {
-      const txn = this.clientStore.transactionOf(stored.eventId);
+      const txn = await this.clientStore.transactionOf(stored.eventId);
       if (txn && txn.userId === viewer.userId && txn.deviceId === viewer.deviceId) extras.transactionId = txn.txnId;
     }
-    const redaction = this.applicableRedaction(stored);
-    if (redaction) extras.redactedBecause = this.format(redaction);
-    else if (stored.stateKey !== undefined) extras.replacedState = this.replacedState(stored);
+    const redaction = await this.applicableRedaction(stored);
+    if (redaction) extras.redactedBecause = await this.format(redaction);
+    else if (stored.stateKey !== undefined) extras.replacedState = await this.replacedState(stored);
     if (stored.type === "m.room.member" && stored.stateKey === viewer?.userId && loaded.pdu.content && (loaded.pdu.content as JsonObject).membership === "knock") {
-      extras.knockRoomState = this.strippedStateAt(stored);
+      extras.knockRoomState = await this.strippedStateAt(stored);
     }
     return clientEventFromPdu(loaded.pdu, stored, loaded.version, extras);
   }
@@ -107,37 +107,37 @@ export class ClientEventFormatter {
    * the room's create, join rules, name, avatar, canonical alias, topic and encryption events as
    * they stood with the knock.
    */
-  strippedStateAt(stored: StoredEvent): JsonObject[] {
+  async strippedStateAt(stored: StoredEvent): Promise<JsonObject[]> {
     if (stored.stateSnapshot === undefined) return [];
     const out: JsonObject[] = [];
     for (const type of STRIPPED_STATE_TYPES) {
-      const id = this.events.stateEntryAt(stored.stateSnapshot, type, "");
-      const loaded = id === undefined ? undefined : this.loader.load(id);
+      const id = await this.events.stateEntryAt(stored.stateSnapshot, type, "");
+      const loaded = id === undefined ? undefined : await this.loader.load(id);
       if (loaded) out.push({ type, state_key: "", sender: loaded.stored.sender, content: (loaded.pdu.content ?? {}) as JsonObject });
     }
     return out;
   }
 
   /** The first valid redaction of an event, if any. */
-  applicableRedaction(stored: StoredEvent): StoredEvent | undefined {
-    for (const id of this.clientStore.redactionsOf(stored.eventId)) {
-      const redaction = this.events.getEvent(id);
-      if (redaction && !redaction.rejectedReason && this.loader.redactionApplies(redaction, stored)) return redaction;
+  async applicableRedaction(stored: StoredEvent): Promise<StoredEvent | undefined> {
+    for (const id of await this.clientStore.redactionsOf(stored.eventId)) {
+      const redaction = await this.events.getEvent(id);
+      if (redaction && !redaction.rejectedReason && (await this.loader.redactionApplies(redaction, stored))) return redaction;
     }
     return undefined;
   }
 
   /** The state event this one replaced: the entry for its key in the state before it (its first prev event's state). */
-  private replacedState(stored: StoredEvent): ClientEventExtras["replacedState"] {
-    const prev = stored.prevEvents[0] !== undefined ? this.events.getEvent(stored.prevEvents[0]) : undefined;
+  private async replacedState(stored: StoredEvent): Promise<ClientEventExtras["replacedState"]> {
+    const prev = stored.prevEvents[0] !== undefined ? await this.events.getEvent(stored.prevEvents[0]) : undefined;
     if (prev?.stateSnapshot === undefined) return undefined;
-    const replacedId = this.events.stateEntryAt(prev.stateSnapshot, stored.type, stored.stateKey!);
+    const replacedId = await this.events.stateEntryAt(prev.stateSnapshot, stored.type, stored.stateKey!);
     if (replacedId === undefined || replacedId === stored.eventId) return undefined;
-    const replaced = this.events.getEvent(replacedId);
-    const loaded = replaced && this.loader.load(replacedId);
+    const replaced = await this.events.getEvent(replacedId);
+    const loaded = replaced && (await this.loader.load(replacedId));
     if (!replaced || !loaded) return undefined;
     // A redacted predecessor shows its pruned content.
-    const pdu = this.applicableRedaction(replaced) ? redactEvent(loaded.pdu, loaded.version) : loaded.pdu;
+    const pdu = (await this.applicableRedaction(replaced)) ? redactEvent(loaded.pdu, loaded.version) : loaded.pdu;
     return { eventId: replacedId, content: (pdu.content ?? {}) as JsonObject, sender: replaced.sender };
   }
 }

@@ -32,10 +32,11 @@ export class TypingService implements Service {
   }
 
   /** PUT /typing: only for yourself, only in rooms you are joined to. */
-  setTyping(roomId: string, requester: string, target: string, typing: boolean, timeoutMs = DEFAULT_TYPING_TIMEOUT_MS): void {
+  async setTyping(roomId: string, requester: string, target: string, typing: boolean, timeoutMs = DEFAULT_TYPING_TIMEOUT_MS): Promise<void> {
     if (requester !== target) throw new MatrixError("M_FORBIDDEN", "You cannot set the typing state of another user");
-    this.access.versionOf(roomId);
-    if (this.access.membership(roomId, requester) !== "join") throw new MatrixError("M_FORBIDDEN", "You are not in this room");
+    await this.access.versionOf(roomId);
+    if ((await this.access.membership(roomId, requester)) !== "join") throw new MatrixError("M_FORBIDDEN", "You are not in this room");
+    // From here on nothing awaits: the change below happens in one piece.
     const room = this.rooms.get(roomId) ?? { users: new Map<string, number>(), serial: 0 };
     this.rooms.set(roomId, room);
     const timerKey = `${roomId}\u0000${requester}`;
@@ -118,7 +119,7 @@ export interface ReceiptServiceOptions {
    * Called for m.fully_read markers, which belong in the user's room account data (type
    * m.fully_read, content {event_id}); the account side wires this. They are also kept here.
    */
-  onFullyRead?: (userId: string, roomId: string, eventId: string) => void;
+  onFullyRead?: (userId: string, roomId: string, eventId: string) => void | Promise<unknown>;
 }
 
 /** Read receipts (public and private) and fully-read markers. */
@@ -138,51 +139,59 @@ export class ReceiptService {
   }
 
   /** POST /receipt/{type}/{eventId}. */
-  setReceipt(roomId: string, userId: string, receiptType: string, eventId: string, threadId?: string): void {
+  async setReceipt(roomId: string, userId: string, receiptType: string, eventId: string, threadId?: string): Promise<void> {
     if (!(RECEIPT_TYPES as readonly string[]).includes(receiptType)) throw new MatrixError("M_INVALID_PARAM", `Unknown receipt type ${receiptType}`);
     if (threadId !== undefined) {
       if (threadId === "") throw new MatrixError("M_INVALID_PARAM", "thread_id field must be a non-empty string");
       if (receiptType === "m.fully_read") throw new MatrixError("M_INVALID_PARAM", "thread_id is not allowed for m.fully_read");
       if (threadId !== "main" && !threadId.startsWith("$")) throw new MatrixError("M_INVALID_PARAM", "thread_id must be an event ID or 'main'");
     }
-    this.access.versionOf(roomId);
-    if (this.access.membership(roomId, userId) !== "join") throw new MatrixError("M_FORBIDDEN", "You are not in this room");
-    const target = this.store.getEvent(eventId);
-    if (!target || target.roomId !== roomId || !this.access.canSee(userId, target)) throw new MatrixError("M_NOT_FOUND", "Event not found");
-    // Receipts only move forward: an older event than the current receipt's leaves it in place.
-    const existing = this.clientStore.receipt(roomId, userId, receiptType, threadId);
-    const existingOrdering = existing && this.store.getEvent(existing.eventId)?.streamOrdering;
-    if (existingOrdering !== undefined && target.streamOrdering !== undefined && target.streamOrdering <= existingOrdering) return;
-    this.clientStore.putReceipt({ roomId, userId, receiptType, threadId, eventId, ts: this.clock.now() });
-    if (receiptType === "m.fully_read") this.options.onFullyRead?.(userId, roomId, eventId);
+    await this.access.versionOf(roomId);
+    if ((await this.access.membership(roomId, userId)) !== "join") throw new MatrixError("M_FORBIDDEN", "You are not in this room");
+    const target = await this.store.getEvent(eventId);
+    if (!target || target.roomId !== roomId || !(await this.access.canSee(userId, target))) throw new MatrixError("M_NOT_FOUND", "Event not found");
+    // Receipts only move forward: an older event than the current receipt's leaves it in place. The
+    // check and the write are one transaction, so two receipts at once cannot both pass the check.
+    const moved = await this.store.atomically(async () => {
+      const existing = await this.clientStore.receipt(roomId, userId, receiptType, threadId);
+      const existingOrdering = existing && (await this.store.getEvent(existing.eventId))?.streamOrdering;
+      if (existingOrdering !== undefined && target.streamOrdering !== undefined && target.streamOrdering <= existingOrdering) return false;
+      await this.clientStore.putReceipt({ roomId, userId, receiptType, threadId, eventId, ts: this.clock.now() });
+      return true;
+    });
+    if (!moved) return;
+    if (receiptType === "m.fully_read") await this.options.onFullyRead?.(userId, roomId, eventId);
     for (const listener of this.listeners) listener(roomId);
   }
 
   /** POST /read_markers: any of m.fully_read, m.read, m.read.private. */
-  setReadMarkers(roomId: string, userId: string, markers: { fullyRead?: string; read?: string; readPrivate?: string }): void {
-    this.access.versionOf(roomId);
-    if (markers.fullyRead !== undefined) this.setReceipt(roomId, userId, "m.fully_read", markers.fullyRead);
-    if (markers.read !== undefined) this.setReceipt(roomId, userId, "m.read", markers.read);
-    if (markers.readPrivate !== undefined) this.setReceipt(roomId, userId, "m.read.private", markers.readPrivate);
+  async setReadMarkers(roomId: string, userId: string, markers: { fullyRead?: string; read?: string; readPrivate?: string }): Promise<void> {
+    await this.access.versionOf(roomId);
+    if (markers.fullyRead !== undefined) await this.setReceipt(roomId, userId, "m.fully_read", markers.fullyRead);
+    if (markers.read !== undefined) await this.setReceipt(roomId, userId, "m.read", markers.read);
+    if (markers.readPrivate !== undefined) await this.setReceipt(roomId, userId, "m.read.private", markers.readPrivate);
   }
 
   /** The user's fully-read marker in a room. */
-  fullyReadOf(userId: string, roomId: string): string | undefined {
-    return this.clientStore.receipt(roomId, userId, "m.fully_read", undefined)?.eventId;
+  async fullyReadOf(userId: string, roomId: string): Promise<string | undefined> {
+    return (await this.clientStore.receipt(roomId, userId, "m.fully_read", undefined))?.eventId;
   }
 
   /**
-   * The m.receipt content of the receipts written after `sinceStreamId`, as `viewer` may see them:
-   * public m.read receipts, and the viewer's own m.read.private. Undefined when there are none.
+   * The m.receipt content of the receipts written after `sinceStreamId` (and up to `untilStreamId`,
+   * the position a /sync token names), as `viewer` may see them: public m.read receipts, and the
+   * viewer's own m.read.private. Undefined when there are none.
    */
-  receiptsSince(roomId: string, sinceStreamId: number, viewer: string): ReceiptContent | undefined {
-    const records = this.clientStore.receiptsSince(roomId, sinceStreamId).filter((r) => r.receiptType === "m.read" || (r.receiptType === "m.read.private" && r.userId === viewer));
+  async receiptsSince(roomId: string, sinceStreamId: number, viewer: string, untilStreamId = Infinity): Promise<ReceiptContent | undefined> {
+    const records = (await this.clientStore.receiptsSince(roomId, sinceStreamId)).filter(
+      (r) => r.streamId <= untilStreamId && (r.receiptType === "m.read" || (r.receiptType === "m.read.private" && r.userId === viewer)),
+    );
     if (records.length === 0) return undefined;
     return receiptContent(records);
   }
 
   /** The latest receipt stream position: a /sync token can carry it. */
-  currentStreamId(): number {
+  currentStreamId(): Promise<number> {
     return this.clientStore.maxReceiptStreamId();
   }
 }

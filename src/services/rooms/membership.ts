@@ -23,7 +23,7 @@ export type ProfileLookup = (userId: string) => MemberProfile | undefined | Prom
 export interface MembershipOptions {
   serverName: string;
   /** Whether a local user exists (invites to unknown local users are refused). */
-  userExists: (userId: string) => boolean;
+  userExists: (userId: string) => boolean | Promise<boolean>;
   profileOf?: ProfileLookup;
   /** knocks.auto_join_on_invite: a local knocker who is invited (their knock accepted) joins at once. */
   autoJoinKnockersOnInvite?: boolean;
@@ -43,15 +43,15 @@ export class MembershipService {
   }
 
   async join(roomId: string, userId: string, reason?: string): Promise<{ roomId: string }> {
-    this.access.versionOf(roomId);
-    const current = this.access.membership(roomId, userId);
+    await this.access.versionOf(roomId);
+    const current = await this.access.membership(roomId, userId);
     if (current !== "join") {
       const profile = await this.profile(userId);
-      const authorisedVia = current === "invite" ? undefined : this.restrictedJoinAuthoriser(roomId, userId);
+      const authorisedVia = current === "invite" ? undefined : await this.restrictedJoinAuthoriser(roomId, userId);
       const content = { ...profile, membership: "join", reason, ...(authorisedVia ? { join_authorised_via_users_server: authorisedVia } : {}) };
       await this.sendMember(roomId, userId, userId, content, () => this.explainJoin(roomId, userId));
     }
-    this.clientStore.setForgotten(userId, roomId, false, this.clock.now());
+    await this.clientStore.setForgotten(userId, roomId, false, this.clock.now());
     return { roomId };
   }
 
@@ -61,26 +61,29 @@ export class MembershipService {
    * (join_authorised_via_users_server, rooms/v8.md). Undefined when the rules do not apply or no
    * allow condition holds, and the join is left to the usual rules.
    */
-  private restrictedJoinAuthoriser(roomId: string, userId: string): string | undefined {
-    const version = this.access.versionOf(roomId);
-    const lookup = this.access.currentAuthState(roomId);
+  private async restrictedJoinAuthoriser(roomId: string, userId: string): Promise<string | undefined> {
+    const version = await this.access.versionOf(roomId);
+    const lookup = await this.access.currentAuthState(roomId);
     const joinRules = lookup("m.room.join_rules", "");
     const rule = joinRules?.content.join_rule;
     const restricted = (rule === "restricted" && version.restrictedJoinRule) || (rule === "knock_restricted" && version.knockRestrictedJoinRule);
     if (!restricted || !Array.isArray(joinRules?.content.allow)) return undefined;
-    const satisfied = joinRules.content.allow.some((entry) => {
-      if (!isJsonObject(entry)) return false;
-      if (entry.type !== "m.room_membership" || typeof entry.room_id !== "string") return false;
+    let satisfied = false;
+    for (const entry of joinRules.content.allow) {
+      if (!isJsonObject(entry)) continue;
+      if (entry.type !== "m.room_membership" || typeof entry.room_id !== "string") continue;
       try {
-        return this.access.membership(entry.room_id, userId) === "join";
+        if ((await this.access.membership(entry.room_id, userId)) === "join") {
+          satisfied = true;
+          break;
+        }
       } catch {
-        return false; // a room this server does not know
+        // a room this server does not know
       }
-    });
+    }
     if (!satisfied) return undefined;
     const inviteLevel = namedLevel("invite", lookup, version);
-    return this.access
-      .joinedMembers(roomId)
+    return (await this.access.joinedMembers(roomId))
       .filter((member) => serverNameOf(member) === this.options.serverName)
       .find((member) => userPowerLevel(member, lookup, version) >= inviteLevel);
   }
@@ -91,24 +94,24 @@ export class MembershipService {
    * as the auth rules allow; banned, invited and joined users are told why they cannot.
    */
   async knock(roomId: string, userId: string, reason?: string): Promise<{ roomId: string }> {
-    const version = this.access.versionOf(roomId);
-    const membership = this.access.membership(roomId, userId);
+    const version = await this.access.versionOf(roomId);
+    const membership = await this.access.membership(roomId, userId);
     if (membership === "ban") throw new MatrixError("M_FORBIDDEN", "You are banned from this room");
     if (membership === "join") throw new MatrixError("M_FORBIDDEN", "You are already in this room");
     if (membership === "invite") throw new MatrixError("M_FORBIDDEN", "You are already invited to this room: accept the invite by joining");
     if (!version.knocking) throw new MatrixError("M_FORBIDDEN", `Room version ${version.id} does not support knocking`);
-    const joinRule = joinRuleOf(this.access.currentAuthState(roomId));
+    const joinRule = joinRuleOf(await this.access.currentAuthState(roomId));
     const knockable = joinRule === "knock" || (joinRule === "knock_restricted" && version.knockRestrictedJoinRule);
     if (!knockable) throw new MatrixError("M_FORBIDDEN", `You cannot knock on this room: its join rule is ${joinRule}`);
     const profile = await this.profile(userId);
     await this.sendMember(roomId, userId, userId, { ...profile, membership: "knock", reason });
-    this.clientStore.setForgotten(userId, roomId, false, this.clock.now());
+    await this.clientStore.setForgotten(userId, roomId, false, this.clock.now());
     return { roomId };
   }
 
   async leave(roomId: string, userId: string, reason?: string): Promise<void> {
-    this.access.versionOf(roomId);
-    const membership = this.access.membership(roomId, userId);
+    await this.access.versionOf(roomId);
+    const membership = await this.access.membership(roomId, userId);
     if (membership !== "join" && membership !== "invite" && membership !== "knock") {
       throw new MatrixError("M_FORBIDDEN", membership === "ban" ? "You are banned from this room" : "You are not a member of this room");
     }
@@ -116,13 +119,13 @@ export class MembershipService {
   }
 
   async invite(roomId: string, sender: string, target: string, reason?: string): Promise<void> {
-    this.access.versionOf(roomId);
+    await this.access.versionOf(roomId);
     this.checkTarget(target);
     if (serverNameOf(target) !== this.options.serverName) {
       throw new MatrixError("M_FORBIDDEN", `Cannot invite ${target}: inviting users of other servers needs federation, which this server does not do yet`);
     }
-    if (!this.options.userExists(target)) throw new MatrixError("M_NOT_FOUND", `Unknown user ${target}`);
-    const current = this.access.membership(roomId, target);
+    if (!(await this.options.userExists(target))) throw new MatrixError("M_NOT_FOUND", `Unknown user ${target}`);
+    const current = await this.access.membership(roomId, target);
     if (current === "join") throw new MatrixError("M_FORBIDDEN", `${target} is already in the room`);
     if (current === "ban") throw new MatrixError("M_FORBIDDEN", `${target} is banned from the room`);
     const profile = await this.profile(target);
@@ -140,34 +143,34 @@ export class MembershipService {
   }
 
   async kick(roomId: string, sender: string, target: string, reason?: string): Promise<void> {
-    this.access.versionOf(roomId);
+    await this.access.versionOf(roomId);
     this.checkTarget(target);
-    const current = this.access.membership(roomId, target);
+    const current = await this.access.membership(roomId, target);
     if (current !== "join" && current !== "invite" && current !== "knock") throw new MatrixError("M_FORBIDDEN", `${target} is not in the room`);
     await this.sendMember(roomId, sender, target, { membership: "leave", reason }, () => this.explainModeration(roomId, sender, "kick", target));
   }
 
   async ban(roomId: string, sender: string, target: string, reason?: string): Promise<void> {
-    this.access.versionOf(roomId);
+    await this.access.versionOf(roomId);
     this.checkTarget(target);
-    if (this.access.membership(roomId, target) === "ban") return; // already banned: nothing to change
+    if ((await this.access.membership(roomId, target)) === "ban") return; // already banned: nothing to change
     await this.sendMember(roomId, sender, target, { membership: "ban", reason }, () => this.explainModeration(roomId, sender, "ban", target));
   }
 
   async unban(roomId: string, sender: string, target: string, reason?: string): Promise<void> {
-    this.access.versionOf(roomId);
+    await this.access.versionOf(roomId);
     this.checkTarget(target);
-    if (this.access.membership(roomId, target) !== "ban") throw new MatrixError("M_FORBIDDEN", `${target} is not banned from the room`);
+    if ((await this.access.membership(roomId, target)) !== "ban") throw new MatrixError("M_FORBIDDEN", `${target} is not banned from the room`);
     await this.sendMember(roomId, sender, target, { membership: "leave", reason }, () => this.explainModeration(roomId, sender, "ban"));
   }
 
-  forget(roomId: string, userId: string): void {
-    this.access.versionOf(roomId);
-    const membership = this.access.membership(roomId, userId);
+  async forget(roomId: string, userId: string): Promise<void> {
+    await this.access.versionOf(roomId);
+    const membership = await this.access.membership(roomId, userId);
     if (membership === "join" || membership === "invite" || membership === "knock") {
       throw new MatrixError("M_UNKNOWN", `User ${userId} is in room ${roomId}`, 400);
     }
-    this.clientStore.setForgotten(userId, roomId, true, this.clock.now());
+    await this.clientStore.setForgotten(userId, roomId, true, this.clock.now());
   }
 
   /**
@@ -177,7 +180,7 @@ export class MembershipService {
   async propagateProfile(userId: string, joinedRooms: readonly string[]): Promise<void> {
     const profile = await this.profile(userId);
     for (const roomId of joinedRooms) {
-      const current = this.engine.currentStateEvent(roomId, "m.room.member", userId);
+      const current = await this.engine.currentStateEvent(roomId, "m.room.member", userId);
       if (current?.content.membership !== "join") continue;
       const content = { ...current.content, displayname: profile.displayname, avatar_url: profile.avatar_url };
       if (content.displayname === current.content.displayname && content.avatar_url === current.content.avatar_url) continue;
@@ -189,7 +192,7 @@ export class MembershipService {
     }
   }
 
-  isForgotten(userId: string, roomId: string): boolean {
+  isForgotten(userId: string, roomId: string): Promise<boolean> {
     return this.clientStore.isForgotten(userId, roomId);
   }
 
@@ -205,13 +208,13 @@ export class MembershipService {
     return out;
   }
 
-  private async sendMember(roomId: string, sender: string, target: string, content: Record<string, unknown>, explain?: () => string | undefined): Promise<string> {
+  private async sendMember(roomId: string, sender: string, target: string, content: Record<string, unknown>, explain?: () => Promise<string | undefined>): Promise<string> {
     const clean = Object.fromEntries(Object.entries(content).filter(([, v]) => v !== undefined)) as JsonObject;
     try {
       return (await this.engine.sendEvent(roomId, { type: "m.room.member", sender, stateKey: target, content: clean })).eventId;
     } catch (error) {
       if (error instanceof MatrixError && error.errcode === "M_FORBIDDEN") {
-        const message = explain?.();
+        const message = await explain?.();
         if (message) throw new MatrixError("M_FORBIDDEN", message);
       }
       throw error;
@@ -219,20 +222,20 @@ export class MembershipService {
   }
 
   /** Why a join was refused, in the user's terms. */
-  private explainJoin(roomId: string, userId: string): string | undefined {
-    const membership = this.access.membership(roomId, userId);
+  private async explainJoin(roomId: string, userId: string): Promise<string | undefined> {
+    const membership = await this.access.membership(roomId, userId);
     if (membership === "ban") return "You are banned from this room";
-    const joinRule = joinRuleOf(this.access.currentAuthState(roomId));
+    const joinRule = joinRuleOf(await this.access.currentAuthState(roomId));
     if (joinRule === "invite" || joinRule === "knock") return "You are not invited to this room";
     if (joinRule === "restricted" || joinRule === "knock_restricted") return "You are not invited to this room, and not in any room its join rules allow";
     return `This room's join rule (${joinRule}) does not let you join`;
   }
 
   /** Why an invite, kick or ban by `sender` was refused. */
-  private explainModeration(roomId: string, sender: string, action: "invite" | "kick" | "ban", target?: string): string | undefined {
-    if (this.access.membership(roomId, sender) !== "join") return "You are not in this room";
-    const lookup = this.access.currentAuthState(roomId);
-    const version = this.access.versionOf(roomId);
+  private async explainModeration(roomId: string, sender: string, action: "invite" | "kick" | "ban", target?: string): Promise<string | undefined> {
+    if ((await this.access.membership(roomId, sender)) !== "join") return "You are not in this room";
+    const lookup = await this.access.currentAuthState(roomId);
+    const version = await this.access.versionOf(roomId);
     const own = userPowerLevel(sender, lookup, version);
     const verb = action === "invite" ? "invite users to" : action === "kick" ? "kick users from" : "ban or unban users in";
     if (own < namedLevel(action, lookup, version)) return `You do not have permission to ${verb} this room`;

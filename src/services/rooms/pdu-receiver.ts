@@ -1,7 +1,7 @@
 // Receiving a PDU from another server (or replaying one): the checks of server-server-api.md
 // "Checks performed on receipt of a PDU", in the spec's order, then persistence with the state
 // before and after the event. Step numbers below are the spec's.
-import { authorizeEvent, authStateFromEvents, checkAuthEventsShape, type AuthChecks, type AuthStateLookup } from "../../protocol/auth";
+import { authEventsForEvent, authorizeEvent, authStateFromEvents, checkAuthEventsShape, type AuthChecks, type AuthStateLookup } from "../../protocol/auth";
 import { stateKey, type RoomEvent, type StateMap } from "../../protocol/events";
 import { isJsonObject, type JsonObject } from "../../protocol/json";
 import { PduFormatError, roomEventFromPdu } from "../../protocol/pdu";
@@ -39,8 +39,8 @@ export class PduReceiver {
     return this.engine.queue.run(roomKey, () => this.check(pdu, lookupKey));
   }
 
-  private versionFor(pdu: JsonObject): RoomVersion | string {
-    const known = typeof pdu.room_id === "string" ? this.store.getRoom(pdu.room_id) : undefined;
+  private async versionFor(pdu: JsonObject): Promise<RoomVersion | string> {
+    const known = typeof pdu.room_id === "string" ? await this.store.getRoom(pdu.room_id) : undefined;
     if (pdu.type === "m.room.create" && isJsonObject(pdu.content) && !known) {
       // A room's first event names its version (v1 rooms may leave it out).
       const id = typeof pdu.content.room_version === "string" ? pdu.content.room_version : "1";
@@ -52,7 +52,7 @@ export class PduReceiver {
   }
 
   private async check(received: JsonObject, lookupKey: VerifyKeyLookup): Promise<ReceiveOutcome> {
-    const version = this.versionFor(received);
+    const version = await this.versionFor(received);
     if (typeof version === "string") return { outcome: "dropped", reason: version };
 
     // 1. Is a valid event: otherwise dropped.
@@ -65,11 +65,11 @@ export class PduReceiver {
       }
       throw error;
     }
-    const existing = this.store.getEvent(event.event_id);
+    const existing = await this.store.getEvent(event.event_id);
     if (existing) return existing.roomId === event.room_id ? this.outcomeOf(existing) : { outcome: "dropped", eventId: event.event_id, reason: "event ID already used in another room" };
     const limits = checkEventLimits(received, version.strictCanonicalJson);
     if (limits) return { outcome: "dropped", eventId: event.event_id, reason: limits.reason };
-    if (event.type === "m.room.create" && event.room_id !== undefined && this.store.getRoom(event.room_id)) {
+    if (event.type === "m.room.create" && event.room_id !== undefined && (await this.store.getRoom(event.room_id))) {
       return { outcome: "dropped", eventId: event.event_id, reason: "the room already has its m.room.create event" };
     }
     if (!isJsonObject(received.hashes) || typeof received.hashes.sha256 !== "string") return { outcome: "dropped", eventId: event.event_id, reason: "PDU has no hashes.sha256" };
@@ -92,17 +92,18 @@ export class PduReceiver {
 
     // 4. Passes authorization rules based on the event's auth events: otherwise rejected.
     const authEvents: RoomEvent[] = [];
+    const rejectedAuthEvents = new Set<string>();
     for (const id of event.auth_events) {
-      const stored = this.store.getEvent(id);
+      const stored = await this.store.getEvent(id);
       if (!stored) return { outcome: "dropped", eventId: event.event_id, reason: `auth event ${id} is not known` };
       // An auth event of another room can never authorize this one (rule 2.5 would refuse it).
       if (stored.roomId !== event.room_id) return { outcome: "dropped", eventId: event.event_id, reason: `auth event ${id} belongs to another room` };
-      authEvents.push(this.engine.parsedEvent(id)!.event);
+      if (stored.rejectedReason !== undefined) rejectedAuthEvents.add(id);
+      authEvents.push((await this.engine.parsedEvent(id))!.event);
     }
-    const createEvent = version.createEventNotInAuthEvents && event.room_id ? this.engine.parsedEvent(`$${event.room_id.slice(1)}`)?.event : undefined;
-    const isRejected = (id: string) => this.store.getEvent(id)?.rejectedReason !== undefined;
+    const createEvent = version.createEventNotInAuthEvents && event.room_id ? (await this.engine.parsedEvent(`$${event.room_id.slice(1)}`))?.event : undefined;
     let rejection: string | undefined;
-    const shape = checkAuthEventsShape(event, authEvents, version, isRejected);
+    const shape = checkAuthEventsShape(event, authEvents, version, (id) => rejectedAuthEvents.has(id));
     if (!shape.allowed) rejection = shape.reason;
     else {
       const byAuthEvents = authorizeEvent(event, authStateFromEvents(authEvents, createEvent), version, checks);
@@ -110,43 +111,46 @@ export class PduReceiver {
     }
 
     // 5. Passes authorization rules based on the state before the event: otherwise rejected.
-    const prevs = event.prev_events.map((id) => this.store.getEvent(id));
+    const prevs: (StoredEvent | undefined)[] = [];
+    for (const id of event.prev_events) prevs.push(await this.store.getEvent(id));
     if (prevs.some((p) => p === undefined || p.outlier)) {
       return { outcome: "dropped", eventId: event.event_id, reason: "prev_events are not known (fetching missing events comes with federation)" };
     }
     if (prevs.some((p) => p!.roomId !== event.room_id)) return { outcome: "dropped", eventId: event.event_id, reason: "prev_events belong to another room" };
     const stateBefore = await this.stateBefore(version, prevs as StoredEvent[]);
     if (rejection === undefined) {
-      const byState = authorizeEvent(event, this.lookup(stateBefore), version, checks);
+      const byState = authorizeEvent(event, await this.authState(event, version, stateBefore), version, checks);
       if (!byState.allowed) rejection = byState.reason;
     }
 
     // 6. Passes authorization rules based on the current state of the room: otherwise soft failed.
     let softFailed = false;
     if (rejection === undefined && event.type !== "m.room.create") {
-      const current = this.store.currentState(event.room_id!);
-      softFailed = !authorizeEvent(event, this.lookup(current), version, checks).allowed;
+      const current = await this.store.currentState(event.room_id!);
+      softFailed = !authorizeEvent(event, await this.authState(event, version, current), version, checks).allowed;
     }
 
     if (event.type === "m.room.create" && rejection !== undefined) return { outcome: "dropped", eventId: event.event_id, reason: `invalid m.room.create: ${rejection}` };
     const stateAfter = new Map(stateBefore);
     if (rejection === undefined && event.state_key !== undefined) stateAfter.set(stateKey(event.type, event.state_key), event.event_id);
     const parent = prevs.length > 0 ? prevs[0]!.stateSnapshot : undefined;
-    const parentState = parent === undefined ? new Map<string, string>() : this.store.stateAt(parent);
+    const parentState = parent === undefined ? new Map<string, string>() : await this.store.stateAt(parent);
     const roomId = event.room_id ?? `!${event.event_id.slice(1)}`;
     const accepted = rejection === undefined && !softFailed;
     const currentState = accepted ? await this.currentStateAfter(version, roomId, event, stateAfter) : false;
 
-    const stored = this.store.persistEvent({
+    const createRoom = event.type === "m.room.create" && rejection === undefined && !(await this.store.getRoom(roomId))
+      ? { roomId, roomVersion: version.id, creator: event.sender, createdTs: event.origin_server_ts }
+      : undefined;
+    const stored = await this.store.persistEvent({
       event: storedEventOf(event, roomId, pdu, { rejectedReason: rejection, softFailed }),
       stateAfter: { parent, delta: delta(parentState, stateAfter) },
       updateForwardExtremities: accepted,
       updateCurrentState: currentState,
-      createRoom: event.type === "m.room.create" && !this.store.getRoom(roomId) && rejection === undefined
-        ? { roomId, roomVersion: version.id, creator: event.sender, createdTs: event.origin_server_ts }
-        : undefined,
+      createRoom,
     });
-    if (accepted) this.engine.notify(roomId, stored, pdu);
+    // After the commit: listeners only ever hear of stored events.
+    if (accepted) await this.engine.notify(roomId, stored, pdu);
     if (rejection !== undefined) return { outcome: "rejected", eventId: event.event_id, reason: rejection, stored, redacted };
     return { outcome: softFailed ? "soft-failed" : "accepted", eventId: event.event_id, stored, redacted };
   }
@@ -158,7 +162,8 @@ export class PduReceiver {
 
   /** The state before an event: the state after its one prev event, or the resolution of several. */
   private async stateBefore(version: RoomVersion, prevs: StoredEvent[]): Promise<Map<string, string>> {
-    const states = prevs.map((p) => this.store.stateAt(p.stateSnapshot!));
+    const states: Map<string, string>[] = [];
+    for (const p of prevs) states.push(await this.store.stateAt(p.stateSnapshot!));
     if (states.length <= 1) return states[0] ?? new Map();
     return this.resolve(version, states);
   }
@@ -168,28 +173,38 @@ export class PduReceiver {
    * replaces every extremity, else the resolution of the states at all of them.
    */
   private async currentStateAfter(version: RoomVersion, roomId: string, event: RoomEvent, stateAfter: Map<string, string>) {
-    const remaining = this.store.forwardExtremities(roomId).filter((id) => !event.prev_events.includes(id));
+    const remaining = (await this.store.forwardExtremities(roomId)).filter((id) => !event.prev_events.includes(id));
     if (remaining.length === 0) return true;
-    const states = [stateAfter, ...remaining.map((id) => this.store.stateAt(this.store.getEvent(id)!.stateSnapshot!))];
+    const states = [stateAfter];
+    for (const id of remaining) states.push(await this.store.stateAt((await this.store.getEvent(id))!.stateSnapshot!));
     const resolved = await this.resolve(version, states);
-    const parent = this.store.currentStateSnapshot(roomId);
-    const parentState = parent === undefined ? new Map<string, string>() : this.store.stateAt(parent);
+    const parent = await this.store.currentStateSnapshot(roomId);
+    const parentState = parent === undefined ? new Map<string, string>() : await this.store.stateAt(parent);
     return { parent, delta: delta(parentState, resolved) };
   }
 
   private resolve(version: RoomVersion, states: StateMap[]): Promise<StateMap> {
     return resolveState(version, states, {
-      fetchEvent: (id) => this.engine.parsedEvent(id)?.event,
+      fetchEvent: async (id) => (await this.engine.parsedEvent(id))?.event,
       authChain: (ids) => this.store.authChain(ids),
-      isRejected: (id) => this.store.getEvent(id)?.rejectedReason !== undefined,
+      isRejected: async (id) => (await this.store.getEvent(id))?.rejectedReason !== undefined,
     });
   }
 
-  private lookup(state: ReadonlyMap<string, string>): AuthStateLookup {
-    return (type, key) => {
+  /**
+   * A state map as the auth rules read it for this event. The rules are synchronous, so the events
+   * they may look at — the create event and the pieces the auth events selection names — are loaded
+   * first; the rules read nothing else.
+   */
+  private async authState(event: RoomEvent, version: RoomVersion, state: ReadonlyMap<string, string>): Promise<AuthStateLookup> {
+    const loaded = new Map<string, RoomEvent>();
+    const keys = [["m.room.create", ""] as const, ...authEventsForEvent(event, version)];
+    for (const [type, key] of keys) {
       const id = state.get(stateKey(type, key));
-      return id === undefined ? undefined : this.engine.parsedEvent(id)?.event;
-    };
+      const found = id === undefined ? undefined : (await this.engine.parsedEvent(id))?.event;
+      if (found) loaded.set(stateKey(type, key), found);
+    }
+    return (type, key) => loaded.get(stateKey(type, key));
   }
 
   /** The signature facts the rules need: a restricted join's authorising server must have signed (v8+). */

@@ -32,7 +32,7 @@ export interface NewLocalEvent {
    * Written in the event's own transaction (a client's transaction id, say), so that both are
    * stored or neither is.
    */
-  recordWith?: (eventId: string) => void;
+  recordWith?: (eventId: string) => Promise<void>;
 }
 
 export interface LocalEventResult {
@@ -41,18 +41,22 @@ export interface LocalEventResult {
   pdu: JsonObject;
 }
 
-/** Called after every persisted event (wakes /sync, queues federation). */
-export type EventListener = (roomId: string, stored: StoredEvent, pdu: JsonObject) => void;
+/**
+ * Called after every persisted event, once it is committed (wakes /sync, queues federation). A
+ * returned promise is awaited before the write that caused it resolves.
+ */
+export type EventListener = (roomId: string, stored: StoredEvent, pdu: JsonObject) => void | Promise<void>;
 
 const MAX_DEPTH = Number.MAX_SAFE_INTEGER;
+
+/** Notifications held back until an atomic batch (createRoomWithEvents) has committed; one list per batch. */
+type DeferredNotifications = { roomId: string; stored: StoredEvent; pdu: JsonObject }[];
 
 
 export class RoomEngine {
   private readonly listeners: EventListener[] = [];
   /** Parsed events by id: events never change once stored, so this cache never goes stale. */
   private readonly parsed = new Map<string, { event: RoomEvent; pdu: JsonObject }>();
-  /** Set while an atomic batch runs: its notifications wait for the commit. */
-  private deferredNotifications: { roomId: string; stored: StoredEvent; pdu: JsonObject }[] | undefined;
 
   constructor(
     private readonly store: RoomEventStore,
@@ -65,14 +69,14 @@ export class RoomEngine {
     this.listeners.push(listener);
   }
 
-  /** Tells the listeners about a persisted event that entered the timeline. */
-  notify(roomId: string, stored: StoredEvent, pdu: JsonObject): void {
-    for (const listener of this.listeners) listener(roomId, stored, pdu);
+  /** Tells the listeners about a persisted event that entered the timeline; call it only after the commit. */
+  async notify(roomId: string, stored: StoredEvent, pdu: JsonObject): Promise<void> {
+    for (const listener of this.listeners) await listener(roomId, stored, pdu);
   }
 
   /** The version of a room this server knows; M_NOT_FOUND otherwise. */
-  versionOf(roomId: string): RoomVersion {
-    const room = this.store.getRoom(roomId);
+  async versionOf(roomId: string): Promise<RoomVersion> {
+    const room = await this.store.getRoom(roomId);
     if (!room) throw new MatrixError("M_NOT_FOUND", `Unknown room ${roomId}`);
     const version = roomVersion(room.roomVersion);
     if (!version) throw new MatrixError("M_UNSUPPORTED_ROOM_VERSION", `Room ${roomId} has unsupported version ${room.roomVersion}`);
@@ -80,12 +84,12 @@ export class RoomEngine {
   }
 
   /** A stored event as the rules see it, with its PDU. */
-  loadEvent(eventId: string): { event: RoomEvent; pdu: JsonObject; stored: StoredEvent } | undefined {
-    const stored = this.store.getEvent(eventId);
+  async loadEvent(eventId: string): Promise<{ event: RoomEvent; pdu: JsonObject; stored: StoredEvent } | undefined> {
+    const stored = await this.store.getEvent(eventId);
     if (!stored) return undefined;
     let hit = this.parsed.get(eventId);
     if (!hit) {
-      const version = this.versionOf(stored.roomId);
+      const version = await this.versionOf(stored.roomId);
       // v1..v5 events may hold floats that only a lossless parse can hash again byte for byte.
       const pdu = parseJson(stored.json, { lossless: !version.strictCanonicalJson }) as JsonObject;
       hit = { event: roomEventFromPdu(pdu, version, eventId), pdu };
@@ -96,32 +100,35 @@ export class RoomEngine {
   }
 
   /** An event as the rules see it, with its PDU: from the parsed cache when it is there, without a query. */
-  parsedEvent(eventId: string): { event: RoomEvent; pdu: JsonObject } | undefined {
+  async parsedEvent(eventId: string): Promise<{ event: RoomEvent; pdu: JsonObject } | undefined> {
     return this.parsed.get(eventId) ?? this.loadEvent(eventId);
   }
 
   /** The current state event of (type, state_key), parsed. */
-  currentStateEvent(roomId: string, type: string, stateKey: string): RoomEvent | undefined {
-    const id = this.store.currentStateEvent(roomId, type, stateKey);
-    return id === undefined ? undefined : this.parsedEvent(id)?.event;
+  async currentStateEvent(roomId: string, type: string, stateKey: string): Promise<RoomEvent | undefined> {
+    const id = await this.store.currentStateEvent(roomId, type, stateKey);
+    return id === undefined ? undefined : (await this.parsedEvent(id))?.event;
   }
 
   /** Builds, authorizes and persists a local event; M_FORBIDDEN (nothing stored) when the rules refuse it. */
   sendEvent(roomId: string, input: NewLocalEvent): Promise<LocalEventResult> {
-    return this.queue.run(roomId, () => this.buildAndPersist(roomId, this.versionOf(roomId), input));
+    return this.queue.run(roomId, async () => this.buildAndPersist(roomId, await this.versionOf(roomId), input));
   }
 
-  private buildAndPersist(roomId: string, version: RoomVersion, input: NewLocalEvent): LocalEventResult {
+  /** `deferred`: set inside an atomic batch, whose notifications wait for its commit. */
+  private async buildAndPersist(roomId: string, version: RoomVersion, input: NewLocalEvent, deferred?: DeferredNotifications): Promise<LocalEventResult> {
     checkContent(input.content);
-    const prevIds = this.choosePrevEvents(roomId);
-    const prevs = prevIds.map((id) => ({ id, ...this.parsedEvent(id)! }));
+    const prevIds = await this.choosePrevEvents(roomId);
+    const prevs: { id: string; event: RoomEvent; pdu: JsonObject }[] = [];
+    for (const id of prevIds) prevs.push({ id, ...(await this.parsedEvent(id))! });
     const depth = Math.min(MAX_DEPTH, Math.max(0, ...prevs.map((p) => p.event.depth)) + 1);
 
     const authKeys = authEventsForEvent({ type: input.type, sender: input.sender, state_key: input.stateKey, content: input.content }, version);
-    const auths = authKeys
-      .map(([type, key]) => this.store.currentStateEvent(roomId, type, key))
-      .filter((id): id is string => id !== undefined)
-      .map((id) => ({ id, ...this.parsedEvent(id)! }));
+    const auths: { id: string; event: RoomEvent; pdu: JsonObject }[] = [];
+    for (const [type, key] of authKeys) {
+      const id = await this.store.currentStateEvent(roomId, type, key);
+      if (id !== undefined) auths.push({ id, ...(await this.parsedEvent(id))! });
+    }
 
     const pdu: JsonObject = {
       room_id: roomId,
@@ -142,41 +149,48 @@ export class RoomEngine {
     // Authorize against the event's own auth events, as every receiving server will. We sign every
     // local event, so a restricted join authorised by one of our users carries our signature.
     const checks = { isSignedBy: (server: string) => server === this.signer.serverName };
-    const verdict = authorizeEvent(event, authStateFromEvents(auths.map((a) => a.event), this.createEventOf(roomId)), version, checks);
+    const verdict = authorizeEvent(event, authStateFromEvents(auths.map((a) => a.event), await this.createEventOf(roomId)), version, checks);
     if (!verdict.allowed) throw new MatrixError("M_FORBIDDEN", verdict.reason);
 
-    return this.persistLocal(roomId, signed, event, undefined, input.recordWith);
+    return this.persistLocal(roomId, signed, event, { recordWith: input.recordWith, deferred });
   }
 
-  private persistLocal(roomId: string, signed: JsonObject, event: RoomEvent, createRoom?: RoomRecord, recordWith?: (eventId: string) => void): LocalEventResult {
+  private async persistLocal(
+    roomId: string,
+    signed: JsonObject,
+    event: RoomEvent,
+    options: { createRoom?: RoomRecord; recordWith?: (eventId: string) => Promise<void>; deferred?: DeferredNotifications } = {},
+  ): Promise<LocalEventResult> {
+    const { createRoom, recordWith, deferred } = options;
     const delta = new Map<string, string | null>();
     if (event.state_key !== undefined) delta.set(stateKey(event.type, event.state_key), event.event_id);
-    const persist = () => this.store.persistEvent({
+    const persist = async () => this.store.persistEvent({
       event: storedEventOf(event, roomId, signed),
-      stateAfter: { parent: this.store.currentStateSnapshot(roomId), delta },
+      stateAfter: { parent: await this.store.currentStateSnapshot(roomId), delta },
       updateForwardExtremities: true,
       updateCurrentState: true,
       createRoom,
     });
     const stored = recordWith
-      ? this.store.atomically(() => {
-          const row = persist();
-          recordWith(event.event_id);
+      ? await this.store.atomically(async () => {
+          const row = await persist();
+          await recordWith(event.event_id);
           return row;
         })
-      : persist();
+      : await persist();
     this.parsed.set(event.event_id, { event, pdu: signed });
-    if (this.deferredNotifications) this.deferredNotifications.push({ roomId, stored, pdu: signed });
-    else this.notify(roomId, stored, signed);
+    if (deferred) deferred.push({ roomId, stored, pdu: signed });
+    else await this.notify(roomId, stored, signed);
     return { eventId: event.event_id, stored, pdu: signed };
   }
 
   /** The deepest forward extremities, at most MAX_PREV_EVENTS of them. */
-  private choosePrevEvents(roomId: string): string[] {
-    const ids = this.store.forwardExtremities(roomId);
+  private async choosePrevEvents(roomId: string): Promise<string[]> {
+    const ids = await this.store.forwardExtremities(roomId);
     if (ids.length <= MAX_PREV_EVENTS) return ids;
-    return ids
-      .map((id) => ({ id, depth: this.parsedEvent(id)?.event.depth ?? 0 }))
+    const withDepth: { id: string; depth: number }[] = [];
+    for (const id of ids) withDepth.push({ id, depth: (await this.parsedEvent(id))?.event.depth ?? 0 });
+    return withDepth
       .sort((a, b) => b.depth - a.depth || (a.id < b.id ? -1 : 1))
       .slice(0, MAX_PREV_EVENTS)
       .map((x) => x.id);
@@ -187,7 +201,7 @@ export class RoomEngine {
     return version.eventIdFormat === "server-chosen" ? eventReference(pdu, version) : eventId;
   }
 
-  private createEventOf(roomId: string): RoomEvent | undefined {
+  private createEventOf(roomId: string): Promise<RoomEvent | undefined> {
     return this.currentStateEvent(roomId, "m.room.create", "");
   }
 
@@ -208,32 +222,33 @@ export class RoomEngine {
    * Creates a room: stores the room record and its m.room.create event. v12 rooms take their ID from
    * the create event's reference hash; older versions get a random "!opaque:server" ID.
    */
-  createRoomWithCreateEvent(creator: string, versionId: string = DEFAULT_ROOM_VERSION, extraContent: JsonObject = {}): Promise<LocalEventResult> {
+  async createRoomWithCreateEvent(creator: string, versionId: string = DEFAULT_ROOM_VERSION, extraContent: JsonObject = {}): Promise<LocalEventResult> {
     const { roomId, persist } = this.prepareCreateEvent(creator, versionId, extraContent);
-    return this.queue.run(roomId, persist);
+    return this.queue.run(roomId, () => persist());
   }
 
   /**
    * Creates a room and sends its first events (all from the creator) in one transaction: when the
    * rules refuse any of them, nothing of the room is stored and M_INVALID_ROOM_STATE names the refused event.
    */
-  createRoomWithEvents(
+  async createRoomWithEvents(
     creator: string,
     versionId: string,
     extraContent: JsonObject,
     events: readonly NewLocalEvent[],
   ): Promise<{ roomId: string; results: LocalEventResult[] }> {
     const { roomId, version, persist } = this.prepareCreateEvent(creator, versionId, extraContent);
-    return this.queue.run(roomId, () => {
-      const deferred: { roomId: string; stored: StoredEvent; pdu: JsonObject }[] = [];
-      this.deferredNotifications = deferred;
+    return this.queue.run(roomId, async () => {
+      // Per call, not per engine: batches of other rooms run at the same time.
+      const deferred: DeferredNotifications = [];
       let results: LocalEventResult[];
       try {
-        results = this.store.atomically(() => {
-          const out = [persist()];
+        // Every persist below joins this one transaction: a refused event rolls back the whole room.
+        results = await this.store.atomically(async () => {
+          const out = [await persist(deferred)];
           for (const input of events) {
             try {
-              out.push(this.buildAndPersist(roomId, version, input));
+              out.push(await this.buildAndPersist(roomId, version, input, deferred));
             } catch (error) {
               if (error instanceof MatrixError && error.errcode === "M_FORBIDDEN") {
                 const what = input.stateKey === undefined ? input.type : `${input.type} (state_key ${JSON.stringify(input.stateKey)})`;
@@ -247,16 +262,18 @@ export class RoomEngine {
       } catch (error) {
         for (const d of deferred) this.parsed.delete(d.stored.eventId);
         throw error;
-      } finally {
-        this.deferredNotifications = undefined;
       }
-      for (const d of deferred) this.notify(d.roomId, d.stored, d.pdu);
+      for (const d of deferred) await this.notify(d.roomId, d.stored, d.pdu);
       return { roomId, results };
     });
   }
 
   /** Builds and signs a room's m.room.create event; `persist` must run in the room's queue. */
-  private prepareCreateEvent(creator: string, versionId: string, extraContent: JsonObject): { roomId: string; version: RoomVersion; persist: () => LocalEventResult } {
+  private prepareCreateEvent(
+    creator: string,
+    versionId: string,
+    extraContent: JsonObject,
+  ): { roomId: string; version: RoomVersion; persist: (deferred?: DeferredNotifications) => Promise<LocalEventResult> } {
     const version = roomVersion(versionId);
     if (!version) throw new MatrixError("M_UNSUPPORTED_ROOM_VERSION", `Room version ${versionId} is not supported`);
     const content: JsonObject = { ...extraContent, room_version: version.id };
@@ -279,13 +296,13 @@ export class RoomEngine {
     const signed = this.signer.signEvent(pdu, version);
     checkLimits(signed, version);
     const roomId = provisionalRoomId ?? roomIdFromCreateEvent(signed, version);
-    const persist = () => {
+    const persist = async (deferred?: DeferredNotifications) => {
       const eventId = computeEventId(signed, version);
       const event = roomEventFromPdu(signed, version, eventId);
       const verdict = authorizeEvent(event, () => undefined, version);
       if (!verdict.allowed) throw new MatrixError("M_BAD_JSON", `Invalid m.room.create event: ${verdict.reason}`);
-      if (this.store.getRoom(roomId)) throw new MatrixError("M_ROOM_IN_USE", `Room ${roomId} already exists`);
-      return this.persistLocal(roomId, signed, event, { roomId, roomVersion: version.id, creator, createdTs: this.clock.now() });
+      if (await this.store.getRoom(roomId)) throw new MatrixError("M_ROOM_IN_USE", `Room ${roomId} already exists`);
+      return this.persistLocal(roomId, signed, event, { createRoom: { roomId, roomVersion: version.id, creator, createdTs: this.clock.now() }, deferred });
     };
     return { roomId, version, persist };
   }

@@ -61,3 +61,12 @@ export function filterAllows(filter: RoomEventFilter, event: StoredEvent, conten
   if (filter.contains_url !== undefined && (typeof content().url === "string") !== filter.contains_url) return false;
   return true;
 }
+
+/** filterAllows for callers that load content asynchronously: it is loaded only when contains_url needs it. */
+export async function filterAllowsLoading(filter: RoomEventFilter, event: StoredEvent, content: () => Promise<Record<string, unknown>>): Promise<boolean> {
+  const { contains_url, ...rest } = filter;
+  if (!filterAllows(rest, event, () => ({}))) return false;
+  if (contains_url === undefined) return true;
+  const loaded = await content();
+  return filterAllows({ contains_url }, event, () => loaded);
+}

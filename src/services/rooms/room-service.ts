@@ -13,7 +13,7 @@ import type { ProfileLookup } from "./membership";
 import { createRoom, type CreateRoomRequest } from "./room-creation";
 import type { RoomEngine } from "./room-engine";
 import type { RoomAccess } from "./room-access";
-import { filterAllows, type RoomEventFilter } from "./room-event-filter";
+import { filterAllowsLoading, type RoomEventFilter } from "./room-event-filter";
 import { parseStreamToken, streamToken } from "./stream-token";
 
 /** The most a PDU may weigh (server-server-api "Size limits"); content gets this less room for the envelope. */
@@ -47,7 +47,7 @@ export interface EventContext {
 export interface RoomServiceOptions {
   serverName: string;
   /** Whether a local user exists (createRoom refuses invites to unknown local users). */
-  userExists: (userId: string) => boolean;
+  userExists: (userId: string) => boolean | Promise<boolean>;
   profileOf?: ProfileLookup;
   /** The room directory, for createRoom's room_alias_name and visibility. */
   directory?: CreateRoomDirectory;
@@ -56,9 +56,9 @@ export interface RoomServiceOptions {
 /** What createRoom needs of the room directory (services/directory implements it). */
 export interface CreateRoomDirectory {
   /** Holds "#localpart:server" for the new room; 400 M_ROOM_IN_USE when taken, M_INVALID_PARAM when invalid. */
-  reserveAlias(localpart: string, creator: string): { readonly alias: string; commit(roomId: string): void; release(): void };
+  reserveAlias(localpart: string, creator: string): Promise<{ readonly alias: string; commit(roomId: string): Promise<void> | void; release(): Promise<void> | void }>;
   /** Lists the room in the published room directory. */
-  publish(roomId: string): void;
+  publish(roomId: string): Promise<void> | void;
 }
 
 export interface CreateRoomInput extends Omit<CreateRoomRequest, "creatorProfile" | "canonicalAlias"> {
@@ -81,10 +81,11 @@ export class RoomService {
   ) {
     this.formatter = new ClientEventFormatter(store, clientStore, access, clock);
     // Every persisted redaction (local or, later, received) is recorded; whether it applies is decided on read.
-    engine.onEvent((roomId, stored, pdu) => {
+    // The engine awaits this before the send resolves, so a read right after a redaction sees it.
+    engine.onEvent(async (roomId, stored, pdu) => {
       if (stored.type !== "m.room.redaction") return;
       const redacts = typeof pdu.redacts === "string" ? pdu.redacts : (pdu.content as JsonObject | undefined)?.redacts;
-      if (typeof redacts === "string") clientStore.recordRedaction(redacts, stored.eventId, roomId);
+      if (typeof redacts === "string") await clientStore.recordRedaction(redacts, stored.eventId, roomId);
     });
   }
 
@@ -95,7 +96,7 @@ export class RoomService {
       if (serverNameOf(invitee) !== this.options.serverName) {
         throw new MatrixError("M_FORBIDDEN", `Cannot invite ${invitee}: inviting users of other servers needs federation, which this server does not do yet`);
       }
-      if (!this.options.userExists(invitee)) throw new MatrixError("M_INVALID_PARAM", `Unknown user ${invitee} in invite`);
+      if (!(await this.options.userExists(invitee))) throw new MatrixError("M_INVALID_PARAM", `Unknown user ${invitee} in invite`);
     }
     const profile = (await this.options.profileOf?.(request.creator)) ?? undefined;
     const creatorProfile: CreateRoomRequest["creatorProfile"] = {};
@@ -104,14 +105,14 @@ export class RoomService {
     // The alias is checked and held before anything is stored: a taken alias leaves no room behind.
     const directory = this.options.directory;
     if (roomAliasName !== undefined && !directory) throw new MatrixError("M_INVALID_PARAM", "This server keeps no room directory: room_alias_name cannot be used");
-    const reservation = roomAliasName === undefined ? undefined : directory!.reserveAlias(roomAliasName, request.creator);
+    const reservation = roomAliasName === undefined ? undefined : await directory!.reserveAlias(roomAliasName, request.creator);
     try {
       const roomId = await createRoom(this.engine, { ...request, canonicalAlias: reservation?.alias, creatorProfile });
-      reservation?.commit(roomId);
-      if (request.visibility === "public") directory?.publish(roomId);
+      await reservation?.commit(roomId);
+      if (request.visibility === "public") await directory?.publish(roomId);
       return roomId;
     } finally {
-      reservation?.release();
+      await reservation?.release();
     }
   }
 
@@ -119,7 +120,7 @@ export class RoomService {
   send(roomId: string, requester: Required<Viewer>, type: string, txnId: string, content: JsonObject): Promise<string> {
     if (type === "m.room.redaction") throw new MatrixError("M_BAD_JSON", "Redact events with PUT /rooms/{roomId}/redact/{eventId}/{txnId}");
     return this.once(requester, txnId, roomId, async (recordWith) => {
-      this.access.versionOf(roomId);
+      await this.access.versionOf(roomId);
       this.checkContentSize(content);
       return this.sendChecked(roomId, { type, sender: requester.userId, content, recordWith }, () => this.explainSend(roomId, requester.userId, type, false));
     });
@@ -128,12 +129,12 @@ export class RoomService {
   /** PUT /redact: redacts an event of the room; only its sender or a user with the redact level may. */
   redact(roomId: string, requester: Required<Viewer>, eventId: string, txnId: string, reason?: string): Promise<string> {
     return this.once(requester, txnId, roomId, async (recordWith) => {
-      const version = this.access.versionOf(roomId);
-      const target = this.store.getEvent(eventId);
-      if (!target || target.roomId !== roomId || !this.access.canSee(requester.userId, target)) throw new MatrixError("M_NOT_FOUND", "Event not found");
-      if (this.access.membership(roomId, requester.userId) !== "join") throw new MatrixError("M_FORBIDDEN", "You are not in this room");
+      const version = await this.access.versionOf(roomId);
+      const target = await this.store.getEvent(eventId);
+      if (!target || target.roomId !== roomId || !(await this.access.canSee(requester.userId, target))) throw new MatrixError("M_NOT_FOUND", "Event not found");
+      if ((await this.access.membership(roomId, requester.userId)) !== "join") throw new MatrixError("M_FORBIDDEN", "You are not in this room");
       if (target.sender !== requester.userId) {
-        const lookup = this.access.currentAuthState(roomId);
+        const lookup = await this.access.currentAuthState(roomId);
         if (userPowerLevel(requester.userId, lookup, version) < namedLevel("redact", lookup, version)) {
           throw new MatrixError("M_FORBIDDEN", "You do not have permission to redact other users' events in this room");
         }
@@ -147,48 +148,48 @@ export class RoomService {
 
   /** PUT /state: a state event; the same content as the current event from the same sender sends nothing new. */
   async setState(roomId: string, userId: string, type: string, stateKey: string, content: JsonObject): Promise<string> {
-    this.access.versionOf(roomId);
+    await this.access.versionOf(roomId);
     this.checkContentSize(content);
-    const currentId = this.store.currentStateEvent(roomId, type, stateKey);
-    const current = currentId === undefined ? undefined : this.engine.loadEvent(currentId)?.event;
-    if (current && current.sender === userId && JSON.stringify(current.content) === JSON.stringify(content) && !this.formatter.applicableRedaction(this.store.getEvent(currentId!)!)) {
+    const currentId = await this.store.currentStateEvent(roomId, type, stateKey);
+    const current = currentId === undefined ? undefined : (await this.engine.loadEvent(currentId))?.event;
+    if (current && current.sender === userId && JSON.stringify(current.content) === JSON.stringify(content) && !(await this.formatter.applicableRedaction((await this.store.getEvent(currentId!))!))) {
       return current.event_id;
     }
     return this.sendChecked(roomId, { type, sender: userId, stateKey, content }, () => this.explainSend(roomId, userId, type, true));
   }
 
   /** GET /state: the state the user may read, as client events. */
-  state(roomId: string, viewer: Viewer): ClientEvent[] {
-    const state = this.access.readableState(roomId, viewer.userId);
+  async state(roomId: string, viewer: Viewer): Promise<ClientEvent[]> {
+    const state = await this.access.readableState(roomId, viewer.userId);
     return this.formatIds([...state.values()], viewer);
   }
 
   /** GET /state/{type}/{key}: one state event the user may read; M_NOT_FOUND when there is none. */
-  stateEvent(roomId: string, viewer: Viewer, type: string, stateKey: string): ClientEvent {
-    const id = this.access.readableStateEntry(roomId, viewer.userId, type, stateKey);
-    const stored = id === undefined ? undefined : this.store.getEvent(id);
-    const event = stored && this.formatter.format(stored, viewer);
+  async stateEvent(roomId: string, viewer: Viewer, type: string, stateKey: string): Promise<ClientEvent> {
+    const id = await this.access.readableStateEntry(roomId, viewer.userId, type, stateKey);
+    const stored = id === undefined ? undefined : await this.store.getEvent(id);
+    const event = stored && (await this.formatter.format(stored, viewer));
     if (!event) throw new MatrixError("M_NOT_FOUND", `Event not found (${type}, ${JSON.stringify(stateKey)})`);
     return event;
   }
 
   /** GET /event/{eventId}: 404 unless the event is in the room and visible to the user. */
-  event(roomId: string, viewer: Viewer, eventId: string): ClientEvent {
-    this.access.versionOf(roomId);
-    const stored = this.store.getEvent(eventId);
-    if (!stored || stored.roomId !== roomId || !this.access.canSee(viewer.userId, stored)) throw new MatrixError("M_NOT_FOUND", "Event not found");
-    const event = this.formatter.format(stored, viewer);
+  async event(roomId: string, viewer: Viewer, eventId: string): Promise<ClientEvent> {
+    await this.access.versionOf(roomId);
+    const stored = await this.store.getEvent(eventId);
+    if (!stored || stored.roomId !== roomId || !(await this.access.canSee(viewer.userId, stored))) throw new MatrixError("M_NOT_FOUND", "Event not found");
+    const event = await this.formatter.format(stored, viewer);
     if (!event) throw new MatrixError("M_NOT_FOUND", "Event not found");
     return event;
   }
 
   /** GET /members: the member events of the state the user may read, filtered by membership. */
-  members(roomId: string, viewer: Viewer, filter: { membership?: string; notMembership?: string } = {}): ClientEvent[] {
-    const state = this.access.readableState(roomId, viewer.userId);
+  async members(roomId: string, viewer: Viewer, filter: { membership?: string; notMembership?: string } = {}): Promise<ClientEvent[]> {
+    const state = await this.access.readableState(roomId, viewer.userId);
     const ids: string[] = [];
     for (const [key, id] of state) {
       if (splitStateKey(key)[0] !== "m.room.member") continue;
-      const membership = this.engine.loadEvent(id)?.event.content.membership;
+      const membership = (await this.engine.loadEvent(id))?.event.content.membership;
       if (filter.membership !== undefined && membership !== filter.membership) continue;
       if (filter.notMembership !== undefined && membership === filter.notMembership) continue;
       ids.push(id);
@@ -197,13 +198,13 @@ export class RoomService {
   }
 
   /** GET /joined_members: joined users with their display name and avatar; only for members. */
-  joinedMembers(roomId: string, userId: string): Record<string, { display_name?: string; avatar_url?: string }> {
-    this.access.versionOf(roomId);
-    if (this.access.membership(roomId, userId) !== "join") throw new MatrixError("M_FORBIDDEN", `You are not in the room ${roomId}`);
+  async joinedMembers(roomId: string, userId: string): Promise<Record<string, { display_name?: string; avatar_url?: string }>> {
+    await this.access.versionOf(roomId);
+    if ((await this.access.membership(roomId, userId)) !== "join") throw new MatrixError("M_FORBIDDEN", `You are not in the room ${roomId}`);
     const joined: Record<string, { display_name?: string; avatar_url?: string }> = {};
-    for (const [member, membership] of this.store.currentMemberships(roomId)) {
+    for (const [member, membership] of await this.store.currentMemberships(roomId)) {
       if (membership !== "join") continue;
-      const content = this.engine.currentStateEvent(roomId, "m.room.member", member)?.content ?? {};
+      const content = (await this.engine.currentStateEvent(roomId, "m.room.member", member))?.content ?? {};
       const entry: { display_name?: string; avatar_url?: string } = {};
       if (typeof content.displayname === "string") entry.display_name = content.displayname;
       if (typeof content.avatar_url === "string") entry.avatar_url = content.avatar_url;
@@ -212,17 +213,17 @@ export class RoomService {
     return joined;
   }
 
-  joinedRooms(userId: string): string[] {
+  joinedRooms(userId: string): Promise<string[]> {
     return this.store.roomsWithMembership(userId, "join");
   }
 
   /** GET /messages: a page of the timeline the user may see, in either direction. */
-  messages(roomId: string, viewer: Viewer, request: MessagesRequest): MessagesPage {
-    this.access.requireTimelineAccess(roomId, viewer.userId);
+  async messages(roomId: string, viewer: Viewer, request: MessagesRequest): Promise<MessagesPage> {
+    await this.access.requireTimelineAccess(roomId, viewer.userId);
     const limit = clampLimit(request.limit ?? request.filter?.limit);
     const filter = request.filter ?? {};
     const backwards = request.dir === "b";
-    const from = request.from !== undefined ? parseStreamToken(request.from, "from") : backwards ? this.store.maxStreamOrdering() : 0;
+    const from = request.from !== undefined ? parseStreamToken(request.from, "from") : backwards ? await this.store.maxStreamOrdering() : 0;
     const to = request.to !== undefined ? parseStreamToken(request.to, "to") : undefined;
 
     const chunk: ClientEvent[] = [];
@@ -231,12 +232,12 @@ export class RoomService {
     const batchSize = Math.min(MAX_MESSAGES_LIMIT, limit * 2);
     scan: while (chunk.length < limit) {
       const batch = backwards
-        ? this.store.roomEventsBackwards(roomId, position, Math.max(to ?? 0, 0), batchSize)
-        : this.store.roomEventsBetween(roomId, position, to ?? Number.MAX_SAFE_INTEGER, batchSize);
+        ? await this.store.roomEventsBackwards(roomId, position, Math.max(to ?? 0, 0), batchSize)
+        : await this.store.roomEventsBetween(roomId, position, to ?? Number.MAX_SAFE_INTEGER, batchSize);
       for (const stored of batch) {
         position = backwards ? stored.streamOrdering! - 1 : stored.streamOrdering!;
-        if (this.visibleAndWanted(viewer, stored, filter)) {
-          const event = this.formatter.format(stored, viewer);
+        if (await this.visibleAndWanted(viewer, stored, filter)) {
+          const event = await this.formatter.format(stored, viewer);
           if (event) chunk.push(event);
           if (chunk.length >= limit) break scan;
         }
@@ -252,48 +253,48 @@ export class RoomService {
   }
 
   /** GET /context/{eventId}: the event with visible events before and after it, and the state at the last one. */
-  context(roomId: string, viewer: Viewer, eventId: string, limit = DEFAULT_MESSAGES_LIMIT, filter: RoomEventFilter = {}): EventContext {
-    this.access.versionOf(roomId);
-    const stored = this.store.getEvent(eventId);
-    if (!stored || stored.roomId !== roomId || stored.streamOrdering === undefined || !this.access.canSee(viewer.userId, stored)) {
+  async context(roomId: string, viewer: Viewer, eventId: string, limit = DEFAULT_MESSAGES_LIMIT, filter: RoomEventFilter = {}): Promise<EventContext> {
+    await this.access.versionOf(roomId);
+    const stored = await this.store.getEvent(eventId);
+    if (!stored || stored.roomId !== roomId || stored.streamOrdering === undefined || !(await this.access.canSee(viewer.userId, stored))) {
       throw new MatrixError("M_NOT_FOUND", "Event not found");
     }
-    const event = this.formatter.format(stored, viewer)!;
+    const event = (await this.formatter.format(stored, viewer))!;
     const total = Math.min(limit, MAX_MESSAGES_LIMIT);
     const beforeLimit = Math.floor(total / 2);
     const afterLimit = total - beforeLimit;
-    const before = beforeLimit > 0 ? this.messages(roomId, viewer, { dir: "b", from: streamToken(stored.streamOrdering - 1), limit: beforeLimit, filter }) : undefined;
-    const after = afterLimit > 0 ? this.messages(roomId, viewer, { dir: "f", from: streamToken(stored.streamOrdering), limit: afterLimit, filter }) : undefined;
+    const before = beforeLimit > 0 ? await this.messages(roomId, viewer, { dir: "b", from: streamToken(stored.streamOrdering - 1), limit: beforeLimit, filter }) : undefined;
+    const after = afterLimit > 0 ? await this.messages(roomId, viewer, { dir: "f", from: streamToken(stored.streamOrdering), limit: afterLimit, filter }) : undefined;
     const eventsAfter = after?.chunk ?? [];
-    const last = eventsAfter.length ? this.store.getEvent(eventsAfter[eventsAfter.length - 1]!.event_id)! : stored;
-    const stateIds = last.stateSnapshot === undefined ? [] : [...this.store.stateAt(last.stateSnapshot).values()];
+    const last = eventsAfter.length ? (await this.store.getEvent(eventsAfter[eventsAfter.length - 1]!.event_id))! : stored;
+    const stateIds = last.stateSnapshot === undefined ? [] : [...(await this.store.stateAt(last.stateSnapshot)).values()];
     return {
-      start: before?.end ?? streamToken(before?.chunk.length ? this.orderingOf(before.chunk[before.chunk.length - 1]!) - 1 : stored.streamOrdering - 1),
-      end: after?.end ?? streamToken(eventsAfter.length ? this.orderingOf(eventsAfter[eventsAfter.length - 1]!) : stored.streamOrdering),
+      start: before?.end ?? streamToken(before?.chunk.length ? (await this.orderingOf(before.chunk[before.chunk.length - 1]!)) - 1 : stored.streamOrdering - 1),
+      end: after?.end ?? streamToken(eventsAfter.length ? await this.orderingOf(eventsAfter[eventsAfter.length - 1]!) : stored.streamOrdering),
       event,
       events_before: before?.chunk ?? [],
       events_after: eventsAfter,
-      state: this.formatIds(stateIds, viewer),
+      state: await this.formatIds(stateIds, viewer),
     };
   }
 
   /** Client events of the given ids, in order, skipping any that cannot be loaded. */
-  formatIds(ids: readonly string[], viewer?: Viewer): ClientEvent[] {
+  async formatIds(ids: readonly string[], viewer?: Viewer): Promise<ClientEvent[]> {
     const out: ClientEvent[] = [];
     for (const id of ids) {
-      const stored = this.store.getEvent(id);
-      const event = stored && this.formatter.format(stored, viewer);
+      const stored = await this.store.getEvent(id);
+      const event = stored && (await this.formatter.format(stored, viewer));
       if (event) out.push(event);
     }
     return out;
   }
 
-  private orderingOf(event: ClientEvent): number {
-    return this.store.getEvent(event.event_id)?.streamOrdering ?? 0;
+  private async orderingOf(event: ClientEvent): Promise<number> {
+    return (await this.store.getEvent(event.event_id))?.streamOrdering ?? 0;
   }
 
-  private visibleAndWanted(viewer: Viewer, stored: StoredEvent, filter: RoomEventFilter): boolean {
-    if (!filterAllows(filter, stored, () => (this.engine.loadEvent(stored.eventId)?.event.content ?? {}) as Record<string, unknown>)) return false;
+  private async visibleAndWanted(viewer: Viewer, stored: StoredEvent, filter: RoomEventFilter): Promise<boolean> {
+    if (!(await filterAllowsLoading(filter, stored, async () => ((await this.engine.loadEvent(stored.eventId))?.event.content ?? {}) as Record<string, unknown>))) return false;
     return this.access.canSee(viewer.userId, stored);
   }
 
@@ -302,13 +303,17 @@ export class RoomService {
    * database transaction (through `recordWith`), so a crash can never keep the event and lose the
    * id, which would let a retry store the event twice.
    */
-  private async once(requester: Required<Viewer>, txnId: string, roomId: string, run: (recordWith: (eventId: string) => void) => Promise<string>): Promise<string> {
+  private async once(requester: Required<Viewer>, txnId: string, roomId: string, run: (recordWith: (eventId: string) => Promise<void>) => Promise<string>): Promise<string> {
     const key = `${requester.userId}\u0000${requester.deviceId}\u0000${txnId}`;
-    const done = this.clientStore.transactionEvent(requester.userId, requester.deviceId, txnId);
-    if (done !== undefined) return done;
     const pending = this.inFlight.get(key);
     if (pending) return pending;
-    const promise = run((eventId) => this.clientStore.recordTransaction(requester.userId, requester.deviceId, txnId, roomId, eventId, this.clock.now()));
+    // Registered before the first await, so that a retry arriving while the stored txnId is being
+    // looked up joins this attempt instead of sending a second event.
+    const promise = (async () => {
+      const done = await this.clientStore.transactionEvent(requester.userId, requester.deviceId, txnId);
+      if (done !== undefined) return done;
+      return run((eventId) => this.clientStore.recordTransaction(requester.userId, requester.deviceId, txnId, roomId, eventId, this.clock.now()));
+    })();
     this.inFlight.set(key, promise);
     try {
       return await promise;
@@ -321,12 +326,12 @@ export class RoomService {
     if (Buffer.byteLength(JSON.stringify(content)) > MAX_CONTENT_BYTES) throw new MatrixError("M_TOO_LARGE", "Event content is too large");
   }
 
-  private async sendChecked(roomId: string, input: Parameters<RoomEngine["sendEvent"]>[1], explain: () => string | undefined): Promise<string> {
+  private async sendChecked(roomId: string, input: Parameters<RoomEngine["sendEvent"]>[1], explain: () => Promise<string | undefined>): Promise<string> {
     try {
       return (await this.engine.sendEvent(roomId, input)).eventId;
     } catch (error) {
       if (error instanceof MatrixError && error.errcode === "M_FORBIDDEN") {
-        const message = explain();
+        const message = await explain();
         if (message) throw new MatrixError("M_FORBIDDEN", message);
       }
       throw error;
@@ -334,10 +339,10 @@ export class RoomService {
   }
 
   /** Why sending an event of `type` was refused, in the user's terms. */
-  private explainSend(roomId: string, userId: string, type: string, isState: boolean): string | undefined {
-    if (this.access.membership(roomId, userId) !== "join") return "You are not in this room";
-    const lookup = this.access.currentAuthState(roomId);
-    const version = this.access.versionOf(roomId);
+  private async explainSend(roomId: string, userId: string, type: string, isState: boolean): Promise<string | undefined> {
+    if ((await this.access.membership(roomId, userId)) !== "join") return "You are not in this room";
+    const lookup = await this.access.currentAuthState(roomId);
+    const version = await this.access.versionOf(roomId);
     if (userPowerLevel(userId, lookup, version) < eventSendLevel(type, isState, lookup, version)) {
       return `You do not have permission to send ${type} events in this room`;
     }

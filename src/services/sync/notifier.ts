@@ -14,7 +14,7 @@ export interface NotifierSources {
   onReceipt(listener: (roomId: string) => void): void;
   onAccountData(listener: (userId: string) => void): void;
   /** Current memberships in a room: user id -> membership. */
-  memberships(roomId: string): ReadonlyMap<string, string>;
+  memberships(roomId: string): Promise<ReadonlyMap<string, string>>;
 }
 
 /** One pending wait: its promise settles once, and `cancel` releases it without waking anything. */
@@ -92,14 +92,26 @@ export class SyncNotifier implements Service {
     this.waiting.clear();
   }
 
+  /**
+   * Wakes the waiting users whose membership is in `audience`. The sources call this without waiting
+   * for it (a write need not wait for the wake-ups it causes). A wait registered while the
+   * memberships are read computes after the change anyway, so it misses nothing.
+   */
   private wakeRoom(roomId: string, audience: ReadonlySet<string>, alsoUser?: string): void {
     if (this.waiting.size === 0) return;
     if (alsoUser !== undefined) this.wake(alsoUser);
-    const memberships = this.sources.memberships(roomId);
-    for (const userId of [...this.waiting.keys()]) {
-      const membership = memberships.get(userId);
-      if (membership !== undefined && audience.has(membership)) this.wake(userId);
-    }
+    void this.sources.memberships(roomId).then(
+      (memberships) => {
+        for (const userId of [...this.waiting.keys()]) {
+          const membership = memberships.get(userId);
+          if (membership !== undefined && audience.has(membership)) this.wake(userId);
+        }
+      },
+      // Without the memberships, wake every wait: each recomputes and keeps waiting when nothing is new for it.
+      () => {
+        for (const userId of [...this.waiting.keys()]) this.wake(userId);
+      },
+    );
   }
 }
 

@@ -2,7 +2,7 @@
 // /sync applies: which rooms, the timeline limit and event filters, the state filter with
 // lazy-loaded members, include_leave, and type filters on account data.
 import type { Filter } from "../accounts/filter-service";
-import { filterAllows, type RoomEventFilter } from "../rooms/room-event-filter";
+import { filterAllows, filterAllowsLoading, type RoomEventFilter } from "../rooms/room-event-filter";
 import type { StoredEvent } from "../../storage/stores";
 
 export const DEFAULT_TIMELINE_LIMIT = 10;
@@ -26,7 +26,8 @@ export interface SyncFilter {
 
 export interface SectionFilter {
   includesRoom(roomId: string): boolean;
-  allows(event: StoredEvent, content: () => Record<string, unknown>): boolean;
+  /** `content` is called only when the filter needs it (contains_url). */
+  allows(event: StoredEvent, content: () => Promise<Record<string, unknown>>): Promise<boolean>;
   allowsType(type: string): boolean;
 }
 
@@ -40,7 +41,7 @@ function section(part: RoomFilterPart | undefined): SectionFilter {
   };
   return {
     includesRoom: (roomId) => !part?.not_rooms?.includes(roomId) && (part?.rooms === undefined || part.rooms.includes(roomId)),
-    allows: (event, content) => filterAllows(f, event, content),
+    allows: (event, content) => filterAllowsLoading(f, event, content),
     allowsType: (type) => filterAllows({ types: f.types, not_types: f.not_types }, { type } as StoredEvent, () => ({})),
   };
 }

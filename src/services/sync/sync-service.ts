@@ -3,8 +3,12 @@
 // at the timeline's start when limited), invites, knocks, leaves, typing, receipts and account data.
 // A sync with a timeout waits on the notifier until something concerns the user.
 //
-// Everything one answer reads is read synchronously (the stores are synchronous), so the positions
-// in next_batch and the data returned always agree.
+// One answer first reads the positions it will put in next_batch, then the data. Writes may land
+// in between, so the data is taken as of those positions where it can be: timelines, receipts and
+// account data are cut there, the user's rooms are listed with their membership at the event
+// position, and a member event of the user written later waits for the next sync. What cannot be
+// cut (a room's current state) may run ahead of the token: a change can then come twice, never
+// not at all.
 import { randomBytes } from "node:crypto";
 import { MatrixError } from "../../protocol/errors";
 import type { JsonObject } from "../../protocol/json";
@@ -24,6 +28,8 @@ import { formatSyncToken, parseSyncToken, type SyncPosition } from "./sync-token
 
 /** The longest a sync may wait; a longer timeout is cut to this. */
 export const MAX_SYNC_TIMEOUT_MS = 120_000;
+/** How often /sync reads the user's room lists when events keep landing meanwhile, before it takes the last reading. */
+const ROOM_LIST_READS = 3;
 /** The most events one timeline scan reads before calling the timeline limited (restrictive filters on long histories). */
 const MAX_SCANNED_EVENTS = 5000;
 
@@ -102,7 +108,7 @@ interface SyncContext {
   fullState: boolean;
   filter: SyncFilter;
   /** All of the user's account data, read once when a newly joined room needs it. */
-  allAccountData?: ReturnType<AccountDataService["since"]>;
+  allAccountData?: Awaited<ReturnType<AccountDataService["since"]>>;
 }
 
 interface TimelineSlice {
@@ -123,7 +129,7 @@ export class SyncService {
 
   async sync(request: SyncRequest): Promise<SyncResponse> {
     const since = request.since === undefined ? undefined : parseSyncToken(request.since);
-    const filter = syncFilter(this.resolveFilter(request.userId, request.filter));
+    const filter = syncFilter(await this.resolveFilter(request.userId, request.filter));
     const fullState = request.fullState === true;
     // full_state answers at once; so does an initial sync (there is always something to say).
     const timeout = since === undefined || fullState ? 0 : Math.max(0, Math.min(MAX_SYNC_TIMEOUT_MS, request.timeoutMs ?? 0));
@@ -135,7 +141,7 @@ export class SyncService {
     for (;;) {
       // Register before computing, so that a change landing in between wakes this wait.
       const waiter = this.deps.notifier.waitFor(request.userId, deadline - performance.now(), request.signal);
-      const response = compute();
+      const response = await compute();
       if (!isEmpty(response)) {
         waiter.cancel();
         return response;
@@ -147,22 +153,34 @@ export class SyncService {
   }
 
   /** The filter a request names: an uploaded one by id (400 M_INVALID_PARAM when unknown) or inline. */
-  private resolveFilter(userId: string, filter: string | Filter | undefined): Filter | undefined {
+  private async resolveFilter(userId: string, filter: string | Filter | undefined): Promise<Filter | undefined> {
     if (filter === undefined || typeof filter === "object") return filter;
     try {
-      return this.deps.filters.get(userId, userId, filter);
+      return await this.deps.filters.get(userId, userId, filter);
     } catch (error) {
       if (error instanceof MatrixError && error.errcode === "M_NOT_FOUND") throw new MatrixError("M_INVALID_PARAM", "No such filter");
       throw error;
     }
   }
 
-  private compute(viewer: Viewer & { userId: string }, since: SyncPosition | undefined, filter: SyncFilter, fullState: boolean): SyncResponse {
+  private async compute(viewer: Viewer & { userId: string }, since: SyncPosition | undefined, filter: SyncFilter, fullState: boolean): Promise<SyncResponse> {
     const { store, accountData, receipts, typing } = this.deps;
+    const userId = viewer.userId;
+    // Every position before any data (see the top of this file). The user's rooms by membership are
+    // read with the event position, and again when an event landed in between, so that the lists
+    // are those at that position (a membership change must be listed once, not zero times).
+    let events = await store.maxStreamOrdering();
+    let rooms = await this.roomsByMembership(userId);
+    for (let attempt = 1; attempt < ROOM_LIST_READS; attempt++) {
+      const after = await store.maxStreamOrdering();
+      if (after === events) break;
+      events = after;
+      rooms = await this.roomsByMembership(userId);
+    }
     const now: SyncPosition = {
-      events: store.maxStreamOrdering(),
-      accountData: accountData.maxStream(),
-      receipts: receipts.currentStreamId(),
+      events,
+      accountData: await accountData.maxStream(),
+      receipts: await receipts.currentStreamId(),
       typing: typing.currentSerial(),
       boot: this.boot,
     };
@@ -185,52 +203,89 @@ export class SyncService {
       device_one_time_keys_count: {},
     };
 
-    const changedData = accountData.since(viewer.userId, from?.accountData ?? 0);
+    const changedData = await this.accountDataUpTo(viewer.userId, from?.accountData ?? 0, now.accountData);
     for (const entry of changedData.global) {
       if (entry.type === "m.push_rules" && from === undefined) continue; // added fresh below
       if (filter.accountData.allowsType(entry.type)) response.account_data.events.push({ type: entry.type, content: entry.content });
     }
     if (from === undefined && filter.accountData.allowsType("m.push_rules")) {
-      response.account_data.events.push({ type: "m.push_rules", content: this.deps.pushRules.accountDataContent(viewer.userId) });
+      response.account_data.events.push({ type: "m.push_rules", content: await this.deps.pushRules.accountDataContent(viewer.userId) });
     }
 
-    const userId = viewer.userId;
-    for (const roomId of store.roomsWithMembership(userId, "join")) {
+    for (const roomId of rooms.join) {
       if (!filter.includesRoom(roomId)) continue;
-      const room = this.joinedRoom(ctx, roomId, changedData.rooms.get(roomId) ?? []);
+      const room = await this.joinedRoom(ctx, roomId, changedData.rooms.get(roomId) ?? []);
       if (room) response.rooms.join[roomId] = room;
     }
     for (const membership of ["invite", "knock"] as const) {
-      for (const roomId of store.roomsWithMembership(userId, membership)) {
+      for (const roomId of rooms[membership]) {
         if (!filter.includesRoom(roomId)) continue;
-        const events = this.strippedStateIfChanged(ctx, roomId);
+        const events = await this.strippedStateIfChanged(ctx, roomId);
         if (!events) continue;
         if (membership === "invite") response.rooms.invite[roomId] = { invite_state: { events } };
         else response.rooms.knock[roomId] = { knock_state: { events } };
       }
     }
-    for (const roomId of [...store.roomsWithMembership(userId, "leave"), ...store.roomsWithMembership(userId, "ban")]) {
-      if (!filter.includesRoom(roomId) || this.deps.clientStore.isForgotten(userId, roomId)) continue;
-      const room = this.leftRoom(ctx, roomId, changedData.rooms.get(roomId) ?? []);
+    for (const roomId of rooms.left) {
+      if (!filter.includesRoom(roomId) || (await this.deps.clientStore.isForgotten(userId, roomId))) continue;
+      const room = await this.leftRoom(ctx, roomId, changedData.rooms.get(roomId) ?? []);
       if (room) response.rooms.leave[roomId] = room;
     }
     return response;
   }
 
+  /** The user's rooms by current membership (left: leave and ban); a room read twice (it changed meanwhile) is listed once. */
+  private async roomsByMembership(userId: string): Promise<{ join: string[]; invite: string[]; knock: string[]; left: string[] }> {
+    const { store } = this.deps;
+    const seen = new Set<string>();
+    const once = (ids: string[]) => ids.filter((id) => !seen.has(id) && seen.add(id));
+    return {
+      join: once(await store.roomsWithMembership(userId, "join")),
+      invite: once(await store.roomsWithMembership(userId, "invite")),
+      knock: once(await store.roomsWithMembership(userId, "knock")),
+      left: once([...(await store.roomsWithMembership(userId, "leave")), ...(await store.roomsWithMembership(userId, "ban"))]),
+    };
+  }
+
+  /** Account data written in (sinceExclusive, untilInclusive]; a later write of an entry waits for the next sync. */
+  private async accountDataUpTo(userId: string, sinceExclusive: number, untilInclusive: number): Promise<Awaited<ReturnType<AccountDataService["since"]>>> {
+    const all = await this.deps.accountData.since(userId, sinceExclusive);
+    const upTo = <T extends { streamPosition: number }>(entries: T[]) => entries.filter((e) => e.streamPosition <= untilInclusive);
+    const rooms = new Map<string, (typeof all.global)[number][]>();
+    for (const [roomId, entries] of all.rooms) {
+      const kept = upTo(entries);
+      if (kept.length > 0) rooms.set(roomId, kept);
+    }
+    return { global: upTo(all.global), rooms };
+  }
+
+  /**
+   * The user's member event as of the answer's event position: the current one, or, when that was
+   * written after the position (it waits for the next sync), the one in the room's state there.
+   */
+  private async memberEventAtNow(ctx: SyncContext, roomId: string): Promise<StoredEvent | undefined> {
+    const { userId } = ctx.viewer;
+    const current = await this.currentMemberEvent(roomId, userId);
+    if (current?.streamOrdering === undefined || current.streamOrdering <= ctx.now.events) return current;
+    const snapshot = await this.snapshotAt(roomId, ctx.now.events);
+    const id = snapshot === undefined ? undefined : await this.deps.store.stateEntryAt(snapshot, "m.room.member", userId);
+    return id === undefined ? undefined : this.deps.store.getEvent(id);
+  }
+
   // ------------------------------------------------------------------------------------------------
   // Rooms
 
-  private joinedRoom(ctx: SyncContext, roomId: string, changedRoomData: { type: string; content: Record<string, unknown> }[]): JoinedRoomSync | undefined {
+  private async joinedRoom(ctx: SyncContext, roomId: string, changedRoomData: { type: string; content: Record<string, unknown> }[]): Promise<JoinedRoomSync | undefined> {
     const { userId } = ctx.viewer;
-    const member = this.currentMemberEvent(roomId, userId);
+    const member = await this.memberEventAtNow(ctx, roomId);
     const S = ctx.since?.events;
     // Joined after `since` (and not joined at it): the room is new to the client — send it whole.
-    const newlyJoined = S !== undefined && (member?.streamOrdering ?? 0) > S && this.membershipAt(roomId, S, userId) !== "join";
+    const newlyJoined = S !== undefined && (member?.streamOrdering ?? 0) > S && (await this.membershipAt(roomId, S, userId)) !== "join";
     const full = S === undefined || ctx.fullState || newlyJoined;
     const timelineFrom = S === undefined || newlyJoined ? 0 : S;
 
-    const timeline = this.timeline(ctx, roomId, timelineFrom, ctx.now.events);
-    const state = this.stateEvents(ctx, roomId, timeline, full, S, () => this.deps.store.currentState(roomId), true);
+    const timeline = await this.timeline(ctx, roomId, timelineFrom, ctx.now.events);
+    const state = await this.stateEvents(ctx, roomId, timeline, full, S, () => this.deps.store.currentState(roomId), true);
 
     const ephemeral: JoinedRoomSync["ephemeral"]["events"] = [];
     if (ctx.filter.ephemeral.includesRoom(roomId)) {
@@ -240,11 +295,11 @@ export class SyncService {
         ephemeral.push({ type: "m.typing", content: { user_ids: typing.userIds } });
       }
       const receiptsSince = newlyJoined ? 0 : (ctx.since?.receipts ?? 0);
-      const receipts = this.deps.receipts.receiptsSince(roomId, receiptsSince, userId);
+      const receipts = await this.deps.receipts.receiptsSince(roomId, receiptsSince, userId, ctx.now.receipts);
       if (receipts && ctx.filter.ephemeral.allowsType("m.receipt")) ephemeral.push({ type: "m.receipt", content: receipts as unknown as JsonObject });
     }
 
-    const roomData = newlyJoined ? this.allRoomAccountData(ctx, roomId) : changedRoomData;
+    const roomData = newlyJoined ? await this.allRoomAccountData(ctx, roomId) : changedRoomData;
     const accountData = ctx.filter.roomAccountData.includesRoom(roomId)
       ? roomData.filter((e) => ctx.filter.roomAccountData.allowsType(e.type)).map((e) => ({ type: e.type, content: e.content }))
       : [];
@@ -252,57 +307,57 @@ export class SyncService {
     if (!full && timeline.events.length === 0 && state.length === 0 && ephemeral.length === 0 && accountData.length === 0) return undefined;
 
     const room: JoinedRoomSync = {
-      timeline: this.timelineJson(ctx, timeline, ctx.now.events),
-      state: { events: this.format(ctx, state) },
+      timeline: await this.timelineJson(ctx, timeline, ctx.now.events),
+      state: { events: await this.format(ctx, state) },
       ephemeral: { events: ephemeral },
       account_data: { events: accountData },
       unread_notifications: { notification_count: 0, highlight_count: 0 },
     };
     const membersChanged = full || [...timeline.events, ...state].some((e) => e.type === "m.room.member");
-    if (membersChanged) room.summary = this.summary(roomId, userId);
+    if (membersChanged) room.summary = await this.summary(roomId, userId);
     return room;
   }
 
-  private leftRoom(ctx: SyncContext, roomId: string, changedRoomData: { type: string; content: Record<string, unknown> }[]): LeftRoomSync | undefined {
+  private async leftRoom(ctx: SyncContext, roomId: string, changedRoomData: { type: string; content: Record<string, unknown> }[]): Promise<LeftRoomSync | undefined> {
     const { userId } = ctx.viewer;
     const S = ctx.since?.events;
-    const member = this.currentMemberEvent(roomId, userId);
+    const member = await this.memberEventAtNow(ctx, roomId);
     if (!member || member.streamOrdering === undefined) return undefined;
     // An initial (or full_state) sync lists left rooms only when the filter asks; an incremental one
     // always lists those left since.
     const leftSince = S !== undefined && member.streamOrdering > S;
     if (!leftSince && !((S === undefined || ctx.fullState) && ctx.filter.includeLeave)) return undefined;
 
-    const wasJoined = S !== undefined && this.membershipAt(roomId, S, userId) === "join";
+    const wasJoined = S !== undefined && (await this.membershipAt(roomId, S, userId)) === "join";
     const full = S === undefined || ctx.fullState || !wasJoined;
-    const timeline = this.timeline(ctx, roomId, wasJoined ? S! : 0, member.streamOrdering);
+    const timeline = await this.timeline(ctx, roomId, wasJoined ? S! : 0, member.streamOrdering);
     // Someone who never joined (a rejected invite, a withdrawn knock) gets no room state.
-    const hadJoined = this.deps.access.departureOf(roomId, userId) !== undefined;
+    const hadJoined = (await this.deps.access.departureOf(roomId, userId)) !== undefined;
     const state = hadJoined
-      ? this.stateEvents(ctx, roomId, timeline, full, S, () => (member.stateSnapshot === undefined ? new Map() : this.deps.store.stateAt(member.stateSnapshot)), false)
+      ? await this.stateEvents(ctx, roomId, timeline, full, S, async () => (member.stateSnapshot === undefined ? new Map() : this.deps.store.stateAt(member.stateSnapshot)), false)
       : [];
     const accountData = ctx.filter.roomAccountData.includesRoom(roomId)
       ? changedRoomData.filter((e) => ctx.filter.roomAccountData.allowsType(e.type)).map((e) => ({ type: e.type, content: e.content }))
       : [];
     return {
-      timeline: this.timelineJson(ctx, timeline, member.streamOrdering),
-      state: { events: this.format(ctx, state) },
+      timeline: await this.timelineJson(ctx, timeline, member.streamOrdering),
+      state: { events: await this.format(ctx, state) },
       account_data: { events: accountData },
     };
   }
 
   /** Stripped state plus the user's own member event, when it changed after `since` (or always, initially). */
-  private strippedStateIfChanged(ctx: SyncContext, roomId: string): StrippedState[] | undefined {
-    const member = this.currentMemberEvent(roomId, ctx.viewer.userId);
+  private async strippedStateIfChanged(ctx: SyncContext, roomId: string): Promise<StrippedState[] | undefined> {
+    const member = await this.memberEventAtNow(ctx, roomId);
     if (!member) return undefined;
     const S = ctx.since?.events;
     if (S !== undefined && !ctx.fullState && (member.streamOrdering ?? 0) <= S) return undefined;
     const events: StrippedState[] = [];
     for (const type of STRIPPED_STATE_TYPES) {
-      const event = this.deps.engine.currentStateEvent(roomId, type, "");
+      const event = await this.deps.engine.currentStateEvent(roomId, type, "");
       if (event) events.push({ type: event.type, state_key: event.state_key ?? "", sender: event.sender, content: event.content });
     }
-    const own = this.deps.engine.loadEvent(member.eventId)?.event;
+    const own = (await this.deps.engine.loadEvent(member.eventId))?.event;
     if (own) events.push({ type: own.type, state_key: own.state_key ?? "", sender: own.sender, content: own.content });
     return events;
   }
@@ -314,7 +369,7 @@ export class SyncService {
    * The newest `limit` events of (fromExclusive, toInclusive] the user may see and the timeline
    * filter lets through, oldest first; limited when there are more.
    */
-  private timeline(ctx: SyncContext, roomId: string, fromExclusive: number, toInclusive: number): TimelineSlice {
+  private async timeline(ctx: SyncContext, roomId: string, fromExclusive: number, toInclusive: number): Promise<TimelineSlice> {
     const section = ctx.filter.timeline;
     const limit = section.includesRoom(roomId) ? ctx.filter.timelineLimit : 0;
     const wanted: StoredEvent[] = [];
@@ -323,11 +378,11 @@ export class SyncService {
     let position = toInclusive;
     const batchSize = Math.min(1000, Math.max(20, (limit + 1) * 2));
     scan: for (;;) {
-      const batch = this.deps.store.roomEventsBackwards(roomId, position, fromExclusive, batchSize);
+      const batch = await this.deps.store.roomEventsBackwards(roomId, position, fromExclusive, batchSize);
       for (const stored of batch) {
         position = stored.streamOrdering! - 1;
         scanned++;
-        if (this.wantedInTimeline(ctx, section, stored)) {
+        if (await this.wantedInTimeline(ctx, section, stored)) {
           wanted.push(stored);
           if (wanted.length > limit) break scan;
         } else skipped = true;
@@ -342,16 +397,16 @@ export class SyncService {
     return { events: wanted.slice(0, limit).reverse(), limited, complete: !limited && !skipped };
   }
 
-  private wantedInTimeline(ctx: SyncContext, section: SectionFilter, stored: StoredEvent): boolean {
-    if (!section.allows(stored, () => this.contentOf(stored))) return false;
+  private async wantedInTimeline(ctx: SyncContext, section: SectionFilter, stored: StoredEvent): Promise<boolean> {
+    if (!(await section.allows(stored, () => this.contentOf(stored)))) return false;
     return this.deps.access.canSee(ctx.viewer.userId, stored);
   }
 
-  private timelineJson(ctx: SyncContext, timeline: TimelineSlice, end: number): JoinedRoomSync["timeline"] {
+  private async timelineJson(ctx: SyncContext, timeline: TimelineSlice, end: number): Promise<JoinedRoomSync["timeline"]> {
     const first = timeline.events[0];
     // prev_batch: a /messages token just before the first event (backwards from it: older events).
     const prevBatch = first?.streamOrdering !== undefined ? streamToken(first.streamOrdering - 1) : streamToken(end);
-    return { events: this.format(ctx, timeline.events), limited: timeline.limited, prev_batch: prevBatch };
+    return { events: await this.format(ctx, timeline.events), limited: timeline.limited, prev_batch: prevBatch };
   }
 
   /**
@@ -361,38 +416,41 @@ export class SyncService {
    * lazy-loaded members, only the members of the timeline's senders (and, in full, the user's own)
    * — but every membership change in the gap.
    */
-  private stateEvents(
+  private async stateEvents(
     ctx: SyncContext,
     roomId: string,
     timeline: TimelineSlice,
     full: boolean,
     since: number | undefined,
-    endState: () => Map<string, string>,
+    readEndState: () => Promise<Map<string, string>>,
     current: boolean,
-  ): StoredEvent[] {
+  ): Promise<StoredEvent[]> {
     const section = ctx.filter.state;
     if (!section.includesRoom(roomId)) return [];
     const { store } = this.deps;
+    // Read once: every use below sees the same state.
+    let endStateRead: Promise<Map<string, string>> | undefined;
+    const endState = () => (endStateRead ??= readEndState());
     const inTimeline = new Set(timeline.events.map((e) => e.eventId));
     const first = timeline.events[0];
-    const startSnapshot = first ? this.snapshotAt(roomId, first.streamOrdering! - 1) : undefined;
-    const start = (): Map<string, string> => (first ? (startSnapshot === undefined ? new Map() : store.stateAt(startSnapshot)) : endState());
+    const startSnapshot = first ? await this.snapshotAt(roomId, first.streamOrdering! - 1) : undefined;
+    const start = async (): Promise<Map<string, string>> => (first ? (startSnapshot === undefined ? new Map() : store.stateAt(startSnapshot)) : endState());
 
     let ids: string[] = [];
     let gap = new Set<string>();
     if (full) {
-      const startState = start();
-      ids = stateChanges(startState, first ? endState() : startState, new Map(), inTimeline);
+      const startState = await start();
+      ids = stateChanges(startState, first ? await endState() : startState, new Map(), inTimeline);
     } else if (!timeline.complete) {
-      const previousSnapshot = this.snapshotAt(roomId, since!);
-      const previous = previousSnapshot === undefined ? new Map<string, string>() : store.stateAt(previousSnapshot);
-      const startState = start();
+      const previousSnapshot = await this.snapshotAt(roomId, since!);
+      const previous = previousSnapshot === undefined ? new Map<string, string>() : await store.stateAt(previousSnapshot);
+      const startState = await start();
       // The state at the end matters only where no timeline event explains a change (a filtered-out event, a fork).
-      ids = stateChanges(startState, current ? endState() : startState, previous, inTimeline);
+      ids = stateChanges(startState, current ? await endState() : startState, previous, inTimeline);
       gap = new Set(ids);
     }
 
-    let events = [...store.getEvents(ids).values()];
+    let events = [...(await store.getEvents(ids)).values()];
     if (ctx.filter.lazyLoadMembers) {
       const senders = new Set(timeline.events.map((e) => e.sender));
       if (full) senders.add(ctx.viewer.userId);
@@ -400,38 +458,40 @@ export class SyncService {
       const have = new Set(events.filter((e) => e.type === "m.room.member").map((e) => e.stateKey));
       for (const sender of senders) {
         if (have.has(sender)) continue;
-        const id = first ? (startSnapshot === undefined ? undefined : store.stateEntryAt(startSnapshot, "m.room.member", sender)) : endState().get(`m.room.member\u0000${sender}`);
-        const stored = id === undefined || inTimeline.has(id) ? undefined : store.getEvent(id);
+        const id = first ? (startSnapshot === undefined ? undefined : await store.stateEntryAt(startSnapshot, "m.room.member", sender)) : (await endState()).get(`m.room.member\u0000${sender}`);
+        const stored = id === undefined || inTimeline.has(id) ? undefined : await store.getEvent(id);
         if (stored) events.push(stored);
       }
     }
-    return events.filter((e) => section.allows(e, () => this.contentOf(e))).sort((a, b) => (a.streamOrdering ?? 0) - (b.streamOrdering ?? 0));
+    const allowed: StoredEvent[] = [];
+    for (const e of events) if (await section.allows(e, () => this.contentOf(e))) allowed.push(e);
+    return allowed.sort((a, b) => (a.streamOrdering ?? 0) - (b.streamOrdering ?? 0));
   }
 
   /** The state snapshot of the room at a stream position: after its last event at or before it. */
-  private snapshotAt(roomId: string, position: number): number | undefined {
+  private async snapshotAt(roomId: string, position: number): Promise<number | undefined> {
     if (position <= 0) return undefined;
-    return this.deps.store.roomEventsBackwards(roomId, position, 0, 1)[0]?.stateSnapshot;
+    return (await this.deps.store.roomEventsBackwards(roomId, position, 0, 1))[0]?.stateSnapshot;
   }
 
-  private membershipAt(roomId: string, position: number, userId: string): string | undefined {
-    const snapshot = this.snapshotAt(roomId, position);
+  private async membershipAt(roomId: string, position: number, userId: string): Promise<string | undefined> {
+    const snapshot = await this.snapshotAt(roomId, position);
     if (snapshot === undefined) return undefined;
-    const id = this.deps.store.stateEntryAt(snapshot, "m.room.member", userId);
-    const membership = id === undefined ? undefined : this.deps.engine.loadEvent(id)?.event.content.membership;
+    const id = await this.deps.store.stateEntryAt(snapshot, "m.room.member", userId);
+    const membership = id === undefined ? undefined : (await this.deps.engine.loadEvent(id))?.event.content.membership;
     return typeof membership === "string" ? membership : undefined;
   }
 
-  private currentMemberEvent(roomId: string, userId: string): StoredEvent | undefined {
-    const id = this.deps.store.currentStateEvent(roomId, "m.room.member", userId);
+  private async currentMemberEvent(roomId: string, userId: string): Promise<StoredEvent | undefined> {
+    const id = await this.deps.store.currentStateEvent(roomId, "m.room.member", userId);
     return id === undefined ? undefined : this.deps.store.getEvent(id);
   }
 
-  private summary(roomId: string, userId: string): NonNullable<JoinedRoomSync["summary"]> {
+  private async summary(roomId: string, userId: string): Promise<NonNullable<JoinedRoomSync["summary"]>> {
     let joined = 0;
     let invited = 0;
     const heroes: string[] = [];
-    for (const [member, membership] of this.deps.store.currentMemberships(roomId)) {
+    for (const [member, membership] of await this.deps.store.currentMemberships(roomId)) {
       if (membership === "join") joined++;
       else if (membership === "invite") invited++;
       else continue;
@@ -440,20 +500,20 @@ export class SyncService {
     return { "m.heroes": heroes.sort().slice(0, 5), "m.joined_member_count": joined, "m.invited_member_count": invited };
   }
 
-  private allRoomAccountData(ctx: SyncContext, roomId: string): { type: string; content: Record<string, unknown> }[] {
-    ctx.allAccountData ??= this.deps.accountData.since(ctx.viewer.userId, 0);
+  private async allRoomAccountData(ctx: SyncContext, roomId: string): Promise<{ type: string; content: Record<string, unknown> }[]> {
+    ctx.allAccountData ??= await this.accountDataUpTo(ctx.viewer.userId, 0, ctx.now.accountData);
     return ctx.allAccountData.rooms.get(roomId) ?? [];
   }
 
-  private contentOf(stored: StoredEvent): Record<string, unknown> {
-    return (this.deps.engine.loadEvent(stored.eventId)?.event.content ?? {}) as Record<string, unknown>;
+  private async contentOf(stored: StoredEvent): Promise<Record<string, unknown>> {
+    return ((await this.deps.engine.loadEvent(stored.eventId))?.event.content ?? {}) as Record<string, unknown>;
   }
 
   /** Client events without room_id (client_event_without_room_id.yaml). */
-  private format(ctx: SyncContext, events: readonly StoredEvent[]): SyncEvent[] {
+  private async format(ctx: SyncContext, events: readonly StoredEvent[]): Promise<SyncEvent[]> {
     const out: SyncEvent[] = [];
     for (const stored of events) {
-      const event = this.formatter.format(stored, ctx.viewer);
+      const event = await this.formatter.format(stored, ctx.viewer);
       if (!event) continue;
       const { room_id: _roomId, ...rest } = event;
       out.push(rest);

@@ -34,7 +34,7 @@ describe("shared-secret registration", () => {
     expect(who.body.user_id).toBe("@admin1:admin.example");
     const { Tokens, resolve } = await import("../../../src/di/tokens");
     const db = resolve(server.container, Tokens.Database);
-    expect(db.prepare<{ is_admin: number }>("SELECT is_admin FROM users WHERE user_id = ?").get("@admin1:admin.example")?.is_admin).toBe(1);
+    expect((await db.get<{ is_admin: number }>("SELECT is_admin FROM users WHERE user_id = ?", "@admin1:admin.example"))?.is_admin).toBe(1);
     const profile = await request(server, "GET", "/_matrix/client/v3/profile/@admin1:admin.example");
     expect(profile.body.displayname).toBe("The Admin");
     const login = await request(server, "POST", "/_matrix/client/v3/login", { type: "m.login.password", identifier: { type: "m.id.user", user: "admin1" }, password: "pw" });
@@ -47,7 +47,7 @@ describe("shared-secret registration", () => {
     expect(r.status).toBe(200);
     expect(r.body.user_id).toBe("@bot:admin.example");
     const { Tokens, resolve } = await import("../../../src/di/tokens");
-    expect(resolve(server.container, Tokens.Database).prepare<{ is_admin: number }>("SELECT is_admin FROM users WHERE user_id = ?").get("@bot:admin.example")?.is_admin).toBe(0);
+    expect((await resolve(server.container, Tokens.Database).get<{ is_admin: number }>("SELECT is_admin FROM users WHERE user_id = ?", "@bot:admin.example"))?.is_admin).toBe(0);
   });
 
   test("a wrong MAC is 403; a nonce is single-use; unknown and expired nonces are 400", async () => {

@@ -98,21 +98,21 @@ describe("account data", () => {
     const service = resolve(server.container, Tokens.AccountData);
     const heard: number[] = [];
     const off = service.onChange((_u, _r, _t, position) => void heard.push(position));
-    const start = service.maxStream();
+    const start = await service.maxStream();
     await request(server, "PUT", globalPath(bob.userId, "org.example.a"), { n: 1 }, bearer(bob.token));
     await request(server, "PUT", roomPath(bob.userId, "!r1:ad.example", "org.example.b"), { n: 2 }, bearer(bob.token));
     await request(server, "PUT", globalPath(bob.userId, "org.example.a"), { n: 3 }, bearer(bob.token));
     off();
-    expect(service.maxStream()).toBe(start + 3);
+    expect(await service.maxStream()).toBe(start + 3);
     expect(heard).toEqual([start + 1, start + 2, start + 3]);
 
-    const all = service.since(bob.userId, 0);
+    const all = await service.since(bob.userId, 0);
     expect(all.global.map((e) => [e.type, e.content])).toEqual([["org.example.a", { n: 3 }]]);
     expect(all.rooms.get("!r1:ad.example")?.map((e) => [e.type, e.content, e.roomId])).toEqual([["org.example.b", { n: 2 }, "!r1:ad.example"]]);
-    const later = service.since(bob.userId, start + 2);
+    const later = await service.since(bob.userId, start + 2);
     expect(later.global.map((e) => e.streamPosition)).toEqual([start + 3]);
     expect(later.rooms.size).toBe(0);
     // Another user's writes do not show up in bob's stream.
-    expect(service.since(bob.userId, 0).global.some((e) => e.type === "org.example.settings")).toBe(false);
+    expect((await service.since(bob.userId, 0)).global.some((e) => e.type === "org.example.settings")).toBe(false);
   });
 });

@@ -33,7 +33,7 @@ describe("registration", () => {
     expect(r.status).toBe(200);
     expect(r.body).toMatchObject({ user_id: "@nio:acct.example", home_server: "acct.example" });
     const { Tokens, resolve } = await import("../../../src/di/tokens");
-    const device = resolve(server.container, Tokens.Accounts).device("@nio:acct.example", r.body.device_id);
+    const device = await resolve(server.container, Tokens.Accounts).device("@nio:acct.example", r.body.device_id);
     expect(device?.displayName).toBe("nio phone");
   });
 
@@ -125,7 +125,7 @@ describe("login, whoami, logout", () => {
     const r = await register("hashcheck");
     const { Tokens, resolve } = await import("../../../src/di/tokens");
     const db = resolve(server.container, Tokens.Database);
-    const rows = db.prepare<{ token_hash: string }>("SELECT token_hash FROM access_tokens").all();
+    const rows = await db.all<{ token_hash: string }>("SELECT token_hash FROM access_tokens");
     expect(rows.length).toBeGreaterThan(0);
     expect(rows.some((row) => row.token_hash === r.body.access_token)).toBe(false);
   });

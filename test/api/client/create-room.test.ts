@@ -67,14 +67,14 @@ describe("POST /createRoom", () => {
       (rooms as any).clientStore,
       resolve(server.container, Tokens.RoomAccess),
       { now: () => Date.now() },
-      { serverName: "create.example", userExists: () => true, profileOf: () => ({ displayname: "Alice A.", avatar_url: "mxc://create.example/a" }) },
+      { serverName: "create.example", userExists: async () => true, profileOf: async () => ({ displayname: "Alice A.", avatar_url: "mxc://create.example/a" }) },
     );
     const roomId = await withProfile.createRoom({ creator: alice.userId });
     expect(await stateContent(alice, roomId, "m.room.member", alice.userId)).toEqual({ membership: "join", displayname: "Alice A.", avatar_url: "mxc://create.example/a" });
   });
 
   test("bad input is refused and stores nothing", async () => {
-    const before = resolve(server.container, Tokens.RoomEventStore).maxStreamOrdering();
+    const before = await resolve(server.container, Tokens.RoomEventStore).maxStreamOrdering();
     await alice.fails("POST", "/createRoom", { room_version: "99" }, 400, "M_UNSUPPORTED_ROOM_VERSION");
     await alice.fails("POST", "/createRoom", { preset: "open" }, 400, "M_BAD_JSON");
     await alice.fails("POST", "/createRoom", { initial_state: [{ type: "x" }] }, 400, "M_MISSING_PARAM");
@@ -85,7 +85,7 @@ describe("POST /createRoom", () => {
     // An override that leaves the creator unable to send the rest: refused whole, nothing stored.
     const refused = await alice.fails("POST", "/createRoom", { name: "x", power_level_content_override: { users: { [alice.userId]: 0 }, state_default: 50 } }, 400, "M_INVALID_ROOM_STATE");
     expect(refused.error).toContain("m.room.join_rules");
-    expect(resolve(server.container, Tokens.RoomEventStore).maxStreamOrdering()).toBe(before);
+    expect(await resolve(server.container, Tokens.RoomEventStore).maxStreamOrdering()).toBe(before);
     const unauthenticated = await alice.server.app.handle(new Request("http://localhost/_matrix/client/v3/createRoom", { method: "POST", body: "{}" }));
     expect(unauthenticated.status).toBe(401);
   });

@@ -22,8 +22,9 @@ afterAll(() => server.stop());
 
 const aliasPath = (alias: string, prefix = V3) => `${prefix}/directory/room/${enc(alias)}`;
 const streamPosition = () => resolve(server.container, Tokens.RoomEventStore).maxStreamOrdering();
-const roomCount = () => (resolve(server.container, Tokens.Database).prepare("SELECT count(*) AS n FROM rooms").get() as { n: number }).n;
-const aliasCount = () => (resolve(server.container, Tokens.Database).prepare("SELECT count(*) AS n FROM room_aliases").get() as { n: number }).n;
+const count = async (table: string) => (await resolve(server.container, Tokens.Database).get<{ n: number }>(`SELECT count(*) AS n FROM ${table}`))!.n;
+const roomCount = () => count("rooms");
+const aliasCount = () => count("room_aliases");
 const stateContent = (c: TestClient, roomId: string, type: string) => c.ok("GET", `/rooms/${enc(roomId)}/state/${type}/`);
 
 /** GET /directory/room/{alias} without an access token, checked against the spec. */
@@ -55,7 +56,7 @@ describe("PUT/GET/DELETE /directory/room/{roomAlias}", () => {
   test("an alias that exists is 409; bad and foreign aliases 400; bad bodies 400; all store nothing", async () => {
     const roomId = await alice.createRoom();
     await alice.ok("PUT", aliasPath(`#taken:${SERVER}`), { room_id: roomId });
-    const before = aliasCount();
+    const before = await aliasCount();
     const conflict = await alice.fails("PUT", aliasPath(`#taken:${SERVER}`), { room_id: roomId }, 409, "M_UNKNOWN");
     expect(conflict.error).toContain("already exists");
     await alice.fails("PUT", aliasPath(`#elsewhere:other.example`), { room_id: roomId }, 400, "M_INVALID_PARAM");
@@ -66,7 +67,7 @@ describe("PUT/GET/DELETE /directory/room/{roomAlias}", () => {
     await alice.fails("PUT", aliasPath(`#ok:${SERVER}`), {}, 400, "M_MISSING_PARAM");
     await alice.fails("PUT", aliasPath(`#ok:${SERVER}`), { room_id: 7 }, 400, "M_BAD_JSON");
     await alice.fails("PUT", aliasPath(`#ok:${SERVER}`), { room_id: `!unknown:${SERVER}` }, 404, "M_NOT_FOUND");
-    expect(aliasCount()).toBe(before);
+    expect(await aliasCount()).toBe(before);
     // GET: malformed 400, unknown 404, another server's alias 404 until federation.
     expect((await lookup("#nocolon")).body.errcode).toBe("M_INVALID_PARAM");
     expect((await lookup(`#nothing:${SERVER}`)).status).toBe(404);
@@ -137,12 +138,12 @@ describe("createRoom room_alias_name", () => {
 
   test("a taken alias is 400 M_ROOM_IN_USE before anything is stored; invalid local parts 400 M_INVALID_PARAM", async () => {
     await alice.createRoom({ room_alias_name: "once" });
-    const [rooms, position, aliases] = [roomCount(), streamPosition(), aliasCount()];
+    const [rooms, position, aliases] = [await roomCount(), await streamPosition(), await aliasCount()];
     await bob.fails("POST", "/createRoom", { room_alias_name: "once" }, 400, "M_ROOM_IN_USE");
     await bob.fails("POST", `${R0}/createRoom`, { room_alias_name: "once" }, 400, "M_ROOM_IN_USE");
     for (const bad of ["", "a:b", "with space", "x\u0000y"]) await bob.fails("POST", "/createRoom", { room_alias_name: bad }, 400, "M_INVALID_PARAM");
     await bob.fails("POST", "/createRoom", { room_alias_name: 5 }, 400, "M_BAD_JSON");
-    expect([roomCount(), streamPosition(), aliasCount()]).toEqual([rooms, position, aliases]);
+    expect([await roomCount(), await streamPosition(), await aliasCount()]).toEqual([rooms, position, aliases]);
   });
 
   test("when the room itself is refused, the alias stays free", async () => {
@@ -153,11 +154,11 @@ describe("createRoom room_alias_name", () => {
   });
 
   test("two concurrent createRooms with one alias: one room wins, the other stores nothing", async () => {
-    const [rooms, aliases] = [roomCount(), aliasCount()];
+    const [rooms, aliases] = [await roomCount(), await aliasCount()];
     const results = await Promise.all([alice.call("POST", "/createRoom", { room_alias_name: "race" }), bob.call("POST", "/createRoom", { room_alias_name: "race" })]);
     expect(results.map((r) => r.status).sort()).toEqual([200, 400]);
     expect(results.find((r) => r.status === 400)!.body.errcode).toBe("M_ROOM_IN_USE");
-    expect([roomCount(), aliasCount()]).toEqual([rooms + 1, aliases + 1]);
+    expect([await roomCount(), await aliasCount()]).toEqual([rooms + 1, aliases + 1]);
   });
 });
 
@@ -172,13 +173,13 @@ describe("POST /join/{roomIdOrAlias} by alias", () => {
 
   test("unknown and foreign aliases 404, bad aliases and via 400, invite-only rooms 403 — nothing stored", async () => {
     const privateRoom = await alice.createRoom({ room_alias_name: "private-join" });
-    const before = streamPosition();
+    const before = await streamPosition();
     await bob.fails("POST", `/join/${enc(`#nope:${SERVER}`)}`, {}, 404, "M_NOT_FOUND");
     await bob.fails("POST", `/join/${enc("#remote:other.example")}?via=other.example`, {}, 404, "M_NOT_FOUND");
     await bob.fails("POST", `/join/${enc("#bad")}`, {}, 400, "M_INVALID_PARAM");
     await bob.fails("POST", `/join/${enc(`#joinme:${SERVER}`)}?via=${enc("bad server")}`, {}, 400, "M_INVALID_PARAM");
     await bob.fails("POST", `/join/${enc(`#private-join:${SERVER}`)}`, {}, 403, "M_FORBIDDEN");
-    expect(streamPosition()).toBe(before);
+    expect(await streamPosition()).toBe(before);
     expect(privateRoom).toMatch(/^!/);
   });
 

@@ -183,12 +183,12 @@ describe("unsigned.knock_room_state", () => {
     const { Tokens, resolve } = await import("../../../src/di/tokens");
     const store = resolve(server.container, Tokens.RoomEventStore);
     const formatter = resolve(server.container, Tokens.Rooms).formatter;
-    const knock = store.getEvent(store.currentStateEvent(roomId, "m.room.member", bob.userId)!)!;
-    const forKnocker = formatter.format(knock, { userId: bob.userId })!;
+    const knock = (await store.getEvent((await store.currentStateEvent(roomId, "m.room.member", bob.userId))!))!;
+    const forKnocker = (await formatter.format(knock, { userId: bob.userId }))!;
     const stripped = (forKnocker.unsigned as { knock_room_state: { type: string; content: Record<string, unknown> }[] }).knock_room_state;
     expect(stripped.map((e) => e.type).sort()).toEqual(["m.room.create", "m.room.join_rules", "m.room.name"]);
     expect(stripped.find((e) => e.type === "m.room.name")?.content).toEqual({ name: "Stripped" });
-    expect(formatter.format(knock, { userId: alice.userId })!.unsigned).not.toHaveProperty("knock_room_state");
+    expect((await formatter.format(knock, { userId: alice.userId }))!.unsigned).not.toHaveProperty("knock_room_state");
     // It reaches the knocker through /sync: after a rescind, the leave timeline holds the knock.
     const before = (await sync(bob)).next_batch;
     await bob.ok("POST", `/rooms/${enc(roomId)}/leave`, {});

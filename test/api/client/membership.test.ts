@@ -26,9 +26,9 @@ describe("join and leave", () => {
     expect(await member(alice, roomId, bob.userId)).toEqual({ membership: "join", reason: "hello", displayname: "bob" });
     expect(await carol.ok("POST", `${R0}/rooms/${enc(roomId)}/join`, {})).toEqual({ room_id: roomId });
     // Joining again is idempotent and stores nothing.
-    const before = streamPosition();
+    const before = await streamPosition();
     expect(await carol.ok("POST", `/rooms/${enc(roomId)}/join`)).toEqual({ room_id: roomId });
-    expect(streamPosition()).toBe(before);
+    expect(await streamPosition()).toBe(before);
     expect(await bob.ok("POST", `/rooms/${enc(roomId)}/leave`, { reason: "bye" })).toEqual({});
     expect(await member(alice, roomId, bob.userId)).toEqual({ membership: "leave", reason: "bye" });
     await bob.fails("POST", `/rooms/${enc(roomId)}/leave`, {}, 403, "M_FORBIDDEN");
@@ -36,10 +36,10 @@ describe("join and leave", () => {
 
   test("an invite-only room refuses uninvited joiners with a clear 403 and stores nothing", async () => {
     const roomId = await alice.createRoom();
-    const before = streamPosition();
+    const before = await streamPosition();
     const body = await bob.fails("POST", `/rooms/${enc(roomId)}/join`, {}, 403, "M_FORBIDDEN");
     expect(body.error).toBe("You are not invited to this room");
-    expect(streamPosition()).toBe(before);
+    expect(await streamPosition()).toBe(before);
   });
 
   test("unknown rooms and unknown aliases are 404, bad ids 400", async () => {
@@ -74,9 +74,9 @@ describe("invite, kick, ban, unban", () => {
     expect((await bob.fails("POST", path, { user_id: carol.userId }, 403, "M_FORBIDDEN")).error).toBe("You are not in this room");
     await alice.ok("POST", path, { user_id: bob.userId });
     await bob.ok("POST", `/rooms/${enc(roomId)}/join`, {});
-    const before = streamPosition();
+    const before = await streamPosition();
     expect((await bob.fails("POST", path, { user_id: carol.userId }, 403, "M_FORBIDDEN")).error).toBe("You do not have permission to invite users to this room");
-    expect(streamPosition()).toBe(before);
+    expect(await streamPosition()).toBe(before);
   });
 
   test("kick, ban and unban with reasons and power checks", async () => {
@@ -122,9 +122,9 @@ describe("forget", () => {
     await bob.fails("GET", `/rooms/${enc(roomId)}/messages?dir=b`, undefined, 403, "M_FORBIDDEN");
     await bob.fails("GET", `/rooms/${enc(roomId)}/state`, undefined, 403, "M_FORBIDDEN");
     const membership = resolve(server.container, Tokens.Membership);
-    expect(membership.isForgotten(bob.userId, roomId)).toBe(true);
+    expect(await membership.isForgotten(bob.userId, roomId)).toBe(true);
     await bob.ok("POST", `/join/${enc(roomId)}`, {});
-    expect(membership.isForgotten(bob.userId, roomId)).toBe(false);
+    expect(await membership.isForgotten(bob.userId, roomId)).toBe(false);
     await bob.fails("POST", `/rooms/${enc("!unknown:member.example")}/forget`, {}, 404, "M_NOT_FOUND");
   });
 });

@@ -108,6 +108,18 @@ describe("profiles", () => {
     expect((await request(server, "GET", base)).body.displayname).toBe("bob");
   });
 
+  test("two large fields set at the same time cannot together pass the 64 KiB limit", async () => {
+    const dana = await registerUser(server, "dana");
+    const base = `/_matrix/client/v3/profile/${enc(dana.userId)}`;
+    const [a, b] = await Promise.all(
+      ["org.example.a", "org.example.b"].map((key) => request(server, "PUT", `${base}/${key}`, { [key]: "x".repeat(40_000) }, bearer(dana.token))),
+    );
+    expect([a!.status, b!.status].sort()).toEqual([200, 400]);
+    expect([a!.body.errcode, b!.body.errcode]).toContain("M_PROFILE_TOO_LARGE");
+    // The display name set at registration, and the one field that fitted.
+    expect(Object.keys((await request(server, "GET", base)).body)).toHaveLength(2);
+  });
+
   test("onProfileChange hears changes with the new profile; a throwing listener does not fail the request", async () => {
     const profiles = resolve(server.container, Tokens.Profiles);
     const heard: unknown[] = [];

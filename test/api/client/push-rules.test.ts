@@ -127,14 +127,25 @@ describe("push rules", () => {
 
   test("changes are written to the m.push_rules account data for /sync", async () => {
     const accountData = resolve(server.container, Tokens.AccountData);
-    const before = accountData.maxStream();
+    const before = await accountData.maxStream();
     await put(`${V3}/pushrules/global/override/.m.rule.reaction/enabled`, { enabled: false }, bob);
-    expect(accountData.maxStream()).toBe(before + 1);
-    const content = accountData.read(bob.userId, undefined, "m.push_rules") as { global: { override: { rule_id: string; enabled: boolean }[] } };
+    expect(await accountData.maxStream()).toBe(before + 1);
+    const content = (await accountData.read(bob.userId, undefined, "m.push_rules")) as { global: { override: { rule_id: string; enabled: boolean }[] } };
     expect(content.global.override.find((r) => r.rule_id === ".m.rule.reaction")?.enabled).toBe(false);
     const viaApi = await get(`${V3}/user/${encodeURIComponent(bob.userId)}/account_data/m.push_rules`, bob);
     expect(viaApi.body).toEqual(content);
-    expect(resolve(server.container, Tokens.PushRules).accountDataContent(bob.userId)).toEqual(content as never);
+    expect(await resolve(server.container, Tokens.PushRules).accountDataContent(bob.userId)).toEqual(content as never);
+  });
+
+  test("changes made at the same time are all kept, and the account data ends with all of them", async () => {
+    const carol = await registerUser(server, "carol");
+    const names = Array.from({ length: 8 }, (_, i) => `together${i}`);
+    const answers = await Promise.all(names.map((name) => put(`${V3}/pushrules/global/content/${name}`, { pattern: name, actions: ["notify"] }, carol)));
+    expect(answers.map((r) => r.status)).toEqual(names.map(() => 200));
+    const stored = (await get(`${V3}/pushrules/global/`, carol)).body;
+    expect(ids(stored.content).filter((id) => id.startsWith("together")).sort()).toEqual([...names].sort());
+    const accountData = await resolve(server.container, Tokens.AccountData).read(carol.userId, undefined, "m.push_rules");
+    expect(accountData).toEqual({ global: stored });
   });
 
   test("errors: unknown rules 404, reserved and invalid ids, bad kinds, bad bodies, before/after not found", async () => {

@@ -53,33 +53,33 @@ describe("typing", () => {
 describe("receipts and read markers", () => {
   test("public and private receipts, threaded ones, receiptsSince for /sync; receipts never move back", async () => {
     const receipts = resolve(server.container, Tokens.Receipts);
-    const since = receipts.currentStreamId();
+    const since = await receipts.currentStreamId();
     const first = await alice.send(roomId);
     const second = await alice.send(roomId);
     expect(await bob.ok("POST", `/rooms/${enc(roomId)}/receipt/m.read/${enc(second)}`, {})).toEqual({});
     await bob.ok("POST", `/rooms/${enc(roomId)}/receipt/m.read/${enc(first)}`, {}); // older: ignored
     await bob.ok("POST", `/rooms/${enc(roomId)}/receipt/m.read.private/${enc(first)}`, {});
     await alice.ok("POST", `${R0}/rooms/${enc(roomId)}/receipt/m.read/${enc(first)}`, { thread_id: "main" });
-    const forAlice = receipts.receiptsSince(roomId, since, alice.userId)!;
+    const forAlice = (await receipts.receiptsSince(roomId, since, alice.userId))!;
     expect(forAlice).toEqual({
       [second]: { "m.read": { [bob.userId]: { ts: now } } },
       [first]: { "m.read": { [alice.userId]: { ts: now, thread_id: "main" } } },
     });
-    const forBob = receipts.receiptsSince(roomId, since, bob.userId)!;
+    const forBob = (await receipts.receiptsSince(roomId, since, bob.userId))!;
     expect(forBob[first]!["m.read.private"]).toEqual({ [bob.userId]: { ts: now } });
-    expect(receipts.receiptsSince(roomId, receipts.currentStreamId(), bob.userId)).toBeUndefined();
+    expect(await receipts.receiptsSince(roomId, await receipts.currentStreamId(), bob.userId)).toBeUndefined();
   });
 
   test("read markers set m.fully_read and receipts; errors for bad input", async () => {
     const receipts = resolve(server.container, Tokens.Receipts);
     const eventId = await alice.send(roomId);
     expect(await bob.ok("POST", `/rooms/${enc(roomId)}/read_markers`, { "m.fully_read": eventId, "m.read": eventId })).toEqual({});
-    expect(receipts.fullyReadOf(bob.userId, roomId)).toBe(eventId);
+    expect(await receipts.fullyReadOf(bob.userId, roomId)).toBe(eventId);
     const later = await alice.send(roomId);
     await bob.ok("POST", `/rooms/${enc(roomId)}/receipt/m.fully_read/${enc(later)}`, {});
-    expect(receipts.fullyReadOf(bob.userId, roomId)).toBe(later);
+    expect(await receipts.fullyReadOf(bob.userId, roomId)).toBe(later);
     // m.fully_read never shows up among the receipts others see.
-    const all = receipts.receiptsSince(roomId, 0, alice.userId)!;
+    const all = (await receipts.receiptsSince(roomId, 0, alice.userId))!;
     expect(JSON.stringify(all)).not.toContain("m.fully_read");
 
     await bob.fails("POST", `/rooms/${enc(roomId)}/receipt/m.unknown/${enc(eventId)}`, {}, 400, "M_INVALID_PARAM");

@@ -30,10 +30,10 @@ describe("PUT /send", () => {
     const path = `/rooms/${enc(roomId)}/send/m.room.message/txn1`;
     const first = await alice.ok("PUT", path, { msgtype: "m.text", body: "hello" });
     expect(first.event_id).toMatch(/^\$/);
-    const before = streamPosition();
+    const before = await streamPosition();
     expect(await alice.ok("PUT", path, { msgtype: "m.text", body: "hello" })).toEqual(first);
     expect(await alice.ok("PUT", `${R0}/rooms/${enc(roomId)}/send/m.room.message/txn1`, { msgtype: "m.text", body: "hello" })).toEqual(first);
-    expect(streamPosition()).toBe(before);
+    expect(await streamPosition()).toBe(before);
     // Concurrent retries of one txnId still make one event.
     const [a, b] = await Promise.all([alice.ok("PUT", `/rooms/${enc(roomId)}/send/m.room.message/txn2`, { body: "x" }), alice.ok("PUT", `/rooms/${enc(roomId)}/send/m.room.message/txn2`, { body: "x" })]);
     expect(a.event_id).toBe(b.event_id);
@@ -47,7 +47,7 @@ describe("PUT /send", () => {
   test("non-members, unknown rooms, low power and bad bodies are refused without storing anything", async () => {
     const roomId = await alice.createRoom({ preset: "public_chat", power_level_content_override: { events: { "org.example.loud": 50 } } });
     await bob.ok("POST", `/join/${enc(roomId)}`, {});
-    const before = streamPosition();
+    const before = await streamPosition();
     expect((await carol.fails("PUT", `/rooms/${enc(roomId)}/send/m.room.message/t`, { body: "x" }, 403, "M_FORBIDDEN")).error).toBe("You are not in this room");
     expect((await bob.fails("PUT", `/rooms/${enc(roomId)}/send/org.example.loud/t`, {}, 403, "M_FORBIDDEN")).error).toBe("You do not have permission to send org.example.loud events in this room");
     await alice.fails("PUT", `/rooms/${enc("!missing:events.example")}/send/m.room.message/t`, { body: "x" }, 404, "M_NOT_FOUND");
@@ -55,7 +55,7 @@ describe("PUT /send", () => {
     await alice.fails("PUT", `/rooms/${enc(roomId)}/send/m.room.message/t3`, "{bad", 400, "M_NOT_JSON");
     await alice.fails("PUT", `/rooms/${enc(roomId)}/send/m.room.message/t4`, { body: "x".repeat(70000) }, 413, "M_TOO_LARGE");
     await alice.fails("PUT", `/rooms/${enc(roomId)}/send/m.room.redaction/t5`, { redacts: "$x" }, 400, "M_BAD_JSON");
-    expect(streamPosition()).toBe(before);
+    expect(await streamPosition()).toBe(before);
     // A refused txnId is not remembered: the retry after joining goes through.
     await carol.ok("POST", `/join/${enc(roomId)}`, {});
     await carol.ok("PUT", `/rooms/${enc(roomId)}/send/m.room.message/t`, { body: "x" });
@@ -133,13 +133,13 @@ describe("PUT /redact", () => {
     const roomId = await alice.createRoom({ preset: "public_chat", room_version: "11" });
     await bob.ok("POST", `/join/${enc(roomId)}`, {});
     const aliceEvent = await alice.send(roomId);
-    const before = streamPosition();
+    const before = await streamPosition();
     const refused = await bob.fails("PUT", `/rooms/${enc(roomId)}/redact/${enc(aliceEvent)}/r`, {}, 403, "M_FORBIDDEN");
     expect(refused.error).toContain("permission to redact");
     await bob.fails("PUT", `/rooms/${enc(roomId)}/redact/${enc("$unknown")}/r2`, {}, 404, "M_NOT_FOUND");
     await carol.fails("PUT", `/rooms/${enc(roomId)}/redact/${enc(aliceEvent)}/r3`, {}, 404, "M_NOT_FOUND");
     await bob.fails("PUT", `/rooms/${enc(roomId)}/redact/${enc(aliceEvent)}/r4`, { reason: 3 }, 400, "M_BAD_JSON");
-    expect(streamPosition()).toBe(before);
+    expect(await streamPosition()).toBe(before);
     const bobEvent = await bob.send(roomId, { msgtype: "m.text", body: "bad" });
     const { event_id } = await alice.ok("PUT", `/rooms/${enc(roomId)}/redact/${enc(bobEvent)}/mod`, {});
     const redaction = await bob.ok("GET", `/rooms/${enc(roomId)}/event/${enc(event_id)}`);
@@ -172,9 +172,9 @@ describe("room state", () => {
     expect(types).toContain("org.example.thing|a/b");
     expect(types).toContain(`m.room.member|${bob.userId}`);
     // Setting the same content again sends nothing new.
-    const before = streamPosition();
+    const before = await streamPosition();
     expect(await alice.ok("PUT", `/rooms/${enc(roomId)}/state/m.room.name`, { name: "Room" })).toEqual({ event_id });
-    expect(streamPosition()).toBe(before);
+    expect(await streamPosition()).toBe(before);
   });
 
   test("errors: missing state is 404, non-members 403, low power 403, bad format 400, non-object content 400", async () => {
@@ -183,13 +183,13 @@ describe("room state", () => {
     await carol.fails("GET", `/rooms/${enc(roomId)}/state`, undefined, 403, "M_FORBIDDEN");
     await carol.fails("GET", `/rooms/${enc(roomId)}/state/m.room.create`, undefined, 403, "M_FORBIDDEN");
     await carol.fails("GET", `/rooms/${enc("!none:events.example")}/state`, undefined, 404, "M_NOT_FOUND");
-    const before = streamPosition();
+    const before = await streamPosition();
     expect((await bob.fails("PUT", `/rooms/${enc(roomId)}/state/m.room.name`, { name: "mine" }, 403, "M_FORBIDDEN")).error).toBe("You do not have permission to send m.room.name events in this room");
     expect((await carol.fails("PUT", `/rooms/${enc(roomId)}/state/m.room.name`, { name: "mine" }, 403, "M_FORBIDDEN")).error).toBe("You are not in this room");
     await alice.fails("PUT", `/rooms/${enc(roomId)}/state/m.room.name`, "just text", 400, "M_NOT_JSON");
     await alice.fails("PUT", `/rooms/${enc(roomId)}/state/m.room.name`, 5, 400, "M_BAD_JSON");
     await bob.fails("GET", `/rooms/${enc(roomId)}/state/m.room.create?format=xml`, undefined, 400, "M_INVALID_PARAM");
-    expect(streamPosition()).toBe(before);
+    expect(await streamPosition()).toBe(before);
   });
 
   test("a user who left reads the state as it was when they left", async () => {

@@ -11,7 +11,7 @@ function harness(memberships: Record<string, Record<string, string>>) {
     onTyping: (l) => listeners.typing.push(l),
     onReceipt: (l) => listeners.receipt.push(l),
     onAccountData: (l) => listeners.data.push(l),
-    memberships: (roomId) => new Map(Object.entries(memberships[roomId] ?? {})),
+    memberships: async (roomId) => new Map(Object.entries(memberships[roomId] ?? {})),
   });
   return { notifier, listeners };
 }

@@ -1,0 +1,62 @@
+// The seam between Portier's SQL and the engine under it: SQLite (better-sqlite3 or bun:sqlite, in
+// process) or PostgreSQL (Bun's SQL client, over the network). Everything is async, so the same
+// store code runs on both.
+//
+// The rules the stores rely on, on every engine:
+// - SQL is written once, in the subset both engines understand: `?` placeholders (translated to $n
+//   for PostgreSQL), `INSERT ... ON CONFLICT ... DO NOTHING / DO UPDATE SET x = excluded.x`,
+//   `RETURNING`, `WITH RECURSIVE`. Only DDL differs (see migrations.ts).
+// - Integers come back as JS numbers (PostgreSQL's int8 included), text as strings, NULL as null.
+// - One writer: every write runs inside a transaction, and transactions run one at a time (a write
+//   statement outside one becomes a transaction of its own). So stream orderings taken as max + 1
+//   are gap-free in commit order, which /sync relies on.
+// - Group commit: transactions that arrive together run in one engine transaction (each in its own
+//   savepoint, so one failing rolls back only itself) and share one commit, one fsync. A
+//   transaction's promise settles only after that commit: when it resolves, the write is durable.
+// - Reads outside a transaction see only committed data; inside one, its own writes. Which one a
+//   query belongs to follows the async call chain (AsyncLocalStorage), so store methods called
+//   inside `transaction(fn)` join it without passing a handle around.
+
+export type SqlParam = string | number | bigint | null | Uint8Array;
+
+export type Dialect = "sqlite" | "postgres";
+export type DriverName = "better-sqlite3" | "bun-sqlite" | "postgres";
+
+export interface SqlRunResult {
+  /** Rows inserted, updated or deleted. */
+  readonly changes: number;
+}
+
+export interface Database {
+  readonly driver: DriverName;
+  readonly dialect: Dialect;
+  /** The first row, or undefined. */
+  get<Row = Record<string, unknown>>(sql: string, ...params: SqlParam[]): Promise<Row | undefined>;
+  all<Row = Record<string, unknown>>(sql: string, ...params: SqlParam[]): Promise<Row[]>;
+  run(sql: string, ...params: SqlParam[]): Promise<SqlRunResult>;
+  /** Several statements without parameters (DDL). */
+  exec(sql: string): Promise<void>;
+  /**
+   * Runs fn in a transaction and resolves once it is committed (durable). Queries made by fn, however
+   * deep in its call chain, join the transaction; a nested call becomes a savepoint. If fn throws,
+   * everything it wrote is rolled back and the promise rejects with that error.
+   */
+  transaction<T>(fn: () => Promise<T>): Promise<T>;
+  /** Whether the caller runs inside a transaction of this database. */
+  inTransaction(): boolean;
+  /** Called after any rollback (of a transaction or a savepoint), so caches of uncommitted rows can be dropped. */
+  onRollback(listener: () => void): void;
+  /** Waits for queued transactions, then closes. */
+  close(): Promise<void>;
+}
+
+/** Whether a statement writes (anything but SELECT, WITH ... SELECT, PRAGMA and EXPLAIN). */
+export function isWriteStatement(sql: string): boolean {
+  const head = /^\s*(\w+)/.exec(sql)?.[1]?.toUpperCase();
+  if (head === "SELECT" || head === "PRAGMA" || head === "EXPLAIN" || head === "SHOW") return false;
+  if (head === "WITH") return /\b(INSERT|UPDATE|DELETE)\b/i.test(sql);
+  return true;
+}
+
+/** The largest number of transactions that share one commit. */
+export const MAX_GROUP_COMMIT = 256;

@@ -1,0 +1,192 @@
+// One writer with group commit, shared by the SQLite and PostgreSQL drivers (see database.ts).
+// Transactions queue here; each turn of the event loop, everything queued so far runs in one engine
+// transaction, each unit in its own savepoint, and commits once. A unit's promise settles after
+// that commit, so "resolved" always means "durable".
+import { AsyncLocalStorage } from "node:async_hooks";
+import { MAX_GROUP_COMMIT } from "./database";
+
+export interface TransactionEngine<Conn> {
+  /** Opens an engine transaction and returns the connection it runs on. */
+  begin(): Promise<Conn> | Conn;
+  /** A statement inside it (SAVEPOINT, RELEASE, ROLLBACK TO). */
+  statement(conn: Conn, sql: string): Promise<void> | void;
+  /** COMMIT (true) or ROLLBACK (false), and gives the connection back. */
+  end(conn: Conn, commit: boolean): Promise<void> | void;
+}
+
+export interface TransactionContext<Conn> {
+  readonly conn: Conn;
+  /** Set once the unit has finished: a query from a callback that outlived it must not join the engine transaction. */
+  done: boolean;
+  savepoints: number;
+}
+
+interface Unit {
+  fn: () => Promise<unknown>;
+  resolve: (value: unknown) => void;
+  reject: (error: unknown) => void;
+}
+
+export class GroupCommit<Conn> {
+  private readonly context = new AsyncLocalStorage<TransactionContext<Conn>>();
+  private readonly pending: Unit[] = [];
+  private scheduled = false;
+  private batch: Promise<void> | undefined;
+  private readonly rollbackListeners: (() => void)[] = [];
+  /** Commits so far and units committed in them (for benches and tests). */
+  readonly stats = { commits: 0, units: 0 };
+
+  constructor(private readonly engine: TransactionEngine<Conn>) {}
+
+  /** The transaction the caller runs in, if any. */
+  current(): TransactionContext<Conn> | undefined {
+    const ctx = this.context.getStore();
+    return ctx && !ctx.done ? ctx : undefined;
+  }
+
+  /** Settles when the batch running now (if any) has committed or rolled back. */
+  get running(): Promise<void> | undefined {
+    return this.batch;
+  }
+
+  /** Whether nothing is queued or running. */
+  get idle(): boolean {
+    return this.batch === undefined && this.pending.length === 0 && !this.scheduled;
+  }
+
+  onRollback(listener: () => void): void {
+    this.rollbackListeners.push(listener);
+  }
+
+  run<T>(fn: () => Promise<T>): Promise<T> {
+    const ctx = this.current();
+    if (ctx) return this.savepoint(ctx, fn);
+    return new Promise<T>((resolve, reject) => {
+      this.pending.push({ fn, resolve: resolve as (v: unknown) => void, reject });
+      this.schedule();
+    });
+  }
+
+  /** Resolves once everything queued so far has committed (or failed). */
+  async drain(): Promise<void> {
+    while (!this.idle) {
+      if (this.batch) await this.batch;
+      else await new Promise((r) => setImmediate(r));
+    }
+  }
+
+  private schedule(): void {
+    if (this.batch || this.scheduled) return;
+    this.scheduled = true;
+    // Wait one turn of the event loop, so that requests read in the same turn join this commit.
+    setImmediate(() => {
+      this.scheduled = false;
+      if (this.batch || this.pending.length === 0) return;
+      this.batch = this.flush().finally(() => {
+        this.batch = undefined;
+        if (this.pending.length > 0) this.schedule();
+      });
+    });
+  }
+
+  private async flush(): Promise<void> {
+    const units = this.pending.splice(0, MAX_GROUP_COMMIT);
+    let conn: Conn;
+    try {
+      conn = await this.engine.begin();
+    } catch (error) {
+      for (const u of units) u.reject(error);
+      return;
+    }
+    // A lone unit needs no savepoint: its failure rolls back the whole engine transaction.
+    const shared = units.length > 1;
+    const done: { unit: Unit; value: unknown }[] = [];
+    let broken: unknown;
+    for (const unit of units) {
+      if (broken !== undefined) {
+        unit.reject(broken);
+        continue;
+      }
+      const ctx: TransactionContext<Conn> = { conn, done: false, savepoints: 0 };
+      try {
+        if (shared) await this.engine.statement(conn, "SAVEPOINT unit");
+        const value = await this.context.run(ctx, unit.fn);
+        ctx.done = true;
+        if (shared) await this.engine.statement(conn, "RELEASE unit");
+        done.push({ unit, value });
+      } catch (error) {
+        ctx.done = true;
+        unit.reject(error);
+        this.rolledBack();
+        if (shared) {
+          try {
+            await this.engine.statement(conn, "ROLLBACK TO unit");
+            await this.engine.statement(conn, "RELEASE unit");
+          } catch (undo) {
+            broken = undo;
+          }
+        }
+      }
+    }
+    const commit = done.length > 0 && broken === undefined;
+    try {
+      await this.engine.end(conn, commit);
+    } catch (error) {
+      this.rolledBack();
+      for (const d of done) d.unit.reject(error);
+      return;
+    }
+    if (!commit) {
+      for (const d of done) d.unit.reject(broken ?? new Error("transaction rolled back"));
+      return;
+    }
+    this.stats.commits++;
+    this.stats.units += done.length;
+    for (const d of done) d.unit.resolve(d.value);
+  }
+
+  private async savepoint<T>(ctx: TransactionContext<Conn>, fn: () => Promise<T>): Promise<T> {
+    const name = `nested${++ctx.savepoints}`;
+    await this.engine.statement(ctx.conn, `SAVEPOINT ${name}`);
+    try {
+      const value = await fn();
+      await this.engine.statement(ctx.conn, `RELEASE ${name}`);
+      return value;
+    } catch (error) {
+      await this.engine.statement(ctx.conn, `ROLLBACK TO ${name}`);
+      await this.engine.statement(ctx.conn, `RELEASE ${name}`);
+      this.rolledBack();
+      throw error;
+    }
+  }
+
+  private rolledBack(): void {
+    for (const listener of this.rollbackListeners) listener();
+  }
+}
+
+/** What the SQLite and PostgreSQL drivers share: transactions through one GroupCommit writer. */
+export abstract class SingleWriterDatabase<Conn> {
+  protected readonly writer: GroupCommit<Conn>;
+
+  constructor(engine: TransactionEngine<Conn>) {
+    this.writer = new GroupCommit<Conn>(engine);
+  }
+
+  /** Commits so far and the transactions committed in them (how well group commit batches). */
+  get commitStats(): { commits: number; units: number } {
+    return this.writer.stats;
+  }
+
+  transaction<T>(fn: () => Promise<T>): Promise<T> {
+    return this.writer.run(fn);
+  }
+
+  inTransaction(): boolean {
+    return this.writer.current() !== undefined;
+  }
+
+  onRollback(listener: () => void): void {
+    this.writer.onRollback(listener);
+  }
+}

@@ -1,0 +1,74 @@
+// Opens the database the config names (SQLite by default, or PostgreSQL), runs the migrations, and
+// builds the store implementations over it. The stores are the same on every engine.
+import type { Database } from "./database";
+import { openSqlite, type SqliteDriverName } from "./sqlite/driver";
+import { openPostgres, type PostgresOptions } from "./postgres/driver";
+import { runMigrations, type Migration } from "./migrations";
+import { SERVER_META_MIGRATION, SqlServerMetaStore } from "./tables/server-meta";
+import { ROOMS_MIGRATION } from "./tables/rooms";
+import { EVENTS_MIGRATION } from "./tables/events";
+import { STATE_SNAPSHOTS_MIGRATION, STATE_SNAPSHOT_SIZES_MIGRATION } from "./tables/state-snapshots";
+import { CURRENT_STATE_BY_MEMBERSHIP_MIGRATION, CURRENT_STATE_MIGRATION } from "./tables/current-state";
+import { SqlRoomEventStore } from "./room-event-store";
+import { ACCOUNTS_MIGRATION, SqlAccountStore } from "./tables/accounts";
+import { PROFILES_MIGRATION, SqlProfileStore } from "./tables/profiles";
+import { FILTERS_MIGRATION, SqlFilterStore } from "./tables/filters";
+import { ACCOUNT_DATA_MIGRATION, SqlAccountDataStore } from "./tables/account-data";
+import { PUSH_RULES_MIGRATION, SqlPushRuleStore } from "./tables/push-rules";
+import { CLIENT_TRANSACTIONS_MIGRATION } from "./tables/client-transactions";
+import { REDACTIONS_MIGRATION } from "./tables/redactions";
+import { FORGOTTEN_ROOMS_MIGRATION } from "./tables/forgotten-rooms";
+import { RECEIPTS_MIGRATION } from "./tables/receipts";
+import { SqlRoomClientStore } from "./room-client-store";
+import { PUBLISHED_ROOMS_MIGRATION, ROOM_ALIASES_MIGRATION, SqlRoomDirectoryStore } from "./tables/room-directory";
+import type { AccountDataStore, AccountStore, FilterStore, ProfileStore, PushRuleStore, RoomClientStore, RoomDirectoryStore, RoomEventStore, ServerMetaStore } from "./stores";
+
+export const MIGRATIONS: readonly Migration[] = [SERVER_META_MIGRATION, ROOMS_MIGRATION, EVENTS_MIGRATION, STATE_SNAPSHOTS_MIGRATION, CURRENT_STATE_MIGRATION, STATE_SNAPSHOT_SIZES_MIGRATION, CURRENT_STATE_BY_MEMBERSHIP_MIGRATION, ACCOUNTS_MIGRATION, PROFILES_MIGRATION, FILTERS_MIGRATION, ACCOUNT_DATA_MIGRATION, PUSH_RULES_MIGRATION, CLIENT_TRANSACTIONS_MIGRATION, REDACTIONS_MIGRATION, FORGOTTEN_ROOMS_MIGRATION, RECEIPTS_MIGRATION, ROOM_ALIASES_MIGRATION, PUBLISHED_ROOMS_MIGRATION];
+
+export interface Stores {
+  db: Database;
+  serverMeta: ServerMetaStore;
+  roomEvents: RoomEventStore;
+  roomClient: RoomClientStore;
+  accounts: AccountStore;
+  profiles: ProfileStore;
+  filters: FilterStore;
+  accountData: AccountDataStore;
+  pushRules: PushRuleStore;
+  roomDirectory: RoomDirectoryStore;
+}
+
+export type DatabaseSettings =
+  | { driver: SqliteDriverName; path: string }
+  | ({ driver: "postgres" } & PostgresOptions);
+
+export async function openDatabase(settings: DatabaseSettings): Promise<Database> {
+  return settings.driver === "postgres" ? openPostgres(settings) : openSqlite(settings.path, settings.driver);
+}
+
+/** The stores over an open database whose migrations have run. */
+export function storesOver(db: Database): Stores {
+  return {
+    db,
+    serverMeta: new SqlServerMetaStore(db),
+    roomEvents: new SqlRoomEventStore(db),
+    roomClient: new SqlRoomClientStore(db),
+    accounts: new SqlAccountStore(db),
+    profiles: new SqlProfileStore(db),
+    filters: new SqlFilterStore(db),
+    accountData: new SqlAccountDataStore(db),
+    pushRules: new SqlPushRuleStore(db),
+    roomDirectory: new SqlRoomDirectoryStore(db),
+  };
+}
+
+export async function openStores(settings: DatabaseSettings): Promise<Stores> {
+  const db = await openDatabase(settings);
+  try {
+    await runMigrations(db, MIGRATIONS);
+  } catch (error) {
+    await db.close();
+    throw error;
+  }
+  return storesOver(db);
+}

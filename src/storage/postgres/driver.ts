@@ -1,0 +1,173 @@
+// PostgreSQL under the Database seam (database.ts), through Bun's built-in SQL client (nothing to
+// embed in the binary). Reads outside a transaction go to the pool; transactions run one batch at a
+// time on a reserved connection (group commit), which keeps stream orderings gap-free in commit order.
+import { SQL } from "bun";
+import { isWriteStatement, type Database, type SqlParam, type SqlRunResult } from "../database";
+import { MatrixError } from "../../protocol/errors";
+import { SingleWriterDatabase } from "../group-commit";
+
+export interface PostgresOptions {
+  /** postgres://user:password@host:port/database (or ?host=/path/to/socket-dir). */
+  url: string;
+  /** Connections in the pool (one of them is the writer while a batch runs). */
+  poolSize: number;
+}
+
+type Client = InstanceType<typeof SQL>;
+type Reserved = Awaited<ReturnType<Client["reserve"]>>;
+
+/** `?` placeholders as PostgreSQL's $1, $2, ... (Portier's SQL has no `?` inside string literals). */
+export function numberedPlaceholders(sql: string): string {
+  let n = 0;
+  return sql.replace(/\?/g, () => `$${++n}`);
+}
+
+/** int8 columns (and count(*), max() of them) arrive as bigint: every integer Portier stores fits a double. */
+function toNumbers<Row>(row: Record<string, unknown>): Row {
+  for (const key in row) {
+    const v = row[key];
+    if (typeof v === "bigint") row[key] = Number(v);
+  }
+  return row as Row;
+}
+
+/**
+ * Whether an error means the server is out of reach (connection refused, closed, shut down) rather
+ * than that the statement is wrong: SQLSTATE class 08 and 57P01-57P03, or the client's own codes.
+ */
+export function isConnectionLoss(error: unknown): boolean {
+  const e = error as { code?: unknown; errno?: unknown };
+  if (typeof e?.code === "string" && e.code.startsWith("ERR_POSTGRES_CONNECTION")) return true;
+  return typeof e?.errno === "string" && (e.errno.startsWith("08") || ["57P01", "57P02", "57P03"].includes(e.errno));
+}
+
+/**
+ * A lost database reaches the client as a Matrix error it can retry (503), not a crash; the pool
+ * reconnects on the next query once the server is back. A write whose commit did not complete was
+ * never answered 200, so nothing acknowledged is lost.
+ */
+function unavailable(error: unknown): unknown {
+  return isConnectionLoss(error) ? new MatrixError("M_UNKNOWN", "The database is unavailable; try again shortly", 503) : error;
+}
+
+async function query(conn: Client | Reserved, text: string, params?: unknown[]): Promise<Record<string, unknown>[] & { count?: number; affectedRows?: number }> {
+  try {
+    return (await (params ? conn.unsafe(text, params) : conn.unsafe(text))) as Record<string, unknown>[] & { count?: number; affectedRows?: number };
+  } catch (error) {
+    throw unavailable(error);
+  }
+}
+
+/** Redacts the password of a database URL for messages. */
+export function describeUrl(url: string): string {
+  return url.replace(/\/\/([^:@/]*):[^@/]*@/, "//$1:***@");
+}
+
+class PostgresDatabase extends SingleWriterDatabase<Reserved> implements Database {
+  readonly driver = "postgres" as const;
+  readonly dialect = "postgres" as const;
+  private readonly translated = new Map<string, string>();
+  private closed = false;
+
+  constructor(private readonly client: Client) {
+    super({
+      begin: async () => {
+        let conn: Reserved;
+        try {
+          conn = await client.reserve();
+        } catch (error) {
+          throw unavailable(error);
+        }
+        try {
+          await query(conn, "BEGIN");
+        } catch (error) {
+          conn.release();
+          throw error;
+        }
+        return conn;
+      },
+      statement: async (conn, sql) => void (await query(conn, sql)),
+      end: async (conn, commit) => {
+        try {
+          await query(conn, commit ? "COMMIT" : "ROLLBACK");
+        } finally {
+          conn.release();
+        }
+      },
+    });
+  }
+
+  private text(sql: string): string {
+    let t = this.translated.get(sql);
+    if (t === undefined) {
+      if (this.translated.size > 2000) this.translated.clear();
+      t = numberedPlaceholders(sql);
+      this.translated.set(sql, t);
+    }
+    return t;
+  }
+
+  private async rows(sql: string, params: SqlParam[]): Promise<{ rows: Record<string, unknown>[]; count: number }> {
+    // PostgreSQL text cannot hold U+0000 (SQLite can): such a value could never have been stored, so
+    // it is the caller's bad input (an event type or state key with a NUL, say), not a server fault.
+    for (const p of params) {
+      if (typeof p === "string" && p.includes("\0")) throw new MatrixError("M_INVALID_PARAM", "Text with a NUL character is not allowed here", 400);
+    }
+    const ctx = this.writer.current();
+    if (!ctx && isWriteStatement(sql)) return this.writer.run(() => this.rows(sql, params));
+    const conn = ctx ? ctx.conn : this.client;
+    const result = await query(conn, this.text(sql), params as unknown[]);
+    return { rows: result, count: Number(result.affectedRows ?? result.count ?? 0) };
+  }
+
+  async get<Row>(sql: string, ...params: SqlParam[]): Promise<Row | undefined> {
+    const { rows } = await this.rows(sql, params);
+    return rows.length === 0 ? undefined : toNumbers<Row>(rows[0]);
+  }
+
+  async all<Row>(sql: string, ...params: SqlParam[]): Promise<Row[]> {
+    const { rows } = await this.rows(sql, params);
+    return rows.map((r) => toNumbers<Row>(r));
+  }
+
+  async run(sql: string, ...params: SqlParam[]): Promise<SqlRunResult> {
+    const { count } = await this.rows(sql, params);
+    return { changes: count };
+  }
+
+  async exec(sql: string): Promise<void> {
+    const ctx = this.writer.current();
+    if (ctx) await ctx.conn.unsafe(sql).simple();
+    else await this.writer.run(() => this.exec(sql));
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.writer.drain();
+    await this.client.close();
+  }
+}
+
+/**
+ * Connects and checks the server: one clear error naming the URL (without its password) when it
+ * cannot be reached, and a refusal when the database does not sort text bytewise (as Synapse
+ * requires of its databases too), since event ids and state keys are ordered that way.
+ */
+export async function openPostgres(options: PostgresOptions): Promise<Database & { readonly commitStats: { commits: number; units: number } }> {
+  const client = new SQL({ url: options.url, max: Math.max(2, options.poolSize), bigint: true, idleTimeout: 60, connectionTimeout: 10 });
+  let collation: string | undefined;
+  try {
+    const rows = (await client.unsafe("SELECT datcollate AS c FROM pg_database WHERE datname = current_database()")) as { c: string }[];
+    collation = rows[0]?.c;
+  } catch (error) {
+    await client.close().catch(() => {});
+    throw new Error(`cannot connect to PostgreSQL at ${describeUrl(options.url)}: ${(error as Error).message}`);
+  }
+  // C.UTF-8 (glibc) also orders by code point, which for UTF-8 is byte order.
+  if (!["C", "POSIX", "C.UTF-8", "C.utf8"].includes(collation ?? "")) {
+    await client.close().catch(() => {});
+    throw new Error(`the PostgreSQL database at ${describeUrl(options.url)} has collation '${collation}'; Portier needs 'C' (CREATE DATABASE ... LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0)`);
+  }
+  return new PostgresDatabase(client);
+}

@@ -1,0 +1,66 @@
+// The RoomClientStore: what the client-server room endpoints keep beside the room DAG —
+// transaction ids, applied redactions, forgotten rooms and receipts.
+import type { Database } from "./database";
+import type { ReceiptRecord, RoomClientStore } from "./stores";
+import { ClientTransactionsTable } from "./tables/client-transactions";
+import { RedactionsTable } from "./tables/redactions";
+import { ForgottenRoomsTable } from "./tables/forgotten-rooms";
+import { ReceiptsTable } from "./tables/receipts";
+
+export class SqlRoomClientStore implements RoomClientStore {
+  private readonly transactions: ClientTransactionsTable;
+  private readonly redactions: RedactionsTable;
+  private readonly forgotten: ForgottenRoomsTable;
+  private readonly receipts: ReceiptsTable;
+
+  constructor(db: Database) {
+    this.transactions = new ClientTransactionsTable(db);
+    this.redactions = new RedactionsTable(db);
+    this.forgotten = new ForgottenRoomsTable(db);
+    this.receipts = new ReceiptsTable(db);
+  }
+
+  transactionEvent(userId: string, deviceId: string, txnId: string): Promise<string | undefined> {
+    return this.transactions.get(userId, deviceId, txnId);
+  }
+
+  recordTransaction(userId: string, deviceId: string, txnId: string, roomId: string, eventId: string, ts: number): Promise<void> {
+    return this.transactions.put(userId, deviceId, txnId, roomId, eventId, ts);
+  }
+
+  transactionOf(eventId: string): Promise<{ userId: string; deviceId: string; txnId: string } | undefined> {
+    return this.transactions.ofEvent(eventId);
+  }
+
+  recordRedaction(redacts: string, redactionEventId: string, roomId: string): Promise<void> {
+    return this.redactions.add(redacts, redactionEventId, roomId);
+  }
+
+  redactionsOf(eventId: string): Promise<string[]> {
+    return this.redactions.of(eventId);
+  }
+
+  setForgotten(userId: string, roomId: string, forgotten: boolean, ts: number): Promise<void> {
+    return this.forgotten.set(userId, roomId, forgotten, ts);
+  }
+
+  isForgotten(userId: string, roomId: string): Promise<boolean> {
+    return this.forgotten.has(userId, roomId);
+  }
+
+  putReceipt(receipt: Omit<ReceiptRecord, "streamId">): Promise<number> {
+    return this.receipts.put(receipt);
+  }
+
+  receipt(roomId: string, userId: string, receiptType: string, threadId: string | undefined): Promise<ReceiptRecord | undefined> {
+    return this.receipts.get(roomId, userId, receiptType, threadId);
+  }
+
+  receiptsSince(roomId: string, streamIdExclusive: number): Promise<ReceiptRecord[]> {
+    return this.receipts.since(roomId, streamIdExclusive);
+  }
+
+  maxReceiptStreamId(): Promise<number> {
+    return this.receipts.maxStreamId();
+  }
+}

@@ -1,0 +1,169 @@
+// The RoomEventStore: the room DAG, its state snapshots and current state, written together in one
+// transaction per event so that a persisted event is never half there.
+import type { Database } from "./database";
+import { splitStateKey, stateKey } from "../protocol/events";
+import type { StateDelta, PersistEventInput, RoomEventStore, RoomRecord, StoredEvent } from "./stores";
+import { RoomsTable } from "./tables/rooms";
+import { EventsTable } from "./tables/events";
+import { StateSnapshotsTable } from "./tables/state-snapshots";
+import { CurrentStateTable, type CurrentStateRow } from "./tables/current-state";
+
+export class SqlRoomEventStore implements RoomEventStore {
+  private readonly rooms: RoomsTable;
+  private readonly events: EventsTable;
+  private readonly snapshots: StateSnapshotsTable;
+  private readonly current: CurrentStateTable;
+
+  constructor(db: Database) {
+    this.rooms = new RoomsTable(db);
+    this.events = new EventsTable(db);
+    this.snapshots = new StateSnapshotsTable(db);
+    this.current = new CurrentStateTable(db);
+    // Snapshots cached inside a rolled-back transaction (or savepoint) must not linger in the cache.
+    db.onRollback(() => this.snapshots.forgetUncommitted());
+  }
+
+  async createRoom(room: RoomRecord): Promise<void> {
+    await this.rooms.create(room);
+  }
+
+  async getRoom(roomId: string): Promise<RoomRecord | undefined> {
+    return this.rooms.get(roomId);
+  }
+
+  async getEvent(eventId: string): Promise<StoredEvent | undefined> {
+    return this.events.get(eventId);
+  }
+
+  async getEvents(eventIds: readonly string[]): Promise<Map<string, StoredEvent>> {
+    return this.events.getMany(eventIds);
+  }
+
+  async persistEvent(input: PersistEventInput): Promise<StoredEvent> {
+    const { event } = input;
+    return this.snapshots.transaction(async () => {
+      if (input.createRoom) await this.rooms.create(input.createRoom);
+      const outlier = event.outlier === true || input.stateAfter === undefined;
+      const snapshot = outlier ? undefined : await this.snapshots.write(event.roomId, input.stateAfter!.parent, input.stateAfter!.delta);
+      // Only events that belong in the timeline get a stream position.
+      const inTimeline = !outlier && !event.rejectedReason && !event.softFailed;
+      const stored = await this.events.insert(event, inTimeline, snapshot);
+      if (input.updateForwardExtremities && inTimeline) await this.events.advanceExtremities(event.roomId, event.eventId, event.prevEvents);
+      const current = input.updateCurrentState;
+      // The event's own JSON is at hand: no need to read it back for its membership.
+      const known = new Map([[event.eventId, event.json]]);
+      if (current === true && snapshot !== undefined) {
+        // The usual case — the new state is the current state plus this event's delta — costs
+        // only the delta; anything else (a fork, a resolution) compares the two states.
+        const onCurrent = input.stateAfter?.parent !== undefined && input.stateAfter.parent === (await this.current.snapshot(event.roomId));
+        if (onCurrent) await this.applyCurrentStateDelta(event.roomId, snapshot, input.stateAfter!.delta, known);
+        else await this.replaceCurrentState(event.roomId, snapshot, known);
+      } else if (typeof current === "object") await this.replaceCurrentState(event.roomId, await this.snapshots.write(event.roomId, current.parent, current.delta), known);
+      return stored;
+    });
+  }
+
+  private async applyCurrentStateDelta(roomId: string, snapshot: number, delta: StateDelta, known: ReadonlyMap<string, string>): Promise<void> {
+    for (const [key, eventId] of delta) {
+      const [type, stateKey] = splitStateKey(key);
+      if (eventId === null) await this.current.delete(roomId, type, stateKey);
+      else if ((await this.current.get(roomId, type, stateKey)) !== eventId) {
+        const membership = type === "m.room.member" ? (await this.membershipsOf([eventId], known)).get(eventId) : undefined;
+        await this.current.set(roomId, type, stateKey, eventId, membership);
+      }
+    }
+    await this.current.setSnapshot(roomId, snapshot);
+  }
+
+  /** Moves current_state to a snapshot, writing only the keys that differ. */
+  private async replaceCurrentState(roomId: string, snapshot: number, known: ReadonlyMap<string, string>): Promise<void> {
+    const before = await this.current.snapshot(roomId);
+    if (before === snapshot) return;
+    const oldState = before === undefined ? new Map<string, string>() : await this.snapshots.read(before);
+    const newState = await this.snapshots.read(snapshot);
+    const changed: [type: string, stateKey: string, eventId: string][] = [];
+    for (const [key, eventId] of newState) {
+      if (oldState.get(key) !== eventId) changed.push([...splitStateKey(key), eventId]);
+    }
+    // The memberships of all changed member events in a few queries, not one per member (a join to
+    // a large room changes thousands of keys at once).
+    const memberships = await this.membershipsOf(changed.filter(([type]) => type === "m.room.member").map(([, , eventId]) => eventId), known);
+    const rows = changed.map(([type, stateKey, eventId]): CurrentStateRow => [type, stateKey, eventId, type === "m.room.member" ? memberships.get(eventId) : undefined]);
+    await this.current.setMany(roomId, rows);
+    for (const key of oldState.keys()) {
+      if (!newState.has(key)) await this.current.delete(roomId, ...splitStateKey(key));
+    }
+    await this.current.setSnapshot(roomId, snapshot);
+  }
+
+  /** content.membership of the given events (those stored with a string membership); `known` holds JSON already at hand, by event id. */
+  private async membershipsOf(eventIds: readonly string[], known: ReadonlyMap<string, string>): Promise<Map<string, string>> {
+    const found = new Map<string, string>();
+    const toRead = eventIds.filter((id) => !known.has(id));
+    const json = toRead.length === 0 ? new Map<string, string>() : await this.events.jsonOf(toRead);
+    for (const eventId of eventIds) {
+      const text = known.get(eventId) ?? json.get(eventId);
+      if (text === undefined) continue;
+      const membership = (JSON.parse(text) as { content?: { membership?: unknown } }).content?.membership;
+      if (typeof membership === "string") found.set(eventId, membership);
+    }
+    return found;
+  }
+
+  async forwardExtremities(roomId: string): Promise<string[]> {
+    return this.events.forwardExtremities(roomId);
+  }
+
+  async stateAt(snapshot: number): Promise<Map<string, string>> {
+    return new Map(await this.snapshots.read(snapshot));
+  }
+
+  async stateEntryAt(snapshot: number, type: string, key: string): Promise<string | undefined> {
+    return this.snapshots.entry(snapshot, stateKey(type, key));
+  }
+
+  async currentStateSnapshot(roomId: string): Promise<number | undefined> {
+    return this.current.snapshot(roomId);
+  }
+
+  async currentState(roomId: string): Promise<Map<string, string>> {
+    return new Map((await this.current.all(roomId)).map((r) => [stateKey(r.type, r.state_key), r.event_id]));
+  }
+
+  async currentStateEvent(roomId: string, type: string, stateKey: string): Promise<string | undefined> {
+    return this.current.get(roomId, type, stateKey);
+  }
+
+  async currentMemberships(roomId: string): Promise<Map<string, string>> {
+    return this.current.memberships(roomId);
+  }
+
+  async roomsWithMembership(userId: string, membership: string): Promise<string[]> {
+    return this.current.roomsWithMembership(userId, membership);
+  }
+
+  async membersWithMembership(membership: string): Promise<{ roomId: string; userId: string; eventId: string }[]> {
+    return this.current.membersWithMembership(membership);
+  }
+
+  async authChain(eventIds: readonly string[]): Promise<Set<string>> {
+    return this.events.authChain(eventIds);
+  }
+
+  async maxStreamOrdering(): Promise<number> {
+    return this.events.maxStreamOrdering();
+  }
+
+  async roomEventsBetween(roomId: string, fromExclusive: number, toInclusive: number, limit: number): Promise<StoredEvent[]> {
+    return this.events.between(roomId, fromExclusive, toInclusive, limit);
+  }
+
+  async roomEventsBackwards(roomId: string, beforeInclusive: number, afterExclusive: number, limit: number): Promise<StoredEvent[]> {
+    return this.events.backwards(roomId, beforeInclusive, afterExclusive, limit);
+  }
+
+  /** this.db.transaction(fn), with the snapshot cache kept to committed maps (StateSnapshotsTable.transaction). */
+  atomically<T>(fn: () => Promise<T>): Promise<T> {
+    return this.snapshots.transaction(fn);
+  }
+}
