@@ -1,6 +1,9 @@
 // A resolution of thousands of conflicted events must keep the event loop turning
-// (ARCHITECTURE.md "Style": long CPU work yields every N steps). Measured as the largest gap
-// between the ticks of a 1 ms interval timer while the resolution runs.
+// (ARCHITECTURE.md "Style": long CPU work yields every N steps). Checked by counting the turns of
+// the event loop that other work gets while the resolution runs (a chain of setImmediate callbacks):
+// a resolution that never yields lets it run once or twice, one that yields every few dozen steps
+// lets it run hundreds of times, however fast or loaded the machine is. The largest gap between
+// the ticks of a 1 ms timer is printed as a figure, not asserted (it depends on the machine's load).
 
 import { describe, expect, test } from "bun:test";
 import type { StateMap } from "../../../src/protocol/events";
@@ -13,8 +16,8 @@ const v10 = roomVersion("10")!;
 const JOINS_PER_FORK = 2000;
 const BANS = 400;
 const POWER_LEVEL_CHANGES = 400;
-/** Far above a healthy gap (a few ms), far below a blocking resolution (seconds). */
-const MAX_GAP_MS = 50;
+/** Far below the turns a yielding resolution gives (hundreds), far above a blocking one (1 or 2). */
+const MIN_TURNS = 50;
 
 /**
  * Two forks of one public room. Fork A: 2000 joins, then alice bans 400 of them. Fork B: 2000
@@ -47,10 +50,18 @@ function bigFork() {
   return { room, forkA, forkB };
 }
 
-async function measureGaps<T>(work: () => Promise<T>): Promise<{ result: T; maxGapMs: number; ticks: number; totalMs: number }> {
+async function measureGaps<T>(work: () => Promise<T>): Promise<{ result: T; maxGapMs: number; ticks: number; turns: number; totalMs: number }> {
   let last = performance.now();
   let maxGapMs = 0;
   let ticks = 0;
+  let turns = 0;
+  let running = true;
+  const turn = () => {
+    if (!running) return;
+    turns++;
+    setImmediate(turn);
+  };
+  setImmediate(turn);
   const timer = setInterval(() => {
     const now = performance.now();
     maxGapMs = Math.max(maxGapMs, now - last);
@@ -62,8 +73,9 @@ async function measureGaps<T>(work: () => Promise<T>): Promise<{ result: T; maxG
     const result = await work();
     const now = performance.now();
     maxGapMs = Math.max(maxGapMs, now - last);
-    return { result, maxGapMs, ticks, totalMs: now - started };
+    return { result, maxGapMs, ticks, turns, totalMs: now - started };
   } finally {
+    running = false;
     clearInterval(timer);
   }
 }
@@ -79,12 +91,11 @@ function checkResolved(resolved: StateMap) {
 describe("yielding to the event loop", () => {
   const { room, forkA, forkB } = bigFork();
 
-  test(`resolving ~${2 * JOINS_PER_FORK + BANS + POWER_LEVEL_CHANGES} conflicted events never blocks for ${MAX_GAP_MS} ms`, async () => {
-    const { result, maxGapMs, ticks, totalMs } = await measureGaps(() => resolveState(v10, [forkA, forkB], room.lookups()));
+  test(`resolving ~${2 * JOINS_PER_FORK + BANS + POWER_LEVEL_CHANGES} conflicted events lets the event loop turn all along`, async () => {
+    const { result, maxGapMs, ticks, turns, totalMs } = await measureGaps(() => resolveState(v10, [forkA, forkB], room.lookups()));
     checkResolved(result);
-    console.log(`state-res event loop: ${totalMs.toFixed(0)} ms total, ${ticks} ticks, max gap ${maxGapMs.toFixed(1)} ms`);
-    expect(maxGapMs).toBeLessThan(MAX_GAP_MS);
-    expect(ticks).toBeGreaterThan(0);
+    console.log(`state-res event loop: ${totalMs.toFixed(0)} ms total, ${turns} turns for other work, ${ticks} timer ticks, max gap ${maxGapMs.toFixed(1)} ms`);
+    expect(turns).toBeGreaterThan(MIN_TURNS);
   });
 
   test("also with asynchronous lookups and a store's auth chains", async () => {
@@ -93,8 +104,8 @@ describe("yielding to the event loop", () => {
       authChain: async (ids) => room.authChain(ids),
       isRejected: async () => false,
     };
-    const { result, maxGapMs } = await measureGaps(() => resolveState(v10, [forkA, forkB], lookups));
+    const { result, turns } = await measureGaps(() => resolveState(v10, [forkA, forkB], lookups));
     checkResolved(result);
-    expect(maxGapMs).toBeLessThan(MAX_GAP_MS);
+    expect(turns).toBeGreaterThan(MIN_TURNS);
   });
 });
