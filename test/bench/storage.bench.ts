@@ -122,7 +122,7 @@ async function engine(driver: DriverName): Promise<string[]> {
   return lines;
 }
 
-process.env.PORTIER_TEST_POSTGRES_FSYNC = "on";
+process.env.TEST_POSTGRES_FSYNC = "on";
 console.log(`\n# Storage engines (Bun ${Bun.version}, ${navigator.hardwareConcurrency} cores)`);
 await seamCost();
 const engines: DriverName[] = ["better-sqlite3", "bun-sqlite", ...((await postgresAvailable()) ? (["postgres"] as const) : [])];

@@ -26,8 +26,10 @@ afterAll(() => {
 /** `portier serve` from source in its own process, with the config in PORTIER_* variables. */
 async function startProcess(dataDir: string, database: Record<string, unknown>): Promise<{ proc: Subprocess; base: string }> {
   const port = await freePort();
+  // Only this test's PORTIER_ settings: any others in the environment would be config keys too.
+  const inherited = Object.entries(process.env).filter(([k, v]) => !k.startsWith("PORTIER_") && v !== undefined) as [string, string][];
   const env: Record<string, string> = {
-    ...process.env,
+    ...Object.fromEntries(inherited),
     PORTIER_SERVER_NAME: "crash.test",
     PORTIER_BIND: `127.0.0.1:${port}`,
     PORTIER_DATA_DIR: dataDir,

@@ -1,7 +1,7 @@
 // A real PostgreSQL server for tests, started by the tests themselves: Debian's binaries (initdb,
 // pg_ctl) in a temporary folder, listening on an ephemeral 127.0.0.1 port, stopped when the test
 // process exits. Each caller gets a fresh database. Where no PostgreSQL is installed the postgres
-// variants are skipped with one line saying so, unless PORTIER_TEST_POSTGRES=require (CI sets it).
+// variants are skipped with one line saying so, unless TEST_POSTGRES=require (CI sets it).
 import { spawn, spawnSync } from "node:child_process";
 import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -45,8 +45,8 @@ async function start(): Promise<RunningServer | string> {
   for (let attempt = 0; attempt < 3; attempt++) {
     const port = await freePort();
     // fsync off: these databases are thrown away; durability of Portier itself is tested on its side.
-    // Benches set PORTIER_TEST_POSTGRES_FSYNC=on to compare engines fairly.
-    const fsync = process.env.PORTIER_TEST_POSTGRES_FSYNC === "on" ? "on" : "off";
+    // Benches set TEST_POSTGRES_FSYNC=on to compare engines fairly.
+    const fsync = process.env.TEST_POSTGRES_FSYNC === "on" ? "on" : "off";
     const options = `-c listen_addresses=127.0.0.1 -p ${port} -k ${root} -c fsync=${fsync} -c max_connections=400 -c shared_buffers=128MB`;
     const started = run(server, "pg_ctl", ["-D", dataDir, "-o", options, "-l", join(root, "server.log"), "-w", "-t", "30", "start"]);
     if (started.ok) return { ...server, port };
@@ -83,7 +83,7 @@ async function server(): Promise<RunningServer | undefined> {
   });
   const s = await running;
   if (typeof s === "string") {
-    if (process.env.PORTIER_TEST_POSTGRES === "require") throw new Error(`PostgreSQL is required for these tests: ${s}`);
+    if (process.env.TEST_POSTGRES === "require") throw new Error(`PostgreSQL is required for these tests: ${s}`);
     if (!announced) console.warn(`[portier tests] PostgreSQL variants skipped: ${s}`);
     announced = true;
     return undefined;
@@ -93,7 +93,7 @@ async function server(): Promise<RunningServer | undefined> {
 
 /** Whether PostgreSQL variants run in this process (starts the server on first call). */
 export async function postgresAvailable(): Promise<boolean> {
-  if (process.env.PORTIER_TEST_POSTGRES === "off") return false;
+  if (process.env.TEST_POSTGRES === "off") return false;
   return (await server()) !== undefined;
 }
 
