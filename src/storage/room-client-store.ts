@@ -6,6 +6,9 @@ import { ClientTransactionsTable } from "./tables/client-transactions";
 import { RedactionsTable } from "./tables/redactions";
 import { ForgottenRoomsTable } from "./tables/forgotten-rooms";
 import { ReceiptsTable } from "./tables/receipts";
+import { ImmutableRowCache } from "./row-cache";
+
+type TransactionOf = { userId: string; deviceId: string; txnId: string };
 
 export class SqlRoomClientStore implements RoomClientStore {
   private readonly transactions: ClientTransactionsTable;
@@ -13,7 +16,13 @@ export class SqlRoomClientStore implements RoomClientStore {
   private readonly forgotten: ForgottenRoomsTable;
   private readonly receipts: ReceiptsTable;
 
-  constructor(db: Database) {
+  /**
+   * Which transaction sent an event: written in the event's own transaction, so once the event is
+   * committed the answer (even "none") never changes. Asked for every event of every /sync.
+   */
+  private readonly transactionCache = new ImmutableRowCache<string, TransactionOf | null>(20_000);
+
+  constructor(private readonly db: Database) {
     this.transactions = new ClientTransactionsTable(db);
     this.redactions = new RedactionsTable(db);
     this.forgotten = new ForgottenRoomsTable(db);
@@ -25,11 +34,17 @@ export class SqlRoomClientStore implements RoomClientStore {
   }
 
   recordTransaction(userId: string, deviceId: string, txnId: string, roomId: string, eventId: string, ts: number): Promise<void> {
+    // Only someone who asked about the event before it existed can hold an answer for it.
+    this.transactionCache.delete(eventId);
     return this.transactions.put(userId, deviceId, txnId, roomId, eventId, ts);
   }
 
-  transactionOf(eventId: string): Promise<{ userId: string; deviceId: string; txnId: string } | undefined> {
-    return this.transactions.ofEvent(eventId);
+  async transactionOf(eventId: string): Promise<TransactionOf | undefined> {
+    const hit = this.transactionCache.get(eventId);
+    if (hit !== undefined) return hit ?? undefined;
+    const found = await this.transactions.ofEvent(eventId);
+    if (!this.db.inTransaction()) this.transactionCache.set(eventId, found ?? null);
+    return found;
   }
 
   recordRedaction(redacts: string, redactionEventId: string, roomId: string): Promise<void> {

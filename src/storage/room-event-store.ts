@@ -7,14 +7,21 @@ import { RoomsTable } from "./tables/rooms";
 import { EventsTable } from "./tables/events";
 import { StateSnapshotsTable } from "./tables/state-snapshots";
 import { CurrentStateTable, type CurrentStateRow } from "./tables/current-state";
+import { ImmutableRowCache } from "./row-cache";
+
+/** Events kept parsed into rows: /sync and the receive path read the same recent events again and again. */
+const EVENT_CACHE = 20_000;
 
 export class SqlRoomEventStore implements RoomEventStore {
   private readonly rooms: RoomsTable;
   private readonly events: EventsTable;
   private readonly snapshots: StateSnapshotsTable;
   private readonly current: CurrentStateTable;
+  private readonly eventCache = new ImmutableRowCache<string, StoredEvent>(EVENT_CACHE);
+  /** A room's record never changes once created. */
+  private readonly roomCache = new ImmutableRowCache<string, RoomRecord>(10_000);
 
-  constructor(db: Database) {
+  constructor(private readonly db: Database) {
     this.rooms = new RoomsTable(db);
     this.events = new EventsTable(db);
     this.snapshots = new StateSnapshotsTable(db);
@@ -28,15 +35,35 @@ export class SqlRoomEventStore implements RoomEventStore {
   }
 
   async getRoom(roomId: string): Promise<RoomRecord | undefined> {
-    return this.rooms.get(roomId);
+    const hit = this.roomCache.get(roomId);
+    if (hit) return hit;
+    const room = await this.rooms.get(roomId);
+    if (room && !this.db.inTransaction()) this.roomCache.set(roomId, room);
+    return room;
   }
 
+  // Event rows are never updated: a committed one can be served from memory for good.
   async getEvent(eventId: string): Promise<StoredEvent | undefined> {
-    return this.events.get(eventId);
+    const hit = this.eventCache.get(eventId);
+    if (hit) return hit;
+    const stored = await this.events.get(eventId);
+    if (stored && !this.db.inTransaction()) this.eventCache.set(eventId, stored);
+    return stored;
   }
 
   async getEvents(eventIds: readonly string[]): Promise<Map<string, StoredEvent>> {
-    return this.events.getMany(eventIds);
+    const missing = eventIds.filter((id) => this.eventCache.get(id) === undefined);
+    const loaded = missing.length > 0 ? await this.events.getMany(missing) : new Map<string, StoredEvent>();
+    const cacheable = !this.db.inTransaction();
+    // In the order asked for, as the table returns them.
+    const found = new Map<string, StoredEvent>();
+    for (const id of eventIds) {
+      const stored = loaded.get(id) ?? this.eventCache.get(id);
+      if (!stored) continue;
+      found.set(id, stored);
+      if (cacheable && loaded.has(id)) this.eventCache.set(id, stored);
+    }
+    return found;
   }
 
   async persistEvent(input: PersistEventInput): Promise<StoredEvent> {

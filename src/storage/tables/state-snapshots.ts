@@ -6,6 +6,7 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 import type { Database } from "../database";
 import type { Migration } from "../migrations";
+import { ImmutableRowCache } from "../row-cache";
 import type { StateDelta } from "../stores";
 import { insertBatches, valueRows } from "./events";
 
@@ -168,6 +169,8 @@ export class StateSnapshotsTable {
   private readonly toStored: (key: string) => string;
   private readonly fromStored: (stored: string) => string;
 
+  private readonly entries = new ImmutableRowCache<string, string | null>(50_000);
+
   constructor(private readonly db: Database) {
     const postgres = db.dialect === "postgres";
     this.toStored = postgres ? toPostgresKey : (key) => key;
@@ -279,6 +282,12 @@ export class StateSnapshotsTable {
   async entry(snapshot: number, key: string): Promise<string | undefined> {
     const cached = this.cached(snapshot, false);
     if (cached) return cached.get(key);
-    return (await this.db.get<{ event_id: string | null }>(SELECT_ENTRY, snapshot, this.toStored(key)))?.event_id ?? undefined;
+    // Single entries of committed snapshots, as history visibility asks for them event by event.
+    const entryKey = `${snapshot}\0${key}`;
+    const hit = this.entries.get(entryKey);
+    if (hit !== undefined) return hit === null ? undefined : hit;
+    const value = (await this.db.get<{ event_id: string | null }>(SELECT_ENTRY, snapshot, this.toStored(key)))?.event_id ?? null;
+    if (!this.db.inTransaction()) this.entries.set(entryKey, value);
+    return value ?? undefined;
   }
 }

@@ -1,0 +1,100 @@
+// The caches of rows that never change (events, room records, snapshot entries, which transaction sent
+// an event): committed rows are served from memory, and nothing read inside a transaction is cached,
+// so a rolled-back write is never served.
+import { afterEach, beforeEach, describe, expect, test } from "bun:test";
+import { testDatabases } from "../helpers/databases";
+import { storesOver, type Stores } from "../../src/storage/open";
+import { ImmutableRowCache } from "../../src/storage/row-cache";
+import type { Database } from "../../src/storage/database";
+import type { NewEvent } from "../../src/storage/stores";
+
+const ROOM = "!cache:example.org";
+const message = (id: string): NewEvent => ({
+  eventId: id, roomId: ROOM, type: "m.room.message", stateKey: undefined, sender: "@a:example.org", depth: 1, originServerTs: 1,
+  prevEvents: [], authEvents: [], json: JSON.stringify({ type: "m.room.message", content: { body: id } }),
+});
+
+/** Counts the queries that reach the engine. */
+function countQueries(db: Database): { n: number } {
+  const counter = { n: 0 };
+  for (const method of ["get", "all"] as const) {
+    const original = db[method].bind(db) as (...args: unknown[]) => Promise<unknown>;
+    (db as unknown as Record<string, unknown>)[method] = (...args: unknown[]) => {
+      counter.n++;
+      return original(...args);
+    };
+  }
+  return counter;
+}
+
+describe("ImmutableRowCache", () => {
+  test("evicts the least recently used beyond its capacity", () => {
+    const cache = new ImmutableRowCache<string, number>(2);
+    cache.set("a", 1);
+    cache.set("b", 2);
+    expect(cache.get("a")).toBe(1); // a is now the most recent
+    cache.set("c", 3);
+    expect(cache.get("b")).toBeUndefined();
+    expect(cache.get("a")).toBe(1);
+    expect(cache.get("c")).toBe(3);
+    cache.delete("c");
+    expect(cache.get("c")).toBeUndefined();
+    expect(cache.size).toBe(1);
+  });
+});
+
+describe.each(testDatabases.map((d) => [d.name, d] as const))("row caches on %s", (_name, database) => {
+  let stores: Stores;
+  beforeEach(async () => {
+    stores = storesOver(await database.open());
+  });
+  afterEach(async () => {
+    await stores.db.close();
+  });
+
+  test("a committed event, its room and its transaction are read from the engine once", async () => {
+    const { roomEvents, roomClient, db } = stores;
+    await roomEvents.createRoom({ roomId: ROOM, roomVersion: "10", creator: "@a:example.org", createdTs: 1 });
+    await roomEvents.atomically(async () => {
+      await roomEvents.persistEvent({ event: message("$m"), updateForwardExtremities: false, updateCurrentState: false });
+      await roomClient.recordTransaction("@a:example.org", "DEV", "t1", ROOM, "$m", 1);
+    });
+    const queries = countQueries(db);
+    for (let i = 0; i < 3; i++) {
+      expect((await roomEvents.getEvent("$m"))?.json).toContain('"$m"');
+      expect((await roomEvents.getEvents(["$m", "$nothing"])).size).toBe(1);
+      expect((await roomEvents.getRoom(ROOM))?.roomVersion).toBe("10");
+      expect(await roomClient.transactionOf("$m")).toEqual({ userId: "@a:example.org", deviceId: "DEV", txnId: "t1" });
+    }
+    // One query each the first time (getEvent may read its edges too); none after.
+    const firstRound = queries.n;
+    await roomEvents.getEvent("$m");
+    await roomEvents.getRoom(ROOM);
+    await roomClient.transactionOf("$m");
+    expect(queries.n).toBe(firstRound);
+    // An unknown event is asked for every time: it may yet arrive.
+    await roomEvents.getEvent("$nothing");
+    await roomEvents.getEvent("$nothing");
+    expect(queries.n).toBeGreaterThan(firstRound);
+  });
+
+  test("what a rolled-back transaction wrote and read is never served afterwards", async () => {
+    const { roomEvents, roomClient } = stores;
+    await expect(
+      roomEvents.atomically(async () => {
+        await roomEvents.createRoom({ roomId: ROOM, roomVersion: "10", creator: "@a:example.org", createdTs: 1 });
+        await roomEvents.persistEvent({ event: message("$gone"), updateForwardExtremities: false, updateCurrentState: false });
+        await roomClient.recordTransaction("@a:example.org", "DEV", "t1", ROOM, "$gone", 1);
+        // Read inside the transaction: these must not be cached.
+        expect(await roomEvents.getEvent("$gone")).toBeDefined();
+        expect(await roomEvents.getRoom(ROOM)).toBeDefined();
+        expect(await roomClient.transactionOf("$gone")).toBeDefined();
+        throw new Error("roll back");
+      }),
+    ).rejects.toThrow("roll back");
+    expect(await roomEvents.getEvent("$gone")).toBeUndefined();
+    expect((await roomEvents.getEvents(["$gone"])).size).toBe(0);
+    expect(await roomEvents.getRoom(ROOM)).toBeUndefined();
+    expect(await roomClient.transactionOf("$gone")).toBeUndefined();
+  });
+});
