@@ -50,8 +50,20 @@ export interface Database {
   close(): Promise<void>;
 }
 
-/** Whether a statement writes (anything but SELECT, WITH ... SELECT, PRAGMA and EXPLAIN). */
+const writes = new Map<string, boolean>();
+
+/** Whether a statement writes (anything but SELECT, WITH ... SELECT, PRAGMA and EXPLAIN); remembered per SQL text. */
 export function isWriteStatement(sql: string): boolean {
+  let write = writes.get(sql);
+  if (write === undefined) {
+    if (writes.size > 5000) writes.clear();
+    write = classify(sql);
+    writes.set(sql, write);
+  }
+  return write;
+}
+
+function classify(sql: string): boolean {
   const head = /^\s*(\w+)/.exec(sql)?.[1]?.toUpperCase();
   if (head === "SELECT" || head === "PRAGMA" || head === "EXPLAIN" || head === "SHOW") return false;
   if (head === "WITH") return /\b(INSERT|UPDATE|DELETE)\b/i.test(sql);

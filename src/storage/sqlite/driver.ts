@@ -1,6 +1,7 @@
 // SQLite under the Database seam (database.ts): better-sqlite3 (the default) or bun:sqlite, both
 // synchronous libraries in process. One connection: a transaction batch runs on it while reads from
 // outside the batch wait for its commit, so they never see uncommitted rows.
+import { open } from "node:fs/promises";
 import BetterSqlite3 from "better-sqlite3";
 import { Database as BunDatabase } from "bun:sqlite";
 import { betterSqliteAddonPath } from "./native-addon";
@@ -22,8 +23,11 @@ interface SyncConnection {
   close(): void;
 }
 
-// WAL for concurrent readers; synchronous=FULL so that a commit survives power loss.
-const PRAGMAS = ["journal_mode = WAL", "synchronous = FULL", "foreign_keys = ON", "busy_timeout = 5000"];
+// WAL for concurrent readers. synchronous=NORMAL: SQLite itself does not fsync at COMMIT (it still
+// syncs around checkpoints); the driver makes each commit durable by syncing the WAL file in the
+// thread pool before any transaction of the batch resolves (see `end`). With FULL, SQLite's fsync ran
+// on the one JS thread and stopped the whole server for the length of every disk flush.
+const PRAGMAS = ["journal_mode = WAL", "synchronous = NORMAL", "foreign_keys = ON", "busy_timeout = 5000"];
 
 function openBetterSqlite(path: string): SyncConnection {
   const db = new BetterSqlite3(path, betterSqliteAddonPath ? { nativeBinding: betterSqliteAddonPath } : {});
@@ -68,10 +72,14 @@ class SqliteDatabase extends SingleWriterDatabase<SyncConnection> implements Dat
   readonly dialect = "sqlite" as const;
   private readonly statements = new Map<string, SyncStatement>();
   private closed = false;
+  /** WAL syncs so far: one per commit of a file database, before its transactions resolve. */
+  walSyncs = 0;
 
   constructor(
     readonly driver: SqliteDriverName,
     private readonly conn: SyncConnection,
+    /** The WAL file to sync after each commit; undefined for in-memory databases (nothing to make durable). */
+    walPath: string | undefined,
   ) {
     super({
       begin: () => {
@@ -79,7 +87,13 @@ class SqliteDatabase extends SingleWriterDatabase<SyncConnection> implements Dat
         return conn;
       },
       statement: (c, sql) => c.exec(sql),
-      end: (c, commit) => c.exec(commit ? "COMMIT" : "ROLLBACK"),
+      end: async (c, commit) => {
+        c.exec(commit ? "COMMIT" : "ROLLBACK");
+        if (commit && walPath) {
+          await syncFile(walPath);
+          this.walSyncs++;
+        }
+      },
     });
   }
 
@@ -129,6 +143,20 @@ class SqliteDatabase extends SingleWriterDatabase<SyncConnection> implements Dat
   }
 }
 
-export function openSqlite(path: string, driver: SqliteDriverName = "better-sqlite3"): Database & { readonly commitStats: { commits: number; units: number } } {
-  return new SqliteDatabase(driver, driver === "bun-sqlite" ? openBunSqlite(path) : openBetterSqlite(path));
+/**
+ * fdatasync of a file, in the thread pool: the event loop goes on building the next batch meanwhile.
+ * Opened per call, so a WAL file that SQLite deleted and made anew is never missed.
+ */
+async function syncFile(path: string): Promise<void> {
+  const file = await open(path, "r");
+  try {
+    await file.datasync();
+  } finally {
+    await file.close();
+  }
+}
+
+export function openSqlite(path: string, driver: SqliteDriverName = "better-sqlite3"): Database & { readonly commitStats: { commits: number; units: number }; readonly walSyncs: number } {
+  const inMemory = path === ":memory:" || path === "" || path.startsWith("file::memory:");
+  return new SqliteDatabase(driver, driver === "bun-sqlite" ? openBunSqlite(path) : openBetterSqlite(path), inMemory ? undefined : `${path}-wal`);
 }
