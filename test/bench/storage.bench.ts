@@ -1,4 +1,4 @@
-// Storage engines side by side, in one run: better-sqlite3 and bun:sqlite (WAL, synchronous=FULL,
+// Storage engines side by side, in one run: better-sqlite3 and bun:sqlite (WAL, synced at every commit,
 // file-backed) and PostgreSQL (a throwaway local server with fsync on, started by the bench).
 //   1. The async seam's own cost: the same point read and 100-row range read through better-sqlite3
 //      called directly and through the Database seam (await per query).
@@ -127,6 +127,6 @@ console.log(`\n# Storage engines (Bun ${Bun.version}, ${navigator.hardwareConcur
 await seamCost();
 const engines: DriverName[] = ["better-sqlite3", "bun-sqlite", ...((await postgresAvailable()) ? (["postgres"] as const) : [])];
 for (const driver of engines) {
-  console.log(`\n## ${driver}${driver === "postgres" ? " (local server, fsync on, synchronous_commit on)" : " (WAL, synchronous=FULL)"}`);
+  console.log(`\n## ${driver}${driver === "postgres" ? " (local server, fsync on, synchronous_commit on)" : " (WAL, the WAL fdatasynced at every commit)"}`);
   for (const line of await engine(driver)) console.log(line);
 }
