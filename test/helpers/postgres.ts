@@ -43,15 +43,42 @@ async function start(): Promise<RunningServer | string> {
   const init = run(server, "initdb", ["-D", dataDir, "-A", "trust", "-U", "portier", "--locale=C", "-E", "UTF8"]);
   if (!init.ok) return `initdb failed: ${init.output.trim().split("\n").slice(-3).join(" / ")}`;
   for (let attempt = 0; attempt < 3; attempt++) {
-    const port = await freePort();
-    // fsync off: these databases are thrown away; durability of Portier itself is tested on its side.
-    // Benches set TEST_POSTGRES_FSYNC=on to compare engines fairly.
-    const fsync = process.env.TEST_POSTGRES_FSYNC === "on" ? "on" : "off";
-    const options = `-c listen_addresses=127.0.0.1 -p ${port} -k ${root} -c fsync=${fsync} -c max_connections=400 -c shared_buffers=128MB`;
-    const started = run(server, "pg_ctl", ["-D", dataDir, "-o", options, "-l", join(root, "server.log"), "-w", "-t", "30", "start"]);
-    if (started.ok) return { ...server, port };
+    const running = { ...server, port: await freePort() };
+    if (pgStart(running)) return running;
   }
   return `pg_ctl could not start a server (see ${join(root, "server.log")})`;
+}
+
+function pgStart(server: RunningServer): boolean {
+  const root = join(server.dataDir, "..");
+  // fsync off: these databases are thrown away; durability of Portier itself is tested on its side.
+  // Benches set TEST_POSTGRES_FSYNC=on to compare engines fairly.
+  const fsync = process.env.TEST_POSTGRES_FSYNC === "on" ? "on" : "off";
+  const options = `-c listen_addresses=127.0.0.1 -p ${server.port} -k ${root} -c fsync=${fsync} -c max_connections=400 -c shared_buffers=128MB`;
+  return run(server, "pg_ctl", ["-D", server.dataDir, "-o", options, "-l", join(root, "server.log"), "-w", "-t", "30", "start"]).ok;
+}
+
+/**
+ * A PostgreSQL server of the caller's own, for tests that stop and restart it (a database lost and
+ * back while Portier runs). Stopped with the test process at the latest.
+ */
+export async function ownPostgresServer(): Promise<{ url: string; stop(): void; restart(): void; remove(): void }> {
+  if (!(await postgresAvailable())) throw new Error("PostgreSQL is not available in this test run");
+  const server = await start();
+  if (typeof server === "string") throw new Error(server);
+  stopWhenGone(server);
+  const { SQL } = await import("bun");
+  const admin = new SQL({ url: `postgres://portier@127.0.0.1:${server.port}/postgres`, max: 1 });
+  await admin.unsafe("CREATE DATABASE portier TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C'");
+  await admin.close();
+  return {
+    url: `postgres://portier@127.0.0.1:${server.port}/portier`,
+    stop: () => void run(server, "pg_ctl", ["-D", server.dataDir, "-m", "fast", "stop"]),
+    restart: () => {
+      if (!pgStart(server)) throw new Error("the PostgreSQL server did not start again");
+    },
+    remove: () => stop(server),
+  };
 }
 
 let running: Promise<RunningServer | string> | undefined;

@@ -50,11 +50,20 @@ function unavailable(error: unknown): unknown {
   return isConnectionLoss(error) ? new MatrixError("M_UNKNOWN", "The database is unavailable; try again shortly", 503) : error;
 }
 
-async function query(conn: Client | Reserved, text: string, params?: unknown[]): Promise<Record<string, unknown>[] & { count?: number; affectedRows?: number }> {
-  try {
-    return (await (params ? conn.unsafe(text, params) : conn.unsafe(text))) as Record<string, unknown>[] & { count?: number; affectedRows?: number };
-  } catch (error) {
-    throw unavailable(error);
+/** Pooled connections that died with the server fail once each before the pool opens new ones. */
+const RECONNECT_ATTEMPTS = 4;
+
+/**
+ * One statement. `retry` only where running it again is harmless: a read outside a transaction, or
+ * BEGIN (nothing written yet); such a statement is tried again on a fresh connection after a loss.
+ */
+async function query(conn: Client | Reserved, text: string, params?: unknown[], retry = false): Promise<Record<string, unknown>[] & { count?: number; affectedRows?: number }> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return (await (params ? conn.unsafe(text, params) : conn.unsafe(text))) as Record<string, unknown>[] & { count?: number; affectedRows?: number };
+    } catch (error) {
+      if (!retry || attempt >= RECONNECT_ATTEMPTS || !isConnectionLoss(error)) throw unavailable(error);
+    }
   }
 }
 
@@ -72,19 +81,22 @@ class PostgresDatabase extends SingleWriterDatabase<Reserved> implements Databas
   constructor(private readonly client: Client) {
     super({
       begin: async () => {
-        let conn: Reserved;
-        try {
-          conn = await client.reserve();
-        } catch (error) {
-          throw unavailable(error);
+        for (let attempt = 1; ; attempt++) {
+          let conn: Reserved;
+          try {
+            conn = await client.reserve();
+          } catch (error) {
+            throw unavailable(error);
+          }
+          try {
+            await query(conn, "BEGIN");
+            return conn;
+          } catch (error) {
+            conn.release();
+            // A connection that died with the server: BEGIN wrote nothing, so take another.
+            if (attempt >= RECONNECT_ATTEMPTS || !(error instanceof MatrixError)) throw error;
+          }
         }
-        try {
-          await query(conn, "BEGIN");
-        } catch (error) {
-          conn.release();
-          throw error;
-        }
-        return conn;
       },
       statement: async (conn, sql) => void (await query(conn, sql)),
       end: async (conn, commit) => {
@@ -116,7 +128,7 @@ class PostgresDatabase extends SingleWriterDatabase<Reserved> implements Databas
     const ctx = this.writer.current();
     if (!ctx && isWriteStatement(sql)) return this.writer.run(() => this.rows(sql, params));
     const conn = ctx ? ctx.conn : this.client;
-    const result = await query(conn, this.text(sql), params as unknown[]);
+    const result = await query(conn, this.text(sql), params as unknown[], !ctx);
     return { rows: result, count: Number(result.affectedRows ?? result.count ?? 0) };
   }
 
