@@ -79,3 +79,24 @@ describe("config values from the environment", () => {
     expect(resolveConfig({ server_name: "[::1]:8448" }).server_name).toBe("[::1]:8448");
   });
 });
+
+describe("database settings", () => {
+  test("postgres takes a postgres:// url and a pool size; SQLite keeps its defaults", () => {
+    const pg = resolveConfig({ database: { driver: "postgres", url: "postgres://u:p@127.0.0.1:5432/portier", pool_size: 4 } });
+    expect(pg.database).toEqual({ driver: "postgres", url: "postgres://u:p@127.0.0.1:5432/portier", pool_size: 4 });
+    expect(resolveConfig({}).database.driver).toBe("better-sqlite3");
+  });
+
+  test.each([
+    [{ driver: "postgres" }, "database.url"],
+    [{ driver: "postgres", url: "mysql://h/db" }, "database.url"],
+    [{ driver: "postgres", url: "postgres://h" }, "database.url"],
+    [{ driver: "postgres", url: "not a url" }, "database.url"],
+    [{ driver: "postgres", url: "postgres://h/db", path: "x.db" }, "database.path"],
+    [{ driver: "better-sqlite3", url: "postgres://h/db" }, "database.url"],
+    [{ driver: "postgres", url: "postgres://h/db", pool_size: 1 }, "database.pool_size"],
+  ])("%p is a config error naming %s", (database, key) => {
+    expect(() => resolveConfig({ database })).toThrow(ConfigError);
+    expect(() => resolveConfig({ database })).toThrow(key);
+  });
+});
