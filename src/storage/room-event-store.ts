@@ -83,7 +83,10 @@ export class SqlRoomEventStore implements RoomEventStore {
         // The usual case — the new state is the current state plus this event's delta — costs
         // only the delta; anything else (a fork, a resolution) compares the two states.
         const onCurrent = input.stateAfter?.parent !== undefined && input.stateAfter.parent === (await this.current.snapshot(event.roomId));
-        if (onCurrent) await this.applyCurrentStateDelta(event.roomId, snapshot, input.stateAfter!.delta, known);
+        // A snapshot equal to its parent means the delta changed nothing (a message): nothing to write.
+        if (onCurrent) {
+          if (snapshot !== input.stateAfter!.parent) await this.applyCurrentStateDelta(event.roomId, snapshot, input.stateAfter!.delta, known);
+        }
         else await this.replaceCurrentState(event.roomId, snapshot, known);
       } else if (typeof current === "object") await this.replaceCurrentState(event.roomId, await this.snapshots.write(event.roomId, current.parent, current.delta), known);
       return stored;

@@ -1,7 +1,7 @@
 // SQLite under the Database seam (database.ts): better-sqlite3 (the default) or bun:sqlite, both
 // synchronous libraries in process. One connection: a transaction batch runs on it while reads from
 // outside the batch wait for its commit, so they never see uncommitted rows.
-import { open } from "node:fs/promises";
+import { open, type FileHandle } from "node:fs/promises";
 import BetterSqlite3 from "better-sqlite3";
 import { Database as BunDatabase } from "bun:sqlite";
 import { betterSqliteAddonPath } from "./native-addon";
@@ -74,6 +74,11 @@ class SqliteDatabase extends SingleWriterDatabase<SyncConnection> implements Dat
   private closed = false;
   /** WAL syncs so far: one per commit of a file database, before its transactions resolve. */
   walSyncs = 0;
+  /**
+   * The WAL file, kept open: SQLite deletes and recreates it only when the last connection to the
+   * database closes (or the journal mode changes), and this connection stays open until close().
+   */
+  private wal: FileHandle | undefined;
 
   constructor(
     readonly driver: SqliteDriverName,
@@ -90,7 +95,7 @@ class SqliteDatabase extends SingleWriterDatabase<SyncConnection> implements Dat
       end: async (c, commit) => {
         c.exec(commit ? "COMMIT" : "ROLLBACK");
         if (commit && walPath) {
-          await syncFile(walPath);
+          await this.syncWal(walPath);
           this.walSyncs++;
         }
       },
@@ -134,27 +139,23 @@ class SqliteDatabase extends SingleWriterDatabase<SyncConnection> implements Dat
     await this.writer.run(async () => this.conn.exec(sql));
   }
 
+  /** fdatasync of the WAL, off the JS thread: the event loop goes on building the next batch meanwhile. */
+  private async syncWal(path: string): Promise<void> {
+    this.wal ??= await open(path, "r");
+    await this.wal.datasync();
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     await this.writer.drain();
+    await this.wal?.close();
+    this.wal = undefined;
     this.closed = true;
     this.statements.clear();
     this.conn.close();
   }
 }
 
-/**
- * fdatasync of a file, in the thread pool: the event loop goes on building the next batch meanwhile.
- * Opened per call, so a WAL file that SQLite deleted and made anew is never missed.
- */
-async function syncFile(path: string): Promise<void> {
-  const file = await open(path, "r");
-  try {
-    await file.datasync();
-  } finally {
-    await file.close();
-  }
-}
 
 export function openSqlite(path: string, driver: SqliteDriverName = "better-sqlite3"): Database & { readonly commitStats: { commits: number; units: number }; readonly walSyncs: number } {
   const inMemory = path === ":memory:" || path === "" || path.startsWith("file::memory:");
