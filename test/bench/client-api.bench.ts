@@ -1,5 +1,5 @@
 // The client-server API end to end: a real Portier listening on an ephemeral loopback port (temporary
-// data_dir, registration enabled, file-backed SQLite at synchronous=FULL), driven over real HTTP with
+// data_dir, registration enabled, file-backed SQLite, its WAL synced at every commit), driven over real HTTP with
 // fetch. Figures:
 //   - 1,000 sequential sends by one user into one room (PUT /send, a new txnId each): p50/p99/max, messages/s;
 //   - 100 concurrent senders (100 users in one public room, each sending 10 messages one after
@@ -203,7 +203,7 @@ function dirSize(dir: string): number {
   return total;
 }
 
-console.log(`\n# Client-server API over loopback HTTP (Bun ${Bun.version}, ${navigator.hardwareConcurrency} cores, ${DRIVER}, synchronous=FULL)`);
+console.log(`\n# Client-server API over loopback HTTP (Bun ${Bun.version}, ${navigator.hardwareConcurrency} cores, ${DRIVER}, WAL synced at every commit)`);
 const benchStart = now();
 const server = await testServer({ server_name: "bench.test", registration: { enabled: true }, database: { driver: DRIVER } });
 const { url } = await server.start();

@@ -1,11 +1,11 @@
 // Persisting local messages through the real RoomEngine.sendEvent (build, sign, authorize, persist)
 // into a room of 10,000 members, on a file-backed SQLite database as the server runs it (WAL,
-// synchronous=FULL): total time, messages/s, p50/p99 per send, database growth, and the state rows
+// its WAL synced at every commit): total time, messages/s, p50/p99 per send, database growth, and the state rows
 // the messages wrote (a message changes no state, so it must write none).
 //
 // Setup is the real path too, with nothing shortened: createRoom (public_chat, room version 10),
 // then every member joins through engine.sendEvent, one awaited send after another, at
-// synchronous=FULL. Its time is reported per slice of 2,500 joins, since a join costs more the
+// the WAL synced at every commit. Its time is reported per slice of 2,500 joins, since a join costs more the
 // larger the room's state.
 import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
