@@ -1,7 +1,7 @@
 // The dependency rule of ARCHITECTURE.md, checked in CI:
 //   protocol imports nothing of the project; storage imports only protocol (and itself);
 //   services never import api; api never imports storage; plugins import only src/extensions.
-import { readdirSync, readFileSync, statSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
 
 const defaultRoot = resolve(import.meta.dir, "..");
@@ -49,7 +49,9 @@ export function violations(root: string = defaultRoot): string[] {
         const spec = match[1] ?? match[2];
         if (!spec.startsWith(".")) continue;
         const targetPath = resolve(dirname(file), spec);
-        let target = layerOf(root, targetPath.endsWith(".ts") ? targetPath : targetPath + ".ts");
+        // A folder import ("../../extensions") means its index.ts.
+        const targetFile = targetPath.endsWith(".ts") ? targetPath : existsSync(targetPath) && statSync(targetPath).isDirectory() ? join(targetPath, "index.ts") : targetPath + ".ts";
+        let target = layerOf(root, targetFile);
         // Services may see storage only through the per-domain store interfaces.
         if (layer !== "storage" && target === "storage" && relative(root, targetPath).replace(/\.ts$/, "") === "src/storage/stores") target = "storage-interfaces";
         if (!rule(target, targetPath, root)) found.push(`${relative(root, file)} (${layer}) imports ${spec} (${target})`);

@@ -21,6 +21,23 @@ export interface TransactionContext<Conn> {
   savepoints: number;
 }
 
+/**
+ * A level of savepoints: the unit itself, or a nested transaction inside it. Savepoints of one level
+ * run one after another (a RELEASE or ROLLBACK TO of one would otherwise take a sibling's with it).
+ */
+interface SavepointLevel {
+  readonly ctx: object;
+  queue: Promise<unknown>;
+}
+
+/** Thrown to a query or transaction of a call chain whose transaction has already ended. */
+export class TransactionEndedError extends Error {
+  override name = "TransactionEndedError";
+  constructor() {
+    super("a write from a transaction that has already ended (its work must be awaited inside it)");
+  }
+}
+
 interface Unit {
   fn: () => Promise<unknown>;
   resolve: (value: unknown) => void;
@@ -29,6 +46,7 @@ interface Unit {
 
 export class GroupCommit<Conn> {
   private readonly context = new AsyncLocalStorage<TransactionContext<Conn>>();
+  private readonly level = new AsyncLocalStorage<SavepointLevel>();
   private readonly pending: Unit[] = [];
   private scheduled = false;
   private batch: Promise<void> | undefined;
@@ -42,6 +60,14 @@ export class GroupCommit<Conn> {
   current(): TransactionContext<Conn> | undefined {
     const ctx = this.context.getStore();
     return ctx && !ctx.done ? ctx : undefined;
+  }
+
+  /**
+   * Whether the caller's call chain belonged to a transaction that has ended: its writes must fail,
+   * not run as transactions of their own (they would commit what the rolled-back one wrote).
+   */
+  ended(): boolean {
+    return this.context.getStore()?.done === true;
   }
 
   /** Settles when the batch running now (if any) has committed or rolled back. */
@@ -61,6 +87,7 @@ export class GroupCommit<Conn> {
   run<T>(fn: () => Promise<T>): Promise<T> {
     const ctx = this.current();
     if (ctx) return this.savepoint(ctx, fn);
+    if (this.ended()) return Promise.reject(new TransactionEndedError());
     return new Promise<T>((resolve, reject) => {
       this.pending.push({ fn, resolve: resolve as (v: unknown) => void, reject });
       this.schedule();
@@ -110,7 +137,7 @@ export class GroupCommit<Conn> {
       const ctx: TransactionContext<Conn> = { conn, done: false, savepoints: 0 };
       try {
         if (shared) await this.engine.statement(conn, "SAVEPOINT unit");
-        const value = await this.context.run(ctx, unit.fn);
+        const value = await this.context.run(ctx, () => this.level.run({ ctx, queue: Promise.resolve() }, unit.fn));
         ctx.done = true;
         if (shared) await this.engine.statement(conn, "RELEASE unit");
         done.push({ unit, value });
@@ -145,11 +172,22 @@ export class GroupCommit<Conn> {
     for (const d of done) d.unit.resolve(d.value);
   }
 
-  private async savepoint<T>(ctx: TransactionContext<Conn>, fn: () => Promise<T>): Promise<T> {
+  /** A nested transaction: a savepoint, after any sibling at the same level has finished. */
+  private savepoint<T>(ctx: TransactionContext<Conn>, fn: () => Promise<T>): Promise<T> {
+    const parent = this.level.getStore();
+    const run = () => this.inSavepoint(ctx, fn);
+    if (!parent || parent.ctx !== ctx) return run();
+    const result = parent.queue.then(run, run);
+    parent.queue = result.catch(() => undefined);
+    return result;
+  }
+
+  private async inSavepoint<T>(ctx: TransactionContext<Conn>, fn: () => Promise<T>): Promise<T> {
+    if (ctx.done) throw new TransactionEndedError();
     const name = `nested${++ctx.savepoints}`;
     await this.engine.statement(ctx.conn, `SAVEPOINT ${name}`);
     try {
-      const value = await fn();
+      const value = await this.level.run({ ctx, queue: Promise.resolve() }, fn);
       await this.engine.statement(ctx.conn, `RELEASE ${name}`);
       return value;
     } catch (error) {

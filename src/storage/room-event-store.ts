@@ -52,13 +52,20 @@ export class SqlRoomEventStore implements RoomEventStore {
   }
 
   async getEvents(eventIds: readonly string[]): Promise<Map<string, StoredEvent>> {
-    const missing = eventIds.filter((id) => this.eventCache.get(id) === undefined);
+    // The hits are taken now: the cache may evict them while the misses load.
+    const hits = new Map<string, StoredEvent>();
+    const missing: string[] = [];
+    for (const id of eventIds) {
+      const hit = this.eventCache.get(id);
+      if (hit) hits.set(id, hit);
+      else missing.push(id);
+    }
     const loaded = missing.length > 0 ? await this.events.getMany(missing) : new Map<string, StoredEvent>();
     const cacheable = !this.db.inTransaction();
     // In the order asked for, as the table returns them.
     const found = new Map<string, StoredEvent>();
     for (const id of eventIds) {
-      const stored = loaded.get(id) ?? this.eventCache.get(id);
+      const stored = hits.get(id) ?? loaded.get(id);
       if (!stored) continue;
       found.set(id, stored);
       if (cacheable && loaded.has(id)) this.eventCache.set(id, stored);

@@ -36,4 +36,14 @@ describe("dependency rule", () => {
     expect(found.join("\n")).toContain("src/services/d.ts (services) imports ../storage/sqlite/driver");
     expect(found.join("\n")).toContain("plugins/p/index.ts (plugins) imports ../../src/services/b");
   });
+
+  test("a folder import means the folder's index.ts", () => {
+    const root = tree({
+      "src/extensions/index.ts": "export const e = 1;\n",
+      "src/services/s.ts": 'import { e } from "../extensions";\n',
+      "plugins/p/index.ts": 'import { e } from "../../src/extensions";\n',
+      "src/protocol/p.ts": 'import { e } from "../extensions";\n',
+    });
+    expect(violations(root)).toEqual(["src/protocol/p.ts (protocol) imports ../extensions (extensions)"]);
+  });
 });

@@ -4,7 +4,7 @@
 import { SQL } from "bun";
 import { isWriteStatement, type Database, type SqlParam, type SqlRunResult } from "../database";
 import { MatrixError } from "../../protocol/errors";
-import { SingleWriterDatabase } from "../group-commit";
+import { SingleWriterDatabase, TransactionEndedError } from "../group-commit";
 
 export interface PostgresOptions {
   /** postgres://user:password@host:port/database (or ?host=/path/to/socket-dir). */
@@ -101,7 +101,10 @@ class PostgresDatabase extends SingleWriterDatabase<Reserved> implements Databas
       statement: async (conn, sql) => void (await query(conn, sql)),
       end: async (conn, commit) => {
         try {
-          await query(conn, commit ? "COMMIT" : "ROLLBACK");
+          const result = (await query(conn, commit ? "COMMIT" : "ROLLBACK")) as { command?: string };
+          // PostgreSQL answers COMMIT of a transaction that an earlier error aborted with ROLLBACK,
+          // not an error: nothing was written, so the transactions of the batch must not resolve.
+          if (commit && result.command === "ROLLBACK") throw new Error("the transaction was aborted by an earlier failed statement and rolled back");
         } finally {
           conn.release();
         }
@@ -126,7 +129,10 @@ class PostgresDatabase extends SingleWriterDatabase<Reserved> implements Databas
       if (typeof p === "string" && p.includes("\0")) throw new MatrixError("M_INVALID_PARAM", "Text with a NUL character is not allowed here", 400);
     }
     const ctx = this.writer.current();
-    if (!ctx && isWriteStatement(sql)) return this.writer.run(() => this.rows(sql, params));
+    if (!ctx && isWriteStatement(sql)) {
+      if (this.writer.ended()) throw new TransactionEndedError();
+      return this.writer.run(() => this.rows(sql, params));
+    }
     const conn = ctx ? ctx.conn : this.client;
     const result = await query(conn, this.text(sql), params as unknown[], !ctx);
     return { rows: result, count: Number(result.affectedRows ?? result.count ?? 0) };

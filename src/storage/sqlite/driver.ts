@@ -6,7 +6,7 @@ import BetterSqlite3 from "better-sqlite3";
 import { Database as BunDatabase } from "bun:sqlite";
 import { betterSqliteAddonPath } from "./native-addon";
 import { isWriteStatement, type Database, type SqlParam, type SqlRunResult } from "../database";
-import { SingleWriterDatabase } from "../group-commit";
+import { SingleWriterDatabase, TransactionEndedError } from "../group-commit";
 
 export type SqliteDriverName = "better-sqlite3" | "bun-sqlite";
 
@@ -116,7 +116,10 @@ class SqliteDatabase extends SingleWriterDatabase<SyncConnection> implements Dat
   /** Runs a query now if the caller may: inside its transaction, or when no batch is open. */
   private async query<T>(sql: string, call: (stmt: SyncStatement) => T): Promise<T> {
     if (!this.writer.current()) {
-      if (isWriteStatement(sql)) return this.writer.run(async () => call(this.statement(sql)));
+      if (isWriteStatement(sql)) {
+        if (this.writer.ended()) throw new TransactionEndedError();
+        return this.writer.run(async () => call(this.statement(sql)));
+      }
       while (this.writer.running) await this.writer.running;
     }
     return call(this.statement(sql));

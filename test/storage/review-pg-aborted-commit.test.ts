@@ -1,0 +1,55 @@
+// Review: on PostgreSQL, a statement error aborts the whole transaction. A transaction that runs
+// alone in its batch gets no savepoint, so if its fn catches the error and returns, GroupCommit sends
+// COMMIT, PostgreSQL answers it with ROLLBACK (no error), and the transaction RESOLVES although
+// nothing was committed: "resolved means durable" (database.ts) is broken, and silently. The same
+// fn rejects when another transaction happens to share its batch (RELEASE unit fails), and commits
+// its first row on SQLite: the outcome depends on the engine and on timing.
+import { describe, expect, test } from "bun:test";
+import type { Database } from "../../src/storage/database";
+import { openPostgres } from "../../src/storage/postgres/driver";
+import { freshPostgresUrl, postgresAvailable } from "../helpers/postgres";
+
+const pg = await postgresAvailable();
+
+describe.skipIf(!pg)("review: PostgreSQL COMMIT of an aborted transaction", () => {
+  async function fresh(): Promise<Database> {
+    const db = await openPostgres({ url: await freshPostgresUrl(), poolSize: 4 });
+    await db.exec("CREATE TABLE t (k TEXT PRIMARY KEY)");
+    await db.run("INSERT INTO t (k) VALUES ('dup')");
+    return db;
+  }
+
+  test("a transaction that resolves has committed what it wrote", async () => {
+    const db = await fresh();
+    const outcome = await db
+      .transaction(async () => {
+        await db.run("INSERT INTO t (k) VALUES ('a')");
+        // e.g. an optional write that may conflict, handled by the caller
+        await db.run("INSERT INTO t (k) VALUES ('dup')").catch(() => undefined);
+        return "resolved";
+      })
+      .catch(() => "rejected");
+    const committed = (await db.get("SELECT k FROM t WHERE k = 'a'")) !== undefined;
+    // Either it failed, or it committed: never resolved-but-lost.
+    expect({ outcome, committed }).not.toEqual({ outcome: "resolved", committed: false });
+    await db.close();
+  });
+
+  test("control (passes): a failed nested transaction caught by its caller is rolled back to its savepoint and the rest commits", async () => {
+    const db = await fresh();
+    const outcome = await db
+      .transaction(async () => {
+        await db.run("INSERT INTO t (k) VALUES ('outer')");
+        // A nested transaction that fails is rolled back to its savepoint, which PostgreSQL allows;
+        // the caller deals with its failure and goes on.
+        await db.transaction(async () => void (await db.run("INSERT INTO t (k) VALUES ('dup')"))).catch(() => undefined);
+        await db.run("INSERT INTO t (k) VALUES ('after')");
+        return "resolved";
+      })
+      .catch(() => "rejected");
+    // This one is handled correctly (the savepoint restores the transaction): both rows are there.
+    expect(outcome).toBe("resolved");
+    expect((await db.all("SELECT k FROM t ORDER BY k")).length).toBe(3);
+    await db.close();
+  });
+});
