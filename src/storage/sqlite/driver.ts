@@ -2,6 +2,7 @@
 // synchronous libraries in process. One connection: a transaction batch runs on it while reads from
 // outside the batch wait for its commit, so they never see uncommitted rows.
 import { open, type FileHandle } from "node:fs/promises";
+import { dirname } from "node:path";
 import BetterSqlite3 from "better-sqlite3";
 import { Database as BunDatabase } from "bun:sqlite";
 import { betterSqliteAddonPath } from "./native-addon";
@@ -93,7 +94,17 @@ class SqliteDatabase extends SingleWriterDatabase<SyncConnection> implements Dat
       },
       statement: (c, sql) => c.exec(sql),
       end: async (c, commit) => {
-        c.exec(commit ? "COMMIT" : "ROLLBACK");
+        try {
+          c.exec(commit ? "COMMIT" : "ROLLBACK");
+        } catch (error) {
+          // A COMMIT that failed may leave the transaction open: close it, or every later BEGIN fails.
+          try {
+            c.exec("ROLLBACK");
+          } catch {
+            /* already closed */
+          }
+          throw error;
+        }
         if (commit && walPath) {
           await this.syncWal(walPath);
           this.walSyncs++;
@@ -144,7 +155,16 @@ class SqliteDatabase extends SingleWriterDatabase<SyncConnection> implements Dat
 
   /** fdatasync of the WAL, off the JS thread: the event loop goes on building the next batch meanwhile. */
   private async syncWal(path: string): Promise<void> {
-    this.wal ??= await open(path, "r");
+    if (!this.wal) {
+      this.wal = await open(path, "r");
+      // A WAL file made at this start is durable only once its directory entry is.
+      const folder = await open(dirname(path), "r");
+      try {
+        await folder.sync();
+      } finally {
+        await folder.close();
+      }
+    }
     await this.wal.datasync();
   }
 

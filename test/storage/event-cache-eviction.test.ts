@@ -1,8 +1,6 @@
-// Review: SqlRoomEventStore.getEvents decides which ids are cache hits, awaits the misses, then reads
-// the hits from the cache a second time. If they were evicted meanwhile (by its own misses when one
-// call asks for more than the cache holds, or by other requests during the await), those events are
-// silently left out of the answer although they are stored. /sync asks getEvents for a room's whole
-// state in one call (sync-service.ts stateEvents), so a large room loses state events.
+// getEvents returns every stored event asked for, even when the event cache evicts some of its hits
+// while the misses load (one call for more events than the cache holds, or other requests meanwhile):
+// /sync asks for a room's whole state in one call.
 import { describe, expect, test } from "bun:test";
 import { sqliteDatabases } from "../helpers/databases";
 import { SqlRoomEventStore } from "../../src/storage/room-event-store";
@@ -23,7 +21,7 @@ async function insertEvents(db: Database, ids: readonly string[]): Promise<void>
   });
 }
 
-describe("review: getEvents and cache eviction", () => {
+describe("getEvents and cache eviction", () => {
   test("one call for more events than the cache holds returns every stored event", async () => {
     const db = await sqliteDatabases[0].open();
     const store = new SqlRoomEventStore(db);

@@ -1,9 +1,6 @@
-// Review: on PostgreSQL, a statement error aborts the whole transaction. A transaction that runs
-// alone in its batch gets no savepoint, so if its fn catches the error and returns, GroupCommit sends
-// COMMIT, PostgreSQL answers it with ROLLBACK (no error), and the transaction RESOLVES although
-// nothing was committed: "resolved means durable" (database.ts) is broken, and silently. The same
-// fn rejects when another transaction happens to share its batch (RELEASE unit fails), and commits
-// its first row on SQLite: the outcome depends on the engine and on timing.
+// On PostgreSQL a failed statement aborts the whole transaction, and COMMIT of an aborted transaction
+// answers ROLLBACK without an error. A transaction whose fn catches such an error and returns must
+// therefore be rejected, never resolved with nothing written ("resolved means durable").
 import { describe, expect, test } from "bun:test";
 import type { Database } from "../../src/storage/database";
 import { openPostgres } from "../../src/storage/postgres/driver";
@@ -11,7 +8,7 @@ import { freshPostgresUrl, postgresAvailable } from "../helpers/postgres";
 
 const pg = await postgresAvailable();
 
-describe.skipIf(!pg)("review: PostgreSQL COMMIT of an aborted transaction", () => {
+describe.skipIf(!pg)("PostgreSQL COMMIT of an aborted transaction", () => {
   async function fresh(): Promise<Database> {
     const db = await openPostgres({ url: await freshPostgresUrl(), poolSize: 4 });
     await db.exec("CREATE TABLE t (k TEXT PRIMARY KEY)");

@@ -1,16 +1,12 @@
-// Review (latent: no caller does this today): work that runs concurrently inside one transaction.
-// 1. Two nested transactions in flight at once in one unit get savepoints nested1 and nested2; the
-//    first to finish RELEASEs nested1, which releases nested2 with it, so when the second then fails
-//    its ROLLBACK TO nested2 fails ("no such savepoint") and what it wrote stays: a rejected
-//    transaction whose rows commit (SQLite), or, on PostgreSQL, an aborted transaction whose outer
-//    unit resolves while nothing commits (see review-pg-aborted-commit.test.ts).
-// 2. A query of fn's call chain that runs after fn rejected (Promise.all rejects at the first failure;
-//    the sibling chain goes on) finds its unit `done` and runs as a transaction of its own: it
-//    commits, though the transaction it belongs to was rolled back.
+// Work that runs concurrently inside one transaction (no caller does this today, but the seam must hold):
+// 1. Two nested transactions in flight at once: they run one after another, so one that fails rolls
+//    back only itself (a savepoint released early would otherwise take its sibling's with it).
+// 2. A query of a transaction's call chain that runs after the transaction rejected fails, instead of
+//    committing as a transaction of its own.
 import { describe, expect, test } from "bun:test";
 import { testDatabases } from "../helpers/databases";
 
-describe.each(testDatabases.map((d) => [d.name, d] as const))("review: concurrency inside a transaction on %s", (_name, engine) => {
+describe.each(testDatabases.map((d) => [d.name, d] as const))("concurrency inside a transaction on %s", (_name, engine) => {
   test("a nested transaction that rejects leaves nothing behind, even beside another nested one", async () => {
     const db = await engine.open();
     await db.exec("CREATE TABLE t (k TEXT PRIMARY KEY)");
