@@ -53,12 +53,20 @@ import { SyncNotifier } from "./services/sync/notifier";
 import { KnockModerationService } from "./services/knocks/knock-moderation";
 import { KnockExpiryService, systemIntervalTimer, type IntervalTimer } from "./services/knocks/knock-expiry";
 import { knockAdminRoutes } from "./api/admin/knocks";
+import { PolicySet } from "./services/plugins/policies";
+import { PluginLoader, type PluginEntry } from "./services/plugins/loader";
+import { bundledPlugins } from "../plugins";
+import { pluginAdminRoutes } from "./api/admin/plugins";
 
 export interface BuildOptions {
   clock?: Clock;
   logger?: Logger;
   /** Drives periodic jobs (the knock expiry); tests pass one they tick by hand. */
   timer?: IntervalTimer;
+  /** Where relative plugin paths start: the config file's folder (the working directory by default). */
+  pluginBaseDir?: string;
+  /** The plugin entries a reload loads (re-reading the config file); the start's entries by default. */
+  pluginEntries?: () => readonly PluginEntry[];
 }
 
 export interface PortierServer {
@@ -67,10 +75,12 @@ export interface PortierServer {
   readonly app: ReturnType<typeof createApp>;
   /** Starts the services and listens on config.bind (port 0 picks a free port). */
   start(): Promise<{ url: string; port: number }>;
+  /** Loads the plugins again (files and config); when any fails, the running ones stay and the error says why. */
+  reloadPlugins(entries?: readonly PluginEntry[]): Promise<void>;
   stop(): Promise<void>;
 }
 
-function createApp(container: DependencyContainer, config: Readonly<Config>, logger: Logger) {
+function createApp(container: DependencyContainer, config: Readonly<Config>, logger: Logger, reloadPlugins: () => Promise<void>) {
   return createHttpApp({ maxBodyBytes: config.max_request_body_bytes, logger })
     .use(versionsRoutes())
     .use(federationVersionRoutes())
@@ -93,7 +103,8 @@ function createApp(container: DependencyContainer, config: Readonly<Config>, log
     .use(sharedSecretRegisterRoutes({ registration: resolve(container, Tokens.SharedSecretRegistration), serverName: config.server_name }))
     .use(pushRuleRoutes({ accounts: resolve(container, Tokens.Accounts), pushRules: resolve(container, Tokens.PushRules) }))
     .use(syncRoutes({ accounts: resolve(container, Tokens.Accounts), sync: resolve(container, Tokens.Sync) }))
-    .use(knockAdminRoutes({ accounts: resolve(container, Tokens.Accounts), knocks: resolve(container, Tokens.KnockModeration) }));
+    .use(knockAdminRoutes({ accounts: resolve(container, Tokens.Accounts), knocks: resolve(container, Tokens.KnockModeration) }))
+    .use(pluginAdminRoutes({ accounts: resolve(container, Tokens.Accounts), loader: resolve(container, Tokens.PluginLoader), policies: resolve(container, Tokens.Policies), reload: reloadPlugins }));
 }
 
 /** Where the config says the data lives: SQLite in data_dir by default, or PostgreSQL. */
@@ -144,6 +155,9 @@ export async function buildServer(config: Readonly<Config>, options: BuildOption
   if (created) logger.log("info", "generated a new signing key", { key_id: key.keyId });
   const serverKeys = new ServerKeyService(config, clock, key);
   registerValue(container, Tokens.ServerKeys, serverKeys);
+  // The running policies of the plugins (loaded below); services ask them at call time.
+  const policies = new PolicySet(logger);
+  registerValue(container, Tokens.Policies, policies);
   const roomEngine = new RoomEngine(stores.roomEvents, serverKeys, clock);
   registerValue(container, Tokens.RoomEngine, roomEngine);
   registerValue(container, Tokens.PduReceiver, new PduReceiver(stores.roomEvents, roomEngine));
@@ -163,7 +177,14 @@ export async function buildServer(config: Readonly<Config>, options: BuildOption
   });
   registerValue(container, Tokens.Directory, directory);
   registerValue(container, Tokens.Rooms, new RoomService(roomEngine, stores.roomEvents, stores.roomClient, roomAccess, clock, { ...localUser, directory }));
-  registerValue(container, Tokens.Membership, new MembershipService(roomEngine, roomAccess, stores.roomClient, clock, { ...localUser, autoJoinKnockersOnInvite: config.knocks.auto_join_on_invite }));
+  registerValue(container, Tokens.Membership, new MembershipService(roomEngine, roomAccess, stores.roomClient, clock, {
+    ...localUser,
+    autoJoinKnockersOnInvite: config.knocks.auto_join_on_invite,
+    policies,
+    logger,
+    // Resolved at call time: the moderation service is built after this one.
+    acceptKnock: (roomId, userId) => resolve(container, Tokens.KnockModeration).acceptKnock(roomId, userId),
+  }));
   const knockModeration = new KnockModerationService(roomAccess, stores.roomEvents, resolve(container, Tokens.Membership), clock, {
     serverName: config.server_name,
     isServerAdmin: async (userId) => (await stores.accounts.getUser(userId))?.isAdmin === true,
@@ -212,7 +233,31 @@ export async function buildServer(config: Readonly<Config>, options: BuildOption
     const expiry = new KnockExpiryService(knockModeration, { expireAfterMs: config.knocks.expire_after_ms, reason: config.knocks.expire_reason }, options.timer ?? systemIntervalTimer, logger);
     services.push(expiry);
   }
-  const app = createApp(container, config, logger);
+  // Plugins register once the core's services exist and before the first request: a plugin adds
+  // policies to the chains or replaces the default rate limiter.
+  const plugins = new PluginLoader(policies, {
+    bundled: bundledPlugins,
+    baseDir: options.pluginBaseDir ?? process.cwd(),
+    serverName: config.server_name,
+    logger,
+    clock,
+    rooms: {
+      state: async (roomId, type, stateKey = "") => (await roomEngine.currentStateEvent(roomId, type, stateKey))?.content as Record<string, unknown> | undefined,
+      membership: (roomId, userId) => roomAccess.membership(roomId, userId),
+    },
+  });
+  registerValue(container, Tokens.PluginLoader, plugins);
+  try {
+    await plugins.load(config.plugins);
+  } catch (error) {
+    await stores.db.close();
+    throw error;
+  }
+  const reloadPlugins = async (entries: readonly PluginEntry[] = options.pluginEntries?.() ?? config.plugins) => {
+    await plugins.load(entries);
+    logger.log("info", "plugins reloaded", { plugins: plugins.plugins.map((p) => `${p.name}@${p.version}`) });
+  };
+  const app = createApp(container, config, logger, () => reloadPlugins());
   let listening: ReturnType<typeof Bun.serve> | undefined;
 
   return {
@@ -234,6 +279,7 @@ export async function buildServer(config: Readonly<Config>, options: BuildOption
       logger.log("info", "listening", { url: listening.url.toString(), server_name: config.server_name });
       return { url: listening.url.toString().replace(/\/$/, ""), port: listening.port ?? port };
     },
+    reloadPlugins,
     async stop() {
       // Waiting /sync long-polls answer at once, so that they do not hold the shutdown.
       syncNotifier.stop();

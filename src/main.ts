@@ -1,5 +1,6 @@
 // The `portier` command line: serve | generate-config | register-user | migrate-db | version.
 import "reflect-metadata";
+import { dirname, resolve } from "node:path";
 import { buildServer } from "./app";
 import { ConfigError, loadConfig } from "./config/loader";
 import { sampleConfig } from "./config/sample";
@@ -38,8 +39,13 @@ export function parseFlags(args: string[], allowed: readonly string[], switches:
 async function serve(args: string[]): Promise<void> {
   const flags = parseFlags(args, ["config"]);
   const config = loadConfig({ configFile: flags.config, env: process.env });
-  const server = await buildServer(config);
+  // Plugins reload from the config file as it is then (SIGHUP, or the admin API).
+  const currentPlugins = () => loadConfig({ configFile: flags.config, env: process.env }).plugins;
+  const server = await buildServer(config, { pluginBaseDir: flags.config ? dirname(resolve(flags.config)) : process.cwd(), pluginEntries: currentPlugins });
   await server.start();
+  process.on("SIGHUP", () => {
+    server.reloadPlugins().catch((error) => process.stderr.write(`portier: plugin reload failed, the running plugins stay: ${(error as Error).message}\n`));
+  });
   let stopping = false;
   const shutdown = async () => {
     // A second signal while stopping forces the exit.

@@ -50,7 +50,27 @@ export const ConfigSchema = Type.Object(
       },
       { ...Strict, default: {} },
     ),
-    plugins: Type.Array(Type.String(), { default: [], description: "Bundled plugin names or paths of plugin files to load at start, in order." }),
+    plugins: Type.Array(
+      Type.Union([
+        Type.String({ minLength: 1 }),
+        Type.Object(
+          {
+            name: Type.Optional(Type.String({ minLength: 1 })),
+            path: Type.Optional(Type.String({ minLength: 1 })),
+            config: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+            fail_mode: Type.Optional(Type.Union([Type.Literal("open"), Type.Literal("closed")])),
+            timeout_ms: Type.Optional(Type.Integer({ minimum: 1, maximum: 60_000 })),
+          },
+          Strict,
+        ),
+      ]),
+      {
+        default: [],
+        description:
+          "Plugins in order: a bundled plugin's name (rate-limit, knock-policy), a path to a plugin file (.ts or .js), " +
+          "or {name | path, config, fail_mode: open|closed (default open), timeout_ms (default 1000)}. Reloaded on SIGHUP.",
+      },
+    ),
     log_level: Type.Union([Type.Literal("debug"), Type.Literal("info"), Type.Literal("warn"), Type.Literal("error")], { default: "info" }),
   },
   Strict,

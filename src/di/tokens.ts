@@ -24,6 +24,8 @@ import type { SyncService } from "../services/sync/sync-service";
 import type { SyncNotifier } from "../services/sync/notifier";
 import type { KnockModerationService } from "../services/knocks/knock-moderation";
 import type { Clock, Logger } from "../services/runtime";
+import type { PolicySet } from "../services/plugins/policies";
+import type { PluginLoader } from "../services/plugins/loader";
 
 declare const tokenType: unique symbol;
 export type Token<T> = symbol & { readonly [tokenType]?: T };
@@ -56,6 +58,8 @@ export const Tokens = {
   SyncNotifier: token<SyncNotifier>("SyncNotifier"),
   Sync: token<SyncService>("Sync"),
   KnockModeration: token<KnockModerationService>("KnockModeration"),
+  Policies: token<PolicySet>("Policies"),
+  PluginLoader: token<PluginLoader>("PluginLoader"),
 } as const;
 
 export function resolve<T>(container: DependencyContainer, t: Token<T>): T {

@@ -13,7 +13,9 @@ export function tempDir(prefix = "portier-test-"): string {
 }
 
 export async function testServer(overrides: Record<string, unknown> = {}, options: BuildOptions = {}): Promise<PortierServer> {
-  const config = resolveConfig({ bind: "127.0.0.1:0", data_dir: tempDir(), ...overrides });
+  // No plugins unless a test names them: rate limits would otherwise meet tests that register and
+  // send in bursts from one address. Plugin tests pass `plugins: [...]`.
+  const config = resolveConfig({ bind: "127.0.0.1:0", data_dir: tempDir(), plugins: [], ...overrides });
   return buildServer(config, { logger: silentLogger, ...options });
 }
 

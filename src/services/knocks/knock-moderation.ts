@@ -113,6 +113,16 @@ export class KnockModerationService {
     return this.bulk(requester, roomId, userIds, "kick", (actor, target) => this.membership.kick(roomId, actor, target, reason));
   }
 
+  /**
+   * A knock policy's "accept" (issue 9): invites the knocker at once, as the room's local member with
+   * the most power who may invite. M_FORBIDDEN when there is none.
+   */
+  async acceptKnock(roomId: string, userId: string): Promise<void> {
+    const actor = await this.localMemberWithPower(roomId, "invite");
+    if (actor === undefined) throw new MatrixError("M_FORBIDDEN", `No local member of ${roomId} has the power to invite, so a knock policy's accept cannot be carried out from this server`);
+    await this.membership.invite(roomId, actor, userId, "Knock accepted by this server's knock policy");
+  }
+
   /** Server admins only: denies every knock at least `olderThanMs` old (defaults from knocks.* config). */
   async expire(requester: string, input: { olderThanMs?: number; reason?: string }): Promise<ExpireResult> {
     if (!(await this.options.isServerAdmin(requester))) throw new MatrixError("M_FORBIDDEN", "Only server admins may expire knocks");
@@ -140,7 +150,7 @@ export class KnockModerationService {
         if (!actors.has(roomId)) actors.set(roomId, await this.localMemberWithPower(roomId, "kick"));
         const actor = actors.get(roomId);
         if (actor === undefined) throw new MatrixError("M_FORBIDDEN", `No local member of ${roomId} has the power to kick, so its knocks cannot be denied from this server`);
-        await this.membership.kick(roomId, actor, userId, reason);
+        await this.membership.kick(roomId, actor, userId, reason, { knockOutcome: "expired" });
         result.expired.push({ room_id: roomId, user_id: userId, event_id: eventId, knocked_at: knock.knockedAt });
       } catch (error) {
         if (!(error instanceof MatrixError)) throw error;

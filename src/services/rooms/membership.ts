@@ -2,12 +2,17 @@
 // kick, ban, unban and forget, each one m.room.member event built and authorized by the room engine.
 // When the auth rules refuse, the 403 says why in the user's terms; nothing is stored.
 // Local rooms only: joining a room this server is not in (over federation) comes later.
-import { MatrixError } from "../../protocol/errors";
+//
+// Knocks pass the plugins' knock policies (issue 9) after the room's own checks and before anything
+// is signed or stored; the policies hear when a knock arrives and when a pending knock ends.
+import type { Decision, KnockOutcome, KnockRequest } from "../../extensions";
+import { MatrixError, type ErrCode } from "../../protocol/errors";
 import { isJsonObject, type JsonObject } from "../../protocol/json";
 import { joinRuleOf, namedLevel, userPowerLevel } from "../../protocol/auth";
 import { isValidUserId, serverNameOf } from "../../protocol/identifiers";
-import type { RoomClientStore } from "../../storage/stores";
-import type { Clock } from "../runtime";
+import type { RoomClientStore, StoredEvent } from "../../storage/stores";
+import type { PolicySet } from "../plugins/policies";
+import type { Clock, Logger } from "../runtime";
 import type { RoomEngine } from "./room-engine";
 import type { RoomAccess } from "./room-access";
 
@@ -27,10 +32,24 @@ export interface MembershipOptions {
   profileOf?: ProfileLookup;
   /** knocks.auto_join_on_invite: a local knocker who is invited (their knock accepted) joins at once. */
   autoJoinKnockersOnInvite?: boolean;
+  /** The plugins' policies: knocks are decided by them and they hear knock outcomes. Absent: every knock is allowed. */
+  policies?: PolicySet;
+  /**
+   * Carries out a knock policy's "accept": invites the knocker as the room's local member with the
+   * most power who may invite (KnockModerationService.acceptKnock; a callback, since that service
+   * is built on this one). Absent: an accepted knock stays pending, as if allowed.
+   */
+  acceptKnock?: (roomId: string, userId: string) => Promise<void>;
+  logger?: Logger;
 }
+
+/** The memberships that can end a pending knock (a new knock renews it instead). */
+const KNOCK_ENDINGS: ReadonlySet<unknown> = new Set(["invite", "join", "leave", "ban"]);
 
 export class MembershipService {
   private readonly profileOf: ProfileLookup;
+  /** A kick in progress whose knock outcome is not "rejected" (the expiry job's), by room and target. */
+  private readonly knockOutcomeOverrides = new Map<string, KnockOutcome>();
 
   constructor(
     private readonly engine: RoomEngine,
@@ -40,6 +59,9 @@ export class MembershipService {
     private readonly options: MembershipOptions,
   ) {
     this.profileOf = options.profileOf ?? (() => undefined);
+    // Every persisted membership change passes the room engine's listeners, whichever path sent it
+    // (these methods, PUT /state/m.room.member, federation): the one place to see a knock end.
+    if (options.policies) engine.onEvent((_roomId, stored, pdu) => this.reportKnockEnding(stored, pdu));
   }
 
   async join(roomId: string, userId: string, reason?: string): Promise<{ roomId: string }> {
@@ -103,10 +125,81 @@ export class MembershipService {
     const joinRule = joinRuleOf(await this.access.currentAuthState(roomId));
     const knockable = joinRule === "knock" || (joinRule === "knock_restricted" && version.knockRestrictedJoinRule);
     if (!knockable) throw new MatrixError("M_FORBIDDEN", `You cannot knock on this room: its join rule is ${joinRule}`);
+
+    // The plugins decide before anything is signed or stored.
+    const policies = this.options.policies;
+    const request: KnockRequest = { roomId, userId, originServer: this.options.serverName, reason, local: true };
+    const decision: Decision = policies ? await policies.decideKnock(request) : { kind: "allow" };
+    if (decision.kind === "deny") throw policyDenial(decision.errcode, decision.message);
+    // Shadowed: the knocker is told it worked; nothing is stored or sent.
+    if (decision.kind === "shadow") return { roomId };
+
     const profile = await this.profile(userId);
     await this.sendMember(roomId, userId, userId, { ...profile, membership: "knock", reason });
     await this.clientStore.setForgotten(userId, roomId, false, this.clock.now());
+    // Not awaited: a slow listener must not hold the knocker's answer (each call has its timeout).
+    if (policies) void policies.knockArrived(request).catch(() => {});
+    if (decision.kind === "accept") await this.acceptKnock(roomId, userId);
     return { roomId };
+  }
+
+  /**
+   * A policy accepted the knock: the knocker is invited at once. The knock is stored already, so a
+   * failure here (no local member may invite, the state moved on) leaves it pending for the room's
+   * moderators, as an allowed knock would be, and the knocker still gets their 200.
+   */
+  private async acceptKnock(roomId: string, userId: string): Promise<void> {
+    const accept = this.options.acceptKnock;
+    if (!accept) {
+      this.options.logger?.log("warn", "a knock policy accepted a knock, but nothing here can invite; the knock stays pending", { room_id: roomId, user_id: userId });
+      return;
+    }
+    try {
+      await accept(roomId, userId);
+    } catch (error) {
+      this.options.logger?.log("warn", "could not carry out a knock policy's accept; the knock stays pending", {
+        room_id: roomId,
+        user_id: userId,
+        error: error instanceof MatrixError ? `${error.errcode}: ${error.message}` : String(error),
+      });
+    }
+  }
+
+  /**
+   * Tells the policies when a member event ends a pending knock: invite (accepted), join (accepted:
+   * a knock_restricted room let them in directly), leave by themself (rescinded) or by someone else
+   * (rejected, or expired when the expiry job kicked), ban (banned). The membership before the event
+   * is the target's member event among its auth events (the auth-event selection rules put it
+   * there). Nothing here may fail the write that caused it: errors are logged, and the policies are
+   * not waited for.
+   */
+  private reportKnockEnding(stored: StoredEvent, pdu: JsonObject): void {
+    if (stored.type !== "m.room.member" || stored.stateKey === undefined || stored.rejectedReason !== undefined || stored.softFailed) return;
+    const policies = this.options.policies;
+    const content = isJsonObject(pdu.content) ? pdu.content : {};
+    const membership = content.membership;
+    if (!policies || !KNOCK_ENDINGS.has(membership)) return;
+    const target = stored.stateKey;
+    // Read now, while the kick that set it is still in progress.
+    const override = this.knockOutcomeOverrides.get(overrideKey(stored.roomId, target));
+    const report = async () => {
+      let before: unknown;
+      for (const id of stored.authEvents) {
+        const auth = (await this.engine.parsedEvent(id))?.event;
+        if (auth?.type === "m.room.member" && auth.state_key === target) before = auth.content.membership;
+      }
+      if (before !== "knock") return;
+      const by = stored.sender;
+      let outcome: KnockOutcome;
+      if (membership === "invite" || membership === "join") outcome = "accepted";
+      else if (membership === "ban") outcome = "banned";
+      else if (by === target) outcome = "rescinded";
+      else outcome = override ?? "rejected";
+      const authorisedVia = content.join_authorised_via_users_server;
+      const actor = membership === "join" && typeof authorisedVia === "string" ? authorisedVia : by;
+      await policies.knockResolved({ roomId: stored.roomId, userId: target, outcome, by: actor });
+    };
+    void report().catch((error) => this.options.logger?.log("error", "could not report a knock's outcome to the plugins", { room_id: stored.roomId, user_id: target, error: String(error) }));
   }
 
   async leave(roomId: string, userId: string, reason?: string): Promise<void> {
@@ -142,12 +235,19 @@ export class MembershipService {
     }
   }
 
-  async kick(roomId: string, sender: string, target: string, reason?: string): Promise<void> {
+  /** `knockOutcome`: what the kick of a knocker means to the knock policies, when not "rejected" (the expiry job's "expired"). */
+  async kick(roomId: string, sender: string, target: string, reason?: string, options: { knockOutcome?: KnockOutcome } = {}): Promise<void> {
     await this.access.versionOf(roomId);
     this.checkTarget(target);
     const current = await this.access.membership(roomId, target);
     if (current !== "join" && current !== "invite" && current !== "knock") throw new MatrixError("M_FORBIDDEN", `${target} is not in the room`);
-    await this.sendMember(roomId, sender, target, { membership: "leave", reason }, () => this.explainModeration(roomId, sender, "kick", target));
+    const key = overrideKey(roomId, target);
+    if (options.knockOutcome) this.knockOutcomeOverrides.set(key, options.knockOutcome);
+    try {
+      await this.sendMember(roomId, sender, target, { membership: "leave", reason }, () => this.explainModeration(roomId, sender, "kick", target));
+    } finally {
+      if (options.knockOutcome) this.knockOutcomeOverrides.delete(key);
+    }
   }
 
   async ban(roomId: string, sender: string, target: string, reason?: string): Promise<void> {
@@ -242,4 +342,18 @@ export class MembershipService {
     if (target !== undefined && own <= userPowerLevel(target, lookup, version)) return `You cannot ${action} ${target}: their power level is not below yours`;
     return undefined;
   }
+}
+
+const overrideKey = (roomId: string, userId: string) => `${roomId}\u0000${userId}`;
+
+/**
+ * A policy's denial as the client sees it: the plugin's errcode and message, with the errcode's own
+ * status where it has one that says more than "bad request" (M_LIMIT_EXCEEDED 429, M_NOT_FOUND 404,
+ * M_TOO_LARGE 413, the parameter errors 400), and 403 otherwise: a policy refusing is a refusal.
+ */
+function policyDenial(errcode: string, message: string): MatrixError {
+  const code = errcode as ErrCode;
+  const own = new MatrixError(code, message).status;
+  const status = own !== 400 || code === "M_MISSING_PARAM" || code === "M_INVALID_PARAM" ? own : 403;
+  return new MatrixError(code, message, status);
 }

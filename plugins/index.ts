@@ -1,0 +1,7 @@
+// The plugins compiled into the binary, by the name the config's `plugins:` list uses.
+import type { PortierPlugin } from "../src/extensions";
+import knockPolicy from "./knock-policy";
+
+export const bundledPlugins: Readonly<Record<string, PortierPlugin<any>>> = {
+  "knock-policy": knockPolicy,
+};
