@@ -1,24 +1,20 @@
 // Knock moderation admin API (issue 5): listing, bulk accept/deny, expiry (by hand and by the
 // background job on an injected timer and clock) and knocks.auto_join_on_invite, all over HTTP.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { createHmac } from "node:crypto";
 import type { PortierServer } from "../../../src/app";
 import { ConfigError, resolveConfig } from "../../../src/config/loader";
 import { knockExpiryInterval, type IntervalTimer } from "../../../src/services/knocks/knock-expiry";
 import { request, testServer } from "../../helpers/server";
 import { TestClient, enc } from "../../helpers/rooms";
+import { registerAdmin as registerAdminUser } from "../../helpers/accounts";
 
 const ADMIN = "/_portier/admin/v1";
 const SECRET = "knock-admin-secret";
 const START = 1_700_000_000_000;
 
-/** A server admin, made the way operators make one: shared-secret registration with admin: true. */
 async function registerAdmin(server: PortierServer, username: string): Promise<TestClient> {
-  const nonce = (await request(server, "GET", "/_synapse/admin/v1/register")).body.nonce as string;
-  const mac = createHmac("sha1", SECRET).update(`${nonce}\0${username}\0pw\0admin`).digest("hex");
-  const r = await request(server, "POST", "/_synapse/admin/v1/register", { nonce, username, password: "pw", admin: true, mac });
-  if (r.status !== 200) throw new Error(`admin registration: ${r.status} ${JSON.stringify(r.body)}`);
-  return new TestClient(server, r.body.user_id, r.body.device_id, r.body.access_token);
+  const user = await registerAdminUser(server, username, SECRET);
+  return new TestClient(server, user.userId, user.deviceId, user.token);
 }
 
 const admin = (c: TestClient, method: string, path: string, body?: unknown) =>
