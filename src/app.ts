@@ -25,6 +25,7 @@ import { openStores, type DatabaseSettings } from "./storage/open";
 import { ServerKeyService } from "./services/keys/server-keys";
 import { loadOrCreateSigningKey } from "./services/keys/signing-key-file";
 import { createHttpApp } from "./api/middleware/http";
+import { rateLimitStep } from "./api/middleware/rate-limit";
 import { versionsRoutes } from "./api/client/versions";
 import { federationVersionRoutes } from "./api/federation/version";
 import { wellKnownRoutes } from "./api/well-known/well-known";
@@ -82,6 +83,13 @@ export interface PortierServer {
 
 function createApp(container: DependencyContainer, config: Readonly<Config>, logger: Logger, reloadPlugins: () => Promise<void>) {
   return createHttpApp({ maxBodyBytes: config.max_request_body_bytes, logger })
+    .use(rateLimitStep({
+      policies: resolve(container, Tokens.Policies),
+      accounts: resolve(container, Tokens.Accounts),
+      isExempt: (userId) => resolve(container, Tokens.Accounts).isAdmin(userId),
+      resolveRoom: async (alias) => (await resolve(container, Tokens.Directory).resolveRoomIdOrAlias(alias).catch(() => undefined))?.roomId,
+      trustedProxies: config.trusted_proxies,
+    }))
     .use(versionsRoutes())
     .use(federationVersionRoutes())
     .use(wellKnownRoutes(config))
@@ -134,7 +142,10 @@ export async function buildServer(config: Readonly<Config>, options: BuildOption
   registerValue(container, Tokens.Database, stores.db);
   registerValue(container, Tokens.ServerMetaStore, stores.serverMeta);
   registerValue(container, Tokens.RoomEventStore, stores.roomEvents);
-  registerValue(container, Tokens.Accounts, new AccountService(stores.accounts, config.server_name, clock, stores.profiles));
+  // The running policies of the plugins (loaded below); services ask them at call time.
+  const policies = new PolicySet(logger);
+  registerValue(container, Tokens.Policies, policies);
+  registerValue(container, Tokens.Accounts, new AccountService(stores.accounts, config.server_name, clock, stores.profiles, policies));
   registerValue(container, Tokens.Profiles, new ProfileService(stores.profiles, resolve(container, Tokens.Accounts), config.server_name, logger));
   registerValue(container, Tokens.AccountData, new AccountDataService(stores.accountData));
   registerValue(container, Tokens.Filters, new FilterService(stores.filters));
@@ -155,9 +166,6 @@ export async function buildServer(config: Readonly<Config>, options: BuildOption
   if (created) logger.log("info", "generated a new signing key", { key_id: key.keyId });
   const serverKeys = new ServerKeyService(config, clock, key);
   registerValue(container, Tokens.ServerKeys, serverKeys);
-  // The running policies of the plugins (loaded below); services ask them at call time.
-  const policies = new PolicySet(logger);
-  registerValue(container, Tokens.Policies, policies);
   const roomEngine = new RoomEngine(stores.roomEvents, serverKeys, clock);
   registerValue(container, Tokens.RoomEngine, roomEngine);
   registerValue(container, Tokens.PduReceiver, new PduReceiver(stores.roomEvents, roomEngine));
@@ -276,6 +284,7 @@ export async function buildServer(config: Readonly<Config>, options: BuildOption
         idleTimeout: 255,
         fetch: (request) => app.handle(request),
       });
+      app.server = listening;
       logger.log("info", "listening", { url: listening.url.toString(), server_name: config.server_name });
       return { url: listening.url.toString().replace(/\/$/, ""), port: listening.port ?? port };
     },

@@ -50,6 +50,10 @@ export const ConfigSchema = Type.Object(
       },
       { ...Strict, default: {} },
     ),
+    trusted_proxies: Type.Array(Type.String({ minLength: 1 }), {
+      default: [],
+      description: "Addresses of reverse proxies in front of Portier: from these, the client's address is read from X-Forwarded-For (for per-address rate limits).",
+    }),
     plugins: Type.Array(
       Type.Union([
         Type.String({ minLength: 1 }),
@@ -65,7 +69,7 @@ export const ConfigSchema = Type.Object(
         ),
       ]),
       {
-        default: [],
+        default: ["rate-limit"],
         description:
           "Plugins in order: a bundled plugin's name (rate-limit, knock-policy), a path to a plugin file (.ts or .js), " +
           "or {name | path, config, fail_mode: open|closed (default open), timeout_ms (default 1000)}. Reloaded on SIGHUP.",

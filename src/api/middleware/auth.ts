@@ -21,10 +21,18 @@ export function accessTokenOf(request: Request): string | undefined {
 
 // Controllers await one of these at the top of a handler. The token lookup is a store read, so it is
 // async; keeping it here rather than in an app-wide hook lets each endpoint say whether a token is
-// required, optional or not taken at all.
+// required, optional or not taken at all. It is made once per request: the rate-limit step, which
+// runs first, finds the user the same way and the handler gets that answer.
+const requesters = new WeakMap<Request, Promise<Requester>>();
 
 /** The requesting user, or 401 M_MISSING_TOKEN / M_UNKNOWN_TOKEN. */
-export async function requireUser(accounts: AccountService, request: Request): Promise<Requester> {
+export function requireUser(accounts: Pick<AccountService, "authenticate">, request: Request): Promise<Requester> {
+  let requester = requesters.get(request);
+  if (requester === undefined) requesters.set(request, (requester = lookUpRequester(accounts, request)));
+  return requester;
+}
+
+async function lookUpRequester(accounts: Pick<AccountService, "authenticate">, request: Request): Promise<Requester> {
   const accessToken = accessTokenOf(request);
   if (accessToken === undefined) throw new MatrixError("M_MISSING_TOKEN", "Missing access token", 401);
   return { ...(await accounts.authenticate(accessToken)), accessToken };

@@ -18,6 +18,12 @@ export function jsonResponse(body: unknown, status = 200, headers: Record<string
 }
 
 export function errorResponse(error: MatrixError): Response {
+  // 429s say when to come back in the header too (RFC 9110 Retry-After, whole seconds, rounded up),
+  // for clients and proxies that read the header rather than retry_after_ms.
+  const retryAfterMs = error.extra.retry_after_ms;
+  if (error.errcode === "M_LIMIT_EXCEEDED" && typeof retryAfterMs === "number" && retryAfterMs >= 0) {
+    return jsonResponse(error.toJSON(), error.status, { "Retry-After": String(Math.ceil(retryAfterMs / 1000)) });
+  }
   return jsonResponse(error.toJSON(), error.status);
 }
 

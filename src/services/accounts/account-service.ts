@@ -1,10 +1,14 @@
 // Accounts, devices and access tokens (client-server-api "Account registration and management",
 // "Login", "Relationship between access tokens and devices").
 import { createHash, randomBytes } from "node:crypto";
-import { MatrixError } from "../../protocol/errors";
+import { MatrixError, limitExceeded } from "../../protocol/errors";
 import { parseUserId, validateNewUserLocalpart } from "../../protocol/identifiers";
 import type { AccountStore, DeviceRecord, ProfileStore } from "../../storage/stores";
+import type { PolicySet } from "../plugins/policies";
 import type { Clock } from "../runtime";
+
+/** The rate limits a password login asks (the plugins' PolicySet). */
+export type LoginRateLimits = Pick<PolicySet, "takeRateLimit" | "refundRateLimit">;
 
 export interface Session {
   readonly userId: string;
@@ -37,6 +41,8 @@ export class AccountService {
     private readonly clock: Clock,
     /** Where a new user's default display name goes; none in tests that build only accounts. */
     private readonly profiles?: ProfileStore,
+    /** Failed and successful logins per account; none: not limited (the CLI, unit tests). */
+    private readonly rateLimits?: LoginRateLimits,
   ) {}
 
   /** M_INVALID_USERNAME for a localpart the spec's grammar refuses, M_USER_IN_USE when taken. */
@@ -91,10 +97,37 @@ export class AccountService {
     return Bun.password.verify(password, user.passwordHash);
   }
 
+  /**
+   * Rate limits as Synapse applies them (handlers/auth.py validate_login, rest/client/login.py
+   * _complete_login): `login.failed` per account is checked before the password (so a guessed-at
+   * account costs no argon2 once its bucket is empty) and charged only when the password is wrong —
+   * here taken up front and given back on success; `login.account` is charged only by a successful
+   * login, before its device is made, so nothing is refunded then. Unknown users count like known
+   * ones, so the answers do not tell which accounts exist.
+   */
   async loginWithPassword(user: string, password: string, deviceId?: string, displayName?: string): Promise<Session> {
     const userId = this.userIdFor(user);
-    if (!userId || !(await this.checkPassword(userId, password))) throw new MatrixError("M_FORBIDDEN", "Invalid username or password", 403);
+    if (!userId) throw new MatrixError("M_FORBIDDEN", "Invalid username or password", 403);
+    const account = userId.toLowerCase();
+    const failed = { bucket: "login.failed", key: account };
+    this.takeRateLimit(failed);
+    let valid: boolean;
+    try {
+      valid = await this.checkPassword(userId, password);
+    } catch (error) {
+      this.rateLimits?.refundRateLimit(failed); // the server failed, not the guess
+      throw error;
+    }
+    // A wrong password keeps the token it took; the right one gives it back.
+    if (!valid) throw new MatrixError("M_FORBIDDEN", "Invalid username or password", 403);
+    this.rateLimits?.refundRateLimit(failed);
+    this.takeRateLimit({ bucket: "login.account", key: account });
     return this.startSession(userId, deviceId, displayName);
+  }
+
+  private takeRateLimit(check: { bucket: string; key: string }): void {
+    const result = this.rateLimits?.takeRateLimit(check);
+    if (result && !result.allowed) throw limitExceeded(Math.max(1, Math.ceil(result.retryAfterMs)));
   }
 
   /** The session behind an access token; M_UNKNOWN_TOKEN (401, soft_logout false) otherwise. */
