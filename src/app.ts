@@ -166,7 +166,7 @@ export async function buildServer(config: Readonly<Config>, options: BuildOption
   if (created) logger.log("info", "generated a new signing key", { key_id: key.keyId });
   const serverKeys = new ServerKeyService(config, clock, key);
   registerValue(container, Tokens.ServerKeys, serverKeys);
-  const roomEngine = new RoomEngine(stores.roomEvents, serverKeys, clock);
+  const roomEngine = new RoomEngine(stores.roomEvents, serverKeys, clock, undefined, logger);
   registerValue(container, Tokens.RoomEngine, roomEngine);
   registerValue(container, Tokens.PduReceiver, new PduReceiver(stores.roomEvents, roomEngine));
   // Client room services; member events carry the user's displayname/avatar_url from their profile.

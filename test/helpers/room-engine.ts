@@ -23,6 +23,6 @@ export async function testEngine(serverName = "example.org", database?: DriverNa
   const signer = testSigner(serverName);
   let now = 1_700_000_000_000;
   const clock = { now: () => now++ };
-  const engine = new RoomEngine(stores.roomEvents, signer, clock);
+  const engine = new RoomEngine(stores.roomEvents, signer, clock, undefined, { log: () => {} });
   return { stores, store: stores.roomEvents, signer, engine, clock };
 }

@@ -140,6 +140,22 @@ describe.each(testDatabases.map((d) => [d.name] as const))("local events on %s",
     for (const h of heard) expect(h).toMatchObject({ inTransaction: false, readable: true });
   });
 
+  test("a listener that throws after the commit is isolated: the send succeeds, later listeners still hear", async () => {
+    const { engine, store } = await testEngine("example.org", database);
+    const roomId = await createRoom(engine, { creator: ALICE, roomVersion: "10" });
+    const heard: string[] = [];
+    engine.onEvent(() => {
+      throw new Error("a plugin listener blew up");
+    });
+    engine.onEvent(async () => {
+      await Promise.reject(new Error("and an async one"));
+    });
+    engine.onEvent((_roomId, stored) => void heard.push(stored.eventId));
+    const sent = await engine.sendEvent(roomId, { type: "m.room.message", sender: ALICE, content: { body: "still sent" } });
+    expect(await store.getEvent(sent.eventId)).toBeDefined();
+    expect(heard).toEqual([sent.eventId]);
+  });
+
   test("recordWith runs in the event's transaction: when it fails, the event is not stored or announced", async () => {
     const { engine, store, stores } = await testEngine("example.org", database);
     const roomId = await createRoom(engine, { creator: ALICE, roomVersion: "10" });

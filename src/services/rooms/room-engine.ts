@@ -12,7 +12,7 @@ import { checkEventLimits, MAX_PREV_EVENTS } from "../../protocol/event-limits";
 import { DEFAULT_ROOM_VERSION, roomVersion, type RoomVersion } from "../../protocol/room-versions";
 import { computeEventId, eventReference, roomIdFromCreateEvent } from "../../protocol/signing/event-id";
 import type { NewEvent, RoomEventStore, RoomRecord, StoredEvent } from "../../storage/stores";
-import type { Clock } from "../runtime";
+import { consoleLogger, type Clock, type Logger } from "../runtime";
 import { RoomWriteQueue } from "./room-write-queue";
 
 /** Signs a PDU as this server (content hash + signature over the redacted form). */
@@ -63,15 +63,26 @@ export class RoomEngine {
     private readonly signer: EventSigner,
     private readonly clock: Clock,
     readonly queue: RoomWriteQueue = new RoomWriteQueue(),
+    private readonly logger: Logger = consoleLogger("warn"),
   ) {}
 
   onEvent(listener: EventListener): void {
     this.listeners.push(listener);
   }
 
-  /** Tells the listeners about a persisted event that entered the timeline; call it only after the commit. */
+  /**
+   * Tells the listeners about a persisted event that entered the timeline; call it only after the
+   * commit. Each listener is isolated: one that throws is logged, and the others still hear of the
+   * event, because a committed write must never be reported to its sender as a failure.
+   */
   async notify(roomId: string, stored: StoredEvent, pdu: JsonObject): Promise<void> {
-    for (const listener of this.listeners) await listener(roomId, stored, pdu);
+    for (const listener of this.listeners) {
+      try {
+        await listener(roomId, stored, pdu);
+      } catch (error) {
+        this.logger.log("error", "an event listener failed after the commit", { room_id: roomId, event_id: stored.eventId, error: String((error as Error)?.stack ?? error) });
+      }
+    }
   }
 
   /** The version of a room this server knows; M_NOT_FOUND otherwise. */
