@@ -6,12 +6,9 @@ import { join } from "node:path";
 import { container as rootContainer, type DependencyContainer } from "tsyringe";
 import type { Config } from "./config/schema";
 import { Tokens, registerValue, resolve } from "./di/tokens";
+import { registerCoreServices } from "./di/composition";
 import { RoomEngine } from "./services/rooms/room-engine";
-import { PduReceiver } from "./services/rooms/pdu-receiver";
 import { RoomAccess } from "./services/rooms/room-access";
-import { RoomService } from "./services/rooms/room-service";
-import { MembershipService } from "./services/rooms/membership";
-import { ReceiptService, TypingService } from "./services/rooms/ephemeral";
 import { roomRoutes } from "./api/client/rooms";
 import { membershipRoutes } from "./api/client/membership";
 import { receiptRoutes } from "./api/client/receipts";
@@ -19,10 +16,8 @@ import { directoryRoutes } from "./api/client/directory";
 import { knockRoutes } from "./api/client/knock";
 import { roomSummaryRoutes } from "./api/client/room-summary";
 import { RoomSummaryService } from "./services/directory/room-summary";
-import { DirectoryService } from "./services/directory/directory-service";
 import { consoleLogger, systemClock, type Clock, type Logger, type Service } from "./services/runtime";
 import { openStores, type DatabaseSettings } from "./storage/open";
-import { ServerKeyService } from "./services/keys/server-keys";
 import { loadOrCreateSigningKey } from "./services/keys/signing-key-file";
 import { createHttpApp } from "./api/middleware/http";
 import { rateLimitStep } from "./api/middleware/rate-limit";
@@ -32,29 +27,21 @@ import { wellKnownRoutes } from "./api/well-known/well-known";
 import { serverKeyRoutes } from "./api/keys/server-key";
 import { keyQueryRoutes } from "./api/keys/key-query";
 import { accountRoutes } from "./api/client/account";
-import { AccountService } from "./services/accounts/account-service";
 import { UserInteractiveAuth } from "./services/accounts/user-interactive-auth";
 import { capabilitiesRoutes } from "./api/client/capabilities";
 import { profileRoutes } from "./api/client/profile";
-import { ProfileService } from "./services/accounts/profile-service";
 import { accountDataRoutes } from "./api/client/account-data";
-import { AccountDataService } from "./services/accounts/account-data-service";
 import { filterRoutes } from "./api/client/filters";
-import { FilterService } from "./services/accounts/filter-service";
 import { deviceRoutes } from "./api/client/devices";
 import { PasswordConfirmation } from "./services/accounts/password-confirmation";
 import { passwordRoutes } from "./api/client/password";
 import { sharedSecretRegisterRoutes } from "./api/admin/register";
 import { SharedSecretRegistration } from "./services/accounts/shared-secret-registration";
 import { pushRuleRoutes } from "./api/client/push-rules";
-import { PushRuleService } from "./services/accounts/push-rule-service";
 import { syncRoutes } from "./api/client/sync";
-import { SyncService } from "./services/sync/sync-service";
 import { SyncNotifier } from "./services/sync/notifier";
-import { KnockModerationService } from "./services/knocks/knock-moderation";
 import { KnockExpiryService, systemIntervalTimer, type IntervalTimer } from "./services/knocks/knock-expiry";
 import { knockAdminRoutes } from "./api/admin/knocks";
-import { PolicySet } from "./services/plugins/policies";
 import { PluginLoader, type PluginEntry } from "./services/plugins/loader";
 import { bundledPlugins } from "../plugins";
 import { pluginAdminRoutes } from "./api/admin/plugins";
@@ -132,27 +119,10 @@ export async function buildServer(config: Readonly<Config>, options: BuildOption
   const container = rootContainer.createChildContainer();
   const clock = options.clock ?? systemClock;
   const logger = options.logger ?? consoleLogger(config.log_level);
-  registerValue(container, Tokens.Config, config);
-  registerValue(container, Tokens.Clock, clock);
-  registerValue(container, Tokens.Logger, logger);
 
   const inMemory = config.database.path === ":memory:" || config.database.driver === "postgres";
   if (!inMemory || !config.signing_key_path) mkdirSync(config.data_dir, { recursive: true });
   const stores = await openStores(databaseSettings(config));
-  registerValue(container, Tokens.Database, stores.db);
-  registerValue(container, Tokens.ServerMetaStore, stores.serverMeta);
-  registerValue(container, Tokens.RoomEventStore, stores.roomEvents);
-  // The running policies of the plugins (loaded below); services ask them at call time.
-  const policies = new PolicySet(logger);
-  registerValue(container, Tokens.Policies, policies);
-  registerValue(container, Tokens.Accounts, new AccountService(stores.accounts, config.server_name, clock, stores.profiles, policies));
-  registerValue(container, Tokens.Profiles, new ProfileService(stores.profiles, resolve(container, Tokens.Accounts), config.server_name, logger));
-  registerValue(container, Tokens.AccountData, new AccountDataService(stores.accountData));
-  registerValue(container, Tokens.Filters, new FilterService(stores.filters));
-  registerValue(container, Tokens.PushRules, new PushRuleService(stores.pushRules, resolve(container, Tokens.AccountData)));
-  registerValue(container, Tokens.UserInteractiveAuth, new UserInteractiveAuth(clock));
-  registerValue(container, Tokens.PasswordConfirmation, new PasswordConfirmation(resolve(container, Tokens.Accounts), resolve(container, Tokens.UserInteractiveAuth)));
-  registerValue(container, Tokens.SharedSecretRegistration, new SharedSecretRegistration(config.registration.shared_secret, resolve(container, Tokens.Accounts), resolve(container, Tokens.Profiles), clock));
 
   // The server name is part of every user and room id already stored: refuse to start under another.
   const recordedName = await stores.serverMeta.get("server_name");
@@ -164,94 +134,19 @@ export async function buildServer(config: Readonly<Config>, options: BuildOption
 
   const { key, created } = loadOrCreateSigningKey(config.signing_key_path ?? join(config.data_dir, "signing.key"));
   if (created) logger.log("info", "generated a new signing key", { key_id: key.keyId });
-  const serverKeys = new ServerKeyService(config, clock, key);
-  registerValue(container, Tokens.ServerKeys, serverKeys);
-  const roomEngine = new RoomEngine(stores.roomEvents, serverKeys, clock, undefined, logger);
-  registerValue(container, Tokens.RoomEngine, roomEngine);
-  registerValue(container, Tokens.PduReceiver, new PduReceiver(stores.roomEvents, roomEngine));
-  // Client room services; member events carry the user's displayname/avatar_url from their profile.
-  const roomAccess = new RoomAccess(roomEngine, stores.roomEvents, (userId, roomId) => stores.roomClient.isForgotten(userId, roomId));
-  const profiles = resolve(container, Tokens.Profiles);
-  const profileOf = async (userId: string) => {
-    const p = await profiles.profile(userId);
-    return { displayname: typeof p.displayname === "string" ? p.displayname : undefined, avatar_url: typeof p.avatar_url === "string" ? p.avatar_url : undefined };
-  };
-  const localUser = { serverName: config.server_name, userExists: (userId: string) => resolve(container, Tokens.Accounts).userExists(userId), profileOf };
-  const typing = new TypingService(roomAccess, clock);
-  registerValue(container, Tokens.RoomAccess, roomAccess);
-  const directory = new DirectoryService(stores.roomDirectory, roomAccess, clock, {
-    serverName: config.server_name,
-    isServerAdmin: async (userId) => (await stores.accounts.getUser(userId))?.isAdmin === true,
-  });
-  registerValue(container, Tokens.Directory, directory);
-  registerValue(container, Tokens.Rooms, new RoomService(roomEngine, stores.roomEvents, stores.roomClient, roomAccess, clock, { ...localUser, directory }));
-  registerValue(container, Tokens.Membership, new MembershipService(roomEngine, roomAccess, stores.roomClient, clock, {
-    ...localUser,
-    autoJoinKnockersOnInvite: config.knocks.auto_join_on_invite,
-    policies,
-    logger,
-    // Resolved at call time: the moderation service is built after this one.
-    acceptKnock: (roomId, userId) => resolve(container, Tokens.KnockModeration).acceptKnock(roomId, userId),
-  }));
-  const knockModeration = new KnockModerationService(roomAccess, stores.roomEvents, resolve(container, Tokens.Membership), clock, {
-    serverName: config.server_name,
-    isServerAdmin: async (userId) => (await stores.accounts.getUser(userId))?.isAdmin === true,
-    userExists: localUser.userExists,
-    expireAfterMs: config.knocks.expire_after_ms,
-    expireReason: config.knocks.expire_reason,
-  });
-  registerValue(container, Tokens.KnockModeration, knockModeration);
-  registerValue(container, Tokens.Typing, typing);
-  registerValue(container, Tokens.Receipts, new ReceiptService(stores.roomEvents, stores.roomClient, roomAccess, clock, {
-    // The fully-read marker is also room account data (m.fully_read), which clients read from /sync.
-    onFullyRead: (userId, roomId, eventId) => resolve(container, Tokens.AccountData).write(userId, roomId, "m.fully_read", { event_id: eventId }),
-  }));
-  profiles.onProfileChange(async (userId, _profile, field) => {
-    if (field !== "displayname" && field !== "avatar_url") return;
-    return resolve(container, Tokens.Membership).propagateProfile(userId, await stores.roomEvents.roomsWithMembership(userId, "join"));
-  });
+  registerCoreServices(container, { config, clock, logger, stores, signingKey: key });
 
-  // /sync: the notifier wakes long-polls on every source a sync reads; stopping it releases them.
-  const receipts = resolve(container, Tokens.Receipts);
-  const accountData = resolve(container, Tokens.AccountData);
-  const syncNotifier = new SyncNotifier({
-    onEvent: (listener) => roomEngine.onEvent(listener),
-    onTyping: (listener) => typing.onChange(listener),
-    onReceipt: (listener) => receipts.onChange(listener),
-    onAccountData: (listener) => accountData.onChange(listener),
-    memberships: (roomId) => stores.roomEvents.currentMemberships(roomId),
-  });
-  registerValue(container, Tokens.SyncNotifier, syncNotifier);
-  registerValue(container, Tokens.Sync, new SyncService({
-    engine: roomEngine,
-    store: stores.roomEvents,
-    clientStore: stores.roomClient,
-    access: roomAccess,
-    typing,
-    receipts,
-    accountData,
-    pushRules: resolve(container, Tokens.PushRules),
-    filters: resolve(container, Tokens.Filters),
-    notifier: syncNotifier,
-    clock,
-  }));
-
-  const services: Service[] = [typing, syncNotifier];
-  if (config.knocks.expire_after_ms !== undefined) {
-    const expiry = new KnockExpiryService(knockModeration, { expireAfterMs: config.knocks.expire_after_ms, reason: config.knocks.expire_reason }, options.timer ?? systemIntervalTimer, logger);
-    services.push(expiry);
-  }
-  // Plugins register once the core's services exist and before the first request: a plugin adds
-  // policies to the chains or replaces the default rate limiter.
-  const plugins = new PluginLoader(policies, {
+  // Plugins register at one moment: after the core's services are registered and before any of them
+  // is built, so the policy chains and the rate limiter are in place before the first request.
+  const plugins = new PluginLoader(resolve(container, Tokens.Policies), {
     bundled: bundledPlugins,
     baseDir: options.pluginBaseDir ?? process.cwd(),
     serverName: config.server_name,
     logger,
     clock,
     rooms: {
-      state: async (roomId, type, stateKey = "") => (await roomEngine.currentStateEvent(roomId, type, stateKey))?.content as Record<string, unknown> | undefined,
-      membership: (roomId, userId) => roomAccess.membership(roomId, userId),
+      state: async (roomId, type, stateKey = "") => (await resolve(container, Tokens.RoomEngine).currentStateEvent(roomId, type, stateKey))?.content as Record<string, unknown> | undefined,
+      membership: (roomId, userId) => resolve(container, Tokens.RoomAccess).membership(roomId, userId),
     },
   });
   registerValue(container, Tokens.PluginLoader, plugins);
@@ -266,6 +161,14 @@ export async function buildServer(config: Readonly<Config>, options: BuildOption
     logger.log("info", "plugins reloaded", { plugins: plugins.plugins.map((p) => `${p.name}@${p.version}`) });
   };
   const app = createApp(container, config, logger, () => reloadPlugins());
+
+  const roomEngine = resolve(container, Tokens.RoomEngine);
+  const syncNotifier = resolve(container, Tokens.SyncNotifier);
+  const services: Service[] = [resolve(container, Tokens.Typing), syncNotifier];
+  if (config.knocks.expire_after_ms !== undefined) {
+    const expiry = new KnockExpiryService(resolve(container, Tokens.KnockModeration), { expireAfterMs: config.knocks.expire_after_ms, reason: config.knocks.expire_reason }, options.timer ?? systemIntervalTimer, logger);
+    services.push(expiry);
+  }
   let listening: ReturnType<typeof Bun.serve> | undefined;
 
   return {

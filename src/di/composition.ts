@@ -1,0 +1,130 @@
+// The composition root: every core service registered in the server's container under its typed
+// token, as a factory that builds it on first resolution (once per container). Nothing is built
+// here; app.ts loads the plugins (which fill the policy chains or replace the rate limiter) before
+// it resolves anything, so a plugin is in place before the first service that asks it exists.
+import { instanceCachingFactory, type DependencyContainer } from "tsyringe";
+import type { Config } from "../config/schema";
+import type { Stores } from "../storage/open";
+import { Tokens, registerValue, resolve, type Token } from "./tokens";
+import type { Clock, Logger } from "../services/runtime";
+import type { SigningKey } from "../protocol/signing/keys";
+import { RoomEngine } from "../services/rooms/room-engine";
+import { PduReceiver } from "../services/rooms/pdu-receiver";
+import { RoomAccess } from "../services/rooms/room-access";
+import { RoomService } from "../services/rooms/room-service";
+import { MembershipService } from "../services/rooms/membership";
+import { ReceiptService, TypingService } from "../services/rooms/ephemeral";
+import { DirectoryService } from "../services/directory/directory-service";
+import { ServerKeyService } from "../services/keys/server-keys";
+import { AccountService } from "../services/accounts/account-service";
+import { UserInteractiveAuth } from "../services/accounts/user-interactive-auth";
+import { ProfileService } from "../services/accounts/profile-service";
+import { AccountDataService } from "../services/accounts/account-data-service";
+import { FilterService } from "../services/accounts/filter-service";
+import { PasswordConfirmation } from "../services/accounts/password-confirmation";
+import { SharedSecretRegistration } from "../services/accounts/shared-secret-registration";
+import { PushRuleService } from "../services/accounts/push-rule-service";
+import { SyncService } from "../services/sync/sync-service";
+import { SyncNotifier } from "../services/sync/notifier";
+import { KnockModerationService } from "../services/knocks/knock-moderation";
+import { PolicySet } from "../services/plugins/policies";
+
+/** Registers a service built on first resolution, once per container. */
+export function registerFactory<T>(container: DependencyContainer, t: Token<T>, build: (c: DependencyContainer) => T): void {
+  container.register<T>(t, { useFactory: instanceCachingFactory<T>(build) });
+}
+
+export interface CoreParts {
+  readonly config: Readonly<Config>;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  readonly stores: Stores;
+  readonly signingKey: SigningKey;
+}
+
+export function registerCoreServices(container: DependencyContainer, { config, clock, logger, stores, signingKey }: CoreParts): void {
+  const get = <T>(t: Token<T>): T => resolve(container, t);
+  registerValue(container, Tokens.Config, config);
+  registerValue(container, Tokens.Clock, clock);
+  registerValue(container, Tokens.Logger, logger);
+  registerValue(container, Tokens.Database, stores.db);
+  registerValue(container, Tokens.ServerMetaStore, stores.serverMeta);
+  registerValue(container, Tokens.RoomEventStore, stores.roomEvents);
+  // The running policies of the plugins; services ask them at call time.
+  registerFactory(container, Tokens.Policies, () => new PolicySet(logger));
+  const isServerAdmin = (userId: string) => get(Tokens.Accounts).isAdmin(userId);
+  const userExists = (userId: string) => get(Tokens.Accounts).userExists(userId);
+  // Member events carry the user's displayname/avatar_url from their profile.
+  const profileOf = async (userId: string) => {
+    const p = await get(Tokens.Profiles).profile(userId);
+    return { displayname: typeof p.displayname === "string" ? p.displayname : undefined, avatar_url: typeof p.avatar_url === "string" ? p.avatar_url : undefined };
+  };
+  const localUser = { serverName: config.server_name, userExists, profileOf };
+
+  // Accounts.
+  registerFactory(container, Tokens.Accounts, () => new AccountService(stores.accounts, config.server_name, clock, stores.profiles, get(Tokens.Policies)));
+  registerFactory(container, Tokens.Profiles, () => {
+    const profiles = new ProfileService(stores.profiles, get(Tokens.Accounts), config.server_name, logger);
+    profiles.onProfileChange(async (userId, _profile, field) => {
+      if (field !== "displayname" && field !== "avatar_url") return;
+      return get(Tokens.Membership).propagateProfile(userId, await stores.roomEvents.roomsWithMembership(userId, "join"));
+    });
+    return profiles;
+  });
+  registerFactory(container, Tokens.AccountData, () => new AccountDataService(stores.accountData));
+  registerFactory(container, Tokens.Filters, () => new FilterService(stores.filters));
+  registerFactory(container, Tokens.PushRules, () => new PushRuleService(stores.pushRules, get(Tokens.AccountData)));
+  registerFactory(container, Tokens.UserInteractiveAuth, () => new UserInteractiveAuth(clock));
+  registerFactory(container, Tokens.PasswordConfirmation, () => new PasswordConfirmation(get(Tokens.Accounts), get(Tokens.UserInteractiveAuth)));
+  registerFactory(container, Tokens.SharedSecretRegistration, () => new SharedSecretRegistration(config.registration.shared_secret, get(Tokens.Accounts), get(Tokens.Profiles), clock));
+
+  // Rooms.
+  registerFactory(container, Tokens.ServerKeys, () => new ServerKeyService(config, clock, signingKey));
+  registerFactory(container, Tokens.RoomEngine, () => new RoomEngine(stores.roomEvents, get(Tokens.ServerKeys), clock, undefined, logger));
+  registerFactory(container, Tokens.PduReceiver, () => new PduReceiver(stores.roomEvents, get(Tokens.RoomEngine)));
+  registerFactory(container, Tokens.RoomAccess, () => new RoomAccess(get(Tokens.RoomEngine), stores.roomEvents, (userId, roomId) => stores.roomClient.isForgotten(userId, roomId)));
+  registerFactory(container, Tokens.Directory, () => new DirectoryService(stores.roomDirectory, get(Tokens.RoomAccess), clock, { serverName: config.server_name, isServerAdmin }));
+  registerFactory(container, Tokens.Rooms, () => new RoomService(get(Tokens.RoomEngine), stores.roomEvents, stores.roomClient, get(Tokens.RoomAccess), clock, { ...localUser, directory: get(Tokens.Directory) }));
+  registerFactory(container, Tokens.Membership, () => new MembershipService(get(Tokens.RoomEngine), get(Tokens.RoomAccess), stores.roomClient, clock, {
+    ...localUser,
+    autoJoinKnockersOnInvite: config.knocks.auto_join_on_invite,
+    policies: get(Tokens.Policies),
+    logger,
+    // Resolved at call time: the moderation service depends on this one.
+    acceptKnock: (roomId, userId) => get(Tokens.KnockModeration).acceptKnock(roomId, userId),
+  }));
+  registerFactory(container, Tokens.KnockModeration, () => new KnockModerationService(get(Tokens.RoomAccess), stores.roomEvents, get(Tokens.Membership), clock, {
+    serverName: config.server_name,
+    isServerAdmin,
+    userExists,
+    expireAfterMs: config.knocks.expire_after_ms,
+    expireReason: config.knocks.expire_reason,
+  }));
+  registerFactory(container, Tokens.Typing, () => new TypingService(get(Tokens.RoomAccess), clock));
+  registerFactory(container, Tokens.Receipts, () => new ReceiptService(stores.roomEvents, stores.roomClient, get(Tokens.RoomAccess), clock, {
+    // The fully-read marker is also room account data (m.fully_read), which clients read from /sync.
+    onFullyRead: (userId, roomId, eventId) => get(Tokens.AccountData).write(userId, roomId, "m.fully_read", { event_id: eventId }),
+  }));
+
+  // /sync: the notifier wakes long-polls on every source a sync reads; stopping it releases them.
+  registerFactory(container, Tokens.SyncNotifier, () => new SyncNotifier({
+    onEvent: (listener) => get(Tokens.RoomEngine).onEvent(listener),
+    onTyping: (listener) => get(Tokens.Typing).onChange(listener),
+    onReceipt: (listener) => get(Tokens.Receipts).onChange(listener),
+    onAccountData: (listener) => get(Tokens.AccountData).onChange(listener),
+    memberships: (roomId) => stores.roomEvents.currentMemberships(roomId),
+  }));
+  registerFactory(container, Tokens.Sync, () => new SyncService({
+    engine: get(Tokens.RoomEngine),
+    store: stores.roomEvents,
+    clientStore: stores.roomClient,
+    access: get(Tokens.RoomAccess),
+    typing: get(Tokens.Typing),
+    receipts: get(Tokens.Receipts),
+    accountData: get(Tokens.AccountData),
+    pushRules: get(Tokens.PushRules),
+    filters: get(Tokens.Filters),
+    notifier: get(Tokens.SyncNotifier),
+    clock,
+  }));
+}
