@@ -167,6 +167,10 @@ export class SqlRoomEventStore implements RoomEventStore {
     return new Map((await this.current.all(roomId)).map((r) => [stateKey(r.type, r.state_key), r.event_id]));
   }
 
+  async currentStateEvents(roomId: string, keys: readonly (readonly [string, string])[]): Promise<Map<string, string>> {
+    return this.current.getMany(roomId, keys);
+  }
+
   async currentStateEvent(roomId: string, type: string, stateKey: string): Promise<string | undefined> {
     return this.current.get(roomId, type, stateKey);
   }

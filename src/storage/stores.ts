@@ -91,6 +91,8 @@ export interface RoomEventStore {
   currentStateSnapshot(roomId: string): Promise<number | undefined>;
   currentState(roomId: string): Promise<Map<string, string>>;
   currentStateEvent(roomId: string, type: string, stateKey: string): Promise<string | undefined>;
+  /** Several current state entries at once: key (type\0state_key) -> event id, for those present. */
+  currentStateEvents(roomId: string, keys: readonly (readonly [type: string, stateKey: string])[]): Promise<Map<string, string>>;
   /** Members of a room by current membership: user id -> membership. */
   currentMemberships(roomId: string): Promise<Map<string, string>>;
   /** Rooms where a user's current membership is the given one. */

@@ -94,6 +94,16 @@ describe.each(testDatabases.map((d) => [d.name, d] as const))("room DAG store on
     expect(await store.currentStateEvent(ROOM, "m.room.name", "")).toBeUndefined();
   });
 
+  test("several current state entries in one call, only those present", async () => {
+    await append(event("$c", { type: "m.room.create", stateKey: "" }));
+    await append(event("$m", { prevEvents: ["$c"], type: "m.room.member", stateKey: "@a:example.org" }));
+    await append(event("$n", { prevEvents: ["$m"], type: "m.room.name", stateKey: "" }));
+    const found = await store.currentStateEvents(ROOM, [["m.room.create", ""], ["m.room.member", "@a:example.org"], ["m.room.member", "@b:example.org"], ["m.room.power_levels", ""]]);
+    expect(found).toEqual(new Map([[key("m.room.create", ""), "$c"], [key("m.room.member", "@a:example.org"), "$m"]]));
+    expect(await store.currentStateEvents(ROOM, [])).toEqual(new Map());
+    expect(await store.currentStateEvents("!other:example.org", [["m.room.create", ""]])).toEqual(new Map());
+  });
+
   test("the room record is written with the create event", async () => {
     const room = { roomId: ROOM, roomVersion: "12", creator: "@a:example.org", createdTs: 1_700_000_000_000 };
     await store.persistEvent({ event: event("$a", { type: "m.room.create", stateKey: "" }), stateAfter: { parent: undefined, delta: new Map([[key("m.room.create", ""), "$a"]]) }, updateForwardExtremities: true, updateCurrentState: true, createRoom: room });

@@ -135,9 +135,12 @@ export class RoomEngine {
     const depth = Math.min(MAX_DEPTH, Math.max(0, ...prevs.map((p) => p.event.depth)) + 1);
 
     const authKeys = authEventsForEvent({ type: input.type, sender: input.sender, state_key: input.stateKey, content: input.content }, version);
+    // The auth events (create, power levels, the sender's membership, ...) in one query, in the
+    // selection's order.
+    const current = await this.store.currentStateEvents(roomId, authKeys);
     const auths: { id: string; event: RoomEvent; pdu: JsonObject }[] = [];
     for (const [type, key] of authKeys) {
-      const id = await this.store.currentStateEvent(roomId, type, key);
+      const id = current.get(stateKey(type, key));
       if (id !== undefined) auths.push({ id, ...(await this.parsedEvent(id))! });
     }
 

@@ -79,6 +79,18 @@ export class CurrentStateTable {
     return this.db.all(SELECT_ALL, roomId);
   }
 
+  /** Several (type, state_key) entries in one query: key "type\0state_key" -> event id, for those present. */
+  async getMany(roomId: string, keys: readonly (readonly [string, string])[]): Promise<Map<string, string>> {
+    if (keys.length === 0) return new Map();
+    const where = keys.map(() => "(type = ? AND state_key = ?)").join(" OR ");
+    const rows = await this.db.all<{ type: string; state_key: string; event_id: string }>(
+      `SELECT type, state_key, event_id FROM current_state WHERE room_id = ? AND (${where})`,
+      roomId,
+      ...keys.flat(),
+    );
+    return new Map(rows.map((r) => [`${r.type}\0${r.state_key}`, r.event_id]));
+  }
+
   async get(roomId: string, type: string, stateKey: string): Promise<string | undefined> {
     return (await this.db.get<{ event_id: string }>(SELECT_ONE, roomId, type, stateKey))?.event_id;
   }

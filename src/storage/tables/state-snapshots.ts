@@ -223,6 +223,8 @@ export class StateSnapshotsTable {
   /** Writes the state parent+delta; returns the parent itself when the delta changes nothing. */
   async write(roomId: string, parent: number | undefined, delta: StateDelta): Promise<number> {
     if (parent === undefined) return this.writeWhole(roomId, new Map([...delta].filter((e): e is [string, string] => e[1] !== null)));
+    // A message changes no state: its snapshot is its parent's, with nothing to read or write.
+    if (delta.size === 0) return parent;
     const row = await this.db.get<SnapshotRow>(SELECT_SNAPSHOT, parent);
     if (!row) throw new Error(`state snapshot ${parent} does not exist`);
     // Only the keys that really change count, looked up one by one rather than reading the whole state.
