@@ -64,7 +64,7 @@ export function registerCoreServices(container: DependencyContainer, { config, c
   // Accounts.
   registerFactory(container, Tokens.Accounts, () => new AccountService(stores.accounts, config.server_name, clock, stores.profiles, get(Tokens.Policies)));
   registerFactory(container, Tokens.Profiles, () => {
-    const profiles = new ProfileService(stores.profiles, get(Tokens.Accounts), config.server_name, logger);
+    const profiles = new ProfileService(stores.profiles, get(Tokens.Accounts), config.server_name, logger, { policies: get(Tokens.Policies) });
     profiles.onProfileChange(async (userId, _profile, field) => {
       if (field !== "displayname" && field !== "avatar_url") return;
       return get(Tokens.Membership).propagateProfile(userId, await stores.roomEvents.roomsWithMembership(userId, "join"));
@@ -83,8 +83,8 @@ export function registerCoreServices(container: DependencyContainer, { config, c
   registerFactory(container, Tokens.RoomEngine, () => new RoomEngine(stores.roomEvents, get(Tokens.ServerKeys), clock, undefined, logger));
   registerFactory(container, Tokens.PduReceiver, () => new PduReceiver(stores.roomEvents, get(Tokens.RoomEngine)));
   registerFactory(container, Tokens.RoomAccess, () => new RoomAccess(get(Tokens.RoomEngine), stores.roomEvents, (userId, roomId) => stores.roomClient.isForgotten(userId, roomId)));
-  registerFactory(container, Tokens.Directory, () => new DirectoryService(stores.roomDirectory, get(Tokens.RoomAccess), clock, { serverName: config.server_name, isServerAdmin }));
-  registerFactory(container, Tokens.Rooms, () => new RoomService(get(Tokens.RoomEngine), stores.roomEvents, stores.roomClient, get(Tokens.RoomAccess), clock, { ...localUser, directory: get(Tokens.Directory) }));
+  registerFactory(container, Tokens.Directory, () => new DirectoryService(stores.roomDirectory, get(Tokens.RoomAccess), clock, { serverName: config.server_name, isServerAdmin, policies: get(Tokens.Policies) }));
+  registerFactory(container, Tokens.Rooms, () => new RoomService(get(Tokens.RoomEngine), stores.roomEvents, stores.roomClient, get(Tokens.RoomAccess), clock, { ...localUser, directory: get(Tokens.Directory), policies: get(Tokens.Policies), logger }));
   registerFactory(container, Tokens.Membership, () => new MembershipService(get(Tokens.RoomEngine), get(Tokens.RoomAccess), stores.roomClient, clock, {
     ...localUser,
     autoJoinKnockersOnInvite: config.knocks.auto_join_on_invite,

@@ -1,14 +1,24 @@
 // Accounts, devices and access tokens (client-server-api "Account registration and management",
 // "Login", "Relationship between access tokens and devices").
+//
+// Registration passes the plugins' spam policies when one is registered (issue 9): checkRegistration
+// with the wanted username and the client's address, then checkUsernameForSpam with the new user's
+// ID and the display name it would start with, before anything is stored. Registrations made by an
+// operator are not checked, as in Synapse: shared-secret registration passes `byAdmin`, and the CLI
+// builds its AccountService without policies.
 import { createHash, randomBytes } from "node:crypto";
 import { MatrixError, limitExceeded } from "../../protocol/errors";
 import { parseUserId, validateNewUserLocalpart } from "../../protocol/identifiers";
 import type { AccountStore, DeviceRecord, ProfileStore } from "../../storage/stores";
 import type { PolicySet } from "../plugins/policies";
+import { requireSpamAllowed, type SpamChecks } from "../plugins/spam-decisions";
 import type { Clock } from "../runtime";
 
 /** The rate limits a password login asks (the plugins' PolicySet). */
 export type LoginRateLimits = Pick<PolicySet, "takeRateLimit" | "refundRateLimit">;
+
+/** What accounts ask of the plugins' policies (the PolicySet): login rate limits, and spam checks when given. */
+export type AccountPolicies = LoginRateLimits & Partial<SpamChecks>;
 
 export interface Session {
   readonly userId: string;
@@ -24,6 +34,10 @@ export interface RegisterInput {
   initialDeviceDisplayName?: string;
   inhibitLogin?: boolean;
   admin?: boolean;
+  /** The client's address, for the spam policies' checkRegistration. */
+  address?: string;
+  /** Made by an operator (shared-secret registration, the CLI): the spam policies are not asked. */
+  byAdmin?: boolean;
 }
 
 const hashToken = (token: string) => createHash("sha256").update(token).digest("base64url");
@@ -41,8 +55,8 @@ export class AccountService {
     private readonly clock: Clock,
     /** Where a new user's default display name goes; none in tests that build only accounts. */
     private readonly profiles?: ProfileStore,
-    /** Failed and successful logins per account; none: not limited (the CLI, unit tests). */
-    private readonly rateLimits?: LoginRateLimits,
+    /** Failed and successful logins per account, and spam checks; none: not limited (the CLI, unit tests). */
+    private readonly rateLimits?: AccountPolicies,
   ) {}
 
   /** M_INVALID_USERNAME for a localpart the spec's grammar refuses, M_USER_IN_USE when taken. */
@@ -56,6 +70,16 @@ export class AccountService {
 
   async register(input: RegisterInput): Promise<{ userId: string; session?: Session }> {
     const userId = input.username !== undefined ? await this.checkUsernameAvailable(input.username) : await this.randomUserId();
+    const policies = this.rateLimits;
+    if (!input.byAdmin && policies?.hasSpamPolicies && policies.spamCheck) {
+      const spam = policies as SpamChecks;
+      // No shadow here: an account that seemed made but cannot log in would be noticed at once.
+      await requireSpamAllowed(spam, (p) => p.checkRegistration?.({ username: input.username, address: input.address }), "Registration is not allowed");
+      if (input.username !== undefined) {
+        const displayName = userId.slice(1, userId.indexOf(":"));
+        await requireSpamAllowed(spam, (p) => p.checkUsernameForSpam?.({ userId, displayName }), "This username is not allowed");
+      }
+    }
     const passwordHash = input.password !== undefined ? await Bun.password.hash(input.password, { algorithm: "argon2id" }) : undefined;
     if (!(await this.store.createUser({ userId, passwordHash, createdTs: this.clock.now(), isAdmin: input.admin === true }))) {
       // Another registration took the name while the password was hashing.

@@ -1,10 +1,15 @@
 // User profiles (client-server-api "Profiles"): displayname, avatar_url, m.tz and custom fields of
 // local users. Other parts of the server learn of changes through onProfileChange (a display name
 // change must also update the user's m.room.member events in every joined room).
+//
+// A new displayname or avatar_url passes the plugins' spam policies (checkUsernameForSpam, issue 9)
+// when one is registered, before it is stored; a shadow is a refusal here (the user would see at
+// their next look that their name did not change).
 import { MatrixError } from "../../protocol/errors";
 import { parseUserId, utf8Length } from "../../protocol/identifiers";
 import type { ProfileStore } from "../../storage/stores";
 import type { Logger } from "../runtime";
+import { requireSpamAllowed, type SpamChecks } from "../plugins/spam-decisions";
 import { RoomWriteQueue } from "../rooms/room-write-queue";
 import type { AccountService } from "./account-service";
 
@@ -20,6 +25,11 @@ const MAX_PROFILE_BYTES = 64 * 1024;
 /** Fields the spec defines as strings. */
 const STRING_FIELDS = new Set(["displayname", "avatar_url", "m.tz"]);
 
+export interface ProfileServiceOptions {
+  /** The plugins' spam policies (the PolicySet); absent: nothing is checked. */
+  policies?: SpamChecks;
+}
+
 export class ProfileService {
   private readonly listeners: ProfileChangeListener[] = [];
   /** Profile writes, one at a time per user (keyed by user id). */
@@ -30,6 +40,7 @@ export class ProfileService {
     private readonly accounts: AccountService,
     private readonly serverName: string,
     private readonly logger: Logger,
+    private readonly options: ProfileServiceOptions = {},
   ) {}
 
   /** Registers a listener for profile changes; returns a function that removes it. */
@@ -59,6 +70,13 @@ export class ProfileService {
     this.checkKeyName(key);
     this.requireOwnProfile(requesterId, userId);
     if (STRING_FIELDS.has(key) && typeof value !== "string") throw new MatrixError("M_BAD_JSON", `${key} must be a string`);
+    const policies = this.options.policies;
+    if ((key === "displayname" || key === "avatar_url") && policies?.hasSpamPolicies) {
+      const current = await this.store.getProfile(userId);
+      const field = (k: string) => (k === key ? (value as string) : typeof current[k] === "string" ? (current[k] as string) : undefined);
+      const profile = { userId, displayName: field("displayname"), avatarUrl: field("avatar_url") };
+      await requireSpamAllowed(policies, (p) => p.checkUsernameForSpam?.(profile), key === "displayname" ? "This display name is not allowed" : "This avatar is not allowed");
+    }
     // One write per user at a time, so that two writes cannot both pass the size check.
     await this.writes.run(userId, async () => {
       const next = { ...(await this.store.getProfile(userId)), [key]: value };

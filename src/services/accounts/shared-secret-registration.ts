@@ -56,7 +56,7 @@ export class SharedSecretRegistration {
     const want = Buffer.from(sharedSecretMac(secret, input), "utf8");
     const got = Buffer.from(input.mac, "utf8");
     if (want.length !== got.length || !timingSafeEqual(want, got)) throw new MatrixError("M_FORBIDDEN", "HMAC incorrect", 403);
-    const result = await this.accounts.register({ username: input.username.toLowerCase(), password: input.password, admin: input.admin });
+    const result = await this.accounts.register({ username: input.username.toLowerCase(), password: input.password, admin: input.admin, byAdmin: true });
     if (input.displayname !== undefined) await this.profiles.setField(result.userId, result.userId, "displayname", input.displayname);
     return result.session!;
   }

@@ -9,12 +9,18 @@
 // - list a room's local aliases: joined members, anyone when its history is world_readable.
 // A room admin is a user joined to the room who may send m.room.canonical_alias there (by the
 // current power levels), or one of the room's creators.
+//
+// Spam policies (issue 9), asked only when one is registered, after those permission checks and
+// before anything is stored: userMayCreateAlias for every new alias (PUT and createRoom's
+// room_alias_name), userMayPublishRoom for every publication. A shadow is a refusal here: an alias
+// or a listing that seemed to work would be missing at the client's next look.
 import { eventSendLevel, roomCreators, userPowerLevel } from "../../protocol/auth";
 import { MatrixError } from "../../protocol/errors";
 import type { JsonObject } from "../../protocol/json";
 import { parseRoomAlias, parseServerName, serverNameOf } from "../../protocol/identifiers";
 import type { RoomDirectoryStore } from "../../storage/stores";
 import type { RoomAccess } from "../rooms/room-access";
+import { requireSpamAllowed, type SpamChecks } from "../plugins/spam-decisions";
 import type { Clock } from "../runtime";
 import { listPublicRooms, type PublicRoomsRequest, type PublicRoomsResponse, type RoomStateReader } from "./public-rooms";
 
@@ -24,6 +30,8 @@ export interface DirectoryOptions {
   serverName: string;
   /** Whether a user is an admin of this server (they pass every directory permission check). */
   isServerAdmin?: (userId: string) => Promise<boolean>;
+  /** The plugins' spam policies (the PolicySet); absent: nothing is checked. */
+  policies?: SpamChecks;
 }
 
 /** An alias held for a room that is being created; `commit` maps it, `release` gives it up. */
@@ -65,7 +73,9 @@ export class DirectoryService {
     if ((await this.access.membership(roomId, userId)) !== "join" && !(await this.isServerAdmin(userId))) {
       throw new MatrixError("M_FORBIDDEN", `You must be joined to ${roomId} to give it an alias`);
     }
+    if (this.options.policies?.hasSpamPolicies) await this.checkAliasSpam(this.options.policies, userId, alias);
     const taken = () => new MatrixError("M_UNKNOWN", `Room alias ${alias} already exists.`, 409);
+    // From here to the reservation, no await: two requests for one alias must not both pass.
     if (this.reserved.has(alias)) throw taken();
     // Held while the row is written, so that a createRoom reserving the same alias meanwhile is refused.
     this.reserved.add(alias);
@@ -137,7 +147,9 @@ export class DirectoryService {
     if (localpart.includes(":")) throw new MatrixError("M_INVALID_PARAM", "room_alias_name must be the alias local part, without ':'");
     const alias = `#${localpart}:${this.serverName}`;
     this.checkNewAlias(alias);
+    if (this.options.policies?.hasSpamPolicies) await this.checkAliasSpam(this.options.policies, creator, alias);
     const taken = () => new MatrixError("M_ROOM_IN_USE", `Room alias ${alias} already taken`);
+    // From here to the reservation, no await: two createRooms with one alias must not both pass.
     if (this.reserved.has(alias)) throw taken();
     // Held before the store is asked, so that a second createRoom with this alias is refused meanwhile.
     this.reserved.add(alias);
@@ -176,12 +188,24 @@ export class DirectoryService {
     if (!(await this.isServerAdmin(userId)) && !(await this.isRoomAdmin(roomId, userId))) {
       throw new MatrixError("M_FORBIDDEN", "You may not change this room's visibility in the room directory: it needs the power to send m.room.canonical_alias");
     }
+    const policies = this.options.policies;
+    if (visibility === "public" && policies?.hasSpamPolicies) {
+      await requireSpamAllowed(policies, (p) => p.userMayPublishRoom?.(userId, roomId), "You may not publish this room in the room directory");
+    }
     await this.store.setPublished(roomId, visibility === "public", this.clock.now());
   }
 
   /** createRoom with visibility "public": the creator may publish their new room. */
   publish(roomId: string): Promise<void> {
     return this.store.setPublished(roomId, true, this.clock.now());
+  }
+
+  /** Whether the spam policies let the creator of a new room publish it (createRoom asks before `publish`). */
+  async mayPublish(userId: string, roomId: string): Promise<boolean> {
+    const policies = this.options.policies;
+    if (!policies?.hasSpamPolicies) return true;
+    // Any answer but allow keeps the room unlisted: the room itself is made either way.
+    return (await policies.spamCheck((p) => p.userMayPublishRoom?.(userId, roomId))).kind === "allow";
   }
 
   /** GET and POST /publicRooms for this server; another server's directory needs federation. */
@@ -200,6 +224,10 @@ export class DirectoryService {
   };
 
   // ---------------------------------------------------------------------------------------------
+
+  private checkAliasSpam(policies: SpamChecks, userId: string, alias: string): Promise<void> {
+    return requireSpamAllowed(policies, (p) => p.userMayCreateAlias?.(userId, alias), `You may not create the alias ${alias}`);
+  }
 
   /** A valid alias on this server (400 M_INVALID_PARAM otherwise, also for other servers' aliases). */
   private checkNewAlias(alias: string): void {

@@ -5,13 +5,16 @@
 //
 // Knocks pass the plugins' knock policies (issue 9) after the room's own checks and before anything
 // is signed or stored; the policies hear when a knock arrives and when a pending knock ends.
+// Joins, invites and knocks also pass the spam policies (userMayJoinRoom, userMayInvite,
+// userMayKnock), asked only when a spam policy is registered. Local actions only, for now.
 import type { Decision, KnockOutcome, KnockRequest } from "../../extensions";
-import { MatrixError, type ErrCode } from "../../protocol/errors";
+import { MatrixError } from "../../protocol/errors";
 import { isJsonObject, type JsonObject } from "../../protocol/json";
 import { joinRuleOf, namedLevel, userPowerLevel } from "../../protocol/auth";
 import { isValidUserId, serverNameOf } from "../../protocol/identifiers";
 import type { RoomClientStore, StoredEvent } from "../../storage/stores";
 import type { PolicySet } from "../plugins/policies";
+import { policyDenial, requireSpamAllowed, spamVerdict } from "../plugins/spam-decisions";
 import type { Clock, Logger } from "../runtime";
 import type { RoomEngine } from "./room-engine";
 import type { RoomAccess } from "./room-access";
@@ -32,7 +35,10 @@ export interface MembershipOptions {
   profileOf?: ProfileLookup;
   /** knocks.auto_join_on_invite: a local knocker who is invited (their knock accepted) joins at once. */
   autoJoinKnockersOnInvite?: boolean;
-  /** The plugins' policies: knocks are decided by them and they hear knock outcomes. Absent: every knock is allowed. */
+  /**
+   * The plugins' policies: knocks are decided by them and they hear knock outcomes; joins, invites
+   * and knocks pass the spam policies. Absent: everything is allowed.
+   */
   policies?: PolicySet;
   /**
    * Carries out a knock policy's "accept": invites the knocker as the room's local member with the
@@ -68,6 +74,12 @@ export class MembershipService {
     await this.access.versionOf(roomId);
     const current = await this.access.membership(roomId, userId);
     if (current !== "join") {
+      const policies = this.options.policies;
+      if (policies?.hasSpamPolicies) {
+        // A shadowed join is refused: the client would see at once that it is not in the room (and
+        // Synapse's user_may_join_room has no shadow either).
+        await requireSpamAllowed(policies, (p) => p.userMayJoinRoom?.(userId, roomId, current === "invite"), "You may not join this room");
+      }
       const profile = await this.profile(userId);
       const authorisedVia = current === "invite" ? undefined : await this.restrictedJoinAuthoriser(roomId, userId);
       const content = { ...profile, membership: "join", reason, ...(authorisedVia ? { join_authorised_via_users_server: authorisedVia } : {}) };
@@ -133,6 +145,8 @@ export class MembershipService {
     if (decision.kind === "deny") throw policyDenial(decision.errcode, decision.message);
     // Shadowed: the knocker is told it worked; nothing is stored or sent.
     if (decision.kind === "shadow") return { roomId };
+    // The spam policies too (after the knock policies: their denial or shadow needs no second opinion).
+    if (policies?.hasSpamPolicies && (await spamVerdict(policies, (p) => p.userMayKnock?.(userId, roomId))) === "shadow") return { roomId };
 
     const profile = await this.profile(userId);
     await this.sendMember(roomId, userId, userId, { ...profile, membership: "knock", reason });
@@ -221,6 +235,9 @@ export class MembershipService {
     const current = await this.access.membership(roomId, target);
     if (current === "join") throw new MatrixError("M_FORBIDDEN", `${target} is already in the room`);
     if (current === "ban") throw new MatrixError("M_FORBIDDEN", `${target} is banned from the room`);
+    const policies = this.options.policies;
+    // Shadowed: the inviter is told it worked; no invite is stored or sent.
+    if (policies?.hasSpamPolicies && (await spamVerdict(policies, (p) => p.userMayInvite?.(sender, target, roomId))) === "shadow") return;
     const profile = await this.profile(target);
     await this.sendMember(roomId, sender, target, { ...profile, membership: "invite", reason }, () => this.explainModeration(roomId, sender, "invite"));
     if (current === "knock" && this.options.autoJoinKnockersOnInvite) {
@@ -346,14 +363,3 @@ export class MembershipService {
 
 const overrideKey = (roomId: string, userId: string) => `${roomId}\u0000${userId}`;
 
-/**
- * A policy's denial as the client sees it: the plugin's errcode and message, with the errcode's own
- * status where it has one that says more than "bad request" (M_LIMIT_EXCEEDED 429, M_NOT_FOUND 404,
- * M_TOO_LARGE 413, the parameter errors 400), and 403 otherwise: a policy refusing is a refusal.
- */
-function policyDenial(errcode: string, message: string): MatrixError {
-  const code = errcode as ErrCode;
-  const own = new MatrixError(code, message).status;
-  const status = own !== 400 || code === "M_MISSING_PARAM" || code === "M_INVALID_PARAM" ? own : 403;
-  return new MatrixError(code, message, status);
-}

@@ -24,6 +24,11 @@ export interface CreateRoomRequest {
   isDirect?: boolean;
   /** displayname / avatar_url for the creator's join event. */
   creatorProfile?: { displayname?: string; avatar_url?: string };
+  /**
+   * Leave the invite events out (the caller sends them once the room exists, after asking the spam
+   * policies with the room's ID); the invitees still shape the power levels and creators.
+   */
+  deferInvites?: boolean;
 }
 
 const PRESETS: Record<RoomPreset, { join_rule: string; history_visibility: string; guest_access: string }> = {
@@ -98,7 +103,7 @@ export async function createRoom(engine: RoomEngine, request: CreateRoomRequest)
 
   if (request.name !== undefined) send("m.room.name", "", { name: request.name });
   if (request.topic !== undefined) send("m.room.topic", "", { topic: request.topic });
-  for (const invitee of invitees) {
+  for (const invitee of request.deferInvites ? [] : invitees) {
     send("m.room.member", invitee, { membership: "invite", ...(request.isDirect ? { is_direct: true } : {}) });
   }
   const { roomId } = await engine.createRoomWithEvents(request.creator, versionId, creationContent, events);

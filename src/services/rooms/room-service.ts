@@ -1,13 +1,21 @@
 // The client-side room operations beside membership: create rooms, send messages and state (with
 // transaction ids), redact, and read events, state, members and the timeline — each checked against
 // what the user may see (room-access.ts) and served in the client event format.
+//
+// Spam policies (issue 9), asked only when one is registered: every event a client sends, sets or
+// redacts passes checkEventForSpam before it is built (a denial is the plugin's error and nothing is
+// stored; a shadow answers with a fake event ID and stores nothing), and createRoom passes
+// userMayCreateRoom, checkEventForSpam for the name, topic and initial state it asks for, and
+// userMayInvite for each invitee. Local actions only, for now.
 import { MatrixError } from "../../protocol/errors";
 import type { JsonObject } from "../../protocol/json";
 import { eventSendLevel, namedLevel, userPowerLevel } from "../../protocol/auth";
 import { splitStateKey } from "../../protocol/events";
 import { isValidUserId, serverNameOf } from "../../protocol/identifiers";
+import type { SpamEvent } from "../../extensions";
 import type { RoomClientStore, RoomEventStore, StoredEvent } from "../../storage/stores";
-import type { Clock } from "../runtime";
+import type { Clock, Logger } from "../runtime";
+import { fakeEventId, policyDenial, requireSpamAllowed, spamVerdict, type SpamChecks } from "../plugins/spam-decisions";
 import { type ClientEvent, ClientEventFormatter, type Viewer } from "./client-events";
 import type { ProfileLookup } from "./membership";
 import { createRoom, type CreateRoomRequest } from "./room-creation";
@@ -51,6 +59,9 @@ export interface RoomServiceOptions {
   profileOf?: ProfileLookup;
   /** The room directory, for createRoom's room_alias_name and visibility. */
   directory?: CreateRoomDirectory;
+  /** The plugins' spam policies (the PolicySet); absent: nothing is checked. */
+  policies?: SpamChecks;
+  logger?: Logger;
 }
 
 /** What createRoom needs of the room directory (services/directory implements it). */
@@ -59,6 +70,8 @@ export interface CreateRoomDirectory {
   reserveAlias(localpart: string, creator: string): Promise<{ readonly alias: string; commit(roomId: string): Promise<void> | void; release(): Promise<void> | void }>;
   /** Lists the room in the published room directory. */
   publish(roomId: string): Promise<void> | void;
+  /** Whether the spam policies let `userId` publish the room (userMayPublishRoom); absent: yes. */
+  mayPublish?(userId: string, roomId: string): Promise<boolean>;
 }
 
 export interface CreateRoomInput extends Omit<CreateRoomRequest, "creatorProfile" | "canonicalAlias"> {
@@ -98,6 +111,8 @@ export class RoomService {
       }
       if (!(await this.options.userExists(invitee))) throw new MatrixError("M_INVALID_PARAM", `Unknown user ${invitee} in invite`);
     }
+    const policies = this.options.policies?.hasSpamPolicies ? this.options.policies : undefined;
+    if (policies) await this.checkNewRoom(policies, request);
     const profile = (await this.options.profileOf?.(request.creator)) ?? undefined;
     const creatorProfile: CreateRoomRequest["creatorProfile"] = {};
     if (typeof profile?.displayname === "string") creatorProfile.displayname = profile.displayname;
@@ -106,14 +121,89 @@ export class RoomService {
     const directory = this.options.directory;
     if (roomAliasName !== undefined && !directory) throw new MatrixError("M_INVALID_PARAM", "This server keeps no room directory: room_alias_name cannot be used");
     const reservation = roomAliasName === undefined ? undefined : await directory!.reserveAlias(roomAliasName, request.creator);
+    // With spam policies, the invites wait until the room exists: userMayInvite is asked with its ID.
+    const invitees = policies ? [...new Set(request.invite ?? [])].filter((u) => u !== request.creator) : [];
+    let roomId: string;
     try {
-      const roomId = await createRoom(this.engine, { ...request, canonicalAlias: reservation?.alias, creatorProfile });
+      roomId = await createRoom(this.engine, { ...request, canonicalAlias: reservation?.alias, creatorProfile, deferInvites: invitees.length > 0 });
       await reservation?.commit(roomId);
-      if (request.visibility === "public") await directory?.publish(roomId);
-      return roomId;
+      if (request.visibility === "public" && directory) {
+        // As Synapse does when publishing is not allowed: the room is made, but stays unlisted.
+        if (!directory.mayPublish || (await directory.mayPublish(request.creator, roomId))) await directory.publish(roomId);
+        else this.options.logger?.log("info", "a spam policy kept a new room out of the room directory", { room_id: roomId, user_id: request.creator });
+      }
     } finally {
       await reservation?.release();
     }
+    if (policies && invitees.length > 0) await this.sendCheckedInvites(policies, roomId, request.creator, invitees, request.isDirect === true);
+    return roomId;
+  }
+
+  /**
+   * createRoom's spam checks, before anything is stored: the creator may create rooms, and the name,
+   * topic and initial state pass checkEventForSpam (the room has no ID yet: roomId is empty). A
+   * shadow is refused here (a pretended room would be noticed at once).
+   */
+  private async checkNewRoom(policies: SpamChecks, request: Omit<CreateRoomInput, "roomAliasName">): Promise<void> {
+    const creator = request.creator;
+    await requireSpamAllowed(policies, (p) => p.userMayCreateRoom?.(creator), "You may not create rooms");
+    const events: { type: string; stateKey: string; content: JsonObject }[] = [];
+    if (request.name !== undefined) events.push({ type: "m.room.name", stateKey: "", content: { name: request.name } });
+    if (request.topic !== undefined) events.push({ type: "m.room.topic", stateKey: "", content: { topic: request.topic } });
+    for (const e of request.initialState ?? []) events.push({ type: e.type, stateKey: e.state_key ?? "", content: e.content });
+    for (const e of events) {
+      const event: SpamEvent = { roomId: "", sender: creator, type: e.type, stateKey: e.stateKey, content: e.content, local: true };
+      await requireSpamAllowed(policies, (p) => p.checkEventForSpam?.(event), "This room cannot be created as it is");
+    }
+  }
+
+  /**
+   * The invites of a new room, each asked of userMayInvite with the room's ID: allowed ones are sent,
+   * shadowed ones are skipped without a word. A denial is answered as Synapse answers it: the room
+   * stays (with the invites allowed so far) and the creator gets the plugin's error.
+   */
+  private async sendCheckedInvites(policies: SpamChecks, roomId: string, creator: string, invitees: readonly string[], isDirect: boolean): Promise<void> {
+    let denial: MatrixError | undefined;
+    for (const invitee of invitees) {
+      const decision = await policies.spamCheck((p) => p.userMayInvite?.(creator, invitee, roomId));
+      if (decision.kind === "deny") {
+        denial ??= policyDenial(decision.errcode, decision.message);
+        continue;
+      }
+      if (decision.kind === "shadow") continue;
+      const content: JsonObject = { membership: "invite", ...(isDirect ? { is_direct: true } : {}) };
+      await this.engine.sendEvent(roomId, { type: "m.room.member", sender: creator, stateKey: invitee, content });
+    }
+    if (denial) throw denial;
+  }
+
+  /**
+   * The spam checks of an event a local user is about to send, when a spam policy is registered
+   * (callers test `hasSpamPolicies` first, so that a server without one builds and awaits nothing):
+   * checkEventForSpam, and for a member event set through PUT /state the membership callback its
+   * own endpoint would ask. "shadow" when the event is to be pretended.
+   */
+  private async eventVerdict(policies: SpamChecks, event: SpamEvent): Promise<"allow" | "shadow"> {
+    if (event.type === "m.room.member" && event.stateKey !== undefined) {
+      const membership = event.content.membership;
+      const { roomId, sender, stateKey: target } = event;
+      if (membership === "join" && target === sender) {
+        const invited = (await this.access.membership(roomId, sender)) === "invite";
+        await requireSpamAllowed(policies, (p) => p.userMayJoinRoom?.(sender, roomId, invited), "You may not join this room");
+      } else if (membership === "invite" && (await spamVerdict(policies, (p) => p.userMayInvite?.(sender, target, roomId))) === "shadow") {
+        return "shadow";
+      } else if (membership === "knock" && target === sender && (await spamVerdict(policies, (p) => p.userMayKnock?.(sender, roomId))) === "shadow") {
+        return "shadow";
+      }
+    }
+    return spamVerdict(policies, (p) => p.checkEventForSpam?.(event));
+  }
+
+  /** The answer to a shadowed event: a fake ID, recorded for the client's txnId so that a retry gets the same one (no event is stored). */
+  private async shadowed(roomId: string, recordWith?: (eventId: string) => Promise<void>): Promise<string> {
+    const eventId = fakeEventId((await this.access.versionOf(roomId)).eventIdFormat, this.options.serverName);
+    await recordWith?.(eventId);
+    return eventId;
   }
 
   /** PUT /send: one event per (user, device, txnId); a repeated txnId answers with the first event_id. */
@@ -122,6 +212,10 @@ export class RoomService {
     return this.once(requester, txnId, roomId, async (recordWith) => {
       await this.access.versionOf(roomId);
       this.checkContentSize(content);
+      const policies = this.options.policies;
+      if (policies?.hasSpamPolicies && (await this.eventVerdict(policies, { roomId, sender: requester.userId, type, content, local: true })) === "shadow") {
+        return this.shadowed(roomId, recordWith);
+      }
       return this.sendChecked(roomId, { type, sender: requester.userId, content, recordWith }, () => this.explainSend(roomId, requester.userId, type, false));
     });
   }
@@ -140,6 +234,11 @@ export class RoomService {
         }
       }
       const content: JsonObject = reason === undefined ? {} : { reason };
+      // The policies see where the redaction points, in the content (as v11+ rooms carry it).
+      const policies = this.options.policies;
+      if (policies?.hasSpamPolicies && (await this.eventVerdict(policies, { roomId, sender: requester.userId, type: "m.room.redaction", content: { ...content, redacts: eventId }, local: true })) === "shadow") {
+        return this.shadowed(roomId, recordWith);
+      }
       return this.sendChecked(roomId, { type: "m.room.redaction", sender: requester.userId, content, redacts: eventId, recordWith }, () =>
         this.explainSend(roomId, requester.userId, "m.room.redaction", false),
       );
@@ -155,6 +254,8 @@ export class RoomService {
     if (current && current.sender === userId && JSON.stringify(current.content) === JSON.stringify(content) && !(await this.formatter.applicableRedaction((await this.store.getEvent(currentId!))!))) {
       return current.event_id;
     }
+    const policies = this.options.policies;
+    if (policies?.hasSpamPolicies && (await this.eventVerdict(policies, { roomId, sender: userId, type, stateKey, content, local: true })) === "shadow") return this.shadowed(roomId);
     return this.sendChecked(roomId, { type, sender: userId, stateKey, content }, () => this.explainSend(roomId, userId, type, true));
   }
 
