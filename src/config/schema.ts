@@ -71,7 +71,7 @@ export const ConfigSchema = Type.Object(
       {
         default: ["rate-limit"],
         description:
-          "Plugins in order: a bundled plugin's name (rate-limit, knock-policy), a path to a plugin file (.ts or .js), " +
+          "Plugins in order: a bundled plugin's name (rate-limit, knock-policy, spam-policy, http-antispam), a path to a plugin file (.ts or .js), " +
           "or {name | path, config, fail_mode: open|closed (default open), timeout_ms (default 1000)}. Reloaded on SIGHUP.",
       },
     ),
