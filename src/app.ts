@@ -17,7 +17,7 @@ import { knockRoutes } from "./api/client/knock";
 import { roomSummaryRoutes } from "./api/client/room-summary";
 import { RoomSummaryService } from "./services/directory/room-summary";
 import { consoleLogger, systemClock, type Clock, type Logger, type Service } from "./services/runtime";
-import { openStores, type DatabaseSettings } from "./storage/open";
+import { openStores, type DatabaseSettings, type Stores } from "./storage/open";
 import { loadOrCreateSigningKey } from "./services/keys/signing-key-file";
 import { createHttpApp } from "./api/middleware/http";
 import { rateLimitStep } from "./api/middleware/rate-limit";
@@ -109,6 +109,21 @@ export function databaseSettings(config: Readonly<Config>): DatabaseSettings {
   return { driver: db.driver, path: db.path ?? join(config.data_dir, "portier.db") };
 }
 
+/**
+ * Opens the configured database and checks it belongs to this server: the server name is part of
+ * every user and room id already stored, so a database of another server is refused.
+ */
+export async function openServerStores(config: Readonly<Config>): Promise<Stores> {
+  const stores = await openStores(databaseSettings(config));
+  const recordedName = await stores.serverMeta.get("server_name");
+  if (recordedName === undefined) await stores.serverMeta.set("server_name", config.server_name);
+  else if (recordedName !== config.server_name) {
+    await stores.db.close();
+    throw new Error(`this database belongs to server '${recordedName}', but the config says server_name '${config.server_name}'`);
+  }
+  return stores;
+}
+
 export function splitBind(bind: string): { hostname: string; port: number } {
   const at = bind.lastIndexOf(":");
   const host = bind.slice(0, at);
@@ -122,15 +137,7 @@ export async function buildServer(config: Readonly<Config>, options: BuildOption
 
   const inMemory = config.database.path === ":memory:" || config.database.driver === "postgres";
   if (!inMemory || !config.signing_key_path) mkdirSync(config.data_dir, { recursive: true });
-  const stores = await openStores(databaseSettings(config));
-
-  // The server name is part of every user and room id already stored: refuse to start under another.
-  const recordedName = await stores.serverMeta.get("server_name");
-  if (recordedName === undefined) await stores.serverMeta.set("server_name", config.server_name);
-  else if (recordedName !== config.server_name) {
-    await stores.db.close();
-    throw new Error(`this database belongs to server '${recordedName}', but the config says server_name '${config.server_name}'`);
-  }
+  const stores = await openServerStores(config);
 
   const { key, created } = loadOrCreateSigningKey(config.signing_key_path ?? join(config.data_dir, "signing.key"));
   if (created) logger.log("info", "generated a new signing key", { key_id: key.keyId });

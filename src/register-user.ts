@@ -2,11 +2,10 @@
 // the HTTP API (so it works whether or not registration is open, and whether or not the server runs).
 // It opens only the stores (no signing key, no room services) and closes the database when done.
 import { mkdirSync } from "node:fs";
-import { databaseSettings } from "./app";
+import { databaseSettings, openServerStores } from "./app";
 import type { Config } from "./config/schema";
 import { AccountService } from "./services/accounts/account-service";
 import { systemClock, type Logger } from "./services/runtime";
-import { openStores } from "./storage/open";
 
 export interface RegisterUserOptions {
   user: string;
@@ -18,14 +17,8 @@ export interface RegisterUserOptions {
 export async function registerUser(config: Readonly<Config>, options: RegisterUserOptions, logger?: Logger): Promise<string> {
   const settings = databaseSettings(config);
   if (settings.driver !== "postgres" && settings.path !== ":memory:") mkdirSync(config.data_dir, { recursive: true });
-  const stores = await openStores(settings);
+  const stores = await openServerStores(config);
   try {
-    // As at server start: the server name is part of every stored id, so a database of another server is refused.
-    const recordedName = await stores.serverMeta.get("server_name");
-    if (recordedName === undefined) await stores.serverMeta.set("server_name", config.server_name);
-    else if (recordedName !== config.server_name) {
-      throw new Error(`this database belongs to server '${recordedName}', but the config says server_name '${config.server_name}'`);
-    }
     const accounts = new AccountService(stores.accounts, config.server_name, systemClock, stores.profiles);
     const localpart = options.user.startsWith("@") ? options.user.slice(1, options.user.includes(":") ? options.user.indexOf(":") : undefined) : options.user;
     const result = await accounts.register({ username: localpart, password: options.password, admin: options.admin, inhibitLogin: true });

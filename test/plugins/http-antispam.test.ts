@@ -15,6 +15,7 @@ import { configErrors } from "../../src/services/plugins/config-schema";
 import { PolicySet } from "../../src/services/plugins/policies";
 import { TestClient, enc } from "../helpers/rooms";
 import { silentLogger, testServer } from "../helpers/server";
+import { fakePluginHost } from "../helpers/plugin-host";
 
 interface Received {
   path: string;
@@ -60,27 +61,13 @@ beforeEach(() => {
   answers = {};
 });
 
-function fakeHost() {
-  const logs: { level: string; message: string; fields?: Record<string, unknown> }[] = [];
-  const policies: SpamPolicy[] = [];
-  const host: PluginHost = {
-    serverName: "home.example",
-    logger: { log: (level, message, fields) => logs.push({ level, message, fields }) },
-    clock: { now: () => 0 },
-    rooms: { state: async () => undefined, membership: async () => undefined },
-    addKnockPolicy: () => {},
-    addSpamPolicy: (p) => policies.push(p),
-    setRateLimiter: () => {},
-  };
-  return { host, logs, policies };
-}
 
 async function policyFor(config: Partial<HttpAntispamConfig> = {}) {
   const full = { base_url: base, ...config } as HttpAntispamConfig;
   expect(configErrors(configSchema, full)).toEqual([]);
-  const fake = fakeHost();
+  const fake = fakePluginHost();
   await httpAntispamPlugin.register(fake.host, full);
-  return { ...fake, policy: fake.policies[0]! };
+  return { ...fake, policy: fake.spamPolicies[0]! };
 }
 
 const ALLOW: Decision = { kind: "allow" };

@@ -11,31 +11,19 @@ import { configErrors } from "../../src/services/plugins/config-schema";
 import { PluginLoader } from "../../src/services/plugins/loader";
 import { PolicySet } from "../../src/services/plugins/policies";
 import { silentLogger } from "../helpers/server";
+import { fakePluginHost } from "../helpers/plugin-host";
 
 const ROOM = "!room:home.example";
 
-/** A host whose room state is a map the test fills; it records log lines and state reads. */
-function fakeHost(state: Record<string, Record<string, unknown>> = {}) {
-  const logs: { level: string; message: string; fields?: Record<string, unknown> }[] = [];
-  const reads: [string, string, string | undefined][] = [];
-  const policies: KnockPolicy[] = [];
-  const host: PluginHost = {
-    serverName: "home.example",
-    logger: { log: (level, message, fields) => logs.push({ level, message, fields }) },
-    clock: { now: () => 0 },
-    rooms: {
-      state: async (roomId, type, stateKey) => (reads.push([roomId, type, stateKey]), state[`${roomId}|${type}`]),
-      membership: async () => undefined,
-    },
-    addKnockPolicy: (p) => policies.push(p),
-    addSpamPolicy: () => {},
-    setRateLimiter: () => {},
-  };
-  return { host, logs, reads, policies };
+/** Room state by "roomId|type"; the policies are the knock policies the plugin registered. */
+function knockHost(state: Record<string, Record<string, unknown>> = {}) {
+  const fake = fakePluginHost((roomId, type) => state[`${roomId}|${type}`]);
+  return { ...fake, policies: fake.knockPolicies };
 }
 
+
 async function policyFor(config: KnockPolicyConfig, state: Record<string, Record<string, unknown>> = {}) {
-  const fake = fakeHost(state);
+  const fake = knockHost(state);
   await knockPolicyPlugin.register(fake.host, config);
   expect(fake.policies).toHaveLength(1);
   const policy = fake.policies[0]!;
@@ -211,7 +199,7 @@ describe("config", () => {
   ];
 
   test.each(bad)("register refuses %j, naming the key", async (config, message, _schemaToo) => {
-    const fake = fakeHost();
+    const fake = knockHost();
     expect(() => knockPolicyPlugin.register(fake.host, config as KnockPolicyConfig)).toThrow(message);
     expect(fake.policies).toEqual([]);
   });
@@ -234,7 +222,7 @@ describe("config", () => {
 
   test("its decisions pass the PolicySet unchanged (not counted as errors)", async () => {
     const policies = new PolicySet(silentLogger);
-    const fake = fakeHost();
+    const fake = knockHost();
     await knockPolicyPlugin.register(fake.host, { deny: { users: ["@bot*:*"] }, shadow: { users: ["@s:*"] }, auto_accept: { users: ["@vip:*"] } });
     policies.addKnockPolicy(fake.policies[0]!, { name: "knock-policy", failMode: "closed", timeoutMs: 1000 });
     const knock = (userId: string): KnockRequest => ({ roomId: ROOM, userId, originServer: "home.example", reason: undefined, local: true });

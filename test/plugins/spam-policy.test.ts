@@ -10,27 +10,20 @@ import { configErrors } from "../../src/services/plugins/config-schema";
 import { PluginLoader } from "../../src/services/plugins/loader";
 import { PolicySet } from "../../src/services/plugins/policies";
 import { silentLogger } from "../helpers/server";
+import { fakePluginHost } from "../helpers/plugin-host";
 
 const ROOM = "!room:home.example";
 
-function fakeHost(state: Record<string, Record<string, unknown>> = {}) {
-  const logs: { level: string; message: string; fields?: Record<string, unknown> }[] = [];
-  const policies: SpamPolicy[] = [];
-  const host: PluginHost = {
-    serverName: "home.example",
-    logger: { log: (level, message, fields) => logs.push({ level, message, fields }) },
-    clock: { now: () => 0 },
-    rooms: { state: async (roomId, type, stateKey) => state[`${roomId}|${type}|${stateKey ?? ""}`], membership: async () => undefined },
-    addKnockPolicy: () => {},
-    addSpamPolicy: (p) => policies.push(p),
-    setRateLimiter: () => {},
-  };
-  return { host, logs, policies };
+/** Room state by "roomId|type|stateKey"; the policies are the spam policies the plugin registered. */
+function spamHost(state: Record<string, Record<string, unknown>> = {}) {
+  const fake = fakePluginHost((roomId, type, stateKey) => state[`${roomId}|${type}|${stateKey ?? ""}`]);
+  return { ...fake, policies: fake.spamPolicies };
 }
+
 
 async function policyFor(config: SpamPolicyConfig, state: Record<string, Record<string, unknown>> = {}) {
   expect(configErrors(configSchema, config)).toEqual([]);
-  const fake = fakeHost(state);
+  const fake = spamHost(state);
   await spamPolicyPlugin.register(fake.host, config);
   expect(fake.policies).toHaveLength(1);
   return { ...fake, policy: fake.policies[0]! };
@@ -168,7 +161,7 @@ describe("config", () => {
   test("loaded by the loader: a bad config stops the start with the plugin's name and the key", async () => {
     const path = join(import.meta.dir, "../../plugins/spam-policy/index.ts");
     const loader = (policies: PolicySet) =>
-      new PluginLoader(policies, { bundled: {}, baseDir: "/", serverName: "home.example", logger: silentLogger, clock: { now: () => 0 }, rooms: fakeHost().host.rooms });
+      new PluginLoader(policies, { bundled: {}, baseDir: "/", serverName: "home.example", logger: silentLogger, clock: { now: () => 0 }, rooms: spamHost().host.rooms });
     await expect(loader(new PolicySet(silentLogger)).load([{ path, config: { messages: { patterns: ["[z-a]"] } } }])).rejects.toThrow(
       /plugin 'spam-policy' \(plugins\[0\]\): register failed: config key 'messages\.patterns\[0\]': not a valid regular expression/,
     );

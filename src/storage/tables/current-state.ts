@@ -2,7 +2,7 @@
 // membership of m.room.member events beside it so member lists need no JSON parsing.
 import type { Database } from "../database";
 import type { Migration } from "../migrations";
-import { insertBatches, valueRows } from "./events";
+import { insertBatches, valueRows } from "../sql-lists";
 
 export const CURRENT_STATE_MIGRATION: Migration = {
   version: 5,

@@ -2,6 +2,7 @@
 // The PDU is stored once as received; the columns beside it are what queries need.
 import type { Database, SqlParam } from "../database";
 import type { Migration } from "../migrations";
+import { inLists, insertBatches, placeholders, valueRows } from "../sql-lists";
 import type { NewEvent, StoredEvent } from "../stores";
 
 export const EVENTS_MIGRATION: Migration = {
@@ -72,39 +73,6 @@ interface Row {
   soft_failed: number;
   state_snapshot: number | null;
   json: string;
-}
-
-/** "?, ?, ?" */
-export const placeholders = (n: number): string => Array<string>(n).fill("?").join(", ");
-
-/** "(?, ?), (?, ?)": `rows` rows of `width` values, for a multi-row INSERT. */
-export const valueRows = (rows: number, width: number): string => Array<string>(rows).fill(`(${placeholders(width)})`).join(", ");
-
-/**
- * Splits rows for multi-row INSERTs of power-of-two sizes up to `max`: one round trip per batch
- * rather than per row (PostgreSQL pays one for each), and few distinct SQL texts to prepare.
- */
-export function* insertBatches<T>(rows: readonly T[], max = 256): Generator<T[]> {
-  for (let i = 0; i < rows.length; ) {
-    let size = max;
-    while (size > rows.length - i) size >>= 1;
-    yield rows.slice(i, i + size);
-    i += size;
-  }
-}
-
-/**
- * Splits values for `IN (...)` lists of at most `max`, each padded to a power of two by repeating its
- * last value (harmless in IN), so that few distinct SQL texts are prepared.
- */
-export function* inLists<T>(values: readonly T[], max = 512): Generator<T[]> {
-  for (let i = 0; i < values.length; i += max) {
-    const list = values.slice(i, i + max);
-    let size = 1;
-    while (size < list.length) size <<= 1;
-    while (list.length < size) list.push(list[list.length - 1]);
-    yield list;
-  }
 }
 
 /** Distinct ids in byte order: how the edge tables' primary keys list them (SQLite BINARY, PostgreSQL "C"). */

@@ -8,7 +8,7 @@ import type { Database } from "../database";
 import type { Migration } from "../migrations";
 import { ImmutableRowCache } from "../row-cache";
 import type { StateDelta } from "../stores";
-import { insertBatches, valueRows } from "./events";
+import { insertBatches, valueRows } from "../sql-lists";
 
 export const STATE_SNAPSHOTS_MIGRATION: Migration = {
   version: 4,
