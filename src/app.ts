@@ -1,12 +1,17 @@
 // buildServer(config): one Portier instance — its DI container, storage, services and HTTP app.
 // Nothing listens until start(); tests drive `app.handle(new Request(...))` or start on port 0.
 import "reflect-metadata";
-import { mkdirSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { container as rootContainer, type DependencyContainer } from "tsyringe";
 import type { Config } from "./config/schema";
 import { Tokens, registerValue, resolve } from "./di/tokens";
 import { registerCoreServices } from "./di/composition";
+import { registerFederationServices } from "./di/federation";
+import { federationAuthenticator } from "./api/middleware/x-matrix";
+import { federationMembershipRoutes } from "./api/federation/membership";
+import { federationRoomRoutes } from "./api/federation/rooms";
+import { federationQueryRoutes } from "./api/federation/queries";
 import { RoomEngine } from "./services/rooms/room-engine";
 import { RoomAccess } from "./services/rooms/room-access";
 import { roomRoutes } from "./api/client/rooms";
@@ -61,14 +66,24 @@ export interface PortierServer {
   readonly config: Readonly<Config>;
   readonly container: DependencyContainer;
   readonly app: ReturnType<typeof createApp>;
-  /** Starts the services and listens on config.bind (port 0 picks a free port). */
-  start(): Promise<{ url: string; port: number }>;
+  /**
+   * Starts the services and listens on config.bind (port 0 picks a free port), and on
+   * federation.bind when set; `federationUrl` is where other servers reach this one.
+   */
+  start(): Promise<{ url: string; port: number; federationUrl: string; federationPort: number }>;
   /** Loads the plugins again (files and config); when any fails, the running ones stay and the error says why. */
   reloadPlugins(entries?: readonly PluginEntry[]): Promise<void>;
   stop(): Promise<void>;
 }
 
 function createApp(container: DependencyContainer, config: Readonly<Config>, logger: Logger, reloadPlugins: () => Promise<void>) {
+  const authenticate = federationAuthenticator({
+    serverName: config.server_name,
+    keyRing: resolve(container, Tokens.KeyRing),
+    clock: resolve(container, Tokens.Clock),
+    enabled: config.federation.enabled,
+    onVerified: (origin) => resolve(container, Tokens.FederationSender).markReachable(origin),
+  });
   return createHttpApp({ maxBodyBytes: config.max_request_body_bytes, logger })
     .use(rateLimitStep({
       policies: resolve(container, Tokens.Policies),
@@ -81,12 +96,15 @@ function createApp(container: DependencyContainer, config: Readonly<Config>, log
     .use(federationVersionRoutes())
     .use(wellKnownRoutes(config))
     .use(serverKeyRoutes(resolve(container, Tokens.ServerKeys)))
-    .use(keyQueryRoutes(resolve(container, Tokens.ServerKeys), config.server_name))
+    .use(keyQueryRoutes(resolve(container, Tokens.ServerKeys), config.server_name, resolve(container, Tokens.KeyRing)))
+    .use(federationMembershipRoutes({ authenticate, serverName: config.server_name, resident: resolve(container, Tokens.ResidentMembership), transactions: resolve(container, Tokens.TransactionReceiver) }))
+    .use(federationRoomRoutes({ authenticate, serverName: config.server_name, clock: resolve(container, Tokens.Clock), reader: resolve(container, Tokens.FederationRoomReader) }))
+    .use(federationQueryRoutes({ authenticate, queries: resolve(container, Tokens.FederationQueries) }))
     .use(roomRoutes({ accounts: resolve(container, Tokens.Accounts), rooms: resolve(container, Tokens.Rooms) }))
-    .use(membershipRoutes({ accounts: resolve(container, Tokens.Accounts), membership: resolve(container, Tokens.Membership), directory: resolve(container, Tokens.Directory) }))
+    .use(membershipRoutes({ accounts: resolve(container, Tokens.Accounts), membership: resolve(container, Tokens.Membership), directory: resolve(container, Tokens.Directory), federated: resolve(container, Tokens.FederatedMembership) }))
     .use(directoryRoutes({ accounts: resolve(container, Tokens.Accounts), directory: resolve(container, Tokens.Directory) }))
     .use(roomSummaryRoutes({ accounts: resolve(container, Tokens.Accounts), access: resolve(container, Tokens.RoomAccess), summaries: new RoomSummaryService(resolve(container, Tokens.RoomAccess), resolve(container, Tokens.Directory)) }))
-    .use(knockRoutes({ accounts: resolve(container, Tokens.Accounts), membership: resolve(container, Tokens.Membership), directory: resolve(container, Tokens.Directory) }))
+    .use(knockRoutes({ accounts: resolve(container, Tokens.Accounts), federated: resolve(container, Tokens.FederatedMembership) }))
     .use(receiptRoutes({ accounts: resolve(container, Tokens.Accounts), typing: resolve(container, Tokens.Typing), receipts: resolve(container, Tokens.Receipts) }))
     .use(accountRoutes({ config, accounts: resolve(container, Tokens.Accounts), uia: resolve(container, Tokens.UserInteractiveAuth) }))
     .use(capabilitiesRoutes({ accounts: resolve(container, Tokens.Accounts) }))
@@ -124,6 +142,14 @@ export async function openServerStores(config: Readonly<Config>): Promise<Stores
   return stores;
 }
 
+/** The federation listener's certificate and key (PEM files), when both are configured. */
+function federationTls(config: Readonly<Config>): { cert: string; key: string } | undefined {
+  const { tls_certificate_path: cert, tls_private_key_path: key } = config.federation;
+  if (cert === undefined && key === undefined) return undefined;
+  if (cert === undefined || key === undefined) throw new Error("federation.tls_certificate_path and federation.tls_private_key_path must be given together");
+  return { cert: readFileSync(cert, "utf8"), key: readFileSync(key, "utf8") };
+}
+
 export function splitBind(bind: string): { hostname: string; port: number } {
   const at = bind.lastIndexOf(":");
   const host = bind.slice(0, at);
@@ -142,6 +168,9 @@ export async function buildServer(config: Readonly<Config>, options: BuildOption
   const { key, created } = loadOrCreateSigningKey(config.signing_key_path ?? join(config.data_dir, "signing.key"));
   if (created) logger.log("info", "generated a new signing key", { key_id: key.keyId });
   registerCoreServices(container, { config, clock, logger, stores, signingKey: key });
+  registerFederationServices(container, { config, clock, logger, stores });
+  // A certificate that cannot be read stops the start here, not at the first listen.
+  federationTls(config);
 
   // Plugins register at one moment: after the core's services are registered and before any of them
   // is built, so the policy chains and the rate limiter are in place before the first request.
@@ -172,11 +201,12 @@ export async function buildServer(config: Readonly<Config>, options: BuildOption
   const roomEngine = resolve(container, Tokens.RoomEngine);
   const syncNotifier = resolve(container, Tokens.SyncNotifier);
   const services: Service[] = [resolve(container, Tokens.Typing), syncNotifier];
+  if (config.federation.enabled) services.push(resolve(container, Tokens.FederationSender));
   if (config.knocks.expire_after_ms !== undefined) {
     const expiry = new KnockExpiryService(resolve(container, Tokens.KnockModeration), { expireAfterMs: config.knocks.expire_after_ms, reason: config.knocks.expire_reason }, options.timer ?? systemIntervalTimer, logger);
     services.push(expiry);
   }
-  let listening: ReturnType<typeof Bun.serve> | undefined;
+  let listening: ReturnType<typeof Bun.serve>[] = [];
 
   return {
     config,
@@ -184,19 +214,29 @@ export async function buildServer(config: Readonly<Config>, options: BuildOption
     app,
     async start() {
       for (const s of services) await s.start?.();
-      const { hostname, port } = splitBind(config.bind);
-      listening = Bun.serve({
-        hostname,
-        port,
-        // Our own check answers oversized bodies with M_TOO_LARGE; Bun's limit is only a backstop.
-        maxRequestBodySize: config.max_request_body_bytes * 2 + 65536,
-        // /sync long-polls hold a request for up to two minutes; Bun's default idle limit is 10 s.
-        idleTimeout: 255,
-        fetch: (request) => app.handle(request),
-      });
-      app.server = listening;
-      logger.log("info", "listening", { url: listening.url.toString(), server_name: config.server_name });
-      return { url: listening.url.toString().replace(/\/$/, ""), port: listening.port ?? port };
+      const tls = federationTls(config);
+      const serve = (bind: string, withTls: boolean) => {
+        const { hostname, port } = splitBind(bind);
+        return Bun.serve({
+          hostname,
+          port,
+          // Our own check answers oversized bodies with M_TOO_LARGE; Bun's limit is only a backstop.
+          maxRequestBodySize: config.max_request_body_bytes * 2 + 65536,
+          // /sync long-polls hold a request for up to two minutes; Bun's default idle limit is 10 s.
+          idleTimeout: 255,
+          ...(withTls && tls ? { tls } : {}),
+          fetch: (request) => app.handle(request),
+        });
+      };
+      // Without a federation listener of its own, federation shares the main one (and its TLS).
+      const main = serve(config.bind, config.federation.bind === undefined);
+      listening = [main];
+      app.server = main;
+      const federation = config.federation.bind === undefined ? main : serve(config.federation.bind, true);
+      if (federation !== main) listening.push(federation);
+      const urlOf = (server: ReturnType<typeof Bun.serve>) => server.url.toString().replace(/\/$/, "");
+      logger.log("info", "listening", { url: urlOf(main), federation_url: urlOf(federation), server_name: config.server_name });
+      return { url: urlOf(main), port: main.port ?? 0, federationUrl: urlOf(federation), federationPort: federation.port ?? 0 };
     },
     reloadPlugins,
     async stop() {
@@ -204,9 +244,8 @@ export async function buildServer(config: Readonly<Config>, options: BuildOption
       syncNotifier.stop();
       // Let requests in flight finish (their writes are on disk; their answers should go out too),
       // then close whatever is left after a short grace period.
-      const server = listening;
-      if (server) await Promise.race([server.stop(false), Bun.sleep(2000)]).then(() => server.stop(true));
-      listening = undefined;
+      await Promise.all(listening.map((server) => Promise.race([server.stop(false), Bun.sleep(2000)]).then(() => server.stop(true))));
+      listening = [];
       // Let queued room writes finish before the database closes: an accepted write is never lost.
       await roomEngine.queue.drain();
       for (const s of [...services].reverse()) await s.stop?.();

@@ -1,4 +1,4 @@
-// The `portier` command line: serve | generate-config | register-user | migrate-db | version.
+// The `portier` command line: serve | generate-config | generate-tls-cert | register-user | migrate-db | version.
 import "reflect-metadata";
 import { dirname, resolve } from "node:path";
 import { buildServer } from "./app";
@@ -7,10 +7,14 @@ import { sampleConfig } from "./config/sample";
 import { PORTIER_VERSION } from "./version";
 import { registerUser } from "./register-user";
 import { migrateDb } from "./migrate-db";
+import { isValidServerName } from "./protocol/identifiers";
+import { generateSelfSignedCertificate, subjectAltNamesFor } from "./services/federation/tls-certificate";
 
 const USAGE = `Usage:
   portier serve [--config FILE]                 run the homeserver (embedded defaults without --config)
   portier generate-config [--server-name NAME]  print a commented YAML config
+  portier generate-tls-cert --server-name NAME --out DIR
+                                                write a self-signed federation TLS certificate and key (local test peers)
   portier register-user --config FILE --user NAME --password PW [--admin]
                                                 create a local user (registration need not be open)
   portier migrate-db --to postgres://... [--config FILE]
@@ -71,6 +75,21 @@ export async function main(argv: string[]): Promise<number> {
       case "generate-config": {
         const flags = parseFlags(rest, ["server-name"]);
         process.stdout.write(sampleConfig(flags["server-name"] ? { server_name: flags["server-name"] } : {}));
+        return 0;
+      }
+      case "generate-tls-cert": {
+        const flags = parseFlags(rest, ["server-name", "out"]);
+        const serverName = flags["server-name"];
+        if (!serverName || !flags.out) throw new ConfigError(`generate-tls-cert needs --server-name and --out\n\n${USAGE}`);
+        if (!isValidServerName(serverName)) throw new ConfigError(`--server-name: '${serverName}' is not a valid server name`);
+        const files = generateSelfSignedCertificate(flags.out, serverName, subjectAltNamesFor(serverName));
+        process.stdout.write(
+          `certificate: ${files.certificatePath}\nprivate key: ${files.privateKeyPath}\n\n` +
+            `# in the config of ${serverName}:\nfederation:\n` +
+            `  tls_certificate_path: ${JSON.stringify(files.certificatePath)}\n  tls_private_key_path: ${JSON.stringify(files.privateKeyPath)}\n\n` +
+            `# peers trust it with federation.tls_trusted_ca_path: ${JSON.stringify(files.certificatePath)}\n` +
+            `# (or by listing ${serverName} in federation.tls_skip_verify_servers)\n`,
+        );
         return 0;
       }
       case "register-user": {

@@ -50,6 +50,33 @@ export const ConfigSchema = Type.Object(
       },
       { ...Strict, default: {} },
     ),
+    federation: Type.Object(
+      {
+        enabled: Type.Boolean({ default: true, description: "Talk to other homeservers (the Server-Server API). When false, federation routes answer 403 and nothing is sent out." }),
+        bind: Type.Optional(Type.String({
+          pattern: "^(\\[[0-9a-fA-F:.]+\\]|[^:\\[\\]]+):[0-9]{1,5}$",
+          description: "host:port of a listener for federation only (as Synapse's 8448). When unset, federation is served on `bind` beside the client API.",
+        })),
+        tls_certificate_path: Type.Optional(Type.String({ minLength: 1, description: "PEM certificate chain for the federation listener (with tls_private_key_path). Other servers reach a server name over TLS only." })),
+        tls_private_key_path: Type.Optional(Type.String({ minLength: 1, description: "PEM private key of tls_certificate_path." })),
+        verify_tls: Type.Boolean({ default: true, description: "Verify other servers' TLS certificates (outbound). Leave on outside of tests." }),
+        tls_trusted_ca_path: Type.Optional(Type.String({ minLength: 1, description: "Extra PEM CA certificates trusted for outbound federation (besides the system's)." })),
+        tls_skip_verify_servers: Type.Array(Type.String({ minLength: 1 }), { default: [], description: "Server names whose TLS certificate is not verified (local test peers only)." }),
+        plain_http_servers: Type.Array(Type.String({ minLength: 1 }), { default: [], description: "Server names reached over plain HTTP instead of TLS (local test peers only)." }),
+        trusted_key_servers: Type.Array(
+          Type.Object(
+            {
+              server_name: Type.String({ minLength: 1 }),
+              verify_keys: Type.Optional(Type.Record(Type.String(), Type.String(), { description: "key id -> unpadded base64 public key; when given, the notary's answers must be signed by one of these." })),
+            },
+            Strict,
+          ),
+          { default: [], description: "Notaries asked for a server's keys when that server cannot be reached directly." },
+        ),
+        request_timeout_ms: Type.Integer({ minimum: 1000, maximum: 600_000, default: 30_000, description: "How long an outbound federation request may take." }),
+      },
+      { ...Strict, default: {} },
+    ),
     trusted_proxies: Type.Array(Type.String({ minLength: 1 }), {
       default: [],
       description: "Addresses of reverse proxies in front of Portier: from these, the client's address is read from X-Forwarded-For (for per-address rate limits).",

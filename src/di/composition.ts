@@ -27,6 +27,7 @@ import { PushRuleService } from "../services/accounts/push-rule-service";
 import { SyncService } from "../services/sync/sync-service";
 import { SyncNotifier } from "../services/sync/notifier";
 import { KnockModerationService } from "../services/knocks/knock-moderation";
+import { OutOfBandMemberships } from "../services/rooms/out-of-band";
 import { PolicySet } from "../services/plugins/policies";
 
 /** Registers a service built on first resolution, once per container. */
@@ -100,6 +101,8 @@ export function registerCoreServices(container: DependencyContainer, { config, c
     expireAfterMs: config.knocks.expire_after_ms,
     expireReason: config.knocks.expire_reason,
   }));
+  // Memberships in rooms this server does not hold (federation invites, knocks, and their end).
+  registerFactory(container, Tokens.OutOfBandMemberships, () => new OutOfBandMemberships(stores.outOfBandMemberships, logger));
   registerFactory(container, Tokens.Typing, () => new TypingService(get(Tokens.RoomAccess), clock));
   registerFactory(container, Tokens.Receipts, () => new ReceiptService(stores.roomEvents, stores.roomClient, get(Tokens.RoomAccess), clock, {
     // The fully-read marker is also room account data (m.fully_read), which clients read from /sync.
@@ -112,6 +115,7 @@ export function registerCoreServices(container: DependencyContainer, { config, c
     onTyping: (listener) => get(Tokens.Typing).onChange(listener),
     onReceipt: (listener) => get(Tokens.Receipts).onChange(listener),
     onAccountData: (listener) => get(Tokens.AccountData).onChange(listener),
+    onOutOfBandMembership: (listener) => get(Tokens.OutOfBandMemberships).onChange(listener),
     memberships: (roomId) => stores.roomEvents.currentMemberships(roomId),
   }));
   registerFactory(container, Tokens.Sync, () => new SyncService({
@@ -125,6 +129,7 @@ export function registerCoreServices(container: DependencyContainer, { config, c
     pushRules: get(Tokens.PushRules),
     filters: get(Tokens.Filters),
     notifier: get(Tokens.SyncNotifier),
+    outOfBand: get(Tokens.OutOfBandMemberships),
     clock,
   }));
 }

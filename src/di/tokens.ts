@@ -23,9 +23,20 @@ import type { PushRuleService } from "../services/accounts/push-rule-service";
 import type { SyncService } from "../services/sync/sync-service";
 import type { SyncNotifier } from "../services/sync/notifier";
 import type { KnockModerationService } from "../services/knocks/knock-moderation";
+import type { OutOfBandMemberships } from "../services/rooms/out-of-band";
 import type { Clock, Logger } from "../services/runtime";
 import type { PolicySet } from "../services/plugins/policies";
 import type { PluginLoader } from "../services/plugins/loader";
+import type { FederationClient, ServerKeyRing } from "../services/federation/contracts";
+import type { FederationSenderService } from "../services/federation/sender";
+import type { FederationEventIngest } from "../services/federation/event-ingest";
+import type { ResidentMembershipService } from "../services/federation/membership-handshake";
+import type { RemoteMembershipService } from "../services/federation/remote-membership";
+import type { FederatedMembershipService } from "../services/federation/federated-membership";
+import type { TransactionReceiver } from "../services/federation/transaction-receiver";
+import type { FederationRoomReader } from "../services/federation/room-reader";
+import type { FederationQueries } from "../services/federation/queries";
+import type { FederationKeyRing } from "../services/federation/key-ring";
 
 declare const tokenType: unique symbol;
 export type Token<T> = symbol & { readonly [tokenType]?: T };
@@ -58,8 +69,19 @@ export const Tokens = {
   SyncNotifier: token<SyncNotifier>("SyncNotifier"),
   Sync: token<SyncService>("Sync"),
   KnockModeration: token<KnockModerationService>("KnockModeration"),
+  OutOfBandMemberships: token<OutOfBandMemberships>("OutOfBandMemberships"),
   Policies: token<PolicySet>("Policies"),
   PluginLoader: token<PluginLoader>("PluginLoader"),
+  FederationClient: token<FederationClient>("FederationClient"),
+  KeyRing: token<ServerKeyRing & FederationKeyRing>("KeyRing"),
+  FederationSender: token<FederationSenderService>("FederationSender"),
+  EventIngest: token<FederationEventIngest>("EventIngest"),
+  ResidentMembership: token<ResidentMembershipService>("ResidentMembership"),
+  RemoteMembership: token<RemoteMembershipService>("RemoteMembership"),
+  FederatedMembership: token<FederatedMembershipService>("FederatedMembership"),
+  TransactionReceiver: token<TransactionReceiver>("TransactionReceiver"),
+  FederationRoomReader: token<FederationRoomReader>("FederationRoomReader"),
+  FederationQueries: token<FederationQueries>("FederationQueries"),
 } as const;
 
 export function resolve<T>(container: DependencyContainer, t: Token<T>): T {

@@ -21,9 +21,12 @@ import { FORGOTTEN_ROOMS_MIGRATION } from "./tables/forgotten-rooms";
 import { RECEIPTS_MIGRATION } from "./tables/receipts";
 import { SqlRoomClientStore } from "./room-client-store";
 import { PUBLISHED_ROOMS_MIGRATION, ROOM_ALIASES_MIGRATION, SqlRoomDirectoryStore } from "./tables/room-directory";
+import { SERVER_KEYS_MIGRATION, SqlServerKeyStore, type ServerKeyStore } from "./tables/server-keys";
+import { FEDERATION_OUTBOX_MIGRATION, SqlFederationOutboxStore, type FederationOutboxStore } from "./tables/federation-outbox";
+import { OUT_OF_BAND_MEMBERSHIPS_MIGRATION, SqlOutOfBandMembershipStore, type OutOfBandMembershipStore } from "./tables/out-of-band-memberships";
 import type { AccountDataStore, AccountStore, FilterStore, ProfileStore, PushRuleStore, RoomClientStore, RoomDirectoryStore, RoomEventStore, ServerMetaStore } from "./stores";
 
-export const MIGRATIONS: readonly Migration[] = [SERVER_META_MIGRATION, ROOMS_MIGRATION, EVENTS_MIGRATION, STATE_SNAPSHOTS_MIGRATION, CURRENT_STATE_MIGRATION, STATE_SNAPSHOT_SIZES_MIGRATION, CURRENT_STATE_BY_MEMBERSHIP_MIGRATION, ACCOUNTS_MIGRATION, PROFILES_MIGRATION, FILTERS_MIGRATION, ACCOUNT_DATA_MIGRATION, PUSH_RULES_MIGRATION, CLIENT_TRANSACTIONS_MIGRATION, REDACTIONS_MIGRATION, FORGOTTEN_ROOMS_MIGRATION, RECEIPTS_MIGRATION, ROOM_ALIASES_MIGRATION, PUBLISHED_ROOMS_MIGRATION];
+export const MIGRATIONS: readonly Migration[] = [SERVER_META_MIGRATION, ROOMS_MIGRATION, EVENTS_MIGRATION, STATE_SNAPSHOTS_MIGRATION, CURRENT_STATE_MIGRATION, STATE_SNAPSHOT_SIZES_MIGRATION, CURRENT_STATE_BY_MEMBERSHIP_MIGRATION, ACCOUNTS_MIGRATION, PROFILES_MIGRATION, FILTERS_MIGRATION, ACCOUNT_DATA_MIGRATION, PUSH_RULES_MIGRATION, CLIENT_TRANSACTIONS_MIGRATION, REDACTIONS_MIGRATION, FORGOTTEN_ROOMS_MIGRATION, RECEIPTS_MIGRATION, ROOM_ALIASES_MIGRATION, PUBLISHED_ROOMS_MIGRATION, SERVER_KEYS_MIGRATION, FEDERATION_OUTBOX_MIGRATION, OUT_OF_BAND_MEMBERSHIPS_MIGRATION];
 
 export interface Stores {
   db: Database;
@@ -36,6 +39,9 @@ export interface Stores {
   accountData: AccountDataStore;
   pushRules: PushRuleStore;
   roomDirectory: RoomDirectoryStore;
+  outOfBandMemberships: OutOfBandMembershipStore;
+  serverKeys: ServerKeyStore;
+  federationOutbox: FederationOutboxStore;
 }
 
 export type DatabaseSettings =
@@ -59,6 +65,9 @@ export function storesOver(db: Database): Stores {
     accountData: new SqlAccountDataStore(db),
     pushRules: new SqlPushRuleStore(db),
     roomDirectory: new SqlRoomDirectoryStore(db),
+    outOfBandMemberships: new SqlOutOfBandMembershipStore(db),
+    serverKeys: new SqlServerKeyStore(db),
+    federationOutbox: new SqlFederationOutboxStore(db),
   };
 }
 

@@ -250,3 +250,9 @@ export interface RoomDirectoryStore {
   isPublished(roomId: string): Promise<boolean>;
   publishedRooms(): Promise<PublishedRoom[]>;
 }
+
+// The federation and out-of-band stores keep their interfaces beside their tables; services see
+// them through this module, as they see every store.
+export type { ServerKeyRecord, ServerKeyStore } from "./tables/server-keys";
+export type { OutOfBandMembershipKind, OutOfBandMembershipRecord, NewOutOfBandMembership, OutOfBandMembershipStore } from "./tables/out-of-band-memberships";
+export type { OutboxUnit, OutboxEntry, OutboxTransaction, DestinationRetryState, FederationOutboxStore } from "./tables/federation-outbox";

@@ -15,7 +15,10 @@ export function tempDir(prefix = "portier-test-"): string {
 export async function testServer(overrides: Record<string, unknown> = {}, options: BuildOptions = {}): Promise<PortierServer> {
   // No plugins unless a test names them: rate limits would otherwise meet tests that register and
   // send in bursts from one address. Plugin tests pass `plugins: [...]`.
-  const config = resolveConfig({ bind: "127.0.0.1:0", data_dir: tempDir(), plugins: [], ...overrides });
+  // No federation either unless asked for (test/helpers/federation.ts): the made-up server names of
+  // tests (member.example, ...) must never be looked up or contacted.
+  const federation = { enabled: false, ...((overrides.federation as Record<string, unknown> | undefined) ?? {}) };
+  const config = resolveConfig({ bind: "127.0.0.1:0", data_dir: tempDir(), plugins: [], ...overrides, federation });
   return buildServer(config, { logger: silentLogger, ...options });
 }
 

@@ -1,14 +1,13 @@
 // Knocking (client-server-api "Knocking on rooms", knocking.yaml): POST /knock/{roomIdOrAlias}
 // under v3 and r0, and MSC2403's room-id form POST /rooms/{roomId}/knock. `via` names the servers
-// to knock through; the legacy `server_name` is used only when no `via` is given. Both matter only
-// for rooms on other servers, which need federation: local rooms are knocked on directly.
+// to knock through; the legacy `server_name` is used only when no `via` is given. Rooms this server
+// is in are knocked on directly; others over federation (make_knock/send_knock) through those servers.
 import { Elysia } from "elysia";
 import { Type } from "@sinclair/typebox";
 import { MatrixError } from "../../protocol/errors";
 import { isValidServerName } from "../../protocol/identifiers";
 import type { AccountService } from "../../services/accounts/account-service";
-import type { DirectoryService } from "../../services/directory/directory-service";
-import type { MembershipService } from "../../services/rooms/membership";
+import type { FederatedMembershipService } from "../../services/federation/federated-membership";
 import { requireUser } from "../middleware/auth";
 import { validateBody } from "../middleware/validate";
 import { CLIENT_PREFIXES } from "./paths";
@@ -17,8 +16,7 @@ const KnockBody = Type.Object({ reason: Type.Optional(Type.String()) });
 
 export interface KnockRouteDeps {
   accounts: AccountService;
-  membership: MembershipService;
-  directory: DirectoryService;
+  federated: FederatedMembershipService;
 }
 
 /** The servers to knock through: every `via`, or else the legacy `server_name` values. */
@@ -32,14 +30,13 @@ export function knockServers(request: Request): string[] {
   return servers;
 }
 
-export function knockRoutes({ accounts, membership, directory }: KnockRouteDeps) {
+export function knockRoutes({ accounts, federated }: KnockRouteDeps) {
   const app = new Elysia({ name: "client-knock" });
   const knock = async (request: Request, roomIdOrAlias: string, body: unknown) => {
     const me = await requireUser(accounts, request);
     const input = validateBody(KnockBody, body);
-    knockServers(request);
-    const { roomId } = await directory.resolveRoomIdOrAlias(roomIdOrAlias);
-    return { room_id: (await membership.knock(roomId, me.userId, input.reason)).roomId };
+    const via = knockServers(request);
+    return { room_id: (await federated.knock(roomIdOrAlias, me.userId, input.reason, via)).roomId };
   };
   for (const prefix of CLIENT_PREFIXES) {
     app.post(`${prefix}/knock/:roomIdOrAlias`, ({ request, params, body }) => knock(request, params.roomIdOrAlias, body));

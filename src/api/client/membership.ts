@@ -1,13 +1,15 @@
 // Room membership (client-server-api "Room membership"): POST /join/{roomIdOrAlias},
 // /rooms/{roomId}/join, /leave, /invite, /kick, /ban, /unban, /forget — under v3 and r0.
-// /join/{roomIdOrAlias} resolves local aliases through the room directory; `via` and the legacy
-// `server_name` are checked and otherwise unused: rooms on other servers need federation.
+// /join/{roomIdOrAlias} resolves aliases (local ones from the room directory, others by asking
+// their server); rooms this server is not in are joined over federation through `via` (and the
+// legacy `server_name`), the alias's servers and the room's own server.
 import { Elysia } from "elysia";
 import { Type } from "@sinclair/typebox";
 import { MatrixError } from "../../protocol/errors";
 import type { AccountService } from "../../services/accounts/account-service";
 import type { MembershipService } from "../../services/rooms/membership";
 import type { DirectoryService } from "../../services/directory/directory-service";
+import type { FederatedMembershipService } from "../../services/federation/federated-membership";
 import { isValidServerName } from "../../protocol/identifiers";
 import { requireUser } from "../middleware/auth";
 import { validateBody } from "../middleware/validate";
@@ -24,6 +26,8 @@ export interface MembershipRouteDeps {
   accounts: AccountService;
   membership: MembershipService;
   directory: DirectoryService;
+  /** Joins, leaves and invites that involve rooms or users of other servers. */
+  federated: FederatedMembershipService;
 }
 
 function roomIdParam(roomId: string): string {
@@ -41,24 +45,19 @@ function viaServers(request: Request): string[] {
   return servers;
 }
 
-export function membershipRoutes({ accounts, membership, directory }: MembershipRouteDeps) {
+export function membershipRoutes({ accounts, membership, federated }: MembershipRouteDeps) {
   const app = new Elysia({ name: "client-membership" });
 
-  const join = async (request: Request, roomId: string, body: unknown) => {
+  const join = async (request: Request, roomIdOrAlias: string, body: unknown) => {
     const me = await requireUser(accounts, request);
+    const via = viaServers(request);
     const input = validateBody(JoinBody, body ?? {});
     if (input.third_party_signed !== undefined) throw new MatrixError("M_FORBIDDEN", "Third-party invites are not supported by this server");
-    return { room_id: (await membership.join(roomId, me.userId, input.reason)).roomId };
+    return { room_id: (await federated.join(roomIdOrAlias, me.userId, input.reason, via)).roomId };
   };
 
   for (const prefix of CLIENT_PREFIXES) {
-    const path = `${prefix}/join/:roomIdOrAlias` as const;
-    app.post(path, async ({ request, params, body }) => {
-      await requireUser(accounts, request);
-      viaServers(request);
-      const { roomId } = await directory.resolveRoomIdOrAlias(params.roomIdOrAlias);
-      return join(request, roomId, body);
-    });
+    app.post(`${prefix}/join/:roomIdOrAlias`, ({ request, params, body }) => join(request, params.roomIdOrAlias, body));
   }
 
   for (const prefix of CLIENT_PREFIXES) {
@@ -67,7 +66,7 @@ export function membershipRoutes({ accounts, membership, directory }: Membership
 
     app.post(`${base}/leave`, async ({ request, params, body }) => {
       const me = await requireUser(accounts, request);
-      await membership.leave(roomIdParam(params.roomId), me.userId, validateBody(ReasonBody, body ?? {}).reason);
+      await federated.leave(roomIdParam(params.roomId), me.userId, validateBody(ReasonBody, body ?? {}).reason);
       return {};
     });
 
@@ -81,7 +80,8 @@ export function membershipRoutes({ accounts, membership, directory }: Membership
       app.post(`${base}/${action}`, async ({ request, params, body }) => {
         const me = await requireUser(accounts, request);
         const input = validateBody(TargetBody, body);
-        await membership[action](roomIdParam(params.roomId), me.userId, input.user_id, input.reason);
+        if (action === "invite") await federated.invite(roomIdParam(params.roomId), me.userId, input.user_id, input.reason);
+        else await membership[action](roomIdParam(params.roomId), me.userId, input.user_id, input.reason);
         return {};
       });
     }

@@ -16,7 +16,7 @@
 // Rule 2's checks on the auth_events list itself are in checkAuthEventsShape (auth-events.ts).
 
 import type { RoomEvent } from "../events";
-import { isValidUserId, serverNameOf } from "../identifiers";
+import { isValidUserId, parseUserId, serverNameOf } from "../identifiers";
 import { isJsonObject, type JsonObject, type JsonValue } from "../json";
 import { roomVersion, type RoomVersion } from "../room-versions";
 import {
@@ -184,11 +184,17 @@ function authorizeMembership(
   }
   const target = event.state_key;
 
-  // 5.2 (v8+): whoever authorised a restricted join must have signed it.
+  // 5.2 (v8+): whoever authorised a restricted join must have signed it. This comes before every
+  // membership rule, so it binds a join -> join (profile change) or a leave carrying the key too:
+  // such an event is valid only with the signature of the named user's server (the m.room.member
+  // schema tells clients and servers to drop the key when copying a member event's content).
   if (version.restrictedJoinRule) {
     const authoriser = ownValue(content, "join_authorised_via_users_server");
     if (authoriser !== undefined) {
-      const server = typeof authoriser === "string" ? serverNameOf(authoriser) : undefined;
+      // A value that is not a user ID denotes no homeserver, so nothing can have signed for it
+      // (historical user IDs count: the "received" grammar).
+      const parsed = typeof authoriser === "string" ? parseUserId(authoriser, "received") : undefined;
+      const server = parsed?.ok ? parsed.value.serverName : undefined;
       if (server === undefined || !(checks.isSignedBy?.(server) ?? false)) {
         return reject(`the event is not signed by the server of join_authorised_via_users_server`); // 5.2.1
       }
@@ -230,7 +236,7 @@ function authorizeMembership(
         return allow(); // 5.3.5.3
       }
       if (joinRule === "public") return allow(); // 5.3.6
-      return reject(`join rule ${joinRule} does not let the sender join`); // 5.3.7
+      return reject(`join rule ${joinRule ?? "(not a string)"} does not let the sender join`); // 5.3.7
     }
 
     case "invite": {
@@ -281,7 +287,7 @@ function authorizeMembership(
       if (!version.knocking) break; // before v7, knock is an unknown membership (5.8)
       // 5.7.1 (knock_restricted from v10)
       if (!(joinRule === "knock" || (version.knockRestrictedJoinRule && joinRule === "knock_restricted"))) {
-        return reject(`join rule ${joinRule} does not allow knocking`);
+        return reject(`join rule ${joinRule ?? "(not a string)"} does not allow knocking`);
       }
       if (event.sender !== target) return reject("a knock's sender must be its state_key"); // 5.7.2
       // 5.7.3
@@ -476,9 +482,13 @@ export function membershipOf(authState: AuthStateLookup, userId: string): string
 /**
  * The room's join rule. The spec gives none for a room without m.room.join_rules (or without
  * `join_rule` in it); this reads that as "invite", the most restrictive rule, as Synapse does.
+ * A `join_rule` that is present but not a string is no rule at all: undefined, which no rule
+ * matches (5.3.7 and 5.7.1 reject), rather than "invite", which would still let invited and
+ * joined users join.
  */
-export function joinRuleOf(authState: AuthStateLookup): string {
+export function joinRuleOf(authState: AuthStateLookup): string | undefined {
   const joinRules = authState(M_ROOM_JOIN_RULES, "");
   const rule: JsonValue | undefined = joinRules ? ownValue(joinRules.content, "join_rule") : undefined;
-  return typeof rule === "string" ? rule : "invite";
+  if (rule === undefined) return "invite";
+  return typeof rule === "string" ? rule : undefined;
 }

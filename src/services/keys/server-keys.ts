@@ -25,8 +25,8 @@ export class ServerKeyService {
   }
 
   /** Signs a JSON object (an event, a request, a key response) as this server. */
-  sign<T extends JsonObject>(object: T): T {
-    return signJson(object, this.config.server_name, this.key.keyId, this.key.seed) as T;
+  sign<T extends JsonObject>(object: T, options: { strict?: boolean } = {}): T {
+    return signJson(object, this.config.server_name, this.key.keyId, this.key.seed, options) as T;
   }
 
   /** Adds the content hash and this server's signature to a PDU. */

@@ -95,7 +95,7 @@ export class MembershipService {
    * (join_authorised_via_users_server, rooms/v8.md). Undefined when the rules do not apply or no
    * allow condition holds, and the join is left to the usual rules.
    */
-  private async restrictedJoinAuthoriser(roomId: string, userId: string): Promise<string | undefined> {
+  async restrictedJoinAuthoriser(roomId: string, userId: string): Promise<string | undefined> {
     const version = await this.access.versionOf(roomId);
     const lookup = await this.access.currentAuthState(roomId);
     const joinRules = lookup("m.room.join_rules", "");
@@ -299,7 +299,9 @@ export class MembershipService {
     for (const roomId of joinedRooms) {
       const current = await this.engine.currentStateEvent(roomId, "m.room.member", userId);
       if (current?.content.membership !== "join") continue;
-      const content = { ...current.content, displayname: profile.displayname, avatar_url: profile.avatar_url };
+      // Not the authorisation of the original join: it was that server's word for that join only.
+      const { join_authorised_via_users_server: _authorisedVia, ...kept } = current.content;
+      const content = { ...kept, displayname: profile.displayname, avatar_url: profile.avatar_url };
       if (content.displayname === current.content.displayname && content.avatar_url === current.content.avatar_url) continue;
       try {
         await this.sendMember(roomId, userId, userId, content);

@@ -16,6 +16,15 @@ import { redactEvent } from "../../protocol/signing/redaction";
 import type { RoomEventStore, StateDelta, StoredEvent } from "../../storage/stores";
 import { storedEventOf, type RoomEngine } from "./room-engine";
 
+export interface ReceiveOptions {
+  /**
+   * The state after prev events this server does not hold (key -> event id), learnt from the
+   * sending server (/state_ids at the prev event, plus the prev event itself): with these, an event
+   * after a gap in what we hold is still checked against the state before it.
+   */
+  readonly prevStates?: ReadonlyMap<string, ReadonlyMap<string, string>>;
+}
+
 export type ReceiveOutcome =
   | { readonly outcome: "accepted" | "soft-failed" | "rejected"; readonly eventId: string; readonly reason?: string; readonly stored: StoredEvent; readonly redacted: boolean }
   | { readonly outcome: "dropped"; readonly eventId?: string; readonly reason: string };
@@ -34,9 +43,9 @@ export class PduReceiver {
   ) {}
 
   /** Runs the checks and stores the PDU, inside the room's write queue. */
-  receive(pdu: JsonObject, lookupKey: VerifyKeyLookup): Promise<ReceiveOutcome> {
+  receive(pdu: JsonObject, lookupKey: VerifyKeyLookup, options: ReceiveOptions = {}): Promise<ReceiveOutcome> {
     const roomKey = typeof pdu.room_id === "string" ? pdu.room_id : "(create)";
-    return this.engine.queue.run(roomKey, () => this.check(pdu, lookupKey));
+    return this.engine.queue.run(roomKey, () => this.check(pdu, lookupKey, options));
   }
 
   private async versionFor(pdu: JsonObject): Promise<RoomVersion | string> {
@@ -51,7 +60,7 @@ export class PduReceiver {
     return roomVersion(known.roomVersion) ?? `unsupported room version ${known.roomVersion}`;
   }
 
-  private async check(received: JsonObject, lookupKey: VerifyKeyLookup): Promise<ReceiveOutcome> {
+  private async check(received: JsonObject, lookupKey: VerifyKeyLookup, options: ReceiveOptions): Promise<ReceiveOutcome> {
     const version = await this.versionFor(received);
     if (typeof version === "string") return { outcome: "dropped", reason: version };
 
@@ -111,13 +120,20 @@ export class PduReceiver {
     }
 
     // 5. Passes authorization rules based on the state before the event: otherwise rejected.
-    const prevs: (StoredEvent | undefined)[] = [];
-    for (const id of event.prev_events) prevs.push(await this.store.getEvent(id));
-    if (prevs.some((p) => p === undefined || p.outlier)) {
-      return { outcome: "dropped", eventId: event.event_id, reason: "prev_events are not known (fetching missing events comes with federation)" };
+    const prevs: StoredEvent[] = [];
+    const gapStates: ReadonlyMap<string, string>[] = [];
+    for (const id of event.prev_events) {
+      const prev = await this.store.getEvent(id);
+      if (prev && !prev.outlier && prev.stateSnapshot !== undefined) {
+        if (prev.roomId !== event.room_id) return { outcome: "dropped", eventId: event.event_id, reason: "prev_events belong to another room" };
+        prevs.push(prev);
+        continue;
+      }
+      const known = options.prevStates?.get(id);
+      if (!known) return { outcome: "dropped", eventId: event.event_id, reason: `prev event ${id} is not known` };
+      gapStates.push(known);
     }
-    if (prevs.some((p) => p!.roomId !== event.room_id)) return { outcome: "dropped", eventId: event.event_id, reason: "prev_events belong to another room" };
-    const stateBefore = await this.stateBefore(version, prevs as StoredEvent[]);
+    const stateBefore = await this.stateBefore(version, prevs, gapStates);
     if (rejection === undefined) {
       const byState = authorizeEvent(event, await this.authState(event, version, stateBefore), version, checks);
       if (!byState.allowed) rejection = byState.reason;
@@ -133,7 +149,7 @@ export class PduReceiver {
     if (event.type === "m.room.create" && rejection !== undefined) return { outcome: "dropped", eventId: event.event_id, reason: `invalid m.room.create: ${rejection}` };
     const stateAfter = new Map(stateBefore);
     if (rejection === undefined && event.state_key !== undefined) stateAfter.set(stateKey(event.type, event.state_key), event.event_id);
-    const parent = prevs.length > 0 ? prevs[0]!.stateSnapshot : undefined;
+    const parent = prevs.length > 0 ? prevs[0].stateSnapshot : undefined;
     const parentState = parent === undefined ? new Map<string, string>() : await this.store.stateAt(parent);
     const roomId = event.room_id ?? `!${event.event_id.slice(1)}`;
     const accepted = rejection === undefined && !softFailed;
@@ -161,8 +177,8 @@ export class PduReceiver {
   }
 
   /** The state before an event: the state after its one prev event, or the resolution of several. */
-  private async stateBefore(version: RoomVersion, prevs: StoredEvent[]): Promise<Map<string, string>> {
-    const states: Map<string, string>[] = [];
+  private async stateBefore(version: RoomVersion, prevs: StoredEvent[], gapStates: readonly ReadonlyMap<string, string>[] = []): Promise<Map<string, string>> {
+    const states: Map<string, string>[] = gapStates.map((state) => new Map(state));
     for (const p of prevs) states.push(await this.store.stateAt(p.stateSnapshot!));
     if (states.length <= 1) return states[0] ?? new Map();
     return this.resolve(version, states);

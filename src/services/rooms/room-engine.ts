@@ -126,8 +126,13 @@ export class RoomEngine {
     return this.queue.run(roomId, async () => this.buildAndPersist(roomId, await this.versionOf(roomId), input));
   }
 
-  /** `deferred`: set inside an atomic batch, whose notifications wait for its commit. */
-  private async buildAndPersist(roomId: string, version: RoomVersion, input: NewLocalEvent, deferred?: DeferredNotifications): Promise<LocalEventResult> {
+  /**
+   * An unsigned event on the room's current tip: prev_events from the forward extremities,
+   * auth_events by the selection rules from current state, depth, origin_server_ts and the
+   * version's own fields. What make_join/make_leave/make_knock hand another server as a template,
+   * and what a local event is signed from.
+   */
+  async prepareEvent(roomId: string, version: RoomVersion, input: Omit<NewLocalEvent, "recordWith">): Promise<{ pdu: JsonObject; authEvents: RoomEvent[] }> {
     checkContent(input.content);
     const prevIds = await this.choosePrevEvents(roomId);
     const prevs: { id: string; event: RoomEvent; pdu: JsonObject }[] = [];
@@ -155,6 +160,12 @@ export class RoomEngine {
       auth_events: auths.map((a) => this.reference(a.id, a.pdu, version)),
     };
     this.addVersionFields(pdu, version, input);
+    return { pdu, authEvents: auths.map((a) => a.event) };
+  }
+
+  /** `deferred`: set inside an atomic batch, whose notifications wait for its commit. */
+  private async buildAndPersist(roomId: string, version: RoomVersion, input: NewLocalEvent, deferred?: DeferredNotifications): Promise<LocalEventResult> {
+    const { pdu, authEvents } = await this.prepareEvent(roomId, version, input);
     const signed = this.signer.signEvent(pdu, version);
     checkLimits(signed, version);
     const eventId = computeEventId(signed, version);
@@ -163,7 +174,7 @@ export class RoomEngine {
     // Authorize against the event's own auth events, as every receiving server will. We sign every
     // local event, so a restricted join authorised by one of our users carries our signature.
     const checks = { isSignedBy: (server: string) => server === this.signer.serverName };
-    const verdict = authorizeEvent(event, authStateFromEvents(auths.map((a) => a.event), await this.createEventOf(roomId)), version, checks);
+    const verdict = authorizeEvent(event, authStateFromEvents(authEvents, await this.createEventOf(roomId)), version, checks);
     if (!verdict.allowed) throw new MatrixError("M_FORBIDDEN", verdict.reason);
 
     return this.persistLocal(roomId, signed, event, { recordWith: input.recordWith, deferred });

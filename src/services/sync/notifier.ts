@@ -1,7 +1,7 @@
 // Wakes /sync long-polls (client-server-api "Syncing": a sync with `timeout` waits until there is
 // something new). Listens to every source a sync reads — room events, typing, receipts, account
-// data — and wakes only the waiting users the change concerns; the sync then recomputes and decides
-// whether the change is visible to it.
+// data, out-of-band memberships — and wakes only the waiting users the change concerns; the sync
+// then recomputes and decides whether the change is visible to it.
 import type { StoredEvent } from "../../storage/stores";
 import type { Service } from "../runtime";
 
@@ -13,6 +13,8 @@ export interface NotifierSources {
   onTyping(listener: (roomId: string) => void): void;
   onReceipt(listener: (roomId: string) => void): void;
   onAccountData(listener: (userId: string) => void): void;
+  /** A user's membership in a room this server does not hold changed (an invite or knock over federation, or its end). */
+  onOutOfBandMembership?(listener: (userId: string) => void): void;
   /** Current memberships in a room: user id -> membership. */
   memberships(roomId: string): Promise<ReadonlyMap<string, string>>;
 }
@@ -39,6 +41,7 @@ export class SyncNotifier implements Service {
     sources.onTyping((roomId) => this.wakeRoom(roomId, JOINED));
     sources.onReceipt((roomId) => this.wakeRoom(roomId, JOINED));
     sources.onAccountData((userId) => this.wake(userId));
+    sources.onOutOfBandMembership?.((userId) => this.wake(userId));
   }
 
   /** Users with a pending wait (for tests and metrics). */

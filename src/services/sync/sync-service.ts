@@ -9,17 +9,26 @@
 // position, and a member event of the user written later waits for the next sync. What cannot be
 // cut (a room's current state) may run ahead of the token: a change can then come twice, never
 // not at all.
+//
+// Rooms this server does not hold (a federation invite, a knock through a resident server, and their
+// end) come from the out-of-band memberships (rooms/out-of-band.ts), whose stream the token also
+// carries. Where the user also has a membership in a held room of that id, the newer of the two is
+// listed: a record holds the event stream's position when it was written, which orders it against
+// the user's member events.
 import { randomBytes } from "node:crypto";
 import { MatrixError } from "../../protocol/errors";
-import type { JsonObject } from "../../protocol/json";
+import { isJsonObject, type JsonObject } from "../../protocol/json";
+import { roomEventFromPdu } from "../../protocol/pdu";
+import { roomVersion, type RoomVersion } from "../../protocol/room-versions";
 import type { RoomClientStore, RoomEventStore, StoredEvent } from "../../storage/stores";
 import type { Clock } from "../runtime";
 import type { AccountDataService } from "../accounts/account-data-service";
 import type { Filter, FilterService } from "../accounts/filter-service";
 import type { PushRuleService } from "../accounts/push-rule-service";
-import { type ClientEvent, ClientEventFormatter, type Viewer } from "../rooms/client-events";
+import { type ClientEvent, ClientEventFormatter, clientEventFromPdu, type Viewer } from "../rooms/client-events";
 import type { ReceiptService, TypingService } from "../rooms/ephemeral";
 import type { RoomAccess } from "../rooms/room-access";
+import type { OutOfBandMembership, OutOfBandMemberships } from "../rooms/out-of-band";
 import type { RoomEngine } from "../rooms/room-engine";
 import { streamToken } from "../rooms/stream-token";
 import type { SyncNotifier } from "./notifier";
@@ -66,7 +75,8 @@ export interface JoinedRoomSync {
 }
 
 export interface LeftRoomSync {
-  timeline: { events: SyncEvent[]; limited: boolean; prev_batch: string };
+  /** prev_batch is left out when there is nothing earlier to ask /messages for (a room we do not hold). */
+  timeline: { events: SyncEvent[]; limited: boolean; prev_batch?: string };
   state: { events: SyncEvent[] };
   account_data: { events: { type: string; content: Record<string, unknown> }[] };
 }
@@ -97,6 +107,8 @@ export interface SyncDeps {
   pushRules: PushRuleService;
   filters: FilterService;
   notifier: SyncNotifier;
+  /** Memberships in rooms this server does not hold; without it, /sync lists held rooms only. */
+  outOfBand?: Pick<OutOfBandMemberships, "forUser" | "maxStreamPosition">;
   clock: Clock;
 }
 
@@ -182,6 +194,7 @@ export class SyncService {
       accountData: await accountData.maxStream(),
       receipts: await receipts.currentStreamId(),
       typing: typing.currentSerial(),
+      outOfBand: (await this.deps.outOfBand?.maxStreamPosition()) ?? 0,
       boot: this.boot,
     };
     // Positions past ours (a token of a wiped database) read as ours; a typing serial of another
@@ -191,6 +204,7 @@ export class SyncService {
       accountData: Math.min(since.accountData, now.accountData),
       receipts: Math.min(since.receipts, now.receipts),
       typing: since.boot === this.boot && since.typing <= now.typing ? since.typing : 0,
+      outOfBand: Math.min(since.outOfBand ?? 0, now.outOfBand ?? 0),
     };
     const ctx: SyncContext = { viewer, now, since: from, fullState, filter };
     const response: SyncResponse = {
@@ -212,14 +226,17 @@ export class SyncService {
       response.account_data.events.push({ type: "m.push_rules", content: await this.deps.pushRules.accountDataContent(viewer.userId) });
     }
 
+    // Memberships in rooms we do not hold, and the held rooms where such a membership is the newer one.
+    const outOfBand = await this.outOfBandAtNow(ctx, rooms);
+
     for (const roomId of rooms.join) {
-      if (!filter.includesRoom(roomId)) continue;
+      if (!filter.includesRoom(roomId) || outOfBand.replacesHeld.has(roomId)) continue;
       const room = await this.joinedRoom(ctx, roomId, changedData.rooms.get(roomId) ?? []);
       if (room) response.rooms.join[roomId] = room;
     }
     for (const membership of ["invite", "knock"] as const) {
       for (const roomId of rooms[membership]) {
-        if (!filter.includesRoom(roomId)) continue;
+        if (!filter.includesRoom(roomId) || outOfBand.replacesHeld.has(roomId)) continue;
         const events = await this.strippedStateIfChanged(ctx, roomId);
         if (!events) continue;
         if (membership === "invite") response.rooms.invite[roomId] = { invite_state: { events } };
@@ -227,11 +244,79 @@ export class SyncService {
       }
     }
     for (const roomId of rooms.left) {
-      if (!filter.includesRoom(roomId) || (await this.deps.clientStore.isForgotten(userId, roomId))) continue;
+      if (!filter.includesRoom(roomId) || outOfBand.replacesHeld.has(roomId) || (await this.deps.clientStore.isForgotten(userId, roomId))) continue;
       const room = await this.leftRoom(ctx, roomId, changedData.rooms.get(roomId) ?? []);
       if (room) response.rooms.leave[roomId] = room;
     }
+
+    for (const record of outOfBand.standing) {
+      const { roomId } = record;
+      if (!filter.includesRoom(roomId)) continue;
+      const changedSince = from !== undefined && record.streamPosition > from.outOfBand;
+      if (record.membership === "invite" || record.membership === "knock") {
+        if (from !== undefined && !changedSince && !fullState) continue;
+        const events = outOfBandStrippedState(record);
+        if (record.membership === "invite") response.rooms.invite[roomId] = { invite_state: { events } };
+        else response.rooms.knock[roomId] = { knock_state: { events } };
+      } else {
+        // As for held rooms: an incremental sync lists those left since; an initial one only on include_leave.
+        if (!changedSince && !((from === undefined || fullState) && filter.includeLeave)) continue;
+        if (await this.deps.clientStore.isForgotten(userId, roomId)) continue;
+        response.rooms.leave[roomId] = await this.outOfBandLeftRoom(ctx, record, changedData.rooms.get(roomId) ?? []);
+      }
+    }
     return response;
+  }
+
+  /**
+   * The user's out-of-band memberships as of the answer's position, less those a membership in a
+   * held room of the same id has replaced since (the user joined the room for real); and the held
+   * rooms where the out-of-band membership is the newer one, which are listed by it instead.
+   */
+  private async outOfBandAtNow(
+    ctx: SyncContext,
+    held: Awaited<ReturnType<SyncService["roomsByMembership"]>>,
+  ): Promise<{ standing: OutOfBandMembership[]; replacesHeld: Set<string> }> {
+    const standing: OutOfBandMembership[] = [];
+    const replacesHeld = new Set<string>();
+    const source = this.deps.outOfBand;
+    const end = ctx.now.outOfBand ?? 0;
+    if (!source || end === 0) return { standing, replacesHeld };
+    const heldRooms = new Set([...held.join, ...held.invite, ...held.knock, ...held.left]);
+    for (const record of await source.forUser(ctx.viewer.userId)) {
+      // Written after this answer's position: the next sync lists it.
+      if (record.streamPosition > end) continue;
+      if (heldRooms.has(record.roomId)) {
+        const member = await this.memberEventAtNow(ctx, record.roomId);
+        if (member?.streamOrdering !== undefined && member.streamOrdering > record.eventStreamPosition) continue;
+        replacesHeld.add(record.roomId);
+      }
+      standing.push(record);
+    }
+    return { standing, replacesHeld };
+  }
+
+  /**
+   * A left room we do not hold: no state (the user never joined it here) and a timeline of just the
+   * leave (or ban) event, with nothing earlier to paginate to.
+   */
+  private async outOfBandLeftRoom(ctx: SyncContext, record: OutOfBandMembership, changedRoomData: { type: string; content: Record<string, unknown> }[]): Promise<LeftRoomSync> {
+    const events: SyncEvent[] = [];
+    let limited = false;
+    const version = roomVersion(record.roomVersion);
+    const stored = version && storedOutOfBandEvent(record, version);
+    const section = ctx.filter.timeline;
+    if (version && stored && section.includesRoom(record.roomId) && (await section.allows(stored, async () => record.event.content as Record<string, unknown>))) {
+      if (ctx.filter.timelineLimit === 0) limited = true;
+      else {
+        const { room_id: _roomId, ...event } = clientEventFromPdu(record.event, stored, version, { now: this.deps.clock.now() });
+        events.push(event);
+      }
+    }
+    const accountData = ctx.filter.roomAccountData.includesRoom(record.roomId)
+      ? changedRoomData.filter((e) => ctx.filter.roomAccountData.allowsType(e.type)).map((e) => ({ type: e.type, content: e.content }))
+      : [];
+    return { timeline: { events, limited }, state: { events: [] }, account_data: { events: accountData } };
   }
 
   /** The user's rooms by current membership (left: leave and ban); a room read twice (it changed meanwhile) is listed once. */
@@ -330,9 +415,14 @@ export class SyncService {
 
     const wasJoined = S !== undefined && (await this.membershipAt(roomId, S, userId)) === "join";
     const full = S === undefined || ctx.fullState || !wasJoined;
-    const timeline = await this.timeline(ctx, roomId, wasJoined ? S! : 0, member.streamOrdering);
     // Someone who never joined (a rejected invite, a withdrawn knock) gets no room state.
     const hadJoined = (await this.deps.access.departureOf(roomId, userId)) !== undefined;
+    // An incremental timeline holds only what happened after `since`: for a rejected invite or a
+    // withdrawn or refused knock, just the leave, not the invite or knock the client already had.
+    // Only a room joined and left again since then is new to the client: like a newly joined room,
+    // it is sent from its start (the newest events up to the leave).
+    const joinedSince = leftSince && !wasJoined && hadJoined;
+    const timeline = await this.timeline(ctx, roomId, S === undefined || joinedSince ? 0 : S, member.streamOrdering);
     const state = hadJoined
       ? await this.stateEvents(ctx, roomId, timeline, full, S, async () => (member.stateSnapshot === undefined ? new Map() : this.deps.store.stateAt(member.stateSnapshot)), false)
       : [];
@@ -354,11 +444,11 @@ export class SyncService {
     if (S !== undefined && !ctx.fullState && (member.streamOrdering ?? 0) <= S) return undefined;
     const events: StrippedState[] = [];
     for (const type of STRIPPED_STATE_TYPES) {
-      const event = await this.deps.engine.currentStateEvent(roomId, type, "");
-      if (event) events.push({ type: event.type, state_key: event.state_key ?? "", sender: event.sender, content: event.content });
+      const event = strippedStateEvent(await this.deps.engine.currentStateEvent(roomId, type, ""));
+      if (event) events.push(event);
     }
-    const own = (await this.deps.engine.loadEvent(member.eventId))?.event;
-    if (own) events.push({ type: own.type, state_key: own.state_key ?? "", sender: own.sender, content: own.content });
+    const own = strippedStateEvent((await this.deps.engine.loadEvent(member.eventId))?.event);
+    if (own) events.push(own);
     return events;
   }
 
@@ -531,6 +621,58 @@ function stateChanges(start: Map<string, string>, end: Map<string, string>, prev
   for (const [key, id] of start) if (previous.get(key) !== id && !inTimeline.has(id)) out.add(id);
   if (end !== start) for (const [key, id] of end) if (!start.has(key) && previous.get(key) !== id && !inTimeline.has(id)) out.add(id);
   return [...out];
+}
+
+/**
+ * An event in the stripped state form (client-server-api "Stripped state": only sender, type,
+ * state_key and content); undefined for what is not a state event of that shape.
+ */
+function strippedStateEvent(event: { type?: unknown; state_key?: unknown; sender?: unknown; content?: unknown } | undefined): StrippedState | undefined {
+  if (!event || typeof event.type !== "string" || typeof event.state_key !== "string" || typeof event.sender !== "string" || !isJsonObject(event.content)) return undefined;
+  return { type: event.type, state_key: event.state_key, sender: event.sender, content: event.content };
+}
+
+/**
+ * The stripped state of an out-of-band invite or knock: what came with it, pruned to the stripped
+ * form (servers must not pass on what they received over federation as it is), then the user's own
+ * member event in the same form.
+ */
+function outOfBandStrippedState(record: OutOfBandMembership): StrippedState[] {
+  const own = strippedStateEvent(record.event);
+  const events: StrippedState[] = [];
+  for (const entry of record.strippedState) {
+    const event = strippedStateEvent(entry);
+    if (event && !(own && event.type === own.type && event.state_key === own.state_key)) events.push(event);
+  }
+  if (own) events.push(own);
+  return events;
+}
+
+/** An out-of-band member event seen as a stored one (for the timeline filter and the client format); never in a held timeline. */
+function storedOutOfBandEvent(record: OutOfBandMembership, version: RoomVersion): StoredEvent | undefined {
+  let event;
+  try {
+    event = roomEventFromPdu(record.event, version, record.eventId);
+  } catch {
+    return undefined;
+  }
+  return {
+    eventId: record.eventId,
+    roomId: record.roomId,
+    json: "",
+    type: event.type,
+    stateKey: event.state_key,
+    sender: event.sender,
+    depth: event.depth,
+    originServerTs: event.origin_server_ts,
+    streamOrdering: undefined,
+    rejectedReason: undefined,
+    outlier: true,
+    softFailed: false,
+    stateSnapshot: undefined,
+    prevEvents: event.prev_events,
+    authEvents: event.auth_events,
+  };
 }
 
 /** Nothing for the client: a long-poll keeps waiting. */

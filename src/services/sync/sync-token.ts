@@ -1,9 +1,13 @@
 // The /sync `next_batch` / `since` token (client-server-api "Syncing"): one position per stream that
-// can change what a user sees, "s<events>_<accountdata>_<receipts>_<typing>_<boot>".
-//   - events, account data and receipts are database stream positions: valid across restarts;
+// can change what a user sees, "s<events>_<accountdata>_<receipts>_<typing>[_<outofband>]_<boot>".
+//   - events, account data, receipts and out-of-band memberships (rooms this server does not hold,
+//     out-of-band.ts) are database stream positions: valid across restarts;
 //   - typing lives in memory and its serial restarts with the process, so the token also names the
 //     process (`boot`) that issued the serial; a serial from another boot reads as 0 (resend all).
-// The leading "s<events>" is also a /messages token (stream-token.ts reads just that part).
+// The out-of-band position is written only once that stream has begun (> 0), so tokens keep their
+// five-part form until then; a five-part token (also one issued before the stream existed) reads as 0.
+// The leading "s<events>" is also a /messages token (stream-token.ts reads just that part), and the
+// boot stays last.
 import { MatrixError } from "../../protocol/errors";
 
 export interface SyncPosition {
@@ -11,19 +15,23 @@ export interface SyncPosition {
   readonly accountData: number;
   readonly receipts: number;
   readonly typing: number;
+  /** The out-of-band membership stream; absent means 0. */
+  readonly outOfBand?: number;
   /** The process that issued the typing serial. */
   readonly boot: string;
 }
 
-const TOKEN = /^s(\d{1,15})_(\d{1,15})_(\d{1,15})_(\d{1,15})_([0-9a-z]{1,16})$/;
+const TOKEN = /^s(\d{1,15})_(\d{1,15})_(\d{1,15})_(\d{1,15})(?:_(\d{1,15}))?_([0-9a-z]{1,16})$/;
 
 export function formatSyncToken(p: SyncPosition): string {
-  return `s${p.events}_${p.accountData}_${p.receipts}_${p.typing}_${p.boot}`;
+  const outOfBand = p.outOfBand !== undefined && p.outOfBand > 0 ? `_${p.outOfBand}` : "";
+  return `s${p.events}_${p.accountData}_${p.receipts}_${p.typing}${outOfBand}_${p.boot}`;
 }
 
 /** The position a `since` token names; 400 M_INVALID_PARAM when it is not one of ours. */
 export function parseSyncToken(token: string): SyncPosition {
   const m = TOKEN.exec(token);
   if (!m) throw new MatrixError("M_INVALID_PARAM", "Invalid stream token in 'since'");
-  return { events: Number(m[1]), accountData: Number(m[2]), receipts: Number(m[3]), typing: Number(m[4]), boot: m[5]! };
+  const position: SyncPosition = { events: Number(m[1]), accountData: Number(m[2]), receipts: Number(m[3]), typing: Number(m[4]), boot: m[6]! };
+  return m[5] === undefined ? position : { ...position, outOfBand: Number(m[5]) };
 }

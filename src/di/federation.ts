@@ -1,0 +1,129 @@
+// The federation part of the composition root: the outbound client, the key ring, the sender queue
+// and the services that receive and request events, each a factory under its token. The room
+// engine's listener that fans our own events out to the room's other servers is attached here.
+import type { DependencyContainer } from "tsyringe";
+import { serverNameOf } from "../protocol/identifiers";
+import { isJsonObject } from "../protocol/json";
+import { FederationDisabledError, type FederationClient } from "../services/federation/contracts";
+import { createHttpFederationClient } from "../services/federation/federation-client";
+import { FederationKeyRing, ownKeysFrom } from "../services/federation/key-ring";
+import { FederationSenderService, systemTimer } from "../services/federation/sender";
+import { FederationEventIngest } from "../services/federation/event-ingest";
+import { ResidentMembershipService } from "../services/federation/membership-handshake";
+import { RemoteMembershipService } from "../services/federation/remote-membership";
+import { FederatedMembershipService } from "../services/federation/federated-membership";
+import { TransactionReceiver } from "../services/federation/transaction-receiver";
+import { FederationRoomReader } from "../services/federation/room-reader";
+import { FederationQueries } from "../services/federation/queries";
+import { PORTIER_VERSION } from "../version";
+import { registerFactory, type CoreParts } from "./composition";
+import { Tokens, resolve, type Token } from "./tokens";
+
+/** Stands in for the client when federation.enabled is false: every remote action is refused. */
+const disabledClient: FederationClient = {
+  request: async () => {
+    throw new FederationDisabledError();
+  },
+};
+
+export function registerFederationServices(container: DependencyContainer, { config, clock, logger, stores }: Omit<CoreParts, "signingKey">): void {
+  const get = <T>(t: Token<T>): T => resolve(container, t);
+  const serverName = config.server_name;
+
+  registerFactory(container, Tokens.FederationClient, () => {
+    if (!config.federation.enabled) return disabledClient;
+    const keys = get(Tokens.ServerKeys);
+    return createHttpFederationClient({ serverName, signer: keys, config: config.federation, clock, userAgent: `Portier/${PORTIER_VERSION}` }).client;
+  });
+  registerFactory(container, Tokens.KeyRing, () => new FederationKeyRing({
+    store: stores.serverKeys,
+    client: get(Tokens.FederationClient),
+    clock,
+    ownServerName: serverName,
+    ownKeys: ownKeysFrom(get(Tokens.ServerKeys)),
+    trustedKeyServers: config.federation.trusted_key_servers,
+    logger,
+  }));
+  registerFactory(container, Tokens.FederationSender, () => {
+    const sender = new FederationSenderService({ store: stores.federationOutbox, client: get(Tokens.FederationClient), ownServerName: serverName, clock, timer: systemTimer, logger });
+    // Our own events go to every other server with a member in the room; a member event also to
+    // the server of the user it is about (an invited, kicked or banned user's server learns of it).
+    get(Tokens.RoomEngine).onEvent(async (roomId, stored, pdu) => {
+      if (!config.federation.enabled || serverNameOf(stored.sender) !== serverName) return;
+      const destinations = new Set(await get(Tokens.ResidentMembership).serversInRoom(roomId));
+      if (stored.type === "m.room.member" && stored.stateKey !== undefined) {
+        const target = serverNameOf(stored.stateKey);
+        const membership = isJsonObject(pdu.content) ? pdu.content.membership : undefined;
+        // A remote invite went to the invitee's server by /invite already.
+        if (target && membership !== "invite") destinations.add(target);
+      }
+      destinations.delete(serverName);
+      if (destinations.size > 0) await sender.queuePdu([...destinations], pdu);
+    });
+    return sender;
+  });
+  registerFactory(container, Tokens.EventIngest, () => new FederationEventIngest({
+    serverName,
+    receiver: get(Tokens.PduReceiver),
+    engine: get(Tokens.RoomEngine),
+    store: stores.roomEvents,
+    keyRing: get(Tokens.KeyRing),
+    client: get(Tokens.FederationClient),
+    logger,
+  }));
+  registerFactory(container, Tokens.ResidentMembership, () => new ResidentMembershipService({
+    serverName,
+    engine: get(Tokens.RoomEngine),
+    store: stores.roomEvents,
+    ingest: get(Tokens.EventIngest),
+    sender: get(Tokens.FederationSender),
+    signer: get(Tokens.ServerKeys),
+    policies: get(Tokens.Policies),
+    logger,
+    restrictedJoinAuthoriser: (roomId, userId) => get(Tokens.Membership).restrictedJoinAuthoriser(roomId, userId),
+    userExists: async (userId) => get(Tokens.Accounts).userExists(userId),
+    recordRemoteInvite: (input) => get(Tokens.OutOfBandMemberships).record({ ...input, membership: "invite" }),
+  }));
+  registerFactory(container, Tokens.RemoteMembership, () => new RemoteMembershipService({
+    serverName,
+    client: get(Tokens.FederationClient),
+    ingest: get(Tokens.EventIngest),
+    engine: get(Tokens.RoomEngine),
+    store: stores.roomEvents,
+    signer: get(Tokens.ServerKeys),
+    outOfBand: get(Tokens.OutOfBandMemberships),
+    clock,
+    logger,
+  }));
+  registerFactory(container, Tokens.FederatedMembership, () => new FederatedMembershipService({
+    serverName,
+    membership: get(Tokens.Membership),
+    remote: get(Tokens.RemoteMembership),
+    resident: get(Tokens.ResidentMembership),
+    store: stores.roomEvents,
+    membershipOf: (roomId, userId) => get(Tokens.RoomAccess).membership(roomId, userId),
+    outOfBand: get(Tokens.OutOfBandMemberships),
+    client: get(Tokens.FederationClient),
+    resolveLocal: (roomIdOrAlias) => get(Tokens.Directory).resolveRoomIdOrAlias(roomIdOrAlias),
+    profileOf: async (userId) => {
+      const p = await get(Tokens.Profiles).profile(userId);
+      return { displayname: typeof p.displayname === "string" ? p.displayname : undefined, avatar_url: typeof p.avatar_url === "string" ? p.avatar_url : undefined };
+    },
+    userExists: async (userId) => get(Tokens.Accounts).userExists(userId),
+    logger,
+  }));
+  registerFactory(container, Tokens.TransactionReceiver, () => new TransactionReceiver({
+    ingest: get(Tokens.EventIngest),
+    engine: get(Tokens.RoomEngine),
+    typing: get(Tokens.Typing),
+    receipts: get(Tokens.Receipts),
+    logger,
+  }));
+  registerFactory(container, Tokens.FederationRoomReader, () => new FederationRoomReader(get(Tokens.RoomEngine), stores.roomEvents));
+  registerFactory(container, Tokens.FederationQueries, () => new FederationQueries({
+    serverName,
+    directory: get(Tokens.Directory),
+    profiles: get(Tokens.Profiles),
+    accounts: get(Tokens.Accounts),
+  }));
+}

@@ -1,0 +1,315 @@
+// Events that arrive from other servers, before the receipt checks: the signing keys they need,
+// the auth events and prev events we do not hold yet (fetched from the sending server), and the
+// room state handed over by a join (outliers, checked against their own auth events). The checks
+// themselves are the PduReceiver's, in the spec's order.
+import { authorizeEvent, authStateFromEvents } from "../../protocol/auth";
+import { stateKey, type RoomEvent } from "../../protocol/events";
+import { isJsonObject, type JsonObject } from "../../protocol/json";
+import { roomEventFromPdu } from "../../protocol/pdu";
+import { roomVersion, type RoomVersion } from "../../protocol/room-versions";
+import { verifyEventSignatures, type VerifyKeyLookup } from "../../protocol/signing/event-signatures";
+import { checkContentHash } from "../../protocol/signing/hashes";
+import { redactEvent } from "../../protocol/signing/redaction";
+import { checkEventLimits } from "../../protocol/event-limits";
+import type { RoomEventStore } from "../../storage/stores";
+import type { PduReceiver, ReceiveOutcome } from "../rooms/pdu-receiver";
+import { storedEventOf, type RoomEngine } from "../rooms/room-engine";
+import type { Logger } from "../runtime";
+import type { FederationClient, KeyRequest, ServerKeyRing } from "./contracts";
+
+export interface EventIngestDeps {
+  serverName: string;
+  receiver: PduReceiver;
+  engine: RoomEngine;
+  store: RoomEventStore;
+  keyRing: ServerKeyRing;
+  client: FederationClient;
+  logger: Logger;
+}
+
+/** How many events one gap may pull in with /get_missing_events. */
+const MISSING_EVENTS_LIMIT = 20;
+/** At most this many servers' keys are fetched for one event (a PDU names its signers itself). */
+const MAX_SIGNING_SERVERS = 8;
+
+export interface ImportedOutlier {
+  eventId: string;
+  event: RoomEvent;
+  pdu: JsonObject;
+  rejected: boolean;
+}
+
+const enc = encodeURIComponent;
+
+export class FederationEventIngest {
+  constructor(private readonly deps: EventIngestDeps) {}
+
+  /** The keys of every server that signed these PDUs, fetched when missing (valid at each event's time from room v5). */
+  async fetchKeysFor(pdus: readonly JsonObject[], version: RoomVersion): Promise<void> {
+    const requests: KeyRequest[] = [];
+    const seen = new Set<string>();
+    for (const pdu of pdus) {
+      if (!isJsonObject(pdu.signatures)) continue;
+      const validAt = this.validAt(pdu, version);
+      for (const [server, keys] of Object.entries(pdu.signatures).slice(0, MAX_SIGNING_SERVERS)) {
+        if (!isJsonObject(keys)) continue;
+        for (const keyId of Object.keys(keys)) {
+          const k = `${server}\u0000${keyId}\u0000${validAt}`;
+          if (seen.has(k) || this.deps.keyRing.cached(server, keyId, validAt) !== undefined) continue;
+          seen.add(k);
+          requests.push({ serverName: server, keyId, validAt });
+        }
+      }
+    }
+    if (requests.length > 0) await this.deps.keyRing.fetch(requests);
+  }
+
+  /** Key lookups for one event: from room v5 a key must be valid when the event was sent. */
+  keyLookup(pdu: JsonObject, version: RoomVersion): VerifyKeyLookup {
+    const validAt = this.validAt(pdu, version);
+    return (server, keyId) => this.deps.keyRing.cached(server, keyId, validAt);
+  }
+
+  private validAt(pdu: JsonObject, version: RoomVersion): number {
+    return version.enforceKeyValidity && typeof pdu.origin_server_ts === "number" ? pdu.origin_server_ts : 0;
+  }
+
+  /** The receipt checks with the keys fetched first; for events of rooms (and gaps) we already hold. */
+  async receive(pdu: JsonObject, version: RoomVersion, prevStates?: ReadonlyMap<string, ReadonlyMap<string, string>>): Promise<ReceiveOutcome> {
+    await this.fetchKeysFor([pdu], version);
+    return this.deps.receiver.receive(pdu, this.keyLookup(pdu, version), { prevStates });
+  }
+
+  /**
+   * A PDU from a transaction (/send) or a membership handshake: dropped for rooms we do not hold;
+   * missing auth events fetched from `origin` (/event_auth), missing prev events with
+   * /get_missing_events, and where a gap remains, the state at each missing prev event (/state)
+   * so the event can still be checked against the state before it.
+   */
+  async receiveFrom(origin: string, pdu: JsonObject, depth = 0): Promise<ReceiveOutcome> {
+    const roomId = typeof pdu.room_id === "string" ? pdu.room_id : undefined;
+    const room = roomId === undefined ? undefined : await this.deps.store.getRoom(roomId);
+    if (!room || !roomId) return { outcome: "dropped", reason: `not in room ${String(pdu.room_id)}` };
+    const version = roomVersion(room.roomVersion);
+    if (!version) return { outcome: "dropped", reason: `unsupported room version ${room.roomVersion}` };
+    let event: RoomEvent;
+    try {
+      event = roomEventFromPdu(pdu, version);
+    } catch (error) {
+      return { outcome: "dropped", reason: `malformed PDU: ${(error as Error).message}` };
+    }
+    if (await this.deps.store.getEvent(event.event_id)) return this.receive(pdu, version);
+
+    // Auth events we do not hold: the origin must be able to tell us (it sent an event that cites them).
+    const missingAuth = await this.missing(event.auth_events);
+    if (missingAuth.length > 0) await this.fetchAuthChain(origin, roomId, event.event_id, version);
+
+    let missingPrevs = await this.missing(event.prev_events, { timelineOnly: true });
+    if (missingPrevs.length > 0 && depth === 0) {
+      await this.fetchMissingEvents(origin, roomId, event, version);
+      missingPrevs = await this.missing(event.prev_events, { timelineOnly: true });
+    }
+    let prevStates: Map<string, Map<string, string>> | undefined;
+    if (missingPrevs.length > 0) {
+      prevStates = new Map();
+      for (const prevId of missingPrevs) {
+        const state = await this.stateAfterRemoteEvent(origin, roomId, prevId, version);
+        if (!state) return { outcome: "dropped", eventId: event.event_id, reason: `prev event ${prevId} is not known and ${origin} could not give the state at it` };
+        prevStates.set(prevId, state);
+      }
+    }
+    return this.receive(pdu, version, prevStates);
+  }
+
+  /** Which of these events we do not hold (timelineOnly: or hold only as outliers, without state). */
+  private async missing(ids: readonly string[], options: { timelineOnly?: boolean } = {}): Promise<string[]> {
+    const held = await this.deps.store.getEvents(ids);
+    return ids.filter((id) => {
+      const stored = held.get(id);
+      return !stored || (options.timelineOnly === true && (stored.outlier || stored.stateSnapshot === undefined));
+    });
+  }
+
+  private async fetchAuthChain(origin: string, roomId: string, eventId: string, version: RoomVersion): Promise<void> {
+    try {
+      const response = await this.deps.client.request("GET", origin, `/_matrix/federation/v1/event_auth/${enc(roomId)}/${enc(eventId)}`);
+      const chain = isJsonObject(response) && Array.isArray(response.auth_chain) ? response.auth_chain.filter(isJsonObject) : [];
+      await this.importOutliers(roomId, version, chain);
+    } catch (error) {
+      this.deps.logger.log("warn", "could not fetch the auth chain of an event", { origin, room_id: roomId, event_id: eventId, error: String(error) });
+    }
+  }
+
+  /** /get_missing_events between our forward extremities and the event; each found event is received oldest first. */
+  private async fetchMissingEvents(origin: string, roomId: string, event: RoomEvent, version: RoomVersion): Promise<void> {
+    let events: JsonObject[] = [];
+    try {
+      const response = await this.deps.client.request("POST", origin, `/_matrix/federation/v1/get_missing_events/${enc(roomId)}`, {
+        body: {
+          earliest_events: await this.deps.store.forwardExtremities(roomId),
+          latest_events: [event.event_id],
+          limit: MISSING_EVENTS_LIMIT,
+          min_depth: 0,
+        },
+      });
+      events = isJsonObject(response) && Array.isArray(response.events) ? response.events.filter(isJsonObject) : [];
+    } catch (error) {
+      this.deps.logger.log("info", "get_missing_events failed; the gap is filled from the state at the missing events", { origin, room_id: roomId, error: String(error) });
+      return;
+    }
+    const depthOf = (pdu: JsonObject) => (typeof pdu.depth === "number" ? pdu.depth : 0);
+    for (const missing of events.sort((a, b) => depthOf(a) - depthOf(b))) {
+      if (missing.room_id !== roomId) continue;
+      const outcome = await this.receiveFrom(origin, missing, 1);
+      if (outcome.outcome === "dropped") this.deps.logger.log("info", "a missing event was dropped", { origin, room_id: roomId, reason: outcome.reason });
+    }
+  }
+
+  /**
+   * The state after an event we do not hold, as the origin tells it: /state at the event (the state
+   * before it, with its auth chain), plus the event itself when it is a state event. Every event of
+   * it is checked and stored as an outlier.
+   */
+  private async stateAfterRemoteEvent(origin: string, roomId: string, eventId: string, version: RoomVersion): Promise<Map<string, string> | undefined> {
+    try {
+      const response = await this.deps.client.request("GET", origin, `/_matrix/federation/v1/state/${enc(roomId)}`, { query: { event_id: eventId } });
+      if (!isJsonObject(response) || !Array.isArray(response.pdus)) return undefined;
+      const eventResponse = await this.deps.client.request("GET", origin, `/_matrix/federation/v1/event/${enc(eventId)}`);
+      const prevPdu = isJsonObject(eventResponse) && Array.isArray(eventResponse.pdus) && isJsonObject(eventResponse.pdus[0]) ? eventResponse.pdus[0] : undefined;
+      const chain = Array.isArray(response.auth_chain) ? response.auth_chain.filter(isJsonObject) : [];
+      const statePdus = response.pdus.filter(isJsonObject);
+      const imported = await this.importOutliers(roomId, version, [...chain, ...statePdus, ...(prevPdu ? [prevPdu] : [])]);
+      const state = new Map<string, string>();
+      for (const pdu of statePdus) {
+        const event = this.parse(pdu, version);
+        if (event?.state_key !== undefined && imported.get(event.event_id)?.rejected === false) state.set(stateKey(event.type, event.state_key), event.event_id);
+      }
+      const prev = prevPdu ? this.parse(prevPdu, version) : undefined;
+      if (prev?.event_id !== eventId) return undefined;
+      if (prev.state_key !== undefined && imported.get(eventId)?.rejected === false) state.set(stateKey(prev.type, prev.state_key), eventId);
+      return state;
+    } catch (error) {
+      this.deps.logger.log("warn", "could not fetch the state at a missing event", { origin, room_id: roomId, event_id: eventId, error: String(error) });
+      return undefined;
+    }
+  }
+
+  private parse(pdu: JsonObject, version: RoomVersion): RoomEvent | undefined {
+    try {
+      return roomEventFromPdu(pdu, version);
+    } catch {
+      return undefined;
+    }
+  }
+
+  /**
+   * Stores events as outliers (no place in the timeline, no state of their own): each must be a
+   * valid event of the room, signed by its servers (else it is left out), its content hash checked
+   * (redacted when wrong), and is marked rejected when its own auth events do not allow it. Events
+   * are taken in auth order, so an event's auth events are stored before it. The room's create
+   * event creates the room record. Returns what was stored or already held, by event id.
+   */
+  async importOutliers(roomId: string, version: RoomVersion, pdus: readonly JsonObject[]): Promise<Map<string, ImportedOutlier>> {
+    const result = new Map<string, ImportedOutlier>();
+    const pending = new Map<string, { event: RoomEvent; pdu: JsonObject }>();
+    for (const pdu of pdus) {
+      const event = this.parse(pdu, version);
+      if (!event || (event.room_id ?? roomId) !== roomId || pending.has(event.event_id)) continue;
+      if (checkEventLimits(pdu, version.strictCanonicalJson)) continue;
+      pending.set(event.event_id, { event, pdu });
+    }
+    await this.fetchKeysFor([...pending.values()].map((p) => p.pdu), version);
+    const held = await this.deps.store.getEvents([...pending.keys()]);
+    for (const [id, stored] of held) {
+      const parsed = await this.deps.engine.parsedEvent(id);
+      if (parsed) result.set(id, { eventId: id, event: parsed.event, pdu: parsed.pdu, rejected: stored.rejectedReason !== undefined });
+      pending.delete(id);
+    }
+    // Auth order: repeatedly store the events whose auth events are all stored.
+    let progress = true;
+    while (pending.size > 0 && progress) {
+      progress = false;
+      for (const [id, { event, pdu }] of pending) {
+        const authKnown = await this.authEventsOf(event, result);
+        if (authKnown === "waiting" && event.auth_events.some((a) => pending.has(a))) continue;
+        pending.delete(id);
+        progress = true;
+        const stored = await this.storeOutlier(roomId, version, event, pdu, authKnown === "waiting" ? undefined : authKnown, result);
+        if (stored) result.set(id, stored);
+      }
+    }
+    if (pending.size > 0) this.deps.logger.log("warn", "some events were left out: their auth events form a cycle or are missing", { room_id: roomId, count: pending.size });
+    return result;
+  }
+
+  private async authEventsOf(event: RoomEvent, imported: Map<string, ImportedOutlier>): Promise<{ events: RoomEvent[]; anyRejected: boolean } | "waiting"> {
+    const events: RoomEvent[] = [];
+    let anyRejected = false;
+    for (const id of event.auth_events) {
+      const fromImport = imported.get(id);
+      if (fromImport) {
+        events.push(fromImport.event);
+        anyRejected ||= fromImport.rejected;
+        continue;
+      }
+      const stored = await this.deps.store.getEvent(id);
+      if (!stored) return "waiting";
+      events.push((await this.deps.engine.parsedEvent(id))!.event);
+      anyRejected ||= stored.rejectedReason !== undefined;
+    }
+    return { events, anyRejected };
+  }
+
+  private async storeOutlier(
+    roomId: string,
+    version: RoomVersion,
+    parsed: RoomEvent,
+    received: JsonObject,
+    auth: { events: RoomEvent[]; anyRejected: boolean } | undefined,
+    imported: ReadonlyMap<string, ImportedOutlier>,
+  ): Promise<ImportedOutlier | undefined> {
+    const signatures = verifyEventSignatures(received, version, this.keyLookup(received, version));
+    if (!signatures.valid) {
+      this.deps.logger.log("info", "an event handed over by another server failed its signature check and was left out", { event_id: parsed.event_id, reason: signatures.reason });
+      return undefined;
+    }
+    let pdu = received;
+    let event = parsed;
+    const hash = checkContentHash(received, version);
+    if (!hash.valid) {
+      if (hash.problem === "not-canonical-json") return undefined;
+      pdu = redactEvent(received, version);
+      event = roomEventFromPdu(pdu, version, parsed.event_id);
+    }
+    let rejectedReason: string | undefined;
+    if (!auth) rejectedReason = "auth events are not known";
+    else if (auth.anyRejected) rejectedReason = "an auth event was rejected";
+    else {
+      const create = event.type === "m.room.create" ? undefined : auth.events.find((e) => e.type === "m.room.create") ?? (await this.createEvent(roomId, version, imported));
+      const verdict = authorizeEvent(event, authStateFromEvents(auth.events, create), version, {
+        isSignedBy: (server) => isJsonObject(pdu.signatures) && isJsonObject(pdu.signatures[server]),
+      });
+      if (!verdict.allowed) rejectedReason = verdict.reason;
+    }
+    const createRoom = event.type === "m.room.create" && rejectedReason === undefined && !(await this.deps.store.getRoom(roomId))
+      ? { roomId, roomVersion: version.id, creator: event.sender, createdTs: event.origin_server_ts }
+      : undefined;
+    if (event.type === "m.room.create" && !createRoom && !(await this.deps.store.getRoom(roomId))) return undefined;
+    await this.deps.store.persistEvent({
+      event: { ...storedEventOf(event, roomId, pdu, { rejectedReason }), outlier: true },
+      updateForwardExtremities: false,
+      updateCurrentState: false,
+      createRoom,
+    });
+    return { eventId: event.event_id, event, pdu, rejected: rejectedReason !== undefined };
+  }
+
+  /** The room's create event: v12 rooms leave it out of auth_events, and their room id names it. */
+  async createEvent(roomId: string, version: RoomVersion, imported?: ReadonlyMap<string, ImportedOutlier>): Promise<RoomEvent | undefined> {
+    if (version.createEventNotInAuthEvents) {
+      const id = `$${roomId.slice(1)}`;
+      return imported?.get(id)?.event ?? (await this.deps.engine.parsedEvent(id))?.event;
+    }
+    return this.deps.engine.currentStateEvent(roomId, "m.room.create", "");
+  }
+}

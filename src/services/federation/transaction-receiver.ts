@@ -1,0 +1,132 @@
+// PUT /send/{txnId} (server-server-api "Transactions"): the PDUs of a transaction through the
+// receive pipeline, one at a time in the order sent; the EDUs applied where the client API can use
+// them (typing, receipts) and accepted otherwise. A transaction is processed once per (origin,
+// txnId): a retry gets the first answer again.
+import { MatrixError } from "../../protocol/errors";
+import { serverNameOf } from "../../protocol/identifiers";
+import { isJsonObject, type JsonObject } from "../../protocol/json";
+import { serverAllowedByAcl } from "../../protocol/server-acl";
+import type { RoomEngine } from "../rooms/room-engine";
+import type { ReceiptService, TypingService } from "../rooms/ephemeral";
+import type { Logger } from "../runtime";
+import type { FederationEventIngest } from "./event-ingest";
+
+export const MAX_PDUS_PER_TRANSACTION = 50;
+export const MAX_EDUS_PER_TRANSACTION = 100;
+/** Answers kept for retried transactions (Synapse keeps them a day in its database; a bounded memory does for retries). */
+const REMEMBERED_TRANSACTIONS = 2000;
+
+export interface TransactionReceiverDeps {
+  ingest: FederationEventIngest;
+  engine: RoomEngine;
+  typing: TypingService;
+  receipts: ReceiptService;
+  logger: Logger;
+}
+
+export type PduResults = Record<string, { error?: string }>;
+
+export class TransactionReceiver {
+  private readonly done = new Map<string, Promise<{ pdus: PduResults }>>();
+
+  constructor(private readonly deps: TransactionReceiverDeps) {}
+
+  receive(origin: string, txnId: string, body: unknown): Promise<{ pdus: PduResults }> {
+    if (!isJsonObject(body)) throw new MatrixError("M_NOT_JSON", "The transaction must be a JSON object");
+    const pdus = body.pdus ?? [];
+    const edus = body.edus ?? [];
+    if (!Array.isArray(pdus)) throw new MatrixError("M_BAD_JSON", "pdus must be an array");
+    if (!Array.isArray(edus)) throw new MatrixError("M_BAD_JSON", "edus must be an array");
+    if (pdus.length > MAX_PDUS_PER_TRANSACTION) throw new MatrixError("M_BAD_JSON", `A transaction holds at most ${MAX_PDUS_PER_TRANSACTION} PDUs`);
+    if (edus.length > MAX_EDUS_PER_TRANSACTION) throw new MatrixError("M_BAD_JSON", `A transaction holds at most ${MAX_EDUS_PER_TRANSACTION} EDUs`);
+    const key = `${origin}\u0000${txnId}`;
+    const seen = this.done.get(key);
+    if (seen) return seen;
+    const run = this.process(origin, pdus, edus);
+    this.done.set(key, run);
+    if (this.done.size > REMEMBERED_TRANSACTIONS) this.done.delete(this.done.keys().next().value!);
+    // A failure (the database went away) must be retried, not remembered.
+    run.catch(() => this.done.delete(key));
+    return run;
+  }
+
+  private async process(origin: string, pdus: unknown[], edus: unknown[]): Promise<{ pdus: PduResults }> {
+    const results: PduResults = {};
+    for (const pdu of pdus) {
+      if (!isJsonObject(pdu)) continue;
+      const id = await this.received(origin, pdu);
+      if (id) results[id.eventId] = id.error === undefined ? {} : { error: id.error };
+    }
+    for (const edu of edus) {
+      try {
+        await this.applyEdu(origin, edu);
+      } catch (error) {
+        this.deps.logger.log("debug", "an EDU was not applied", { origin, error: error instanceof MatrixError ? error.message : String(error) });
+      }
+    }
+    return { pdus: results };
+  }
+
+  private async received(origin: string, pdu: JsonObject): Promise<{ eventId: string; error?: string } | undefined> {
+    const sender = typeof pdu.sender === "string" ? pdu.sender : "";
+    const fallbackId = typeof pdu.event_id === "string" ? pdu.event_id : undefined;
+    // The origin speaks for its own users only (a server cannot relay another's events here).
+    if (serverNameOf(sender) !== origin) return fallbackId ? { eventId: fallbackId, error: `sender ${sender} is not a user of ${origin}` } : undefined;
+    const roomId = typeof pdu.room_id === "string" ? pdu.room_id : undefined;
+    if (roomId && (await this.aclDenies(roomId, origin))) return fallbackId ? { eventId: fallbackId, error: `${origin} is denied by the room's server ACL` } : undefined;
+    try {
+      const outcome = await this.deps.ingest.receiveFrom(origin, pdu);
+      const eventId = outcome.eventId ?? fallbackId;
+      if (eventId === undefined) return undefined;
+      if (outcome.outcome === "dropped" || outcome.outcome === "rejected") return { eventId, error: outcome.reason ?? outcome.outcome };
+      return { eventId };
+    } catch (error) {
+      this.deps.logger.log("error", "receiving a PDU failed", { origin, error: String((error as Error)?.stack ?? error) });
+      if (fallbackId) return { eventId: fallbackId, error: "internal error" };
+      throw error;
+    }
+  }
+
+  private async aclDenies(roomId: string, origin: string): Promise<boolean> {
+    try {
+      const acl = await this.deps.engine.currentStateEvent(roomId, "m.room.server_acl", "");
+      return acl !== undefined && !serverAllowedByAcl(acl.content, origin);
+    } catch {
+      return false;
+    }
+  }
+
+  /** Typing and read receipts of the origin's users reach our clients; other EDUs are accepted and left. */
+  private async applyEdu(origin: string, edu: unknown): Promise<void> {
+    if (!isJsonObject(edu) || !isJsonObject(edu.content)) return;
+    const content = edu.content;
+    if (edu.edu_type === "m.typing") {
+      const { room_id: roomId, user_id: userId, typing } = content;
+      if (typeof roomId !== "string" || typeof userId !== "string" || typeof typing !== "boolean") return;
+      if (serverNameOf(userId) !== origin || (await this.aclDenies(roomId, origin))) return;
+      const timeout = typeof content.timeout === "number" ? content.timeout : undefined;
+      await this.deps.typing.setTyping(roomId, userId, userId, typing, timeout);
+      return;
+    }
+    if (edu.edu_type === "m.receipt") {
+      for (const [roomId, byType] of Object.entries(content)) {
+        if (!isJsonObject(byType) || (await this.aclDenies(roomId, origin))) continue;
+        for (const [receiptType, byUser] of Object.entries(byType)) {
+          if (!isJsonObject(byUser)) continue;
+          for (const [userId, receipt] of Object.entries(byUser)) {
+            if (serverNameOf(userId) !== origin || !isJsonObject(receipt) || !Array.isArray(receipt.event_ids)) continue;
+            const threadId = isJsonObject(receipt.data) && typeof receipt.data.thread_id === "string" ? receipt.data.thread_id : undefined;
+            for (const eventId of receipt.event_ids) {
+              if (typeof eventId !== "string") continue;
+              try {
+                await this.deps.receipts.setReceipt(roomId, userId, receiptType, eventId, threadId);
+              } catch {
+                // an event we do not hold, or a user not in the room: nothing to show
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}

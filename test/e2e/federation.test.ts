@@ -1,0 +1,102 @@
+// Two Portier servers federating over TLS on loopback: a remote join by alias, messages both ways
+// in order, invites, leaves, and the refusal of forged requests.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { TestClient, enc } from "../helpers/rooms";
+import { eventually, federatedServer, type FederatedServer } from "../helpers/federation";
+
+let a: FederatedServer;
+let b: FederatedServer;
+
+beforeAll(async () => {
+  a = await federatedServer({ registration: { enabled: true } });
+  b = await federatedServer({ registration: { enabled: true } });
+});
+
+afterAll(async () => {
+  await a?.server.stop();
+  await b?.server.stop();
+});
+
+async function timelineBodies(client: TestClient, roomId: string): Promise<string[]> {
+  const messages = await client.ok("GET", `/rooms/${enc(roomId)}/messages?dir=b&limit=50`);
+  return (messages.chunk as { type: string; content: { body?: string } }[])
+    .filter((e) => e.type === "m.room.message")
+    .map((e) => e.content.body!)
+    .reverse();
+}
+
+async function memberships(client: TestClient, roomId: string): Promise<Record<string, string>> {
+  const members = await client.ok("GET", `/rooms/${enc(roomId)}/members`);
+  return Object.fromEntries((members.chunk as { state_key: string; content: { membership: string } }[]).map((e) => [e.state_key, e.content.membership]));
+}
+
+describe("federation between two Portier servers", () => {
+  test("a user of B joins a public room on A by alias; messages flow both ways in order", async () => {
+    const alice = await TestClient.register(a.server, "alice");
+    const bob = await TestClient.register(b.server, "bob");
+    const roomId = await alice.createRoom({ preset: "public_chat", room_alias_name: "lobby", name: "Lobby" });
+    await alice.send(roomId, { msgtype: "m.text", body: "before bob" });
+
+    const joined = await bob.ok("POST", `/join/${enc(`#lobby:${a.serverName}`)}`, {});
+    expect(joined.room_id).toBe(roomId);
+    // B now holds the room: its state, and bob's join.
+    expect((await memberships(bob, roomId))[bob.userId]).toBe("join");
+    const name = await bob.ok("GET", `/rooms/${enc(roomId)}/state/m.room.name`);
+    expect(name.name).toBe("Lobby");
+    // A hears of the join.
+    await eventually(async () => (await memberships(alice, roomId))[bob.userId] === "join", 10_000, "bob's join on A");
+
+    for (let i = 0; i < 3; i++) await bob.send(roomId, { msgtype: "m.text", body: `from bob ${i}` });
+    for (let i = 0; i < 3; i++) await alice.send(roomId, { msgtype: "m.text", body: `from alice ${i}` });
+    const expected = ["from bob 0", "from bob 1", "from bob 2", "from alice 0", "from alice 1", "from alice 2"];
+    await eventually(async () => {
+      const onA = await timelineBodies(alice, roomId);
+      return expected.every((b) => onA.includes(b)) && onA;
+    }, 10_000, "bob's messages on A");
+    const onB = await eventually(async () => {
+      const bodies = await timelineBodies(bob, roomId);
+      return expected.every((x) => bodies.includes(x)) && bodies;
+    }, 10_000, "alice's messages on B");
+    expect(onB.filter((x) => x.startsWith("from bob"))).toEqual(["from bob 0", "from bob 1", "from bob 2"]);
+    expect(onB.filter((x) => x.startsWith("from alice"))).toEqual(["from alice 0", "from alice 1", "from alice 2"]);
+  }, 30_000);
+
+  test("invite a remote user, who joins; then leaves", async () => {
+    const carol = await TestClient.register(a.server, "carol");
+    const dave = await TestClient.register(b.server, "dave");
+    const roomId = await carol.createRoom({ preset: "private_chat", name: "Private" });
+    await carol.ok("POST", `/rooms/${enc(roomId)}/invite`, { user_id: dave.userId });
+    // dave's /sync shows the invite with the room's stripped state.
+    const invite = await eventually(async () => {
+      const sync = await dave.ok("GET", "/sync?timeout=0");
+      return sync.rooms?.invite?.[roomId];
+    }, 10_000, "dave's invite in /sync");
+    expect(invite.invite_state.events.some((e: { type: string }) => e.type === "m.room.name")).toBe(true);
+    await dave.ok("POST", `/rooms/${enc(roomId)}/join`, {});
+    await eventually(async () => (await memberships(carol, roomId))[dave.userId] === "join", 10_000, "dave's join on A");
+    await dave.ok("POST", `/rooms/${enc(roomId)}/leave`, {});
+    await eventually(async () => (await memberships(carol, roomId))[dave.userId] === "leave", 10_000, "dave's leave on A");
+  }, 30_000);
+
+  test("a remote invite can be rejected", async () => {
+    const erin = await TestClient.register(a.server, "erin");
+    const frank = await TestClient.register(b.server, "frank");
+    const roomId = await erin.createRoom({ preset: "private_chat" });
+    await erin.ok("POST", `/rooms/${enc(roomId)}/invite`, { user_id: frank.userId });
+    await eventually(async () => (await frank.ok("GET", "/sync?timeout=0")).rooms?.invite?.[roomId], 10_000, "frank's invite");
+    await frank.ok("POST", `/rooms/${enc(roomId)}/leave`, {});
+    expect((await memberships(erin, roomId))[frank.userId]).toBe("leave");
+  }, 30_000);
+
+  test("requests without a valid X-Matrix signature are refused with 401", async () => {
+    const path = `/_matrix/federation/v1/query/profile?user_id=${enc("@alice:" + a.serverName)}`;
+    const none = await fetch(`${a.url}${path}`, { tls: { rejectUnauthorized: false } } as RequestInit);
+    expect(none.status).toBe(401);
+    expect(((await none.json()) as { errcode: string }).errcode).toBe("M_UNAUTHORIZED");
+    const forged = await fetch(`${a.url}${path}`, {
+      headers: { Authorization: `X-Matrix origin="${b.serverName}",destination="${a.serverName}",key="ed25519:a_bad",sig="AAAA"` },
+      tls: { rejectUnauthorized: false },
+    } as RequestInit);
+    expect(forged.status).toBe(401);
+  }, 30_000);
+});
