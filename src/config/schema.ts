@@ -47,6 +47,10 @@ export const ConfigSchema = Type.Object(
         expire_after_ms: Type.Optional(Type.Integer({ minimum: 60_000, description: "When set, knocks older than this are denied (the knocker is kicked) by a background job." })),
         expire_reason: Type.String({ default: "Your request to join has expired", description: "The reason given with knocks denied by expiry." }),
         auto_join_on_invite: Type.Boolean({ default: false, description: "Join a local knocker at once when they are invited (their knock was accepted)." }),
+        notify_remote_rejection: Type.Boolean({
+          default: false,
+          description: "Also send the kick that rejects a knock to the knocker's server, so that the knocker learns the answer (servers that do not understand it ignore it).",
+        }),
       },
       { ...Strict, default: {} },
     ),

@@ -29,6 +29,25 @@ import { SyncNotifier } from "../services/sync/notifier";
 import { KnockModerationService } from "../services/knocks/knock-moderation";
 import { OutOfBandMemberships } from "../services/rooms/out-of-band";
 import { PolicySet } from "../services/plugins/policies";
+import type { FederationClient } from "../services/federation/contracts";
+import { MatrixError } from "../protocol/errors";
+import { isJsonObject } from "../protocol/json";
+
+/**
+ * A remote user's profile through their server (server-server-api "Query information": profile).
+ * Their server's 404 passes on; a server we cannot ask (or no federation) is "not found" too.
+ */
+async function remoteProfile(client: FederationClient, userId: string): Promise<Record<string, unknown>> {
+  const server = userId.slice(userId.indexOf(":") + 1);
+  try {
+    const answer = await client.request("GET", server, "/_matrix/federation/v1/query/profile", { query: { user_id: userId } });
+    if (!isJsonObject(answer)) throw new MatrixError("M_NOT_FOUND", "Profile not found");
+    return answer;
+  } catch (error) {
+    if (error instanceof MatrixError && error.status !== 404) throw new MatrixError("M_NOT_FOUND", `Profile not found: ${error.message}`);
+    throw error;
+  }
+}
 
 /** Registers a service built on first resolution, once per container. */
 export function registerFactory<T>(container: DependencyContainer, t: Token<T>, build: (c: DependencyContainer) => T): void {
@@ -65,7 +84,10 @@ export function registerCoreServices(container: DependencyContainer, { config, c
   // Accounts.
   registerFactory(container, Tokens.Accounts, () => new AccountService(stores.accounts, config.server_name, clock, stores.profiles, get(Tokens.Policies)));
   registerFactory(container, Tokens.Profiles, () => {
-    const profiles = new ProfileService(stores.profiles, get(Tokens.Accounts), config.server_name, logger, { policies: get(Tokens.Policies) });
+    const profiles = new ProfileService(stores.profiles, get(Tokens.Accounts), config.server_name, logger, {
+      policies: get(Tokens.Policies),
+      remoteProfile: (userId) => remoteProfile(get(Tokens.FederationClient), userId),
+    });
     profiles.onProfileChange(async (userId, _profile, field) => {
       if (field !== "displayname" && field !== "avatar_url") return;
       return get(Tokens.Membership).propagateProfile(userId, await stores.roomEvents.roomsWithMembership(userId, "join"));

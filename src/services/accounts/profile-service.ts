@@ -28,6 +28,11 @@ const STRING_FIELDS = new Set(["displayname", "avatar_url", "m.tz"]);
 export interface ProfileServiceOptions {
   /** The plugins' spam policies (the PolicySet); absent: nothing is checked. */
   policies?: SpamChecks;
+  /**
+   * A user of another server: their profile as their server tells it (federation /query/profile).
+   * Absent: remote profiles are not found.
+   */
+  remoteProfile?: (userId: string) => Promise<Profile>;
 }
 
 export class ProfileService {
@@ -54,6 +59,8 @@ export class ProfileService {
 
   /** The whole profile; 404 M_NOT_FOUND for users this server does not have. */
   async profile(userId: string): Promise<Profile> {
+    const parsed = parseUserId(userId);
+    if (parsed.ok && parsed.value.serverName !== this.serverName && this.options.remoteProfile) return this.options.remoteProfile(userId);
     await this.requireKnownUser(userId);
     return this.store.getProfile(userId);
   }
@@ -118,7 +125,6 @@ export class ProfileService {
   private async requireKnownUser(userId: string): Promise<void> {
     const parsed = parseUserId(userId);
     if (!parsed.ok) throw new MatrixError("M_INVALID_PARAM", `Invalid user ID: ${parsed.error}`);
-    // Remote profiles need a federation profile query, which Portier does not make yet.
     if (parsed.value.serverName !== this.serverName || !(await this.accounts.userExists(userId))) throw new MatrixError("M_NOT_FOUND", "Profile not found");
   }
 
