@@ -115,6 +115,7 @@ export function registerCoreServices(container: DependencyContainer, { config, c
     logger,
     // Resolved at call time: the moderation service depends on this one.
     acceptKnock: (roomId, userId) => get(Tokens.KnockModeration).acceptKnock(roomId, userId),
+    inviteRemote: (roomId, sender, target, reason) => get(Tokens.FederatedMembership).invite(roomId, sender, target, reason),
   }));
   registerFactory(container, Tokens.KnockModeration, () => new KnockModerationService(get(Tokens.RoomAccess), stores.roomEvents, get(Tokens.Membership), clock, {
     serverName: config.server_name,

@@ -30,6 +30,16 @@ export function registerFederationServices(container: DependencyContainer, { con
   const get = <T>(t: Token<T>): T => resolve(container, t);
   const serverName = config.server_name;
 
+  /** Whether the member event's target was knocking before it (their member event is among its auth events). */
+  const wasKnocking = async (stored: { stateKey?: string; sender: string; authEvents: readonly string[] }): Promise<boolean> => {
+    if (stored.stateKey === stored.sender) return false;
+    for (const id of stored.authEvents) {
+      const auth = (await get(Tokens.RoomEngine).parsedEvent(id))?.event;
+      if (auth?.type === "m.room.member" && auth.state_key === stored.stateKey) return auth.content.membership === "knock";
+    }
+    return false;
+  };
+
   registerFactory(container, Tokens.FederationClient, () => {
     if (!config.federation.enabled) return disabledClient;
     const keys = get(Tokens.ServerKeys);
@@ -54,8 +64,9 @@ export function registerFederationServices(container: DependencyContainer, { con
       if (stored.type === "m.room.member" && stored.stateKey !== undefined) {
         const target = serverNameOf(stored.stateKey);
         const membership = isJsonObject(pdu.content) ? pdu.content.membership : undefined;
-        // A remote invite went to the invitee's server by /invite already.
-        if (target && membership !== "invite") destinations.add(target);
+        // A remote invite went to the invitee's server by /invite already. The kick that rejects a
+        // knock reaches the knocker's server only when the operator opts in (no homeserver expects it).
+        if (target && membership !== "invite" && (config.knocks.notify_remote_rejection || !(await wasKnocking(stored)))) destinations.add(target);
       }
       destinations.delete(serverName);
       if (destinations.size > 0) await sender.queuePdu([...destinations], pdu);
@@ -81,6 +92,7 @@ export function registerFederationServices(container: DependencyContainer, { con
     policies: get(Tokens.Policies),
     logger,
     restrictedJoinAuthoriser: (roomId, userId) => get(Tokens.Membership).restrictedJoinAuthoriser(roomId, userId),
+    acceptKnock: (roomId, userId) => get(Tokens.KnockModeration).acceptKnock(roomId, userId),
     userExists: async (userId) => get(Tokens.Accounts).userExists(userId),
     recordRemoteInvite: (input) => get(Tokens.OutOfBandMemberships).record({ ...input, membership: "invite" }),
   }));
@@ -113,6 +125,9 @@ export function registerFederationServices(container: DependencyContainer, { con
     logger,
   }));
   registerFactory(container, Tokens.TransactionReceiver, () => new TransactionReceiver({
+    serverName,
+    holdsRoom: async (roomId) => (await stores.roomEvents.getRoom(roomId)) !== undefined,
+    outOfBand: get(Tokens.OutOfBandMemberships),
     ingest: get(Tokens.EventIngest),
     engine: get(Tokens.RoomEngine),
     typing: get(Tokens.Typing),

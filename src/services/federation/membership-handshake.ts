@@ -34,7 +34,9 @@ export interface ResidentMembershipDeps {
   logger: Logger;
   /** A local user of a restricted room who may authorise this user's join; undefined when none. */
   restrictedJoinAuthoriser(roomId: string, userId: string): Promise<string | undefined>;
-  /** Whether a local user exists (invites for unknown users are refused). */
+  /** Carries out a knock policy's "accept": the knocker is invited at once (KnockModerationService.acceptKnock). */
+  acceptKnock?(roomId: string, userId: string): Promise<void>;
+    /** Whether a local user exists (invites for unknown users are refused). */
   userExists(userId: string): Promise<boolean>;
   /** An invite for a local user to a room this server does not hold: kept until it is answered. */
   recordRemoteInvite(input: { userId: string; roomId: string; roomVersion: string; event: JsonObject; strippedState: JsonObject[] }): Promise<void>;
@@ -115,8 +117,9 @@ export class ResidentMembershipService {
 
     let pdu = body;
     let signedByUs = false;
+    let knockDecision: Decision | undefined;
     if (kind === "knock") {
-      const decision = await this.checkKnock(roomId, event.sender, origin, version, await this.membershipOf(roomId, event.sender), typeof event.content.reason === "string" ? event.content.reason : undefined);
+      const decision = (knockDecision = await this.checkKnock(roomId, event.sender, origin, version, await this.membershipOf(roomId, event.sender), typeof event.content.reason === "string" ? event.content.reason : undefined));
       // Shadowed: the knocker's server hears it worked; nothing is stored or sent on.
       if (decision.kind === "shadow") return { stored: pdu, signedByUs, version, shadowed: true };
     }
@@ -141,6 +144,13 @@ export class ResidentMembershipService {
     await this.deps.sender.queuePdu((await this.serversInRoom(roomId)).filter((s) => s !== origin), pdu);
     if (kind === "knock" && this.deps.policies) {
       void this.deps.policies.knockArrived({ roomId, userId: event.sender, originServer: origin, reason: typeof event.content.reason === "string" ? event.content.reason : undefined, local: false }).catch(() => {});
+    }
+    if (knockDecision?.kind === "accept" && this.deps.acceptKnock) {
+      // After the answer: the invite goes to the knocker's server, which is waiting for this reply.
+      const accept = this.deps.acceptKnock;
+      setTimeout(() => {
+        accept(roomId, event.sender).catch((error) => this.deps.logger.log("warn", "could not carry out a knock policy's accept; the knock stays pending", { room_id: roomId, user_id: event.sender, error: String(error) }));
+      }, 0);
     }
     return { stored: pdu, signedByUs, version };
   }

@@ -6,6 +6,8 @@ import { MatrixError } from "../../protocol/errors";
 import { serverNameOf } from "../../protocol/identifiers";
 import { isJsonObject, type JsonObject } from "../../protocol/json";
 import { serverAllowedByAcl } from "../../protocol/server-acl";
+import { roomVersion } from "../../protocol/room-versions";
+import { verifyEventSignatures } from "../../protocol/signing/event-signatures";
 import type { RoomEngine } from "../rooms/room-engine";
 import type { ReceiptService, TypingService } from "../rooms/ephemeral";
 import type { Logger } from "../runtime";
@@ -17,7 +19,14 @@ export const MAX_EDUS_PER_TRANSACTION = 100;
 const REMEMBERED_TRANSACTIONS = 2000;
 
 export interface TransactionReceiverDeps {
+  serverName: string;
   ingest: FederationEventIngest;
+  /** Whether we hold the room (PDUs of other rooms are dropped, but for answers to our invites and knocks). */
+  holdsRoom(roomId: string): Promise<boolean>;
+  outOfBand: {
+    current(userId: string, roomId: string): Promise<{ membership: string; roomVersion: string } | undefined>;
+    record(input: { userId: string; roomId: string; roomVersion: string; membership: "leave"; event: JsonObject; strippedState: JsonObject[] }): Promise<void>;
+  };
   engine: RoomEngine;
   typing: TypingService;
   receipts: ReceiptService;
@@ -74,6 +83,10 @@ export class TransactionReceiver {
     if (serverNameOf(sender) !== origin) return fallbackId ? { eventId: fallbackId, error: `sender ${sender} is not a user of ${origin}` } : undefined;
     const roomId = typeof pdu.room_id === "string" ? pdu.room_id : undefined;
     if (roomId && (await this.aclDenies(roomId, origin))) return fallbackId ? { eventId: fallbackId, error: `${origin} is denied by the room's server ACL` } : undefined;
+    if (roomId && !(await this.deps.holdsRoom(roomId))) {
+      const answered = await this.outOfBandAnswer(origin, roomId, pdu);
+      if (answered) return fallbackId ? { eventId: fallbackId } : undefined;
+    }
     try {
       const outcome = await this.deps.ingest.receiveFrom(origin, pdu);
       const eventId = outcome.eventId ?? fallbackId;
@@ -85,6 +98,28 @@ export class TransactionReceiver {
       if (fallbackId) return { eventId: fallbackId, error: "internal error" };
       throw error;
     }
+  }
+
+  /**
+   * A room we do not hold can still answer one of our users' pending invite or knock: a leave
+   * (invite withdrawn, knock rejected) for them, signed by the sender's server, ends it, so
+   * the user sees the answer in /sync. Servers send these when asked to
+   * (knocks.notify_remote_rejection on Portier); nothing else of such a room is kept.
+   */
+  private async outOfBandAnswer(origin: string, roomId: string, pdu: JsonObject): Promise<boolean> {
+    const target = typeof pdu.state_key === "string" ? pdu.state_key : undefined;
+    const membership = isJsonObject(pdu.content) ? pdu.content.membership : undefined;
+    if (pdu.type !== "m.room.member" || !target || serverNameOf(target) !== this.deps.serverName) return false;
+    if (membership !== "leave") return false;
+    const pending = await this.deps.outOfBand.current(target, roomId);
+    if (!pending || (pending.membership !== "invite" && pending.membership !== "knock")) return false;
+    const version = roomVersion(pending.roomVersion);
+    if (!version) return false;
+    await this.deps.ingest.fetchKeysFor([pdu], version);
+    const signatures = verifyEventSignatures(pdu, version, this.deps.ingest.keyLookup(pdu, version));
+    if (!signatures.valid) return false;
+    await this.deps.outOfBand.record({ userId: target, roomId, roomVersion: version.id, membership: "leave", event: pdu, strippedState: [] });
+    return true;
   }
 
   private async aclDenies(roomId: string, origin: string): Promise<boolean> {

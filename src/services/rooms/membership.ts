@@ -46,6 +46,8 @@ export interface MembershipOptions {
    * is built on this one). Absent: an accepted knock stays pending, as if allowed.
    */
   acceptKnock?: (roomId: string, userId: string) => Promise<void>;
+  /** Invites a user of another server (over federation); absent: such invites are refused. */
+  inviteRemote?: (roomId: string, sender: string, target: string, reason?: string) => Promise<void>;
   logger?: Logger;
 }
 
@@ -229,7 +231,8 @@ export class MembershipService {
     await this.access.versionOf(roomId);
     this.checkTarget(target);
     if (serverNameOf(target) !== this.options.serverName) {
-      throw new MatrixError("M_FORBIDDEN", `Cannot invite ${target}: inviting users of other servers needs federation, which this server does not do yet`);
+      if (this.options.inviteRemote) return this.options.inviteRemote(roomId, sender, target, reason);
+      throw new MatrixError("M_FORBIDDEN", `Cannot invite ${target}: this server does not invite users of other servers`);
     }
     if (!(await this.options.userExists(target))) throw new MatrixError("M_NOT_FOUND", `Unknown user ${target}`);
     const current = await this.access.membership(roomId, target);

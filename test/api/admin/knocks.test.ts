@@ -311,7 +311,7 @@ describe("the expiry job (knocks.expire_after_ms)", () => {
     expect(knockExpiryInterval(60_000)).toBe(15_000);
     expect(knockExpiryInterval(8 * 3600_000)).toBe(3600_000);
     const config = resolveConfig({ knocks: { expire_after_ms: 600_000 } });
-    expect(config.knocks).toEqual({ expire_after_ms: 600_000, expire_reason: "Your request to join has expired", auto_join_on_invite: false });
+    expect(config.knocks).toEqual({ expire_after_ms: 600_000, expire_reason: "Your request to join has expired", auto_join_on_invite: false, notify_remote_rejection: false });
     expect(() => resolveConfig({ knocks: { expire_after_ms: 59_999 } })).toThrow(ConfigError);
     expect(() => resolveConfig({ knocks: { expire_reason: 5, unknown: true } })).toThrow(ConfigError);
   });
