@@ -30,6 +30,9 @@ export function registerFederationServices(container: DependencyContainer, { con
   const get = <T>(t: Token<T>): T => resolve(container, t);
   const serverName = config.server_name;
 
+  /** Remote invites that answer a local user's knock, between storing the invite and acting on it. */
+  const answeredKnocks = new Set<string>();
+
   /** Whether the member event's target was knocking before it (their member event is among its auth events). */
   const wasKnocking = async (stored: { stateKey?: string; sender: string; authEvents: readonly string[] }): Promise<boolean> => {
     if (stored.stateKey === stored.sender) return false;
@@ -71,6 +74,23 @@ export function registerFederationServices(container: DependencyContainer, { con
       destinations.delete(serverName);
       if (destinations.size > 0) await sender.queuePdu([...destinations], pdu);
     });
+    // Typing of our users goes to the room's other servers as m.typing EDUs: each change of the
+    // set of our users typing in a room, per user.
+    const typingSent = new Map<string, Set<string>>();
+    const typing = get(Tokens.Typing);
+    typing.onChange((roomId) => {
+      if (!config.federation.enabled) return;
+      const now = new Set(typing.typingUsers(roomId).filter((u) => serverNameOf(u) === serverName));
+      const before = typingSent.get(roomId) ?? new Set<string>();
+      const changes = [...[...now].filter((u) => !before.has(u)).map((u) => [u, true] as const), ...[...before].filter((u) => !now.has(u)).map((u) => [u, false] as const)];
+      if (now.size > 0) typingSent.set(roomId, now);
+      else typingSent.delete(roomId);
+      if (changes.length === 0) return;
+      void (async () => {
+        const destinations = (await get(Tokens.ResidentMembership).serversInRoom(roomId)).filter((d) => d !== serverName);
+        for (const [userId, isTyping] of changes) await sender.queueEdu(destinations, "m.typing", { room_id: roomId, user_id: userId, typing: isTyping });
+      })().catch((error) => logger.log("warn", "could not queue a typing notification", { room_id: roomId, error: String(error) }));
+    });
     return sender;
   });
   registerFactory(container, Tokens.EventIngest, () => new FederationEventIngest({
@@ -94,7 +114,22 @@ export function registerFederationServices(container: DependencyContainer, { con
     restrictedJoinAuthoriser: (roomId, userId) => get(Tokens.Membership).restrictedJoinAuthoriser(roomId, userId),
     acceptKnock: (roomId, userId) => get(Tokens.KnockModeration).acceptKnock(roomId, userId),
     userExists: async (userId) => get(Tokens.Accounts).userExists(userId),
-    recordRemoteInvite: (input) => get(Tokens.OutOfBandMemberships).record({ ...input, membership: "invite" }),
+    recordRemoteInvite: async (input) => {
+      // Whether this invite answers the user's knock: read before the invite replaces it.
+      const before = await get(Tokens.OutOfBandMemberships).current(input.userId, input.roomId);
+      if (before?.membership === "knock") answeredKnocks.add(`${input.userId}\u0000${input.roomId}`);
+      await get(Tokens.OutOfBandMemberships).record({ ...input, membership: "invite" });
+    },
+    onRemoteInvite: ({ userId, roomId, origin }) => {
+      const key = `${userId}\u0000${roomId}`;
+      if (!answeredKnocks.delete(key) || !config.knocks.auto_join_on_invite) return;
+      // The knocker asked to join and the invite is the answer: join on their behalf, after the
+      // inviting server has had its reply. A refusal leaves the invite for the user to accept.
+      setTimeout(() => {
+        get(Tokens.FederatedMembership).join(roomId, userId, undefined, [origin]).catch((error) =>
+          logger.log("info", "could not join a knocker on their accepted knock; the invite stands", { room_id: roomId, user_id: userId, error: String(error) }));
+      }, 0);
+    },
   }));
   registerFactory(container, Tokens.RemoteMembership, () => new RemoteMembershipService({
     serverName,
@@ -126,7 +161,7 @@ export function registerFederationServices(container: DependencyContainer, { con
   }));
   registerFactory(container, Tokens.TransactionReceiver, () => new TransactionReceiver({
     serverName,
-    holdsRoom: async (roomId) => (await stores.roomEvents.getRoom(roomId)) !== undefined,
+    roomVersionOf: async (roomId) => (await stores.roomEvents.getRoom(roomId))?.roomVersion,
     outOfBand: get(Tokens.OutOfBandMemberships),
     ingest: get(Tokens.EventIngest),
     engine: get(Tokens.RoomEngine),

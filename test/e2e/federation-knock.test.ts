@@ -124,6 +124,24 @@ describe("knocking across servers", () => {
     await eventually(async () => (await syncOf(vip)).rooms?.invite?.[roomId], 10_000, "the invite on B");
   }, 30_000);
 
+  test("knocks.auto_join_on_invite on the knocker's server: the accepting invite joins the knocker at once", async () => {
+    const c = await federatedServer({ registration: { enabled: true }, knocks: { auto_join_on_invite: true } });
+    try {
+      const roomId = await knockRoom();
+      const knocker = await TestClient.register(c.server, "eager");
+      await knocker.ok("POST", `/knock/${enc(roomId)}?via=${enc(a.serverName)}`, {});
+      await admin.ok("POST", `/rooms/${enc(roomId)}/invite`, { user_id: knocker.userId });
+      await eventually(async () => (await membershipOnA(roomId, knocker.userId)) === "join", 10_000, "the knocker joined on A");
+      // An invite that answers no knock is left for the user to accept.
+      const invited = await TestClient.register(c.server, "invited-only");
+      await admin.ok("POST", `/rooms/${enc(roomId)}/invite`, { user_id: invited.userId });
+      await Bun.sleep(300);
+      expect(await membershipOnA(roomId, invited.userId)).toBe("invite");
+    } finally {
+      await c.server.stop();
+    }
+  }, 30_000);
+
   describe("make_knock and send_knock, as the resident server checks them", () => {
     const client = () => resolve(b.server.container, Tokens.FederationClient);
     const asB = (user: string) => `@${user}:${b.serverName}`;

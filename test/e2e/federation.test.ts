@@ -88,6 +88,22 @@ describe("federation between two Portier servers", () => {
     expect((await memberships(erin, roomId))[frank.userId]).toBe("leave");
   }, 30_000);
 
+  test("typing reaches the other server's members", async () => {
+    const gina = await TestClient.register(a.server, "gina");
+    const hank = await TestClient.register(b.server, "hank");
+    const roomId = await gina.createRoom({ preset: "public_chat" });
+    await hank.ok("POST", `/join/${enc(roomId)}?via=${enc(a.serverName)}`, {});
+    await gina.ok("PUT", `/rooms/${enc(roomId)}/typing/${enc(gina.userId)}`, { typing: true, timeout: 20_000 });
+    const typingOnB = async () => {
+      const sync = await hank.ok("GET", "/sync?timeout=0");
+      const typing = (sync.rooms?.join?.[roomId]?.ephemeral?.events ?? []).find((e: { type: string }) => e.type === "m.typing");
+      return typing?.content.user_ids as string[] | undefined;
+    };
+    expect(await eventually(async () => (await typingOnB())?.includes(gina.userId) && true, 10_000, "gina typing on B")).toBe(true);
+    await gina.ok("PUT", `/rooms/${enc(roomId)}/typing/${enc(gina.userId)}`, { typing: false });
+    await eventually(async () => !(await typingOnB())?.includes(gina.userId), 10_000, "gina stopped typing on B");
+  }, 30_000);
+
   test("requests without a valid X-Matrix signature are refused with 401", async () => {
     const path = `/_matrix/federation/v1/query/profile?user_id=${enc("@alice:" + a.serverName)}`;
     const none = await fetch(`${a.url}${path}`, { tls: { rejectUnauthorized: false } } as RequestInit);

@@ -40,6 +40,8 @@ export interface ResidentMembershipDeps {
   userExists(userId: string): Promise<boolean>;
   /** An invite for a local user to a room this server does not hold: kept until it is answered. */
   recordRemoteInvite(input: { userId: string; roomId: string; roomVersion: string; event: JsonObject; strippedState: JsonObject[] }): Promise<void>;
+  /** Called after a remote invite for a local user was kept (knocks.auto_join_on_invite joins a knocker at once). */
+  onRemoteInvite?(invite: { userId: string; roomId: string; origin: string }): void;
 }
 
 export interface SendJoinResult {
@@ -220,6 +222,7 @@ export class ResidentMembershipService {
       if (outcome.outcome === "rejected" || outcome.outcome === "dropped") throw new MatrixError("M_FORBIDDEN", `The invite is not allowed: ${outcome.reason}`);
     } else {
       await this.deps.recordRemoteInvite({ userId: event.state_key, roomId, roomVersion: version.id, event: signed, strippedState: ResidentMembershipService.stripped(strippedState) });
+      this.deps.onRemoteInvite?.({ userId: event.state_key, roomId, origin });
     }
     return signed;
   }

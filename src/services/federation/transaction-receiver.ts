@@ -8,6 +8,7 @@ import { isJsonObject, type JsonObject } from "../../protocol/json";
 import { serverAllowedByAcl } from "../../protocol/server-acl";
 import { roomVersion } from "../../protocol/room-versions";
 import { verifyEventSignatures } from "../../protocol/signing/event-signatures";
+import { computeEventId } from "../../protocol/signing/event-id";
 import type { RoomEngine } from "../rooms/room-engine";
 import type { ReceiptService, TypingService } from "../rooms/ephemeral";
 import type { Logger } from "../runtime";
@@ -21,8 +22,8 @@ const REMEMBERED_TRANSACTIONS = 2000;
 export interface TransactionReceiverDeps {
   serverName: string;
   ingest: FederationEventIngest;
-  /** Whether we hold the room (PDUs of other rooms are dropped, but for answers to our invites and knocks). */
-  holdsRoom(roomId: string): Promise<boolean>;
+  /** The version of a room we hold; undefined for others (their PDUs are dropped, but for answers to our invites and knocks). */
+  roomVersionOf(roomId: string): Promise<string | undefined>;
   outOfBand: {
     current(userId: string, roomId: string): Promise<{ membership: string; roomVersion: string } | undefined>;
     record(input: { userId: string; roomId: string; roomVersion: string; membership: "leave"; event: JsonObject; strippedState: JsonObject[] }): Promise<void>;
@@ -78,14 +79,16 @@ export class TransactionReceiver {
 
   private async received(origin: string, pdu: JsonObject): Promise<{ eventId: string; error?: string } | undefined> {
     const sender = typeof pdu.sender === "string" ? pdu.sender : "";
-    const fallbackId = typeof pdu.event_id === "string" ? pdu.event_id : undefined;
+    const roomId = typeof pdu.room_id === "string" ? pdu.room_id : undefined;
+    const versionId = roomId === undefined ? undefined : await this.deps.roomVersionOf(roomId);
+    // The answer is keyed by event id, which from room v3 on is computed, not carried.
+    const fallbackId = this.eventIdOf(pdu, versionId);
     // The origin speaks for its own users only (a server cannot relay another's events here).
     if (serverNameOf(sender) !== origin) return fallbackId ? { eventId: fallbackId, error: `sender ${sender} is not a user of ${origin}` } : undefined;
-    const roomId = typeof pdu.room_id === "string" ? pdu.room_id : undefined;
     if (roomId && (await this.aclDenies(roomId, origin))) return fallbackId ? { eventId: fallbackId, error: `${origin} is denied by the room's server ACL` } : undefined;
-    if (roomId && !(await this.deps.holdsRoom(roomId))) {
+    if (roomId && versionId === undefined) {
       const answered = await this.outOfBandAnswer(origin, roomId, pdu);
-      if (answered) return fallbackId ? { eventId: fallbackId } : undefined;
+      if (answered) return { eventId: answered };
     }
     try {
       const outcome = await this.deps.ingest.receiveFrom(origin, pdu);
@@ -106,20 +109,32 @@ export class TransactionReceiver {
    * the user sees the answer in /sync. Servers send these when asked to
    * (knocks.notify_remote_rejection on Portier); nothing else of such a room is kept.
    */
-  private async outOfBandAnswer(origin: string, roomId: string, pdu: JsonObject): Promise<boolean> {
+  private async outOfBandAnswer(origin: string, roomId: string, pdu: JsonObject): Promise<string | undefined> {
     const target = typeof pdu.state_key === "string" ? pdu.state_key : undefined;
     const membership = isJsonObject(pdu.content) ? pdu.content.membership : undefined;
-    if (pdu.type !== "m.room.member" || !target || serverNameOf(target) !== this.deps.serverName) return false;
-    if (membership !== "leave") return false;
+    if (pdu.type !== "m.room.member" || !target || serverNameOf(target) !== this.deps.serverName) return undefined;
+    if (membership !== "leave") return undefined;
     const pending = await this.deps.outOfBand.current(target, roomId);
-    if (!pending || (pending.membership !== "invite" && pending.membership !== "knock")) return false;
+    if (!pending || (pending.membership !== "invite" && pending.membership !== "knock")) return undefined;
     const version = roomVersion(pending.roomVersion);
-    if (!version) return false;
+    if (!version) return undefined;
     await this.deps.ingest.fetchKeysFor([pdu], version);
     const signatures = verifyEventSignatures(pdu, version, this.deps.ingest.keyLookup(pdu, version));
-    if (!signatures.valid) return false;
+    if (!signatures.valid) return undefined;
     await this.deps.outOfBand.record({ userId: target, roomId, roomVersion: version.id, membership: "leave", event: pdu, strippedState: [] });
-    return true;
+    return this.eventIdOf(pdu, version.id);
+  }
+
+  private eventIdOf(pdu: JsonObject, versionId: string | undefined): string | undefined {
+    const version = versionId === undefined ? undefined : roomVersion(versionId);
+    if (version) {
+      try {
+        return computeEventId(pdu, version);
+      } catch {
+        // not an event we can hash: fall back to what it says
+      }
+    }
+    return typeof pdu.event_id === "string" ? pdu.event_id : undefined;
   }
 
   private async aclDenies(roomId: string, origin: string): Promise<boolean> {
