@@ -16,6 +16,9 @@ import { PORTIER_VERSION } from "../src/version";
 
 const SYNAPSE_CLIENT = process.env.SYNAPSE_CLIENT ?? "http://127.0.0.1:8008";
 const SYNAPSE_NAME = process.env.SYNAPSE_SERVER_NAME ?? "127.0.0.1:8448";
+// The second Synapse, for rooms with three servers (a join relayed by the resident server).
+const SYNAPSE_B_CLIENT = process.env.SYNAPSE_B_CLIENT ?? "http://127.0.0.1:8018";
+const SYNAPSE_B_NAME = process.env.SYNAPSE_B_SERVER_NAME ?? "127.0.0.1:8458";
 const enc = encodeURIComponent;
 
 async function freePort(): Promise<number> {
@@ -138,7 +141,7 @@ async function main(): Promise<number> {
       tls_certificate_path: cert.certificatePath,
       tls_private_key_path: cert.privateKeyPath,
       // The peers' certificates are self-signed.
-      tls_skip_verify_servers: [SYNAPSE_NAME, "127.0.0.1:8458"],
+      tls_skip_verify_servers: [SYNAPSE_NAME, SYNAPSE_B_NAME],
     },
   });
   const portier = await buildServer(config);
@@ -176,6 +179,31 @@ async function main(): Promise<number> {
       await eventually("Portier's message on Synapse", async () => (await s.bodies(roomId)).includes("hi back from portier"));
       await s.ok("POST", `/rooms/${enc(roomId)}/leave`, {});
       await eventually("Portier sees the Synapse leave", async () => (await p.membership(roomId, s.userId)) === "leave");
+    });
+
+    const t = await Client.register(SYNAPSE_B_CLIENT, `tess${run}`).catch(() => undefined);
+
+    await scenario("three servers, room on Synapse A: Synapse B's join reaches Portier through A; B and Portier hear each other", async () => {
+      if (!t) throw new Error(`the second Synapse is not running at ${SYNAPSE_B_CLIENT}`);
+      const roomId = (await s.ok("POST", "/createRoom", { preset: "public_chat" })).room_id;
+      await p.ok("POST", `/join/${enc(roomId)}?via=${enc(SYNAPSE_NAME)}`, {});
+      await t.ok("POST", `/join/${enc(roomId)}?server_name=${enc(SYNAPSE_NAME)}`, {}); // 1.67 reads server_name, not via
+      await eventually("Portier learns of B's join (relayed by A)", async () => (await p.membership(roomId, t.userId)) === "join");
+      await t.send(roomId, "from the second synapse");
+      await p.send(roomId, "from portier to both");
+      await eventually("B's message on Portier", async () => (await p.bodies(roomId)).includes("from the second synapse"));
+      await eventually("Portier's message on B", async () => (await t.bodies(roomId)).includes("from portier to both"));
+    });
+
+    await scenario("three servers, room on Portier: Synapse B's join reaches Synapse A through Portier", async () => {
+      if (!t) throw new Error(`the second Synapse is not running at ${SYNAPSE_B_CLIENT}`);
+      const roomId = (await p.ok("POST", "/createRoom", { preset: "public_chat" })).room_id;
+      await s.ok("POST", `/join/${enc(roomId)}?server_name=${enc(serverName)}`, {});
+      await t.ok("POST", `/join/${enc(roomId)}?server_name=${enc(serverName)}`, {});
+      await eventually("A learns of B's join (relayed by Portier)", async () => (await s.membership(roomId, t.userId)) === "join");
+      await t.send(roomId, "B speaks in a Portier room");
+      await eventually("B's message on A", async () => (await s.bodies(roomId)).includes("B speaks in a Portier room"));
+      await eventually("B's message on Portier", async () => (await p.bodies(roomId)).includes("B speaks in a Portier room"));
     });
 
     await scenario("Synapse invites a Portier user, who joins", async () => {

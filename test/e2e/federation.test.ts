@@ -104,6 +104,24 @@ describe("federation between two Portier servers", () => {
     await eventually(async () => !(await typingOnB())?.includes(gina.userId), 10_000, "gina stopped typing on B");
   }, 30_000);
 
+  test("three servers: a join through the resident server reaches the third server, and so do its messages", async () => {
+    const c = await federatedServer({ registration: { enabled: true } });
+    try {
+      const ivy = await TestClient.register(a.server, "ivy");
+      const jack = await TestClient.register(b.server, "jack");
+      const kate = await TestClient.register(c.server, "kate");
+      const roomId = await ivy.createRoom({ preset: "public_chat" });
+      await jack.ok("POST", `/join/${enc(roomId)}?via=${enc(a.serverName)}`, {});
+      await kate.ok("POST", `/join/${enc(roomId)}?via=${enc(a.serverName)}`, {});
+      // C's join reaches B from A, which relays it, and from C itself once it holds the room's state.
+      await eventually(async () => (await memberships(jack, roomId))[kate.userId] === "join", 10_000, "kate's join on B, relayed by A");
+      await kate.send(roomId, { msgtype: "m.text", body: "from the third server" });
+      await eventually(async () => (await timelineBodies(jack, roomId)).includes("from the third server"), 10_000, "kate's message on B");
+    } finally {
+      await c.server.stop();
+    }
+  }, 30_000);
+
   test("requests without a valid X-Matrix signature are refused with 401", async () => {
     const path = `/_matrix/federation/v1/query/profile?user_id=${enc("@alice:" + a.serverName)}`;
     const none = await fetch(`${a.url}${path}`, { tls: { rejectUnauthorized: false } } as RequestInit);

@@ -78,13 +78,14 @@ export class TransactionReceiver {
   }
 
   private async received(origin: string, pdu: JsonObject): Promise<{ eventId: string; error?: string } | undefined> {
-    const sender = typeof pdu.sender === "string" ? pdu.sender : "";
     const roomId = typeof pdu.room_id === "string" ? pdu.room_id : undefined;
     const versionId = roomId === undefined ? undefined : await this.deps.roomVersionOf(roomId);
     // The answer is keyed by event id, which from room v3 on is computed, not carried.
     const fallbackId = this.eventIdOf(pdu, versionId);
-    // The origin speaks for its own users only (a server cannot relay another's events here).
-    if (serverNameOf(sender) !== origin) return fallbackId ? { eventId: fallbackId, error: `sender ${sender} is not a user of ${origin}` } : undefined;
+    // A PDU may come from a server other than its sender's: a resident server sends a joining
+    // server's join (leave, knock) on to the room's other servers (server-server-api "Joining
+    // Rooms": "The resident server must also send the event to other servers in the room"). What
+    // vouches for a PDU is its sender's server's signature, which the receipt checks require.
     if (roomId && (await this.aclDenies(roomId, origin))) return fallbackId ? { eventId: fallbackId, error: `${origin} is denied by the room's server ACL` } : undefined;
     if (roomId && versionId === undefined) {
       const answered = await this.outOfBandAnswer(origin, roomId, pdu);
