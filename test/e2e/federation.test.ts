@@ -3,6 +3,8 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { TestClient, enc } from "../helpers/rooms";
 import { eventually, federatedServer, type FederatedServer } from "../helpers/federation";
+import { resolve, Tokens } from "../../src/di/tokens";
+import { LosslessNumber } from "../../src/protocol/json";
 
 let a: FederatedServer;
 let b: FederatedServer;
@@ -120,6 +122,14 @@ describe("federation between two Portier servers", () => {
     } finally {
       await c.server.stop();
     }
+  }, 30_000);
+
+  test("a signed body with a float (as a room v1..v5 PDU may carry) verifies: its number text is kept", async () => {
+    const client = resolve(b.server.container, Tokens.FederationClient);
+    const answer = await client.request("PUT", a.serverName, `/_matrix/federation/v1/send/float-${crypto.randomUUID()}`, {
+      body: { origin: b.serverName, origin_server_ts: Date.now(), pdus: [], edus: [{ edu_type: "org.example.unknown", content: { ratio: new LosslessNumber("1.0") } }] },
+    });
+    expect(answer).toEqual({ pdus: {} });
   }, 30_000);
 
   test("requests without a valid X-Matrix signature are refused with 401", async () => {

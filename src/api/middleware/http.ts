@@ -2,6 +2,7 @@
 // JSON request bodies with a size limit, and one error mapper from MatrixError to {errcode, error}.
 import { Elysia } from "elysia";
 import { MatrixError, type ErrCode } from "../../protocol/errors";
+import { parseJson } from "../../protocol/canonical-json";
 import type { Logger } from "../../services/runtime";
 
 export const CORS_HEADERS: Readonly<Record<string, string>> = {
@@ -27,8 +28,13 @@ export function errorResponse(error: MatrixError): Response {
   return jsonResponse(error.toJSON(), error.status);
 }
 
-/** Parses a request body as JSON whatever its Content-Type says (clients are not consistent about it). */
-export async function readJsonBody(request: Request, maxBytes: number): Promise<unknown> {
+/**
+ * Parses a request body as JSON whatever its Content-Type says (clients are not consistent about it).
+ * `lossless`: numbers that are not safe integers keep their exact text (LosslessNumber), for bodies
+ * whose signatures and hashes cover them: another server's request may carry a room v1..v5 PDU
+ * with a float, and "1.0" read as 1 would no longer match the X-Matrix signature or content hash.
+ */
+export async function readJsonBody(request: Request, maxBytes: number, options: { lossless?: boolean } = {}): Promise<unknown> {
   const declared = Number(request.headers.get("content-length") ?? "0");
   if (declared > maxBytes) throw new MatrixError("M_TOO_LARGE", `Request body is larger than ${maxBytes} bytes`);
   const bytes = new Uint8Array(await request.arrayBuffer());
@@ -41,11 +47,14 @@ export async function readJsonBody(request: Request, maxBytes: number): Promise<
     throw new MatrixError("M_NOT_JSON", "Request body is not valid UTF-8");
   }
   try {
-    return JSON.parse(text);
+    return options.lossless ? parseJson(text, { lossless: true }) : JSON.parse(text);
   } catch {
     throw new MatrixError("M_NOT_JSON", "Content not JSON.");
   }
 }
+
+/** Bodies signed by other servers: federation requests (and key queries, answered as a notary). */
+const SIGNED_BODY_PREFIXES = ["/_matrix/federation/", "/_matrix/key/"];
 
 interface RouteShape {
   method: string;
@@ -99,7 +108,10 @@ export function createHttpApp(options: HttpOptions) {
       // CORS preflight: answered for every path, as the spec asks.
       if (request.method === "OPTIONS") return new Response(null, { status: 204, headers: CORS_HEADERS });
     })
-    .onParse(async ({ request }) => readJsonBody(request, options.maxBodyBytes))
+    .onParse(async ({ request }) => {
+      const path = new URL(request.url).pathname;
+      return readJsonBody(request, options.maxBodyBytes, { lossless: SIGNED_BODY_PREFIXES.some((p) => path.startsWith(p)) });
+    })
     .onAfterHandle(({ set }) => {
       Object.assign(set.headers, CORS_HEADERS);
     })
