@@ -163,14 +163,14 @@ export async function buildServer(config: Readonly<Config>, options: BuildOption
 
   const inMemory = config.database.path === ":memory:" || config.database.driver === "postgres";
   if (!inMemory || !config.signing_key_path) mkdirSync(config.data_dir, { recursive: true });
+  // Read once, first: a certificate that cannot be read stops the start before anything is opened.
+  const tls = federationTls(config);
   const stores = await openServerStores(config);
 
   const { key, created } = loadOrCreateSigningKey(config.signing_key_path ?? join(config.data_dir, "signing.key"));
   if (created) logger.log("info", "generated a new signing key", { key_id: key.keyId });
   registerCoreServices(container, { config, clock, logger, stores, signingKey: key });
   registerFederationServices(container, { config, clock, logger, stores });
-  // A certificate that cannot be read stops the start here, not at the first listen.
-  federationTls(config);
 
   // Plugins register at one moment: after the core's services are registered and before any of them
   // is built, so the policy chains and the rate limiter are in place before the first request.
@@ -214,7 +214,6 @@ export async function buildServer(config: Readonly<Config>, options: BuildOption
     app,
     async start() {
       for (const s of services) await s.start?.();
-      const tls = federationTls(config);
       const serve = (bind: string, withTls: boolean) => {
         const { hostname, port } = splitBind(bind);
         return Bun.serve({

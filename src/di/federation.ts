@@ -63,7 +63,7 @@ export function registerFederationServices(container: DependencyContainer, { con
     // the server of the user it is about (an invited, kicked or banned user's server learns of it).
     get(Tokens.RoomEngine).onEvent(async (roomId, stored, pdu) => {
       if (!config.federation.enabled || serverNameOf(stored.sender) !== serverName) return;
-      const destinations = new Set(await get(Tokens.ResidentMembership).serversInRoom(roomId));
+      const destinations = new Set(await get(Tokens.FederationRoomReader).joinedServers(roomId));
       if (stored.type === "m.room.member" && stored.stateKey !== undefined) {
         const target = serverNameOf(stored.stateKey);
         const membership = isJsonObject(pdu.content) ? pdu.content.membership : undefined;
@@ -87,7 +87,7 @@ export function registerFederationServices(container: DependencyContainer, { con
       else typingSent.delete(roomId);
       if (changes.length === 0) return;
       void (async () => {
-        const destinations = (await get(Tokens.ResidentMembership).serversInRoom(roomId)).filter((d) => d !== serverName);
+        const destinations = (await get(Tokens.FederationRoomReader).joinedServers(roomId)).filter((d) => d !== serverName);
         for (const [userId, isTyping] of changes) await sender.queueEdu(destinations, "m.typing", { room_id: roomId, user_id: userId, typing: isTyping });
       })().catch((error) => logger.log("warn", "could not queue a typing notification", { room_id: roomId, error: String(error) }));
     });
@@ -107,6 +107,7 @@ export function registerFederationServices(container: DependencyContainer, { con
     engine: get(Tokens.RoomEngine),
     store: stores.roomEvents,
     ingest: get(Tokens.EventIngest),
+    reader: get(Tokens.FederationRoomReader),
     sender: get(Tokens.FederationSender),
     signer: get(Tokens.ServerKeys),
     policies: get(Tokens.Policies),
@@ -152,19 +153,13 @@ export function registerFederationServices(container: DependencyContainer, { con
     outOfBand: get(Tokens.OutOfBandMemberships),
     client: get(Tokens.FederationClient),
     resolveLocal: (roomIdOrAlias) => get(Tokens.Directory).resolveRoomIdOrAlias(roomIdOrAlias),
-    profileOf: async (userId) => {
-      const p = await get(Tokens.Profiles).profile(userId);
-      return { displayname: typeof p.displayname === "string" ? p.displayname : undefined, avatar_url: typeof p.avatar_url === "string" ? p.avatar_url : undefined };
-    },
-    userExists: async (userId) => get(Tokens.Accounts).userExists(userId),
-    logger,
   }));
   registerFactory(container, Tokens.TransactionReceiver, () => new TransactionReceiver({
     serverName,
+    aclAllows: (roomId, origin) => get(Tokens.FederationRoomReader).aclAllows(roomId, origin),
     roomVersionOf: async (roomId) => (await stores.roomEvents.getRoom(roomId))?.roomVersion,
     outOfBand: get(Tokens.OutOfBandMemberships),
     ingest: get(Tokens.EventIngest),
-    engine: get(Tokens.RoomEngine),
     typing: get(Tokens.Typing),
     receipts: get(Tokens.Receipts),
     logger,

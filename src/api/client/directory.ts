@@ -6,7 +6,7 @@ import { Type } from "@sinclair/typebox";
 import { MatrixError } from "../../protocol/errors";
 import type { AccountService } from "../../services/accounts/account-service";
 import type { DirectoryService } from "../../services/directory/directory-service";
-import type { PublicRoomsRequest } from "../../services/directory/public-rooms";
+import { limitParam, publicRoomsBody } from "../public-rooms-request";
 import { optionalUser, requireUser } from "../middleware/auth";
 import { validateBody } from "../middleware/validate";
 import { CLIENT_PREFIXES } from "./paths";
@@ -14,19 +14,6 @@ import { CLIENT_PREFIXES } from "./paths";
 const SetAliasBody = Type.Object({ room_id: Type.String() });
 const Visibility = Type.Union([Type.Literal("public"), Type.Literal("private")]);
 const SetVisibilityBody = Type.Object({ visibility: Type.Optional(Visibility) });
-const PublicRoomsBody = Type.Object({
-  limit: Type.Optional(Type.Integer({ minimum: 0 })),
-  since: Type.Optional(Type.String()),
-  filter: Type.Optional(
-    Type.Object({
-      generic_search_term: Type.Optional(Type.String()),
-      room_types: Type.Optional(Type.Array(Type.Union([Type.String(), Type.Null()]))),
-    }),
-  ),
-  include_all_networks: Type.Optional(Type.Boolean()),
-  third_party_instance_id: Type.Optional(Type.String()),
-});
-
 export interface DirectoryRouteDeps {
   accounts: AccountService;
   directory: DirectoryService;
@@ -35,12 +22,6 @@ export interface DirectoryRouteDeps {
 function roomIdParam(roomId: string): string {
   if (!roomId.startsWith("!")) throw new MatrixError("M_INVALID_PARAM", `Invalid room ID: ${roomId}`);
   return roomId;
-}
-
-function limitParam(value: string | undefined): number | undefined {
-  if (value === undefined || value === "") return undefined;
-  if (!/^\d{1,9}$/.test(value)) throw new MatrixError("M_INVALID_PARAM", "limit must be a non-negative integer");
-  return Number(value);
 }
 
 export function directoryRoutes({ accounts, directory }: DirectoryRouteDeps) {
@@ -93,20 +74,7 @@ export function directoryRoutes({ accounts, directory }: DirectoryRouteDeps) {
 
     app.post(`${prefix}/publicRooms`, async ({ request, query, body }) => {
       await requireUser(accounts, request);
-      const input = validateBody(PublicRoomsBody, body);
-      if (input.include_all_networks && input.third_party_instance_id !== undefined) {
-        throw new MatrixError("M_INVALID_PARAM", "third_party_instance_id cannot be used with include_all_networks");
-      }
-      const filter: PublicRoomsRequest["filter"] = {};
-      if (input.filter?.generic_search_term !== undefined) filter.genericSearchTerm = input.filter.generic_search_term;
-      if (input.filter?.room_types !== undefined) filter.roomTypes = input.filter.room_types;
-      return directory.publicRooms({
-        limit: input.limit,
-        since: input.since || undefined,
-        filter,
-        thirdPartyInstanceId: input.third_party_instance_id,
-        server: query.server || undefined,
-      });
+      return directory.publicRooms({ ...publicRoomsBody(body), server: query.server || undefined });
     });
   }
   return app;

@@ -5,7 +5,8 @@
 import { Elysia } from "elysia";
 import { MatrixError } from "../../protocol/errors";
 import { isJsonObject } from "../../protocol/json";
-import { ResidentMembershipService, type MembershipKind } from "../../services/federation/membership-handshake";
+import type { ResidentMembershipService, MembershipKind } from "../../services/federation/membership-handshake";
+import { strippedStateEvent } from "../../services/rooms/client-events";
 import type { TransactionReceiver } from "../../services/federation/transaction-receiver";
 import type { FederationAuthenticator } from "../middleware/x-matrix";
 
@@ -35,10 +36,10 @@ export function federationMembershipRoutes({ authenticate, resident, transaction
     if (kind === "knock") {
       const state = await resident.knockRoomState(roomId);
       // Full PDUs (spec v1.16+), and the stripped form older servers read.
-      return { knock_room_state: state, knock_state_events: ResidentMembershipService.stripped(state) };
+      return { knock_room_state: state, knock_state_events: state.map(strippedStateEvent).filter((e) => e !== undefined) };
     }
     if (kind === "leave") return {};
-    const answer = await resident.joinAnswer(roomId, eventId);
+    const answer = await resident.joinAnswer(origin, roomId, eventId);
     return {
       origin: serverName,
       auth_chain: answer.authChain,

@@ -5,8 +5,7 @@
 import { MatrixError } from "../../protocol/errors";
 import { isValidServerName } from "../../protocol/identifiers";
 import type { JsonValue } from "../../protocol/json";
-import { parseXMatrix, requestSigningJson } from "../../protocol/x-matrix";
-import { verifyJsonSignature } from "../../protocol/signing/sign-json";
+import { parseXMatrix, verifyRequest } from "../../protocol/x-matrix";
 import type { ServerKeyRing } from "../../services/federation/contracts";
 import type { Clock } from "../../services/runtime";
 
@@ -56,16 +55,6 @@ async function verify(deps: FederationAuthDeps, request: Request, body: unknown)
     // "destination": optional for old servers; when present it must be us.
     if (auth.destination !== undefined && auth.destination !== deps.serverName) throw unauthorized(`This request is for ${auth.destination}, not ${deps.serverName}`);
     const url = new URL(request.url);
-    const signed = {
-      ...requestSigningJson({
-        method: request.method,
-        uri: url.pathname + url.search,
-        origin: auth.origin,
-        destination: deps.serverName,
-        ...(body === undefined ? {} : { content: body as JsonValue }),
-      }),
-      signatures: { [auth.origin]: { [auth.key]: auth.sig } },
-    };
     const now = deps.clock.now();
     let key = deps.keyRing.cached(auth.origin, auth.key, now);
     if (key === undefined) {
@@ -76,8 +65,14 @@ async function verify(deps: FederationAuthDeps, request: Request, body: unknown)
       reason = `no valid key ${auth.key} of ${auth.origin}`;
       continue;
     }
-    // Non-strict: a request body may carry a v1..v5 room's PDU with floats.
-    const verdict = verifyJsonSignature(signed, auth.origin, auth.key, key, { strict: false });
+    const verdict = verifyRequest({
+      header: auth,
+      method: request.method,
+      uri: url.pathname + url.search,
+      serverName: deps.serverName,
+      ...(body === undefined ? {} : { content: body as JsonValue }),
+      publicKey: key,
+    });
     if (verdict.valid) {
       deps.onVerified?.(auth.origin);
       return auth.origin;

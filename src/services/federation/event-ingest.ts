@@ -7,12 +7,10 @@ import { stateKey, type RoomEvent } from "../../protocol/events";
 import { isJsonObject, type JsonObject } from "../../protocol/json";
 import { roomEventFromPdu } from "../../protocol/pdu";
 import { roomVersion, type RoomVersion } from "../../protocol/room-versions";
-import { verifyEventSignatures, type VerifyKeyLookup } from "../../protocol/signing/event-signatures";
-import { checkContentHash } from "../../protocol/signing/hashes";
-import { redactEvent } from "../../protocol/signing/redaction";
+import type { VerifyKeyLookup } from "../../protocol/signing/event-signatures";
 import { checkEventLimits } from "../../protocol/event-limits";
 import type { RoomEventStore } from "../../storage/stores";
-import type { PduReceiver, ReceiveOutcome } from "../rooms/pdu-receiver";
+import { checkSignaturesAndHash, signatureAuthChecks, type PduReceiver, type ReceiveOutcome } from "../rooms/pdu-receiver";
 import { storedEventOf, type RoomEngine } from "../rooms/room-engine";
 import type { Logger } from "../runtime";
 import type { FederationClient, KeyRequest, ServerKeyRing } from "./contracts";
@@ -72,6 +70,16 @@ export class FederationEventIngest {
 
   private validAt(pdu: JsonObject, version: RoomVersion): number {
     return version.enforceKeyValidity && typeof pdu.origin_server_ts === "number" ? pdu.origin_server_ts : 0;
+  }
+
+  /** The signature facts the auth rules ask of `pdu` (its keys fetched already: fetchKeysFor). */
+  authChecks(pdu: JsonObject, version: RoomVersion) {
+    return signatureAuthChecks(pdu, version, this.keyLookup(pdu, version));
+  }
+
+  /** A state map (key -> event id) as the auth rules read it for `event` (the receiver's own lookup). */
+  authState(event: RoomEvent, version: RoomVersion, state: ReadonlyMap<string, string>) {
+    return this.deps.receiver.authState(event, version, state);
   }
 
   /** The receipt checks with the keys fetched first; for events of rooms (and gaps) we already hold. */
@@ -268,27 +276,18 @@ export class FederationEventIngest {
     auth: { events: RoomEvent[]; anyRejected: boolean } | undefined,
     imported: ReadonlyMap<string, ImportedOutlier>,
   ): Promise<ImportedOutlier | undefined> {
-    const signatures = verifyEventSignatures(received, version, this.keyLookup(received, version));
-    if (!signatures.valid) {
-      this.deps.logger.log("info", "an event handed over by another server failed its signature check and was left out", { event_id: parsed.event_id, reason: signatures.reason });
+    const verified = checkSignaturesAndHash(received, parsed, version, this.keyLookup(received, version));
+    if (!verified.ok) {
+      this.deps.logger.log("info", "an event handed over by another server was left out", { event_id: parsed.event_id, reason: verified.reason });
       return undefined;
     }
-    let pdu = received;
-    let event = parsed;
-    const hash = checkContentHash(received, version);
-    if (!hash.valid) {
-      if (hash.problem === "not-canonical-json") return undefined;
-      pdu = redactEvent(received, version);
-      event = roomEventFromPdu(pdu, version, parsed.event_id);
-    }
+    const { pdu, event } = verified;
     let rejectedReason: string | undefined;
     if (!auth) rejectedReason = "auth events are not known";
     else if (auth.anyRejected) rejectedReason = "an auth event was rejected";
     else {
       const create = event.type === "m.room.create" ? undefined : auth.events.find((e) => e.type === "m.room.create") ?? (await this.createEvent(roomId, version, imported));
-      const verdict = authorizeEvent(event, authStateFromEvents(auth.events, create), version, {
-        isSignedBy: (server) => isJsonObject(pdu.signatures) && isJsonObject(pdu.signatures[server]),
-      });
+      const verdict = authorizeEvent(event, authStateFromEvents(auth.events, create), version, signatureAuthChecks(pdu, version, this.keyLookup(pdu, version)));
       if (!verdict.allowed) rejectedReason = verdict.reason;
     }
     const createRoom = event.type === "m.room.create" && rejectedReason === undefined && !(await this.deps.store.getRoom(roomId))

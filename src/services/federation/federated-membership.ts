@@ -5,8 +5,7 @@ import { MatrixError } from "../../protocol/errors";
 import { isValidRoomAlias, isValidUserId, serverNameOf } from "../../protocol/identifiers";
 import { isJsonObject, type JsonObject } from "../../protocol/json";
 import type { RoomEventStore } from "../../storage/stores";
-import type { MembershipService, MemberProfile } from "../rooms/membership";
-import type { Logger } from "../runtime";
+import type { MembershipService } from "../rooms/membership";
 import { FederationDisabledError, type FederationClient } from "./contracts";
 import type { ResidentMembershipService } from "./membership-handshake";
 import type { RemoteMembershipService } from "./remote-membership";
@@ -27,9 +26,6 @@ export interface FederatedMembershipDeps {
   client: FederationClient;
   /** Resolves a local alias (or returns a room id as it is). */
   resolveLocal(roomIdOrAlias: string): Promise<{ roomId: string; servers?: string[] }>;
-  profileOf(userId: string): Promise<MemberProfile>;
-  userExists(userId: string): Promise<boolean>;
-  logger: Logger;
 }
 
 export class FederatedMembershipService {
@@ -60,7 +56,7 @@ export class FederatedMembershipService {
   async join(roomIdOrAlias: string, userId: string, reason: string | undefined, via: readonly string[]): Promise<{ roomId: string }> {
     const { roomId, servers } = await this.resolve(roomIdOrAlias);
     if (await this.isResident(roomId)) return this.deps.membership.join(roomId, userId, reason);
-    const content: JsonObject = { ...(await this.profileContent(userId)), ...(reason !== undefined ? { reason } : {}) };
+    const content: JsonObject = { ...(await this.deps.membership.profile(userId)), ...(reason !== undefined ? { reason } : {}) };
     const candidates = await this.candidates(roomId, userId, [...via, ...servers]);
     await this.unknownWithoutFederation(() => this.deps.remote.join(roomId, userId, candidates, content), `Unknown room ${roomId}`);
     return { roomId };
@@ -69,7 +65,7 @@ export class FederatedMembershipService {
   async knock(roomIdOrAlias: string, userId: string, reason: string | undefined, via: readonly string[]): Promise<{ roomId: string }> {
     const { roomId, servers } = await this.resolve(roomIdOrAlias);
     if (await this.isResident(roomId)) return this.deps.membership.knock(roomId, userId, reason);
-    const content: JsonObject = { ...(await this.profileContent(userId)), ...(reason !== undefined ? { reason } : {}) };
+    const content: JsonObject = { ...(await this.deps.membership.profile(userId)), ...(reason !== undefined ? { reason } : {}) };
     const candidates = await this.candidates(roomId, userId, [...via, ...servers]);
     await this.unknownWithoutFederation(() => this.deps.remote.knock(roomId, userId, candidates, content), `Unknown room ${roomId}`);
     return { roomId };
@@ -126,13 +122,5 @@ export class FederatedMembershipService {
       if (error instanceof FederationDisabledError) throw new MatrixError("M_NOT_FOUND", message);
       throw error;
     }
-  }
-
-  private async profileContent(userId: string): Promise<JsonObject> {
-    const profile = await this.deps.profileOf(userId);
-    const out: JsonObject = {};
-    if (typeof profile.displayname === "string") out.displayname = profile.displayname;
-    if (typeof profile.avatar_url === "string") out.avatar_url = profile.avatar_url;
-    return out;
   }
 }

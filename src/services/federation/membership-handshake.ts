@@ -9,7 +9,6 @@ import { isValidUserId, serverNameOf } from "../../protocol/identifiers";
 import { isJsonObject, type JsonObject } from "../../protocol/json";
 import { PduFormatError, roomEventFromPdu } from "../../protocol/pdu";
 import { roomVersion, type RoomVersion } from "../../protocol/room-versions";
-import { serverAllowedByAcl } from "../../protocol/server-acl";
 import { EventIdError } from "../../protocol/signing/event-id";
 import { verifyEventSignatures } from "../../protocol/signing/event-signatures";
 import type { RoomEventStore } from "../../storage/stores";
@@ -20,6 +19,7 @@ import type { RoomEngine } from "../rooms/room-engine";
 import type { Logger } from "../runtime";
 import type { FederationSender } from "./contracts";
 import type { FederationEventIngest } from "./event-ingest";
+import type { FederationRoomReader } from "./room-reader";
 
 export type MembershipKind = "join" | "leave" | "knock";
 
@@ -28,6 +28,8 @@ export interface ResidentMembershipDeps {
   engine: RoomEngine;
   store: RoomEventStore;
   ingest: FederationEventIngest;
+  /** State at events, the server ACL and who is in a room: shared with the read endpoints. */
+  reader: FederationRoomReader;
   sender: FederationSender;
   signer: { signEvent(pdu: JsonObject, version: RoomVersion): JsonObject };
   policies?: PolicySet;
@@ -157,32 +159,25 @@ export class ResidentMembershipService {
     return { stored: pdu, signedByUs, version };
   }
 
-  /** The state before a join event and the auth chain of it and the event (send_join's answer). */
-  async joinAnswer(roomId: string, eventId: string): Promise<{ state: JsonObject[]; authChain: JsonObject[]; serversInRoom: string[] }> {
-    const stored = await this.deps.store.getEvent(eventId);
-    const prevs = stored ? await this.deps.store.getEvents(stored.prevEvents) : new Map();
-    // The state before the join: the current state without the join itself when it was the last word.
-    const state = new Map(await this.deps.store.currentState(roomId));
-    if (stored?.stateKey !== undefined && state.get(stateKey(stored.type, stored.stateKey)) === eventId) {
-      const first = stored.prevEvents.map((id) => prevs.get(id)).find((p) => p?.stateSnapshot !== undefined);
-      const before = first ? await this.deps.store.stateEntryAt(first.stateSnapshot!, stored.type, stored.stateKey) : undefined;
-      if (before === undefined) state.delete(stateKey(stored.type, stored.stateKey));
-      else state.set(stateKey(stored.type, stored.stateKey), before);
+  /**
+   * send_join's answer: the state before the join and its auth chain (the join's own auth events
+   * are in that state), and the servers with joined members before it.
+   */
+  async joinAnswer(origin: string, roomId: string, eventId: string): Promise<{ state: JsonObject[]; authChain: JsonObject[]; serversInRoom: string[] }> {
+    const { pdus, authChain } = await this.deps.reader.state(origin, roomId, eventId);
+    const servers = new Set<string>();
+    for (const pdu of pdus) {
+      const joined = pdu.type === "m.room.member" && typeof pdu.state_key === "string" && isJsonObject(pdu.content) && pdu.content.membership === "join";
+      const server = joined ? serverNameOf(pdu.state_key as string) : undefined;
+      if (server) servers.add(server);
     }
-    const stateIds = [...state.values()];
-    const chainIds = await this.deps.store.authChain([...stateIds, eventId]);
-    return { state: await this.pdus(stateIds), authChain: await this.pdus([...chainIds]), serversInRoom: await this.serversInRoom(roomId) };
+    return { state: pdus, authChain, serversInRoom: [...servers].sort() };
   }
 
   /** knock_room_state: the room's create, join rules, name, avatar, alias, topic and encryption events, as PDUs. */
   async knockRoomState(roomId: string): Promise<JsonObject[]> {
     const ids = await this.deps.store.currentStateEvents(roomId, STRIPPED_STATE_TYPES.map((type) => [type, ""] as const));
     return this.pdus([...ids.values()]);
-  }
-
-  /** The stripped form of state events (client-server-api "Stripped state"). */
-  static stripped(pdus: readonly JsonObject[]): JsonObject[] {
-    return pdus.map((p) => ({ type: p.type ?? null, state_key: p.state_key ?? "", sender: p.sender ?? null, content: isJsonObject(p.content) ? p.content : {} }));
   }
 
   /**
@@ -194,8 +189,7 @@ export class ResidentMembershipService {
     const version = roomVersion(input.roomVersion);
     if (!version) throw new MatrixError("M_INCOMPATIBLE_ROOM_VERSION", `This server does not support room version ${input.roomVersion}`, 400, { room_version: input.roomVersion });
     if (!isJsonObject(input.event)) throw badJson("event must be an object");
-    const acl = await this.aclOf(roomId);
-    if (acl !== undefined && !serverAllowedByAcl(acl, origin)) throw new MatrixError("M_FORBIDDEN", `Server ${origin} is banned from this room by its server ACL`);
+    await this.deps.reader.requireAclAllows(roomId, origin);
     let event: RoomEvent;
     try {
       event = roomEventFromPdu(input.event, version);
@@ -216,12 +210,13 @@ export class ResidentMembershipService {
       throw new MatrixError("M_FORBIDDEN", "This invite was refused by the server's policy");
     }
     const signed = this.deps.signer.signEvent(input.event, version);
+    // Kept as given; /sync shows it in the stripped form.
     const strippedState = Array.isArray(input.inviteRoomState) ? input.inviteRoomState.filter(isJsonObject) : [];
     if (await this.residentHere(roomId)) {
       const outcome = await this.deps.ingest.receiveFrom(origin, signed);
       if (outcome.outcome === "rejected" || outcome.outcome === "dropped") throw new MatrixError("M_FORBIDDEN", `The invite is not allowed: ${outcome.reason}`);
     } else {
-      await this.deps.recordRemoteInvite({ userId: event.state_key, roomId, roomVersion: version.id, event: signed, strippedState: ResidentMembershipService.stripped(strippedState) });
+      await this.deps.recordRemoteInvite({ userId: event.state_key, roomId, roomVersion: version.id, event: signed, strippedState });
       this.deps.onRemoteInvite?.({ userId: event.state_key, roomId, origin });
     }
     return signed;
@@ -251,8 +246,7 @@ export class ResidentMembershipService {
   private async residentRoom(roomId: string, origin: string): Promise<RoomVersion> {
     if (!(await this.residentHere(roomId))) throw new MatrixError("M_NOT_FOUND", `This server is not in room ${roomId}`);
     const version = await this.deps.engine.versionOf(roomId);
-    const acl = await this.aclOf(roomId);
-    if (acl !== undefined && !serverAllowedByAcl(acl, origin)) throw new MatrixError("M_FORBIDDEN", `Server ${origin} is banned from this room by its server ACL`);
+    await this.deps.reader.requireAclAllows(roomId, origin);
     return version;
   }
 
@@ -261,24 +255,14 @@ export class ResidentMembershipService {
     return (await this.serversInRoom(roomId)).includes(this.deps.serverName);
   }
 
-  private async aclOf(roomId: string): Promise<JsonObject | undefined> {
-    if (!(await this.deps.store.getRoom(roomId))) return undefined;
-    return (await this.deps.engine.currentStateEvent(roomId, "m.room.server_acl", ""))?.content;
-  }
-
   private async membershipOf(roomId: string, userId: string): Promise<string | undefined> {
     const member = await this.deps.engine.currentStateEvent(roomId, "m.room.member", userId);
     return typeof member?.content.membership === "string" ? member.content.membership : undefined;
   }
 
   /** The servers with a joined member, this one included. */
-  async serversInRoom(roomId: string): Promise<string[]> {
-    const servers = new Set<string>();
-    for (const [userId, membership] of await this.deps.store.currentMemberships(roomId)) {
-      const server = membership === "join" ? serverNameOf(userId) : undefined;
-      if (server) servers.add(server);
-    }
-    return [...servers].sort();
+  serversInRoom(roomId: string): Promise<string[]> {
+    return this.deps.reader.joinedServers(roomId);
   }
 
   private checkUserOfOrigin(userId: string, origin: string): void {

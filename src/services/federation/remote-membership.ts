@@ -14,9 +14,9 @@ import { verifyEventSignatures } from "../../protocol/signing/event-signatures";
 import type { RoomEventStore } from "../../storage/stores";
 import { storedEventOf, type RoomEngine } from "../rooms/room-engine";
 import type { Clock, Logger } from "../runtime";
-import { FederationUnreachableError, RemoteMatrixError, type FederationClient } from "./contracts";
+import { RemoteMatrixError, type FederationClient } from "./contracts";
 import type { FederationEventIngest } from "./event-ingest";
-import { ResidentMembershipService, type MembershipKind } from "./membership-handshake";
+import type { MembershipKind } from "./membership-handshake";
 
 export interface OutOfBandRecorder {
   record(input: { userId: string; roomId: string; roomVersion: string; membership: "invite" | "knock" | "leave"; event: JsonObject; strippedState: JsonObject[] }): Promise<void>;
@@ -69,7 +69,7 @@ export class RemoteMembershipService {
     );
     const body = isJsonObject(done.response) ? done.response : {};
     // Servers of spec v1.16+ send full PDUs in knock_room_state; older ones stripped events in
-    // knock_state_events. Either becomes stripped state for the client.
+    // knock_state_events. Either is kept as given; /sync shows it in the stripped form.
     const state = Array.isArray(body.knock_room_state) ? body.knock_room_state : Array.isArray(body.knock_state_events) ? body.knock_state_events : [];
     await this.deps.outOfBand.record({
       userId,
@@ -77,7 +77,7 @@ export class RemoteMembershipService {
       roomVersion: done.version.id,
       membership: "knock",
       event: done.signed,
-      strippedState: ResidentMembershipService.stripped(state.filter(isJsonObject)),
+      strippedState: state.filter(isJsonObject),
     });
   }
 
@@ -162,8 +162,8 @@ export class RemoteMembershipService {
         if (!(error instanceof MatrixError)) throw error;
       }
     }
-    if (lastError instanceof RemoteMatrixError || lastError instanceof FederationUnreachableError) throw lastError;
-    throw lastError instanceof MatrixError ? lastError : new MatrixError("M_UNKNOWN", `Could not ${kind} ${roomId}`, 502);
+    // Every failure above was a MatrixError (others are thrown at once): the last server's answer.
+    throw lastError;
   }
 
   /** The template of make_*, checked to be what we asked for, completed and signed by us. */
@@ -228,21 +228,12 @@ export class RemoteMembershipService {
         authEvents.push(auth);
       }
       const create = await this.deps.ingest.createEvent(roomId, version, imported);
-      const byStateId = (key: string) => state.get(key);
-      const loadState = async (type: string, key: string) => {
-        const id = byStateId(stateKey(type, key));
-        return id === undefined ? undefined : imported.get(id)?.event ?? (await this.deps.engine.parsedEvent(id))?.event;
-      };
-      const signedBy = (server: string) => isJsonObject(joinPdu.signatures) && isJsonObject(joinPdu.signatures[server]);
-      const byAuth = authorizeEvent(join, authStateFromEvents(authEvents, create), version, { isSignedBy: signedBy });
+      // A restricted join counts only with a valid signature of the authorising server.
+      await this.deps.ingest.fetchKeysFor([joinPdu], version);
+      const checks = this.deps.ingest.authChecks(joinPdu, version);
+      const byAuth = authorizeEvent(join, authStateFromEvents(authEvents, create), version, checks);
       if (!byAuth.allowed) throw new MatrixError("M_FORBIDDEN", `The join is not allowed: ${byAuth.reason}`);
-      const stateEvents = new Map<string, RoomEvent>();
-      for (const key of ["m.room.create\u0000", "m.room.power_levels\u0000", "m.room.join_rules\u0000", `m.room.member\u0000${join.sender}`]) {
-        const [type, skey] = key.split("\u0000");
-        const found = await loadState(type, skey);
-        if (found) stateEvents.set(key, found);
-      }
-      const byState = authorizeEvent(join, (type, key) => stateEvents.get(stateKey(type, key)) ?? (type === "m.room.create" ? create : undefined), version, { isSignedBy: signedBy });
+      const byState = authorizeEvent(join, await this.deps.ingest.authState(join, version, state), version, checks);
       if (!byState.allowed) throw new MatrixError("M_FORBIDDEN", `The join is not allowed by the room's state: ${byState.reason}`);
       const delta = new Map<string, string | null>(state);
       delta.set(stateKey("m.room.member", join.sender), join.event_id);

@@ -80,23 +80,35 @@ export class FederationRoomReader {
   // ---------------------------------------------------------------------------------------------
   // Access, shared with other federation endpoints
 
+  /** Whether the room's current m.room.server_acl lets `origin` in (no ACL: everyone). */
+  async aclAllows(roomId: string, origin: string): Promise<boolean> {
+    const acl = await this.engine.currentStateEvent(roomId, "m.room.server_acl", "");
+    return serverAllowedByAcl(acl?.content, origin);
+  }
+
   /**
    * 403 M_FORBIDDEN when the room's current m.room.server_acl denies `origin`. For every endpoint
    * server-server-api "Server Access Control Lists" names (make_join, send_join, invite, ...).
    */
   async requireAclAllows(roomId: string, origin: string): Promise<void> {
-    const acl = await this.engine.currentStateEvent(roomId, "m.room.server_acl", "");
-    if (!serverAllowedByAcl(acl?.content, origin)) {
+    if (!(await this.aclAllows(roomId, origin))) {
       throw new MatrixError("M_FORBIDDEN", `Server ${origin} is denied access to ${roomId} by the room's server ACL`);
     }
   }
 
+  /** The servers with a member joined to the room in its current state (where its events go). */
+  async joinedServers(roomId: string): Promise<string[]> {
+    const servers = new Set<string>();
+    for (const [userId, membership] of await this.store.currentMemberships(roomId)) {
+      const server = membership === "join" ? serverNameOf(userId) : undefined;
+      if (server) servers.add(server);
+    }
+    return [...servers].sort();
+  }
+
   /** Whether some user of `origin` is joined to the room in its current state. */
   async isServerJoined(roomId: string, origin: string): Promise<boolean> {
-    for (const [userId, membership] of await this.store.currentMemberships(roomId)) {
-      if (membership === "join" && serverNameOf(userId) === origin) return true;
-    }
-    return false;
+    return (await this.joinedServers(roomId)).includes(origin);
   }
 
   // ---------------------------------------------------------------------------------------------

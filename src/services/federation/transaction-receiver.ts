@@ -5,11 +5,9 @@
 import { MatrixError } from "../../protocol/errors";
 import { serverNameOf } from "../../protocol/identifiers";
 import { isJsonObject, type JsonObject } from "../../protocol/json";
-import { serverAllowedByAcl } from "../../protocol/server-acl";
 import { roomVersion } from "../../protocol/room-versions";
 import { verifyEventSignatures } from "../../protocol/signing/event-signatures";
 import { computeEventId } from "../../protocol/signing/event-id";
-import type { RoomEngine } from "../rooms/room-engine";
 import type { ReceiptService, TypingService } from "../rooms/ephemeral";
 import type { Logger } from "../runtime";
 import type { FederationEventIngest } from "./event-ingest";
@@ -22,13 +20,14 @@ const REMEMBERED_TRANSACTIONS = 2000;
 export interface TransactionReceiverDeps {
   serverName: string;
   ingest: FederationEventIngest;
+  /** Whether the room's server ACL lets the origin in (FederationRoomReader.aclAllows). */
+  aclAllows(roomId: string, origin: string): Promise<boolean>;
   /** The version of a room we hold; undefined for others (their PDUs are dropped, but for answers to our invites and knocks). */
   roomVersionOf(roomId: string): Promise<string | undefined>;
   outOfBand: {
     current(userId: string, roomId: string): Promise<{ membership: string; roomVersion: string } | undefined>;
     record(input: { userId: string; roomId: string; roomVersion: string; membership: "leave"; event: JsonObject; strippedState: JsonObject[] }): Promise<void>;
   };
-  engine: RoomEngine;
   typing: TypingService;
   receipts: ReceiptService;
   logger: Logger;
@@ -139,12 +138,7 @@ export class TransactionReceiver {
   }
 
   private async aclDenies(roomId: string, origin: string): Promise<boolean> {
-    try {
-      const acl = await this.deps.engine.currentStateEvent(roomId, "m.room.server_acl", "");
-      return acl !== undefined && !serverAllowedByAcl(acl.content, origin);
-    } catch {
-      return false;
-    }
+    return !(await this.deps.aclAllows(roomId, origin));
   }
 
   /** Typing and read receipts of the origin's users reach our clients; other EDUs are accepted and left. */

@@ -2,7 +2,7 @@
 // without its federation fields, with `unsigned` computed for the viewer — age, the sender device's
 // transaction_id, prev_content/replaces_state for state events, and redacted_because for events a
 // redaction has pruned.
-import type { JsonObject } from "../../protocol/json";
+import { isJsonObject, type JsonObject } from "../../protocol/json";
 import { redactEvent } from "../../protocol/signing/redaction";
 import type { RoomVersion } from "../../protocol/room-versions";
 import type { RoomClientStore, RoomEventStore, StoredEvent } from "../../storage/stores";
@@ -59,6 +59,23 @@ export function clientEventFromPdu(pdu: JsonObject, stored: StoredEvent, version
   if (extras.knockRoomState) unsigned.knock_room_state = extras.knockRoomState;
   event.unsigned = unsigned;
   return event;
+}
+
+/**
+ * An event in the stripped state form (client-server-api "Stripped state": only sender, type,
+ * state_key and content); undefined for what is not a state event of that shape.
+ */
+/** A state event in the form invites and knocks show (client-server-api "Stripped state"). */
+export interface StrippedState {
+  type: string;
+  state_key: string;
+  sender: string;
+  content: JsonObject;
+}
+
+export function strippedStateEvent(event: { type?: unknown; state_key?: unknown; sender?: unknown; content?: unknown } | undefined): StrippedState | undefined {
+  if (!event || typeof event.type !== "string" || typeof event.state_key !== "string" || typeof event.sender !== "string" || !isJsonObject(event.content)) return undefined;
+  return { type: event.type, state_key: event.state_key, sender: event.sender, content: event.content };
 }
 
 /** The state types of stripped state for invites and knocks (client-server-api "Stripped state"). */

@@ -322,7 +322,8 @@ export class MembershipService {
     if (!isValidUserId(target)) throw new MatrixError("M_INVALID_PARAM", `Invalid user ID: ${target}`);
   }
 
-  private async profile(userId: string): Promise<MemberProfile> {
+  /** The displayname and avatar_url a member event of this user carries. */
+  async profile(userId: string): Promise<MemberProfile> {
     const p = (await this.profileOf(userId)) ?? {};
     const out: MemberProfile = {};
     if (typeof p.displayname === "string") out.displayname = p.displayname;

@@ -36,6 +36,27 @@ function delta(from: ReadonlyMap<string, string>, to: ReadonlyMap<string, string
   return changes;
 }
 
+/**
+ * Receipt checks 2 and 3 (server-server-api "Checks performed on receipt of a PDU"): the event
+ * passes the signature checks, else it is dropped; it passes the hash check, else it is redacted
+ * before anything else reads it (its `unsigned` kept). For every event taken from another server,
+ * whether it joins the timeline or is kept as an outlier.
+ */
+export function checkSignaturesAndHash(
+  received: JsonObject,
+  event: RoomEvent,
+  version: RoomVersion,
+  lookupKey: VerifyKeyLookup,
+): { ok: true; pdu: JsonObject; event: RoomEvent; redacted: boolean } | { ok: false; reason: string } {
+  const signatures = verifyEventSignatures(received, version, lookupKey);
+  if (!signatures.valid) return { ok: false, reason: `signature check failed: ${signatures.reason}` };
+  const hash = checkContentHash(received, version);
+  if (hash.valid) return { ok: true, pdu: received, event, redacted: false };
+  if (hash.problem === "not-canonical-json") return { ok: false, reason: `not canonical JSON: ${hash.reason}` };
+  const pdu = { ...redactEvent(received, version), ...(isJsonObject(received.unsigned) ? { unsigned: received.unsigned } : {}) };
+  return { ok: true, pdu, event: roomEventFromPdu(pdu, version, event.event_id), redacted: true };
+}
+
 export class PduReceiver {
   constructor(
     private readonly store: RoomEventStore,
@@ -83,21 +104,12 @@ export class PduReceiver {
     }
     if (!isJsonObject(received.hashes) || typeof received.hashes.sha256 !== "string") return { outcome: "dropped", eventId: event.event_id, reason: "PDU has no hashes.sha256" };
 
-    // 2. Passes signature checks: otherwise dropped.
-    const signatures = verifyEventSignatures(received, version, lookupKey);
-    if (!signatures.valid) return { outcome: "dropped", eventId: event.event_id, reason: `signature check failed: ${signatures.reason}` };
-
-    // 3. Passes hash checks: otherwise redacted before processing further.
-    let pdu = received;
-    let redacted = false;
-    const hash = checkContentHash(received, version);
-    if (!hash.valid) {
-      if (hash.problem === "not-canonical-json") return { outcome: "dropped", eventId: event.event_id, reason: `not canonical JSON: ${hash.reason}` };
-      pdu = { ...redactEvent(received, version), ...(isJsonObject(received.unsigned) ? { unsigned: received.unsigned } : {}) };
-      event = roomEventFromPdu(pdu, version, event.event_id);
-      redacted = true;
-    }
-    const checks = this.authChecks(pdu, version, lookupKey);
+    // 2. and 3.
+    const verified = checkSignaturesAndHash(received, event, version, lookupKey);
+    if (!verified.ok) return { outcome: "dropped", eventId: event.event_id, reason: verified.reason };
+    const { pdu, redacted } = verified;
+    event = verified.event;
+    const checks = signatureAuthChecks(pdu, version, lookupKey);
 
     // 4. Passes authorization rules based on the event's auth events: otherwise rejected.
     const authEvents: RoomEvent[] = [];
@@ -212,7 +224,7 @@ export class PduReceiver {
    * they may look at — the create event and the pieces the auth events selection names — are loaded
    * first; the rules read nothing else.
    */
-  private async authState(event: RoomEvent, version: RoomVersion, state: ReadonlyMap<string, string>): Promise<AuthStateLookup> {
+  async authState(event: RoomEvent, version: RoomVersion, state: ReadonlyMap<string, string>): Promise<AuthStateLookup> {
     const loaded = new Map<string, RoomEvent>();
     const keys = [["m.room.create", ""] as const, ...authEventsForEvent(event, version)];
     for (const [type, key] of keys) {
@@ -222,18 +234,21 @@ export class PduReceiver {
     }
     return (type, key) => loaded.get(stateKey(type, key));
   }
+}
 
-  /** The signature facts the rules need: a restricted join's authorising server must have signed (v8+). */
-  private authChecks(pdu: JsonObject, version: RoomVersion, lookupKey: VerifyKeyLookup): AuthChecks {
-    return {
-      isSignedBy: (serverName) => {
-        const fromServer = isJsonObject(pdu.signatures) ? pdu.signatures[serverName] : undefined;
-        if (!isJsonObject(fromServer)) return false;
-        return Object.keys(fromServer).some((keyId) => {
-          const key = lookupKey(serverName, keyId);
-          return key !== undefined && verifyEventSignature(pdu, version, serverName, keyId, key).valid;
-        });
-      },
-    };
-  }
+/**
+ * The signature facts the auth rules need: a restricted join's authorising server must have
+ * signed it (v8+), checked against that server's key, not just by the signature's presence.
+ */
+export function signatureAuthChecks(pdu: JsonObject, version: RoomVersion, lookupKey: VerifyKeyLookup): AuthChecks {
+  return {
+    isSignedBy: (serverName) => {
+      const fromServer = isJsonObject(pdu.signatures) ? pdu.signatures[serverName] : undefined;
+      if (!isJsonObject(fromServer)) return false;
+      return Object.keys(fromServer).some((keyId) => {
+        const key = lookupKey(serverName, keyId);
+        return key !== undefined && verifyEventSignature(pdu, version, serverName, keyId, key).valid;
+      });
+    },
+  };
 }

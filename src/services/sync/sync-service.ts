@@ -42,7 +42,7 @@ const ROOM_LIST_READS = 3;
 /** The most events one timeline scan reads before calling the timeline limited (restrictive filters on long histories). */
 const MAX_SCANNED_EVENTS = 5000;
 
-import { STRIPPED_STATE_TYPES } from "../rooms/client-events";
+import { STRIPPED_STATE_TYPES, strippedStateEvent, type StrippedState } from "../rooms/client-events";
 export { STRIPPED_STATE_TYPES };
 
 export interface SyncRequest {
@@ -58,12 +58,6 @@ export interface SyncRequest {
 }
 
 type SyncEvent = Omit<ClientEvent, "room_id">;
-interface StrippedState {
-  type: string;
-  state_key: string;
-  sender: string;
-  content: JsonObject;
-}
 
 export interface JoinedRoomSync {
   summary?: { "m.heroes": string[]; "m.joined_member_count": number; "m.invited_member_count": number };
@@ -621,15 +615,6 @@ function stateChanges(start: Map<string, string>, end: Map<string, string>, prev
   for (const [key, id] of start) if (previous.get(key) !== id && !inTimeline.has(id)) out.add(id);
   if (end !== start) for (const [key, id] of end) if (!start.has(key) && previous.get(key) !== id && !inTimeline.has(id)) out.add(id);
   return [...out];
-}
-
-/**
- * An event in the stripped state form (client-server-api "Stripped state": only sender, type,
- * state_key and content); undefined for what is not a state event of that shape.
- */
-function strippedStateEvent(event: { type?: unknown; state_key?: unknown; sender?: unknown; content?: unknown } | undefined): StrippedState | undefined {
-  if (!event || typeof event.type !== "string" || typeof event.state_key !== "string" || typeof event.sender !== "string" || !isJsonObject(event.content)) return undefined;
-  return { type: event.type, state_key: event.state_key, sender: event.sender, content: event.content };
 }
 
 /**
