@@ -145,24 +145,43 @@ export class PduReceiver {
       if (!known) return { outcome: "dropped", eventId: event.event_id, reason: `prev event ${id} is not known` };
       gapStates.push(known);
     }
-    const stateBefore = await this.stateBefore(version, prevs, gapStates);
+    // With one prev event held (the usual case), the state before is that event's snapshot: the rules
+    // read a few of its entries, and no map of the whole state is built (a 5,000-member room would
+    // cost 5,000 entries per event). Several prev events, or a gap, need the full states resolved.
+    const single = prevs.length === 1 && gapStates.length === 0 ? prevs[0] : undefined;
+    const stateBefore = single ? undefined : await this.stateBefore(version, prevs, gapStates);
+    const authKeys = authStateKeys(event, version);
     if (rejection === undefined) {
-      const byState = authorizeEvent(event, await this.authState(event, version, stateBefore), version, checks);
+      const before = single ? await this.snapshotEntries(single.stateSnapshot!, authKeys) : stateBefore!;
+      const byState = authorizeEvent(event, await this.authState(event, version, before), version, checks);
       if (!byState.allowed) rejection = byState.reason;
     }
 
     // 6. Passes authorization rules based on the current state of the room: otherwise soft failed.
     let softFailed = false;
     if (rejection === undefined && event.type !== "m.room.create") {
-      const current = await this.store.currentState(event.room_id!);
+      const current = await this.store.currentStateEvents(event.room_id!, authKeys);
       softFailed = !authorizeEvent(event, await this.authState(event, version, current), version, checks).allowed;
     }
 
     if (event.type === "m.room.create" && rejection !== undefined) return { outcome: "dropped", eventId: event.event_id, reason: `invalid m.room.create: ${rejection}` };
-    const stateAfter = new Map(stateBefore);
-    if (rejection === undefined && event.state_key !== undefined) stateAfter.set(stateKey(event.type, event.state_key), event.event_id);
+    const ownEntry = rejection === undefined && event.state_key !== undefined ? stateKey(event.type, event.state_key) : undefined;
     const parent = prevs.length > 0 ? prevs[0].stateSnapshot : undefined;
-    const parentState = parent === undefined ? new Map<string, string>() : await this.store.stateAt(parent);
+    let stateDelta: StateDelta;
+    let stateAfter: () => Promise<Map<string, string>>;
+    if (single) {
+      stateDelta = new Map(ownEntry === undefined ? [] : [[ownEntry, event.event_id]]);
+      stateAfter = async () => {
+        const state = await this.store.stateAt(parent!);
+        if (ownEntry !== undefined) state.set(ownEntry, event.event_id);
+        return state;
+      };
+    } else {
+      const after = new Map(stateBefore!);
+      if (ownEntry !== undefined) after.set(ownEntry, event.event_id);
+      stateDelta = delta(parent === undefined ? new Map<string, string>() : await this.store.stateAt(parent), after);
+      stateAfter = async () => after;
+    }
     const roomId = event.room_id ?? `!${event.event_id.slice(1)}`;
     const accepted = rejection === undefined && !softFailed;
     const currentState = accepted ? await this.currentStateAfter(version, roomId, event, stateAfter) : false;
@@ -172,7 +191,7 @@ export class PduReceiver {
       : undefined;
     const stored = await this.store.persistEvent({
       event: storedEventOf(event, roomId, pdu, { rejectedReason: rejection, softFailed }),
-      stateAfter: { parent, delta: delta(parentState, stateAfter) },
+      stateAfter: { parent, delta: stateDelta },
       updateForwardExtremities: accepted,
       updateCurrentState: currentState,
       createRoom,
@@ -200,15 +219,25 @@ export class PduReceiver {
    * The room's current state once this event is a forward extremity: the state after it when it
    * replaces every extremity, else the resolution of the states at all of them.
    */
-  private async currentStateAfter(version: RoomVersion, roomId: string, event: RoomEvent, stateAfter: Map<string, string>) {
+  private async currentStateAfter(version: RoomVersion, roomId: string, event: RoomEvent, stateAfter: () => Promise<Map<string, string>>) {
     const remaining = (await this.store.forwardExtremities(roomId)).filter((id) => !event.prev_events.includes(id));
     if (remaining.length === 0) return true;
-    const states = [stateAfter];
+    const states = [await stateAfter()];
     for (const id of remaining) states.push(await this.store.stateAt((await this.store.getEvent(id))!.stateSnapshot!));
     const resolved = await this.resolve(version, states);
     const parent = await this.store.currentStateSnapshot(roomId);
     const parentState = parent === undefined ? new Map<string, string>() : await this.store.stateAt(parent);
     return { parent, delta: delta(parentState, resolved) };
+  }
+
+  /** The entries of a snapshot under these keys (key -> event id), read one by one. */
+  private async snapshotEntries(snapshot: number, keys: readonly (readonly [string, string])[]): Promise<Map<string, string>> {
+    const entries = new Map<string, string>();
+    for (const [type, key] of keys) {
+      const id = await this.store.stateEntryAt(snapshot, type, key);
+      if (id !== undefined) entries.set(stateKey(type, key), id);
+    }
+    return entries;
   }
 
   private resolve(version: RoomVersion, states: StateMap[]): Promise<StateMap> {
@@ -226,14 +255,18 @@ export class PduReceiver {
    */
   async authState(event: RoomEvent, version: RoomVersion, state: ReadonlyMap<string, string>): Promise<AuthStateLookup> {
     const loaded = new Map<string, RoomEvent>();
-    const keys = [["m.room.create", ""] as const, ...authEventsForEvent(event, version)];
-    for (const [type, key] of keys) {
+    for (const [type, key] of authStateKeys(event, version)) {
       const id = state.get(stateKey(type, key));
       const found = id === undefined ? undefined : (await this.engine.parsedEvent(id))?.event;
       if (found) loaded.set(stateKey(type, key), found);
     }
     return (type, key) => loaded.get(stateKey(type, key));
   }
+}
+
+/** The state entries the auth rules may read for an event: the create event and the auth events selection's. */
+function authStateKeys(event: RoomEvent, version: RoomVersion): (readonly [string, string])[] {
+  return [["m.room.create", ""], ...authEventsForEvent(event, version)];
 }
 
 /**
