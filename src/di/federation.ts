@@ -63,6 +63,7 @@ export function registerFederationServices(container: DependencyContainer, { con
     // the server of the user it is about (an invited, kicked or banned user's server learns of it).
     get(Tokens.RoomEngine).onEvent(async (roomId, stored, pdu) => {
       if (!config.federation.enabled || serverNameOf(stored.sender) !== serverName) return;
+      if (get(Tokens.RemoteMembership).takeDeliveredByResident(stored.eventId)) return;
       const destinations = new Set(await get(Tokens.FederationRoomReader).joinedServers(roomId));
       if (stored.type === "m.room.member" && stored.stateKey !== undefined) {
         const target = serverNameOf(stored.stateKey);

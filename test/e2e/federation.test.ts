@@ -106,7 +106,7 @@ describe("federation between two Portier servers", () => {
     await eventually(async () => !(await typingOnB())?.includes(gina.userId), 10_000, "gina stopped typing on B");
   }, 30_000);
 
-  test("three servers: a join through the resident server reaches the third server, and so do its messages", async () => {
+  test("three servers: a join through the resident server reaches the third server by the resident's relay, and so do its messages", async () => {
     const c = await federatedServer({ registration: { enabled: true } });
     try {
       const ivy = await TestClient.register(a.server, "ivy");
@@ -115,8 +115,11 @@ describe("federation between two Portier servers", () => {
       const roomId = await ivy.createRoom({ preset: "public_chat" });
       await jack.ok("POST", `/join/${enc(roomId)}?via=${enc(a.serverName)}`, {});
       await kate.ok("POST", `/join/${enc(roomId)}?via=${enc(a.serverName)}`, {});
-      // C's join reaches B from A, which relays it, and from C itself once it holds the room's state.
+      // C's join reaches B through A, which relays it; C sends it nowhere itself.
       await eventually(async () => (await memberships(jack, roomId))[kate.userId] === "join", 10_000, "kate's join on B, relayed by A");
+      const cSender = resolve(c.server.container, Tokens.FederationSender);
+      await cSender.idle();
+      expect(cSender.counters.pdusQueued).toBe(0);
       await kate.send(roomId, { msgtype: "m.text", body: "from the third server" });
       await eventually(async () => (await timelineBodies(jack, roomId)).includes("from the third server"), 10_000, "kate's message on B");
     } finally {

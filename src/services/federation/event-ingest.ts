@@ -233,19 +233,22 @@ export class FederationEventIngest {
       if (parsed) result.set(id, { eventId: id, event: parsed.event, pdu: parsed.pdu, rejected: stored.rejectedReason !== undefined });
       pending.delete(id);
     }
-    // Auth order: repeatedly store the events whose auth events are all stored.
-    let progress = true;
-    while (pending.size > 0 && progress) {
-      progress = false;
-      for (const [id, { event, pdu }] of pending) {
-        const authKnown = await this.authEventsOf(event, result);
-        if (authKnown === "waiting" && event.auth_events.some((a) => pending.has(a))) continue;
-        pending.delete(id);
-        progress = true;
-        const stored = await this.storeOutlier(roomId, version, event, pdu, authKnown === "waiting" ? undefined : authKnown, result);
-        if (stored) result.set(id, stored);
+    // Auth order: repeatedly store the events whose auth events are all stored. One transaction for
+    // them all: a join's 10,000 state events are one commit (one fsync), not 10,000.
+    await this.deps.store.atomically(async () => {
+      let progress = true;
+      while (pending.size > 0 && progress) {
+        progress = false;
+        for (const [id, { event, pdu }] of pending) {
+          const authKnown = await this.authEventsOf(event, result);
+          if (authKnown === "waiting" && event.auth_events.some((a) => pending.has(a))) continue;
+          pending.delete(id);
+          progress = true;
+          const stored = await this.storeOutlier(roomId, version, event, pdu, authKnown === "waiting" ? undefined : authKnown, result);
+          if (stored) result.set(id, stored);
+        }
       }
-    }
+    });
     if (pending.size > 0) this.deps.logger.log("warn", "some events were left out: their auth events form a cycle or are missing", { room_id: roomId, count: pending.size });
     return result;
   }

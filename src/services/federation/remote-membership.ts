@@ -45,7 +45,15 @@ interface Handshake {
 }
 
 export class RemoteMembershipService {
+  /** Our joins stored from a send_join: the resident server sends them on to the room, not us. */
+  private readonly deliveredByResident = new Set<string>();
+
   constructor(private readonly deps: RemoteMembershipDeps) {}
+
+  /** Whether an event of ours reached the room through a resident server (asked once, by the outbound fan-out). */
+  takeDeliveredByResident(eventId: string): boolean {
+    return this.deliveredByResident.delete(eventId);
+  }
 
   /** Joins `userId` to a room on another server through the first of `servers` that lets them. */
   async join(roomId: string, userId: string, servers: readonly string[], content: JsonObject): Promise<void> {
@@ -243,6 +251,8 @@ export class RemoteMembershipService {
         updateForwardExtremities: true,
         updateCurrentState: true,
       });
+      // "The resident server must also send the event to other servers in the room": not us again.
+      this.deliveredByResident.add(join.event_id);
       await this.deps.engine.notify(roomId, stored, joinPdu);
     });
   }
