@@ -1,9 +1,11 @@
 // Knocking across two Portier servers over TLS: the room lives on A, the knockers on B. Knock with
 // and without a reason, via `via`, `server_name` and an alias; seen by A's members; accepted by
-// invite, then joined; rejected (A tells B, knocks.notify_remote_rejection); rescinded; banned;
-// the knock policy's deny, shadow and accept; and the make_knock/send_knock checks of the spec.
+// invite, then joined; rejected (A tells B, knocks.notify_remote_rejection); rescinded; banned
+// (before and while knocking); A's admin knock tools; the per-origin rate limit; the knock
+// policy's deny, shadow and accept; and the make_knock/send_knock checks of the spec.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { TestClient, enc } from "../helpers/rooms";
+import { request } from "../helpers/server";
 import { eventually, federatedServer, type FederatedServer } from "../helpers/federation";
 import { resolve, Tokens } from "../../src/di/tokens";
 import { RemoteMatrixError } from "../../src/services/federation/contracts";
@@ -106,6 +108,61 @@ describe("knocking across servers", () => {
     const knocker = await TestClient.register(b.server, "knocker6");
     await admin.ok("POST", `/rooms/${enc(roomId)}/ban`, { user_id: knocker.userId });
     await knocker.fails("POST", `/knock/${enc(roomId)}?via=${enc(a.serverName)}`, {}, 403, "M_FORBIDDEN");
+  }, 30_000);
+
+  test("a pending knocker banned on A: B's /sync moves the room to leave with the ban, and a new knock is refused", async () => {
+    const roomId = await knockRoom();
+    const knocker = await TestClient.register(b.server, "knocker7");
+    await knocker.ok("POST", `/knock/${enc(roomId)}?via=${enc(a.serverName)}`, {});
+    await admin.ok("POST", `/rooms/${enc(roomId)}/ban`, { user_id: knocker.userId, reason: "spam" });
+    const left = await eventually(async () => (await syncOf(knocker)).rooms?.leave?.[roomId], 10_000, "the ban on B");
+    expect(left.timeline.events.at(-1)).toMatchObject({ type: "m.room.member", state_key: knocker.userId, content: { membership: "ban", reason: "spam" } });
+    expect((await syncOf(knocker)).rooms.knock?.[roomId]).toBeUndefined();
+    await knocker.fails("POST", `/knock/${enc(roomId)}?via=${enc(a.serverName)}`, {}, 403, "M_FORBIDDEN");
+  }, 30_000);
+
+  test("A's admin knock tools see a remote knocker, and accept and deny reach B", async () => {
+    const roomId = await knockRoom();
+    const accepted = await TestClient.register(b.server, "tools1");
+    const denied = await TestClient.register(b.server, "tools2");
+    for (const knocker of [accepted, denied]) await knocker.ok("POST", `/knock/${enc(roomId)}?via=${enc(a.serverName)}`, { reason: "tools" });
+    const admin1 = `/_portier/admin/v1/rooms/${enc(roomId)}/knocks`;
+    const adminCall = (method: string, path: string, body?: unknown) => request(a.server, method, path, body, { Authorization: `Bearer ${admin.token}` });
+    const listed = await adminCall("GET", admin1);
+    expect(listed.status).toBe(200);
+    expect((listed.body.knocks as { user_id: string; reason?: string }[]).map((k) => [k.user_id, k.reason]).sort()).toEqual([
+      [accepted.userId, "tools"],
+      [denied.userId, "tools"],
+    ]);
+    const accept = await adminCall("POST", `${admin1}/accept`, { user_ids: [accepted.userId] });
+    expect(accept.body.results).toEqual([{ user_id: accepted.userId, ok: true, membership: "invite" }]);
+    const deny = await adminCall("POST", `${admin1}/deny`, { user_ids: [denied.userId], reason: "no" });
+    expect(deny.body.results).toEqual([{ user_id: denied.userId, ok: true, membership: "leave" }]);
+    await eventually(async () => (await syncOf(accepted)).rooms?.invite?.[roomId], 10_000, "the accepting invite on B");
+    await eventually(async () => (await syncOf(denied)).rooms?.leave?.[roomId], 10_000, "the denial on B");
+    expect((await adminCall("GET", admin1)).body.knocks).toEqual([]);
+  }, 30_000);
+
+  test("the per-origin knock limit: past its burst one server's knocks get 429 with retry_after_ms, another server's still land", async () => {
+    const c = await federatedServer({
+      registration: { enabled: true },
+      plugins: [{ name: "rate-limit", config: { "knock.origin": { per_second: 0.001, burst: 2 }, registration: false, room_creation: false } }],
+    });
+    try {
+      const owner = await TestClient.register(c.server, "owner");
+      const roomId = await owner.createRoom({ room_version: "10", preset: "private_chat", initial_state: [{ type: "m.room.join_rules", state_key: "", content: { join_rule: "knock" } }] });
+      const knockers = await Promise.all([1, 2, 3].map((i) => TestClient.register(b.server, `flood${i}`)));
+      for (const knocker of knockers.slice(0, 2)) await knocker.ok("POST", `/knock/${enc(roomId)}?via=${enc(c.serverName)}`, {});
+      const refused = await knockers[2]!.fails("POST", `/knock/${enc(roomId)}?via=${enc(c.serverName)}`, {}, 429, "M_LIMIT_EXCEEDED");
+      expect(refused.retry_after_ms).toBeGreaterThan(0);
+      // Nothing of the refused knock is stored on C.
+      expect((await owner.call("GET", `/rooms/${enc(roomId)}/state/m.room.member/${enc(knockers[2]!.userId)}`)).status).toBe(404);
+      const fromA = await TestClient.register(a.server, "other-origin");
+      await fromA.ok("POST", `/knock/${enc(roomId)}?via=${enc(c.serverName)}`, {});
+      expect((await owner.ok("GET", `/rooms/${enc(roomId)}/state/m.room.member/${enc(fromA.userId)}`)).membership).toBe("knock");
+    } finally {
+      await c.server.stop();
+    }
   }, 30_000);
 
   test("A's knock policy: deny passes its 403 through, shadow stores nothing, accept invites at once", async () => {

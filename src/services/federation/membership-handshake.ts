@@ -82,7 +82,7 @@ export class ResidentMembershipService {
         if (via) content.join_authorised_via_users_server = via;
       }
     } else if (kind === "knock") {
-      await this.checkKnock(roomId, userId, origin, version, current, undefined);
+      await this.checkKnock(roomId, userId, origin, version, current, undefined, { consumeRateLimit: false });
     } else if (current !== "join" && current !== "invite" && current !== "knock") {
       throw new MatrixError("M_FORBIDDEN", "You are not in this room, and not invited or knocking");
     }
@@ -222,8 +222,12 @@ export class ResidentMembershipService {
     return signed;
   }
 
-  /** The knock checks of make_knock and send_knock: the room's rules, then the knock policies and the per-origin rate limit. */
-  private async checkKnock(roomId: string, userId: string, origin: string, version: RoomVersion, current: string | undefined, reason: string | undefined): Promise<Decision> {
+  /**
+   * The knock checks of make_knock and send_knock: the room's rules, then the knock policies and the
+   * per-origin rate limit. make_knock only looks at the limit (a token taken and given back), so one
+   * knock costs its origin one token, taken at send_knock before anything is stored.
+   */
+  private async checkKnock(roomId: string, userId: string, origin: string, version: RoomVersion, current: string | undefined, reason: string | undefined, options: { consumeRateLimit: boolean } = { consumeRateLimit: true }): Promise<Decision> {
     if (!version.knocking) throw new MatrixError("M_FORBIDDEN", `Room version ${version.id} does not support knocking`);
     if (current === "ban") throw new MatrixError("M_FORBIDDEN", "You are banned from this room");
     if (current === "join") throw new MatrixError("M_FORBIDDEN", "You are already in this room");
@@ -234,8 +238,10 @@ export class ResidentMembershipService {
     if (!knockable) throw new MatrixError("M_FORBIDDEN", `You cannot knock on this room: its join rule is ${rule}`);
     const policies = this.deps.policies;
     if (!policies) return { kind: "allow" };
-    const limit = policies.takeRateLimit({ bucket: "knock.origin", key: origin });
+    const bucket = { bucket: "knock.origin", key: origin };
+    const limit = policies.takeRateLimit(bucket);
     if (!limit.allowed) throw new MatrixError("M_LIMIT_EXCEEDED", "Too many knocks from your server", 429, { retry_after_ms: limit.retryAfterMs });
+    if (!options.consumeRateLimit) policies.refundRateLimit(bucket);
     const decision = await policies.decideKnock({ roomId, userId, originServer: origin, reason, local: false });
     if (decision.kind === "deny") throw policyDenial(decision.errcode, decision.message);
     if (decision.kind !== "shadow" && policies.hasSpamPolicies && (await spamVerdict(policies, (p) => p.userMayKnock?.(userId, roomId))) === "shadow") return { kind: "shadow" };

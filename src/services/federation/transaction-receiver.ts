@@ -26,7 +26,7 @@ export interface TransactionReceiverDeps {
   roomVersionOf(roomId: string): Promise<string | undefined>;
   outOfBand: {
     current(userId: string, roomId: string): Promise<{ membership: string; roomVersion: string } | undefined>;
-    record(input: { userId: string; roomId: string; roomVersion: string; membership: "leave"; event: JsonObject; strippedState: JsonObject[] }): Promise<void>;
+    record(input: { userId: string; roomId: string; roomVersion: string; membership: "leave" | "ban"; event: JsonObject; strippedState: JsonObject[] }): Promise<void>;
   };
   typing: TypingService;
   receipts: ReceiptService;
@@ -105,7 +105,7 @@ export class TransactionReceiver {
 
   /**
    * A room we do not hold can still answer one of our users' pending invite or knock: a leave
-   * (invite withdrawn, knock rejected) for them, signed by the sender's server, ends it, so
+   * (invite withdrawn, knock rejected) or a ban for them, signed by the sender's server, ends it, so
    * the user sees the answer in /sync. Servers send these when asked to
    * (knocks.notify_remote_rejection on Portier); nothing else of such a room is kept.
    */
@@ -113,7 +113,7 @@ export class TransactionReceiver {
     const target = typeof pdu.state_key === "string" ? pdu.state_key : undefined;
     const membership = isJsonObject(pdu.content) ? pdu.content.membership : undefined;
     if (pdu.type !== "m.room.member" || !target || serverNameOf(target) !== this.deps.serverName) return undefined;
-    if (membership !== "leave") return undefined;
+    if (membership !== "leave" && membership !== "ban") return undefined;
     const pending = await this.deps.outOfBand.current(target, roomId);
     if (!pending || (pending.membership !== "invite" && pending.membership !== "knock")) return undefined;
     const version = roomVersion(pending.roomVersion);
@@ -121,7 +121,7 @@ export class TransactionReceiver {
     await this.deps.ingest.fetchKeysFor([pdu], version);
     const signatures = verifyEventSignatures(pdu, version, this.deps.ingest.keyLookup(pdu, version));
     if (!signatures.valid) return undefined;
-    await this.deps.outOfBand.record({ userId: target, roomId, roomVersion: version.id, membership: "leave", event: pdu, strippedState: [] });
+    await this.deps.outOfBand.record({ userId: target, roomId, roomVersion: version.id, membership, event: pdu, strippedState: [] });
     return this.eventIdOf(pdu, version.id);
   }
 

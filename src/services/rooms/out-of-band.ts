@@ -22,7 +22,7 @@ export interface RecordOutOfBandMembership {
   userId: string;
   roomId: string;
   roomVersion: string;
-  membership: "invite" | "knock" | "leave";
+  membership: OutOfBandMembershipKind;
   /** The signed member event (PDU) whose state_key is the user. */
   event: JsonObject;
   /** The stripped state that came with it (for a leave: usually none). */
