@@ -134,7 +134,11 @@ async function main(): Promise<number> {
     bind: `127.0.0.1:${await freePort()}`,
     data_dir: join(dir, "data"),
     registration: { enabled: true },
-    plugins: [],
+    // Policies for the plugin scenarios; they match only the users and words those scenarios use.
+    plugins: [
+      { name: "knock-policy", config: { deny: { users: ["@refused*:*"] } } },
+      { name: "spam-policy", config: { messages: { keywords: ["crypto giveaway"] } } },
+    ],
     log_level: process.env.PORTIER_INTEROP_LOG ?? "warn",
     federation: {
       bind: serverName,
@@ -309,6 +313,28 @@ async function main(): Promise<number> {
       const leave = await s.call("POST", `/rooms/${enc(roomId)}/leave`, {});
       await Bun.sleep(1000);
       return `Synapse answers its user's /leave with ${leave.status} ${JSON.stringify(leave.body)}; Portier's view: ${await p.membership(roomId, s.userId)}`;
+    });
+
+    await scenario("Portier's knock policy refuses a Synapse user's knock; Synapse passes the refusal to its user", async () => {
+      const refused = await Client.register(SYNAPSE_CLIENT, `refused${run}`);
+      const roomId = (await p.ok("POST", "/createRoom", { room_version: "10", preset: "private_chat", initial_state: [{ type: "m.room.join_rules", state_key: "", content: { join_rule: "knock" } }] })).room_id;
+      const answer = await refused.call("POST", `/knock/${enc(roomId)}?server_name=${enc(serverName)}`, { reason: "let me in" });
+      if (answer.status === 200) throw new Error("the denied knock was accepted");
+      if ((await p.membership(roomId, refused.userId)) !== undefined) throw new Error("the denied knock was stored");
+      return `Synapse answers its user ${answer.status} ${JSON.stringify(answer.body)}`;
+    });
+
+    await scenario("a Synapse user's spam in a Portier room is soft-failed by Portier's spam policy; the next message shows", async () => {
+      const roomId = (await p.ok("POST", "/createRoom", { preset: "public_chat", room_alias_name: `spam${run}` })).room_id;
+      await s.ok("POST", `/join/${enc(`#spam${run}:${serverName}`)}`, {});
+      await eventually("Portier sees the join", async () => (await p.membership(roomId, s.userId)) === "join");
+      await s.send(roomId, "a crypto giveaway for all");
+      await s.send(roomId, "after the spam");
+      await eventually("the second message on Portier", async () => (await p.bodies(roomId)).includes("after the spam"));
+      if ((await p.bodies(roomId)).some((b) => b.includes("crypto giveaway"))) throw new Error("the spam shows on Portier");
+      await s.send(roomId, "and one more");
+      await eventually("a later message on Portier", async () => (await p.bodies(roomId)).includes("and one more"));
+      return "Synapse's later events (built on the spam) still arrive";
     });
   } finally {
     await portier.stop();

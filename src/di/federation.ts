@@ -102,6 +102,7 @@ export function registerFederationServices(container: DependencyContainer, { con
     keyRing: get(Tokens.KeyRing),
     client: get(Tokens.FederationClient),
     logger,
+    policies: get(Tokens.Policies),
   }));
   registerFactory(container, Tokens.ResidentMembership, () => new ResidentMembershipService({
     serverName,

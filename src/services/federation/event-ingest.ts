@@ -14,6 +14,8 @@ import { checkSignaturesAndHash, signatureAuthChecks, type PduReceiver, type Rec
 import { storedEventOf, type RoomEngine } from "../rooms/room-engine";
 import type { Logger } from "../runtime";
 import type { FederationClient, KeyRequest, ServerKeyRing } from "./contracts";
+import type { SpamChecks } from "../plugins/spam-decisions";
+import { serverNameOf } from "../../protocol/identifiers";
 
 export interface EventIngestDeps {
   serverName: string;
@@ -23,6 +25,8 @@ export interface EventIngestDeps {
   keyRing: ServerKeyRing;
   client: FederationClient;
   logger: Logger;
+  /** The spam policies, asked about every event of another server's user that we receive. */
+  policies?: SpamChecks;
 }
 
 /** How many events one gap may pull in with /get_missing_events. */
@@ -72,6 +76,20 @@ export class FederationEventIngest {
     return version.enforceKeyValidity && typeof pdu.origin_server_ts === "number" ? pdu.origin_server_ts : 0;
   }
 
+  /**
+   * checkEventForSpam for a received event: a shadow or a denial both mean spam (the sender is not
+   * ours to answer). Events of our own users were checked when they were sent.
+   */
+  private readonly isSpam = async (event: RoomEvent): Promise<boolean> => {
+    const policies = this.deps.policies;
+    if (!policies?.hasSpamPolicies || serverNameOf(event.sender) === this.deps.serverName) return false;
+    const spamEvent = { roomId: event.room_id ?? "", sender: event.sender, type: event.type, stateKey: event.state_key, content: event.content, local: false };
+    const decision = await policies.spamCheck((p) => p.checkEventForSpam?.(spamEvent));
+    if (decision.kind === "allow") return false;
+    this.deps.logger.log("info", "a received event is spam: stored redacted and soft-failed", { event_id: event.event_id, room_id: event.room_id, sender: event.sender });
+    return true;
+  };
+
   /** The signature facts the auth rules ask of `pdu` (its keys fetched already: fetchKeysFor). */
   authChecks(pdu: JsonObject, version: RoomVersion) {
     return signatureAuthChecks(pdu, version, this.keyLookup(pdu, version));
@@ -85,7 +103,7 @@ export class FederationEventIngest {
   /** The receipt checks with the keys fetched first; for events of rooms (and gaps) we already hold. */
   async receive(pdu: JsonObject, version: RoomVersion, prevStates?: ReadonlyMap<string, ReadonlyMap<string, string>>): Promise<ReceiveOutcome> {
     await this.fetchKeysFor([pdu], version);
-    return this.deps.receiver.receive(pdu, this.keyLookup(pdu, version), { prevStates });
+    return this.deps.receiver.receive(pdu, this.keyLookup(pdu, version), { prevStates, isSpam: this.isSpam });
   }
 
   /**

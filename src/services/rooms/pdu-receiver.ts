@@ -23,6 +23,12 @@ export interface ReceiveOptions {
    * after a gap in what we hold is still checked against the state before it.
    */
   readonly prevStates?: ReadonlyMap<string, ReadonlyMap<string, string>>;
+  /**
+   * The spam policies' verdict on an event whose signatures and hash passed. An event found to be
+   * spam is stored redacted and soft-failed: kept for the DAG, never shown and never built on (what
+   * Synapse does with an event its spam checker refuses over federation).
+   */
+  readonly isSpam?: (event: RoomEvent) => Promise<boolean>;
 }
 
 export type ReceiveOutcome =
@@ -107,8 +113,14 @@ export class PduReceiver {
     // 2. and 3.
     const verified = checkSignaturesAndHash(received, event, version, lookupKey);
     if (!verified.ok) return { outcome: "dropped", eventId: event.event_id, reason: verified.reason };
-    const { pdu, redacted } = verified;
+    let { pdu, redacted } = verified;
     event = verified.event;
+    let spam = false;
+    if (options.isSpam && !redacted && event.type !== "m.room.create" && (await options.isSpam(event))) {
+      spam = redacted = true;
+      pdu = { ...redactEvent(pdu, version), ...(isJsonObject(pdu.unsigned) ? { unsigned: pdu.unsigned } : {}) };
+      event = roomEventFromPdu(pdu, version, event.event_id);
+    }
     const checks = signatureAuthChecks(pdu, version, lookupKey);
 
     // 4. Passes authorization rules based on the event's auth events: otherwise rejected.
@@ -158,8 +170,8 @@ export class PduReceiver {
     }
 
     // 6. Passes authorization rules based on the current state of the room: otherwise soft failed.
-    let softFailed = false;
-    if (rejection === undefined && event.type !== "m.room.create") {
+    let softFailed = spam && rejection === undefined;
+    if (rejection === undefined && !softFailed && event.type !== "m.room.create") {
       const current = await this.store.currentStateEvents(event.room_id!, authKeys);
       softFailed = !authorizeEvent(event, await this.authState(event, version, current), version, checks).allowed;
     }
