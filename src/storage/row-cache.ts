@@ -1,6 +1,7 @@
 // A bounded cache of rows that never change once committed (events, room records, entries of a
-// state snapshot), least recently used evicted first. Only reads made outside a transaction fill it:
-// those see committed rows only, so a rolled-back write can never be cached. On PostgreSQL each hit
+// state snapshot), least recently used evicted first. Reads made outside a transaction fill it:
+// those see committed rows only, so a rolled-back write can never be cached (the one user that also
+// fills it inside transactions, the snapshot entries, clears it on every rollback). On PostgreSQL each hit
 // saves a network round trip; on SQLite a query and the parse of its row.
 export class ImmutableRowCache<K, V> {
   private readonly map = new Map<K, V>();
@@ -24,6 +25,10 @@ export class ImmutableRowCache<K, V> {
 
   delete(key: K): void {
     this.map.delete(key);
+  }
+
+  clear(): void {
+    this.map.clear();
   }
 
   get size(): number {

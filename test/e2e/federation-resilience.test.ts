@@ -193,6 +193,55 @@ describe("forged and broken PDUs through /send", () => {
   }, 20_000);
 });
 
+describe("one transaction, several rooms and chains", () => {
+  /** A chain of PDUs of `sender` after A's current extremities, each citing the one before. */
+  async function chain(roomId: string, sender: string, items: { type: string; content: JsonObject; state_key?: string }[]): Promise<JsonObject[]> {
+    const first = await pduOnA(roomId, sender, items[0]!);
+    const out: JsonObject[] = [signByB(first)];
+    let depth = first.depth as number;
+    for (const item of items.slice(1)) {
+      const prev = computeEventId(out.at(-1)!, version);
+      out.push(signByB({ ...first, type: item.type, content: item.content, ...(item.state_key !== undefined ? { state_key: item.state_key } : {}), depth: ++depth, prev_events: [prev] }));
+    }
+    return out;
+  }
+
+  test("interleaved chains of two rooms, one event failing auth and one forged among them: each room's events land in order, in one commit per room, and only the bad ones are refused", async () => {
+    const one = await sharedRoom("batch-one", "alice-b1", "bob-b1");
+    const two = await sharedRoom("batch-two", "alice-b2", "bob-b2");
+    const tag = unique("batch");
+    const pl = await one.alice.ok("GET", `/rooms/${enc(one.roomId)}/state/m.room.power_levels`);
+    const first = await chain(one.roomId, one.bob.userId, [
+      { type: "m.room.message", content: { msgtype: "m.text", body: `${tag} 1.1` } },
+      // Fails auth (power 0 giving itself 100): rejected, yet the events after it still stand.
+      { type: "m.room.power_levels", state_key: "", content: { ...pl, users: { ...(pl.users ?? {}), [one.bob.userId]: 100 } } },
+      { type: "m.room.message", content: { msgtype: "m.text", body: `${tag} 1.2` } },
+      { type: "m.room.message", content: { msgtype: "m.text", body: `${tag} 1.3` } },
+    ]);
+    const second = await chain(two.roomId, two.bob.userId, [1, 2, 3].map((i) => ({ type: "m.room.message", content: { msgtype: "m.text", body: `${tag} 2.${i}` } })));
+    // A forged copy of the last event of room two (content changed, signature kept) as a fourth.
+    const forged: JsonObject = { ...second.at(-1)!, content: { msgtype: "m.text", body: `${tag} forged` }, depth: (second.at(-1)!.depth as number) + 1, prev_events: [computeEventId(second.at(-1)!, version)] };
+    const pdus = [first[0]!, second[0]!, first[1]!, second[1]!, first[2]!, second[2]!, first[3]!, forged];
+    const db = resolve(a.server.container, Tokens.Database) as unknown as { commitStats: { commits: number } };
+    const commitsBefore = db.commitStats.commits;
+
+    const answer = await sendAsB(pdus);
+    const ids = pdus.map((p) => computeEventId(p, version));
+    expect(answer.pdus[ids[2]!]?.error).toBeString();
+    expect(answer.pdus[ids[7]!]?.error).toBeString();
+    for (const i of [0, 1, 3, 4, 5, 6]) expect(answer.pdus[ids[i]!]).toEqual({});
+    // Two rooms in one transaction: their events share commits, not one commit each.
+    expect(db.commitStats.commits - commitsBefore).toBeLessThanOrEqual(2);
+
+    expect((await timelineBodies(one.alice, one.roomId)).filter((b) => b.startsWith(tag))).toEqual([`${tag} 1.1`, `${tag} 1.2`, `${tag} 1.3`]);
+    expect((await timelineBodies(two.alice, two.roomId)).filter((b) => b.startsWith(tag))).toEqual([`${tag} 2.1`, `${tag} 2.2`, `${tag} 2.3`]);
+    const extremities = await storeOf(a.server).forwardExtremities(one.roomId);
+    expect(extremities).toContain(ids[6]!);
+    expect(extremities).not.toContain(ids[2]!);
+    expect((await one.alice.ok("GET", `/rooms/${enc(one.roomId)}/state/m.room.power_levels`)).users?.[one.bob.userId]).toBeUndefined();
+  }, 30_000);
+});
+
 describe("retried transactions", () => {
   test("the same txnId again gets the same answer and stores nothing twice; the same PDU under a new txnId neither", async () => {
     const { alice, bob, roomId } = await sharedRoom("retries", "alice-r", "bob-r");

@@ -10,7 +10,7 @@ import { roomVersion, type RoomVersion } from "../../protocol/room-versions";
 import type { VerifyKeyLookup } from "../../protocol/signing/event-signatures";
 import { checkEventLimits } from "../../protocol/event-limits";
 import type { RoomEventStore } from "../../storage/stores";
-import { checkSignaturesAndHash, signatureAuthChecks, type PduReceiver, type ReceiveOutcome } from "../rooms/pdu-receiver";
+import { checkSignaturesAndHash, signatureAuthChecks, type BatchItem, type PduReceiver, type ReceiveOutcome } from "../rooms/pdu-receiver";
 import { storedEventOf, type RoomEngine } from "../rooms/room-engine";
 import type { Logger } from "../runtime";
 import type { FederationClient, KeyRequest, ServerKeyRing } from "./contracts";
@@ -145,6 +145,63 @@ export class FederationEventIngest {
       }
     }
     return this.receive(pdu, version, prevStates);
+  }
+
+  /**
+   * The PDUs of one room from one transaction, in order. Those whose auth and prev events we hold
+   * (or that come earlier in the list) are checked and stored together, one commit for the lot;
+   * one that needs anything fetched from the origin first ends the run and goes through
+   * receiveFrom on its own. `eventIds` are the PDUs' IDs where the caller computed them already.
+   */
+  async receiveAllFrom(origin: string, roomId: string, pdus: readonly JsonObject[], eventIds: readonly (string | undefined)[] = []): Promise<ReceiveOutcome[]> {
+    const room = await this.deps.store.getRoom(roomId);
+    const version = room ? roomVersion(room.roomVersion) : undefined;
+    const results: ReceiveOutcome[] = [];
+    if (!version) {
+      for (const pdu of pdus) results.push(await this.receiveFrom(origin, pdu));
+      return results;
+    }
+    await this.fetchKeysFor(pdus, version);
+    let run: { index: number; item: BatchItem }[] = [];
+    const inRun = new Set<string>();
+    const flush = async (): Promise<void> => {
+      if (run.length === 0) return;
+      const outcomes = await this.deps.receiver.receiveMany(roomId, run.map((r) => r.item));
+      outcomes.forEach((outcome, i) => {
+        const { index, item } = run[i]!;
+        if (!("error" in outcome)) {
+          results[index] = outcome;
+          return;
+        }
+        this.deps.logger.log("error", "receiving a PDU failed", { origin, room_id: roomId, error: String((outcome.error as Error)?.stack ?? outcome.error) });
+        results[index] = { outcome: "dropped", eventId: item.options?.eventId, reason: "internal error" };
+      });
+      run = [];
+      inRun.clear();
+    };
+    for (let index = 0; index < pdus.length; index++) {
+      const pdu = pdus[index]!;
+      let event: RoomEvent | undefined;
+      try {
+        event = pdu.room_id === roomId ? roomEventFromPdu(pdu, version, eventIds[index]) : undefined;
+      } catch {
+        event = undefined;
+      }
+      const ready = event !== undefined && !inRun.has(event.event_id) && !(await this.deps.store.getEvent(event.event_id))
+        && (await this.missing(event.auth_events)).every((id) => inRun.has(id))
+        && (await this.missing(event.prev_events, { timelineOnly: true })).every((id) => inRun.has(id));
+      if (ready) {
+        // Asked before the transaction opens: a policy may take its time, the writer may not.
+        const spam = await this.isSpam(event!);
+        run.push({ index, item: { pdu, lookupKey: this.keyLookup(pdu, version), options: { eventId: event!.event_id, isSpam: async () => spam } } });
+        inRun.add(event!.event_id);
+        continue;
+      }
+      await flush();
+      results[index] = await this.receiveFrom(origin, pdu);
+    }
+    await flush();
+    return results;
   }
 
   /** Which of these events we do not hold (timelineOnly: or hold only as outliers, without state). */

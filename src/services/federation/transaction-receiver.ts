@@ -1,5 +1,5 @@
 // PUT /send/{txnId} (server-server-api "Transactions"): the PDUs of a transaction through the
-// receive pipeline, one at a time in the order sent; the EDUs applied where the client API can use
+// receive pipeline, each room's in the order sent (rooms side by side); the EDUs applied where the client API can use
 // them (typing, receipts) and accepted otherwise. A transaction is processed once per (origin,
 // txnId): a retry gets the first answer again.
 import { MatrixError } from "../../protocol/errors";
@@ -11,6 +11,7 @@ import { computeEventId } from "../../protocol/signing/event-id";
 import type { ReceiptService, TypingService } from "../rooms/ephemeral";
 import type { Logger } from "../runtime";
 import type { FederationEventIngest } from "./event-ingest";
+import type { ReceiveOutcome } from "../rooms/pdu-receiver";
 
 export const MAX_PDUS_PER_TRANSACTION = 50;
 export const MAX_EDUS_PER_TRANSACTION = 100;
@@ -34,6 +35,16 @@ export interface TransactionReceiverDeps {
 }
 
 export type PduResults = Record<string, { error?: string }>;
+
+type PduAnswer = { eventId: string; error?: string };
+
+/** A PDU's entry in the answer: its ID, with the reason when it was dropped or rejected. */
+function answerOf(outcome: ReceiveOutcome, fallbackId: string | undefined): PduAnswer | undefined {
+  const eventId = outcome.eventId ?? fallbackId;
+  if (eventId === undefined) return undefined;
+  if (outcome.outcome === "dropped" || outcome.outcome === "rejected") return { eventId, error: outcome.reason ?? outcome.outcome };
+  return { eventId };
+}
 
 export class TransactionReceiver {
   private readonly done = new Map<string, Promise<{ pdus: PduResults }>>();
@@ -61,11 +72,17 @@ export class TransactionReceiver {
 
   private async process(origin: string, pdus: unknown[], edus: unknown[]): Promise<{ pdus: PduResults }> {
     const results: PduResults = {};
+    const byRoom = new Map<string | undefined, JsonObject[]>();
     for (const pdu of pdus) {
       if (!isJsonObject(pdu)) continue;
-      const id = await this.received(origin, pdu);
-      if (id) results[id.eventId] = id.error === undefined ? {} : { error: id.error };
+      const roomId = typeof pdu.room_id === "string" ? pdu.room_id : undefined;
+      let list = byRoom.get(roomId);
+      if (!list) byRoom.set(roomId, (list = []));
+      list.push(pdu);
     }
+    // Rooms side by side (their commits can share one); each room's PDUs in the order sent.
+    const answers = await Promise.all([...byRoom].map(([roomId, list]) => (roomId === undefined ? this.receivedEach(origin, list) : this.receivedInRoom(origin, roomId, list))));
+    for (const answer of answers.flat()) if (answer) results[answer.eventId] = answer.error === undefined ? {} : { error: answer.error };
     for (const edu of edus) {
       try {
         await this.applyEdu(origin, edu);
@@ -76,7 +93,44 @@ export class TransactionReceiver {
     return { pdus: results };
   }
 
-  private async received(origin: string, pdu: JsonObject): Promise<{ eventId: string; error?: string } | undefined> {
+  private async receivedEach(origin: string, pdus: readonly JsonObject[]): Promise<(PduAnswer | undefined)[]> {
+    const out: (PduAnswer | undefined)[] = [];
+    for (const pdu of pdus) out.push(await this.received(origin, pdu));
+    return out;
+  }
+
+  /**
+   * The PDUs of one room: for a room we hold, through the ingest together (one commit for those
+   * that need nothing fetched), the room's server ACL read once, and again after an ACL change
+   * among them (it applies to the PDUs after it).
+   */
+  private async receivedInRoom(origin: string, roomId: string, pdus: readonly JsonObject[]): Promise<(PduAnswer | undefined)[]> {
+    const versionId = await this.deps.roomVersionOf(roomId);
+    if (versionId === undefined) return this.receivedEach(origin, pdus);
+    const out: (PduAnswer | undefined)[] = [];
+    for (let start = 0; start < pdus.length; ) {
+      let end = start;
+      while (end < pdus.length - 1 && pdus[end]!.type !== "m.room.server_acl") end++;
+      const segment = pdus.slice(start, end + 1);
+      start = end + 1;
+      // The answer is keyed by event id, which from room v3 on is computed, not carried.
+      const ids = segment.map((pdu) => this.eventIdOf(pdu, versionId));
+      if (await this.aclDenies(roomId, origin)) {
+        for (const eventId of ids) out.push(eventId === undefined ? undefined : { eventId, error: `${origin} is denied by the room's server ACL` });
+        continue;
+      }
+      try {
+        const outcomes = await this.deps.ingest.receiveAllFrom(origin, roomId, segment, ids);
+        outcomes.forEach((outcome, i) => out.push(answerOf(outcome, ids[i])));
+      } catch (error) {
+        this.deps.logger.log("error", "receiving PDUs failed", { origin, room_id: roomId, error: String((error as Error)?.stack ?? error) });
+        for (const eventId of ids) out.push(eventId === undefined ? undefined : { eventId, error: "internal error" });
+      }
+    }
+    return out;
+  }
+
+  private async received(origin: string, pdu: JsonObject): Promise<PduAnswer | undefined> {
     const roomId = typeof pdu.room_id === "string" ? pdu.room_id : undefined;
     const versionId = roomId === undefined ? undefined : await this.deps.roomVersionOf(roomId);
     // The answer is keyed by event id, which from room v3 on is computed, not carried.
@@ -91,11 +145,7 @@ export class TransactionReceiver {
       if (answered) return { eventId: answered };
     }
     try {
-      const outcome = await this.deps.ingest.receiveFrom(origin, pdu);
-      const eventId = outcome.eventId ?? fallbackId;
-      if (eventId === undefined) return undefined;
-      if (outcome.outcome === "dropped" || outcome.outcome === "rejected") return { eventId, error: outcome.reason ?? outcome.outcome };
-      return { eventId };
+      return answerOf(await this.deps.ingest.receiveFrom(origin, pdu), fallbackId);
     } catch (error) {
       this.deps.logger.log("error", "receiving a PDU failed", { origin, error: String((error as Error)?.stack ?? error) });
       if (fallbackId) return { eventId: fallbackId, error: "internal error" };

@@ -29,7 +29,18 @@ export interface ReceiveOptions {
    * Synapse does with an event its spam checker refuses over federation).
    */
   readonly isSpam?: (event: RoomEvent) => Promise<boolean>;
+  /** The event ID when the caller has computed it already (from room v3 on it is a hash of the PDU). */
+  readonly eventId?: string;
 }
+
+/** One PDU of a batch (PduReceiver.receiveMany). */
+export interface BatchItem {
+  readonly pdu: JsonObject;
+  readonly lookupKey: VerifyKeyLookup;
+  readonly options?: ReceiveOptions;
+}
+
+type Deferred = { stored: StoredEvent; pdu: JsonObject }[];
 
 export type ReceiveOutcome =
   | { readonly outcome: "accepted" | "soft-failed" | "rejected"; readonly eventId: string; readonly reason?: string; readonly stored: StoredEvent; readonly redacted: boolean }
@@ -75,6 +86,34 @@ export class PduReceiver {
     return this.engine.queue.run(roomKey, () => this.check(pdu, lookupKey, options));
   }
 
+  /**
+   * PDUs of one room, in order, checked and stored in one database transaction: a federation
+   * transaction's events of a room cost one commit, not one each. Each PDU has its own savepoint,
+   * so one that throws (its outcome is the error) leaves the others; listeners hear of the accepted
+   * ones after the commit, in order. The callers' options must not reach out of the process (the
+   * spam verdicts, say, are asked before): the transaction holds the one writer.
+   */
+  receiveMany(roomId: string, items: readonly BatchItem[]): Promise<(ReceiveOutcome | { readonly error: unknown })[]> {
+    return this.engine.queue.run(roomId, async () => {
+      const deferred: Deferred = [];
+      const outcomes = await this.store.atomically(async () => {
+        const out: (ReceiveOutcome | { error: unknown })[] = [];
+        for (const item of items) {
+          const mark = deferred.length;
+          try {
+            out.push(await this.store.atomically(() => this.check(item.pdu, item.lookupKey, item.options ?? {}, deferred)));
+          } catch (error) {
+            deferred.length = mark;
+            out.push({ error });
+          }
+        }
+        return out;
+      });
+      for (const d of deferred) await this.engine.notify(roomId, d.stored, d.pdu);
+      return outcomes;
+    });
+  }
+
   private async versionFor(pdu: JsonObject): Promise<RoomVersion | string> {
     const known = typeof pdu.room_id === "string" ? await this.store.getRoom(pdu.room_id) : undefined;
     if (pdu.type === "m.room.create" && isJsonObject(pdu.content) && !known) {
@@ -87,14 +126,14 @@ export class PduReceiver {
     return roomVersion(known.roomVersion) ?? `unsupported room version ${known.roomVersion}`;
   }
 
-  private async check(received: JsonObject, lookupKey: VerifyKeyLookup, options: ReceiveOptions): Promise<ReceiveOutcome> {
+  private async check(received: JsonObject, lookupKey: VerifyKeyLookup, options: ReceiveOptions, deferred?: Deferred): Promise<ReceiveOutcome> {
     const version = await this.versionFor(received);
     if (typeof version === "string") return { outcome: "dropped", reason: version };
 
     // 1. Is a valid event: otherwise dropped.
     let event: RoomEvent;
     try {
-      event = roomEventFromPdu(received, version);
+      event = roomEventFromPdu(received, version, options.eventId);
     } catch (error) {
       if (error instanceof PduFormatError || error instanceof EventIdError || error instanceof CanonicalJsonError) {
         return { outcome: "dropped", reason: `malformed PDU: ${error.message}` };
@@ -209,7 +248,10 @@ export class PduReceiver {
       createRoom,
     });
     // After the commit: listeners only ever hear of stored events.
-    if (accepted) await this.engine.notify(roomId, stored, pdu);
+    if (accepted) {
+      if (deferred) deferred.push({ stored, pdu });
+      else await this.engine.notify(roomId, stored, pdu);
+    }
     if (rejection !== undefined) return { outcome: "rejected", eventId: event.event_id, reason: rejection, stored, redacted };
     return { outcome: softFailed ? "soft-failed" : "accepted", eventId: event.event_id, stored, redacted };
   }

@@ -82,11 +82,11 @@ export class CurrentStateTable {
   /** Several (type, state_key) entries in one query: key "type\0state_key" -> event id, for those present. */
   async getMany(roomId: string, keys: readonly (readonly [string, string])[]): Promise<Map<string, string>> {
     if (keys.length === 0) return new Map();
-    const where = keys.map(() => "(type = ? AND state_key = ?)").join(" OR ");
+    // A list of whole primary keys: each is one index search (an OR of (type AND state_key) pairs
+    // is planned as a multi-index OR, about ten times slower on SQLite).
     const rows = await this.db.all<{ type: string; state_key: string; event_id: string }>(
-      `SELECT type, state_key, event_id FROM current_state WHERE room_id = ? AND (${where})`,
-      roomId,
-      ...keys.flat(),
+      `SELECT type, state_key, event_id FROM current_state WHERE (room_id, type, state_key) IN (VALUES ${keys.map(() => "(?, ?, ?)").join(", ")})`,
+      ...keys.flatMap(([type, stateKey]) => [roomId, type, stateKey]),
     );
     return new Map(rows.map((r) => [`${r.type}\0${r.state_key}`, r.event_id]));
   }

@@ -160,8 +160,12 @@ interface Pending {
 //   commit. A rollback anywhere (forgetUncommitted, registered with db.onRollback) drops every
 //   pending map: a savepoint rolled back inside a transaction that then commits must not publish
 //   what it wrote, and which transaction rolled back is not told.
-// - Inside a transaction opened by someone else there is no telling when it commits: nothing read
+// - Inside a transaction opened by someone else there is no telling when it commits: no map read
 //   there is cached.
+// - Single entries (`entries`) are cached inside transactions too: a batch of received events
+//   reads a few entries per event in one transaction, and each read walks the snapshot chain. An
+//   entry is wrong only if its snapshot is rolled back and its number reused, so any rollback
+//   clears them all (rollbacks are rare: a failed unit or commit).
 export class StateSnapshotsTable {
   private readonly committed = new SnapshotCache();
   private readonly pending = new AsyncLocalStorage<Pending>();
@@ -199,6 +203,7 @@ export class StateSnapshotsTable {
   /** Drops the maps cached by open transactions (after a rollback: they may hold snapshots that no longer exist). */
   forgetUncommitted(): void {
     for (const p of this.open) p.cache.clear();
+    this.entries.clear();
   }
 
   /** The cache the caller may use: its transaction's pending one, the committed one, or none. */
@@ -284,12 +289,12 @@ export class StateSnapshotsTable {
   async entry(snapshot: number, key: string): Promise<string | undefined> {
     const cached = this.cached(snapshot, false);
     if (cached) return cached.get(key);
-    // Single entries of committed snapshots, as history visibility asks for them event by event.
+    // Single entries, as history visibility and the receiver's auth checks ask for them event by event.
     const entryKey = `${snapshot}\0${key}`;
     const hit = this.entries.get(entryKey);
     if (hit !== undefined) return hit === null ? undefined : hit;
     const value = (await this.db.get<{ event_id: string | null }>(SELECT_ENTRY, snapshot, this.toStored(key)))?.event_id ?? null;
-    if (!this.db.inTransaction()) this.entries.set(entryKey, value);
+    this.entries.set(entryKey, value);
     return value ?? undefined;
   }
 }
