@@ -90,6 +90,27 @@ describe("federation between two Portier servers", () => {
     expect((await memberships(erin, roomId))[frank.userId]).toBe("leave");
   }, 30_000);
 
+  test("B's clients read A's aliases and A's public room directory (GET and POST /publicRooms?server=)", async () => {
+    const owner = await TestClient.register(a.server, "dir-owner");
+    const reader = await TestClient.register(b.server, "dir-reader");
+    const roomId = await owner.createRoom({ preset: "public_chat", room_alias_name: "listed", name: "Listed on A", topic: "a topic" });
+    await owner.ok("PUT", `/directory/list/room/${enc(roomId)}`, { visibility: "public" });
+
+    const alias = await reader.ok("GET", `/directory/room/${enc(`#listed:${a.serverName}`)}`);
+    expect(alias.room_id).toBe(roomId);
+    expect(alias.servers).toContain(a.serverName);
+    await reader.fails("GET", `/directory/room/${enc(`#nothing-here:${a.serverName}`)}`, undefined, 404, "M_NOT_FOUND");
+
+    const listed = await reader.ok("GET", `/publicRooms?server=${enc(a.serverName)}`);
+    expect(listed.chunk.find((r: { room_id: string }) => r.room_id === roomId)).toMatchObject({ name: "Listed on A", topic: "a topic", canonical_alias: `#listed:${a.serverName}` });
+    const filtered = await reader.ok("POST", `/publicRooms?server=${enc(a.serverName)}`, { filter: { generic_search_term: "listed on" } });
+    expect(filtered.chunk.map((r: { room_id: string }) => r.room_id)).toEqual([roomId]);
+    const none = await reader.ok("POST", `/publicRooms?server=${enc(a.serverName)}`, { filter: { generic_search_term: "no such room anywhere" } });
+    expect(none.chunk).toEqual([]);
+    // B's own directory does not list A's room.
+    expect((await reader.ok("GET", "/publicRooms")).chunk.map((r: { room_id: string }) => r.room_id)).not.toContain(roomId);
+  }, 30_000);
+
   test("typing reaches the other server's members", async () => {
     const gina = await TestClient.register(a.server, "gina");
     const hank = await TestClient.register(b.server, "hank");

@@ -32,6 +32,14 @@ export interface DirectoryOptions {
   isServerAdmin?: (userId: string) => Promise<boolean>;
   /** The plugins' spam policies (the PolicySet); absent: nothing is checked. */
   policies?: SpamChecks;
+  /** Other servers' aliases and directories, over federation; absent: those are 404. */
+  remote?: () => RemoteDirectory;
+}
+
+/** What the directory asks of other servers (FederatedMembershipService). */
+export interface RemoteDirectory {
+  resolve(alias: string): Promise<ResolvedRoom>;
+  remotePublicRooms(server: string, request: PublicRoomsRequest): Promise<PublicRoomsResponse>;
 }
 
 /** An alias held for a room that is being created; `commit` maps it, `release` gives it up. */
@@ -91,7 +99,10 @@ export class DirectoryService {
     const parsed = parseRoomAlias(alias);
     if (!parsed.ok) throw new MatrixError("M_INVALID_PARAM", `Room alias invalid: ${parsed.error}`);
     if (parsed.value.serverName !== this.serverName) {
-      throw new MatrixError("M_NOT_FOUND", `Room alias ${alias} not found: resolving other servers' aliases needs federation, which this server does not do yet`);
+      const remote = this.options.remote?.();
+      if (!remote) throw new MatrixError("M_NOT_FOUND", `Room alias ${alias} not found`);
+      const found = await remote.resolve(alias);
+      return { roomId: found.roomId, servers: [...new Set(found.servers)] };
     }
     const record = await this.store.getAlias(alias);
     if (!record) throw new MatrixError("M_NOT_FOUND", `Room alias ${alias} not found.`);
@@ -212,7 +223,9 @@ export class DirectoryService {
   async publicRooms(request: PublicRoomsRequest & { server?: string }): Promise<PublicRoomsResponse> {
     if (request.server !== undefined && request.server !== this.serverName) {
       if (!parseServerName(request.server).ok) throw new MatrixError("M_INVALID_PARAM", `Invalid server name: ${request.server}`);
-      throw new MatrixError("M_NOT_FOUND", `Cannot list the room directory of ${request.server}: that needs federation, which this server does not do yet`);
+      const remote = this.options.remote?.();
+      if (!remote) throw new MatrixError("M_NOT_FOUND", `Cannot list the room directory of ${request.server}`);
+      return remote.remotePublicRooms(request.server, request);
     }
     return listPublicRooms(await this.store.publishedRooms(), request, this.stateReader);
   }

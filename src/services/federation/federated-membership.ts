@@ -9,6 +9,7 @@ import type { MembershipService } from "../rooms/membership";
 import { FederationDisabledError, type FederationClient } from "./contracts";
 import type { ResidentMembershipService } from "./membership-handshake";
 import type { RemoteMembershipService } from "./remote-membership";
+import type { PublicRoomsRequest, PublicRoomsResponse } from "../directory/public-rooms";
 
 export interface OutOfBandLookup {
   current(userId: string, roomId: string): Promise<{ membership: string; event: JsonObject; strippedState: readonly JsonObject[] } | undefined>;
@@ -45,6 +46,36 @@ export class FederatedMembershipService {
     }
     const local = await this.deps.resolveLocal(roomIdOrAlias);
     return { roomId: local.roomId, servers: local.servers ?? [] };
+  }
+
+  /**
+   * Another server's public room directory (client-server-api GET/POST /publicRooms?server=):
+   * asked over federation, GET when there is no filter (any server answers it), POST with one.
+   */
+  async remotePublicRooms(server: string, request: PublicRoomsRequest): Promise<PublicRoomsResponse> {
+    const filter: JsonObject = {};
+    if (request.filter?.genericSearchTerm !== undefined) filter.generic_search_term = request.filter.genericSearchTerm;
+    if (request.filter?.roomTypes !== undefined) filter.room_types = request.filter.roomTypes;
+    const path = "/_matrix/federation/v1/publicRooms";
+    const answer = await this.unknownWithoutFederation(
+      () =>
+        Object.keys(filter).length === 0
+          ? this.deps.client.request("GET", server, path, {
+              query: { ...(request.limit !== undefined ? { limit: String(request.limit) } : {}), ...(request.since ? { since: request.since } : {}), ...(request.thirdPartyInstanceId !== undefined ? { third_party_instance_id: request.thirdPartyInstanceId } : {}) },
+            })
+          : this.deps.client.request("POST", server, path, {
+              body: { ...(request.limit !== undefined ? { limit: request.limit } : {}), ...(request.since ? { since: request.since } : {}), filter, ...(request.thirdPartyInstanceId !== undefined ? { third_party_instance_id: request.thirdPartyInstanceId } : {}) },
+            }),
+      `Cannot list the room directory of ${server}`,
+    );
+    if (!isJsonObject(answer) || !Array.isArray(answer.chunk)) throw new MatrixError("M_UNKNOWN", `${server} answered /publicRooms without a chunk`, 502);
+    const chunk = answer.chunk.filter((room): room is JsonObject => isJsonObject(room) && typeof room.room_id === "string") as unknown as PublicRoomsResponse["chunk"];
+    return {
+      chunk,
+      ...(typeof answer.next_batch === "string" ? { next_batch: answer.next_batch } : {}),
+      ...(typeof answer.prev_batch === "string" ? { prev_batch: answer.prev_batch } : {}),
+      total_room_count_estimate: typeof answer.total_room_count_estimate === "number" ? answer.total_room_count_estimate : chunk.length,
+    };
   }
 
   /** Whether this server is in the room: it holds it and a local user is joined. */
