@@ -92,6 +92,17 @@ export function registerFederationServices(container: DependencyContainer, { con
         for (const [userId, isTyping] of changes) await sender.queueEdu(destinations, "m.typing", { room_id: roomId, user_id: userId, typing: isTyping });
       })().catch((error) => logger.log("warn", "could not queue a typing notification", { room_id: roomId, error: String(error) }));
     });
+    // Our users' public read receipts go to the room's other servers as m.receipt EDUs (private
+    // receipts and fully-read markers stay here, as the spec says).
+    get(Tokens.Receipts).onReceipt((change) => {
+      if (!config.federation.enabled || change.receiptType !== "m.read" || serverNameOf(change.userId) !== serverName) return;
+      void (async () => {
+        const destinations = (await get(Tokens.FederationRoomReader).joinedServers(change.roomId)).filter((d) => d !== serverName);
+        if (destinations.length === 0) return;
+        const data = { ts: change.ts, ...(change.threadId !== undefined ? { thread_id: change.threadId } : {}) };
+        await sender.queueEdu(destinations, "m.receipt", { [change.roomId]: { "m.read": { [change.userId]: { event_ids: [change.eventId], data } } } });
+      })().catch((error) => logger.log("warn", "could not queue a read receipt", { room_id: change.roomId, error: String(error) }));
+    });
     return sender;
   });
   registerFactory(container, Tokens.EventIngest, () => new FederationEventIngest({

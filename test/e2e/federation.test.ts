@@ -127,6 +127,29 @@ describe("federation between two Portier servers", () => {
     await eventually(async () => !(await typingOnB())?.includes(gina.userId), 10_000, "gina stopped typing on B");
   }, 30_000);
 
+  test("public read receipts reach the other server's members both ways; private ones stay home", async () => {
+    const ivy = await TestClient.register(a.server, "ivy");
+    const jack = await TestClient.register(b.server, "jack");
+    const roomId = await ivy.createRoom({ preset: "public_chat" });
+    await jack.ok("POST", `/join/${enc(roomId)}?via=${enc(a.serverName)}`, {});
+    const eventId = await ivy.send(roomId, { msgtype: "m.text", body: "read me" });
+    await eventually(async () => (await timelineBodies(jack, roomId)).includes("read me"), 10_000, "the message on B");
+    const receiptsOn = async (client: TestClient) => {
+      const sync = await client.ok("GET", "/sync?timeout=0");
+      const events = (sync.rooms?.join?.[roomId]?.ephemeral?.events ?? []).filter((e: { type: string }) => e.type === "m.receipt");
+      return events.map((e: { content: Record<string, Record<string, Record<string, unknown>>> }) => e.content[eventId] ?? {});
+    };
+    await jack.ok("POST", `/rooms/${enc(roomId)}/receipt/m.read.private/${enc(eventId)}`, {});
+    await jack.ok("POST", `/rooms/${enc(roomId)}/receipt/m.read/${enc(eventId)}`, {});
+    const onA = await eventually(async () => (await receiptsOn(ivy)).find((c: Record<string, Record<string, unknown>>) => c["m.read"]?.[jack.userId]), 10_000, "jack's receipt on A");
+    expect(onA["m.read"][jack.userId]).toMatchObject({ ts: expect.any(Number) });
+    // Sent before the public one, so it would be there by now had it been sent: A holds no private receipt of jack's.
+    const heldOnA = await resolve(a.server.container, Tokens.Receipts).receiptsSince(roomId, 0, jack.userId);
+    expect(heldOnA?.[eventId]?.["m.read.private"]).toBeUndefined();
+    await ivy.ok("POST", `/rooms/${enc(roomId)}/receipt/m.read/${enc(eventId)}`, {});
+    await eventually(async () => (await receiptsOn(jack)).some((c: Record<string, Record<string, unknown>>) => c["m.read"]?.[ivy.userId]), 10_000, "ivy's receipt on B");
+  }, 30_000);
+
   test("three servers: a join through the resident server reaches the third server by the resident's relay, and so do its messages", async () => {
     const c = await federatedServer({ registration: { enabled: true } });
     try {

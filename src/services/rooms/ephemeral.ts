@@ -122,9 +122,20 @@ export interface ReceiptServiceOptions {
   onFullyRead?: (userId: string, roomId: string, eventId: string) => void | Promise<unknown>;
 }
 
+/** A receipt that moved (ReceiptService.onReceipt). */
+export interface ReceiptChange {
+  readonly roomId: string;
+  readonly userId: string;
+  readonly receiptType: string;
+  readonly eventId: string;
+  readonly threadId?: string;
+  readonly ts: number;
+}
+
 /** Read receipts (public and private) and fully-read markers. */
 export class ReceiptService {
   private readonly listeners: EphemeralListener[] = [];
+  private readonly receiptListeners: ((change: ReceiptChange) => void)[] = [];
 
   constructor(
     private readonly store: RoomEventStore,
@@ -136,6 +147,11 @@ export class ReceiptService {
 
   onChange(listener: EphemeralListener): void {
     this.listeners.push(listener);
+  }
+
+  /** Hears each receipt that moved, after it is stored (the federation sends its users' public ones on). */
+  onReceipt(listener: (change: ReceiptChange) => void): void {
+    this.receiptListeners.push(listener);
   }
 
   /** POST /receipt/{type}/{eventId}. */
@@ -152,16 +168,24 @@ export class ReceiptService {
     if (!target || target.roomId !== roomId || !(await this.access.canSee(userId, target))) throw new MatrixError("M_NOT_FOUND", "Event not found");
     // Receipts only move forward: an older event than the current receipt's leaves it in place. The
     // check and the write are one transaction, so two receipts at once cannot both pass the check.
+    const ts = this.clock.now();
     const moved = await this.store.atomically(async () => {
       const existing = await this.clientStore.receipt(roomId, userId, receiptType, threadId);
       const existingOrdering = existing && (await this.store.getEvent(existing.eventId))?.streamOrdering;
       if (existingOrdering !== undefined && target.streamOrdering !== undefined && target.streamOrdering <= existingOrdering) return false;
-      await this.clientStore.putReceipt({ roomId, userId, receiptType, threadId, eventId, ts: this.clock.now() });
+      await this.clientStore.putReceipt({ roomId, userId, receiptType, threadId, eventId, ts });
       return true;
     });
     if (!moved) return;
     if (receiptType === "m.fully_read") await this.options.onFullyRead?.(userId, roomId, eventId);
     for (const listener of this.listeners) listener(roomId);
+    for (const listener of this.receiptListeners) {
+      try {
+        listener({ roomId, userId, receiptType, eventId, threadId, ts });
+      } catch {
+        // a listener's failure is its own: the receipt is stored
+      }
+    }
   }
 
   /** POST /read_markers: any of m.fully_read, m.read, m.read.private. */
