@@ -12,6 +12,7 @@ import { federationAuthenticator } from "./api/middleware/x-matrix";
 import { federationMembershipRoutes } from "./api/federation/membership";
 import { federationRoomRoutes } from "./api/federation/rooms";
 import { federationQueryRoutes } from "./api/federation/queries";
+import { policyServerRoutes } from "./api/federation/policy";
 import { RoomEngine } from "./services/rooms/room-engine";
 import { RoomAccess } from "./services/rooms/room-access";
 import { roomRoutes } from "./api/client/rooms";
@@ -100,6 +101,7 @@ function createApp(container: DependencyContainer, config: Readonly<Config>, log
     .use(federationMembershipRoutes({ authenticate, serverName: config.server_name, resident: resolve(container, Tokens.ResidentMembership), transactions: resolve(container, Tokens.TransactionReceiver) }))
     .use(federationRoomRoutes({ authenticate, serverName: config.server_name, clock: resolve(container, Tokens.Clock), reader: resolve(container, Tokens.FederationRoomReader) }))
     .use(federationQueryRoutes({ authenticate, queries: resolve(container, Tokens.FederationQueries) }))
+    .use(policyServerRoutes({ authenticate, policyServer: resolve(container, Tokens.PolicyServer) }))
     .use(roomRoutes({ accounts: resolve(container, Tokens.Accounts), rooms: resolve(container, Tokens.Rooms) }))
     .use(membershipRoutes({ accounts: resolve(container, Tokens.Accounts), membership: resolve(container, Tokens.Membership), directory: resolve(container, Tokens.Directory), federated: resolve(container, Tokens.FederatedMembership) }))
     .use(directoryRoutes({ accounts: resolve(container, Tokens.Accounts), directory: resolve(container, Tokens.Directory) }))

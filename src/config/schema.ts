@@ -54,6 +54,16 @@ export const ConfigSchema = Type.Object(
       },
       { ...Strict, default: {} },
     ),
+    policy_server: Type.Object(
+      {
+        enabled: Type.Boolean({
+          default: false,
+          description: "Act as a policy server (spec v1.18): sign events, at /_matrix/policy/v1/sign, for rooms that name this server in m.room.policy, refusing what the spam policies refuse.",
+        }),
+        signing_key_path: Type.Optional(Type.String({ minLength: 1, description: "The policy key file (Synapse's key-file format), created on first start. Default: data_dir/policy_server.key. A key of its own, not the server's signing key." })),
+      },
+      { ...Strict, default: {} },
+    ),
     federation: Type.Object(
       {
         enabled: Type.Boolean({ default: true, description: "Talk to other homeservers (the Server-Server API). When false, federation routes answer 403 and nothing is sent out." }),

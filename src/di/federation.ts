@@ -15,6 +15,9 @@ import { FederatedMembershipService } from "../services/federation/federated-mem
 import { TransactionReceiver } from "../services/federation/transaction-receiver";
 import { FederationRoomReader } from "../services/federation/room-reader";
 import { FederationQueries } from "../services/federation/queries";
+import { PolicyServerService } from "../services/federation/policy-server";
+import { loadOrCreateSigningKey } from "../services/keys/signing-key-file";
+import { join } from "node:path";
 import { PORTIER_VERSION } from "../version";
 import { registerFactory, type CoreParts } from "./composition";
 import { Tokens, resolve, type Token } from "./tokens";
@@ -61,6 +64,8 @@ export function registerFederationServices(container: DependencyContainer, { con
     const sender = new FederationSenderService({ store: stores.federationOutbox, client: get(Tokens.FederationClient), ownServerName: serverName, clock, timer: systemTimer, logger });
     // Our own events go to every other server with a member in the room; a member event also to
     // the server of the user it is about (an invited, kicked or banned user's server learns of it).
+    // In a room with a policy server, our events carry its signature before they are stored or sent.
+    get(Tokens.RoomEngine).setPolicySigner((roomId, pdu, version) => get(Tokens.PolicyServer).signOutgoing(roomId, pdu, version));
     get(Tokens.RoomEngine).onEvent(async (roomId, stored, pdu) => {
       if (!config.federation.enabled || serverNameOf(stored.sender) !== serverName) return;
       if (get(Tokens.RemoteMembership).takeDeliveredByResident(stored.eventId)) return;
@@ -114,6 +119,18 @@ export function registerFederationServices(container: DependencyContainer, { con
     client: get(Tokens.FederationClient),
     logger,
     policies: get(Tokens.Policies),
+    policyServer: get(Tokens.PolicyServer),
+  }));
+  // The policy key (a key of its own, not the signing key), read or made once when we are a policy server.
+  const policyKey = config.policy_server.enabled ? loadOrCreateSigningKey(config.policy_server.signing_key_path ?? join(config.data_dir, "policy_server.key")).key : undefined;
+  registerFactory(container, Tokens.PolicyServer, () => new PolicyServerService({
+    serverName,
+    engine: get(Tokens.RoomEngine),
+    store: stores.roomEvents,
+    client: get(Tokens.FederationClient),
+    ownKey: policyKey,
+    policies: get(Tokens.Policies),
+    logger,
   }));
   registerFactory(container, Tokens.ResidentMembership, () => new ResidentMembershipService({
     serverName,

@@ -37,6 +37,7 @@ import type { TransactionReceiver } from "../services/federation/transaction-rec
 import type { FederationRoomReader } from "../services/federation/room-reader";
 import type { FederationQueries } from "../services/federation/queries";
 import type { FederationKeyRing } from "../services/federation/key-ring";
+import type { PolicyServerService } from "../services/federation/policy-server";
 
 declare const tokenType: unique symbol;
 export type Token<T> = symbol & { readonly [tokenType]?: T };
@@ -82,6 +83,7 @@ export const Tokens = {
   TransactionReceiver: token<TransactionReceiver>("TransactionReceiver"),
   FederationRoomReader: token<FederationRoomReader>("FederationRoomReader"),
   FederationQueries: token<FederationQueries>("FederationQueries"),
+  PolicyServer: token<PolicyServerService>("PolicyServer"),
 } as const;
 
 export function resolve<T>(container: DependencyContainer, t: Token<T>): T {

@@ -128,8 +128,8 @@ describe("federation between two Portier servers", () => {
   }, 30_000);
 
   test("public read receipts reach the other server's members both ways; private ones stay home", async () => {
-    const ivy = await TestClient.register(a.server, "ivy");
-    const jack = await TestClient.register(b.server, "jack");
+    const ivy = await TestClient.register(a.server, "receipt-ivy");
+    const jack = await TestClient.register(b.server, "receipt-jack");
     const roomId = await ivy.createRoom({ preset: "public_chat" });
     await jack.ok("POST", `/join/${enc(roomId)}?via=${enc(a.serverName)}`, {});
     const eventId = await ivy.send(roomId, { msgtype: "m.text", body: "read me" });

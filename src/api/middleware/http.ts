@@ -53,8 +53,8 @@ export async function readJsonBody(request: Request, maxBytes: number, options: 
   }
 }
 
-/** Bodies signed by other servers: federation requests (and key queries, answered as a notary). */
-const SIGNED_BODY_PREFIXES = ["/_matrix/federation/", "/_matrix/key/"];
+/** Bodies signed by other servers: federation requests, key queries (answered as a notary), policy server requests. */
+const SIGNED_BODY_PREFIXES = ["/_matrix/federation/", "/_matrix/key/", "/_matrix/policy/"];
 
 interface RouteShape {
   method: string;

@@ -27,6 +27,8 @@ export interface EventIngestDeps {
   logger: Logger;
   /** The spam policies, asked about every event of another server's user that we receive. */
   policies?: SpamChecks;
+  /** Receipt check 7: whether the room's policy server recommends a received event. */
+  policyServer?: { recommends(roomId: string, pdu: JsonObject, version: RoomVersion): Promise<boolean> };
 }
 
 /** How many events one gap may pull in with /get_missing_events. */
@@ -90,6 +92,13 @@ export class FederationEventIngest {
     return true;
   };
 
+  /** Receipt check 7 through the room's policy server, when one is wired. */
+  private policyCheck(version: RoomVersion): ((pdu: JsonObject) => Promise<boolean>) | undefined {
+    const policyServer = this.deps.policyServer;
+    if (!policyServer) return undefined;
+    return (pdu) => (typeof pdu.room_id === "string" ? policyServer.recommends(pdu.room_id, pdu, version) : Promise.resolve(true));
+  }
+
   /** The signature facts the auth rules ask of `pdu` (its keys fetched already: fetchKeysFor). */
   authChecks(pdu: JsonObject, version: RoomVersion) {
     return signatureAuthChecks(pdu, version, this.keyLookup(pdu, version));
@@ -103,7 +112,7 @@ export class FederationEventIngest {
   /** The receipt checks with the keys fetched first; for events of rooms (and gaps) we already hold. */
   async receive(pdu: JsonObject, version: RoomVersion, prevStates?: ReadonlyMap<string, ReadonlyMap<string, string>>): Promise<ReceiveOutcome> {
     await this.fetchKeysFor([pdu], version);
-    return this.deps.receiver.receive(pdu, this.keyLookup(pdu, version), { prevStates, isSpam: this.isSpam });
+    return this.deps.receiver.receive(pdu, this.keyLookup(pdu, version), { prevStates, isSpam: this.isSpam, policyRecommends: this.policyCheck(version) });
   }
 
   /**
@@ -187,13 +196,17 @@ export class FederationEventIngest {
       } catch {
         event = undefined;
       }
-      const ready = event !== undefined && !inRun.has(event.event_id) && !(await this.deps.store.getEvent(event.event_id))
+      // A change of the room's policy server goes on its own: the events after it are judged by the new one.
+      const ready = event !== undefined && !(event.type === "m.room.policy" && event.state_key === "") && !inRun.has(event.event_id) && !(await this.deps.store.getEvent(event.event_id))
         && (await this.missing(event.auth_events)).every((id) => inRun.has(id))
         && (await this.missing(event.prev_events, { timelineOnly: true })).every((id) => inRun.has(id));
       if (ready) {
-        // Asked before the transaction opens: a policy may take its time, the writer may not.
+        // Asked before the transaction opens (the spam policies, the room's policy server): they may
+        // take their time, the writer may not.
         const spam = await this.isSpam(event!);
-        run.push({ index, item: { pdu, lookupKey: this.keyLookup(pdu, version), options: { eventId: event!.event_id, isSpam: async () => spam } } });
+        const policyCheck = this.policyCheck(version);
+        const recommended = policyCheck ? await policyCheck(pdu) : true;
+        run.push({ index, item: { pdu, lookupKey: this.keyLookup(pdu, version), options: { eventId: event!.event_id, isSpam: async () => spam, policyRecommends: async () => recommended } } });
         inRun.add(event!.event_id);
         continue;
       }

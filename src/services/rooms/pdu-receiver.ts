@@ -29,6 +29,11 @@ export interface ReceiveOptions {
    * Synapse does with an event its spam checker refuses over federation).
    */
   readonly isSpam?: (event: RoomEvent) => Promise<boolean>;
+  /**
+   * Receipt check 7 (spec v1.18): whether the room's policy server recommends the event (true when
+   * the room uses none). An event it does not recommend is soft-failed.
+   */
+  readonly policyRecommends?: (pdu: JsonObject) => Promise<boolean>;
   /** The event ID when the caller has computed it already (from room v3 on it is a hash of the PDU). */
   readonly eventId?: string;
 }
@@ -214,6 +219,8 @@ export class PduReceiver {
       const current = await this.store.currentStateEvents(event.room_id!, authKeys);
       softFailed = !authorizeEvent(event, await this.authState(event, version, current), version, checks).allowed;
     }
+    // 7. Validated by the room's policy server, if it uses one: otherwise soft failed.
+    if (rejection === undefined && !softFailed && options.policyRecommends && !(await options.policyRecommends(pdu))) softFailed = true;
 
     if (event.type === "m.room.create" && rejection !== undefined) return { outcome: "dropped", eventId: event.event_id, reason: `invalid m.room.create: ${rejection}` };
     const ownEntry = rejection === undefined && event.state_key !== undefined ? stateKey(event.type, event.state_key) : undefined;

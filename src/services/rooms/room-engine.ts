@@ -53,8 +53,12 @@ const MAX_DEPTH = Number.MAX_SAFE_INTEGER;
 type DeferredNotifications = { roomId: string; stored: StoredEvent; pdu: JsonObject }[];
 
 
+/** Adds the room's policy server's signature to one of our events, or throws its refusal. */
+export type PolicySigner = (roomId: string, pdu: JsonObject, version: RoomVersion) => Promise<JsonObject>;
+
 export class RoomEngine {
   private readonly listeners: EventListener[] = [];
+  private policySigner: PolicySigner | undefined;
   /** Parsed events by id: events never change once stored, so this cache never goes stale. */
   private readonly parsed = new Map<string, { event: RoomEvent; pdu: JsonObject }>();
 
@@ -68,6 +72,14 @@ export class RoomEngine {
 
   onEvent(listener: EventListener): void {
     this.listeners.push(listener);
+  }
+
+  /**
+   * Sets the step that has the room's policy server sign each of our events after our signature
+   * and the auth check, before it is stored (it throws to refuse the event; set by the federation).
+   */
+  setPolicySigner(signer: PolicySigner): void {
+    this.policySigner = signer;
   }
 
   /**
@@ -176,8 +188,10 @@ export class RoomEngine {
     const checks = { isSignedBy: (server: string) => server === this.signer.serverName };
     const verdict = authorizeEvent(event, authStateFromEvents(authEvents, await this.createEventOf(roomId)), version, checks);
     if (!verdict.allowed) throw new MatrixError("M_FORBIDDEN", verdict.reason);
+    // Signatures are not part of the event ID (nor of a v1/v2 reference), so this one is added last.
+    const final = this.policySigner ? await this.policySigner(roomId, signed, version) : signed;
 
-    return this.persistLocal(roomId, signed, event, { recordWith: input.recordWith, deferred });
+    return this.persistLocal(roomId, final, event, { recordWith: input.recordWith, deferred });
   }
 
   private async persistLocal(
