@@ -107,7 +107,7 @@ export function registerCoreServices(container: DependencyContainer, { config, c
   registerFactory(container, Tokens.PduReceiver, () => new PduReceiver(stores.roomEvents, get(Tokens.RoomEngine)));
   registerFactory(container, Tokens.RoomAccess, () => new RoomAccess(get(Tokens.RoomEngine), stores.roomEvents, (userId, roomId) => stores.roomClient.isForgotten(userId, roomId)));
   registerFactory(container, Tokens.Directory, () => new DirectoryService(stores.roomDirectory, get(Tokens.RoomAccess), clock, { serverName: config.server_name, isServerAdmin, policies: get(Tokens.Policies), remote: () => get(Tokens.FederatedMembership) }));
-  registerFactory(container, Tokens.Rooms, () => new RoomService(get(Tokens.RoomEngine), stores.roomEvents, stores.roomClient, get(Tokens.RoomAccess), clock, { ...localUser, directory: get(Tokens.Directory), policies: get(Tokens.Policies), logger }));
+  registerFactory(container, Tokens.Rooms, () => new RoomService(get(Tokens.RoomEngine), stores.roomEvents, stores.roomClient, get(Tokens.RoomAccess), clock, { ...localUser, directory: get(Tokens.Directory), policies: get(Tokens.Policies), logger, backfill: (roomId, limit) => get(Tokens.EventIngest).backfill(roomId, limit) }));
   registerFactory(container, Tokens.Membership, () => new MembershipService(get(Tokens.RoomEngine), get(Tokens.RoomAccess), stores.roomClient, clock, {
     ...localUser,
     autoJoinKnockersOnInvite: config.knocks.auto_join_on_invite,

@@ -120,6 +120,7 @@ export function registerFederationServices(container: DependencyContainer, { con
     logger,
     policies: get(Tokens.Policies),
     policyServer: get(Tokens.PolicyServer),
+    joinedServers: (roomId) => get(Tokens.FederationRoomReader).joinedServers(roomId),
   }));
   // The policy key (a key of its own, not the signing key), read or made once when we are a policy server.
   const policyKey = config.policy_server.enabled ? loadOrCreateSigningKey(config.policy_server.signing_key_path ?? join(config.data_dir, "policy_server.key")).key : undefined;

@@ -81,7 +81,7 @@ export class SqlRoomEventStore implements RoomEventStore {
       const snapshot = outlier ? undefined : await this.snapshots.write(event.roomId, input.stateAfter!.parent, input.stateAfter!.delta);
       // Only events that belong in the timeline get a stream position.
       const inTimeline = !outlier && !event.rejectedReason && !event.softFailed;
-      const stored = await this.events.insert(event, inTimeline, snapshot);
+      const stored = await this.events.insert(event, inTimeline, snapshot, input.historicalOrdering);
       if (input.updateForwardExtremities && inTimeline) await this.events.advanceExtremities(event.roomId, event.eventId, event.prevEvents);
       const current = input.updateCurrentState;
       // The event's own JSON is at hand: no need to read it back for its membership.
@@ -193,6 +193,10 @@ export class SqlRoomEventStore implements RoomEventStore {
 
   async maxStreamOrdering(): Promise<number> {
     return this.events.maxStreamOrdering();
+  }
+
+  async minStreamOrdering(): Promise<number> {
+    return this.events.minStreamOrdering();
   }
 
   async roomEventsBetween(roomId: string, fromExclusive: number, toInclusive: number, limit: number): Promise<StoredEvent[]> {

@@ -66,6 +66,11 @@ export interface PersistEventInput {
   readonly updateCurrentState: boolean | { readonly parent: number | undefined; readonly delta: StateDelta };
   /** For a room's m.room.create event: the room record, written in the same transaction. */
   readonly createRoom?: RoomRecord;
+  /**
+   * For history fetched from other servers (backfill): the event's stream ordering, below every one
+   * held (see minStreamOrdering). Such an event moves neither forward extremities nor current state.
+   */
+  readonly historicalOrdering?: number;
 }
 
 export interface RoomRecord {
@@ -103,6 +108,8 @@ export interface RoomEventStore {
   authChain(eventIds: readonly string[]): Promise<Set<string>>;
   /** Highest stream ordering so far (0 when empty). */
   maxStreamOrdering(): Promise<number>;
+  /** The lowest stream ordering held, 0 or below (backfilled history is below zero). */
+  minStreamOrdering(): Promise<number>;
   /** Timeline events of a room with stream ordering in (from, to], oldest first, at most `limit`. */
   roomEventsBetween(roomId: string, fromExclusive: number, toInclusive: number, limit: number): Promise<StoredEvent[]>;
   /** Timeline events of a room with stream ordering in (afterExclusive, beforeInclusive], newest first, at most `limit`. */

@@ -111,6 +111,37 @@ describe("federation between two Portier servers", () => {
     expect((await reader.ok("GET", "/publicRooms")).chunk.map((r: { room_id: string }) => r.room_id)).not.toContain(roomId);
   }, 30_000);
 
+  test("history from before B joined is backfilled from A as B's user pages back, in order, and never shows in /sync as new", async () => {
+    const kim = await TestClient.register(a.server, "kim");
+    const lou = await TestClient.register(b.server, "lou");
+    const roomId = await kim.createRoom({ preset: "public_chat", room_alias_name: "history" });
+    const sent = Array.from({ length: 30 }, (_, i) => `old message ${i}`);
+    for (const body of sent) await kim.send(roomId, { msgtype: "m.text", body });
+    await lou.ok("POST", `/join/${enc(`#history:${a.serverName}`)}`, {});
+    const since = (await lou.ok("GET", "/sync?timeout=0")).next_batch;
+
+    // Page back 10 at a time, as a client scrolling up does.
+    const pages: string[][] = [];
+    const ends: string[] = [];
+    let from: string | undefined;
+    for (let page = 0; page < 10; page++) {
+      const r = await lou.ok("GET", `/rooms/${enc(roomId)}/messages?dir=b&limit=10${from ? `&from=${enc(from)}` : ""}`);
+      pages.push((r.chunk as { type: string; content: { body?: string } }[]).filter((e) => e.type === "m.room.message").map((e) => e.content.body!));
+      if (!r.end) break;
+      ends.push((from = r.end));
+    }
+    expect(pages.flat().reverse()).toEqual(sent);
+    // Forwards from a token inside the backfilled history: the same events, the same order.
+    const middle = ends[1]!;
+    const olderThanMiddle = pages.slice(2).flat().length;
+    const forwards = await lou.ok("GET", `/rooms/${enc(roomId)}/messages?dir=f&limit=100&from=${enc(middle)}`);
+    expect((forwards.chunk as { type: string; content: { body?: string } }[]).filter((e) => e.type === "m.room.message").map((e) => e.content.body)).toEqual(sent.slice(olderThanMiddle));
+    // The history is old news: an incremental /sync does not bring it.
+    const next = await lou.ok("GET", `/sync?timeout=0&since=${enc(since)}`);
+    const bodies = ((next.rooms?.join?.[roomId]?.timeline?.events ?? []) as { content: { body?: string } }[]).map((e) => e.content.body);
+    expect(bodies.filter((b) => b?.startsWith("old message"))).toEqual([]);
+  }, 30_000);
+
   test("typing reaches the other server's members", async () => {
     const gina = await TestClient.register(a.server, "gina");
     const hank = await TestClient.register(b.server, "hank");

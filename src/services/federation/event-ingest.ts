@@ -27,12 +27,16 @@ export interface EventIngestDeps {
   logger: Logger;
   /** The spam policies, asked about every event of another server's user that we receive. */
   policies?: SpamChecks;
+  /** Servers with a joined member in a room (where to ask for its history). */
+  joinedServers?: (roomId: string) => Promise<string[]>;
   /** Receipt check 7: whether the room's policy server recommends a received event. */
   policyServer?: { recommends(roomId: string, pdu: JsonObject, version: RoomVersion): Promise<boolean> };
 }
 
 /** How many events one gap may pull in with /get_missing_events. */
 const MISSING_EVENTS_LIMIT = 20;
+/** At most this many edges of a backfilled batch get the state there fetched (/state each). */
+const MAX_BACKFILL_GAPS = 5;
 /** At most this many servers' keys are fetched for one event (a PDU names its signers itself). */
 const MAX_SIGNING_SERVERS = 8;
 
@@ -215,6 +219,74 @@ export class FederationEventIngest {
     }
     await flush();
     return results;
+  }
+
+  /**
+   * History of a room from before the earliest event we hold in its timeline (server-server-api
+   * "Backfilling"): asked of the room's other servers in turn with /backfill, checked like any
+   * received event (the state before the oldest of them from /state, their auth chains from
+   * /event_auth) and stored below everything held. Returns how many events joined the timeline; 0
+   * when the room's history starts here or no server gave any.
+   */
+  async backfill(roomId: string, limit: number): Promise<number> {
+    const room = await this.deps.store.getRoom(roomId);
+    const version = room ? roomVersion(room.roomVersion) : undefined;
+    if (!version) return 0;
+    const [earliest] = await this.deps.store.roomEventsBetween(roomId, Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER, 1);
+    if (!earliest || earliest.type === "m.room.create" || earliest.prevEvents.length === 0) return 0;
+    if ((await this.missing(earliest.prevEvents, { timelineOnly: true })).length === 0) return 0;
+    const servers = (await this.deps.joinedServers?.(roomId) ?? []).filter((server) => server !== this.deps.serverName);
+    for (const origin of servers) {
+      let pdus: JsonObject[];
+      try {
+        const response = await this.deps.client.request("GET", origin, `/_matrix/federation/v1/backfill/${enc(roomId)}`, { query: { v: earliest.eventId, limit: String(limit) } });
+        pdus = isJsonObject(response) && Array.isArray(response.pdus) ? response.pdus.filter((p): p is JsonObject => isJsonObject(p) && p.room_id === roomId) : [];
+      } catch (error) {
+        this.deps.logger.log("info", "a server did not answer /backfill", { origin, room_id: roomId, error: String(error) });
+        continue;
+      }
+      const stored = await this.storeHistory(origin, roomId, version, pdus.slice(0, limit));
+      if (stored > 0) return stored;
+    }
+    return 0;
+  }
+
+  /** Backfilled PDUs, oldest first: what they need fetched first, then stored in one go. */
+  private async storeHistory(origin: string, roomId: string, version: RoomVersion, pdus: readonly JsonObject[]): Promise<number> {
+    const events: { pdu: JsonObject; event: RoomEvent }[] = [];
+    const seen = new Set<string>();
+    for (const pdu of pdus) {
+      const event = this.parse(pdu, version);
+      if (!event || seen.has(event.event_id) || (await this.deps.store.getEvent(event.event_id))) continue;
+      seen.add(event.event_id);
+      events.push({ pdu, event });
+    }
+    if (events.length === 0) return 0;
+    events.sort((x, y) => x.event.depth - y.event.depth);
+    await this.fetchKeysFor(events.map((e) => e.pdu), version);
+    const prevStates = new Map<string, Map<string, string>>();
+    for (const { event } of events) {
+      if ((await this.missing(event.auth_events)).some((id) => !seen.has(id))) await this.fetchAuthChain(origin, roomId, event.event_id, version);
+      for (const prevId of await this.missing(event.prev_events, { timelineOnly: true })) {
+        if (seen.has(prevId) || prevStates.has(prevId)) continue;
+        // The edge of what the server gave: the state there, as for a gap (a few at most per batch).
+        if (prevStates.size >= MAX_BACKFILL_GAPS) break;
+        const state = await this.stateAfterRemoteEvent(origin, roomId, prevId, version);
+        if (state) prevStates.set(prevId, state);
+      }
+    }
+    const items: BatchItem[] = [];
+    for (const { pdu, event } of events) {
+      const spam = await this.isSpam(event);
+      items.push({ pdu, lookupKey: this.keyLookup(pdu, version), options: { eventId: event.event_id, prevStates, isSpam: async () => spam } });
+    }
+    const outcomes = await this.deps.receiver.receiveHistorical(roomId, items);
+    let stored = 0;
+    for (const outcome of outcomes) {
+      if ("error" in outcome) this.deps.logger.log("error", "storing a backfilled event failed", { origin, room_id: roomId, error: String((outcome.error as Error)?.stack ?? outcome.error) });
+      else if (outcome.outcome === "accepted") stored++;
+    }
+    return stored;
   }
 
   /** Which of these events we do not hold (timelineOnly: or hold only as outliers, without state). */

@@ -34,6 +34,12 @@ export interface ReceiveOptions {
    * the room uses none). An event it does not recommend is soft-failed.
    */
   readonly policyRecommends?: (pdu: JsonObject) => Promise<boolean>;
+  /**
+   * History fetched from another server (backfill): stored at this stream ordering, below everything
+   * held, and not checked against current state (soft failure is for new events); it moves neither
+   * forward extremities nor current state, and no listener hears of it.
+   */
+  readonly historicalOrdering?: number;
   /** The event ID when the caller has computed it already (from room v3 on it is a hash of the PDU). */
   readonly eventId?: string;
 }
@@ -89,6 +95,28 @@ export class PduReceiver {
   receive(pdu: JsonObject, lookupKey: VerifyKeyLookup, options: ReceiveOptions = {}): Promise<ReceiveOutcome> {
     const roomKey = typeof pdu.room_id === "string" ? pdu.room_id : "(create)";
     return this.engine.queue.run(roomKey, () => this.check(pdu, lookupKey, options));
+  }
+
+  /**
+   * History of one room from another server (backfill), oldest first, stored in one transaction
+   * below every stream ordering held: the oldest lowest, so /messages pages back through it in order.
+   */
+  receiveHistorical(roomId: string, items: readonly BatchItem[]): Promise<(ReceiveOutcome | { readonly error: unknown })[]> {
+    return this.engine.queue.run(roomId, () =>
+      this.store.atomically(async () => {
+        const base = await this.store.minStreamOrdering();
+        const out: (ReceiveOutcome | { error: unknown })[] = [];
+        for (const [index, item] of items.entries()) {
+          const options: ReceiveOptions = { ...item.options, historicalOrdering: base - items.length + index };
+          try {
+            out.push(await this.store.atomically(() => this.check(item.pdu, item.lookupKey, options)));
+          } catch (error) {
+            out.push({ error });
+          }
+        }
+        return out;
+      }),
+    );
   }
 
   /**
@@ -214,13 +242,14 @@ export class PduReceiver {
     }
 
     // 6. Passes authorization rules based on the current state of the room: otherwise soft failed.
+    const historical = options.historicalOrdering !== undefined;
     let softFailed = spam && rejection === undefined;
-    if (rejection === undefined && !softFailed && event.type !== "m.room.create") {
+    if (rejection === undefined && !softFailed && !historical && event.type !== "m.room.create") {
       const current = await this.store.currentStateEvents(event.room_id!, authKeys);
       softFailed = !authorizeEvent(event, await this.authState(event, version, current), version, checks).allowed;
     }
     // 7. Validated by the room's policy server, if it uses one: otherwise soft failed.
-    if (rejection === undefined && !softFailed && options.policyRecommends && !(await options.policyRecommends(pdu))) softFailed = true;
+    if (rejection === undefined && !softFailed && !historical && options.policyRecommends && !(await options.policyRecommends(pdu))) softFailed = true;
 
     if (event.type === "m.room.create" && rejection !== undefined) return { outcome: "dropped", eventId: event.event_id, reason: `invalid m.room.create: ${rejection}` };
     const ownEntry = rejection === undefined && event.state_key !== undefined ? stateKey(event.type, event.state_key) : undefined;
@@ -242,7 +271,7 @@ export class PduReceiver {
     }
     const roomId = event.room_id ?? `!${event.event_id.slice(1)}`;
     const accepted = rejection === undefined && !softFailed;
-    const currentState = accepted ? await this.currentStateAfter(version, roomId, event, stateAfter) : false;
+    const currentState = accepted && !historical ? await this.currentStateAfter(version, roomId, event, stateAfter) : false;
 
     const createRoom = event.type === "m.room.create" && rejection === undefined && !(await this.store.getRoom(roomId))
       ? { roomId, roomVersion: version.id, creator: event.sender, createdTs: event.origin_server_ts }
@@ -250,12 +279,13 @@ export class PduReceiver {
     const stored = await this.store.persistEvent({
       event: storedEventOf(event, roomId, pdu, { rejectedReason: rejection, softFailed }),
       stateAfter: { parent, delta: stateDelta },
-      updateForwardExtremities: accepted,
+      updateForwardExtremities: accepted && !historical,
       updateCurrentState: currentState,
       createRoom,
+      historicalOrdering: options.historicalOrdering,
     });
     // After the commit: listeners only ever hear of stored events.
-    if (accepted) {
+    if (accepted && !historical) {
       if (deferred) deferred.push({ stored, pdu });
       else await this.engine.notify(roomId, stored, pdu);
     }

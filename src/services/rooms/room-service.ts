@@ -28,6 +28,8 @@ import { parseStreamToken, streamToken } from "./stream-token";
 const MAX_CONTENT_BYTES = 65536 - 2048;
 export const DEFAULT_MESSAGES_LIMIT = 10;
 export const MAX_MESSAGES_LIMIT = 1000;
+/** Events asked of another server per backfill (Synapse asks for 100). */
+const BACKFILL_LIMIT = 100;
 
 export interface MessagesRequest {
   dir: "b" | "f";
@@ -62,6 +64,12 @@ export interface RoomServiceOptions {
   /** The plugins' spam policies (the PolicySet); absent: nothing is checked. */
   policies?: SpamChecks;
   logger?: Logger;
+  /**
+   * Fetches history from before the earliest event held in a room from its other servers (the
+   * federation's backfill); resolves to how many events it stored. Absent: history starts at what
+   * this server holds.
+   */
+  backfill?: (roomId: string, limit: number) => Promise<number>;
 }
 
 /** What createRoom needs of the room directory (services/directory implements it). */
@@ -83,6 +91,8 @@ export class RoomService {
   readonly formatter: ClientEventFormatter;
   /** Sends in flight per (user, device, txnId), so a retry that overlaps the first attempt gets its result. */
   private readonly inFlight = new Map<string, Promise<string>>();
+  /** Per room, the earliest held event at which other servers had no older history to give. */
+  private readonly historyEnds = new Map<string, string>();
 
   constructor(
     private readonly engine: RoomEngine,
@@ -340,10 +350,12 @@ export class RoomService {
     const chunk: ClientEvent[] = [];
     let position = from;
     let exhausted = false;
+    let backfilled = false;
     const batchSize = Math.min(MAX_MESSAGES_LIMIT, limit * 2);
     scan: while (chunk.length < limit) {
+      // History fetched from other servers lies below zero (stream-token.ts).
       const batch = backwards
-        ? await this.store.roomEventsBackwards(roomId, position, Math.max(to ?? 0, 0), batchSize)
+        ? await this.store.roomEventsBackwards(roomId, position, to ?? Number.MIN_SAFE_INTEGER, batchSize)
         : await this.store.roomEventsBetween(roomId, position, to ?? Number.MAX_SAFE_INTEGER, batchSize);
       for (const stored of batch) {
         position = backwards ? stored.streamOrdering! - 1 : stored.streamOrdering!;
@@ -354,6 +366,12 @@ export class RoomService {
         }
       }
       if (batch.length < batchSize) {
+        // The start of what we hold: once per request, ask the room's other servers for more
+        // (Synapse backfills as a client pages back, too).
+        if (backwards && to === undefined && !backfilled && this.options.backfill) {
+          backfilled = true;
+          if ((await this.backfillOnce(roomId, limit)) > 0) continue;
+        }
         exhausted = true;
         break;
       }
@@ -361,6 +379,23 @@ export class RoomService {
     const page: MessagesPage = { start: request.from ?? streamToken(from), chunk };
     if (!exhausted) page.end = streamToken(position);
     return page;
+  }
+
+  /** Backfill, remembering where a room's history gave no more so that later pages do not ask again. */
+  private async backfillOnce(roomId: string, limit: number): Promise<number> {
+    const [earliest] = await this.store.roomEventsBetween(roomId, Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER, 1);
+    if (!earliest || this.historyEnds.get(roomId) === earliest.eventId) return 0;
+    let stored = 0;
+    try {
+      stored = await this.options.backfill!(roomId, Math.max(limit, BACKFILL_LIMIT));
+    } catch (error) {
+      this.options.logger?.log("warn", "backfill failed", { room_id: roomId, error: String(error) });
+    }
+    if (stored === 0) {
+      if (this.historyEnds.size >= 10_000) this.historyEnds.clear();
+      this.historyEnds.set(roomId, earliest.eventId);
+    }
+    return stored;
   }
 
   /** GET /context/{eventId}: the event with visible events before and after it, and the state at the last one. */

@@ -89,6 +89,11 @@ const INSERT_COLUMNS = "event_id, room_id, type, state_key, sender, depth, origi
 const INSERT_TIMELINE_EVENT = `INSERT INTO events (${INSERT_COLUMNS})
   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, (SELECT COALESCE(max(stream_ordering), 0) + 1 FROM events)) RETURNING event_nid, stream_ordering`;
 const INSERT_EVENT = `INSERT INTO events (${INSERT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL) RETURNING event_nid, stream_ordering`;
+// History fetched from other servers (backfill) goes before everything held: below zero, at an
+// ordering the caller chose (one batch at a time, oldest lowest), so /sync, which reads only
+// orderings above its token, never sees it as new.
+const INSERT_HISTORICAL_EVENT = `INSERT INTO events (${INSERT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING event_nid, stream_ordering`;
+const SELECT_MIN_STREAM = "SELECT min(stream_ordering) AS m FROM events";
 const insertEdges = (n: number) => `INSERT INTO event_edges (event_nid, prev_event_id) VALUES ${valueRows(n, 2)} ON CONFLICT DO NOTHING`;
 const insertAuthEdges = (n: number) => `INSERT INTO event_auth_edges (event_nid, auth_event_id) VALUES ${valueRows(n, 2)} ON CONFLICT DO NOTHING`;
 const SELECT_BY_ID = `SELECT ${COLUMNS} FROM events WHERE event_id = ?`;
@@ -124,9 +129,10 @@ export class EventsTable {
   constructor(private readonly db: Database) {}
 
   /** Stores an event and its edges; a timeline event gets the next stream ordering. Returns it as stored. */
-  async insert(event: NewEvent, inTimeline: boolean, stateSnapshot: number | undefined): Promise<StoredEvent> {
+  async insert(event: NewEvent, inTimeline: boolean, stateSnapshot: number | undefined, historicalOrdering?: number): Promise<StoredEvent> {
+    const historical = inTimeline && historicalOrdering !== undefined;
     const inserted = (await this.db.get<{ event_nid: number; stream_ordering: number | null }>(
-      inTimeline ? INSERT_TIMELINE_EVENT : INSERT_EVENT,
+      historical ? INSERT_HISTORICAL_EVENT : inTimeline ? INSERT_TIMELINE_EVENT : INSERT_EVENT,
       event.eventId,
       event.roomId,
       event.type,
@@ -139,6 +145,7 @@ export class EventsTable {
       event.softFailed ? 1 : 0,
       stateSnapshot ?? null,
       event.json,
+      ...(historical ? [historicalOrdering] : []),
     ))!;
     const nid = inserted.event_nid;
     for (const batch of insertBatches(event.prevEvents)) await this.db.run(insertEdges(batch.length), ...batch.flatMap((prev) => [nid, prev]));
@@ -224,6 +231,11 @@ export class EventsTable {
 
   async maxStreamOrdering(): Promise<number> {
     return (await this.db.get<{ m: number | null }>(SELECT_MAX_STREAM))?.m ?? 0;
+  }
+
+  /** The lowest stream ordering held (history fetched from other servers lies below zero); 0 when none is. */
+  async minStreamOrdering(): Promise<number> {
+    return Math.min((await this.db.get<{ m: number | null }>(SELECT_MIN_STREAM))?.m ?? 0, 0);
   }
 
   async between(roomId: string, fromExclusive: number, toInclusive: number, limit: number): Promise<StoredEvent[]> {
