@@ -61,6 +61,9 @@ describe("knocking across servers", () => {
     const knock = (await syncOf(knocker)).rooms.knock[roomId];
     const types = (knock.knock_state.events as { type: string }[]).map((e) => e.type);
     expect(types).toEqual(expect.arrayContaining(["m.room.create", "m.room.join_rules", "m.room.name", "m.room.member"]));
+    // The knocker's own knock comes whole, with its ID and time; the room's state stays stripped.
+    const own = (knock.knock_state.events as JsonObject[]).find((e) => e.type === "m.room.member" && e.state_key === knocker.userId);
+    expect(own).toMatchObject({ event_id: expect.stringMatching(/^\$/), origin_server_ts: expect.any(Number), content: { membership: "knock" } });
 
     await admin.ok("POST", `/rooms/${enc(roomId)}/invite`, { user_id: knocker.userId });
     await eventually(async () => (await syncOf(knocker)).rooms?.invite?.[roomId], 10_000, "the invite on B");

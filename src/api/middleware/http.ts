@@ -101,12 +101,40 @@ export interface HttpOptions {
   logger: Logger;
 }
 
+/**
+ * Which part of a request URL holds a percent-escape that does not decode (a lone `%`, `%zz`, bytes
+ * that are not UTF-8, an encoded surrogate): "path" or "query"; undefined when all decode.
+ */
+export function badPercentEncoding(url: string): "path" | "query" | undefined {
+  const start = url.indexOf("/", url.indexOf("//") + 2);
+  const rest = start === -1 ? "" : url.slice(start);
+  const hash = rest.indexOf("#");
+  const target = hash === -1 ? rest : rest.slice(0, hash);
+  const q = target.indexOf("?");
+  const decodes = (part: string) => {
+    if (!part.includes("%")) return true;
+    try {
+      decodeURIComponent(part);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  if (!(q === -1 ? target : target.slice(0, q)).split("/").every(decodes)) return "path";
+  if (q !== -1 && !target.slice(q + 1).split("&").every((pair) => pair.split("=").every((x) => decodes(x.replace(/\+/g, " "))))) return "query";
+  return undefined;
+}
+
 /** The base app: every controller is mounted on what this returns. */
 export function createHttpApp(options: HttpOptions) {
   const app = new Elysia()
     .onRequest(({ request }) => {
       // CORS preflight: answered for every path, as the spec asks.
       if (request.method === "OPTIONS") return new Response(null, { status: 204, headers: CORS_HEADERS });
+      // Decided once for every route: an identifier or parameter that does not even decode is the
+      // client's mistake (400), never a handler's crash.
+      const bad = badPercentEncoding(request.url);
+      if (bad) return errorResponse(new MatrixError("M_INVALID_PARAM", `Invalid percent-encoding in the request ${bad}`));
     })
     .onParse(async ({ request }) => {
       const path = new URL(request.url).pathname;

@@ -71,11 +71,25 @@ export interface StrippedState {
   state_key: string;
   sender: string;
   content: JsonObject;
+  /** Only on the user's own invite or knock event, which is sent whole (see ownMemberEvent). */
+  event_id?: string;
+  origin_server_ts?: number;
 }
 
 export function strippedStateEvent(event: { type?: unknown; state_key?: unknown; sender?: unknown; content?: unknown } | undefined): StrippedState | undefined {
   if (!event || typeof event.type !== "string" || typeof event.state_key !== "string" || typeof event.sender !== "string" || !isJsonObject(event.content)) return undefined;
   return { type: event.type, state_key: event.state_key, sender: event.sender, content: event.content };
+}
+
+/**
+ * The user's own member event in invite_state/knock_state: whole, with its ID and timestamp, as
+ * Synapse sends it (clients show when the invite came from origin_server_ts; stripped of it, Cinny
+ * showed invites as sent on 1 January 1970).
+ */
+export function ownMemberEvent(event: { type?: unknown; state_key?: unknown; sender?: unknown; content?: unknown; origin_server_ts?: unknown } | undefined, eventId: string): StrippedState | undefined {
+  const stripped = strippedStateEvent(event);
+  if (!stripped) return undefined;
+  return { ...stripped, event_id: eventId, ...(typeof event!.origin_server_ts === "number" ? { origin_server_ts: event!.origin_server_ts } : {}) };
 }
 
 /** The state types of stripped state for invites and knocks (client-server-api "Stripped state"). */

@@ -42,7 +42,7 @@ const ROOM_LIST_READS = 3;
 /** The most events one timeline scan reads before calling the timeline limited (restrictive filters on long histories). */
 const MAX_SCANNED_EVENTS = 5000;
 
-import { STRIPPED_STATE_TYPES, strippedStateEvent, type StrippedState } from "../rooms/client-events";
+import { ownMemberEvent, STRIPPED_STATE_TYPES, strippedStateEvent, type StrippedState } from "../rooms/client-events";
 export { STRIPPED_STATE_TYPES };
 
 export interface SyncRequest {
@@ -441,7 +441,7 @@ export class SyncService {
       const event = strippedStateEvent(await this.deps.engine.currentStateEvent(roomId, type, ""));
       if (event) events.push(event);
     }
-    const own = strippedStateEvent((await this.deps.engine.loadEvent(member.eventId))?.event);
+    const own = ownMemberEvent((await this.deps.engine.loadEvent(member.eventId))?.event, member.eventId);
     if (own) events.push(own);
     return events;
   }
@@ -623,7 +623,7 @@ function stateChanges(start: Map<string, string>, end: Map<string, string>, prev
  * member event in the same form.
  */
 function outOfBandStrippedState(record: OutOfBandMembership): StrippedState[] {
-  const own = strippedStateEvent(record.event);
+  const own = ownMemberEvent(record.event, record.eventId);
   const events: StrippedState[] = [];
   for (const entry of record.strippedState) {
     const event = strippedStateEvent(entry);

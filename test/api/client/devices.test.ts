@@ -91,6 +91,17 @@ describe("devices", () => {
     expect((await request(server, "GET", "/_matrix/client/v3/account/whoami", undefined, bearer(tablet.token))).status).toBe(401);
   });
 
+  test("DELETE /devices/{id} of a device alice does not have (bob's): 200 as the spec says (\"had been removed previously\"), and bob's device and token stay", async () => {
+    const path = `/_matrix/client/v3/devices/${encodeURIComponent(bob.deviceId)}`;
+    const first = await request(server, "DELETE", path, {}, bearer(alice.token));
+    expect(first.status).toBe(401);
+    const ok = await request(server, "DELETE", path, { auth: passwordAuth(alice.userId, "alicepw", first.body.session) }, bearer(alice.token));
+    expect(ok.status).toBe(200);
+    check("DELETE", "/_matrix/client/v3/devices/BOB", 200, ok.body);
+    expect((await request(server, "GET", path, undefined, bearer(bob.token))).status).toBe(200);
+    expect((await request(server, "GET", "/_matrix/client/v3/account/whoami", undefined, bearer(bob.token))).status).toBe(200);
+  });
+
   test("POST /delete_devices deletes several after UIA; bob's devices are untouched", async () => {
     const a = await login(server, "alice", "alicepw", "A");
     await login(server, "alice", "alicepw", "B");

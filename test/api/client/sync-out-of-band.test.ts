@@ -77,7 +77,7 @@ const leave = (c: TestClient, roomId: string, sender = c.userId) =>
 const INCLUDE_LEAVE = { room: { include_leave: true } };
 
 describe("initial sync", () => {
-  test("an out-of-band invite: the stripped state it came with, pruned, then the invite event in stripped form", async () => {
+  test("an out-of-band invite: the stripped state it came with, pruned, then the invite event whole (its ID and time too)", async () => {
     const bob = await user();
     const roomId = remoteRoom();
     await invite(bob, roomId);
@@ -86,7 +86,7 @@ describe("initial sync", () => {
       { type: "m.room.create", state_key: "", sender: INVITER, content: { room_version: "10", creator: INVITER } },
       { type: "m.room.name", state_key: "", sender: INVITER, content: { name: "Far away" } },
       { type: "m.room.join_rules", state_key: "", sender: INVITER, content: { join_rule: "knock" } },
-      { type: "m.room.member", state_key: bob.userId, sender: INVITER, content: { membership: "invite", displayname: "Bob" } },
+      { type: "m.room.member", state_key: bob.userId, sender: INVITER, content: { membership: "invite", displayname: "Bob" }, event_id: expect.stringMatching(/^\$/), origin_server_ts: expect.any(Number) },
     ]);
     expect(r.rooms.join[roomId]).toBeUndefined();
     expect(r.rooms.knock[roomId]).toBeUndefined();
@@ -101,7 +101,7 @@ describe("initial sync", () => {
     const r = await sync(bob);
     const events = r.rooms.knock[roomId].knock_state.events;
     expect(events.map((e: { type: string }) => e.type)).toEqual(["m.room.create", "m.room.name", "m.room.join_rules", "m.room.member"]);
-    expect(events.at(-1)).toEqual({ type: "m.room.member", state_key: bob.userId, sender: bob.userId, content: { membership: "knock", reason: "let me in" } });
+    expect(events.at(-1)).toEqual({ type: "m.room.member", state_key: bob.userId, sender: bob.userId, content: { membership: "knock", reason: "let me in" }, event_id: expect.stringMatching(/^\$/), origin_server_ts: expect.any(Number) });
     expect(r.rooms.invite[roomId]).toBeUndefined();
   });
 

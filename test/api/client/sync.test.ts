@@ -131,7 +131,11 @@ describe("invites, joins, leaves and knocks", () => {
     const keys = stateKeys(invite.invite_state.events);
     for (const k of ["m.room.create|", "m.room.join_rules|", "m.room.name|", "m.room.topic|", `m.room.member|${bob.userId}`]) expect(keys).toContain(k);
     const member = invite.invite_state.events.find((e: any) => e.type === "m.room.member");
-    expect(member).toEqual({ type: "m.room.member", state_key: bob.userId, sender: alice.userId, content: expect.objectContaining({ membership: "invite" }) });
+    // The invitee's own invite event comes whole, with its ID and time (clients show when it came).
+    expect(member).toEqual({ type: "m.room.member", state_key: bob.userId, sender: alice.userId, content: expect.objectContaining({ membership: "invite" }), event_id: expect.stringMatching(/^\$/), origin_server_ts: expect.any(Number) });
+    expect(Math.abs(member.origin_server_ts - Date.now())).toBeLessThan(60_000);
+    // The other stripped events stay stripped.
+    expect(invite.invite_state.events.find((e: any) => e.type === "m.room.create")).not.toHaveProperty("origin_server_ts");
     expect(r.rooms.join[roomId]).toBeUndefined();
     // An initial sync lists it too; an incremental one after that does not again.
     expect((await sync(bob)).rooms.invite[roomId]).toBeDefined();
