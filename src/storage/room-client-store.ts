@@ -75,6 +75,10 @@ export class SqlRoomClientStore implements RoomClientStore {
     return this.receipts.since(roomId, streamIdExclusive);
   }
 
+  roomsWithReceiptsBetween(fromExclusive: number, toInclusive: number): Promise<string[]> {
+    return this.receipts.roomsBetween(fromExclusive, toInclusive);
+  }
+
   maxReceiptStreamId(): Promise<number> {
     return this.receipts.maxStreamId();
   }

@@ -199,6 +199,10 @@ export class SqlRoomEventStore implements RoomEventStore {
     return this.events.minStreamOrdering();
   }
 
+  roomsWithEventsBetween(fromExclusive: number, toInclusive: number): Promise<string[]> {
+    return this.events.roomsBetween(fromExclusive, toInclusive);
+  }
+
   async roomEventsBetween(roomId: string, fromExclusive: number, toInclusive: number, limit: number): Promise<StoredEvent[]> {
     return this.events.between(roomId, fromExclusive, toInclusive, limit);
   }

@@ -110,6 +110,8 @@ export interface RoomEventStore {
   maxStreamOrdering(): Promise<number>;
   /** The lowest stream ordering held, 0 or below (backfilled history is below zero). */
   minStreamOrdering(): Promise<number>;
+  /** Rooms with a timeline event in (fromExclusive, toInclusive] of the stream. */
+  roomsWithEventsBetween(fromExclusive: number, toInclusive: number): Promise<string[]>;
   /** Timeline events of a room with stream ordering in (from, to], oldest first, at most `limit`. */
   roomEventsBetween(roomId: string, fromExclusive: number, toInclusive: number, limit: number): Promise<StoredEvent[]>;
   /** Timeline events of a room with stream ordering in (afterExclusive, beforeInclusive], newest first, at most `limit`. */
@@ -150,6 +152,8 @@ export interface RoomClientStore {
   /** Receipts of a room written after `streamIdExclusive`, oldest first. */
   receiptsSince(roomId: string, streamIdExclusive: number): Promise<ReceiptRecord[]>;
   maxReceiptStreamId(): Promise<number>;
+  /** Rooms with a receipt written in (fromExclusive, toInclusive]. */
+  roomsWithReceiptsBetween(fromExclusive: number, toInclusive: number): Promise<string[]>;
 }
 
 export interface UserRecord {

@@ -223,8 +223,13 @@ export class SyncService {
     // Memberships in rooms we do not hold, and the held rooms where such a membership is the newer one.
     const outOfBand = await this.outOfBandAtNow(ctx, rooms);
 
+    // An incremental sync visits only the joined rooms where something moved since the token: an
+    // event (a join, so a newly joined room, included), a receipt, typing, room account data. The
+    // rest cost nothing, however many rooms the user is in.
+    const moved = from !== undefined && !fullState ? await this.roomsMovedSince(from, now, changedData.rooms) : undefined;
     for (const roomId of rooms.join) {
       if (!filter.includesRoom(roomId) || outOfBand.replacesHeld.has(roomId)) continue;
+      if (moved && !moved.has(roomId) && !this.deps.typing.typingSince(roomId, from!.typing)) continue;
       const room = await this.joinedRoom(ctx, roomId, changedData.rooms.get(roomId) ?? []);
       if (room) response.rooms.join[roomId] = room;
     }
@@ -353,6 +358,14 @@ export class SyncService {
 
   // ------------------------------------------------------------------------------------------------
   // Rooms
+
+  /** Rooms with an event, a receipt or room account data in (from, now] (typing is asked per room: it is in memory). */
+  private async roomsMovedSince(from: { events: number; receipts: number }, now: SyncPosition, roomData: ReadonlyMap<string, unknown>): Promise<Set<string>> {
+    const moved = new Set<string>(roomData.keys());
+    if (now.events > from.events) for (const roomId of await this.deps.store.roomsWithEventsBetween(from.events, now.events)) moved.add(roomId);
+    if (now.receipts > from.receipts) for (const roomId of await this.deps.clientStore.roomsWithReceiptsBetween(from.receipts, now.receipts)) moved.add(roomId);
+    return moved;
+  }
 
   private async joinedRoom(ctx: SyncContext, roomId: string, changedRoomData: { type: string; content: Record<string, unknown> }[]): Promise<JoinedRoomSync | undefined> {
     const { userId } = ctx.viewer;

@@ -94,6 +94,7 @@ const INSERT_EVENT = `INSERT INTO events (${INSERT_COLUMNS}) VALUES (?, ?, ?, ?,
 // orderings above its token, never sees it as new.
 const INSERT_HISTORICAL_EVENT = `INSERT INTO events (${INSERT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING event_nid, stream_ordering`;
 const SELECT_MIN_STREAM = "SELECT min(stream_ordering) AS m FROM events";
+const SELECT_ROOMS_BETWEEN = "SELECT DISTINCT room_id FROM events WHERE stream_ordering > ? AND stream_ordering <= ?";
 const insertEdges = (n: number) => `INSERT INTO event_edges (event_nid, prev_event_id) VALUES ${valueRows(n, 2)} ON CONFLICT DO NOTHING`;
 const insertAuthEdges = (n: number) => `INSERT INTO event_auth_edges (event_nid, auth_event_id) VALUES ${valueRows(n, 2)} ON CONFLICT DO NOTHING`;
 const SELECT_BY_ID = `SELECT ${COLUMNS} FROM events WHERE event_id = ?`;
@@ -231,6 +232,11 @@ export class EventsTable {
 
   async maxStreamOrdering(): Promise<number> {
     return (await this.db.get<{ m: number | null }>(SELECT_MAX_STREAM))?.m ?? 0;
+  }
+
+  /** Rooms with a timeline event in (fromExclusive, toInclusive] of the stream. */
+  async roomsBetween(fromExclusive: number, toInclusive: number): Promise<string[]> {
+    return (await this.db.all<{ room_id: string }>(SELECT_ROOMS_BETWEEN, fromExclusive, toInclusive)).map((r) => r.room_id);
   }
 
   /** The lowest stream ordering held (history fetched from other servers lies below zero); 0 when none is. */

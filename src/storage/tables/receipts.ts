@@ -41,6 +41,15 @@ const COLUMNS = "room_id, user_id, receipt_type, thread_id, event_id, ts, stream
 const UPSERT = `INSERT INTO receipts (${COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)
   ON CONFLICT (room_id, user_id, receipt_type, thread_id) DO UPDATE SET event_id = excluded.event_id, ts = excluded.ts, stream_id = excluded.stream_id`;
 const SELECT_MAX = "SELECT max(stream_id) AS m FROM receipts";
+const SELECT_ROOMS_BETWEEN = "SELECT DISTINCT room_id FROM receipts WHERE stream_id > ? AND stream_id <= ?";
+
+/** Receipts by stream position across rooms, for /sync's "which rooms moved since the token". */
+export const RECEIPTS_STREAM_INDEX_MIGRATION: Migration = {
+  version: 62,
+  name: "receipts_stream_index",
+  sqlite: "CREATE INDEX receipts_stream ON receipts (stream_id)",
+  postgres: "CREATE INDEX receipts_stream ON receipts (stream_id)",
+};
 const SELECT_SINCE = `SELECT ${COLUMNS} FROM receipts WHERE room_id = ? AND stream_id > ? ORDER BY stream_id`;
 const SELECT_ONE = `SELECT ${COLUMNS} FROM receipts WHERE room_id = ? AND user_id = ? AND receipt_type = ? AND thread_id = ?`;
 
@@ -78,6 +87,11 @@ export class ReceiptsTable {
 
   async maxStreamId(): Promise<number> {
     return (await this.db.get<{ m: number | null }>(SELECT_MAX))?.m ?? 0;
+  }
+
+  /** Rooms with a receipt written in (fromExclusive, toInclusive]. */
+  async roomsBetween(fromExclusive: number, toInclusive: number): Promise<string[]> {
+    return (await this.db.all<{ room_id: string }>(SELECT_ROOMS_BETWEEN, fromExclusive, toInclusive)).map((r) => r.room_id);
   }
 
   async since(roomId: string, streamIdExclusive: number): Promise<ReceiptRecord[]> {
