@@ -30,7 +30,7 @@ export interface EventIngestDeps {
   /** Servers with a joined member in a room (where to ask for its history). */
   joinedServers?: (roomId: string) => Promise<string[]>;
   /** Receipt check 7: whether the room's policy server recommends a received event. */
-  policyServer?: { recommends(roomId: string, pdu: JsonObject, version: RoomVersion): Promise<boolean> };
+  policyServer?: { recommends(roomId: string, pdu: JsonObject, version: RoomVersion): Promise<boolean>; activeConfig(roomId: string): Promise<unknown> };
 }
 
 /** How many events one gap may pull in with /get_missing_events. */
@@ -175,6 +175,9 @@ export class FederationEventIngest {
       return results;
     }
     await this.fetchKeysFor(pdus, version);
+    // Most rooms name no policy server: asked once for the batch, not per event. (An m.room.policy
+    // event in the batch is received on its own, so the answer holds for the events batched here.)
+    const policyCheck = this.deps.policyServer && (await this.deps.policyServer.activeConfig(roomId)) !== undefined ? this.policyCheck(version) : undefined;
     let run: { index: number; item: BatchItem }[] = [];
     const inRun = new Set<string>();
     const flush = async (): Promise<void> => {
@@ -208,7 +211,6 @@ export class FederationEventIngest {
         // Asked before the transaction opens (the spam policies, the room's policy server): they may
         // take their time, the writer may not.
         const spam = await this.isSpam(event!);
-        const policyCheck = this.policyCheck(version);
         const recommended = policyCheck ? await policyCheck(pdu) : true;
         run.push({ index, item: { pdu, lookupKey: this.keyLookup(pdu, version), options: { eventId: event!.event_id, isSpam: async () => spam, policyRecommends: async () => recommended } } });
         inRun.add(event!.event_id);
