@@ -35,6 +35,7 @@ import { keyQueryRoutes } from "./api/keys/key-query";
 import { accountRoutes } from "./api/client/account";
 import { UserInteractiveAuth } from "./services/accounts/user-interactive-auth";
 import { capabilitiesRoutes } from "./api/client/capabilities";
+import { voipRoutes } from "./api/client/voip";
 import { profileRoutes } from "./api/client/profile";
 import { accountDataRoutes } from "./api/client/account-data";
 import { filterRoutes } from "./api/client/filters";
@@ -110,6 +111,7 @@ function createApp(container: DependencyContainer, config: Readonly<Config>, log
     .use(receiptRoutes({ accounts: resolve(container, Tokens.Accounts), typing: resolve(container, Tokens.Typing), receipts: resolve(container, Tokens.Receipts) }))
     .use(accountRoutes({ config, accounts: resolve(container, Tokens.Accounts), uia: resolve(container, Tokens.UserInteractiveAuth) }))
     .use(capabilitiesRoutes({ accounts: resolve(container, Tokens.Accounts) }))
+    .use(voipRoutes({ accounts: resolve(container, Tokens.Accounts), voip: config.voip, clock: resolve(container, Tokens.Clock) }))
     .use(profileRoutes({ accounts: resolve(container, Tokens.Accounts), profiles: resolve(container, Tokens.Profiles) }))
     .use(accountDataRoutes({ accounts: resolve(container, Tokens.Accounts), accountData: resolve(container, Tokens.AccountData) }))
     .use(filterRoutes({ accounts: resolve(container, Tokens.Accounts), filters: resolve(container, Tokens.Filters) }))

@@ -91,6 +91,16 @@ export const ConfigSchema = Type.Object(
       },
       { ...Strict, default: {} },
     ),
+    voip: Type.Object(
+      {
+        turn_uris: Type.Array(Type.String({ minLength: 1 }), { default: [], description: "TURN server URIs given to clients for calls (GET /voip/turnServer), e.g. turn:turn.example.org:3478?transport=udp. None: clients get {} and use no TURN server." }),
+        turn_shared_secret: Type.Optional(Type.String({ minLength: 1, description: "The TURN server's shared secret (coturn's static-auth-secret): each user gets a time-limited username and password made from it." })),
+        turn_username: Type.Optional(Type.String({ minLength: 1, description: "A fixed TURN username, when there is no shared secret." })),
+        turn_password: Type.Optional(Type.String({ minLength: 1, description: "The fixed TURN password that goes with turn_username." })),
+        turn_user_lifetime_ms: Type.Integer({ minimum: 60_000, default: 86_400_000, description: "How long the credentials made from turn_shared_secret are valid." }),
+      },
+      { ...Strict, default: {} },
+    ),
     trusted_proxies: Type.Array(Type.String({ minLength: 1 }), {
       default: [],
       description: "Addresses of reverse proxies in front of Portier: from these, the client's address is read from X-Forwarded-For (for per-address rate limits).",

@@ -1,5 +1,6 @@
 // Account data (client-server-api "Client Config"): GET/PUT /user/{userId}/account_data/{type} and
-// /user/{userId}/rooms/{roomId}/account_data/{type}.
+// /user/{userId}/rooms/{roomId}/account_data/{type}; room tags ("Room Tagging"), kept as m.tag:
+// GET /user/{userId}/rooms/{roomId}/tags, PUT and DELETE .../tags/{tag}.
 import { Elysia } from "elysia";
 import { Type } from "@sinclair/typebox";
 import type { AccountService } from "../../services/accounts/account-service";
@@ -32,6 +33,22 @@ export function accountDataRoutes({ accounts, accountData }: { accounts: Account
     app.put(room, async ({ params, request, body }) => {
       const me = await requireUser(accounts, request);
       await accountData.put(me.userId, params.userId, params.roomId, params.type, validateBody(Content, body));
+      return {};
+    });
+
+    const tags = `${prefix}/user/:userId/rooms/:roomId/tags` as const;
+    app.get(tags, async ({ params, request }) => {
+      const me = await requireUser(accounts, request);
+      return accountData.tags(me.userId, params.userId, params.roomId);
+    });
+    app.put(`${tags}/:tag`, async ({ params, request, body }) => {
+      const me = await requireUser(accounts, request);
+      await accountData.setTag(me.userId, params.userId, params.roomId, params.tag, validateBody(Content, body));
+      return {};
+    });
+    app.delete(`${tags}/:tag`, async ({ params, request }) => {
+      const me = await requireUser(accounts, request);
+      await accountData.deleteTag(me.userId, params.userId, params.roomId, params.tag);
       return {};
     });
   }

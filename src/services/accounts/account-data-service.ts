@@ -12,6 +12,11 @@ export type AccountDataListener = (userId: string, roomId: string | undefined, t
 const SERVER_MANAGED = new Set(["m.fully_read", "m.push_rules"]);
 const MAX_TYPE_BYTES = 255;
 
+function tagsOf(content: Record<string, unknown> | undefined): Record<string, unknown> {
+  const tags = content?.tags;
+  return tags !== null && typeof tags === "object" && !Array.isArray(tags) ? (tags as Record<string, unknown>) : {};
+}
+
 export class AccountDataService {
   private readonly listeners: AccountDataListener[] = [];
 
@@ -45,6 +50,33 @@ export class AccountDataService {
     const position = await this.store.putAccountData(userId, roomId, type, content);
     for (const listener of [...this.listeners]) listener(userId, roomId, type, position);
     return position;
+  }
+
+  // Room tags (client-server-api "Room Tagging"): kept as the room's m.tag account data, which /sync
+  // already carries, as {tags: {name: {order?}}}.
+
+  /** GET .../tags: the room's tags ({} when none). */
+  async tags(requesterId: string, userId: string, roomId: string): Promise<{ tags: Record<string, unknown> }> {
+    this.check(requesterId, userId, roomId, "m.tag");
+    return { tags: tagsOf(await this.store.getAccountData(userId, roomId, "m.tag")) };
+  }
+
+  /** PUT .../tags/{tag}: adds or replaces one tag; `order`, when given, must be a number. */
+  async setTag(requesterId: string, userId: string, roomId: string, tag: string, content: Record<string, unknown>): Promise<void> {
+    this.check(requesterId, userId, roomId, "m.tag");
+    if (tag.length === 0 || utf8Length(tag) > MAX_TYPE_BYTES) throw new MatrixError("M_INVALID_PARAM", "Invalid tag name");
+    if (content.order !== undefined && (typeof content.order !== "number" || !Number.isFinite(content.order))) throw new MatrixError("M_INVALID_PARAM", "order must be a number");
+    const tags = tagsOf(await this.store.getAccountData(userId, roomId, "m.tag"));
+    await this.write(userId, roomId, "m.tag", { tags: { ...tags, [tag]: content } });
+  }
+
+  /** DELETE .../tags/{tag}: removes one tag (a tag that is not there is no error, as in Synapse). */
+  async deleteTag(requesterId: string, userId: string, roomId: string, tag: string): Promise<void> {
+    this.check(requesterId, userId, roomId, "m.tag");
+    const tags = tagsOf(await this.store.getAccountData(userId, roomId, "m.tag"));
+    if (!(tag in tags)) return;
+    const { [tag]: _removed, ...rest } = tags;
+    await this.write(userId, roomId, "m.tag", { tags: rest });
   }
 
   /** What the server stored itself, without the requester checks. */

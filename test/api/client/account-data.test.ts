@@ -116,3 +116,42 @@ describe("account data", () => {
     expect((await service.since(bob.userId, 0)).global.some((e) => e.type === "org.example.settings")).toBe(false);
   });
 });
+
+describe("room tags", () => {
+  const tagsPath = (user: string, room: string, tag?: string) => `/_matrix/client/v3/user/${enc(user)}/rooms/${enc(room)}/tags${tag === undefined ? "" : `/${enc(tag)}`}`;
+
+  test("add, list, replace and remove tags; they are the room's m.tag account data, which /sync carries", async () => {
+    const room = "!tagged:ad.example";
+    const empty = await request(server, "GET", tagsPath(alice.userId, room), undefined, bearer(alice.token));
+    expect(empty.body).toEqual({ tags: {} });
+    check("GET", tagsPath(alice.userId, room), 200, empty.body);
+
+    for (const [tag, content] of [["m.favourite", { order: 0.25 }], ["u.work", {}]] as const) {
+      const put = await request(server, "PUT", tagsPath(alice.userId, room, tag), content, bearer(alice.token));
+      expect(put.status).toBe(200);
+      check("PUT", tagsPath(alice.userId, room, "u.tag"), 200, put.body);
+    }
+    await request(server, "PUT", tagsPath(alice.userId, room, "m.favourite"), { order: 0.5 }, bearer(alice.token));
+    const listed = await request(server, "GET", tagsPath(alice.userId, room), undefined, bearer(alice.token));
+    expect(listed.body).toEqual({ tags: { "m.favourite": { order: 0.5 }, "u.work": {} } });
+    expect((await request(server, "GET", roomPath(alice.userId, room, "m.tag"), undefined, bearer(alice.token))).body).toEqual(listed.body);
+
+    const del = await request(server, "DELETE", tagsPath(alice.userId, room, "u.work"), undefined, bearer(alice.token));
+    expect(del.status).toBe(200);
+    check("DELETE", tagsPath(alice.userId, room, "u.tag"), 200, del.body);
+    // Removing a tag that is not there is no error.
+    expect((await request(server, "DELETE", tagsPath(alice.userId, room, "u.none"), undefined, bearer(alice.token))).status).toBe(200);
+    expect((await request(server, "GET", tagsPath(alice.userId, room), undefined, bearer(alice.token))).body).toEqual({ tags: { "m.favourite": { order: 0.5 } } });
+  });
+
+  test("another user's tags 403; a non-number order 400; a bad room id 400; nothing stored", async () => {
+    const room = "!private:ad.example";
+    const r = await request(server, "PUT", tagsPath(alice.userId, room, "u.x"), {}, bearer(bob.token));
+    expect({ status: r.status, errcode: r.body.errcode }).toEqual({ status: 403, errcode: "M_FORBIDDEN" });
+    const bad = await request(server, "PUT", tagsPath(alice.userId, room, "u.x"), { order: "first" }, bearer(alice.token));
+    expect({ status: bad.status, errcode: bad.body.errcode }).toEqual({ status: 400, errcode: "M_INVALID_PARAM" });
+    const badRoom = await request(server, "GET", tagsPath(alice.userId, "not-a-room"), undefined, bearer(alice.token));
+    expect(badRoom.status).toBe(400);
+    expect((await request(server, "GET", tagsPath(alice.userId, room), undefined, bearer(alice.token))).body).toEqual({ tags: {} });
+  });
+});
