@@ -36,6 +36,8 @@ import { accountRoutes } from "./api/client/account";
 import { UserInteractiveAuth } from "./services/accounts/user-interactive-auth";
 import { capabilitiesRoutes } from "./api/client/capabilities";
 import { voipRoutes } from "./api/client/voip";
+import { openIdRoutes } from "./api/client/openid";
+import { OpenIdTokens } from "./services/accounts/openid-tokens";
 import { profileRoutes } from "./api/client/profile";
 import { accountDataRoutes } from "./api/client/account-data";
 import { filterRoutes } from "./api/client/filters";
@@ -112,6 +114,7 @@ function createApp(container: DependencyContainer, config: Readonly<Config>, log
     .use(accountRoutes({ config, accounts: resolve(container, Tokens.Accounts), uia: resolve(container, Tokens.UserInteractiveAuth) }))
     .use(capabilitiesRoutes({ accounts: resolve(container, Tokens.Accounts) }))
     .use(voipRoutes({ accounts: resolve(container, Tokens.Accounts), voip: config.voip, clock: resolve(container, Tokens.Clock) }))
+    .use(openIdRoutes({ accounts: resolve(container, Tokens.Accounts), openid: new OpenIdTokens(resolve(container, Tokens.Clock), config.server_name) }))
     .use(profileRoutes({ accounts: resolve(container, Tokens.Accounts), profiles: resolve(container, Tokens.Profiles) }))
     .use(accountDataRoutes({ accounts: resolve(container, Tokens.Accounts), accountData: resolve(container, Tokens.AccountData) }))
     .use(filterRoutes({ accounts: resolve(container, Tokens.Accounts), filters: resolve(container, Tokens.Filters) }))
