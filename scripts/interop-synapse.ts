@@ -315,6 +315,33 @@ async function main(): Promise<number> {
       return `Synapse answers its user's /leave with ${leave.status} ${JSON.stringify(leave.body)}; Portier's view: ${await p.membership(roomId, s.userId)}`;
     });
 
+    await scenario("history from before the join is backfilled both ways as the user pages back", async () => {
+      const history = Array.from({ length: 25 }, (_, i) => `history ${i}`);
+      const pageBack = async (client: Client, roomId: string): Promise<string[]> => {
+        const seen: string[] = [];
+        let from: string | undefined;
+        for (let page = 0; page < 20; page++) {
+          const r = await client.ok("GET", `/rooms/${enc(roomId)}/messages?dir=b&limit=10${from ? `&from=${enc(from)}` : ""}`);
+          for (const e of r.chunk as { type: string; content: { body?: string } }[]) if (e.type === "m.room.message" && e.content.body?.startsWith("history ")) seen.push(e.content.body);
+          if (!r.end || r.chunk.length === 0) break;
+          from = r.end;
+        }
+        return seen.reverse();
+      };
+      const onSynapse = (await s.ok("POST", "/createRoom", { preset: "public_chat", room_alias_name: `hist${run}` })).room_id;
+      for (const body of history) await s.send(onSynapse, body);
+      await p.ok("POST", `/join/${enc(`#hist${run}:${SYNAPSE_NAME}`)}`, {});
+      const portierSaw = await pageBack(p, onSynapse);
+      if (JSON.stringify(portierSaw) !== JSON.stringify(history)) throw new Error(`Portier paged back through ${portierSaw.length} of ${history.length}: ${portierSaw.slice(0, 3).join(", ")}...`);
+
+      const onPortier = (await p.ok("POST", "/createRoom", { preset: "public_chat", room_alias_name: `histp${run}` })).room_id;
+      for (const body of history) await p.send(onPortier, body);
+      await s.ok("POST", `/join/${enc(`#histp${run}:${serverName}`)}`, {});
+      const synapseSaw = await pageBack(s, onPortier);
+      if (JSON.stringify(synapseSaw) !== JSON.stringify(history)) throw new Error(`Synapse paged back through ${synapseSaw.length} of ${history.length}`);
+      return "all 25 messages, in order, on both sides";
+    });
+
     await scenario("Portier's knock policy refuses a Synapse user's knock; Synapse passes the refusal to its user", async () => {
       const refused = await Client.register(SYNAPSE_CLIENT, `refused${run}`);
       const roomId = (await p.ok("POST", "/createRoom", { room_version: "10", preset: "private_chat", initial_state: [{ type: "m.room.join_rules", state_key: "", content: { join_rule: "knock" } }] })).room_id;
