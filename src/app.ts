@@ -47,6 +47,8 @@ import { passwordRoutes } from "./api/client/password";
 import { sharedSecretRegisterRoutes } from "./api/admin/register";
 import { SharedSecretRegistration } from "./services/accounts/shared-secret-registration";
 import { pushRuleRoutes } from "./api/client/push-rules";
+import { pusherRoutes } from "./api/client/pushers";
+import { notificationRoutes } from "./api/client/notifications";
 import { syncRoutes } from "./api/client/sync";
 import { SyncNotifier } from "./services/sync/notifier";
 import { KnockExpiryService, systemIntervalTimer, type IntervalTimer } from "./services/knocks/knock-expiry";
@@ -54,6 +56,12 @@ import { knockAdminRoutes } from "./api/admin/knocks";
 import { PluginLoader, type PluginEntry } from "./services/plugins/loader";
 import { bundledPlugins } from "../plugins";
 import { pluginAdminRoutes } from "./api/admin/plugins";
+import { MediaTokens, registerMediaServices } from "./di/media";
+import { clientMediaRoutes } from "./api/media/client-media";
+import { federationMediaRoutes } from "./api/media/federation-media";
+import { keyRoutes } from "./api/client/keys";
+import { toDeviceRoutes } from "./api/client/to-device";
+import { roomKeyRoutes } from "./api/client/room-keys";
 
 export interface BuildOptions {
   clock?: Clock;
@@ -105,6 +113,8 @@ function createApp(container: DependencyContainer, config: Readonly<Config>, log
     .use(federationRoomRoutes({ authenticate, serverName: config.server_name, clock: resolve(container, Tokens.Clock), reader: resolve(container, Tokens.FederationRoomReader) }))
     .use(federationQueryRoutes({ authenticate, queries: resolve(container, Tokens.FederationQueries) }))
     .use(policyServerRoutes({ authenticate, policyServer: resolve(container, Tokens.PolicyServer) }))
+    .use(federationMediaRoutes({ authenticate, media: resolve(container, MediaTokens.Media), serverName: config.server_name }))
+    .use(clientMediaRoutes({ accounts: resolve(container, Tokens.Accounts), media: resolve(container, MediaTokens.Media), freezeUnauthenticated: config.media.freeze_unauthenticated }))
     .use(roomRoutes({ accounts: resolve(container, Tokens.Accounts), rooms: resolve(container, Tokens.Rooms) }))
     .use(membershipRoutes({ accounts: resolve(container, Tokens.Accounts), membership: resolve(container, Tokens.Membership), directory: resolve(container, Tokens.Directory), federated: resolve(container, Tokens.FederatedMembership) }))
     .use(directoryRoutes({ accounts: resolve(container, Tokens.Accounts), directory: resolve(container, Tokens.Directory) }))
@@ -119,10 +129,15 @@ function createApp(container: DependencyContainer, config: Readonly<Config>, log
     .use(accountDataRoutes({ accounts: resolve(container, Tokens.Accounts), accountData: resolve(container, Tokens.AccountData) }))
     .use(filterRoutes({ accounts: resolve(container, Tokens.Accounts), filters: resolve(container, Tokens.Filters) }))
     .use(deviceRoutes({ accounts: resolve(container, Tokens.Accounts), passwordConfirmation: resolve(container, Tokens.PasswordConfirmation) }))
-    .use(passwordRoutes({ accounts: resolve(container, Tokens.Accounts), passwordConfirmation: resolve(container, Tokens.PasswordConfirmation) }))
+    .use(passwordRoutes({ accounts: resolve(container, Tokens.Accounts), passwordConfirmation: resolve(container, Tokens.PasswordConfirmation), pushers: resolve(container, Tokens.Pushers) }))
     .use(sharedSecretRegisterRoutes({ registration: resolve(container, Tokens.SharedSecretRegistration), serverName: config.server_name }))
     .use(pushRuleRoutes({ accounts: resolve(container, Tokens.Accounts), pushRules: resolve(container, Tokens.PushRules) }))
+    .use(pusherRoutes({ accounts: resolve(container, Tokens.Accounts), pushers: resolve(container, Tokens.Pushers) }))
+    .use(notificationRoutes({ accounts: resolve(container, Tokens.Accounts), notifications: resolve(container, Tokens.Notifications) }))
     .use(syncRoutes({ accounts: resolve(container, Tokens.Accounts), sync: resolve(container, Tokens.Sync) }))
+    .use(keyRoutes({ accounts: resolve(container, Tokens.Accounts), keys: resolve(container, Tokens.EndToEndKeys), e2eeSync: resolve(container, Tokens.E2eeSync), passwordConfirmation: resolve(container, Tokens.PasswordConfirmation) }))
+    .use(toDeviceRoutes({ accounts: resolve(container, Tokens.Accounts), toDevice: resolve(container, Tokens.ToDevice) }))
+    .use(roomKeyRoutes({ accounts: resolve(container, Tokens.Accounts), backups: resolve(container, Tokens.KeyBackups) }))
     .use(knockAdminRoutes({ accounts: resolve(container, Tokens.Accounts), knocks: resolve(container, Tokens.KnockModeration) }))
     .use(pluginAdminRoutes({ accounts: resolve(container, Tokens.Accounts), loader: resolve(container, Tokens.PluginLoader), policies: resolve(container, Tokens.Policies), reload: reloadPlugins }));
 }
@@ -178,6 +193,7 @@ export async function buildServer(config: Readonly<Config>, options: BuildOption
   if (created) logger.log("info", "generated a new signing key", { key_id: key.keyId });
   registerCoreServices(container, { config, clock, logger, stores, signingKey: key });
   registerFederationServices(container, { config, clock, logger, stores });
+  registerMediaServices(container, { config, clock, logger, stores });
 
   // Plugins register at one moment: after the core's services are registered and before any of them
   // is built, so the policy chains and the rate limiter are in place before the first request.
@@ -203,12 +219,18 @@ export async function buildServer(config: Readonly<Config>, options: BuildOption
     await plugins.load(entries);
     logger.log("info", "plugins reloaded", { plugins: plugins.plugins.map((p) => `${p.name}@${p.version}`) });
   };
+  // Push is built first: its listener on the room engine then runs before /sync's notifier wakes
+  // anyone, so an event's unread counts are stored before a sync it wakes reads them.
+  const pushSender = resolve(container, Tokens.PushGatewaySender);
   const app = createApp(container, config, logger, () => reloadPlugins());
 
   const roomEngine = resolve(container, Tokens.RoomEngine);
   const syncNotifier = resolve(container, Tokens.SyncNotifier);
   const services: Service[] = [resolve(container, Tokens.Typing), syncNotifier];
+  services.push(resolve(container, Tokens.Notifications), pushSender);
   if (config.federation.enabled) services.push(resolve(container, Tokens.FederationSender));
+  // Ends the thumbnail worker on stop.
+  services.push(resolve(container, MediaTokens.MediaLifecycle));
   if (config.knocks.expire_after_ms !== undefined) {
     const expiry = new KnockExpiryService(resolve(container, Tokens.KnockModeration), { expireAfterMs: config.knocks.expire_after_ms, reason: config.knocks.expire_reason }, options.timer ?? systemIntervalTimer, logger);
     services.push(expiry);
@@ -227,7 +249,8 @@ export async function buildServer(config: Readonly<Config>, options: BuildOption
           hostname,
           port,
           // Our own check answers oversized bodies with M_TOO_LARGE; Bun's limit is only a backstop.
-          maxRequestBodySize: config.max_request_body_bytes * 2 + 65536,
+          // Media uploads stream up to media.max_upload_size and are refused past it by their route.
+          maxRequestBodySize: Math.max(config.max_request_body_bytes * 2, config.media.max_upload_size) + 65536,
           // /sync long-polls hold a request for up to two minutes; Bun's default idle limit is 10 s.
           idleTimeout: 255,
           ...(withTls && tls ? { tls } : {}),

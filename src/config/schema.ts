@@ -91,6 +91,29 @@ export const ConfigSchema = Type.Object(
       },
       { ...Strict, default: {} },
     ),
+    media: Type.Object(
+      {
+        max_upload_size: Type.Integer({ minimum: 1, default: 50 * 1024 * 1024, description: "Largest upload in bytes (Synapse's 50M); larger ones are refused with 413 M_TOO_LARGE, and larger remote media is not fetched." }),
+        max_image_pixels: Type.Integer({ minimum: 1, default: 32_000_000, description: "Images with more pixels than this are not thumbnailed (413 M_TOO_LARGE)." }),
+        max_pending_uploads: Type.Integer({ minimum: 1, default: 5, description: "How many ids made by POST /_matrix/media/v1/create a user may hold without content at once." }),
+        unused_expiration_ms: Type.Integer({ minimum: 60_000, default: 24 * 3600 * 1000, description: "How long an id made by POST /create waits for its content (the spec recommends 24 hours)." }),
+        freeze_unauthenticated: Type.Boolean({
+          default: false,
+          description: "Freeze the deprecated unauthenticated /_matrix/media/v3/download and /thumbnail endpoints: they answer 404 M_NOT_FOUND, and media is served only through the authenticated /_matrix/client/v1/media endpoints.",
+        }),
+        url_preview_enabled: Type.Boolean({ default: false, description: "Serve URL previews (/media/preview_url). The server then fetches URLs its users post, never on loopback, private, link-local or multicast addresses." }),
+        url_preview_max_bytes: Type.Integer({ minimum: 1024, default: 10 * 1024 * 1024, description: "Largest page or image a URL preview fetches." }),
+        url_preview_timeout_ms: Type.Integer({ minimum: 100, maximum: 120_000, default: 10_000, description: "How long fetching a URL for a preview may take." }),
+      },
+      { ...Strict, default: {} },
+    ),
+    push: Type.Object(
+      {
+        verify_tls: Type.Boolean({ default: true, description: "Verify push gateways' TLS certificates when pushers send notifications. Leave on outside of tests." }),
+        request_timeout_ms: Type.Integer({ minimum: 1000, maximum: 120_000, default: 20_000, description: "How long one request to a push gateway may take before it is retried." }),
+      },
+      { ...Strict, default: {} },
+    ),
     voip: Type.Object(
       {
         turn_uris: Type.Array(Type.String({ minLength: 1 }), { default: [], description: "TURN server URIs given to clients for calls (GET /voip/turnServer), e.g. turn:turn.example.org:3478?transport=udp. None: clients get {} and use no TURN server." }),

@@ -24,6 +24,10 @@ import { FilterService } from "../services/accounts/filter-service";
 import { PasswordConfirmation } from "../services/accounts/password-confirmation";
 import { SharedSecretRegistration } from "../services/accounts/shared-secret-registration";
 import { PushRuleService } from "../services/accounts/push-rule-service";
+import { PusherService } from "../services/push/pusher-service";
+import { NotificationService } from "../services/push/notification-service";
+import { PushGatewaySender } from "../services/push/push-gateway-sender";
+import { systemTimer } from "../services/federation/sender";
 import { SyncService } from "../services/sync/sync-service";
 import { SyncNotifier } from "../services/sync/notifier";
 import { KnockModerationService } from "../services/knocks/knock-moderation";
@@ -32,6 +36,11 @@ import { PolicySet } from "../services/plugins/policies";
 import type { FederationClient } from "../services/federation/contracts";
 import { MatrixError } from "../protocol/errors";
 import { isJsonObject } from "../protocol/json";
+import { DeviceListService } from "../services/e2ee/device-lists";
+import { EndToEndKeyService } from "../services/e2ee/e2ee-keys";
+import { ToDeviceService } from "../services/e2ee/to-device";
+import { KeyBackupService } from "../services/e2ee/key-backup";
+import { E2eeSyncSection } from "../services/e2ee/e2ee-sync";
 
 /**
  * A remote user's profile through their server (server-server-api "Query information": profile).
@@ -82,7 +91,21 @@ export function registerCoreServices(container: DependencyContainer, { config, c
   const localUser = { serverName: config.server_name, userExists, profileOf };
 
   // Accounts.
-  registerFactory(container, Tokens.Accounts, () => new AccountService(stores.accounts, config.server_name, clock, stores.profiles, get(Tokens.Policies)));
+  registerFactory(container, Tokens.Accounts, () => {
+    const accounts = new AccountService(stores.accounts, config.server_name, clock, stores.profiles, get(Tokens.Policies), (fn) => stores.db.transaction(fn));
+    // A deleted device's E2EE keys and waiting to-device messages go with it, in the same transaction;
+    // the device list change is announced once it has committed.
+    accounts.onDeviceDeleted(async (userId, deviceId) => {
+      const announce = await get(Tokens.EndToEndKeys).deleteDevice(userId, deviceId);
+      await get(Tokens.ToDevice).deleteDevice(userId, deviceId);
+      return announce;
+    });
+    // No device may take the ID of one of the user's cross-signing keys.
+    accounts.reserveDeviceIds((userId, deviceId) => get(Tokens.EndToEndKeys).isCrossSigningKey(userId, deviceId));
+    // A device's name is shown beside its keys (/keys/query unsigned.device_display_name).
+    accounts.onDeviceRenamed((userId, deviceId) => get(Tokens.EndToEndKeys).deviceRenamed(userId, deviceId));
+    return accounts;
+  });
   registerFactory(container, Tokens.Profiles, () => {
     const profiles = new ProfileService(stores.profiles, get(Tokens.Accounts), config.server_name, logger, {
       policies: get(Tokens.Policies),
@@ -132,6 +155,63 @@ export function registerCoreServices(container: DependencyContainer, { config, c
     onFullyRead: (userId, roomId, eventId) => get(Tokens.AccountData).write(userId, roomId, "m.fully_read", { event_id: eventId }),
   }));
 
+  // End-to-end encryption: device keys and lists, cross-signing, to-device messages, key backups.
+  registerFactory(container, Tokens.DeviceLists, () => new DeviceListService(stores.deviceKeys, stores.roomEvents));
+  registerFactory(container, Tokens.EndToEndKeys, () => new EndToEndKeyService({
+    serverName: config.server_name,
+    deviceKeys: stores.deviceKeys,
+    oneTimeKeys: stores.oneTimeKeys,
+    crossSigning: stores.crossSigning,
+    deviceLists: get(Tokens.DeviceLists),
+    accounts: get(Tokens.Accounts),
+    federation: get(Tokens.FederationClient),
+    logger,
+  }));
+  registerFactory(container, Tokens.ToDevice, () => new ToDeviceService({ serverName: config.server_name, store: stores.toDevice, positions: stores.deviceKeys, accounts: get(Tokens.Accounts), clock, logger }));
+  registerFactory(container, Tokens.KeyBackups, () => new KeyBackupService(stores.keyBackup));
+  registerFactory(container, Tokens.E2eeSync, () => new E2eeSyncSection(get(Tokens.EndToEndKeys), get(Tokens.ToDevice), get(Tokens.DeviceLists), stores.roomEvents));
+
+  // Push: notifications are recorded as events enter rooms (the room engine's listener), pushers
+  // deliver them to push gateways, and receipts or the user's own events lower the counts.
+  registerFactory(container, Tokens.Pushers, () => {
+    const pushers = new PusherService(stores.pushers, stores.notifications, clock);
+    get(Tokens.Accounts).onDeviceDeleted((userId, deviceId) => pushers.removeDevicePushers(userId, deviceId));
+    return pushers;
+  });
+  registerFactory(container, Tokens.Notifications, () => {
+    const notifications = new NotificationService({
+      serverName: config.server_name,
+      access: get(Tokens.RoomAccess),
+      store: stores.roomEvents,
+      clientStore: stores.roomClient,
+      notifications: stores.notifications,
+      pushRules: get(Tokens.PushRules),
+      clock,
+      timer: systemTimer,
+      logger,
+    });
+    get(Tokens.RoomEngine).onEvent((roomId, stored, pdu) => notifications.eventPersisted(roomId, stored, pdu));
+    return notifications;
+  });
+  registerFactory(container, Tokens.PushGatewaySender, () => {
+    const sender = new PushGatewaySender({
+      pushers: get(Tokens.Pushers),
+      notifications: stores.notifications,
+      access: get(Tokens.RoomAccess),
+      memberships: (roomId) => stores.roomEvents.currentMemberships(roomId),
+      clock,
+      timer: systemTimer,
+      logger,
+      verifyTls: config.push.verify_tls,
+      requestTimeoutMs: config.push.request_timeout_ms,
+    });
+    get(Tokens.Notifications).onNotified((userId) => sender.notified(userId));
+    get(Tokens.Notifications).onReadMoved((userId) => sender.readMoved(userId));
+    get(Tokens.Pushers).onChange((userId) => sender.pushersChanged(userId));
+    get(Tokens.Receipts).onChange((roomId) => sender.receiptsChanged(roomId));
+    return sender;
+  });
+
   // /sync: the notifier wakes long-polls on every source a sync reads; stopping it releases them.
   registerFactory(container, Tokens.SyncNotifier, () => new SyncNotifier({
     onEvent: (listener) => get(Tokens.RoomEngine).onEvent(listener),
@@ -139,6 +219,9 @@ export function registerCoreServices(container: DependencyContainer, { config, c
     onReceipt: (listener) => get(Tokens.Receipts).onChange(listener),
     onAccountData: (listener) => get(Tokens.AccountData).onChange(listener),
     onOutOfBandMembership: (listener) => get(Tokens.OutOfBandMemberships).onChange(listener),
+    onToDevice: (listener) => get(Tokens.ToDevice).onMessage(listener),
+    onDeviceListChange: (listener) => get(Tokens.DeviceLists).onChange((update) => listener(update.userId, update.kind === "signature" ? update.observer : undefined)),
+    joinedRooms: (userId) => stores.roomEvents.roomsWithMembership(userId, "join"),
     memberships: (roomId) => stores.roomEvents.currentMemberships(roomId),
   }));
   registerFactory(container, Tokens.Sync, () => new SyncService({
@@ -150,9 +233,11 @@ export function registerCoreServices(container: DependencyContainer, { config, c
     receipts: get(Tokens.Receipts),
     accountData: get(Tokens.AccountData),
     pushRules: get(Tokens.PushRules),
+    notifications: get(Tokens.Notifications),
     filters: get(Tokens.Filters),
     notifier: get(Tokens.SyncNotifier),
     outOfBand: get(Tokens.OutOfBandMemberships),
+    e2ee: get(Tokens.E2eeSync),
     clock,
   }));
 }

@@ -18,6 +18,7 @@ import { FederationQueries } from "../services/federation/queries";
 import { PolicyServerService } from "../services/federation/policy-server";
 import { loadOrCreateSigningKey } from "../services/keys/signing-key-file";
 import { join } from "node:path";
+import { E2eeFederation } from "../services/e2ee/federation-edus";
 import { PORTIER_VERSION } from "../version";
 import { registerFactory, type CoreParts } from "./composition";
 import { Tokens, resolve, type Token } from "./tokens";
@@ -108,6 +109,19 @@ export function registerFederationServices(container: DependencyContainer, { con
         await sender.queueEdu(destinations, "m.receipt", { [change.roomId]: { "m.read": { [change.userId]: { event_ids: [change.eventId], data } } } });
       })().catch((error) => logger.log("warn", "could not queue a read receipt", { room_id: change.roomId, error: String(error) }));
     });
+
+    // ---- End-to-end encryption --------------------------------------------------------------
+    // Our users' device and key changes go to the servers sharing a room with them
+    // (m.device_list_update, m.signing_key_update); to-device messages for other servers' users
+    // as m.direct_to_device.
+    get(Tokens.DeviceLists).onChange((update) => {
+      if (!config.federation.enabled) return;
+      get(Tokens.E2eeFederation).outbound(update).catch((error) => logger.log("warn", "could not queue a device list update", { user_id: update.userId, error: String(error) }));
+    });
+    get(Tokens.ToDevice).onRemote(async (server, content) => {
+      if (config.federation.enabled) await sender.queueEdu([server], "m.direct_to_device", content);
+    });
+    // ---- end of end-to-end encryption ----------------------------------------------------------
     return sender;
   });
   registerFactory(container, Tokens.EventIngest, () => new FederationEventIngest({
@@ -193,6 +207,7 @@ export function registerFederationServices(container: DependencyContainer, { con
     ingest: get(Tokens.EventIngest),
     typing: get(Tokens.Typing),
     receipts: get(Tokens.Receipts),
+    e2ee: get(Tokens.E2eeFederation),
     logger,
   }));
   registerFactory(container, Tokens.FederationRoomReader, () => new FederationRoomReader(get(Tokens.RoomEngine), stores.roomEvents));
@@ -201,5 +216,16 @@ export function registerFederationServices(container: DependencyContainer, { con
     directory: get(Tokens.Directory),
     profiles: get(Tokens.Profiles),
     accounts: get(Tokens.Accounts),
+    deviceKeys: get(Tokens.EndToEndKeys),
+  }));
+  registerFactory(container, Tokens.E2eeFederation, () => new E2eeFederation({
+    serverName,
+    deviceLists: get(Tokens.DeviceLists),
+    keys: get(Tokens.EndToEndKeys),
+    toDevice: get(Tokens.ToDevice),
+    rooms: stores.roomEvents,
+    joinedServers: (roomId) => get(Tokens.FederationRoomReader).joinedServers(roomId),
+    queueEdu: (destinations, eduType, content) => get(Tokens.FederationSender).queueEdu(destinations, eduType, content),
+    logger,
   }));
 }

@@ -20,6 +20,9 @@ import type { FilterService } from "../services/accounts/filter-service";
 import type { PasswordConfirmation } from "../services/accounts/password-confirmation";
 import type { SharedSecretRegistration } from "../services/accounts/shared-secret-registration";
 import type { PushRuleService } from "../services/accounts/push-rule-service";
+import type { PusherService } from "../services/push/pusher-service";
+import type { NotificationService } from "../services/push/notification-service";
+import type { PushGatewaySender } from "../services/push/push-gateway-sender";
 import type { SyncService } from "../services/sync/sync-service";
 import type { SyncNotifier } from "../services/sync/notifier";
 import type { KnockModerationService } from "../services/knocks/knock-moderation";
@@ -38,6 +41,12 @@ import type { FederationRoomReader } from "../services/federation/room-reader";
 import type { FederationQueries } from "../services/federation/queries";
 import type { FederationKeyRing } from "../services/federation/key-ring";
 import type { PolicyServerService } from "../services/federation/policy-server";
+import type { DeviceListService } from "../services/e2ee/device-lists";
+import type { EndToEndKeyService } from "../services/e2ee/e2ee-keys";
+import type { ToDeviceService } from "../services/e2ee/to-device";
+import type { KeyBackupService } from "../services/e2ee/key-backup";
+import type { E2eeSyncSection } from "../services/e2ee/e2ee-sync";
+import type { E2eeFederation } from "../services/e2ee/federation-edus";
 
 declare const tokenType: unique symbol;
 export type Token<T> = symbol & { readonly [tokenType]?: T };
@@ -67,6 +76,9 @@ export const Tokens = {
   PasswordConfirmation: token<PasswordConfirmation>("PasswordConfirmation"),
   SharedSecretRegistration: token<SharedSecretRegistration>("SharedSecretRegistration"),
   PushRules: token<PushRuleService>("PushRules"),
+  Pushers: token<PusherService>("Pushers"),
+  Notifications: token<NotificationService>("Notifications"),
+  PushGatewaySender: token<PushGatewaySender>("PushGatewaySender"),
   SyncNotifier: token<SyncNotifier>("SyncNotifier"),
   Sync: token<SyncService>("Sync"),
   KnockModeration: token<KnockModerationService>("KnockModeration"),
@@ -84,6 +96,12 @@ export const Tokens = {
   FederationRoomReader: token<FederationRoomReader>("FederationRoomReader"),
   FederationQueries: token<FederationQueries>("FederationQueries"),
   PolicyServer: token<PolicyServerService>("PolicyServer"),
+  DeviceLists: token<DeviceListService>("DeviceLists"),
+  EndToEndKeys: token<EndToEndKeyService>("EndToEndKeys"),
+  ToDevice: token<ToDeviceService>("ToDevice"),
+  KeyBackups: token<KeyBackupService>("KeyBackups"),
+  E2eeSync: token<E2eeSyncSection>("E2eeSync"),
+  E2eeFederation: token<E2eeFederation>("E2eeFederation"),
 } as const;
 
 export function resolve<T>(container: DependencyContainer, t: Token<T>): T {

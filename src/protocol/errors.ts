@@ -40,7 +40,9 @@ export type ErrCode =
   | "M_NOT_YET_UPLOADED"
   | "M_CANNOT_OVERWRITE_MEDIA"
   | "M_PROFILE_TOO_LARGE"
-  | "M_KEY_TOO_LARGE";
+  | "M_KEY_TOO_LARGE"
+  | "M_INVALID_SIGNATURE"
+  | "M_WRONG_ROOM_KEYS_VERSION";
 
 /** The HTTP status each errcode takes unless a caller says otherwise. */
 const DEFAULT_STATUS: Partial<Record<ErrCode, number>> = {
@@ -70,6 +72,7 @@ const DEFAULT_STATUS: Partial<Record<ErrCode, number>> = {
   M_EXCLUSIVE: 400,
   M_WEAK_PASSWORD: 400,
   M_NOT_YET_UPLOADED: 504,
+  M_WRONG_ROOM_KEYS_VERSION: 403,
 };
 
 export class MatrixError extends Error {

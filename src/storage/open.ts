@@ -24,9 +24,17 @@ import { PUBLISHED_ROOMS_MIGRATION, ROOM_ALIASES_MIGRATION, SqlRoomDirectoryStor
 import { SERVER_KEYS_MIGRATION, SqlServerKeyStore, type ServerKeyStore } from "./tables/server-keys";
 import { FEDERATION_OUTBOX_MIGRATION, SqlFederationOutboxStore, type FederationOutboxStore } from "./tables/federation-outbox";
 import { OUT_OF_BAND_MEMBERSHIPS_MIGRATION, SqlOutOfBandMembershipStore, type OutOfBandMembershipStore } from "./tables/out-of-band-memberships";
+import { DEVICE_KEYS_MIGRATION, SqlDeviceKeyStore, type DeviceKeyStore } from "./tables/device-keys";
+import { ONE_TIME_KEYS_MIGRATION, SqlOneTimeKeyStore, type OneTimeKeyStore } from "./tables/one-time-keys";
+import { CROSS_SIGNING_MIGRATION, SqlCrossSigningStore, type CrossSigningStore } from "./tables/cross-signing";
+import { TO_DEVICE_MIGRATION, SqlToDeviceStore, type ToDeviceStore } from "./tables/to-device";
+import { KEY_BACKUP_MIGRATION, SqlKeyBackupStore, type KeyBackupStore } from "./tables/key-backup";
+import { PUSHERS_MIGRATION, SqlPusherStore, type PusherStore } from "./tables/pushers";
+import { NOTIFICATIONS_MIGRATION, SqlNotificationStore, type NotificationStore } from "./tables/notifications";
+import { MEDIA_MIGRATION, MEDIA_THUMBNAILS_MIGRATION, SqlMediaStore, type MediaStore } from "./tables/media";
 import type { AccountDataStore, AccountStore, FilterStore, ProfileStore, PushRuleStore, RoomClientStore, RoomDirectoryStore, RoomEventStore, ServerMetaStore } from "./stores";
 
-export const MIGRATIONS: readonly Migration[] = [SERVER_META_MIGRATION, ROOMS_MIGRATION, EVENTS_MIGRATION, STATE_SNAPSHOTS_MIGRATION, CURRENT_STATE_MIGRATION, STATE_SNAPSHOT_SIZES_MIGRATION, CURRENT_STATE_BY_MEMBERSHIP_MIGRATION, ACCOUNTS_MIGRATION, PROFILES_MIGRATION, FILTERS_MIGRATION, ACCOUNT_DATA_MIGRATION, PUSH_RULES_MIGRATION, CLIENT_TRANSACTIONS_MIGRATION, REDACTIONS_MIGRATION, FORGOTTEN_ROOMS_MIGRATION, RECEIPTS_MIGRATION, ROOM_ALIASES_MIGRATION, PUBLISHED_ROOMS_MIGRATION, SERVER_KEYS_MIGRATION, FEDERATION_OUTBOX_MIGRATION, OUT_OF_BAND_MEMBERSHIPS_MIGRATION, RECEIPTS_STREAM_INDEX_MIGRATION];
+export const MIGRATIONS: readonly Migration[] = [SERVER_META_MIGRATION, ROOMS_MIGRATION, EVENTS_MIGRATION, STATE_SNAPSHOTS_MIGRATION, CURRENT_STATE_MIGRATION, STATE_SNAPSHOT_SIZES_MIGRATION, CURRENT_STATE_BY_MEMBERSHIP_MIGRATION, ACCOUNTS_MIGRATION, PROFILES_MIGRATION, FILTERS_MIGRATION, ACCOUNT_DATA_MIGRATION, PUSH_RULES_MIGRATION, CLIENT_TRANSACTIONS_MIGRATION, REDACTIONS_MIGRATION, FORGOTTEN_ROOMS_MIGRATION, RECEIPTS_MIGRATION, ROOM_ALIASES_MIGRATION, PUBLISHED_ROOMS_MIGRATION, SERVER_KEYS_MIGRATION, FEDERATION_OUTBOX_MIGRATION, OUT_OF_BAND_MEMBERSHIPS_MIGRATION, DEVICE_KEYS_MIGRATION, ONE_TIME_KEYS_MIGRATION, CROSS_SIGNING_MIGRATION, TO_DEVICE_MIGRATION, KEY_BACKUP_MIGRATION, PUSHERS_MIGRATION, NOTIFICATIONS_MIGRATION, MEDIA_MIGRATION, MEDIA_THUMBNAILS_MIGRATION, RECEIPTS_STREAM_INDEX_MIGRATION];
 
 export interface Stores {
   db: Database;
@@ -42,6 +50,14 @@ export interface Stores {
   outOfBandMemberships: OutOfBandMembershipStore;
   serverKeys: ServerKeyStore;
   federationOutbox: FederationOutboxStore;
+  pushers: PusherStore;
+  notifications: NotificationStore;
+  deviceKeys: DeviceKeyStore;
+  oneTimeKeys: OneTimeKeyStore;
+  crossSigning: CrossSigningStore;
+  toDevice: ToDeviceStore;
+  keyBackup: KeyBackupStore;
+  media: MediaStore;
 }
 
 export type DatabaseSettings =
@@ -68,6 +84,14 @@ export function storesOver(db: Database): Stores {
     outOfBandMemberships: new SqlOutOfBandMembershipStore(db),
     serverKeys: new SqlServerKeyStore(db),
     federationOutbox: new SqlFederationOutboxStore(db),
+    pushers: new SqlPusherStore(db),
+    notifications: new SqlNotificationStore(db),
+    deviceKeys: new SqlDeviceKeyStore(db),
+    oneTimeKeys: new SqlOneTimeKeyStore(db),
+    crossSigning: new SqlCrossSigningStore(db),
+    toDevice: new SqlToDeviceStore(db),
+    keyBackup: new SqlKeyBackupStore(db),
+    media: new SqlMediaStore(db),
   };
 }
 

@@ -267,3 +267,15 @@ export interface RoomDirectoryStore {
 export type { ServerKeyRecord, ServerKeyStore } from "./tables/server-keys";
 export type { OutOfBandMembershipKind, OutOfBandMembershipRecord, NewOutOfBandMembership, OutOfBandMembershipStore } from "./tables/out-of-band-memberships";
 export type { OutboxUnit, OutboxEntry, OutboxTransaction, DestinationRetryState, FederationOutboxStore } from "./tables/federation-outbox";
+// End-to-end encryption: device keys and the device list stream, one-time and fallback keys,
+// cross-signing keys and signatures, to-device messages, key backups.
+export type { DeviceListChange, DeviceKeyStore } from "./tables/device-keys";
+export type { UploadedKey, OneTimeKeyStore } from "./tables/one-time-keys";
+export type { CrossSigningKeyType, StoredCrossSigningKey, KeySignature, CrossSigningStore } from "./tables/cross-signing";
+export type { NewToDeviceMessage, ToDeviceMessage, ToDeviceStore } from "./tables/to-device";
+export type { BackupVersion, BackedUpKey, KeyBackupStore } from "./tables/key-backup";
+// Push: pushers, and the notifications push rules produced with the read marks that count them.
+export type { PusherRecord, PusherStore } from "./tables/pushers";
+export type { NewNotification, NotificationRecord, UnreadCounts, NotificationStore } from "./tables/notifications";
+// The content repository: media ids, their content and cached thumbnails.
+export type { MediaContent, MediaRecord, ThumbnailRecord, MediaStore } from "./tables/media";

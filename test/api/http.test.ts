@@ -74,6 +74,27 @@ describe("HTTP conventions", () => {
     expect(r.body.errcode).toBe("M_TOO_LARGE");
   });
 
+  test("a chunked body (no Content-Length) is read only up to the limit: 413 M_TOO_LARGE, the rest never read", async () => {
+    for (const path of ["/_matrix/client/v3/login", "/_matrix/client/v3/register"]) {
+      // 32 MiB offered in 64 KiB chunks ("{" then spaces), counted as the server pulls them.
+      let pulled = 0;
+      const body = new ReadableStream<Uint8Array>({
+        pull(controller) {
+          if (pulled >= 32 * 1024 * 1024) return controller.close();
+          const chunk = new Uint8Array(65536).fill(0x20);
+          if (pulled === 0) chunk[0] = 0x7b;
+          pulled += chunk.byteLength;
+          controller.enqueue(chunk);
+        },
+      });
+      const request = new Request(`http://localhost${path}`, { method: "POST", headers: { "Content-Type": "application/json" }, body });
+      expect(request.headers.get("content-length")).toBeNull();
+      const response = await server.app.handle(request);
+      expect([path, response.status, ((await response.json()) as { errcode: string }).errcode]).toEqual([path, 413, "M_TOO_LARGE"]);
+      expect(pulled).toBeLessThan(1024 * 1024);
+    }
+  });
+
   test("well-known documents when configured", async () => {
     expect((await request(server, "GET", "/.well-known/matrix/server")).body).toEqual({ "m.server": "matrix.example.org:443" });
     expect((await request(server, "GET", "/.well-known/matrix/client")).body).toEqual({ "m.homeserver": { base_url: "https://matrix.example.org" } });

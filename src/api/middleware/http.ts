@@ -35,10 +35,10 @@ export function errorResponse(error: MatrixError): Response {
  * with a float, and "1.0" read as 1 would no longer match the X-Matrix signature or content hash.
  */
 export async function readJsonBody(request: Request, maxBytes: number, options: { lossless?: boolean } = {}): Promise<unknown> {
+  const tooLarge = () => new MatrixError("M_TOO_LARGE", `Request body is larger than ${maxBytes} bytes`);
   const declared = Number(request.headers.get("content-length") ?? "0");
-  if (declared > maxBytes) throw new MatrixError("M_TOO_LARGE", `Request body is larger than ${maxBytes} bytes`);
-  const bytes = new Uint8Array(await request.arrayBuffer());
-  if (bytes.byteLength > maxBytes) throw new MatrixError("M_TOO_LARGE", `Request body is larger than ${maxBytes} bytes`);
+  if (declared > maxBytes) throw tooLarge();
+  const bytes = await readBodyUpTo(request, maxBytes, tooLarge);
   if (bytes.byteLength === 0) return undefined;
   let text: string;
   try {
@@ -52,6 +52,41 @@ export async function readJsonBody(request: Request, maxBytes: number, options: 
     throw new MatrixError("M_NOT_JSON", "Content not JSON.");
   }
 }
+
+/**
+ * The body as a stream, abandoned at the first chunk past `maxBytes`: a chunked body declares no
+ * length, and the server's own body limit is the (much larger) media upload limit.
+ */
+async function readBodyUpTo(request: Request, maxBytes: number, tooLarge: () => Error): Promise<Uint8Array> {
+  if (request.body === null) return new Uint8Array(0);
+  const reader = request.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let length = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    length += value.byteLength;
+    if (length > maxBytes) {
+      await reader.cancel().catch(() => {});
+      throw tooLarge();
+    }
+    chunks.push(value);
+  }
+  const bytes = new Uint8Array(length);
+  let at = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, at);
+    at += chunk.byteLength;
+  }
+  return bytes;
+}
+
+/**
+ * The parsed body of a request under /_matrix/media/: media uploads are read by their routes as a
+ * stream of bytes, against media.max_upload_size, never buffered or parsed here as JSON.
+ */
+export const RAW_BODY: Readonly<Record<string, never>> = Object.freeze({});
+const RAW_BODY_PREFIX = "/_matrix/media/";
 
 /** Bodies signed by other servers: federation requests, key queries (answered as a notary), policy server requests. */
 const SIGNED_BODY_PREFIXES = ["/_matrix/federation/", "/_matrix/key/", "/_matrix/policy/"];
@@ -138,6 +173,7 @@ export function createHttpApp(options: HttpOptions) {
     })
     .onParse(async ({ request }) => {
       const path = new URL(request.url).pathname;
+      if (path.startsWith(RAW_BODY_PREFIX)) return RAW_BODY;
       return readJsonBody(request, options.maxBodyBytes, { lossless: SIGNED_BODY_PREFIXES.some((p) => path.startsWith(p)) });
     })
     .onAfterHandle(({ set }) => {

@@ -48,7 +48,25 @@ const randomId = (length: number) => {
   return [...randomBytes(length)].map((b) => alphabet[b % alphabet.length]).join("");
 };
 
+/**
+ * Called inside the transaction that deletes a device, and awaited: what belongs to the device (its
+ * E2EE keys, its to-device messages) goes with it, or the device stays too. It may only write to the
+ * database (no network, nobody woken: the transaction may still roll back); a function it returns
+ * is called once the deletion has committed (to announce it).
+ */
+export type DeviceDeletedListener = (userId: string, deviceId: string) => Promise<void | (() => void)>;
+/** Whether a device ID is taken by something other than a device (one of the user's cross-signing keys). */
+export type ReservedDeviceIdCheck = (userId: string, deviceId: string) => Promise<boolean>;
+/** Runs fn in one database transaction with every store write it makes (the stores' `atomically`). */
+export type Atomically = <T>(fn: () => Promise<T>) => Promise<T>;
+/** Called after a device is renamed, and awaited (others see the name beside the device's keys). */
+export type DeviceRenamedListener = (userId: string, deviceId: string) => Promise<void>;
+
 export class AccountService {
+  private readonly deviceDeletedListeners: DeviceDeletedListener[] = [];
+  private readonly deviceRenamedListeners: DeviceRenamedListener[] = [];
+  private readonly reservedDeviceIdChecks: ReservedDeviceIdCheck[] = [];
+
   constructor(
     private readonly store: AccountStore,
     private readonly serverName: string,
@@ -57,6 +75,8 @@ export class AccountService {
     private readonly profiles?: ProfileStore,
     /** Failed and successful logins per account, and spam checks; none: not limited (the CLI, unit tests). */
     private readonly rateLimits?: AccountPolicies,
+    /** The transaction a device's deletion and its listeners share; none (the CLI): each write on its own. */
+    private readonly atomically: Atomically = (fn) => fn(),
   ) {}
 
   /** M_INVALID_USERNAME for a localpart the spec's grammar refuses, M_USER_IN_USE when taken. */
@@ -100,11 +120,28 @@ export class AccountService {
 
   /** A new access token for the device (created when new); earlier tokens of the device are revoked. */
   async startSession(userId: string, deviceId: string | undefined, displayName: string | undefined): Promise<Session> {
+    if (deviceId !== undefined) await this.refuseReservedDeviceId(userId, deviceId);
     const device = deviceId ?? randomId(10);
     const accessToken = `pt_${randomBytes(32).toString("base64url")}`;
     await this.store.upsertDevice(userId, device, displayName, this.clock.now());
     await this.store.addAccessToken(hashToken(accessToken), userId, device, this.clock.now());
     return { userId, deviceId: device, accessToken };
+  }
+
+  /**
+   * Servers must not let a device take the ID of one of the user's cross-signing keys (the spec's
+   * "Cross-signing"). The spec names no error; Synapse, which keeps cross-signing keys as hidden
+   * devices, answers 400 M_FORBIDDEN "The device ID is in use", and so does Portier.
+   */
+  private async refuseReservedDeviceId(userId: string, deviceId: string): Promise<void> {
+    for (const reserved of this.reservedDeviceIdChecks) {
+      if (await reserved(userId, deviceId)) throw new MatrixError("M_FORBIDDEN", "The device ID is in use", 400);
+    }
+  }
+
+  /** IDs no new device may take (the user's cross-signing public keys): asked at each login and registration naming a device ID. */
+  reserveDeviceIds(check: ReservedDeviceIdCheck): void {
+    this.reservedDeviceIdChecks.push(check);
   }
 
   /** Resolves a user identifier (a localpart or a full user ID of this server) to a user ID. */
@@ -164,18 +201,18 @@ export class AccountService {
   async logout(accessToken: string): Promise<void> {
     const found = await this.authenticate(accessToken);
     // Logging out deletes the device too (client-server-api "Logout").
-    await this.store.deleteDevice(found.userId, found.deviceId);
+    await this.removeDevice(found.userId, found.deviceId);
   }
 
   async logoutAll(userId: string): Promise<void> {
-    for (const device of await this.store.listDevices(userId)) await this.store.deleteDevice(userId, device.deviceId);
+    for (const device of await this.store.listDevices(userId)) await this.removeDevice(userId, device.deviceId);
   }
 
   /** With logoutDevices, every device but keepDeviceId (the requester's, when logged in) is logged out. */
   async changePassword(userId: string, newPassword: string, logoutDevices: boolean, keepDeviceId: string | undefined): Promise<void> {
     await this.store.setPasswordHash(userId, await Bun.password.hash(newPassword, { algorithm: "argon2id" }));
     if (logoutDevices) {
-      for (const device of await this.store.listDevices(userId)) if (device.deviceId !== keepDeviceId) await this.store.deleteDevice(userId, device.deviceId);
+      for (const device of await this.store.listDevices(userId)) if (device.deviceId !== keepDeviceId) await this.removeDevice(userId, device.deviceId);
     }
   }
 
@@ -187,12 +224,42 @@ export class AccountService {
     return this.store.getDevice(userId, deviceId);
   }
 
-  renameDevice(userId: string, deviceId: string, displayName: string): Promise<boolean> {
-    return this.store.setDeviceDisplayName(userId, deviceId, displayName);
+  async renameDevice(userId: string, deviceId: string, displayName: string): Promise<boolean> {
+    const renamed = await this.store.setDeviceDisplayName(userId, deviceId, displayName);
+    if (renamed) for (const listener of [...this.deviceRenamedListeners]) await listener(userId, deviceId);
+    return renamed;
+  }
+
+  onDeviceRenamed(listener: DeviceRenamedListener): void {
+    this.deviceRenamedListeners.push(listener);
   }
 
   deleteDevice(userId: string, deviceId: string): Promise<boolean> {
-    return this.store.deleteDevice(userId, deviceId);
+    return this.removeDevice(userId, deviceId);
+  }
+
+  onDeviceDeleted(listener: DeviceDeletedListener): void {
+    this.deviceDeletedListeners.push(listener);
+  }
+
+  /**
+   * Every deletion of a device goes through here, so that its listeners hear of each. The device and
+   * what its listeners delete go in one transaction: a failure half way leaves both (no keys of a
+   * device that is gone), and the request fails.
+   */
+  private async removeDevice(userId: string, deviceId: string): Promise<boolean> {
+    const committed = await this.atomically(async () => {
+      if (!(await this.store.deleteDevice(userId, deviceId))) return undefined;
+      const afterCommit: (() => void)[] = [];
+      for (const listener of [...this.deviceDeletedListeners]) {
+        const then = await listener(userId, deviceId);
+        if (then) afterCommit.push(then);
+      }
+      return afterCommit;
+    });
+    if (!committed) return false;
+    for (const then of committed) then();
+    return true;
   }
 
   async userExists(userId: string): Promise<boolean> {

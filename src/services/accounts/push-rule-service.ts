@@ -24,7 +24,11 @@ export interface PushRuleInput {
   pattern?: string;
 }
 
-const LEGACY_ACTIONS = new Set(["notify", "dont_notify", "coalesce"]);
+/**
+ * The string actions a rule may carry: notify, and the historical dont_notify and coalesce, which
+ * are stored as given (clients still send them) and ignored when rules are evaluated.
+ */
+const STRING_ACTIONS = new Set(["notify", "dont_notify", "coalesce"]);
 
 export function parsePushRuleKind(kind: string): PushRuleKind {
   if (!(PUSH_RULE_KINDS as readonly string[]).includes(kind)) throw new MatrixError("M_INVALID_PARAM", `Unknown push rule kind ${kind}`);
@@ -33,24 +37,61 @@ export function parsePushRuleKind(kind: string): PushRuleKind {
 
 function validActions(actions: unknown[]): PushAction[] {
   for (const a of actions) {
-    const ok = typeof a === "string" ? LEGACY_ACTIONS.has(a) : typeof a === "object" && a !== null && !Array.isArray(a) && typeof (a as { set_tweak?: unknown }).set_tweak === "string";
+    const ok = typeof a === "string" ? STRING_ACTIONS.has(a) : typeof a === "object" && a !== null && !Array.isArray(a) && typeof (a as { set_tweak?: unknown }).set_tweak === "string";
     if (!ok) throw new MatrixError("M_BAD_JSON", `Invalid push rule action ${JSON.stringify(a)}`);
   }
   return actions as PushAction[];
 }
 
+/** The value types definitions/push_condition.yaml gives each parameter. */
+const CONDITION_FIELDS: Record<string, (v: unknown) => boolean> = {
+  key: (v) => typeof v === "string",
+  pattern: (v) => typeof v === "string",
+  is: (v) => typeof v === "string",
+  value: (v) => v === null || typeof v === "string" || typeof v === "boolean" || (typeof v === "number" && Number.isSafeInteger(v)),
+};
+
+/**
+ * Conditions are objects with a string kind and parameters of the schema's types. A kind Portier
+ * does not know is stored: it never matches (modules/push.md "Conditions"), as the spec requires.
+ */
 function validConditions(conditions: unknown[]): PushCondition[] {
   for (const c of conditions) {
     if (typeof c !== "object" || c === null || Array.isArray(c) || typeof (c as { kind?: unknown }).kind !== "string") {
       throw new MatrixError("M_BAD_JSON", "Each push rule condition must be an object with a string 'kind'");
     }
+    for (const [field, valid] of Object.entries(CONDITION_FIELDS)) {
+      if (field in c && !valid((c as Record<string, unknown>)[field])) throw new MatrixError("M_BAD_JSON", `Invalid push rule condition field '${field}'`);
+    }
   }
   return conditions as PushCondition[];
+}
+
+/** A rule id a user may create: not empty, no slashes or backslashes, no leading dot (server-default rules). */
+export function checkUserRuleId(ruleId: string): void {
+  if (ruleId.startsWith(".")) throw new MatrixError("M_INVALID_PARAM", "Rule IDs starting with '.' are reserved for server-default rules");
+  if (ruleId.length === 0 || /[/\\]/.test(ruleId)) throw new MatrixError("M_INVALID_PARAM", "Rule IDs may not be empty or contain slashes");
+}
+
+/** Parsed rules of recently active users; every write goes through this service, which keeps it current. */
+const CACHED_USERS = 10_000;
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === "object" && value !== null && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const inner of Object.values(value)) deepFreeze(inner);
+  }
+  return value;
 }
 
 export class PushRuleService {
   /** Changes to a user's rules, one at a time per user (keyed by user id). */
   private readonly writes = new RoomWriteQueue();
+  /**
+   * user id -> their stored rules and the ruleset they make: evaluation reads the ruleset for every
+   * recipient of every event. The ruleset is frozen, since every caller shares it.
+   */
+  private readonly cache = new Map<string, { user: UserPushRules; ruleset: PushRuleset }>();
 
   constructor(
     private readonly store: PushRuleStore,
@@ -59,12 +100,17 @@ export class PushRuleService {
 
   /** The user's whole ruleset (the `global` scope of GET /pushrules/). */
   async ruleset(userId: string): Promise<PushRuleset> {
-    return effectivePushRules(userId, await this.userRules(userId));
+    return (await this.cached(userId)).ruleset;
   }
 
   /** The content of the user's m.push_rules account data event, for an initial /sync. */
   async accountDataContent(userId: string): Promise<{ global: PushRuleset }> {
     return { global: await this.ruleset(userId) };
+  }
+
+  /** The rules of one kind, most important first (GET /pushrules/global/{kind}/). */
+  async rulesOfKind(userId: string, kind: PushRuleKind): Promise<PushRule[]> {
+    return (await this.ruleset(userId))[kind];
   }
 
   async rule(userId: string, kind: PushRuleKind, ruleId: string): Promise<PushRule> {
@@ -75,8 +121,7 @@ export class PushRuleService {
 
   /** Creates or replaces a user-defined rule; before/after place it relative to another user-defined rule. */
   async putRule(userId: string, kind: PushRuleKind, ruleId: string, input: PushRuleInput, placement: { before?: string; after?: string } = {}): Promise<void> {
-    if (ruleId.startsWith(".")) throw new MatrixError("M_INVALID_PARAM", "Rule IDs starting with '.' are reserved for server-default rules");
-    if (ruleId.length === 0 || /[/\\]/.test(ruleId)) throw new MatrixError("M_INVALID_PARAM", "Rule IDs may not be empty or contain slashes");
+    checkUserRuleId(ruleId);
     const rule: PushRule = { rule_id: ruleId, default: false, enabled: true, actions: validActions(input.actions) };
     if (kind === "content") {
       if (input.pattern === undefined) throw new MatrixError("M_MISSING_PARAM", "Missing parameter: pattern");
@@ -140,8 +185,22 @@ export class PushRuleService {
   }
 
   private async userRules(userId: string): Promise<UserPushRules> {
+    return (await this.cached(userId)).user;
+  }
+
+  private async cached(userId: string): Promise<{ user: UserPushRules; ruleset: PushRuleset }> {
+    const hit = this.cache.get(userId);
+    if (hit) return hit;
     const json = await this.store.getUserPushRules(userId);
-    return json === undefined ? emptyUserPushRules() : (JSON.parse(json) as UserPushRules);
+    return this.remember(userId, json === undefined ? emptyUserPushRules() : (JSON.parse(json) as UserPushRules));
+  }
+
+  private remember(userId: string, user: UserPushRules): { user: UserPushRules; ruleset: PushRuleset } {
+    const entry = { user, ruleset: deepFreeze(effectivePushRules(userId, user)) };
+    this.cache.delete(userId);
+    this.cache.set(userId, entry);
+    if (this.cache.size > CACHED_USERS) this.cache.delete(this.cache.keys().next().value!);
+    return entry;
   }
 
   /**
@@ -152,7 +211,8 @@ export class PushRuleService {
     return this.writes.run(userId, async () => {
       const user = edit(await this.userRules(userId));
       await this.store.setUserPushRules(userId, JSON.stringify(user));
-      await this.accountData.write(userId, undefined, "m.push_rules", { global: effectivePushRules(userId, user) });
+      const { ruleset } = this.remember(userId, user);
+      await this.accountData.write(userId, undefined, "m.push_rules", { global: ruleset });
     });
   }
 }

@@ -5,11 +5,12 @@
 // Only local things are answered: an alias or user of another server is 400 M_INVALID_PARAM (the
 // requester should have asked that server), an unknown local one 404 M_NOT_FOUND.
 //
-// End-to-end encryption keys: Portier does not store device keys, cross-signing keys or one-time
-// keys yet. They come in through DeviceKeySource; until something implements it, NO_DEVICE_KEYS
-// answers "none": /user/devices lists no devices (the spec requires `keys` on every listed device,
-// so a device without uploaded keys is not listed), /user/keys/query answers an empty map for each
-// local user, /user/keys/claim claims nothing.
+// End-to-end encryption keys come in through DeviceKeySource, which the key service
+// (e2ee/e2ee-keys.ts) implements over what clients uploaded with /keys/upload and
+// /keys/device_signing/upload: /user/devices lists the devices with keys (the spec requires `keys`
+// on every listed device, so a device without uploaded keys is not listed), /user/keys/query answers
+// device and cross-signing keys with the signatures everyone may see, /user/keys/claim takes a
+// one-time key (else the fallback key). Without a source (NO_DEVICE_KEYS) the answers are empty.
 import { MatrixError } from "../../protocol/errors";
 import type { JsonObject } from "../../protocol/json";
 import { parseRoomAlias, parseUserId } from "../../protocol/identifiers";
@@ -30,7 +31,7 @@ export interface DeviceKeySource {
   deviceListStreamId(userId: string): Promise<number>;
 }
 
-/** No E2EE keys stored: the answer while Portier has no /keys/upload. */
+/** No E2EE keys: the answer of a FederationQueries built without a key source (unit tests). */
 export const NO_DEVICE_KEYS: DeviceKeySource = {
   deviceKeys: async () => ({}),
   crossSigningKeys: async () => ({}),

@@ -31,6 +31,8 @@ export interface TransactionReceiverDeps {
   };
   typing: TypingService;
   receipts: ReceiptService;
+  /** End-to-end encryption EDUs (device list and signing key updates, to-device messages); without it they are accepted and left. */
+  e2ee?: import("../e2ee/federation-edus").E2eeEduHandler;
   logger: Logger;
 }
 
@@ -87,6 +89,10 @@ export class TransactionReceiver {
       try {
         await this.applyEdu(origin, edu);
       } catch (error) {
+        // To-device messages (Olm key shares among them) exist nowhere else: one we failed to store
+        // fails the transaction, so that the origin sends it again (their message_id keeps the
+        // retry from delivering twice). Bad input is a MatrixError and is dropped like other EDUs.
+        if (isJsonObject(edu) && edu.edu_type === "m.direct_to_device" && !(error instanceof MatrixError)) throw error;
         this.deps.logger.log("debug", "an EDU was not applied", { origin, error: error instanceof MatrixError ? error.message : String(error) });
       }
     }
@@ -191,10 +197,18 @@ export class TransactionReceiver {
     return !(await this.deps.aclAllows(roomId, origin));
   }
 
-  /** Typing and read receipts of the origin's users reach our clients; other EDUs are accepted and left. */
+  /**
+   * Typing and read receipts of the origin's users reach our clients, and so do their device list
+   * and cross-signing changes and to-device messages (e2ee/federation-edus.ts); other EDUs are
+   * accepted and left.
+   */
   private async applyEdu(origin: string, edu: unknown): Promise<void> {
     if (!isJsonObject(edu) || !isJsonObject(edu.content)) return;
     const content = edu.content;
+    const e2ee = this.deps.e2ee;
+    if (e2ee && edu.edu_type === "m.device_list_update") return e2ee.deviceListUpdate(origin, content);
+    if (e2ee && edu.edu_type === "m.signing_key_update") return e2ee.signingKeyUpdate(origin, content);
+    if (e2ee && edu.edu_type === "m.direct_to_device") return e2ee.directToDevice(origin, content);
     if (edu.edu_type === "m.typing") {
       const { room_id: roomId, user_id: userId, typing } = content;
       if (typeof roomId !== "string" || typeof userId !== "string" || typeof typing !== "boolean") return;

@@ -1,7 +1,8 @@
 // Wakes /sync long-polls (client-server-api "Syncing": a sync with `timeout` waits until there is
 // something new). Listens to every source a sync reads — room events, typing, receipts, account
-// data, out-of-band memberships — and wakes only the waiting users the change concerns; the sync
-// then recomputes and decides whether the change is visible to it.
+// data, out-of-band memberships, to-device messages, device list changes — and wakes only the
+// waiting users the change concerns; the sync then recomputes and decides whether the change is
+// visible to it.
 import type { StoredEvent } from "../../storage/stores";
 import type { Service } from "../runtime";
 
@@ -15,6 +16,12 @@ export interface NotifierSources {
   onAccountData(listener: (userId: string) => void): void;
   /** A user's membership in a room this server does not hold changed (an invite or knock over federation, or its end). */
   onOutOfBandMembership?(listener: (userId: string) => void): void;
+  /** A user has new to-device messages. */
+  onToDevice?(listener: (userId: string) => void): void;
+  /** A user's device list changed: for everyone sharing a room with them, or for `observer` only. */
+  onDeviceListChange?(listener: (userId: string, observer: string | undefined) => void): void;
+  /** The rooms a user is joined to (who shares a room with a user whose devices changed). */
+  joinedRooms?(userId: string): Promise<readonly string[]>;
   /** Current memberships in a room: user id -> membership. */
   memberships(roomId: string): Promise<ReadonlyMap<string, string>>;
 }
@@ -42,6 +49,20 @@ export class SyncNotifier implements Service {
     sources.onReceipt((roomId) => this.wakeRoom(roomId, JOINED));
     sources.onAccountData((userId) => this.wake(userId));
     sources.onOutOfBandMembership?.((userId) => this.wake(userId));
+    sources.onToDevice?.((userId) => this.wake(userId));
+    sources.onDeviceListChange?.((userId, observer) => {
+      if (observer !== undefined) return this.wake(observer);
+      this.wake(userId);
+      if (this.waiting.size === 0 || !sources.joinedRooms) return;
+      void sources.joinedRooms(userId).then(
+        (rooms) => {
+          for (const roomId of rooms) this.wakeRoom(roomId, JOINED);
+        },
+        () => {
+          for (const waiting of [...this.waiting.keys()]) this.wake(waiting);
+        },
+      );
+    });
   }
 
   /** Users with a pending wait (for tests and metrics). */

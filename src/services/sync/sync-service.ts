@@ -15,6 +15,12 @@
 // carries. Where the user also has a membership in a held room of that id, the newer of the two is
 // listed: a record holds the event stream's position when it was written, which orders it against
 // the user's member events.
+//
+// End-to-end encryption (e2ee/): to-device messages for the syncing device, the users whose device
+// lists changed, and the device's one-time and fallback key state come from the e2ee section, whose
+// stream position the token also carries. A device's messages up to its `since` position are
+// acknowledged and deleted; when more are waiting than one answer gives, the token stops at the
+// last message given, and the next sync brings the rest.
 import { randomBytes } from "node:crypto";
 import { MatrixError } from "../../protocol/errors";
 import { isJsonObject, type JsonObject } from "../../protocol/json";
@@ -42,6 +48,7 @@ const ROOM_LIST_READS = 3;
 /** The most events one timeline scan reads before calling the timeline limited (restrictive filters on long histories). */
 const MAX_SCANNED_EVENTS = 5000;
 
+import type { NotificationService } from "../push/notification-service";
 import { ownMemberEvent, STRIPPED_STATE_TYPES, strippedStateEvent, type StrippedState } from "../rooms/client-events";
 export { STRIPPED_STATE_TYPES };
 
@@ -85,9 +92,23 @@ export interface SyncResponse {
   };
   account_data: { events: { type: string; content: Record<string, unknown> }[] };
   presence: { events: never[] };
-  to_device: { events: never[] };
+  to_device: { events: JsonObject[] };
   device_lists: { changed: string[]; left: string[] };
   device_one_time_keys_count: Record<string, number>;
+  device_unused_fallback_key_types: string[];
+}
+
+/** What /sync needs of end-to-end encryption (e2ee/e2ee-sync.ts). */
+export interface SyncE2ee {
+  /** The e2ee stream's current end. */
+  position(): Promise<number>;
+  section(input: {
+    userId: string;
+    deviceId: string | undefined;
+    since: { events: number; e2ee: number } | undefined;
+    now: { events: number; e2ee: number };
+    rooms: { join: readonly string[]; left: readonly string[] };
+  }): Promise<{ position: number; toDevice: JsonObject[]; changed: string[]; left: string[]; oneTimeKeyCounts: Record<string, number>; unusedFallbackKeyTypes: string[] }>;
 }
 
 export interface SyncDeps {
@@ -99,10 +120,14 @@ export interface SyncDeps {
   receipts: ReceiptService;
   accountData: AccountDataService;
   pushRules: PushRuleService;
+  /** Unread notification and highlight counts per room (push rules evaluated as events arrive). */
+  notifications?: Pick<NotificationService, "unreadCounts">;
   filters: FilterService;
   notifier: SyncNotifier;
   /** Memberships in rooms this server does not hold; without it, /sync lists held rooms only. */
   outOfBand?: Pick<OutOfBandMemberships, "forUser" | "maxStreamPosition">;
+  /** To-device messages, device lists and key counts; without it those sections stay empty. */
+  e2ee?: SyncE2ee;
   clock: Clock;
 }
 
@@ -189,6 +214,7 @@ export class SyncService {
       receipts: await receipts.currentStreamId(),
       typing: typing.currentSerial(),
       outOfBand: (await this.deps.outOfBand?.maxStreamPosition()) ?? 0,
+      e2ee: (await this.deps.e2ee?.position()) ?? 0,
       boot: this.boot,
     };
     // Positions past ours (a token of a wiped database) read as ours; a typing serial of another
@@ -199,6 +225,7 @@ export class SyncService {
       receipts: Math.min(since.receipts, now.receipts),
       typing: since.boot === this.boot && since.typing <= now.typing ? since.typing : 0,
       outOfBand: Math.min(since.outOfBand ?? 0, now.outOfBand ?? 0),
+      e2ee: Math.min(since.e2ee ?? 0, now.e2ee ?? 0),
     };
     const ctx: SyncContext = { viewer, now, since: from, fullState, filter };
     const response: SyncResponse = {
@@ -209,6 +236,7 @@ export class SyncService {
       to_device: { events: [] },
       device_lists: { changed: [], left: [] },
       device_one_time_keys_count: {},
+      device_unused_fallback_key_types: [],
     };
 
     const changedData = await this.accountDataUpTo(viewer.userId, from?.accountData ?? 0, now.accountData);
@@ -263,6 +291,22 @@ export class SyncService {
         if (await this.deps.clientStore.isForgotten(userId, roomId)) continue;
         response.rooms.leave[roomId] = await this.outOfBandLeftRoom(ctx, record, changedData.rooms.get(roomId) ?? []);
       }
+    }
+
+    if (this.deps.e2ee) {
+      const e2ee = await this.deps.e2ee.section({
+        userId,
+        deviceId: viewer.deviceId,
+        since: from && { events: from.events, e2ee: from.e2ee },
+        now: { events: now.events, e2ee: now.e2ee ?? 0 },
+        rooms: { join: rooms.join, left: rooms.left },
+      });
+      response.to_device.events = e2ee.toDevice;
+      response.device_lists = { changed: e2ee.changed, left: e2ee.left };
+      response.device_one_time_keys_count = e2ee.oneTimeKeyCounts;
+      response.device_unused_fallback_key_types = e2ee.unusedFallbackKeyTypes;
+      // Stops short of `now` when more to-device messages wait than one answer gives.
+      response.next_batch = formatSyncToken({ ...now, e2ee: e2ee.position });
     }
     return response;
   }
@@ -403,7 +447,7 @@ export class SyncService {
       state: { events: await this.format(ctx, state) },
       ephemeral: { events: ephemeral },
       account_data: { events: accountData },
-      unread_notifications: { notification_count: 0, highlight_count: 0 },
+      unread_notifications: (await this.deps.notifications?.unreadCounts(userId, roomId, ctx.now.events)) ?? { notification_count: 0, highlight_count: 0 },
     };
     const membersChanged = full || [...timeline.events, ...state].some((e) => e.type === "m.room.member");
     if (membersChanged) room.summary = await this.summary(roomId, userId);
@@ -678,6 +722,9 @@ function isEmpty(r: SyncResponse): boolean {
   const { join, invite, knock, leave } = r.rooms;
   return (
     r.account_data.events.length === 0 &&
+    r.to_device.events.length === 0 &&
+    r.device_lists.changed.length === 0 &&
+    r.device_lists.left.length === 0 &&
     Object.keys(join).length === 0 &&
     Object.keys(invite).length === 0 &&
     Object.keys(knock).length === 0 &&

@@ -53,7 +53,9 @@ describe("initial and incremental sync", () => {
     expect(r.presence).toEqual({ events: [] });
     expect(r.to_device).toEqual({ events: [] });
     expect(r.device_lists).toEqual({ changed: [], left: [] });
-    expect(r.device_one_time_keys_count).toEqual({});
+    // signed_curve25519 is always counted, zero included (e2ee/e2ee-keys.ts); no fallback key yet.
+    expect(r.device_one_time_keys_count).toEqual({ signed_curve25519: 0 });
+    expect(r.device_unused_fallback_key_types).toEqual([]);
     // r0 answers the same way.
     const r0 = await alice.ok("GET", `${R0}/sync`);
     expect(Object.keys(r0.rooms.join)).toContain(roomId);

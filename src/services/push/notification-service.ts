@@ -1,0 +1,224 @@
+// Notifications (client-server-api "Push Notifications": Server behaviour, Receiving notifications,
+// Marking notifications as read, Listing Notifications). When an event enters a room's timeline,
+// the push rules of each local user in the room (but the sender) are evaluated against it; a rule
+// that says notify records a notification. The unread counts of /sync and the `unread` count sent to
+// push gateways count the notifications after the user's read position in each room.
+import { notificationLevel, userPowerLevel } from "../../protocol/auth";
+import { MatrixError } from "../../protocol/errors";
+import { isJsonObject, type JsonObject } from "../../protocol/json";
+import { evaluatePushRules, type PushContext } from "../../protocol/push-evaluator";
+import type { PushRuleset } from "../../protocol/push-rules";
+import type { NewNotification, NotificationStore, RoomClientStore, RoomEventStore, StoredEvent } from "../../storage/stores";
+import type { PushRuleService } from "../accounts/push-rule-service";
+import { ClientEventFormatter, type ClientEvent } from "../rooms/client-events";
+import type { RoomAccess } from "../rooms/room-access";
+import type { Timer } from "../federation/sender";
+import type { Clock, Logger, Service } from "../runtime";
+
+export interface NotificationServiceDeps {
+  serverName: string;
+  access: RoomAccess;
+  store: RoomEventStore;
+  clientStore: RoomClientStore;
+  notifications: NotificationStore;
+  pushRules: Pick<PushRuleService, "ruleset">;
+  clock: Clock;
+  timer: Timer;
+  logger: Logger;
+  /** Read notifications older than this are deleted (30 days by default, as long as Synapse keeps them). */
+  keepReadMs?: number;
+}
+
+/** The unread_notifications object of a joined room in /sync. */
+export interface UnreadNotificationCounts {
+  notification_count: number;
+  highlight_count: number;
+}
+
+/** One entry of GET /notifications (notifications.yaml). */
+export interface NotificationEntry {
+  actions: unknown[];
+  event: ClientEvent;
+  profile_tag: string;
+  read: boolean;
+  room_id: string;
+  ts: number;
+}
+
+/** Told a user has new notifications (for their pushers). */
+export type NotifiedListener = (userId: string) => void;
+/** Told a user's read position moved other than by a receipt (their own event, their leaving). */
+export type ReadListener = (userId: string) => void;
+
+const DEFAULT_LIMIT = 50;
+const MAX_LIMIT = 1000;
+const PRUNE_EVERY_MS = 60 * 60 * 1000;
+const THIRTY_DAYS_MS = 30 * 24 * 60 * 60 * 1000;
+const DEPARTED = new Set(["leave", "ban"]);
+
+const serverOf = (userId: string) => userId.slice(userId.indexOf(":") + 1);
+
+/** Whether any enabled rule of the ruleset has a condition of this kind (to skip loading what nothing reads). */
+function usesCondition(ruleset: PushRuleset, kind: string): boolean {
+  return Object.values(ruleset).some((rules) => rules.some((r) => r.enabled && r.conditions?.some((c) => c.kind === kind)));
+}
+
+export class NotificationService implements Service {
+  readonly name = "notifications";
+  private readonly notifiedListeners: NotifiedListener[] = [];
+  private readonly readListeners: ReadListener[] = [];
+  private readonly formatter: ClientEventFormatter;
+  private pruning: { cancel(): void } | undefined;
+  private pruneRun: Promise<void> | undefined;
+
+  constructor(private readonly deps: NotificationServiceDeps) {
+    this.formatter = new ClientEventFormatter(deps.store, deps.clientStore, deps.access, deps.clock);
+  }
+
+  onNotified(listener: NotifiedListener): void {
+    this.notifiedListeners.push(listener);
+  }
+
+  onReadMoved(listener: ReadListener): void {
+    this.readListeners.push(listener);
+  }
+
+  start(): void {
+    this.schedulePrune();
+  }
+
+  async stop(): Promise<void> {
+    this.pruning?.cancel();
+    this.pruning = undefined;
+    await this.pruneRun;
+  }
+
+  /**
+   * The room engine's listener: runs after the event is committed and before the write that made it
+   * resolves, so the counts are stored before the /sync the event wakes reads them.
+   */
+  async eventPersisted(roomId: string, stored: StoredEvent, pdu: JsonObject): Promise<void> {
+    // Only new events of the timeline notify: not outliers, rejected or soft-failed events, nor
+    // history fetched from other servers (stored below stream ordering 1).
+    if (stored.streamOrdering === undefined || stored.streamOrdering <= 0 || stored.outlier || stored.rejectedReason !== undefined || stored.softFailed) return;
+    const ordering = stored.streamOrdering;
+    const local = (userId: string) => serverOf(userId) === this.deps.serverName;
+    const content = isJsonObject(pdu.content) ? pdu.content : {};
+
+    // Sending an event moves the sender's read receipt to it ("Marking notifications as read"), and
+    // a room one has left no longer counts (as Synapse, whose badge counts the rooms one is in).
+    const readers = new Set<string>();
+    if (local(stored.sender)) readers.add(stored.sender);
+    if (stored.type === "m.room.member" && stored.stateKey !== undefined && local(stored.stateKey) && DEPARTED.has(String(content.membership))) readers.add(stored.stateKey);
+
+    const memberships = await this.deps.store.currentMemberships(roomId);
+    const recipients: string[] = [];
+    for (const [userId, membership] of memberships) {
+      if (membership === "join" && userId !== stored.sender && local(userId)) recipients.push(userId);
+    }
+    // An invitee is not in the room yet, but the invite is for them (.m.rule.invite_for_me).
+    if (stored.type === "m.room.member" && content.membership === "invite" && stored.stateKey !== undefined && stored.stateKey !== stored.sender && local(stored.stateKey) && !recipients.includes(stored.stateKey)) {
+      recipients.push(stored.stateKey);
+    }
+
+    const notified: NewNotification[] = [];
+    if (recipients.length > 0) {
+      const room = await this.roomContext(roomId, stored.sender, memberships);
+      const ts = this.deps.clock.now();
+      for (const userId of recipients) {
+        const ruleset = await this.deps.pushRules.ruleset(userId);
+        const displayName = usesCondition(ruleset, "contains_display_name") ? await this.displayName(roomId, userId) : undefined;
+        const evaluation = evaluatePushRules(ruleset, pdu, { ...room, userId, displayName });
+        if (!evaluation?.notify) continue;
+        notified.push({ userId, roomId, eventId: stored.eventId, eventStreamOrdering: ordering, ts, actions: evaluation.actions, highlight: evaluation.highlight });
+      }
+    }
+    // Moving a read mark changes a count only when unread notifications lie behind it. A sender
+    // with none in the room (the usual case) costs a read, not a write: most sends then commit
+    // nothing here, instead of a second commit after their own.
+    const movers: string[] = [];
+    for (const userId of readers) if ((await this.deps.notifications.unreadCounts(userId, roomId, ordering)).notifications > 0) movers.push(userId);
+    // Everything read first, then one commit for the marks and the notifications.
+    if (movers.length > 0 || notified.length > 0) {
+      await this.deps.store.atomically(async () => {
+        for (const userId of movers) await this.deps.notifications.markRead(userId, roomId, ordering);
+        await this.deps.notifications.addNotifications(notified);
+      });
+    }
+    for (const userId of movers) for (const listener of this.readListeners) listener(userId);
+    for (const n of notified) for (const listener of this.notifiedListeners) listener(n.userId);
+  }
+
+  /**
+   * For /sync: the unread notifications of a joined room, and how many of them highlight. With
+   * `upToStreamOrdering` (the sync's event position), only events up to it count, so the counts
+   * match the timeline the same answer carries.
+   */
+  async unreadCounts(userId: string, roomId: string, upToStreamOrdering?: number): Promise<UnreadNotificationCounts> {
+    const counts = await this.deps.notifications.unreadCounts(userId, roomId, upToStreamOrdering);
+    return { notification_count: counts.notifications, highlight_count: counts.highlights };
+  }
+
+  /** Unread notifications in all rooms together (the `unread` count pushers send). */
+  unreadTotal(userId: string): Promise<number> {
+    return this.deps.notifications.unreadTotal(userId);
+  }
+
+  /**
+   * GET /notifications: newest first, `from` being the next_token of an earlier page. next_token is
+   * given only when there are more.
+   */
+  async list(userId: string, options: { from?: string; limit?: number; only?: string }): Promise<{ notifications: NotificationEntry[]; next_token?: string }> {
+    let before: number | undefined;
+    if (options.from !== undefined) {
+      if (!/^[0-9]{1,15}$/.test(options.from)) throw new MatrixError("M_INVALID_PARAM", "Invalid 'from' token");
+      before = Number(options.from);
+    }
+    const limit = Math.min(options.limit ?? DEFAULT_LIMIT, MAX_LIMIT);
+    const rows = await this.deps.notifications.notificationsBefore(userId, before, limit + 1, options.only === "highlight");
+    const page = rows.slice(0, limit);
+    const notifications: NotificationEntry[] = [];
+    for (const row of page) {
+      const stored = await this.deps.store.getEvent(row.eventId);
+      const event = stored && (await this.formatter.format(stored, { userId }));
+      if (!event) continue;
+      // Portier's rules are all global; the key is there because clients (and sytest) look for it.
+      notifications.push({ actions: row.actions, event, profile_tag: "", read: row.read, room_id: row.roomId, ts: row.ts });
+    }
+    return rows.length > limit ? { notifications, next_token: String(page.at(-1)!.streamId) } : { notifications };
+  }
+
+  /** What the conditions need of the room, read once per event for all its recipients. */
+  private async roomContext(roomId: string, sender: string, memberships: ReadonlyMap<string, string>): Promise<Omit<PushContext, "userId" | "displayName">> {
+    let joined = 0;
+    for (const membership of memberships.values()) if (membership === "join") joined++;
+    const version = await this.deps.access.versionOf(roomId);
+    const state = await this.deps.access.currentAuthState(roomId);
+    return {
+      roomMemberCount: joined,
+      senderPowerLevel: userPowerLevel(sender, state, version),
+      notificationPowerLevel: (key) => notificationLevel(key, state, version),
+    };
+  }
+
+  private async displayName(roomId: string, userId: string): Promise<string | undefined> {
+    const member = await this.deps.access.engine.currentStateEvent(roomId, "m.room.member", userId);
+    const name = member?.content.displayname;
+    return typeof name === "string" ? name : undefined;
+  }
+
+  private schedulePrune(): void {
+    this.pruning = this.deps.timer.schedule(PRUNE_EVERY_MS, () => {
+      this.pruneRun = this.deps.notifications
+        .deleteReadNotificationsBefore(this.deps.clock.now() - (this.deps.keepReadMs ?? THIRTY_DAYS_MS))
+        .then(
+          () => undefined,
+          (error) => this.deps.logger.log("warn", "could not delete old notifications", { error: String(error) }),
+        )
+        .finally(() => {
+          this.pruneRun = undefined;
+          if (this.pruning) this.schedulePrune();
+        });
+    });
+  }
+}
