@@ -63,10 +63,19 @@ function usesCondition(ruleset: PushRuleset, kind: string): boolean {
   return Object.values(ruleset).some((rules) => rules.some((r) => r.enabled && r.conditions?.some((c) => c.kind === kind)));
 }
 
+/** At most this many (user, room) pairs are remembered as having nothing unread. */
+const MAX_NOTHING_UNREAD = 100_000;
+
 export class NotificationService implements Service {
   readonly name = "notifications";
   private readonly notifiedListeners: NotifiedListener[] = [];
   private readonly readListeners: ReadListener[] = [];
+  /**
+   * (user, room) pairs known to have nothing unread, so that their own next event costs no count
+   * query (one was the dearest statement of a send). A pair leaves the set when a notification for
+   * it is added; both happen only here, in the room's write queue, so the set cannot go stale.
+   */
+  private readonly nothingUnread = new Set<string>();
   private readonly formatter: ClientEventFormatter;
   private pruning: { cancel(): void } | undefined;
   private pruneRun: Promise<void> | undefined;
@@ -137,7 +146,16 @@ export class NotificationService implements Service {
     // with none in the room (the usual case) costs a read, not a write: most sends then commit
     // nothing here, instead of a second commit after their own.
     const movers: string[] = [];
-    for (const userId of readers) if ((await this.deps.notifications.unreadCounts(userId, roomId, ordering)).notifications > 0) movers.push(userId);
+    for (const userId of readers) {
+      const key = `${userId}\u0000${roomId}`;
+      if (this.nothingUnread.has(key)) continue;
+      if ((await this.deps.notifications.unreadCounts(userId, roomId, ordering)).notifications > 0) movers.push(userId);
+      else {
+        if (this.nothingUnread.size >= MAX_NOTHING_UNREAD) this.nothingUnread.clear();
+        this.nothingUnread.add(key);
+      }
+    }
+    for (const n of notified) this.nothingUnread.delete(`${n.userId}\u0000${n.roomId}`);
     // Everything read first, then one commit for the marks and the notifications.
     if (movers.length > 0 || notified.length > 0) {
       await this.deps.store.atomically(async () => {
