@@ -190,7 +190,7 @@ export function registerCoreServices(container: DependencyContainer, { config, c
       timer: systemTimer,
       logger,
     });
-    get(Tokens.RoomEngine).onEvent((roomId, stored, pdu) => notifications.eventPersisted(roomId, stored, pdu));
+    get(Tokens.RoomEngine).onEvents((roomId, events) => notifications.eventsPersisted(roomId, events));
     return notifications;
   });
   registerFactory(container, Tokens.PushGatewaySender, () => {

@@ -240,6 +240,8 @@ describe("one transaction, several rooms and chains", () => {
     expect(batches.sort((x, y) => (x.roomId < y.roomId ? -1 : 1))).toEqual([{ roomId: one.roomId, size: 4 }, { roomId: two.roomId, size: 4 }].sort((x, y) => (x.roomId < y.roomId ? -1 : 1)));
 
     expect((await timelineBodies(one.alice, one.roomId)).filter((b) => b.startsWith(tag))).toEqual([`${tag} 1.1`, `${tag} 1.2`, `${tag} 1.3`]);
+    // The batch notified A's member of each of its three messages (one commit for all three).
+    expect((await resolve(a.server.container, Tokens.Notifications).unreadCounts(one.alice.userId, one.roomId)).notification_count).toBe(3);
     expect((await timelineBodies(two.alice, two.roomId)).filter((b) => b.startsWith(tag))).toEqual([`${tag} 2.1`, `${tag} 2.2`, `${tag} 2.3`]);
     const extremities = await storeOf(a.server).forwardExtremities(one.roomId);
     expect(extremities).toContain(ids[6]!);

@@ -13,6 +13,8 @@ import type { PushRuleService } from "../accounts/push-rule-service";
 import { ClientEventFormatter, type ClientEvent } from "../rooms/client-events";
 import type { RoomAccess } from "../rooms/room-access";
 import type { Timer } from "../federation/sender";
+import type { RoomVersion } from "../../protocol/room-versions";
+import type { AuthStateLookup } from "../../protocol/auth";
 import type { Clock, Logger, Service } from "../runtime";
 
 export interface NotificationServiceDeps {
@@ -106,64 +108,79 @@ export class NotificationService implements Service {
    * The room engine's listener: runs after the event is committed and before the write that made it
    * resolves, so the counts are stored before the /sync the event wakes reads them.
    */
-  async eventPersisted(roomId: string, stored: StoredEvent, pdu: JsonObject): Promise<void> {
-    // Only new events of the timeline notify: not outliers, rejected or soft-failed events, nor
-    // history fetched from other servers (stored below stream ordering 1).
-    if (stored.streamOrdering === undefined || stored.streamOrdering <= 0 || stored.outlier || stored.rejectedReason !== undefined || stored.softFailed) return;
-    const ordering = stored.streamOrdering;
+  eventPersisted(roomId: string, stored: StoredEvent, pdu: JsonObject): Promise<void> {
+    return this.eventsPersisted(roomId, [{ stored, pdu }]);
+  }
+
+  /**
+   * The same for several events of one room committed together (a federation transaction's): the
+   * members are read once (again after a member event), and one commit holds every mark and
+   * notification of the lot.
+   */
+  async eventsPersisted(roomId: string, events: readonly { stored: StoredEvent; pdu: JsonObject }[]): Promise<void> {
     const local = (userId: string) => serverOf(userId) === this.deps.serverName;
-    const content = isJsonObject(pdu.content) ? pdu.content : {};
-
-    // Sending an event moves the sender's read receipt to it ("Marking notifications as read"), and
-    // a room one has left no longer counts (as Synapse, whose badge counts the rooms one is in).
-    const readers = new Set<string>();
-    if (local(stored.sender)) readers.add(stored.sender);
-    if (stored.type === "m.room.member" && stored.stateKey !== undefined && local(stored.stateKey) && DEPARTED.has(String(content.membership))) readers.add(stored.stateKey);
-
-    const memberships = await this.deps.store.currentMemberships(roomId);
-    const recipients: string[] = [];
-    for (const [userId, membership] of memberships) {
-      if (membership === "join" && userId !== stored.sender && local(userId)) recipients.push(userId);
-    }
-    // An invitee is not in the room yet, but the invite is for them (.m.rule.invite_for_me).
-    if (stored.type === "m.room.member" && content.membership === "invite" && stored.stateKey !== undefined && stored.stateKey !== stored.sender && local(stored.stateKey) && !recipients.includes(stored.stateKey)) {
-      recipients.push(stored.stateKey);
-    }
-
+    const marks = new Map<string, number>();
     const notified: NewNotification[] = [];
-    if (recipients.length > 0) {
-      const room = await this.roomContext(roomId, stored.sender, memberships);
-      const ts = this.deps.clock.now();
-      for (const userId of recipients) {
-        const ruleset = await this.deps.pushRules.ruleset(userId);
-        const displayName = usesCondition(ruleset, "contains_display_name") ? await this.displayName(roomId, userId) : undefined;
-        const evaluation = evaluatePushRules(ruleset, pdu, { ...room, userId, displayName });
-        if (!evaluation?.notify) continue;
-        notified.push({ userId, roomId, eventId: stored.eventId, eventStreamOrdering: ordering, ts, actions: evaluation.actions, highlight: evaluation.highlight });
+    let memberships: ReadonlyMap<string, string> | undefined;
+    let rules: { version: RoomVersion; state: AuthStateLookup } | undefined;
+    for (const { stored, pdu } of events) {
+      // Only new events of the timeline notify: not outliers, rejected or soft-failed events, nor
+      // history fetched from other servers (stored below stream ordering 1).
+      if (stored.streamOrdering === undefined || stored.streamOrdering <= 0 || stored.outlier || stored.rejectedReason !== undefined || stored.softFailed) continue;
+      const ordering = stored.streamOrdering;
+      const content = isJsonObject(pdu.content) ? pdu.content : {};
+
+      // Sending an event moves the sender's read receipt to it ("Marking notifications as read"), and
+      // a room one has left no longer counts (as Synapse, whose badge counts the rooms one is in).
+      const readers: string[] = [];
+      if (local(stored.sender)) readers.push(stored.sender);
+      if (stored.type === "m.room.member" && stored.stateKey !== undefined && local(stored.stateKey) && DEPARTED.has(String(content.membership))) readers.push(stored.stateKey);
+      // Moving a read mark changes a count only when unread notifications lie behind it. A sender
+      // with none in the room (the usual case) costs a read, not a write: most sends then commit
+      // nothing here, instead of a second commit after their own.
+      for (const userId of readers) {
+        const key = `${userId}\u0000${roomId}`;
+        if (!marks.has(userId) && this.nothingUnread.has(key)) continue;
+        if (marks.has(userId) || (await this.deps.notifications.unreadCounts(userId, roomId, ordering)).notifications > 0) marks.set(userId, ordering);
+        else {
+          if (this.nothingUnread.size >= MAX_NOTHING_UNREAD) this.nothingUnread.clear();
+          this.nothingUnread.add(key);
+        }
       }
-    }
-    // Moving a read mark changes a count only when unread notifications lie behind it. A sender
-    // with none in the room (the usual case) costs a read, not a write: most sends then commit
-    // nothing here, instead of a second commit after their own.
-    const movers: string[] = [];
-    for (const userId of readers) {
-      const key = `${userId}\u0000${roomId}`;
-      if (this.nothingUnread.has(key)) continue;
-      if ((await this.deps.notifications.unreadCounts(userId, roomId, ordering)).notifications > 0) movers.push(userId);
-      else {
-        if (this.nothingUnread.size >= MAX_NOTHING_UNREAD) this.nothingUnread.clear();
-        this.nothingUnread.add(key);
+
+      memberships ??= await this.deps.store.currentMemberships(roomId);
+      const recipients: string[] = [];
+      for (const [userId, membership] of memberships) {
+        if (membership === "join" && userId !== stored.sender && local(userId)) recipients.push(userId);
       }
+      // An invitee is not in the room yet, but the invite is for them (.m.rule.invite_for_me).
+      if (stored.type === "m.room.member" && content.membership === "invite" && stored.stateKey !== undefined && stored.stateKey !== stored.sender && local(stored.stateKey) && !recipients.includes(stored.stateKey)) {
+        recipients.push(stored.stateKey);
+      }
+      if (recipients.length > 0) {
+        rules ??= await this.roomRules(roomId);
+        const room = await this.roomContext(roomId, stored.sender, memberships, rules);
+        const ts = this.deps.clock.now();
+        for (const userId of recipients) {
+          const ruleset = await this.deps.pushRules.ruleset(userId);
+          const displayName = usesCondition(ruleset, "contains_display_name") ? await this.displayName(roomId, userId) : undefined;
+          const evaluation = evaluatePushRules(ruleset, pdu, { ...room, userId, displayName });
+          if (!evaluation?.notify) continue;
+          notified.push({ userId, roomId, eventId: stored.eventId, eventStreamOrdering: ordering, ts, actions: evaluation.actions, highlight: evaluation.highlight });
+          this.nothingUnread.delete(`${userId}\u0000${roomId}`);
+        }
+      }
+      // Membership (and the power levels the rules read) may change with a state event.
+      if (stored.stateKey !== undefined) memberships = rules = undefined;
     }
-    for (const n of notified) this.nothingUnread.delete(`${n.userId}\u0000${n.roomId}`);
     // Everything read first, then one commit for the marks and the notifications.
-    if (movers.length > 0 || notified.length > 0) {
+    if (marks.size > 0 || notified.length > 0) {
       await this.deps.store.atomically(async () => {
-        for (const userId of movers) await this.deps.notifications.markRead(userId, roomId, ordering);
+        for (const [userId, ordering] of marks) await this.deps.notifications.markRead(userId, roomId, ordering);
         await this.deps.notifications.addNotifications(notified);
       });
     }
-    for (const userId of movers) for (const listener of this.readListeners) listener(userId);
+    for (const userId of marks.keys()) for (const listener of this.readListeners) listener(userId);
     for (const n of notified) for (const listener of this.notifiedListeners) listener(n.userId);
   }
 
@@ -207,16 +224,20 @@ export class NotificationService implements Service {
   }
 
   /** What the conditions need of the room, read once per event for all its recipients. */
-  private async roomContext(roomId: string, sender: string, memberships: ReadonlyMap<string, string>): Promise<Omit<PushContext, "userId" | "displayName">> {
+  private async roomContext(roomId: string, sender: string, memberships: ReadonlyMap<string, string>, cached?: { version: RoomVersion; state: AuthStateLookup }): Promise<Omit<PushContext, "userId" | "displayName">> {
     let joined = 0;
     for (const membership of memberships.values()) if (membership === "join") joined++;
-    const version = await this.deps.access.versionOf(roomId);
-    const state = await this.deps.access.currentAuthState(roomId);
+    const { version, state } = cached ?? (await this.roomRules(roomId));
     return {
       roomMemberCount: joined,
       senderPowerLevel: userPowerLevel(sender, state, version),
       notificationPowerLevel: (key) => notificationLevel(key, state, version),
     };
+  }
+
+  /** The room's version and the current state the rules read (power levels), for the events of a batch. */
+  private async roomRules(roomId: string): Promise<{ version: RoomVersion; state: AuthStateLookup }> {
+    return { version: await this.deps.access.versionOf(roomId), state: await this.deps.access.currentAuthState(roomId) };
   }
 
   private async displayName(roomId: string, userId: string): Promise<string | undefined> {

@@ -142,7 +142,7 @@ export class PduReceiver {
         }
         return out;
       });
-      for (const d of deferred) await this.engine.notify(roomId, d.stored, d.pdu);
+      await this.engine.notifyMany(roomId, deferred);
       return outcomes;
     });
   }

@@ -56,8 +56,12 @@ type DeferredNotifications = { roomId: string; stored: StoredEvent; pdu: JsonObj
 /** Adds the room's policy server's signature to one of our events, or throws its refusal. */
 export type PolicySigner = (roomId: string, pdu: JsonObject, version: RoomVersion) => Promise<JsonObject>;
 
+/** Hears the events of one room committed together at once (one call for a batch). */
+export type BatchEventListener = (roomId: string, events: readonly { stored: StoredEvent; pdu: JsonObject }[]) => void | Promise<void>;
+
 export class RoomEngine {
-  private readonly listeners: EventListener[] = [];
+  /** In the order they were added; a batch listener hears a batch in one call, the others event by event. */
+  private readonly listeners: ({ batch: false; fn: EventListener } | { batch: true; fn: BatchEventListener })[] = [];
   private policySigner: PolicySigner | undefined;
   /** Parsed events by id: events never change once stored, so this cache never goes stale. */
   private readonly parsed = new Map<string, { event: RoomEvent; pdu: JsonObject }>();
@@ -71,7 +75,12 @@ export class RoomEngine {
   ) {}
 
   onEvent(listener: EventListener): void {
-    this.listeners.push(listener);
+    this.listeners.push({ batch: false, fn: listener });
+  }
+
+  /** Like onEvent, but the events of a batch (a federation transaction's, for one room) come in one call. */
+  onEvents(listener: BatchEventListener): void {
+    this.listeners.push({ batch: true, fn: listener });
   }
 
   /**
@@ -87,12 +96,28 @@ export class RoomEngine {
    * commit. Each listener is isolated: one that throws is logged, and the others still hear of the
    * event, because a committed write must never be reported to its sender as a failure.
    */
-  async notify(roomId: string, stored: StoredEvent, pdu: JsonObject): Promise<void> {
+  notify(roomId: string, stored: StoredEvent, pdu: JsonObject): Promise<void> {
+    return this.notifyMany(roomId, [{ stored, pdu }]);
+  }
+
+  /** notify for several events of one room committed together, oldest first. */
+  async notifyMany(roomId: string, events: readonly { stored: StoredEvent; pdu: JsonObject }[]): Promise<void> {
+    if (events.length === 0) return;
     for (const listener of this.listeners) {
-      try {
-        await listener(roomId, stored, pdu);
-      } catch (error) {
-        this.logger.log("error", "an event listener failed after the commit", { room_id: roomId, event_id: stored.eventId, error: String((error as Error)?.stack ?? error) });
+      if (listener.batch) {
+        try {
+          await listener.fn(roomId, events);
+        } catch (error) {
+          this.logger.log("error", "an event listener failed after the commit", { room_id: roomId, event_id: events[0]!.stored.eventId, error: String((error as Error)?.stack ?? error) });
+        }
+        continue;
+      }
+      for (const { stored, pdu } of events) {
+        try {
+          await listener.fn(roomId, stored, pdu);
+        } catch (error) {
+          this.logger.log("error", "an event listener failed after the commit", { room_id: roomId, event_id: stored.eventId, error: String((error as Error)?.stack ?? error) });
+        }
       }
     }
   }
