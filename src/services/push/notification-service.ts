@@ -61,8 +61,16 @@ const DEPARTED = new Set(["leave", "ban"]);
 const serverOf = (userId: string) => userId.slice(userId.indexOf(":") + 1);
 
 /** Whether any enabled rule of the ruleset has a condition of this kind (to skip loading what nothing reads). */
-function usesCondition(ruleset: PushRuleset, kind: string): boolean {
-  return Object.values(ruleset).some((rules) => rules.some((r) => r.enabled && r.conditions?.some((c) => c.kind === kind)));
+/** Rulesets are frozen and cached per user, so what each one uses is worked out once. */
+const displayNameUse = new WeakMap<PushRuleset, boolean>();
+
+function usesDisplayName(ruleset: PushRuleset): boolean {
+  let uses = displayNameUse.get(ruleset);
+  if (uses === undefined) {
+    uses = Object.values(ruleset).some((rules) => rules.some((r) => r.enabled && r.conditions?.some((c) => c.kind === "contains_display_name")));
+    displayNameUse.set(ruleset, uses);
+  }
+  return uses;
 }
 
 /** At most this many (user, room) pairs are remembered as having nothing unread. */
@@ -163,7 +171,7 @@ export class NotificationService implements Service {
         const ts = this.deps.clock.now();
         for (const userId of recipients) {
           const ruleset = await this.deps.pushRules.ruleset(userId);
-          const displayName = usesCondition(ruleset, "contains_display_name") ? await this.displayName(roomId, userId) : undefined;
+          const displayName = usesDisplayName(ruleset) ? await this.displayName(roomId, userId) : undefined;
           const evaluation = evaluatePushRules(ruleset, pdu, { ...room, userId, displayName });
           if (!evaluation?.notify) continue;
           notified.push({ userId, roomId, eventId: stored.eventId, eventStreamOrdering: ordering, ts, actions: evaluation.actions, highlight: evaluation.highlight });
