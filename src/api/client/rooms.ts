@@ -98,6 +98,13 @@ export function roomRoutes({ accounts, rooms }: RoomRouteDeps) {
       const eventId = await rooms.send(roomIdParam(params.roomId), me, params.eventType, params.txnId, contentObject(body));
       return { event_id: eventId };
     });
+    // The old form without a transaction id (sytest and early clients use it; Synapse still serves
+    // it): each request is a new event, so it gets a transaction id of its own.
+    app.post(`${base}/send/:eventType`, async ({ request, params, body }) => {
+      const me = await requireUser(accounts, request);
+      const eventId = await rooms.send(roomIdParam(params.roomId), me, params.eventType, `post-${crypto.randomUUID()}`, contentObject(body));
+      return { event_id: eventId };
+    });
 
     app.put(`${base}/redact/:eventId/:txnId`, async ({ request, params, body }) => {
       const me = await requireUser(accounts, request);

@@ -60,6 +60,19 @@ describe("PUT /send", () => {
     await carol.ok("POST", `/join/${enc(roomId)}`, {});
     await carol.ok("PUT", `/rooms/${enc(roomId)}/send/m.room.message/t`, { body: "x" });
   });
+
+  test("POST /send/{eventType} without a transaction id: each request a new event; refusals as for PUT", async () => {
+    const roomId = await alice.createRoom({ preset: "public_chat" });
+    const path = `/_matrix/client/r0/rooms/${enc(roomId)}/send/m.room.message`;
+    const first = await alice.call("POST", path, { msgtype: "m.text", body: "old style" });
+    const second = await alice.call("POST", path, { msgtype: "m.text", body: "old style" });
+    expect([first.status, second.status]).toEqual([200, 200]);
+    expect(first.body.event_id).not.toBe(second.body.event_id);
+    expect((await alice.ok("GET", `/rooms/${enc(roomId)}/event/${enc(first.body.event_id)}`)).content.body).toBe("old style");
+    const before = await streamPosition();
+    expect((await carol.call("POST", path, { body: "x" })).body.errcode).toBe("M_FORBIDDEN");
+    expect(await streamPosition()).toBe(before);
+  });
 });
 
 describe("client event format and GET /event", () => {
