@@ -12,6 +12,7 @@ import type { AccountService } from "../../services/accounts/account-service";
 import type { KnockModerationService } from "../../services/knocks/knock-moderation";
 import { requireUser } from "../middleware/auth";
 import { validateBody } from "../middleware/validate";
+import { roomIdParam } from "../room-id-param";
 
 export const ADMIN_V1 = "/_portier/admin/v1";
 
@@ -23,11 +24,6 @@ const ExpireBody = Type.Object({
   older_than_ms: Type.Optional(Type.Integer({ minimum: 0 })),
   reason: Type.Optional(Type.String()),
 });
-
-function roomIdParam(roomId: string): string {
-  if (!roomId.startsWith("!")) throw new MatrixError("M_INVALID_PARAM", `Invalid room ID: ${roomId}`);
-  return roomId;
-}
 
 export function knockAdminRoutes({ accounts, knocks }: { accounts: AccountService; knocks: KnockModerationService }) {
   return new Elysia({ name: "admin-knocks" })

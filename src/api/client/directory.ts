@@ -10,6 +10,7 @@ import { limitParam, publicRoomsBody } from "../public-rooms-request";
 import { optionalUser, requireUser } from "../middleware/auth";
 import { validateBody } from "../middleware/validate";
 import { CLIENT_PREFIXES } from "./paths";
+import { roomIdParam } from "../room-id-param";
 
 const SetAliasBody = Type.Object({ room_id: Type.String() });
 const Visibility = Type.Union([Type.Literal("public"), Type.Literal("private")]);
@@ -17,11 +18,6 @@ const SetVisibilityBody = Type.Object({ visibility: Type.Optional(Visibility) })
 export interface DirectoryRouteDeps {
   accounts: AccountService;
   directory: DirectoryService;
-}
-
-function roomIdParam(roomId: string): string {
-  if (!roomId.startsWith("!")) throw new MatrixError("M_INVALID_PARAM", `Invalid room ID: ${roomId}`);
-  return roomId;
 }
 
 export function directoryRoutes({ accounts, directory }: DirectoryRouteDeps) {

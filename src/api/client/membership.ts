@@ -14,6 +14,7 @@ import { isValidServerName } from "../../protocol/identifiers";
 import { requireUser } from "../middleware/auth";
 import { validateBody } from "../middleware/validate";
 import { CLIENT_PREFIXES } from "./paths";
+import { roomIdParam } from "../room-id-param";
 
 const ReasonBody = Type.Object({ reason: Type.Optional(Type.String()) });
 const JoinBody = Type.Object({
@@ -28,11 +29,6 @@ export interface MembershipRouteDeps {
   directory: DirectoryService;
   /** Joins, leaves and invites that involve rooms or users of other servers. */
   federated: FederatedMembershipService;
-}
-
-function roomIdParam(roomId: string): string {
-  if (!roomId.startsWith("!")) throw new MatrixError("M_INVALID_PARAM", `Invalid room ID: ${roomId}`);
-  return roomId;
 }
 
 /** The servers named by repeated `via` (and legacy `server_name`) query parameters; 400 for a malformed one. */

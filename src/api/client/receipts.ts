@@ -9,6 +9,7 @@ import type { ReceiptService, TypingService } from "../../services/rooms/ephemer
 import { requireUser } from "../middleware/auth";
 import { validateBody } from "../middleware/validate";
 import { CLIENT_PREFIXES } from "./paths";
+import { roomIdParam } from "../room-id-param";
 
 const TypingBody = Type.Object({ typing: Type.Boolean(), timeout: Type.Optional(Type.Integer({ minimum: 0 })) });
 const ReceiptBody = Type.Object({ thread_id: Type.Optional(Type.String()) });
@@ -22,11 +23,6 @@ export interface ReceiptRouteDeps {
   accounts: AccountService;
   typing: TypingService;
   receipts: ReceiptService;
-}
-
-function roomIdParam(roomId: string): string {
-  if (!roomId.startsWith("!")) throw new MatrixError("M_INVALID_PARAM", `Invalid room ID: ${roomId}`);
-  return roomId;
 }
 
 export function receiptRoutes({ accounts, typing, receipts }: ReceiptRouteDeps) {

@@ -12,6 +12,7 @@ import { parseRoomEventFilter } from "../../services/rooms/room-event-filter";
 import { requireUser } from "../middleware/auth";
 import { validateBody } from "../middleware/validate";
 import { CLIENT_PREFIXES, clientPaths } from "./paths";
+import { roomIdParam } from "../room-id-param";
 
 const StateEventInput = Type.Object({
   type: Type.String(),
@@ -45,11 +46,6 @@ function contentObject(body: unknown): JsonObject {
   if (body === undefined) throw new MatrixError("M_NOT_JSON", "Content not JSON.");
   if (body === null || typeof body !== "object" || Array.isArray(body)) throw new MatrixError("M_BAD_JSON", "Event content must be a JSON object");
   return body as JsonObject;
-}
-
-function roomIdParam(roomId: string): string {
-  if (!roomId.startsWith("!")) throw new MatrixError("M_INVALID_PARAM", `Invalid room ID: ${roomId}`);
-  return roomId;
 }
 
 function integerParam(value: string | undefined, name: string): number | undefined {

@@ -10,6 +10,7 @@ import type { FederationRoomReader } from "../../services/federation/room-reader
 import type { Clock } from "../../services/runtime";
 import { validateBody } from "../middleware/validate";
 import type { FederationAuthenticator } from "../middleware/x-matrix";
+import { roomIdParam } from "../room-id-param";
 
 export interface FederationRoomRouteDeps {
   /** Verifies X-Matrix (with the parsed body, which is signed too); the origin server name, or a 401. */
@@ -28,11 +29,6 @@ const MissingEventsBody = Type.Object({
   limit: Type.Optional(Type.Integer({ minimum: 0 })),
   min_depth: Type.Optional(Type.Integer()),
 });
-
-function roomIdParam(roomId: string): string {
-  if (!roomId.startsWith("!")) throw new MatrixError("M_INVALID_PARAM", `Invalid room ID: ${roomId}`);
-  return roomId;
-}
 
 function eventIdParam(eventId: string | undefined, name = "event_id"): string {
   if (eventId === undefined || eventId === "") throw new MatrixError("M_MISSING_PARAM", `Missing parameter: ${name}`);

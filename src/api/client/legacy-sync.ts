@@ -1,0 +1,116 @@
+// The event stream and initial sync that came before /sync (client-server-api, deprecated since r0
+// but still specified: old_sync.yaml, room_initial_sync.yaml), for older clients and sytest:
+//   GET /events?from=&timeout=        new events of the user's rooms, flattened, each with room_id
+//   GET /initialSync?limit=           every room of the user, with recent messages and state
+//   GET /rooms/{roomId}/initialSync   the same for one room (also one the user has left)
+// All three are answered by the /sync service: its tokens are this stream's tokens.
+import { Elysia } from "elysia";
+import { MatrixError } from "../../protocol/errors";
+import type { AccountService } from "../../services/accounts/account-service";
+import type { SyncService } from "../../services/sync/sync-service";
+import type { DirectoryService } from "../../services/directory/directory-service";
+import { requireUser } from "../middleware/auth";
+import { roomIdParam } from "../room-id-param";
+import { CLIENT_PREFIXES } from "./paths";
+
+type Json = Record<string, any>;
+
+/** Nothing of rooms, presence or account data: only the position (the token of "now"). */
+const POSITION_ONLY = { room: { rooms: [] }, presence: { types: [] }, account_data: { types: [] } };
+
+function intParam(value: string | undefined, name: string, fallback: number, max: number): number {
+  if (value === undefined || value === "") return fallback;
+  if (!/^\d{1,9}$/.test(value)) throw new MatrixError("M_INVALID_PARAM", `${name} must be a non-negative integer`);
+  return Math.min(Number(value), max);
+}
+
+const withRoom = (roomId: string) => (event: Json): Json => ({ ...event, room_id: roomId });
+
+/** Current state from an initial /sync room: the state at the timeline's start, then the timeline's state events. */
+function currentState(room: Json, roomId: string): Json[] {
+  const byKey = new Map<string, Json>();
+  for (const event of [...(room.state?.events ?? []), ...(room.timeline?.events ?? [])]) {
+    if (typeof event.state_key === "string") byKey.set(`${event.type}\u0000${event.state_key}`, withRoom(roomId)(event));
+  }
+  return [...byKey.values()];
+}
+
+function roomEntry(roomId: string, membership: string, room: Json, end: string, visibility: string | undefined): Json {
+  const timeline = room.timeline ?? { events: [] };
+  return {
+    room_id: roomId,
+    membership,
+    messages: { chunk: (timeline.events as Json[]).map(withRoom(roomId)), start: timeline.prev_batch ?? end, end },
+    state: currentState(room, roomId),
+    ...(visibility ? { visibility } : {}),
+    account_data: room.account_data?.events ?? [],
+  };
+}
+
+export function legacySyncRoutes({ accounts, sync, directory }: { accounts: AccountService; sync: SyncService; directory: Pick<DirectoryService, "visibility"> }) {
+  const app = new Elysia({ name: "client-legacy-sync" });
+  const visibilityOf = async (roomId: string) => {
+    try {
+      return await directory.visibility(roomId);
+    } catch {
+      return undefined;
+    }
+  };
+
+  for (const prefix of CLIENT_PREFIXES) {
+    app.get(`${prefix}/events`, async ({ request, query }) => {
+      const me = await requireUser(accounts, request);
+      const timeoutMs = intParam(query.timeout, "timeout", 0, 60_000);
+      const roomFilter = query.room_id ? { rooms: [query.room_id] } : {};
+      // Without `from` the stream starts now: the events from here on.
+      const from = query.from || (await sync.sync({ userId: me.userId, deviceId: me.deviceId, filter: POSITION_ONLY as any })).next_batch;
+      const answer = await sync.sync({
+        userId: me.userId,
+        deviceId: me.deviceId,
+        since: from,
+        filter: { room: { ...roomFilter, timeline: { limit: 100 } } } as any,
+        timeoutMs,
+        signal: request.signal,
+      });
+      const chunk: Json[] = [];
+      for (const [roomId, room] of Object.entries(answer.rooms.join) as [string, Json][]) {
+        chunk.push(...(room.timeline.events as Json[]).map(withRoom(roomId)), ...(room.ephemeral.events as Json[]).map(withRoom(roomId)));
+      }
+      for (const [roomId, room] of Object.entries(answer.rooms.invite) as [string, Json][]) {
+        const own = (room.invite_state.events as Json[]).find((e) => e.type === "m.room.member" && e.state_key === me.userId);
+        if (own) chunk.push(withRoom(roomId)(own));
+      }
+      for (const [roomId, room] of Object.entries(answer.rooms.leave) as [string, Json][]) chunk.push(...(room.timeline.events as Json[]).map(withRoom(roomId)));
+      chunk.push(...(answer.presence?.events ?? []));
+      return { start: from, end: answer.next_batch, chunk };
+    });
+
+    app.get(`${prefix}/initialSync`, async ({ request, query }) => {
+      const me = await requireUser(accounts, request);
+      const limit = intParam(query.limit, "limit", 10, 100);
+      const answer = await sync.sync({ userId: me.userId, deviceId: me.deviceId, filter: { room: { timeline: { limit }, include_leave: query.archived === "true" } } as any });
+      const rooms: Json[] = [];
+      for (const [roomId, room] of Object.entries(answer.rooms.join) as [string, Json][]) rooms.push(roomEntry(roomId, "join", room, answer.next_batch, await visibilityOf(roomId)));
+      for (const [roomId, room] of Object.entries(answer.rooms.invite) as [string, Json][]) {
+        const events = (room.invite_state.events as Json[]).map(withRoom(roomId));
+        const invite = events.find((e) => e.type === "m.room.member" && e.state_key === me.userId);
+        rooms.push({ room_id: roomId, membership: "invite", ...(invite ? { invite } : {}), state: events });
+      }
+      for (const [roomId, room] of Object.entries(answer.rooms.leave) as [string, Json][]) rooms.push(roomEntry(roomId, "leave", room, answer.next_batch, undefined));
+      return { end: answer.next_batch, rooms, presence: answer.presence?.events ?? [], account_data: answer.account_data.events };
+    });
+
+    app.get(`${prefix}/rooms/:roomId/initialSync`, async ({ request, params, query }) => {
+      const me = await requireUser(accounts, request);
+      const roomId = roomIdParam(params.roomId);
+      const limit = intParam(query.limit, "limit", 10, 100);
+      const answer = await sync.sync({ userId: me.userId, deviceId: me.deviceId, filter: { room: { rooms: [roomId], timeline: { limit }, include_leave: true } } as any });
+      const joined = (answer.rooms.join as Record<string, Json>)[roomId];
+      const left = (answer.rooms.leave as Record<string, Json>)[roomId];
+      if (!joined && !left) throw new MatrixError("M_FORBIDDEN", "You are not in this room (and have not been)");
+      const entry = roomEntry(roomId, joined ? "join" : "leave", joined ?? left!, answer.next_batch, await visibilityOf(roomId));
+      return { ...entry, presence: [] };
+    });
+  }
+  return app;
+}
