@@ -24,6 +24,7 @@ import { FilterService } from "../services/accounts/filter-service";
 import { PasswordConfirmation } from "../services/accounts/password-confirmation";
 import { SharedSecretRegistration } from "../services/accounts/shared-secret-registration";
 import { PushRuleService } from "../services/accounts/push-rule-service";
+import { UserDirectoryService } from "../services/directory/user-directory";
 import { PusherService } from "../services/push/pusher-service";
 import { NotificationService } from "../services/push/notification-service";
 import { PushGatewaySender } from "../services/push/push-gateway-sender";
@@ -129,6 +130,7 @@ export function registerCoreServices(container: DependencyContainer, { config, c
   registerFactory(container, Tokens.RoomEngine, () => new RoomEngine(stores.roomEvents, get(Tokens.ServerKeys), clock, undefined, logger));
   registerFactory(container, Tokens.PduReceiver, () => new PduReceiver(stores.roomEvents, get(Tokens.RoomEngine)));
   registerFactory(container, Tokens.RoomAccess, () => new RoomAccess(get(Tokens.RoomEngine), stores.roomEvents, (userId, roomId) => stores.roomClient.isForgotten(userId, roomId)));
+  registerFactory(container, Tokens.UserDirectory, () => new UserDirectoryService({ serverName: config.server_name, store: stores.roomEvents, engine: get(Tokens.RoomEngine), directory: stores.roomDirectory, profiles: stores.profiles }));
   registerFactory(container, Tokens.Directory, () => new DirectoryService(stores.roomDirectory, get(Tokens.RoomAccess), clock, { serverName: config.server_name, isServerAdmin, policies: get(Tokens.Policies), remote: () => get(Tokens.FederatedMembership) }));
   registerFactory(container, Tokens.Rooms, () => new RoomService(get(Tokens.RoomEngine), stores.roomEvents, stores.roomClient, get(Tokens.RoomAccess), clock, { ...localUser, directory: get(Tokens.Directory), policies: get(Tokens.Policies), logger, backfill: (roomId, limit) => get(Tokens.EventIngest).backfill(roomId, limit) }));
   registerFactory(container, Tokens.Membership, () => new MembershipService(get(Tokens.RoomEngine), get(Tokens.RoomAccess), stores.roomClient, clock, {

@@ -41,6 +41,7 @@ import type { FederationRoomReader } from "../services/federation/room-reader";
 import type { FederationQueries } from "../services/federation/queries";
 import type { FederationKeyRing } from "../services/federation/key-ring";
 import type { PolicyServerService } from "../services/federation/policy-server";
+import type { UserDirectoryService } from "../services/directory/user-directory";
 import type { DeviceListService } from "../services/e2ee/device-lists";
 import type { EndToEndKeyService } from "../services/e2ee/e2ee-keys";
 import type { ToDeviceService } from "../services/e2ee/to-device";
@@ -68,6 +69,7 @@ export const Tokens = {
   Typing: token<TypingService>("Typing"),
   Receipts: token<ReceiptService>("Receipts"),
   Directory: token<DirectoryService>("Directory"),
+  UserDirectory: token<UserDirectoryService>("UserDirectory"),
   Accounts: token<AccountService>("Accounts"),
   UserInteractiveAuth: token<UserInteractiveAuth>("UserInteractiveAuth"),
   Profiles: token<ProfileService>("Profiles"),
