@@ -52,6 +52,8 @@ import { notificationRoutes } from "./api/client/notifications";
 import { syncRoutes } from "./api/client/sync";
 import { legacySyncRoutes } from "./api/client/legacy-sync";
 import { userDirectoryRoutes } from "./api/client/user-directory";
+import { deactivateRoutes } from "./api/client/deactivate";
+import { AccountDeactivation } from "./services/accounts/deactivation";
 import { SyncNotifier } from "./services/sync/notifier";
 import { KnockExpiryService, systemIntervalTimer, type IntervalTimer } from "./services/knocks/knock-expiry";
 import { knockAdminRoutes } from "./api/admin/knocks";
@@ -139,6 +141,17 @@ function createApp(container: DependencyContainer, config: Readonly<Config>, log
     .use(syncRoutes({ accounts: resolve(container, Tokens.Accounts), sync: resolve(container, Tokens.Sync) }))
     .use(legacySyncRoutes({ accounts: resolve(container, Tokens.Accounts), sync: resolve(container, Tokens.Sync), directory: resolve(container, Tokens.Directory) }))
     .use(userDirectoryRoutes({ accounts: resolve(container, Tokens.Accounts), users: resolve(container, Tokens.UserDirectory) }))
+    .use(deactivateRoutes({
+      accounts: resolve(container, Tokens.Accounts),
+      passwordConfirmation: resolve(container, Tokens.PasswordConfirmation),
+      deactivation: new AccountDeactivation({
+        accounts: resolve(container, Tokens.Accounts),
+        rooms: resolve(container, Tokens.RoomEventStore),
+        membership: resolve(container, Tokens.FederatedMembership),
+        profiles: resolve(container, Tokens.Profiles),
+        logger,
+      }),
+    }))
     .use(keyRoutes({ accounts: resolve(container, Tokens.Accounts), keys: resolve(container, Tokens.EndToEndKeys), e2eeSync: resolve(container, Tokens.E2eeSync), passwordConfirmation: resolve(container, Tokens.PasswordConfirmation) }))
     .use(toDeviceRoutes({ accounts: resolve(container, Tokens.Accounts), toDevice: resolve(container, Tokens.ToDevice) }))
     .use(roomKeyRoutes({ accounts: resolve(container, Tokens.Accounts), backups: resolve(container, Tokens.KeyBackups) }))

@@ -178,6 +178,8 @@ export interface AccountStore {
   createUser(user: { userId: string; passwordHash: string | undefined; createdTs: number; isAdmin: boolean }): Promise<boolean>;
   getUser(userId: string): Promise<UserRecord | undefined>;
   setPasswordHash(userId: string, passwordHash: string): Promise<void>;
+  /** Marks the account deactivated and forgets its password (it can never log in again). */
+  deactivate(userId: string): Promise<void>;
   /** Creates the device, or renames it when it exists and a name is given. */
   upsertDevice(userId: string, deviceId: string, displayName: string | undefined, ts: number): Promise<void>;
   getDevice(userId: string, deviceId: string): Promise<DeviceRecord | undefined>;

@@ -216,6 +216,15 @@ export class AccountService {
     }
   }
 
+  /**
+   * POST /account/deactivate, the account's part: it can never log in again (the password is
+   * forgotten) and every device is logged out (their keys, messages and pushers go with them).
+   */
+  async deactivate(userId: string): Promise<void> {
+    await this.store.deactivate(userId);
+    await this.logoutAll(userId);
+  }
+
   devices(userId: string): Promise<DeviceRecord[]> {
     return this.store.listDevices(userId);
   }

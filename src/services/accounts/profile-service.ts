@@ -104,6 +104,11 @@ export class ProfileService {
     if (deleted) await this.notify(userId, key);
   }
 
+  /** Every field of a user's profile removed (a deactivation that asks for erasure). */
+  async eraseProfile(userId: string): Promise<void> {
+    for (const key of Object.keys(await this.store.getProfile(userId))) await this.deleteField(userId, userId, key);
+  }
+
   private async notify(userId: string, field: string): Promise<void> {
     const profile = await this.store.getProfile(userId);
     for (const listener of [...this.listeners]) {

@@ -60,6 +60,7 @@ export const ACCOUNTS_MIGRATION: Migration = {
 const INSERT_USER = "INSERT INTO users (user_id, password_hash, created_ts, is_admin) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING";
 const SELECT_USER = "SELECT user_id, password_hash, created_ts, is_admin, deactivated FROM users WHERE user_id = ?";
 const SET_PASSWORD = "UPDATE users SET password_hash = ? WHERE user_id = ?";
+const SET_DEACTIVATED = "UPDATE users SET deactivated = 1, password_hash = NULL WHERE user_id = ?";
 const INSERT_DEVICE = "INSERT INTO devices (user_id, device_id, display_name, last_seen_ts) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING";
 const RENAME_DEVICE = "UPDATE devices SET display_name = ? WHERE user_id = ? AND device_id = ?";
 const DEVICE_COLUMNS = "user_id, device_id, display_name, last_seen_ts, last_seen_ip";
@@ -110,6 +111,10 @@ export class SqlAccountStore implements AccountStore {
 
   async setPasswordHash(userId: string, passwordHash: string): Promise<void> {
     await this.db.run(SET_PASSWORD, passwordHash, userId);
+  }
+
+  async deactivate(userId: string): Promise<void> {
+    await this.db.run(SET_DEACTIVATED, userId);
   }
 
   async upsertDevice(userId: string, deviceId: string, displayName: string | undefined, ts: number): Promise<void> {

@@ -1,0 +1,34 @@
+// POST /account/deactivate (client-server-api "Account deactivation"): the user leaves every room
+// (joined ones, pending invites rejected, knocks withdrawn), their profile is erased when asked,
+// and the account can never log in again, every device logged out. The user ID stays taken, as
+// the spec requires (it must not be registered again). Identity servers are not used: the answer's
+// id_server_unbind_result is "no-support".
+import type { Logger } from "../runtime";
+
+export interface DeactivationDeps {
+  accounts: { deactivate(userId: string): Promise<void> };
+  rooms: { roomsWithMembership(userId: string, membership: string): Promise<string[]> };
+  membership: { leave(roomId: string, userId: string, reason: string | undefined): Promise<void> };
+  profiles: { eraseProfile(userId: string): Promise<void> };
+  logger: Logger;
+}
+
+export class AccountDeactivation {
+  constructor(private readonly deps: DeactivationDeps) {}
+
+  async deactivate(userId: string, erase: boolean): Promise<{ id_server_unbind_result: "no-support" }> {
+    for (const membership of ["join", "invite", "knock"]) {
+      for (const roomId of await this.deps.rooms.roomsWithMembership(userId, membership)) {
+        try {
+          await this.deps.membership.leave(roomId, userId, undefined);
+        } catch (error) {
+          // A room that cannot be left now (its server unreachable) does not keep the account alive.
+          this.deps.logger.log("warn", "a deactivated user could not leave a room", { user_id: userId, room_id: roomId, error: String(error) });
+        }
+      }
+    }
+    if (erase) await this.deps.profiles.eraseProfile(userId);
+    await this.deps.accounts.deactivate(userId);
+    return { id_server_unbind_result: "no-support" };
+  }
+}
