@@ -53,6 +53,7 @@ import { syncRoutes } from "./api/client/sync";
 import { legacySyncRoutes } from "./api/client/legacy-sync";
 import { userDirectoryRoutes } from "./api/client/user-directory";
 import { deactivateRoutes } from "./api/client/deactivate";
+import { presenceRoutes } from "./api/client/presence";
 import { AccountDeactivation } from "./services/accounts/deactivation";
 import { SyncNotifier } from "./services/sync/notifier";
 import { KnockExpiryService, systemIntervalTimer, type IntervalTimer } from "./services/knocks/knock-expiry";
@@ -141,6 +142,16 @@ function createApp(container: DependencyContainer, config: Readonly<Config>, log
     .use(syncRoutes({ accounts: resolve(container, Tokens.Accounts), sync: resolve(container, Tokens.Sync) }))
     .use(legacySyncRoutes({ accounts: resolve(container, Tokens.Accounts), sync: resolve(container, Tokens.Sync), directory: resolve(container, Tokens.Directory) }))
     .use(userDirectoryRoutes({ accounts: resolve(container, Tokens.Accounts), users: resolve(container, Tokens.UserDirectory) }))
+    .use(presenceRoutes({
+      accounts: resolve(container, Tokens.Accounts),
+      presence: resolve(container, Tokens.Presence),
+      serverName: config.server_name,
+      shareRoom: async (a, b) => {
+        const store = resolve(container, Tokens.RoomEventStore);
+        const mine = new Set(await store.roomsWithMembership(a, "join"));
+        return (await store.roomsWithMembership(b, "join")).some((roomId) => mine.has(roomId));
+      },
+    }))
     .use(deactivateRoutes({
       accounts: resolve(container, Tokens.Accounts),
       passwordConfirmation: resolve(container, Tokens.PasswordConfirmation),
@@ -244,7 +255,7 @@ export async function buildServer(config: Readonly<Config>, options: BuildOption
   const roomEngine = resolve(container, Tokens.RoomEngine);
   const syncNotifier = resolve(container, Tokens.SyncNotifier);
   const services: Service[] = [resolve(container, Tokens.Typing), syncNotifier];
-  services.push(resolve(container, Tokens.Notifications), pushSender);
+  services.push(resolve(container, Tokens.Notifications), pushSender, resolve(container, Tokens.Presence));
   if (config.federation.enabled) services.push(resolve(container, Tokens.FederationSender));
   // Ends the thumbnail worker on stop.
   services.push(resolve(container, MediaTokens.MediaLifecycle));

@@ -114,6 +114,12 @@ export const ConfigSchema = Type.Object(
       },
       { ...Strict, default: {} },
     ),
+    presence: Type.Object(
+      {
+        enabled: Type.Boolean({ default: true, description: "Track and share presence (online, unavailable, offline, status messages). Off: PUT /presence is accepted and ignored, everyone reads as offline, /sync carries none (as Synapse's use_presence: false)." }),
+      },
+      { ...Strict, default: {} },
+    ),
     voip: Type.Object(
       {
         turn_uris: Type.Array(Type.String({ minLength: 1 }), { default: [], description: "TURN server URIs given to clients for calls (GET /voip/turnServer), e.g. turn:turn.example.org:3478?transport=udp. None: clients get {} and use no TURN server." }),

@@ -25,6 +25,7 @@ import { PasswordConfirmation } from "../services/accounts/password-confirmation
 import { SharedSecretRegistration } from "../services/accounts/shared-secret-registration";
 import { PushRuleService } from "../services/accounts/push-rule-service";
 import { UserDirectoryService } from "../services/directory/user-directory";
+import { PresenceService } from "../services/presence/presence-service";
 import { PusherService } from "../services/push/pusher-service";
 import { NotificationService } from "../services/push/notification-service";
 import { PushGatewaySender } from "../services/push/push-gateway-sender";
@@ -130,6 +131,7 @@ export function registerCoreServices(container: DependencyContainer, { config, c
   registerFactory(container, Tokens.RoomEngine, () => new RoomEngine(stores.roomEvents, get(Tokens.ServerKeys), clock, undefined, logger));
   registerFactory(container, Tokens.PduReceiver, () => new PduReceiver(stores.roomEvents, get(Tokens.RoomEngine)));
   registerFactory(container, Tokens.RoomAccess, () => new RoomAccess(get(Tokens.RoomEngine), stores.roomEvents, (userId, roomId) => stores.roomClient.isForgotten(userId, roomId)));
+  registerFactory(container, Tokens.Presence, () => new PresenceService(clock, config.presence.enabled));
   registerFactory(container, Tokens.UserDirectory, () => new UserDirectoryService({ serverName: config.server_name, store: stores.roomEvents, engine: get(Tokens.RoomEngine), directory: stores.roomDirectory, profiles: stores.profiles }));
   registerFactory(container, Tokens.Directory, () => new DirectoryService(stores.roomDirectory, get(Tokens.RoomAccess), clock, { serverName: config.server_name, isServerAdmin, policies: get(Tokens.Policies), remote: () => get(Tokens.FederatedMembership) }));
   registerFactory(container, Tokens.Rooms, () => new RoomService(get(Tokens.RoomEngine), stores.roomEvents, stores.roomClient, get(Tokens.RoomAccess), clock, { ...localUser, directory: get(Tokens.Directory), policies: get(Tokens.Policies), logger, backfill: (roomId, limit) => get(Tokens.EventIngest).backfill(roomId, limit) }));
@@ -222,6 +224,7 @@ export function registerCoreServices(container: DependencyContainer, { config, c
     onAccountData: (listener) => get(Tokens.AccountData).onChange(listener),
     onOutOfBandMembership: (listener) => get(Tokens.OutOfBandMemberships).onChange(listener),
     onToDevice: (listener) => get(Tokens.ToDevice).onMessage(listener),
+    onPresence: (listener) => get(Tokens.Presence).onChange(listener),
     onDeviceListChange: (listener) => get(Tokens.DeviceLists).onChange((update) => listener(update.userId, update.kind === "signature" ? update.observer : undefined)),
     joinedRooms: (userId) => stores.roomEvents.roomsWithMembership(userId, "join"),
     memberships: (roomId) => stores.roomEvents.currentMemberships(roomId),
@@ -240,6 +243,7 @@ export function registerCoreServices(container: DependencyContainer, { config, c
     notifier: get(Tokens.SyncNotifier),
     outOfBand: get(Tokens.OutOfBandMemberships),
     e2ee: get(Tokens.E2eeSync),
+    presence: get(Tokens.Presence),
     clock,
   }));
 }

@@ -42,6 +42,7 @@ import type { FederationQueries } from "../services/federation/queries";
 import type { FederationKeyRing } from "../services/federation/key-ring";
 import type { PolicyServerService } from "../services/federation/policy-server";
 import type { UserDirectoryService } from "../services/directory/user-directory";
+import type { PresenceService } from "../services/presence/presence-service";
 import type { DeviceListService } from "../services/e2ee/device-lists";
 import type { EndToEndKeyService } from "../services/e2ee/e2ee-keys";
 import type { ToDeviceService } from "../services/e2ee/to-device";
@@ -70,6 +71,7 @@ export const Tokens = {
   Receipts: token<ReceiptService>("Receipts"),
   Directory: token<DirectoryService>("Directory"),
   UserDirectory: token<UserDirectoryService>("UserDirectory"),
+  Presence: token<PresenceService>("Presence"),
   Accounts: token<AccountService>("Accounts"),
   UserInteractiveAuth: token<UserInteractiveAuth>("UserInteractiveAuth"),
   Profiles: token<ProfileService>("Profiles"),

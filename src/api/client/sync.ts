@@ -54,6 +54,7 @@ export function syncRoutes({ accounts, sync }: SyncRouteDeps) {
         fullState: booleanParam(query.full_state, "full_state"),
         timeoutMs: timeout === undefined ? 0 : Number(timeout),
         signal: request.signal,
+        setPresence: query.set_presence as "online" | "unavailable" | "offline" | undefined,
       });
     });
   }

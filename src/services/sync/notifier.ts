@@ -18,6 +18,8 @@ export interface NotifierSources {
   onOutOfBandMembership?(listener: (userId: string) => void): void;
   /** A user has new to-device messages. */
   onToDevice?(listener: (userId: string) => void): void;
+  /** A user's presence changed: they and everyone sharing a room with them may see it. */
+  onPresence?(listener: (userId: string) => void): void;
   /** A user's device list changed: for everyone sharing a room with them, or for `observer` only. */
   onDeviceListChange?(listener: (userId: string, observer: string | undefined) => void): void;
   /** The rooms a user is joined to (who shares a room with a user whose devices changed). */
@@ -52,17 +54,23 @@ export class SyncNotifier implements Service {
     sources.onToDevice?.((userId) => this.wake(userId));
     sources.onDeviceListChange?.((userId, observer) => {
       if (observer !== undefined) return this.wake(observer);
-      this.wake(userId);
-      if (this.waiting.size === 0 || !sources.joinedRooms) return;
-      void sources.joinedRooms(userId).then(
-        (rooms) => {
-          for (const roomId of rooms) this.wakeRoom(roomId, JOINED);
-        },
-        () => {
-          for (const waiting of [...this.waiting.keys()]) this.wake(waiting);
-        },
-      );
+      this.wakeUserAndRooms(userId);
     });
+    sources.onPresence?.((userId) => this.wakeUserAndRooms(userId));
+  }
+
+  /** The user, and everyone joined to a room with them. */
+  private wakeUserAndRooms(userId: string): void {
+    this.wake(userId);
+    if (this.waiting.size === 0 || !this.sources.joinedRooms) return;
+    void this.sources.joinedRooms(userId).then(
+      (rooms) => {
+        for (const roomId of rooms) this.wakeRoom(roomId, JOINED);
+      },
+      () => {
+        for (const waiting of [...this.waiting.keys()]) this.wake(waiting);
+      },
+    );
   }
 
   /** Users with a pending wait (for tests and metrics). */

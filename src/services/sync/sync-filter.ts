@@ -21,6 +21,8 @@ export interface SyncFilter {
   readonly roomAccountData: SectionFilter;
   /** Global account data: only types / not_types matter. */
   readonly accountData: SectionFilter;
+  /** Presence: types / not_types and senders / not_senders. */
+  readonly presence: { allowsType(type: string): boolean; allowsSender(userId: string): boolean };
   readonly lazyLoadMembers: boolean;
 }
 
@@ -58,6 +60,10 @@ export function syncFilter(filter: Filter | undefined): SyncFilter {
     ephemeral: section(room?.ephemeral),
     roomAccountData: section(room?.account_data),
     accountData: section(filter?.account_data),
+    presence: {
+      allowsType: (type) => section(filter?.presence).allowsType(type),
+      allowsSender: (userId) => !filter?.presence?.not_senders?.includes(userId) && (filter?.presence?.senders === undefined || filter.presence.senders.includes(userId)),
+    },
     lazyLoadMembers: room?.state?.lazy_load_members === true,
   };
 }

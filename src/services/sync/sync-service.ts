@@ -49,6 +49,7 @@ const ROOM_LIST_READS = 3;
 const MAX_SCANNED_EVENTS = 5000;
 
 import type { NotificationService } from "../push/notification-service";
+import type { PresenceService, PresenceState, PresenceStatus } from "../presence/presence-service";
 import { ownMemberEvent, STRIPPED_STATE_TYPES, strippedStateEvent, type StrippedState } from "../rooms/client-events";
 export { STRIPPED_STATE_TYPES };
 
@@ -62,6 +63,8 @@ export interface SyncRequest {
   timeoutMs?: number;
   /** Aborted when the client goes away: a waiting sync then ends at once. */
   signal?: AbortSignal;
+  /** set_presence: what syncing says of the user (online when absent). */
+  setPresence?: PresenceState;
 }
 
 type SyncEvent = Omit<ClientEvent, "room_id">;
@@ -91,7 +94,7 @@ export interface SyncResponse {
     leave: Record<string, LeftRoomSync>;
   };
   account_data: { events: { type: string; content: Record<string, unknown> }[] };
-  presence: { events: never[] };
+  presence: { events: { type: "m.presence"; sender: string; content: PresenceStatus }[] };
   to_device: { events: JsonObject[] };
   device_lists: { changed: string[]; left: string[] };
   device_one_time_keys_count: Record<string, number>;
@@ -128,6 +131,7 @@ export interface SyncDeps {
   outOfBand?: Pick<OutOfBandMemberships, "forUser" | "maxStreamPosition">;
   /** To-device messages, device lists and key counts; without it those sections stay empty. */
   e2ee?: SyncE2ee;
+  presence?: Pick<PresenceService, "status" | "changedSince" | "currentSerial" | "synced">;
   clock: Clock;
 }
 
@@ -165,6 +169,7 @@ export class SyncService {
     // full_state answers at once; so does an initial sync (there is always something to say).
     const timeout = since === undefined || fullState ? 0 : Math.max(0, Math.min(MAX_SYNC_TIMEOUT_MS, request.timeoutMs ?? 0));
     const viewer = { userId: request.userId, deviceId: request.deviceId };
+    this.deps.presence?.synced(request.userId, request.setPresence);
     const compute = () => this.compute(viewer, since, filter, fullState);
     if (timeout === 0) return compute();
 
@@ -215,6 +220,7 @@ export class SyncService {
       typing: typing.currentSerial(),
       outOfBand: (await this.deps.outOfBand?.maxStreamPosition()) ?? 0,
       e2ee: (await this.deps.e2ee?.position()) ?? 0,
+      presence: this.deps.presence?.currentSerial() ?? 0,
       boot: this.boot,
     };
     // Positions past ours (a token of a wiped database) read as ours; a typing serial of another
@@ -226,6 +232,7 @@ export class SyncService {
       typing: since.boot === this.boot && since.typing <= now.typing ? since.typing : 0,
       outOfBand: Math.min(since.outOfBand ?? 0, now.outOfBand ?? 0),
       e2ee: Math.min(since.e2ee ?? 0, now.e2ee ?? 0),
+      presence: since.boot === this.boot && (since.presence ?? 0) <= (now.presence ?? 0) ? (since.presence ?? 0) : 0,
     };
     const ctx: SyncContext = { viewer, now, since: from, fullState, filter };
     const response: SyncResponse = {
@@ -239,6 +246,7 @@ export class SyncService {
       device_unused_fallback_key_types: [],
     };
 
+    response.presence.events = await this.presenceSince(userId, from?.presence ?? 0, rooms.join, filter);
     const changedData = await this.accountDataUpTo(viewer.userId, from?.accountData ?? 0, now.accountData);
     for (const entry of changedData.global) {
       if (entry.type === "m.push_rules" && from === undefined) continue; // added fresh below
@@ -402,6 +410,23 @@ export class SyncService {
 
   // ------------------------------------------------------------------------------------------------
   // Rooms
+
+  /**
+   * m.presence of the users whose presence changed after the serial and who share a room with the
+   * viewer (the viewer's own included), as the presence filter lets through.
+   */
+  private async presenceSince(userId: string, since: number, joined: readonly string[], filter: SyncFilter): Promise<SyncResponse["presence"]["events"]> {
+    const presence = this.deps.presence;
+    if (!presence || !filter.presence.allowsType("m.presence")) return [];
+    const mine = new Set(joined);
+    const events: SyncResponse["presence"]["events"] = [];
+    for (const other of presence.changedSince(since)) {
+      if (!filter.presence.allowsSender(other)) continue;
+      if (other !== userId && !(await this.deps.store.roomsWithMembership(other, "join")).some((roomId) => mine.has(roomId))) continue;
+      events.push({ type: "m.presence", sender: other, content: presence.status(other) });
+    }
+    return events;
+  }
 
   /** Rooms with an event, a receipt or room account data in (from, now] (typing is asked per room: it is in memory). */
   private async roomsMovedSince(from: { events: number; receipts: number }, now: SyncPosition, roomData: ReadonlyMap<string, unknown>): Promise<Set<string>> {
@@ -722,6 +747,7 @@ function isEmpty(r: SyncResponse): boolean {
   const { join, invite, knock, leave } = r.rooms;
   return (
     r.account_data.events.length === 0 &&
+    r.presence.events.length === 0 &&
     r.to_device.events.length === 0 &&
     r.device_lists.changed.length === 0 &&
     r.device_lists.left.length === 0 &&

@@ -35,7 +35,8 @@ describe("initial and incremental sync", () => {
     const roomId = await alice.createRoom({ preset: "private_chat", name: "Initial" });
     for (let i = 0; i < 3; i++) await alice.send(roomId, { msgtype: "m.text", body: `m${i}` });
     const r = await sync(alice);
-    expect(r.next_batch).toMatch(/^s\d+_\d+_\d+_\d+_[0-9a-z]+$/);
+    // Four streams, then presence (her own sync made her online), then the boot.
+    expect(r.next_batch).toMatch(/^s\d+_\d+_\d+_\d+_p\d+_[0-9a-z]+$/);
     const room = r.rooms.join[roomId];
     expect(bodies(room.timeline.events)).toEqual(["m0", "m1", "m2"]);
     expect(room.timeline.events.length).toBeLessThanOrEqual(10);
@@ -50,7 +51,8 @@ describe("initial and incremental sync", () => {
     expect(room.unread_notifications).toEqual({ notification_count: 0, highlight_count: 0 });
     expect(room.summary["m.joined_member_count"]).toBe(1);
     expect(r.account_data.events.find((e: any) => e.type === "m.push_rules").content.global.override.length).toBeGreaterThan(0);
-    expect(r.presence).toEqual({ events: [] });
+    // Her own presence, online since this sync.
+    expect(r.presence.events).toEqual([{ type: "m.presence", sender: alice.userId, content: expect.objectContaining({ presence: "online", currently_active: true }) }]);
     expect(r.to_device).toEqual({ events: [] });
     expect(r.device_lists).toEqual({ changed: [], left: [] });
     // signed_curve25519 is always counted, zero included (e2ee/e2ee-keys.ts); no fallback key yet.
