@@ -36,7 +36,8 @@ function comparable(value: unknown): unknown {
   if (value === null || typeof value !== "object") return value;
   return Object.fromEntries(
     Object.entries(value)
-      .filter(([k]) => k !== "age")
+      // Times that move between two syncs: an event's age, a user's last activity (presence).
+      .filter(([k]) => k !== "age" && k !== "last_active_ago")
       .map(([k, v]) => [k, k === "next_batch" && typeof v === "string" ? v.replace(/_[0-9a-z]+$/, "") : comparable(v)]),
   );
 }
