@@ -25,6 +25,8 @@ function intParam(value: string | undefined, name: string, fallback: number, max
 }
 
 const withRoom = (roomId: string) => (event: Json): Json => ({ ...event, room_id: roomId });
+/** Presence as these older APIs gave it: the user's ID inside the content too. */
+const legacyPresence = (events: Json[] | undefined): Json[] => (events ?? []).map((e) => ({ ...e, content: { ...e.content, user_id: e.sender } }));
 
 /** Current state from an initial /sync room: the state at the timeline's start, then the timeline's state events. */
 function currentState(room: Json, roomId: string): Json[] {
@@ -81,7 +83,7 @@ export function legacySyncRoutes({ accounts, sync, directory }: { accounts: Acco
         if (own) chunk.push(withRoom(roomId)(own));
       }
       for (const [roomId, room] of Object.entries(answer.rooms.leave) as [string, Json][]) chunk.push(...(room.timeline.events as Json[]).map(withRoom(roomId)));
-      chunk.push(...(answer.presence?.events ?? []));
+      chunk.push(...legacyPresence(answer.presence?.events));
       return { start: from, end: answer.next_batch, chunk };
     });
 
@@ -97,7 +99,7 @@ export function legacySyncRoutes({ accounts, sync, directory }: { accounts: Acco
         rooms.push({ room_id: roomId, membership: "invite", ...(invite ? { invite } : {}), state: events });
       }
       for (const [roomId, room] of Object.entries(answer.rooms.leave) as [string, Json][]) rooms.push(roomEntry(roomId, "leave", room, answer.next_batch, undefined));
-      return { end: answer.next_batch, rooms, presence: answer.presence?.events ?? [], account_data: answer.account_data.events };
+      return { end: answer.next_batch, rooms, presence: legacyPresence(answer.presence?.events), account_data: answer.account_data.events };
     });
 
     app.get(`${prefix}/rooms/:roomId/initialSync`, async ({ request, params, query }) => {

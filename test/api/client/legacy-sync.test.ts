@@ -50,6 +50,8 @@ describe("GET /initialSync and /rooms/{roomId}/initialSync", () => {
     for (let i = 0; i < 5; i++) await carol.send(roomId, { msgtype: "m.text", body: `m${i}` });
     const all = await carol.ok("GET", "/initialSync?limit=3");
     expect(typeof all.end).toBe("string");
+    // One's own presence, in the older form (user_id inside the content).
+    expect(all.presence).toContainEqual(expect.objectContaining({ type: "m.presence", sender: carol.userId, content: expect.objectContaining({ user_id: carol.userId, presence: "online" }) }));
     const room = all.rooms.find((r: { room_id: string }) => r.room_id === roomId);
     expect(room.membership).toBe("join");
     expect(room.messages.chunk.map((e: { content: { body?: string } }) => e.content.body)).toEqual(["m2", "m3", "m4"]);
