@@ -16,6 +16,8 @@ import { policyServerRoutes } from "./api/federation/policy";
 import { RoomEngine } from "./services/rooms/room-engine";
 import { RoomAccess } from "./services/rooms/room-access";
 import { roomRoutes } from "./api/client/rooms";
+import { roomUpgradeRoutes } from "./api/client/room-upgrade";
+import { RoomUpgradeService } from "./services/rooms/room-upgrade";
 import { membershipRoutes } from "./api/client/membership";
 import { receiptRoutes } from "./api/client/receipts";
 import { directoryRoutes } from "./api/client/directory";
@@ -121,6 +123,10 @@ function createApp(container: DependencyContainer, config: Readonly<Config>, log
     .use(federationMediaRoutes({ authenticate, media: resolve(container, MediaTokens.Media), serverName: config.server_name }))
     .use(clientMediaRoutes({ accounts: resolve(container, Tokens.Accounts), media: resolve(container, MediaTokens.Media), freezeUnauthenticated: config.media.freeze_unauthenticated }))
     .use(roomRoutes({ accounts: resolve(container, Tokens.Accounts), rooms: resolve(container, Tokens.Rooms) }))
+    .use(roomUpgradeRoutes({
+      accounts: resolve(container, Tokens.Accounts),
+      upgrades: new RoomUpgradeService({ engine: resolve(container, Tokens.RoomEngine), store: resolve(container, Tokens.RoomEventStore), access: resolve(container, Tokens.RoomAccess), rooms: resolve(container, Tokens.Rooms) }),
+    }))
     .use(membershipRoutes({ accounts: resolve(container, Tokens.Accounts), membership: resolve(container, Tokens.Membership), directory: resolve(container, Tokens.Directory), federated: resolve(container, Tokens.FederatedMembership) }))
     .use(directoryRoutes({ accounts: resolve(container, Tokens.Accounts), directory: resolve(container, Tokens.Directory) }))
     .use(roomSummaryRoutes({ accounts: resolve(container, Tokens.Accounts), access: resolve(container, Tokens.RoomAccess), summaries: new RoomSummaryService(resolve(container, Tokens.RoomAccess), resolve(container, Tokens.Directory)) }))
