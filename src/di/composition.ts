@@ -134,7 +134,10 @@ export function registerCoreServices(container: DependencyContainer, { config, c
   registerFactory(container, Tokens.Presence, () => new PresenceService(clock, config.presence.enabled));
   registerFactory(container, Tokens.UserDirectory, () => new UserDirectoryService({ serverName: config.server_name, store: stores.roomEvents, engine: get(Tokens.RoomEngine), directory: stores.roomDirectory, profiles: stores.profiles }));
   registerFactory(container, Tokens.Directory, () => new DirectoryService(stores.roomDirectory, get(Tokens.RoomAccess), clock, { serverName: config.server_name, isServerAdmin, policies: get(Tokens.Policies), remote: () => get(Tokens.FederatedMembership) }));
-  registerFactory(container, Tokens.Rooms, () => new RoomService(get(Tokens.RoomEngine), stores.roomEvents, stores.roomClient, get(Tokens.RoomAccess), clock, { ...localUser, directory: get(Tokens.Directory), policies: get(Tokens.Policies), logger, backfill: (roomId, limit) => get(Tokens.EventIngest).backfill(roomId, limit) }));
+  registerFactory(container, Tokens.Rooms, () => new RoomService(get(Tokens.RoomEngine), stores.roomEvents, stores.roomClient, get(Tokens.RoomAccess), clock, { ...localUser, directory: get(Tokens.Directory), policies: get(Tokens.Policies), logger,
+    backfill: (roomId, limit) => get(Tokens.EventIngest).backfill(roomId, limit),
+    ignoredUsers: (userId) => get(Tokens.AccountData).ignoredUsers(userId),
+  }));
   registerFactory(container, Tokens.Membership, () => new MembershipService(get(Tokens.RoomEngine), get(Tokens.RoomAccess), stores.roomClient, clock, {
     ...localUser,
     autoJoinKnockersOnInvite: config.knocks.auto_join_on_invite,

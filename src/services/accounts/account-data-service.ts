@@ -79,6 +79,12 @@ export class AccountDataService {
     await this.write(userId, roomId, "m.tag", { tags: rest });
   }
 
+  /** The users a user ignores (client-server-api "Ignoring Users": m.ignored_user_list), never themself. */
+  async ignoredUsers(userId: string): Promise<ReadonlySet<string>> {
+    const users = (await this.store.getAccountData(userId, undefined, "m.ignored_user_list"))?.ignored_users;
+    return users !== null && typeof users === "object" && !Array.isArray(users) ? new Set(Object.keys(users).filter((u) => u !== userId)) : new Set<string>();
+  }
+
   /** What the server stored itself, without the requester checks. */
   read(userId: string, roomId: string | undefined, type: string): Promise<Record<string, unknown> | undefined> {
     return this.store.getAccountData(userId, roomId, type);

@@ -70,6 +70,8 @@ export interface RoomServiceOptions {
    * this server holds.
    */
   backfill?: (roomId: string, limit: number) => Promise<number>;
+  /** The users a user ignores (m.ignored_user_list): /messages leaves their events out. */
+  ignoredUsers?: (userId: string) => Promise<ReadonlySet<string>>;
 }
 
 /** What createRoom needs of the room directory (services/directory implements it). */
@@ -348,6 +350,7 @@ export class RoomService {
     const to = request.to !== undefined ? parseStreamToken(request.to, "to") : undefined;
 
     const chunk: ClientEvent[] = [];
+    const ignored = (await this.options.ignoredUsers?.(viewer.userId)) ?? new Set<string>();
     let position = from;
     let exhausted = false;
     let backfilled = false;
@@ -359,7 +362,7 @@ export class RoomService {
         : await this.store.roomEventsBetween(roomId, position, to ?? Number.MAX_SAFE_INTEGER, batchSize);
       for (const stored of batch) {
         position = backwards ? stored.streamOrdering! - 1 : stored.streamOrdering!;
-        if (await this.visibleAndWanted(viewer, stored, filter)) {
+        if (!ignored.has(stored.sender) && (await this.visibleAndWanted(viewer, stored, filter))) {
           const event = await this.formatter.format(stored, viewer);
           if (event) chunk.push(event);
           if (chunk.length >= limit) break scan;

@@ -144,6 +144,8 @@ interface SyncContext {
   filter: SyncFilter;
   /** All of the user's account data, read once when a newly joined room needs it. */
   allAccountData?: Awaited<ReturnType<AccountDataService["since"]>>;
+  /** Users in the viewer's m.ignored_user_list: their events and invites are left out. */
+  ignored: ReadonlySet<string>;
 }
 
 interface TimelineSlice {
@@ -234,7 +236,7 @@ export class SyncService {
       e2ee: Math.min(since.e2ee ?? 0, now.e2ee ?? 0),
       presence: since.boot === this.boot && (since.presence ?? 0) <= (now.presence ?? 0) ? (since.presence ?? 0) : 0,
     };
-    const ctx: SyncContext = { viewer, now, since: from, fullState, filter };
+    const ctx: SyncContext = { viewer, now, since: from, fullState, filter, ignored: await this.deps.accountData.ignoredUsers(userId) };
     const response: SyncResponse = {
       next_batch: formatSyncToken(now),
       rooms: { join: {}, invite: {}, knock: {}, leave: {} },
@@ -274,6 +276,8 @@ export class SyncService {
         if (!filter.includesRoom(roomId) || outOfBand.replacesHeld.has(roomId)) continue;
         const events = await this.strippedStateIfChanged(ctx, roomId);
         if (!events) continue;
+        // An invite from an ignored user is not shown (client-server-api "Ignoring Users").
+        if (membership === "invite" && events.some((e) => e.type === "m.room.member" && e.state_key === userId && ctx.ignored.has(e.sender))) continue;
         if (membership === "invite") response.rooms.invite[roomId] = { invite_state: { events } };
         else response.rooms.knock[roomId] = { knock_state: { events } };
       }
@@ -564,6 +568,7 @@ export class SyncService {
   }
 
   private async wantedInTimeline(ctx: SyncContext, section: SectionFilter, stored: StoredEvent): Promise<boolean> {
+    if (ctx.ignored.has(stored.sender)) return false;
     if (!(await section.allows(stored, () => this.contentOf(stored)))) return false;
     return this.deps.access.canSee(ctx.viewer.userId, stored);
   }
