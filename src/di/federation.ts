@@ -98,6 +98,18 @@ export function registerFederationServices(container: DependencyContainer, { con
         for (const [userId, isTyping] of changes) await sender.queueEdu(destinations, "m.typing", { room_id: roomId, user_id: userId, typing: isTyping });
       })().catch((error) => logger.log("warn", "could not queue a typing notification", { room_id: roomId, error: String(error) }));
     });
+    // Our users' presence goes to every server sharing a room with them as m.presence EDUs.
+    get(Tokens.Presence).onChange((userId) => {
+      if (!config.federation.enabled || serverNameOf(userId) !== serverName) return;
+      void (async () => {
+        const destinations = new Set<string>();
+        for (const roomId of await stores.roomEvents.roomsWithMembership(userId, "join")) {
+          for (const server of await get(Tokens.FederationRoomReader).joinedServers(roomId)) if (server !== serverName) destinations.add(server);
+        }
+        if (destinations.size === 0) return;
+        await sender.queueEdu([...destinations], "m.presence", { push: [{ user_id: userId, ...get(Tokens.Presence).status(userId) }] });
+      })().catch((error) => logger.log("warn", "could not queue a presence update", { user_id: userId, error: String(error) }));
+    });
     // Our users' public read receipts go to the room's other servers as m.receipt EDUs (private
     // receipts and fully-read markers stay here, as the spec says).
     get(Tokens.Receipts).onReceipt((change) => {
@@ -208,6 +220,7 @@ export function registerFederationServices(container: DependencyContainer, { con
     typing: get(Tokens.Typing),
     receipts: get(Tokens.Receipts),
     e2ee: get(Tokens.E2eeFederation),
+    presence: get(Tokens.Presence),
     logger,
   }));
   registerFactory(container, Tokens.FederationRoomReader, () => new FederationRoomReader(get(Tokens.RoomEngine), stores.roomEvents));

@@ -142,6 +142,21 @@ describe("federation between two Portier servers", () => {
     expect(bodies.filter((b) => b?.startsWith("old message"))).toEqual([]);
   }, 30_000);
 
+  test("presence reaches the other server's room mates (m.presence EDUs)", async () => {
+    const olga = await TestClient.register(a.server, "olga");
+    const pete = await TestClient.register(b.server, "pete");
+    const roomId = await olga.createRoom({ preset: "public_chat" });
+    await pete.ok("POST", `/join/${enc(roomId)}`, {});
+    await eventually(async () => (await memberships(olga, roomId))[pete.userId] === "join", 10_000, "pete's join on A");
+    await pete.ok("PUT", `/presence/${enc(pete.userId)}/status`, { presence: "unavailable", status_msg: "away from B" });
+    await eventually(async () => {
+      const sync = await olga.ok("GET", "/sync?timeout=0&set_presence=offline");
+      const event = (sync.presence.events as { sender: string; content: { presence: string; status_msg?: string } }[]).find((e) => e.sender === pete.userId);
+      return event?.content.presence === "unavailable" && event.content.status_msg === "away from B";
+    }, 10_000, "pete's presence on A");
+    expect(await olga.ok("GET", `/presence/${enc(pete.userId)}/status`)).toMatchObject({ presence: "unavailable", status_msg: "away from B" });
+  }, 30_000);
+
   test("typing reaches the other server's members", async () => {
     const gina = await TestClient.register(a.server, "gina");
     const hank = await TestClient.register(b.server, "hank");

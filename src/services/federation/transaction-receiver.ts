@@ -33,6 +33,8 @@ export interface TransactionReceiverDeps {
   receipts: ReceiptService;
   /** End-to-end encryption EDUs (device list and signing key updates, to-device messages); without it they are accepted and left. */
   e2ee?: import("../e2ee/federation-edus").E2eeEduHandler;
+  /** m.presence of the origin's users; without it they are accepted and left. */
+  presence?: Pick<import("../presence/presence-service").PresenceService, "setRemote">;
   logger: Logger;
 }
 
@@ -215,6 +217,19 @@ export class TransactionReceiver {
       if (serverNameOf(userId) !== origin || (await this.aclDenies(roomId, origin))) return;
       const timeout = typeof content.timeout === "number" ? content.timeout : undefined;
       await this.deps.typing.setTyping(roomId, userId, userId, typing, timeout);
+      return;
+    }
+    if (edu.edu_type === "m.presence") {
+      if (!this.deps.presence || !Array.isArray(content.push)) return;
+      for (const entry of content.push) {
+        if (!isJsonObject(entry) || typeof entry.user_id !== "string" || serverNameOf(entry.user_id) !== origin) continue;
+        if (entry.presence !== "online" && entry.presence !== "unavailable" && entry.presence !== "offline") continue;
+        this.deps.presence.setRemote(entry.user_id, {
+          presence: entry.presence,
+          ...(typeof entry.status_msg === "string" ? { status_msg: entry.status_msg } : {}),
+          ...(typeof entry.last_active_ago === "number" ? { last_active_ago: entry.last_active_ago } : {}),
+        });
+      }
       return;
     }
     if (edu.edu_type === "m.receipt") {

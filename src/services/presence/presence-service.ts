@@ -22,6 +22,8 @@ interface Entry {
   lastActiveTs: number;
   /** Set by the user (PUT): syncing does not turn unavailable back into online. */
   explicit: boolean;
+  /** Another server's user: its server keeps the presence current. */
+  remote?: boolean;
   serial: number;
 }
 
@@ -84,6 +86,15 @@ export class PresenceService implements Service {
     this.write(userId, { presence: wanted, statusMsg: before?.statusMsg, lastActiveTs: now, explicit: false });
   }
 
+  /**
+   * Another server's word on one of its users (an m.presence EDU): taken as it is; that server
+   * keeps it current, so its entry is never swept here.
+   */
+  setRemote(userId: string, status: { presence: PresenceState; status_msg?: string; last_active_ago?: number }): void {
+    if (!this.enabled) return;
+    this.write(userId, { presence: status.presence, statusMsg: status.status_msg, lastActiveTs: this.clock.now() - Math.max(0, status.last_active_ago ?? 0), explicit: true, remote: true });
+  }
+
   status(userId: string): PresenceStatus {
     const entry = this.users.get(userId);
     if (!entry) return { presence: "offline" };
@@ -107,6 +118,7 @@ export class PresenceService implements Service {
   sweep(): void {
     const now = this.clock.now();
     for (const [userId, entry] of this.users) {
+      if (entry.remote) continue;
       const quiet = now - entry.lastActiveTs;
       if (entry.presence !== "offline" && quiet >= OFFLINE_MS) this.write(userId, { ...entry, presence: "offline", explicit: false });
       else if (entry.presence === "online" && quiet >= IDLE_MS) this.write(userId, { ...entry, presence: "unavailable", explicit: false });
