@@ -237,6 +237,9 @@ export class RoomService {
     return this.once(requester, txnId, roomId, async (recordWith) => {
       const version = await this.access.versionOf(roomId);
       const target = await this.store.getEvent(eventId);
+      // An event of another room is the client's mistake (400, as Synapse answers), said only to
+      // someone who may see that event; anything else is "not found".
+      if (target && target.roomId !== roomId && (await this.access.canSee(requester.userId, target))) throw new MatrixError("M_INVALID_PARAM", "The event belongs to another room");
       if (!target || target.roomId !== roomId || !(await this.access.canSee(requester.userId, target))) throw new MatrixError("M_NOT_FOUND", "Event not found");
       if ((await this.access.membership(roomId, requester.userId)) !== "join") throw new MatrixError("M_FORBIDDEN", "You are not in this room");
       if (target.sender !== requester.userId) {
@@ -403,7 +406,8 @@ export class RoomService {
 
   /** GET /context/{eventId}: the event with visible events before and after it, and the state at the last one. */
   async context(roomId: string, viewer: Viewer, eventId: string, limit = DEFAULT_MESSAGES_LIMIT, filter: RoomEventFilter = {}): Promise<EventContext> {
-    await this.access.versionOf(roomId);
+    // A room whose timeline the user may not read at all is 403, as for /messages.
+    await this.access.requireTimelineAccess(roomId, viewer.userId);
     const stored = await this.store.getEvent(eventId);
     if (!stored || stored.roomId !== roomId || stored.streamOrdering === undefined || !(await this.access.canSee(viewer.userId, stored))) {
       throw new MatrixError("M_NOT_FOUND", "Event not found");

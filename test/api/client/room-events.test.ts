@@ -153,6 +153,12 @@ describe("PUT /redact", () => {
     await carol.fails("PUT", `/rooms/${enc(roomId)}/redact/${enc(aliceEvent)}/r3`, {}, 404, "M_NOT_FOUND");
     await bob.fails("PUT", `/rooms/${enc(roomId)}/redact/${enc(aliceEvent)}/r4`, { reason: 3 }, 400, "M_BAD_JSON");
     expect(await streamPosition()).toBe(before);
+    // An event of another room the requester can see: 400, nothing stored.
+    const other = await publicRoom(bob);
+    const elsewhere = await bob.send(other, { msgtype: "m.text", body: "elsewhere" });
+    const beforeElsewhere = await streamPosition();
+    await bob.fails("PUT", `/rooms/${enc(roomId)}/redact/${enc(elsewhere)}/r5`, {}, 400, "M_INVALID_PARAM");
+    expect(await streamPosition()).toBe(beforeElsewhere);
     const bobEvent = await bob.send(roomId, { msgtype: "m.text", body: "bad" });
     const { event_id } = await alice.ok("PUT", `/rooms/${enc(roomId)}/redact/${enc(bobEvent)}/mod`, {});
     const redaction = await bob.ok("GET", `/rooms/${enc(roomId)}/event/${enc(event_id)}`);

@@ -145,7 +145,8 @@ describe("GET /context", () => {
     expect(defaults.events_before).toHaveLength(5);
     expect(defaults.events_after).toEqual([]);
     await alice.fails("GET", `/rooms/${enc(roomId)}/context/${enc("$missing")}`, undefined, 404, "M_NOT_FOUND");
-    await dave.fails("GET", `/rooms/${enc(roomId)}/context/${enc(ids[0]!)}`, undefined, 404, "M_NOT_FOUND");
+    // Someone who may not read the room at all: 403, as for /messages (an event they cannot see in a room they can read stays 404).
+    await dave.fails("GET", `/rooms/${enc(roomId)}/context/${enc(ids[0]!)}`, undefined, 403, "M_FORBIDDEN");
     await alice.fails("GET", `/rooms/${enc(roomId)}/context/${enc(ids[0]!)}?limit=x`, undefined, 400, "M_INVALID_PARAM");
   });
 });
