@@ -18,6 +18,7 @@ export type ErrCode =
   | "M_USER_IN_USE"
   | "M_INVALID_USERNAME"
   | "M_ROOM_IN_USE"
+  | "M_BAD_ALIAS"
   | "M_INVALID_ROOM_STATE"
   | "M_THREEPID_IN_USE"
   | "M_THREEPID_NOT_FOUND"

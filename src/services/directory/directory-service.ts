@@ -207,6 +207,11 @@ export class DirectoryService {
   }
 
   /** createRoom with visibility "public": the creator may publish their new room. */
+  /** The room a local alias points at, if it exists (for m.room.canonical_alias checks). */
+  async localAliasTarget(alias: string): Promise<string | undefined> {
+    return (await this.store.getAlias(alias))?.roomId;
+  }
+
   publish(roomId: string): Promise<void> {
     return this.store.setPublished(roomId, true, this.clock.now());
   }

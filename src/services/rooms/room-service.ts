@@ -11,7 +11,7 @@ import { MatrixError } from "../../protocol/errors";
 import type { JsonObject } from "../../protocol/json";
 import { eventSendLevel, namedLevel, userPowerLevel } from "../../protocol/auth";
 import { splitStateKey } from "../../protocol/events";
-import { isValidUserId, serverNameOf } from "../../protocol/identifiers";
+import { isValidRoomAlias, isValidUserId, serverNameOf } from "../../protocol/identifiers";
 import type { SpamEvent } from "../../extensions";
 import type { RoomClientStore, RoomEventStore, StoredEvent } from "../../storage/stores";
 import type { Clock, Logger } from "../runtime";
@@ -82,6 +82,8 @@ export interface CreateRoomDirectory {
   publish(roomId: string): Promise<void> | void;
   /** Whether the spam policies let `userId` publish the room (userMayPublishRoom); absent: yes. */
   mayPublish?(userId: string, roomId: string): Promise<boolean>;
+  /** The room a local alias points at (undefined when the alias does not exist). */
+  localAliasTarget?(alias: string): Promise<string | undefined>;
 }
 
 export interface CreateRoomInput extends Omit<CreateRoomRequest, "creatorProfile" | "canonicalAlias"> {
@@ -260,6 +262,25 @@ export class RoomService {
     });
   }
 
+  /**
+   * m.room.canonical_alias (client-server-api "m.room.canonical_alias"): the alias and alt_aliases
+   * must be aliases, and this server's ones must exist and point at the room (400 M_BAD_ALIAS).
+   * Other servers' aliases are taken as given (Synapse asks their servers).
+   */
+  private async checkCanonicalAlias(roomId: string, content: JsonObject): Promise<void> {
+    const aliases: unknown[] = [];
+    if (content.alias !== undefined && content.alias !== null) aliases.push(content.alias);
+    if (content.alt_aliases !== undefined) {
+      if (!Array.isArray(content.alt_aliases)) throw new MatrixError("M_INVALID_PARAM", "alt_aliases must be a list of room aliases");
+      aliases.push(...content.alt_aliases);
+    }
+    for (const alias of aliases) {
+      if (typeof alias !== "string" || !isValidRoomAlias(alias)) throw new MatrixError("M_INVALID_PARAM", `Not a room alias: ${JSON.stringify(alias)}`);
+      if (serverNameOf(alias) !== this.options.serverName || !this.options.directory?.localAliasTarget) continue;
+      if ((await this.options.directory.localAliasTarget(alias)) !== roomId) throw new MatrixError("M_BAD_ALIAS", `${alias} does not point at this room`);
+    }
+  }
+
   /** PUT /state: a state event; the same content as the current event from the same sender sends nothing new. */
   async setState(roomId: string, userId: string, type: string, stateKey: string, content: JsonObject): Promise<string> {
     await this.access.versionOf(roomId);
@@ -277,6 +298,7 @@ export class RoomService {
       const { join_authorised_via_users_server: _dropped, ...rest } = content;
       content = rest;
     }
+    if (type === "m.room.canonical_alias" && stateKey === "") await this.checkCanonicalAlias(roomId, content);
     const policies = this.options.policies;
     if (policies?.hasSpamPolicies && (await this.eventVerdict(policies, { roomId, sender: userId, type, stateKey, content, local: true })) === "shadow") return this.shadowed(roomId);
     // Member events are not held to state_default: the membership rules' own reason says more.

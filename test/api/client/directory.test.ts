@@ -113,6 +113,29 @@ describe("PUT/GET/DELETE /directory/room/{roomAlias}", () => {
   });
 });
 
+describe("m.room.canonical_alias", () => {
+  test("its aliases must be aliases, and this server's must point at the room (400 M_BAD_ALIAS); nothing stored otherwise", async () => {
+    const roomId = await alice.createRoom({ preset: "public_chat" });
+    const otherRoom = await alice.createRoom({ preset: "public_chat" });
+    const here = `#canon-here:${SERVER}`;
+    const there = `#canon-there:${SERVER}`;
+    await alice.ok("PUT", `/directory/room/${enc(here)}`, { room_id: roomId });
+    await alice.ok("PUT", `/directory/room/${enc(there)}`, { room_id: otherRoom });
+    const path = `/rooms/${enc(roomId)}/state/m.room.canonical_alias`;
+    await alice.fails("PUT", path, { alias: `#nowhere:${SERVER}` }, 400, "M_BAD_ALIAS");
+    await alice.fails("PUT", path, { alias: there }, 400, "M_BAD_ALIAS");
+    await alice.fails("PUT", path, { alias: here, alt_aliases: [there] }, 400, "M_BAD_ALIAS");
+    await alice.fails("PUT", path, { alias: "not an alias" }, 400, "M_INVALID_PARAM");
+    await alice.fails("PUT", path, { alias: here, alt_aliases: "#x:y" }, 400, "M_INVALID_PARAM");
+    expect((await alice.call("GET", `${path}/`)).status).toBe(404);
+    // This server's alias of the room, and another server's alias (taken as given).
+    await alice.ok("PUT", path, { alias: here, alt_aliases: ["#elsewhere:other.example"] });
+    expect(await alice.ok("GET", `${path}/`)).toEqual({ alias: here, alt_aliases: ["#elsewhere:other.example"] });
+    // Clearing it needs no alias at all.
+    await alice.ok("PUT", path, {});
+  });
+});
+
 describe("GET /rooms/{roomId}/aliases", () => {
   test("members see the room's local aliases; others get 403 unless the history is world_readable", async () => {
     const roomId = await alice.createRoom({ room_alias_name: "listed" });
