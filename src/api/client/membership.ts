@@ -4,6 +4,7 @@
 // their server); rooms this server is not in are joined over federation through `via` (and the
 // legacy `server_name`), the alias's servers and the room's own server.
 import { Elysia } from "elysia";
+import type { JsonObject } from "../../protocol/json";
 import { Type } from "@sinclair/typebox";
 import { MatrixError } from "../../protocol/errors";
 import type { AccountService } from "../../services/accounts/account-service";
@@ -49,7 +50,11 @@ export function membershipRoutes({ accounts, membership, federated }: Membership
     const via = viaServers(request);
     const input = validateBody(JoinBody, body ?? {});
     if (input.third_party_signed !== undefined) throw new MatrixError("M_FORBIDDEN", "Third-party invites are not supported by this server");
-    return { room_id: (await federated.join(roomIdOrAlias, me.userId, input.reason, via)).roomId };
+    // Other keys of the body go into the member event's content, as Synapse does (sytest "can join a
+    // room with custom content"); the keys the server sets itself are not the client's to choose.
+    const { reason: _reason, third_party_signed: _signed, ...custom } = (body ?? {}) as JsonObject;
+    for (const key of ["membership", "join_authorised_via_users_server", "displayname", "avatar_url"]) delete custom[key];
+    return { room_id: (await federated.join(roomIdOrAlias, me.userId, input.reason, via, custom)).roomId };
   };
 
   for (const prefix of CLIENT_PREFIXES) {

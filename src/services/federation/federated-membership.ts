@@ -84,10 +84,11 @@ export class FederatedMembershipService {
     return (await this.deps.resident.serversInRoom(roomId)).includes(this.deps.serverName);
   }
 
-  async join(roomIdOrAlias: string, userId: string, reason: string | undefined, via: readonly string[]): Promise<{ roomId: string }> {
+  /** `custom`: further keys of the member event's content, from the client's request. */
+  async join(roomIdOrAlias: string, userId: string, reason: string | undefined, via: readonly string[], custom: JsonObject = {}): Promise<{ roomId: string }> {
     const { roomId, servers } = await this.resolve(roomIdOrAlias);
-    if (await this.isResident(roomId)) return this.deps.membership.join(roomId, userId, reason);
-    const content: JsonObject = { ...(await this.deps.membership.profile(userId)), ...(reason !== undefined ? { reason } : {}) };
+    if (await this.isResident(roomId)) return this.deps.membership.join(roomId, userId, reason, custom);
+    const content: JsonObject = { ...custom, ...(await this.deps.membership.profile(userId)), ...(reason !== undefined ? { reason } : {}) };
     const candidates = await this.candidates(roomId, userId, [...via, ...servers]);
     await this.unknownWithoutFederation(() => this.deps.remote.join(roomId, userId, candidates, content), `Unknown room ${roomId}`);
     return { roomId };

@@ -72,7 +72,7 @@ export class MembershipService {
     if (options.policies) engine.onEvent((_roomId, stored, pdu) => this.reportKnockEnding(stored, pdu));
   }
 
-  async join(roomId: string, userId: string, reason?: string): Promise<{ roomId: string }> {
+  async join(roomId: string, userId: string, reason?: string, custom: JsonObject = {}): Promise<{ roomId: string }> {
     await this.access.versionOf(roomId);
     const current = await this.access.membership(roomId, userId);
     if (current !== "join") {
@@ -84,7 +84,7 @@ export class MembershipService {
       }
       const profile = await this.profile(userId);
       const authorisedVia = current === "invite" ? undefined : await this.restrictedJoinAuthoriser(roomId, userId);
-      const content = { ...profile, membership: "join", reason, ...(authorisedVia ? { join_authorised_via_users_server: authorisedVia } : {}) };
+      const content = { ...custom, ...profile, membership: "join", reason, ...(authorisedVia ? { join_authorised_via_users_server: authorisedVia } : {}) };
       await this.sendMember(roomId, userId, userId, content, () => this.explainJoin(roomId, userId));
     }
     await this.clientStore.setForgotten(userId, roomId, false, this.clock.now());

@@ -34,6 +34,12 @@ describe("join and leave", () => {
     await bob.fails("POST", `/rooms/${enc(roomId)}/leave`, {}, 403, "M_FORBIDDEN");
   });
 
+  test("other keys of the /join body go into the member event; the keys the server sets cannot be overridden", async () => {
+    const roomId = await alice.createRoom({ preset: "public_chat" });
+    await bob.ok("POST", `/join/${enc(roomId)}`, { foo: "bar", nested: { n: 1 }, membership: "leave", displayname: "Not Bob" });
+    expect(await member(alice, roomId, bob.userId)).toEqual({ membership: "join", displayname: "bob", foo: "bar", nested: { n: 1 } });
+  });
+
   test("an invite-only room refuses uninvited joiners with a clear 403 and stores nothing", async () => {
     const roomId = await alice.createRoom();
     const before = await streamPosition();
