@@ -3,7 +3,8 @@
 //   GET /events?from=&timeout=        new events of the user's rooms, flattened, each with room_id
 //   GET /initialSync?limit=           every room of the user, with recent messages and state
 //   GET /rooms/{roomId}/initialSync   the same for one room (also one the user has left)
-// All three are answered by the /sync service: its tokens are this stream's tokens.
+// All three are answered by the /sync service: its tokens are this stream's tokens. /events carries
+// room events only, as the spec types its chunk.
 import { Elysia } from "elysia";
 import { MatrixError } from "../../protocol/errors";
 import type { AccountService } from "../../services/accounts/account-service";
@@ -63,6 +64,7 @@ export function legacySyncRoutes({ accounts, sync, directory }: { accounts: Acco
     app.get(`${prefix}/events`, async ({ request, query }) => {
       const me = await requireUser(accounts, request);
       const timeoutMs = intParam(query.timeout, "timeout", 0, 60_000);
+      const limit = intParam(query.limit, "limit", 100, 1000);
       const roomFilter = query.room_id ? { rooms: [query.room_id] } : {};
       // Without `from` the stream starts now: the events from here on.
       const from = query.from || (await sync.sync({ userId: me.userId, deviceId: me.deviceId, filter: POSITION_ONLY as any })).next_batch;
@@ -70,20 +72,20 @@ export function legacySyncRoutes({ accounts, sync, directory }: { accounts: Acco
         userId: me.userId,
         deviceId: me.deviceId,
         since: from,
-        filter: { room: { ...roomFilter, timeline: { limit: 100 } } } as any,
+        filter: { room: { ...roomFilter, timeline: { limit } } } as any,
         timeoutMs,
         signal: request.signal,
       });
+      // The spec types every item of the chunk as a client event of a room (event_id, sender,
+      // origin_server_ts, room_id): room events only. (Older servers also put typing, receipts,
+      // presence and account data here; sytest expects them, the spec does not allow them.)
       const chunk: Json[] = [];
-      for (const [roomId, room] of Object.entries(answer.rooms.join) as [string, Json][]) {
-        chunk.push(...(room.timeline.events as Json[]).map(withRoom(roomId)), ...(room.ephemeral.events as Json[]).map(withRoom(roomId)));
-      }
+      for (const [roomId, room] of Object.entries(answer.rooms.join) as [string, Json][]) chunk.push(...(room.timeline.events as Json[]).map(withRoom(roomId)));
       for (const [roomId, room] of Object.entries(answer.rooms.invite) as [string, Json][]) {
-        const own = (room.invite_state.events as Json[]).find((e) => e.type === "m.room.member" && e.state_key === me.userId);
+        const own = (room.invite_state.events as Json[]).find((e) => e.type === "m.room.member" && e.state_key === me.userId && typeof e.event_id === "string");
         if (own) chunk.push(withRoom(roomId)(own));
       }
       for (const [roomId, room] of Object.entries(answer.rooms.leave) as [string, Json][]) chunk.push(...(room.timeline.events as Json[]).map(withRoom(roomId)));
-      chunk.push(...legacyPresence(answer.presence?.events));
       return { start: from, end: answer.next_batch, chunk };
     });
 
@@ -99,7 +101,9 @@ export function legacySyncRoutes({ accounts, sync, directory }: { accounts: Acco
         rooms.push({ room_id: roomId, membership: "invite", ...(invite ? { invite } : {}), state: events });
       }
       for (const [roomId, room] of Object.entries(answer.rooms.leave) as [string, Json][]) rooms.push(roomEntry(roomId, "leave", room, answer.next_batch, undefined));
-      return { end: answer.next_batch, rooms, presence: legacyPresence(answer.presence?.events), account_data: answer.account_data.events };
+      // Push rules have their own API; the older initial sync did not carry them as account data.
+      const accountData = answer.account_data.events.filter((e) => e.type !== "m.push_rules");
+      return { end: answer.next_batch, rooms, presence: legacyPresence(answer.presence?.events), account_data: accountData };
     });
 
     app.get(`${prefix}/rooms/:roomId/initialSync`, async ({ request, params, query }) => {

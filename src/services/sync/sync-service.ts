@@ -70,7 +70,7 @@ export interface SyncRequest {
 type SyncEvent = Omit<ClientEvent, "room_id">;
 
 export interface JoinedRoomSync {
-  summary?: { "m.heroes": string[]; "m.joined_member_count": number; "m.invited_member_count": number };
+  summary?: { "m.heroes"?: string[]; "m.joined_member_count": number; "m.invited_member_count": number };
   timeline: { events: SyncEvent[]; limited: boolean; prev_batch: string };
   state: { events: SyncEvent[] };
   ephemeral: { events: { type: string; content: JsonObject }[] };
@@ -668,6 +668,13 @@ export class SyncService {
       else continue;
       if (member !== userId) heroes.push(member);
     }
+    // Heroes name a room that has no name of its own; a named room gets none (as Synapse: the spec
+    // requires them only when m.room.name and m.room.canonical_alias are unset).
+    const named = async (type: string, key: string) => {
+      const value = (await this.deps.engine.currentStateEvent(roomId, type, ""))?.content[key];
+      return typeof value === "string" && value !== "";
+    };
+    if ((await named("m.room.name", "name")) || (await named("m.room.canonical_alias", "alias"))) return { "m.joined_member_count": joined, "m.invited_member_count": invited };
     return { "m.heroes": heroes.sort().slice(0, 5), "m.joined_member_count": joined, "m.invited_member_count": invited };
   }
 

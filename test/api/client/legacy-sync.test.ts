@@ -40,6 +40,20 @@ describe("GET /events", () => {
     expect(r.chunk).toContainEqual(expect.objectContaining({ type: "m.room.member", room_id: roomId, state_key: bob.userId, content: expect.objectContaining({ membership: "invite" }) }));
     await bob.fails("GET", "/events?from=nonsense", undefined, 400, "M_INVALID_PARAM");
     await bob.fails("GET", "/events?timeout=soon", undefined, 400, "M_INVALID_PARAM");
+    await bob.fails("GET", "/events?limit=many", undefined, 400, "M_INVALID_PARAM");
+    await bob.fails("GET", "/events?limit=-1", undefined, 400, "M_INVALID_PARAM");
+  });
+});
+
+describe("GET /events carries room events only", () => {
+  test("account data, typing and presence stay out of the chunk (the spec types it as room events)", async () => {
+    const roomId = await alice.createRoom({ preset: "private_chat" });
+    const from = (await alice.ok("GET", "/events?timeout=0")).end;
+    await alice.ok("PUT", `/user/${enc(alice.userId)}/account_data/org.example.setting`, { on: true });
+    await alice.ok("PUT", `/rooms/${enc(roomId)}/typing/${enc(alice.userId)}`, { typing: true, timeout: 5000 });
+    await alice.send(roomId, { msgtype: "m.text", body: "an event" });
+    const r = await alice.ok("GET", `/events?from=${enc(from)}&timeout=0`);
+    expect(r.chunk.map((e: { type: string }) => e.type)).toEqual(["m.room.message"]);
   });
 });
 

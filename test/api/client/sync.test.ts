@@ -125,6 +125,18 @@ describe("initial and incremental sync", () => {
   });
 });
 
+describe("room summary", () => {
+  test("heroes for a room without a name or canonical alias; none once it has a name", async () => {
+    const roomId = await alice.createRoom({ preset: "public_chat" });
+    await bob.ok("POST", `/join/${enc(roomId)}`, {});
+    const unnamed = (await sync(alice)).rooms.join[roomId].summary;
+    expect(unnamed).toEqual({ "m.heroes": [bob.userId], "m.joined_member_count": 2, "m.invited_member_count": 0 });
+    await alice.ok("PUT", `/rooms/${enc(roomId)}/state/m.room.name`, { name: "Now named" });
+    const named = (await sync(alice)).rooms.join[roomId].summary;
+    expect(named).toEqual({ "m.joined_member_count": 2, "m.invited_member_count": 0 });
+  });
+});
+
 describe("invites, joins, leaves and knocks", () => {
   test("an invite appears with invite_state and moves to join after joining", async () => {
     const roomId = await alice.createRoom({ preset: "private_chat", name: "Invited", topic: "about" });
@@ -153,7 +165,8 @@ describe("invites, joins, leaves and knocks", () => {
     const all = [...stateKeys(room.state.events), ...stateKeys(room.timeline.events)];
     for (const k of ["m.room.create|", "m.room.name|", `m.room.member|${bob.userId}`, `m.room.member|${alice.userId}`]) expect(all).toContain(k);
     expect(room.summary["m.joined_member_count"]).toBe(2);
-    expect(room.summary["m.heroes"]).toEqual([alice.userId]);
+    // A named room gets no heroes (they name rooms that have no name).
+    expect(room.summary["m.heroes"]).toBeUndefined();
   });
 
   test("leaving, being kicked or banned appears in rooms.leave; include_leave; forgotten rooms are gone", async () => {
