@@ -106,6 +106,9 @@ export function registerCoreServices(container: DependencyContainer, { config, c
     accounts.reserveDeviceIds((userId, deviceId) => get(Tokens.EndToEndKeys).isCrossSigningKey(userId, deviceId));
     // A device's name is shown beside its keys (/keys/query unsigned.device_display_name).
     accounts.onDeviceRenamed((userId, deviceId) => get(Tokens.EndToEndKeys).deviceRenamed(userId, deviceId));
+    // A new device is a device list change (as in Synapse): the user's room mates and their other
+    // devices learn of it before its keys are uploaded.
+    accounts.onDeviceAdded((userId, deviceId) => get(Tokens.DeviceLists).change({ kind: "device", userId, deviceId, deleted: false }));
     return accounts;
   });
   registerFactory(container, Tokens.Profiles, () => {

@@ -65,6 +65,7 @@ export type DeviceRenamedListener = (userId: string, deviceId: string) => Promis
 export class AccountService {
   private readonly deviceDeletedListeners: DeviceDeletedListener[] = [];
   private readonly deviceRenamedListeners: DeviceRenamedListener[] = [];
+  private readonly deviceAddedListeners: DeviceRenamedListener[] = [];
   private readonly reservedDeviceIdChecks: ReservedDeviceIdCheck[] = [];
 
   constructor(
@@ -123,8 +124,10 @@ export class AccountService {
     if (deviceId !== undefined) await this.refuseReservedDeviceId(userId, deviceId);
     const device = deviceId ?? randomId(10);
     const accessToken = `pt_${randomBytes(32).toString("base64url")}`;
+    const isNew = (await this.store.getDevice(userId, device)) === undefined;
     await this.store.upsertDevice(userId, device, displayName, this.clock.now());
     await this.store.addAccessToken(hashToken(accessToken), userId, device, this.clock.now());
+    if (isNew) for (const listener of [...this.deviceAddedListeners]) await listener(userId, device);
     return { userId, deviceId: device, accessToken };
   }
 
@@ -237,6 +240,11 @@ export class AccountService {
     const renamed = await this.store.setDeviceDisplayName(userId, deviceId, displayName);
     if (renamed) for (const listener of [...this.deviceRenamedListeners]) await listener(userId, deviceId);
     return renamed;
+  }
+
+  /** Hears each new device (a login or registration that made one), after it is stored. */
+  onDeviceAdded(listener: DeviceRenamedListener): void {
+    this.deviceAddedListeners.push(listener);
   }
 
   onDeviceRenamed(listener: DeviceRenamedListener): void {

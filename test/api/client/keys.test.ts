@@ -303,6 +303,22 @@ describe("cross-signing", () => {
 });
 
 describe("device list changes in /sync and /keys/changes", () => {
+  test("a new device (a login) is a device list change for room mates and the user's other devices, before any key upload", async () => {
+    const gus = await TestClient.register(server, "newdev-gus", "GUS1");
+    const hal = await TestClient.register(server, "newdev-hal", "HAL1");
+    const roomId = await gus.createRoom({ preset: "public_chat" });
+    await hal.ok("POST", `/join/${enc(roomId)}`, {});
+    const gusStart = (await sync(gus)).next_batch;
+    const halStart = (await sync(hal)).next_batch;
+    await hal.login("HAL2");
+    expect((await sync(gus, gusStart)).device_lists.changed).toContain(hal.userId);
+    expect((await sync(hal, halStart)).device_lists.changed).toContain(hal.userId);
+    // Logging in again on a device that exists is not a change.
+    const gusAgain = (await sync(gus)).next_batch;
+    await hal.login("HAL2");
+    expect((await sync(gus, gusAgain)).device_lists.changed).not.toContain(hal.userId);
+  });
+
   test("a key change reaches those sharing a room; a user who stops sharing any room is in left", async () => {
     const erin = await TestClient.register(server, "erin", "ERIN1");
     const frank = await TestClient.register(server, "frank", "FRANK1");
