@@ -3,11 +3,11 @@
 // the knock with its reason, and acceptance by invite followed by a join. Every response is checked
 // against the spec and none may be a 5xx.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { ClientEvent, createClient, SyncState, type MatrixClient } from "matrix-js-sdk";
+import { type MatrixClient } from "matrix-js-sdk";
 import type { PortierServer } from "../../src/app";
 import { specMismatches, specOperation } from "../helpers/openapi";
-import { request, testServer } from "../helpers/server";
-import { muteSdkGlobalLogger, quietLogger, recordingFetch, waitFor, type Exchange } from "./helpers/sdk";
+import { testServer } from "../helpers/server";
+import { muteSdkGlobalLogger, syncingClient as syncingClientOf, waitFor, type Exchange } from "./helpers/sdk";
 
 const SERVER_NAME = "knock.e2e.test";
 const exchanges: Exchange[] = [];
@@ -17,20 +17,7 @@ let server: PortierServer;
 let baseUrl: string;
 let unmute: (() => void) | undefined;
 
-async function syncingClient(name: string): Promise<{ client: MatrixClient; userId: string }> {
-  const r = await request(server, "POST", "/_matrix/client/v3/register", { username: name, password: "pw", auth: { type: "m.login.dummy" } });
-  expect(r.status).toBe(200);
-  const client = createClient({ baseUrl, userId: r.body.user_id, accessToken: r.body.access_token, deviceId: r.body.device_id, fetchFn: recordingFetch(name, exchanges), logger: quietLogger(sdkLog, `${name} `) });
-  const states: SyncState[] = [];
-  client.on(ClientEvent.Sync, (state) => states.push(state));
-  clients.push(client);
-  await client.startClient({ initialSyncLimit: 10 });
-  await waitFor(`${name}'s first sync`, () => {
-    if (states.includes(SyncState.Error)) throw new Error(`${name}'s sync failed`);
-    return states.includes(SyncState.Prepared);
-  }, 15_000);
-  return { client, userId: r.body.user_id };
-}
+const syncingClient = (name: string) => syncingClientOf({ server, baseUrl, exchanges, sdkLog, clients }, name);
 
 beforeAll(async () => {
   unmute = muteSdkGlobalLogger(sdkLog);

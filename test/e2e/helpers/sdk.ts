@@ -1,6 +1,9 @@
 // Helpers for driving a real Portier with matrix-js-sdk: a fetch that records every exchange, a quiet
-// SDK logger, and waiting for conditions with a bounded timeout.
+// SDK logger, waiting for conditions with a bounded timeout, and a registered user's syncing client.
 import { logger as sdkRootLogger, type Logger } from "matrix-js-sdk/lib/logger";
+import { ClientEvent, createClient, SyncState, type MatrixClient } from "matrix-js-sdk";
+import type { PortierServer } from "../../../src/app";
+import { request } from "../../helpers/server";
 
 /** One HTTP exchange the SDK made, as seen on the wire. */
 export interface Exchange {
@@ -104,4 +107,27 @@ export async function waitFor<T>(what: string, predicate: () => T | undefined | 
     if (Date.now() > deadline) throw new Error(`timed out after ${timeout} ms waiting for ${what}`);
     await Bun.sleep(interval);
   }
+}
+
+/**
+ * Registers `name` on the server and starts a matrix-js-sdk client for it, recording its requests
+ * in `exchanges` and its log in `sdkLog`; resolves once its first sync is prepared. The client is
+ * added to `clients` so the caller can stop it.
+ */
+export async function syncingClient(
+  ctx: { server: PortierServer; baseUrl: string; exchanges: Exchange[]; sdkLog: string[]; clients: MatrixClient[] },
+  name: string,
+): Promise<{ client: MatrixClient; userId: string }> {
+  const r = await request(ctx.server, "POST", "/_matrix/client/v3/register", { username: name, password: "pw", auth: { type: "m.login.dummy" } });
+  if (r.status !== 200) throw new Error(`registering ${name}: ${r.status} ${JSON.stringify(r.body)}`);
+  const client = createClient({ baseUrl: ctx.baseUrl, userId: r.body.user_id, accessToken: r.body.access_token, deviceId: r.body.device_id, fetchFn: recordingFetch(name, ctx.exchanges), logger: quietLogger(ctx.sdkLog, `${name} `) });
+  const states: SyncState[] = [];
+  client.on(ClientEvent.Sync, (state) => states.push(state));
+  ctx.clients.push(client);
+  await client.startClient({ initialSyncLimit: 10 });
+  await waitFor(`${name}'s first sync`, () => {
+    if (states.includes(SyncState.Error)) throw new Error(`${name}'s sync failed`);
+    return states.includes(SyncState.Prepared);
+  }, 15_000);
+  return { client, userId: r.body.user_id };
 }
