@@ -20,6 +20,19 @@ export class SqlRoomEventStore implements RoomEventStore {
   private readonly eventCache = new ImmutableRowCache<string, StoredEvent>(EVENT_CACHE);
   /** A room's record never changes once created. */
   private readonly roomCache = new ImmutableRowCache<string, RoomRecord>(10_000);
+  /**
+   * Events written inside transactions, read back there before they commit: a batch of received
+   * events reads each one's prev event, written just before in the same transaction. Read only
+   * inside a transaction; any rollback forgets them all (rollbacks are rare: a failed unit or commit).
+   */
+  private readonly fresh = new ImmutableRowCache<string, StoredEvent>(2_000);
+  /**
+   * Per room, its current state snapshot and forward extremities as last read or written. Each
+   * room's writes go through its write queue, which reads them first; any rollback forgets them all.
+   */
+  private readonly heads = new ImmutableRowCache<string, { snapshot?: number | null; extremities?: readonly string[] }>(10_000);
+  /** Moves on every write of them: a read that started before a write must not cache what it read. */
+  private headsEpoch = 0;
 
   constructor(private readonly db: Database) {
     this.rooms = new RoomsTable(db);
@@ -27,7 +40,12 @@ export class SqlRoomEventStore implements RoomEventStore {
     this.snapshots = new StateSnapshotsTable(db);
     this.current = new CurrentStateTable(db);
     // Snapshots cached inside a rolled-back transaction (or savepoint) must not linger in the cache.
-    db.onRollback(() => this.snapshots.forgetUncommitted());
+    db.onRollback(() => {
+      this.snapshots.forgetUncommitted();
+      this.fresh.clear();
+      this.heads.clear();
+      this.headsEpoch++;
+    });
   }
 
   async createRoom(room: RoomRecord): Promise<void> {
@@ -44,10 +62,11 @@ export class SqlRoomEventStore implements RoomEventStore {
 
   // Event rows are never updated: a committed one can be served from memory for good.
   async getEvent(eventId: string): Promise<StoredEvent | undefined> {
-    const hit = this.eventCache.get(eventId);
+    const inTransaction = this.db.inTransaction();
+    const hit = this.eventCache.get(eventId) ?? (inTransaction ? this.fresh.get(eventId) : undefined);
     if (hit) return hit;
     const stored = await this.events.get(eventId);
-    if (stored && !this.db.inTransaction()) this.eventCache.set(eventId, stored);
+    if (stored && !inTransaction) this.eventCache.set(eventId, stored);
     return stored;
   }
 
@@ -55,13 +74,14 @@ export class SqlRoomEventStore implements RoomEventStore {
     // The hits are taken now: the cache may evict them while the misses load.
     const hits = new Map<string, StoredEvent>();
     const missing: string[] = [];
+    const inTransaction = this.db.inTransaction();
     for (const id of eventIds) {
-      const hit = this.eventCache.get(id);
+      const hit = this.eventCache.get(id) ?? (inTransaction ? this.fresh.get(id) : undefined);
       if (hit) hits.set(id, hit);
       else missing.push(id);
     }
     const loaded = missing.length > 0 ? await this.events.getMany(missing) : new Map<string, StoredEvent>();
-    const cacheable = !this.db.inTransaction();
+    const cacheable = !inTransaction;
     // In the order asked for, as the table returns them.
     const found = new Map<string, StoredEvent>();
     for (const id of eventIds) {
@@ -82,14 +102,25 @@ export class SqlRoomEventStore implements RoomEventStore {
       // Only events that belong in the timeline get a stream position.
       const inTimeline = !outlier && !event.rejectedReason && !event.softFailed;
       const stored = await this.events.insert(event, inTimeline, snapshot, input.historicalOrdering);
-      if (input.updateForwardExtremities && inTimeline) await this.events.advanceExtremities(event.roomId, event.eventId, event.prevEvents);
+      this.fresh.set(stored.eventId, stored);
+      if (input.updateForwardExtremities && inTimeline) {
+        const extremity = await this.events.advanceExtremities(event.roomId, event.eventId, event.prevEvents);
+        this.headsEpoch++;
+        const heads = this.heads.get(event.roomId);
+        if (heads?.extremities) {
+          const next = heads.extremities.filter((id) => !event.prevEvents.includes(id));
+          if (extremity && !next.includes(event.eventId)) next.push(event.eventId);
+          // In the table's order (ORDER BY event_id: ASCII IDs compare the same in both).
+          heads.extremities = next.sort();
+        }
+      }
       const current = input.updateCurrentState;
       // The event's own JSON is at hand: no need to read it back for its membership.
       const known = new Map([[event.eventId, event.json]]);
       if (current === true && snapshot !== undefined) {
         // The usual case — the new state is the current state plus this event's delta — costs
         // only the delta; anything else (a fork, a resolution) compares the two states.
-        const onCurrent = input.stateAfter?.parent !== undefined && input.stateAfter.parent === (await this.current.snapshot(event.roomId));
+        const onCurrent = input.stateAfter?.parent !== undefined && input.stateAfter.parent === (await this.currentSnapshotOf(event.roomId));
         // A snapshot equal to its parent means the delta changed nothing (a message): nothing to write.
         if (onCurrent) {
           if (snapshot !== input.stateAfter!.parent) await this.applyCurrentStateDelta(event.roomId, snapshot, input.stateAfter!.delta, known);
@@ -109,12 +140,27 @@ export class SqlRoomEventStore implements RoomEventStore {
         await this.current.set(roomId, type, stateKey, eventId, membership);
       }
     }
+    await this.setCurrentSnapshot(roomId, snapshot);
+  }
+
+  private async currentSnapshotOf(roomId: string): Promise<number | undefined> {
+    const heads = this.heads.get(roomId);
+    if (heads?.snapshot !== undefined) return heads.snapshot ?? undefined;
+    const epoch = this.headsEpoch;
+    const snapshot = await this.current.snapshot(roomId);
+    if (epoch === this.headsEpoch) this.heads.set(roomId, { ...this.heads.get(roomId), snapshot: snapshot ?? null });
+    return snapshot;
+  }
+
+  private async setCurrentSnapshot(roomId: string, snapshot: number): Promise<void> {
     await this.current.setSnapshot(roomId, snapshot);
+    this.headsEpoch++;
+    this.heads.set(roomId, { ...this.heads.get(roomId), snapshot });
   }
 
   /** Moves current_state to a snapshot, writing only the keys that differ. */
   private async replaceCurrentState(roomId: string, snapshot: number, known: ReadonlyMap<string, string>): Promise<void> {
-    const before = await this.current.snapshot(roomId);
+    const before = await this.currentSnapshotOf(roomId);
     if (before === snapshot) return;
     const oldState = before === undefined ? new Map<string, string>() : await this.snapshots.read(before);
     const newState = await this.snapshots.read(snapshot);
@@ -130,7 +176,7 @@ export class SqlRoomEventStore implements RoomEventStore {
     for (const key of oldState.keys()) {
       if (!newState.has(key)) await this.current.delete(roomId, ...splitStateKey(key));
     }
-    await this.current.setSnapshot(roomId, snapshot);
+    await this.setCurrentSnapshot(roomId, snapshot);
   }
 
   /** content.membership of the given events (those stored with a string membership); `known` holds JSON already at hand, by event id. */
@@ -148,7 +194,12 @@ export class SqlRoomEventStore implements RoomEventStore {
   }
 
   async forwardExtremities(roomId: string): Promise<string[]> {
-    return this.events.forwardExtremities(roomId);
+    const heads = this.heads.get(roomId);
+    if (heads?.extremities) return [...heads.extremities];
+    const epoch = this.headsEpoch;
+    const extremities = await this.events.forwardExtremities(roomId);
+    if (epoch === this.headsEpoch) this.heads.set(roomId, { ...this.heads.get(roomId), extremities });
+    return [...extremities];
   }
 
   async stateAt(snapshot: number): Promise<Map<string, string>> {
@@ -160,7 +211,7 @@ export class SqlRoomEventStore implements RoomEventStore {
   }
 
   async currentStateSnapshot(roomId: string): Promise<number | undefined> {
-    return this.current.snapshot(roomId);
+    return this.currentSnapshotOf(roomId);
   }
 
   async currentState(roomId: string): Promise<Map<string, string>> {

@@ -82,6 +82,46 @@ describe.each(testDatabases.map((d) => [d.name, d] as const))("room DAG store on
     expect(await store.forwardExtremities(ROOM)).toEqual(["$d"]);
   });
 
+  test("extremities and the current snapshot kept in memory follow every write, and a rollback forgets them", async () => {
+    const fresh = () => uncached();
+    const same = async () => {
+      expect(await store.forwardExtremities(ROOM)).toEqual(await fresh().forwardExtremities(ROOM));
+      expect(await store.currentStateSnapshot(ROOM)).toBe((await fresh().currentStateSnapshot(ROOM))!);
+    };
+    await append(event("$a", { type: "m.room.create", stateKey: "" }));
+    await same();
+    await append(event("$c", { prevEvents: ["$a"] }));
+    await append(event("$b", { prevEvents: ["$a"] }));
+    expect(await store.forwardExtremities(ROOM)).toEqual(["$b", "$c"]);
+    await same();
+    // A child that arrived before its parent: the parent, once stored, is no extremity.
+    await append(event("$y", { prevEvents: ["$x"] }));
+    await append(event("$x", { prevEvents: ["$b", "$c"] }));
+    expect(await store.forwardExtremities(ROOM)).toEqual(["$y"]);
+    await same();
+    // The copy handed out is the caller's own.
+    (await store.forwardExtremities(ROOM)).push("$mine");
+    await same();
+    const snapshot = await store.currentStateSnapshot(ROOM);
+    await expect(
+      store.atomically(async () => {
+        await append(event("$t", { type: "m.room.topic", stateKey: "", prevEvents: ["$y"] }));
+        expect(await store.forwardExtremities(ROOM)).toEqual(["$t"]);
+        expect(await store.currentStateSnapshot(ROOM)).not.toBe(snapshot);
+        // Written earlier in this transaction: readable here before it commits.
+        expect((await store.getEvent("$t"))?.eventId).toBe("$t");
+        expect([...(await store.getEvents(["$t", "$a"])).keys()]).toEqual(["$t", "$a"]);
+        throw new Error("changed my mind");
+      }),
+    ).rejects.toThrow("changed my mind");
+    expect(await store.forwardExtremities(ROOM)).toEqual(["$y"]);
+    expect(await store.currentStateSnapshot(ROOM)).toBe(snapshot!);
+    await stores.db.transaction(async () => {
+      expect(await store.getEvent("$t")).toBeUndefined();
+    });
+    await same();
+  });
+
   test("outliers and rejected events are stored but stay out of the timeline and the extremities", async () => {
     await append(event("$a", { type: "m.room.create", stateKey: "" }));
     const rejected = await append(event("$r", { prevEvents: ["$a"], type: "m.room.name", stateKey: "", rejectedReason: "auth_error" }));

@@ -180,6 +180,17 @@ export class FederationEventIngest {
     const policyCheck = this.deps.policyServer && (await this.deps.policyServer.activeConfig(roomId)) !== undefined ? this.policyCheck(version) : undefined;
     let run: { index: number; item: BatchItem }[] = [];
     const inRun = new Set<string>();
+    const events = pdus.map((pdu, index): RoomEvent | undefined => {
+      try {
+        return pdu.room_id === roomId ? roomEventFromPdu(pdu, version, eventIds[index]) : undefined;
+      } catch {
+        return undefined;
+      }
+    });
+    // Which of them we hold already: one query for the batch. (One stored by a run of this batch is
+    // found by the receiver's own check.)
+    const held = await this.deps.store.getEvents(events.flatMap((event) => (event ? [event.event_id] : [])));
+    const outsideRun = (ids: readonly string[]) => ids.filter((id) => !inRun.has(id));
     const flush = async (): Promise<void> => {
       if (run.length === 0) return;
       const outcomes = await this.deps.receiver.receiveMany(roomId, run.map((r) => r.item));
@@ -197,16 +208,11 @@ export class FederationEventIngest {
     };
     for (let index = 0; index < pdus.length; index++) {
       const pdu = pdus[index]!;
-      let event: RoomEvent | undefined;
-      try {
-        event = pdu.room_id === roomId ? roomEventFromPdu(pdu, version, eventIds[index]) : undefined;
-      } catch {
-        event = undefined;
-      }
+      const event = events[index];
       // A change of the room's policy server goes on its own: the events after it are judged by the new one.
-      const ready = event !== undefined && !(event.type === "m.room.policy" && event.state_key === "") && !inRun.has(event.event_id) && !(await this.deps.store.getEvent(event.event_id))
-        && (await this.missing(event.auth_events)).every((id) => inRun.has(id))
-        && (await this.missing(event.prev_events, { timelineOnly: true })).every((id) => inRun.has(id));
+      const ready = event !== undefined && !(event.type === "m.room.policy" && event.state_key === "") && !inRun.has(event.event_id) && !held.has(event.event_id)
+        && (await this.missing(outsideRun(event.auth_events))).length === 0
+        && (await this.missing(outsideRun(event.prev_events), { timelineOnly: true })).length === 0;
       if (ready) {
         // Asked before the transaction opens (the spam policies, the room's policy server): they may
         // take their time, the writer may not.

@@ -2,7 +2,7 @@
 // The PDU is stored once as received; the columns beside it are what queries need.
 import type { Database, SqlParam } from "../database";
 import type { Migration } from "../migrations";
-import { inLists, insertBatches, placeholders, valueRows } from "../sql-lists";
+import { inLists, placeholders, valueRows } from "../sql-lists";
 import type { NewEvent, StoredEvent } from "../stores";
 
 export const EVENTS_MIGRATION: Migration = {
@@ -149,8 +149,10 @@ export class EventsTable {
       ...(historical ? [historicalOrdering] : []),
     ))!;
     const nid = inserted.event_nid;
-    for (const batch of insertBatches(event.prevEvents)) await this.db.run(insertEdges(batch.length), ...batch.flatMap((prev) => [nid, prev]));
-    for (const batch of insertBatches(event.authEvents)) await this.db.run(insertAuthEdges(batch.length), ...batch.flatMap((auth) => [nid, auth]));
+    // Padded lists (a repeated last row, which ON CONFLICT DO NOTHING skips): one statement for the
+    // usual three or four auth events rather than one per power of two.
+    for (const batch of inLists(event.prevEvents, 256)) await this.db.run(insertEdges(batch.length), ...batch.flatMap((prev) => [nid, prev]));
+    for (const batch of inLists(event.authEvents, 256)) await this.db.run(insertAuthEdges(batch.length), ...batch.flatMap((auth) => [nid, auth]));
     // What get() would read back, without reading it back.
     return {
       eventId: event.eventId,
@@ -256,10 +258,13 @@ export class EventsTable {
     return (await this.db.all<{ event_id: string }>(SELECT_EXTREMITIES, roomId)).map((r) => r.event_id);
   }
 
-  /** The new event replaces its prev_events as extremities (unless something already builds on it). */
-  async advanceExtremities(roomId: string, eventId: string, prevEvents: readonly string[]): Promise<void> {
+  /**
+   * The new event replaces its prev_events as extremities (unless something already builds on it).
+   * Returns whether it became one.
+   */
+  async advanceExtremities(roomId: string, eventId: string, prevEvents: readonly string[]): Promise<boolean> {
     for (const list of inLists(prevEvents)) await this.db.run(deleteExtremities(list.length), roomId, ...list);
-    await this.db.run(INSERT_EXTREMITY, roomId, eventId, eventId);
+    return (await this.db.run(INSERT_EXTREMITY, roomId, eventId, eventId)).changes > 0;
   }
 
   /** Every event reachable through auth_events from the given ones (the auth chain), by recursive query. */

@@ -1,0 +1,78 @@
+// What a federation transaction costs the receiving server's database: a chain of PDUs in one
+// /send is checked and stored with a bounded number of statements per PDU (the batch's "do we hold
+// these" asked once, the PDU before each one read from the transaction's own writes, the room's
+// extremities and current snapshot kept in memory), and every PDU still lands in order.
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { TestClient, enc } from "../helpers/rooms";
+import { eventually, federatedServer, type FederatedServer } from "../helpers/federation";
+import { resolve, Tokens } from "../../src/di/tokens";
+import { roomVersion } from "../../src/protocol/room-versions";
+import { computeEventId } from "../../src/protocol/signing/event-id";
+import type { JsonObject } from "../../src/protocol/json";
+
+let a: FederatedServer;
+let b: FederatedServer;
+
+beforeAll(async () => {
+  a = await federatedServer({ registration: { enabled: true } });
+  b = await federatedServer({ registration: { enabled: true } });
+});
+
+afterAll(async () => {
+  await a?.server.stop();
+  await b?.server.stop();
+});
+
+/** Counts the statements A's database runs (reads and writes alike) while `fn` runs. */
+async function statementsDuring(fn: () => Promise<void>): Promise<number> {
+  const db = resolve(a.server.container, Tokens.Database) as unknown as { query: (sql: string, call: unknown) => Promise<unknown> };
+  const original = db.query;
+  let count = 0;
+  db.query = function (this: unknown, sql: string, call: unknown) {
+    count++;
+    return original.call(this, sql, call);
+  };
+  try {
+    await fn();
+  } finally {
+    db.query = original;
+  }
+  return count;
+}
+
+test("a chain of 50 PDUs in one transaction costs at most 9 statements each on the receiving server, and all are stored in order", async () => {
+  const alice = await TestClient.register(a.server, "alice");
+  const bob = await TestClient.register(b.server, "bob");
+  const roomId = await alice.createRoom({ preset: "public_chat", room_version: "10" });
+  await bob.ok("POST", `/join/${enc(roomId)}?server_name=${enc(a.serverName)}`, {});
+  const storeA = resolve(a.server.container, Tokens.RoomEventStore);
+  await eventually(async () => (await storeA.currentStateEvent(roomId, "m.room.member", bob.userId)) !== undefined, 10_000, "bob's join on A");
+
+  const version = roomVersion("10")!;
+  const signer = resolve(b.server.container, Tokens.ServerKeys);
+  let prev = await storeA.forwardExtremities(roomId);
+  let depth = Math.max(...(await Promise.all(prev.map((id) => storeA.getEvent(id)))).map((e) => e!.depth));
+  const auth: string[] = [];
+  for (const [type, key] of [["m.room.create", ""], ["m.room.power_levels", ""], ["m.room.member", bob.userId]] as const) auth.push((await storeA.currentStateEvent(roomId, type, key))!);
+  const pdus: JsonObject[] = [];
+  for (let i = 0; i < 50; i++) {
+    const pdu = signer.signEvent({ room_id: roomId, sender: bob.userId, type: "m.room.message", content: { msgtype: "m.text", body: `chain ${i}` }, origin_server_ts: Date.now(), depth: ++depth, prev_events: prev, auth_events: auth }, version);
+    prev = [computeEventId(pdu, version)];
+    pdus.push(pdu);
+  }
+  const client = resolve(b.server.container, Tokens.FederationClient);
+  let answer: { pdus: Record<string, { error?: string }> } | undefined;
+  const statements = await statementsDuring(async () => {
+    answer = (await client.request("PUT", a.serverName, `/_matrix/federation/v1/send/cost-${crypto.randomUUID()}`, {
+      body: { origin: b.serverName, origin_server_ts: Date.now(), pdus },
+    })) as typeof answer;
+  });
+  expect(Object.values(answer!.pdus).filter((r) => r.error)).toEqual([]);
+  expect(Object.keys(answer!.pdus)).toHaveLength(50);
+  // Before the batch read its "held?" answers once and kept the room's heads in memory, it was 14.
+  expect(statements / 50).toBeLessThanOrEqual(9);
+  expect(await storeA.forwardExtremities(roomId)).toEqual(prev);
+  const messages = await alice.ok("GET", `/rooms/${enc(roomId)}/messages?dir=b&limit=50`);
+  const bodies = (messages.chunk as { content: { body?: string } }[]).map((e) => e.content.body).reverse();
+  expect(bodies).toEqual(pdus.map((_, i) => `chain ${i}`));
+});
