@@ -76,3 +76,37 @@ test("a chain of 50 PDUs in one transaction costs at most 9 statements each on t
   const bodies = (messages.chunk as { content: { body?: string } }[]).map((e) => e.content.body).reverse();
   expect(bodies).toEqual(pdus.map((_, i) => `chain ${i}`));
 });
+
+test("a forged PDU in the middle of a batch is dropped by the off-thread signature check; the rest land", async () => {
+  const alice = await TestClient.register(a.server, "amy");
+  const bob = await TestClient.register(b.server, "ben");
+  const roomId = await alice.createRoom({ preset: "public_chat", room_version: "10" });
+  await bob.ok("POST", `/join/${enc(roomId)}?server_name=${enc(a.serverName)}`, {});
+  const storeA = resolve(a.server.container, Tokens.RoomEventStore);
+  await eventually(async () => (await storeA.currentStateEvent(roomId, "m.room.member", bob.userId)) !== undefined, 10_000, "ben's join on A");
+  const version = roomVersion("10")!;
+  const signer = resolve(b.server.container, Tokens.ServerKeys);
+  let prev = await storeA.forwardExtremities(roomId);
+  let depth = Math.max(...(await Promise.all(prev.map((id) => storeA.getEvent(id)))).map((e) => e!.depth));
+  const auth: string[] = [];
+  for (const [type, key] of [["m.room.create", ""], ["m.room.power_levels", ""], ["m.room.member", bob.userId]] as const) auth.push((await storeA.currentStateEvent(roomId, type, key))!);
+  const pdus: JsonObject[] = [];
+  for (let i = 0; i < 12; i++) {
+    const pdu = signer.signEvent({ room_id: roomId, sender: bob.userId, type: "m.room.message", content: { msgtype: "m.text", body: `good ${i}` }, origin_server_ts: Date.now(), depth: ++depth, prev_events: prev, auth_events: auth }, version);
+    prev = [computeEventId(pdu, version)];
+    pdus.push(pdu);
+  }
+  // Signed, then changed where the signature covers it: a forgery on the sixth event, sent seventh.
+  const signed = signer.signEvent({ room_id: roomId, sender: bob.userId, type: "m.room.message", content: { msgtype: "m.text", body: "forged" }, origin_server_ts: Date.now(), depth: depth + 1, prev_events: [computeEventId(pdus[5]!, version)], auth_events: auth }, version);
+  const forged = { ...signed, origin_server_ts: (signed.origin_server_ts as number) + 1 };
+  const forgedId = computeEventId(forged, version);
+  pdus.splice(6, 0, forged);
+  const client = resolve(b.server.container, Tokens.FederationClient);
+  const answer = (await client.request("PUT", a.serverName, `/_matrix/federation/v1/send/forged-${crypto.randomUUID()}`, {
+    body: { origin: b.serverName, origin_server_ts: Date.now(), pdus },
+  })) as { pdus: Record<string, { error?: string }> };
+  expect(answer.pdus[forgedId]?.error).toContain("signature");
+  expect(Object.entries(answer.pdus).filter(([id, r]) => id !== forgedId && r.error)).toEqual([]);
+  expect(await storeA.getEvent(forgedId)).toBeUndefined();
+  expect(await storeA.forwardExtremities(roomId)).toEqual(prev);
+});

@@ -6,6 +6,7 @@ import {
   isCanonicalPoint,
   NativeEd25519,
   nativeEd25519,
+  offThreadEd25519,
   referenceEd25519,
   SMALL_ORDER_ENCODINGS,
   type Ed25519,
@@ -203,5 +204,73 @@ describe("native key cache", () => {
     seed[0] ^= 0xff;
     expect(ed.publicKeyFromSeed(seed)).not.toEqual(first);
     expect(ed.publicKeyFromSeed(seed)).toEqual(referenceEd25519.publicKeyFromSeed(seed));
+  });
+});
+
+describe("the off-thread (WebCrypto) verifier agrees with the reference", () => {
+  const agree = async (publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array) => {
+    const expected = referenceEd25519.verify(publicKey, message, signature);
+    expect(await offThreadEd25519.verify(publicKey, message, signature)).toBe(expected);
+    return expected;
+  };
+
+  test("RFC 8032 vectors, and 100 random keys and messages with tampered copies", async () => {
+    for (const vector of RFC_8032) expect(await agree(fromHex(vector.publicKey), fromHex(vector.message), fromHex(vector.signature))).toBe(true);
+    for (let i = 0; i < 100; i++) {
+      const seed = random(32);
+      const message = random(1 + ((i * 53) % 700));
+      const publicKey = referenceEd25519.publicKeyFromSeed(seed);
+      const signature = referenceEd25519.sign(seed, message);
+      expect(await agree(publicKey, message, signature)).toBe(true);
+      const flipped = Uint8Array.from(signature);
+      flipped[i % 64] ^= 1 << i % 8;
+      expect(await agree(publicKey, message, flipped)).toBe(false);
+      const other = Uint8Array.from(message);
+      other[i % other.length] ^= 1;
+      expect(await agree(publicKey, other, signature)).toBe(false);
+    }
+  });
+
+  test("refuses wrong lengths, small-order keys and R, a non-canonical S, and off-curve keys (false, not thrown)", async () => {
+    const seed = random(32);
+    const message = random(20);
+    const publicKey = referenceEd25519.publicKeyFromSeed(seed);
+    const signature = referenceEd25519.sign(seed, message);
+    expect(await agree(publicKey.subarray(0, 31), message, signature)).toBe(false);
+    expect(await agree(publicKey, message, signature.subarray(0, 63))).toBe(false);
+    for (const encoding of SMALL_ORDER_ENCODINGS) {
+      const zeroS = new Uint8Array(64);
+      zeroS.set(encoding, 0);
+      expect(await agree(Uint8Array.from(encoding), message, zeroS)).toBe(false);
+    }
+    const L = (1n << 252n) + 27742317777372353535851937790883648493n;
+    let s = 0n;
+    for (let i = 31; i >= 0; i--) s = (s << 8n) | BigInt(signature[32 + i]);
+    s += L;
+    const malleated = Uint8Array.from(signature);
+    for (let i = 0; i < 32; i++, s >>= 8n) malleated[32 + i] = Number(s & 0xffn);
+    expect(await agree(publicKey, message, malleated)).toBe(false);
+    let offCurve = 0;
+    for (let i = 0; offCurve < 5 && i < 100; i++) {
+      const candidate = random(32);
+      try {
+        noble.Point.fromBytes(candidate);
+        continue;
+      } catch {
+        offCurve++;
+      }
+      expect(await agree(candidate, message, random(64))).toBe(false);
+    }
+    expect(offCurve).toBe(5);
+  });
+
+  test("the caller may reuse its buffers as soon as the call returns", async () => {
+    const seed = random(32);
+    const message = random(64);
+    const signature = referenceEd25519.sign(seed, message);
+    const pending = offThreadEd25519.verify(referenceEd25519.publicKeyFromSeed(seed), message, signature);
+    message.fill(0);
+    signature.fill(0);
+    expect(await pending).toBe(true);
   });
 });

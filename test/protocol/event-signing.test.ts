@@ -3,7 +3,8 @@ import { decodeUrlSafeBase64, encodeBase64, encodeUrlSafeBase64 } from "../../sr
 import { LosslessNumber, type JsonObject } from "../../src/protocol/json";
 import { roomVersion, type RoomVersion } from "../../src/protocol/room-versions";
 import { computeEventId, EventIdError, eventReference, roomIdFromCreateEvent } from "../../src/protocol/signing/event-id";
-import { serversRequiredToSign, signEvent, verifyEventSignatures, type VerifyKeyLookup } from "../../src/protocol/signing/event-signatures";
+import { serversRequiredToSign, signEvent, verifyEventSignatures, verifyEventSignaturesAsync, type VerifyKeyLookup } from "../../src/protocol/signing/event-signatures";
+import { offThreadEd25519 } from "../../src/protocol/signing/ed25519";
 import { checkContentHash, computeReferenceHash, withContentHash } from "../../src/protocol/signing/hashes";
 import { redactEvent } from "../../src/protocol/signing/redaction";
 import { serverKeys } from "./synapse-fixtures";
@@ -24,6 +25,32 @@ function message(sender = `@alice:${hs1.serverName}`): JsonObject {
     auth_events: ["$create", "$pl", "$member"],
   };
 }
+
+describe("verifyEventSignaturesAsync (signatures checked off the thread) gives the synchronous verdict", () => {
+  const both = async (pdu: JsonObject, version: RoomVersion, lookup: VerifyKeyLookup = lookupKey) => {
+    const verdict = await verifyEventSignaturesAsync(pdu, version, lookup, offThreadEd25519);
+    expect(verdict).toEqual(verifyEventSignatures(pdu, version, lookup));
+    return verdict;
+  };
+
+  test("good, redacted, tampered, forged under a second key, unknown keys, missing servers", async () => {
+    for (const id of ["1", "3", "10", "12"]) {
+      const base = id === "1" ? { ...message(), event_id: `$abc:${hs1.serverName}` } : message();
+      const signed = signEvent(base, v(id), hs1.serverName, hs1.keyId, hs1.seed);
+      expect((await both(signed, v(id))).valid).toBe(true);
+      expect((await both(redactEvent(signed, v(id)), v(id))).valid).toBe(true);
+      expect((await both({ ...signed, depth: 4 }, v(id))).reason).toContain("forged or corrupt");
+      expect((await both(signed, v(id), () => undefined)).reason).toBe(`no known key for any signature of ${hs1.serverName}`);
+      expect((await both({ ...base }, v(id))).reason).toBe(`event is not signed by ${hs1.serverName}`);
+    }
+    const signed = signEvent(message(), v("10"), hs1.serverName, hs1.keyId, hs1.seed);
+    const forged = signEvent(signed, v("10"), hs1.serverName, "ed25519:second", hs2.seed);
+    const lookup: VerifyKeyLookup = (server, keyId) => (keyId === "ed25519:second" ? hs1.publicKey : lookupKey(server, keyId));
+    const verdict = await both(forged, v("10"), lookup);
+    expect(verdict.valid).toBe(false);
+    expect(verdict.checked[hs1.serverName]["ed25519:second"].valid).toBe(false);
+  });
+});
 
 describe("signEvent and verifyEventSignatures round trip", () => {
   for (const id of ["3", "4", "10", "11", "12"]) {

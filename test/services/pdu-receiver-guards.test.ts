@@ -40,6 +40,15 @@ describe.each(testDatabases.map((d) => d.name))("PDU receiver guards on %s", (da
     expect(await h.store.forwardExtremities(h.a)).toEqual([authA.eventId]);
   });
 
+  test("a signature verdict started by the caller is the one that counts", async () => {
+    const h = await twoRooms(database);
+    const pdu = message(h, h.a, await h.store.forwardExtremities(h.a), await messageAuth(h, h.a));
+    const refused = Promise.resolve({ valid: false, reason: "checked elsewhere", requiredServers: ["example.org"], checked: {} });
+    expect(await h.receiver.receive(pdu, h.lookupKey, { signatures: refused })).toMatchObject({ outcome: "dropped", reason: "signature check failed: checked elsewhere" });
+    const passed = Promise.resolve({ valid: true, requiredServers: ["example.org"], checked: {} });
+    expect((await h.receiver.receive(pdu, h.lookupKey, { signatures: passed })).outcome).toBe("accepted");
+  });
+
   test("auth_events from another room are dropped", async () => {
     const h = await twoRooms(database);
     const result = await h.receiver.receive(message(h, h.a, await h.store.forwardExtremities(h.a), await messageAuth(h, h.b)), h.lookupKey);

@@ -1,6 +1,7 @@
 // Ed25519 (RFC 8032), the only signing algorithm Matrix servers use (appendices, "Signing Details").
 // One seam, two implementations: node:crypto for speed, @noble/ed25519 as an independent reference
-// the tests hold the fast one against. Both are synchronous.
+// the tests hold the fast one against. Both are synchronous. A third, verification only, is
+// asynchronous (OffThreadEd25519Verifier): WebCrypto checks on a thread of its own.
 
 import { createHash, createPrivateKey, createPublicKey, sign, verify, type KeyObject } from "node:crypto";
 import * as noble from "@noble/ed25519";
@@ -59,9 +60,7 @@ export class NativeEd25519 implements Ed25519 {
   }
 
   verify(publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): boolean {
-    if (publicKey.length !== PUBLIC_KEY_LENGTH || signature.length !== SIGNATURE_LENGTH) return false;
-    // BoringSSL alone would accept e.g. the identity key with an all-zero S for every message.
-    if (!isCanonicalPoint(publicKey) || hasSmallOrder(publicKey) || hasSmallOrder(signature.subarray(0, 32))) return false;
+    if (!passesStrictChecks(publicKey, signature)) return false;
     try {
       return verify(null, message, this.publicKey(publicKey), signature);
     } catch {
@@ -146,9 +145,57 @@ export class ReferenceEd25519 implements Ed25519 {
   }
 }
 
+/**
+ * What BoringSSL does not refuse by itself: a key or signature of the wrong length, a non-canonical
+ * key, a small-order key or R (it would accept e.g. the identity key with an all-zero S for every
+ * message).
+ */
+function passesStrictChecks(publicKey: Uint8Array, signature: Uint8Array): boolean {
+  if (publicKey.length !== PUBLIC_KEY_LENGTH || signature.length !== SIGNATURE_LENGTH) return false;
+  return isCanonicalPoint(publicKey) && !hasSmallOrder(publicKey) && !hasSmallOrder(signature.subarray(0, 32));
+}
+
+/**
+ * Ed25519 verification through WebCrypto, which Bun runs on a work-queue thread: the caller's thread
+ * goes on (a federation transaction's events are verified while the ones before them are stored).
+ * The same strict checks as NativeEd25519 first; imported keys cached.
+ */
+export class OffThreadEd25519Verifier {
+  private readonly keys = new Map<string, Promise<CryptoKey | undefined>>();
+
+  constructor(private readonly cacheCapacity = 1024) {}
+
+  async verify(publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): Promise<boolean> {
+    if (!passesStrictChecks(publicKey, signature)) return false;
+    // Copied now: the caller may reuse its buffers while the check runs elsewhere.
+    const signed = Uint8Array.from(message);
+    const bytes = Uint8Array.from(signature);
+    const key = await this.key(publicKey);
+    if (key === undefined) return false;
+    try {
+      return await crypto.subtle.verify("Ed25519", key, bytes, signed);
+    } catch {
+      return false;
+    }
+  }
+
+  private key(publicKey: Uint8Array): Promise<CryptoKey | undefined> {
+    const id = Buffer.from(publicKey.buffer, publicKey.byteOffset, publicKey.byteLength).toString("latin1");
+    let key = this.keys.get(id);
+    if (key === undefined) {
+      // Bytes that do not decode to a curve point: no key, every signature false (not thrown).
+      key = crypto.subtle.importKey("raw", Uint8Array.from(publicKey), { name: "Ed25519" }, false, ["verify"]).catch(() => undefined);
+      if (this.keys.size >= this.cacheCapacity) this.keys.delete(this.keys.keys().next().value as string);
+      this.keys.set(id, key);
+    }
+    return key;
+  }
+}
+
 function checkLength(what: string, bytes: Uint8Array, expected: number): void {
   if (bytes.length !== expected) throw new RangeError(`an ed25519 ${what} is ${expected} bytes, got ${bytes.length}`);
 }
 
 export const nativeEd25519: Ed25519 = new NativeEd25519();
 export const referenceEd25519: Ed25519 = new ReferenceEd25519();
+export const offThreadEd25519 = new OffThreadEd25519Verifier();

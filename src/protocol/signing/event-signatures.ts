@@ -91,6 +91,32 @@ export function verifyEventSignatures(
   return { valid: true, requiredServers, checked: checked() };
 }
 
+/**
+ * verifyEventSignatures with the Ed25519 checks run by an asynchronous verifier (off the caller's
+ * thread). The rules run once with every signature taken as good, recording what to check; when all
+ * checks pass, that verdict stands; when one fails, the rules run again synchronously to say which.
+ */
+export async function verifyEventSignaturesAsync(
+  pdu: JsonObject,
+  version: RoomVersion,
+  lookupKey: VerifyKeyLookup,
+  verifier: { verify(publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): Promise<boolean> },
+): Promise<EventSignaturesVerdict> {
+  const checks: Promise<boolean>[] = [];
+  const recording: Ed25519 = {
+    sign: (seed, message) => nativeEd25519.sign(seed, message),
+    publicKeyFromSeed: (seed) => nativeEd25519.publicKeyFromSeed(seed),
+    verify: (publicKey, message, signature) => {
+      checks.push(verifier.verify(publicKey, message, signature));
+      return true;
+    },
+  };
+  const optimistic = verifyEventSignatures(pdu, version, lookupKey, recording);
+  if (!optimistic.valid) return optimistic;
+  if ((await Promise.all(checks)).every(Boolean)) return optimistic;
+  return verifyEventSignatures(pdu, version, lookupKey);
+}
+
 function checkServerSignatures(
   pdu: JsonObject,
   serverName: string,

@@ -7,7 +7,8 @@ import { stateKey, type RoomEvent } from "../../protocol/events";
 import { isJsonObject, type JsonObject } from "../../protocol/json";
 import { roomEventFromPdu } from "../../protocol/pdu";
 import { roomVersion, type RoomVersion } from "../../protocol/room-versions";
-import type { VerifyKeyLookup } from "../../protocol/signing/event-signatures";
+import { verifyEventSignaturesAsync, type VerifyKeyLookup } from "../../protocol/signing/event-signatures";
+import { offThreadEd25519 } from "../../protocol/signing/ed25519";
 import { checkEventLimits } from "../../protocol/event-limits";
 import type { RoomEventStore } from "../../storage/stores";
 import { checkSignaturesAndHash, signatureAuthChecks, type BatchItem, type PduReceiver, type ReceiveOutcome } from "../rooms/pdu-receiver";
@@ -218,7 +219,12 @@ export class FederationEventIngest {
         // take their time, the writer may not.
         const spam = await this.isSpam(event!);
         const recommended = policyCheck ? await policyCheck(pdu) : true;
-        run.push({ index, item: { pdu, lookupKey: this.keyLookup(pdu, version), options: { eventId: event!.event_id, isSpam: async () => spam, policyRecommends: async () => recommended } } });
+        const lookupKey = this.keyLookup(pdu, version);
+        // Checked off the thread from now on, while the events before it are stored.
+        const signatures = verifyEventSignaturesAsync(pdu, version, lookupKey, offThreadEd25519);
+        // A PDU the receiver turns away before its check never awaits this.
+        signatures.catch(() => undefined);
+        run.push({ index, item: { pdu, lookupKey, options: { eventId: event!.event_id, isSpam: async () => spam, policyRecommends: async () => recommended, signatures } } });
         inRun.add(event!.event_id);
         continue;
       }

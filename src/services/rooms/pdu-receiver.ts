@@ -11,7 +11,7 @@ import { checkEventLimits } from "../../protocol/event-limits";
 import { roomVersion, type RoomVersion } from "../../protocol/room-versions";
 import { resolveState } from "../../protocol/state-res";
 import { checkContentHash } from "../../protocol/signing/hashes";
-import { verifyEventSignature, verifyEventSignatures, type VerifyKeyLookup } from "../../protocol/signing/event-signatures";
+import { verifyEventSignature, verifyEventSignatures, type EventSignaturesVerdict, type VerifyKeyLookup } from "../../protocol/signing/event-signatures";
 import { redactEvent } from "../../protocol/signing/redaction";
 import type { RoomEventStore, StateDelta, StoredEvent } from "../../storage/stores";
 import { storedEventOf, type RoomEngine } from "./room-engine";
@@ -34,6 +34,12 @@ export interface ReceiveOptions {
    * the room uses none). An event it does not recommend is soft-failed.
    */
   readonly policyRecommends?: (pdu: JsonObject) => Promise<boolean>;
+  /**
+   * Receipt check 2's verdict, when the caller started it earlier (verifyEventSignaturesAsync with
+   * the same lookup): a batch's signatures are checked off the thread while the events before them
+   * are stored.
+   */
+  readonly signatures?: Promise<EventSignaturesVerdict>;
   /**
    * History fetched from another server (backfill): stored at this stream ordering, below everything
    * held, and not checked against current state (soft failure is for new events); it moves neither
@@ -75,8 +81,8 @@ export function checkSignaturesAndHash(
   event: RoomEvent,
   version: RoomVersion,
   lookupKey: VerifyKeyLookup,
+  signatures: EventSignaturesVerdict = verifyEventSignatures(received, version, lookupKey),
 ): { ok: true; pdu: JsonObject; event: RoomEvent; redacted: boolean } | { ok: false; reason: string } {
-  const signatures = verifyEventSignatures(received, version, lookupKey);
   if (!signatures.valid) return { ok: false, reason: `signature check failed: ${signatures.reason}` };
   const hash = checkContentHash(received, version);
   if (hash.valid) return { ok: true, pdu: received, event, redacted: false };
@@ -183,7 +189,7 @@ export class PduReceiver {
     if (!isJsonObject(received.hashes) || typeof received.hashes.sha256 !== "string") return { outcome: "dropped", eventId: event.event_id, reason: "PDU has no hashes.sha256" };
 
     // 2. and 3.
-    const verified = checkSignaturesAndHash(received, event, version, lookupKey);
+    const verified = checkSignaturesAndHash(received, event, version, lookupKey, options.signatures ? await options.signatures : undefined);
     if (!verified.ok) return { outcome: "dropped", eventId: event.event_id, reason: verified.reason };
     let { pdu, redacted } = verified;
     event = verified.event;
