@@ -15,6 +15,7 @@ import { federationQueryRoutes } from "./api/federation/queries";
 import { policyServerRoutes } from "./api/federation/policy";
 import { RoomEngine } from "./services/rooms/room-engine";
 import { RoomAccess } from "./services/rooms/room-access";
+import { RoomPeeks } from "./services/rooms/room-peek";
 import { roomRoutes } from "./api/client/rooms";
 import { roomUpgradeRoutes } from "./api/client/room-upgrade";
 import { RoomUpgradeService } from "./services/rooms/room-upgrade";
@@ -146,7 +147,12 @@ function createApp(container: DependencyContainer, config: Readonly<Config>, log
     .use(pusherRoutes({ accounts: resolve(container, Tokens.Accounts), pushers: resolve(container, Tokens.Pushers) }))
     .use(notificationRoutes({ accounts: resolve(container, Tokens.Accounts), notifications: resolve(container, Tokens.Notifications) }))
     .use(syncRoutes({ accounts: resolve(container, Tokens.Accounts), sync: resolve(container, Tokens.Sync) }))
-    .use(legacySyncRoutes({ accounts: resolve(container, Tokens.Accounts), sync: resolve(container, Tokens.Sync), directory: resolve(container, Tokens.Directory) }))
+    .use(legacySyncRoutes({
+      accounts: resolve(container, Tokens.Accounts),
+      sync: resolve(container, Tokens.Sync),
+      directory: resolve(container, Tokens.Directory),
+      peeks: new RoomPeeks({ engine: resolve(container, Tokens.RoomEngine), access: resolve(container, Tokens.RoomAccess), rooms: resolve(container, Tokens.Rooms), notifier: resolve(container, Tokens.SyncNotifier), clock: resolve(container, Tokens.Clock) }),
+    }))
     .use(userDirectoryRoutes({ accounts: resolve(container, Tokens.Accounts), users: resolve(container, Tokens.UserDirectory) }))
     .use(presenceRoutes({
       accounts: resolve(container, Tokens.Accounts),

@@ -38,6 +38,10 @@ export const ConfigSchema = Type.Object(
     registration: Type.Object(
       {
         enabled: Type.Boolean({ default: false, description: "Let anyone register an account through /register." }),
+        allow_guest_access: Type.Boolean({
+          default: false,
+          description: "Let anyone register a guest account (/register?kind=guest), whatever `enabled` says: guests may read and join rooms whose guest access is can_join, and use little else.",
+        }),
         shared_secret: Type.Optional(Type.String({ minLength: 1, description: "Secret for admin registration at /_synapse/admin/v1/register." })),
       },
       { ...Strict, default: {} },

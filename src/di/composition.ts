@@ -149,6 +149,7 @@ export function registerCoreServices(container: DependencyContainer, { config, c
     // Resolved at call time: the moderation service depends on this one.
     acceptKnock: (roomId, userId) => get(Tokens.KnockModeration).acceptKnock(roomId, userId),
     inviteRemote: (roomId, sender, target, reason) => get(Tokens.FederatedMembership).invite(roomId, sender, target, reason),
+    isGuest: (userId) => get(Tokens.Accounts).isGuest(userId),
   }));
   registerFactory(container, Tokens.KnockModeration, () => new KnockModerationService(get(Tokens.RoomAccess), stores.roomEvents, get(Tokens.Membership), clock, {
     serverName: config.server_name,

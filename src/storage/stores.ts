@@ -162,6 +162,8 @@ export interface UserRecord {
   readonly createdTs: number;
   readonly isAdmin: boolean;
   readonly deactivated: boolean;
+  /** A guest account (kind=guest registration), not yet upgraded; absent for full accounts. */
+  readonly isGuest?: boolean;
 }
 
 export interface DeviceRecord {
@@ -175,7 +177,7 @@ export interface DeviceRecord {
 /** Accounts, devices and access tokens (stored as hashes, never in clear). */
 export interface AccountStore {
   /** False when the user id is taken. */
-  createUser(user: { userId: string; passwordHash: string | undefined; createdTs: number; isAdmin: boolean }): Promise<boolean>;
+  createUser(user: { userId: string; passwordHash: string | undefined; createdTs: number; isAdmin: boolean; isGuest?: boolean }): Promise<boolean>;
   getUser(userId: string): Promise<UserRecord | undefined>;
   setPasswordHash(userId: string, passwordHash: string): Promise<void>;
   /** Marks the account deactivated and forgets its password (it can never log in again). */
@@ -189,7 +191,10 @@ export interface AccountStore {
   /** Deletes the device and every access token of it. */
   deleteDevice(userId: string, deviceId: string): Promise<boolean>;
   addAccessToken(tokenHash: string, userId: string, deviceId: string, createdTs: number): Promise<void>;
-  findAccessToken(tokenHash: string): Promise<{ userId: string; deviceId: string } | undefined>;
+  /** isGuest is present (true) only for a guest's token. */
+  findAccessToken(tokenHash: string): Promise<{ userId: string; deviceId: string; isGuest?: boolean } | undefined>;
+  /** Makes a guest a full account with this password; false when the user is not a guest (any more). */
+  upgradeGuest(userId: string, passwordHash: string | undefined): Promise<boolean>;
   deleteAccessToken(tokenHash: string): Promise<void>;
   /** Every token of a user's devices except the device given (for password changes) or all. */
   deleteAccessTokens(userId: string, exceptDeviceId?: string): Promise<void>;

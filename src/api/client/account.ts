@@ -18,6 +18,8 @@ const RegisterBody = Type.Object({
   device_id: Type.Optional(Type.String({ minLength: 1, maxLength: 255 })),
   initial_device_display_name: Type.Optional(Type.String({ maxLength: 512 })),
   inhibit_login: Type.Optional(Type.Boolean()),
+  /** A guest's access token: the guest becomes a full account (client-server-api "Guest Access"). */
+  guest_access_token: Type.Optional(Type.String()),
   auth: Type.Optional(Type.Object({ type: Type.Optional(Type.String()), session: Type.Optional(Type.String()) })),
 });
 
@@ -47,22 +49,41 @@ export function accountRoutes({ config, accounts, uia }: AccountRouteDeps) {
 
   for (const path of clientPaths("/register")) {
     app.post(path, async ({ body, query }) => {
-      if (query.kind === "guest") throw new MatrixError("M_GUEST_ACCESS_FORBIDDEN", "Guest access is not enabled on this server", 403);
+      if (query.kind === "guest") {
+        // Guest registration needs no user-interactive auth, and every field but the device's name
+        // is ignored (registration.yaml); it is allowed apart from `registration.enabled`, as in Synapse.
+        if (!config.registration.allow_guest_access) throw new MatrixError("M_GUEST_ACCESS_FORBIDDEN", "Guest access is not enabled on this server", 403);
+        const displayName = (body as { initial_device_display_name?: unknown } | undefined)?.initial_device_display_name;
+        const session = await accounts.registerGuest(typeof displayName === "string" ? displayName.slice(0, 512) : undefined);
+        return sessionBody(session, config.server_name);
+      }
       if (query.kind !== undefined && query.kind !== "user") throw new MatrixError("M_INVALID_PARAM", `Unknown kind ${query.kind}`);
-      if (!config.registration.enabled) throw new MatrixError("M_FORBIDDEN", "Registration has been disabled", 403);
       const input = validateBody(RegisterBody, body ?? {});
+      // A guest upgrading to a full account (guest_access.md) is refused only by the guest switch.
+      const upgrading = input.guest_access_token !== undefined;
+      if (upgrading ? !config.registration.allow_guest_access : !config.registration.enabled) throw new MatrixError("M_FORBIDDEN", "Registration has been disabled", 403);
       // The username is checked before authentication, so a client learns at once that it is taken.
-      if (input.username !== undefined) await accounts.checkUsernameAvailable(input.username);
+      if (upgrading) await accounts.guestToUpgrade(input.guest_access_token!, input.username);
+      else if (input.username !== undefined) await accounts.checkUsernameAvailable(input.username);
       if (input.auth?.type === undefined) throw uia.challenge(REGISTER_FLOWS, input.auth?.session);
       if (input.auth.type !== "m.login.dummy") throw uia.challenge(REGISTER_FLOWS, input.auth.session, new MatrixError("M_UNRECOGNIZED", `Unknown auth stage ${input.auth.type}`));
       if (!uia.complete(REGISTER_FLOWS, input.auth.session, "m.login.dummy").done) throw uia.challenge(REGISTER_FLOWS, input.auth.session);
-      const result = await accounts.register({
-        username: input.username,
-        password: input.password,
-        deviceId: input.device_id,
-        initialDeviceDisplayName: input.initial_device_display_name,
-        inhibitLogin: input.inhibit_login,
-      });
+      const result = upgrading
+        ? await accounts.upgradeGuest({
+            guestAccessToken: input.guest_access_token!,
+            username: input.username,
+            password: input.password,
+            deviceId: input.device_id,
+            initialDeviceDisplayName: input.initial_device_display_name,
+            inhibitLogin: input.inhibit_login,
+          })
+        : await accounts.register({
+            username: input.username,
+            password: input.password,
+            deviceId: input.device_id,
+            initialDeviceDisplayName: input.initial_device_display_name,
+            inhibitLogin: input.inhibit_login,
+          });
       if (!result.session) return { user_id: result.userId, home_server: config.server_name };
       return sessionBody(result.session, config.server_name);
     });
@@ -103,7 +124,7 @@ export function accountRoutes({ config, accounts, uia }: AccountRouteDeps) {
   for (const path of clientPaths("/account/whoami")) {
     app.get(path, async ({ request }) => {
       const me = await requireUser(accounts, request);
-      return { user_id: me.userId, device_id: me.deviceId, is_guest: false };
+      return { user_id: me.userId, device_id: me.deviceId, is_guest: me.isGuest === true };
     });
   }
   return app;

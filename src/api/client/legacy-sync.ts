@@ -5,11 +5,14 @@
 //   GET /rooms/{roomId}/initialSync   the same for one room (also one the user has left)
 // All three are answered by the /sync service: its tokens are this stream's tokens. /events carries
 // room events only, as the spec types its chunk.
+// A user not joined to a world_readable room peeks into it (client-server-api "Room Previews"):
+// /events?room_id= and the room's initialSync are then answered by RoomPeeks, with the same tokens.
 import { Elysia } from "elysia";
 import { MatrixError } from "../../protocol/errors";
 import type { AccountService } from "../../services/accounts/account-service";
 import type { SyncService } from "../../services/sync/sync-service";
 import type { DirectoryService } from "../../services/directory/directory-service";
+import type { RoomPeeks } from "../../services/rooms/room-peek";
 import { requireUser } from "../middleware/auth";
 import { roomIdParam } from "../room-id-param";
 import { CLIENT_PREFIXES } from "./paths";
@@ -50,8 +53,17 @@ function roomEntry(roomId: string, membership: string, room: Json, end: string, 
   };
 }
 
-export function legacySyncRoutes({ accounts, sync, directory }: { accounts: AccountService; sync: SyncService; directory: Pick<DirectoryService, "visibility"> }) {
+export interface LegacySyncRouteDeps {
+  accounts: AccountService;
+  sync: SyncService;
+  directory: Pick<DirectoryService, "visibility">;
+  peeks: RoomPeeks;
+}
+
+export function legacySyncRoutes({ accounts, sync, directory, peeks }: LegacySyncRouteDeps) {
   const app = new Elysia({ name: "client-legacy-sync" });
+  /** The stream's position now, as a /sync token. */
+  const positionNow = async (me: { userId: string; deviceId: string }) => (await sync.sync({ userId: me.userId, deviceId: me.deviceId, filter: POSITION_ONLY as any })).next_batch;
   const visibilityOf = async (roomId: string) => {
     try {
       return await directory.visibility(roomId);
@@ -65,9 +77,18 @@ export function legacySyncRoutes({ accounts, sync, directory }: { accounts: Acco
       const me = await requireUser(accounts, request);
       const timeoutMs = intParam(query.timeout, "timeout", 0, 60_000);
       const limit = intParam(query.limit, "limit", 100, 1000);
+      // A guest's /events is the room preview one (Synapse answers a guest without room_id 400 too).
+      if (me.isGuest && !query.room_id) throw new MatrixError("M_GUEST_ACCESS_FORBIDDEN", "Guests may only call /events for one room (room_id)", 403);
+      if (query.room_id) {
+        const roomId = roomIdParam(query.room_id);
+        const reader = await peeks.readerKind(roomId, me.userId);
+        if (reader === "peeker") return peeks.events(roomId, me, { from: query.from || undefined, now: () => positionNow(me), limit, timeoutMs, signal: request.signal });
+        // Not a member now, nor ever, and no preview: 403, as for the room's other reads.
+        if (reader === "outsider") throw new MatrixError("M_FORBIDDEN", `You are not in the room ${roomId}`);
+      }
       const roomFilter = query.room_id ? { rooms: [query.room_id] } : {};
       // Without `from` the stream starts now: the events from here on.
-      const from = query.from || (await sync.sync({ userId: me.userId, deviceId: me.deviceId, filter: POSITION_ONLY as any })).next_batch;
+      const from = query.from || (await positionNow(me));
       const answer = await sync.sync({
         userId: me.userId,
         deviceId: me.deviceId,
@@ -110,6 +131,10 @@ export function legacySyncRoutes({ accounts, sync, directory }: { accounts: Acco
       const me = await requireUser(accounts, request);
       const roomId = roomIdParam(params.roomId);
       const limit = intParam(query.limit, "limit", 10, 100);
+      if ((await peeks.readerKind(roomId, me.userId)) === "peeker") {
+        const visibility = await visibilityOf(roomId);
+        return { ...(await peeks.initialSync(roomId, me, limit, await positionNow(me))), ...(visibility ? { visibility } : {}) };
+      }
       const answer = await sync.sync({ userId: me.userId, deviceId: me.deviceId, filter: { room: { rooms: [roomId], timeline: { limit }, include_leave: true } } as any });
       const joined = (answer.rooms.join as Record<string, Json>)[roomId];
       const left = (answer.rooms.leave as Record<string, Json>)[roomId];

@@ -2,11 +2,14 @@
 // deprecated access_token query parameter that older clients (matrix-nio, sytest) still send.
 import { MatrixError } from "../../protocol/errors";
 import type { AccountService } from "../../services/accounts/account-service";
+import { requireGuestMayCall } from "./guest-access";
 
 export interface Requester {
   readonly userId: string;
   readonly deviceId: string;
   readonly accessToken: string;
+  /** A guest account: it reaches only the routes of guest-access.ts. */
+  readonly isGuest?: boolean;
 }
 
 export function accessTokenOf(request: Request): string | undefined {
@@ -25,7 +28,7 @@ export function accessTokenOf(request: Request): string | undefined {
 // runs first, finds the user the same way and the handler gets that answer.
 const requesters = new WeakMap<Request, Promise<Requester>>();
 
-/** The requesting user, or 401 M_MISSING_TOKEN / M_UNKNOWN_TOKEN. */
+/** The requesting user, or 401 M_MISSING_TOKEN / M_UNKNOWN_TOKEN; a guest off its routes, 403 M_GUEST_ACCESS_FORBIDDEN. */
 export function requireUser(accounts: Pick<AccountService, "authenticate">, request: Request): Promise<Requester> {
   let requester = requesters.get(request);
   if (requester === undefined) requesters.set(request, (requester = lookUpRequester(accounts, request)));
@@ -35,7 +38,9 @@ export function requireUser(accounts: Pick<AccountService, "authenticate">, requ
 async function lookUpRequester(accounts: Pick<AccountService, "authenticate">, request: Request): Promise<Requester> {
   const accessToken = accessTokenOf(request);
   if (accessToken === undefined) throw new MatrixError("M_MISSING_TOKEN", "Missing access token", 401);
-  return { ...(await accounts.authenticate(accessToken)), accessToken };
+  const owner = await accounts.authenticate(accessToken);
+  if (owner.isGuest) requireGuestMayCall(request);
+  return { ...owner, accessToken };
 }
 
 /** For endpoints where a token is optional: undefined without one, but a bad one is still refused (401). */

@@ -26,6 +26,24 @@ export interface Session {
   readonly accessToken: string;
 }
 
+/** Who an access token belongs to; isGuest only for a guest account (client-server-api "Guest Access"). */
+export interface TokenOwner {
+  readonly userId: string;
+  readonly deviceId: string;
+  readonly isGuest?: boolean;
+}
+
+export interface GuestUpgradeInput {
+  /** The guest's access token, which proves the client holds the guest account. */
+  guestAccessToken: string;
+  /** Must be the guest's own localpart (the spec makes username required here). */
+  username: string | undefined;
+  password?: string;
+  deviceId?: string;
+  initialDeviceDisplayName?: string;
+  inhibitLogin?: boolean;
+}
+
 export interface RegisterInput {
   /** Localpart wanted; a random one when absent. */
   username?: string;
@@ -82,6 +100,8 @@ export class AccountService {
 
   /** M_INVALID_USERNAME for a localpart the spec's grammar refuses, M_USER_IN_USE when taken. */
   async checkUsernameAvailable(username: string): Promise<string> {
+    // As Synapse: guests are numbered, so all-digit localparts are theirs alone.
+    if (/^\d+$/.test(username)) throw new MatrixError("M_INVALID_USERNAME", "Numeric user IDs are reserved for guest users.");
     const valid = validateNewUserLocalpart(username, this.serverName);
     if (!valid.ok) throw new MatrixError("M_INVALID_USERNAME", `Invalid username: ${valid.error}`);
     const userId = valid.value;
@@ -110,6 +130,48 @@ export class AccountService {
     await this.profiles?.setProfileField(userId, "displayname", userId.slice(1, userId.indexOf(":")));
     if (input.inhibitLogin) return { userId };
     return { userId, session: await this.startSession(userId, input.deviceId, input.initialDeviceDisplayName) };
+  }
+
+  /**
+   * POST /register?kind=guest: a new guest account with a server-chosen, all-digit localpart (as
+   * Synapse numbers its guests) and device. Everything the client sent but the device's display
+   * name is ignored, as the spec requires.
+   */
+  async registerGuest(initialDeviceDisplayName: string | undefined): Promise<Session> {
+    for (;;) {
+      const localpart = String(100_000_000 + (randomBytes(4).readUInt32BE(0) % 900_000_000));
+      const userId = `@${localpart}:${this.serverName}`;
+      if (!(await this.store.createUser({ userId, passwordHash: undefined, createdTs: this.clock.now(), isAdmin: false, isGuest: true }))) continue;
+      await this.profiles?.setProfileField(userId, "displayname", localpart);
+      return this.startSession(userId, undefined, initialDeviceDisplayName);
+    }
+  }
+
+  /**
+   * Registration with `guest_access_token` (client-server-api "Guest Access"): the guest becomes a
+   * full account under the same user ID, with the given password, and a new session. The token must
+   * be a guest's and the username that guest's localpart (403 otherwise: a guest cannot upgrade
+   * another user).
+   */
+  async upgradeGuest(input: GuestUpgradeInput): Promise<{ userId: string; session?: Session }> {
+    const userId = await this.guestToUpgrade(input.guestAccessToken, input.username);
+    const passwordHash = input.password !== undefined ? await Bun.password.hash(input.password, { algorithm: "argon2id" }) : undefined;
+    if (!(await this.store.upgradeGuest(userId, passwordHash))) throw new MatrixError("M_FORBIDDEN", "This account is no longer a guest", 403);
+    if (input.inhibitLogin) return { userId };
+    return { userId, session: await this.startSession(userId, input.deviceId, input.initialDeviceDisplayName) };
+  }
+
+  /** The guest a guest_access_token and username name together; 401 for an unknown token, 403 otherwise. */
+  async guestToUpgrade(guestAccessToken: string, username: string | undefined): Promise<string> {
+    const owner = await this.authenticate(guestAccessToken);
+    if (!owner.isGuest) throw new MatrixError("M_FORBIDDEN", "The access token is not a guest's", 403);
+    if (username !== owner.userId.slice(1, owner.userId.indexOf(":"))) throw new MatrixError("M_FORBIDDEN", "A guest may only upgrade its own account", 403);
+    return owner.userId;
+  }
+
+  /** Whether a user is a guest account of this server (false for full accounts and unknown users). */
+  async isGuest(userId: string): Promise<boolean> {
+    return (await this.store.getUser(userId))?.isGuest === true;
   }
 
   private async randomUserId(): Promise<string> {
@@ -195,7 +257,7 @@ export class AccountService {
   }
 
   /** The session behind an access token; M_UNKNOWN_TOKEN (401, soft_logout false) otherwise. */
-  async authenticate(accessToken: string): Promise<{ userId: string; deviceId: string }> {
+  async authenticate(accessToken: string): Promise<TokenOwner> {
     const found = await this.store.findAccessToken(hashToken(accessToken));
     if (!found) throw new MatrixError("M_UNKNOWN_TOKEN", "Invalid access token passed.", 401, { soft_logout: false });
     return found;

@@ -46,6 +46,8 @@ export interface MembershipOptions {
    * is built on this one). Absent: an accepted knock stays pending, as if allowed.
    */
   acceptKnock?: (roomId: string, userId: string) => Promise<void>;
+  /** Whether a local user is a guest account (client-server-api "Guest Access"); absent: nobody is. */
+  isGuest?: (userId: string) => Promise<boolean>;
   /** Invites a user of another server (over federation); absent: such invites are refused. */
   inviteRemote?: (roomId: string, sender: string, target: string, reason?: string) => Promise<void>;
   logger?: Logger;
@@ -70,12 +72,42 @@ export class MembershipService {
     // Every persisted membership change passes the room engine's listeners, whichever path sent it
     // (these methods, PUT /state/m.room.member, federation): the one place to see a knock end.
     if (options.policies) engine.onEvent((_roomId, stored, pdu) => this.reportKnockEnding(stored, pdu));
+    if (options.isGuest) {
+      engine.onEvent((roomId, stored) => {
+        // Not awaited: the leaves are writes of their own to the room this event was just written to.
+        if (stored.type === "m.room.guest_access" && stored.stateKey === "") void this.removeGuests(roomId);
+      });
+    }
+  }
+
+  /**
+   * Servers MUST only let guests join where m.room.guest_access is can_join, and MUST make their
+   * joined guests leave when that stops being so (guest_access.md, "Server behaviour"). Guests leave
+   * by their own leave event, as in Synapse.
+   */
+  private async removeGuests(roomId: string): Promise<void> {
+    try {
+      if (await this.guestsMayJoin(roomId)) return;
+      for (const member of await this.access.joinedMembers(roomId)) {
+        if (serverNameOf(member) !== this.options.serverName || !(await this.options.isGuest!(member))) continue;
+        if (await this.guestsMayJoin(roomId)) return;
+        await this.sendMember(roomId, member, member, { membership: "leave" }, () => Promise.resolve(undefined));
+      }
+    } catch (error) {
+      this.options.logger?.log("warn", "could not remove guests after guest access ended", { room_id: roomId, error: String(error) });
+    }
+  }
+
+  private async guestsMayJoin(roomId: string): Promise<boolean> {
+    return (await this.engine.currentStateEvent(roomId, "m.room.guest_access", ""))?.content.guest_access === "can_join";
   }
 
   async join(roomId: string, userId: string, reason?: string, custom: JsonObject = {}): Promise<{ roomId: string }> {
     await this.access.versionOf(roomId);
     const current = await this.access.membership(roomId, userId);
     if (current !== "join") {
+      // A guest joins only where guests may, whatever else would let it in (an invite included).
+      if ((await this.options.isGuest?.(userId)) && !(await this.guestsMayJoin(roomId))) throw new MatrixError("M_FORBIDDEN", "Guest access is not allowed in this room", 403);
       const policies = this.options.policies;
       if (policies?.hasSpamPolicies) {
         // A shadowed join is refused: the client would see at once that it is not in the room (and

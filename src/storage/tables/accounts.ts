@@ -57,8 +57,17 @@ export const ACCOUNTS_MIGRATION: Migration = {
   `,
 };
 
-const INSERT_USER = "INSERT INTO users (user_id, password_hash, created_ts, is_admin) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING";
-const SELECT_USER = "SELECT user_id, password_hash, created_ts, is_admin, deactivated FROM users WHERE user_id = ?";
+/** Guest accounts (client-server-api "Guest Access"): a user registered with kind=guest, until upgraded. */
+export const USERS_IS_GUEST_MIGRATION: Migration = {
+  version: 64,
+  name: "users_is_guest",
+  sqlite: "ALTER TABLE users ADD COLUMN is_guest INTEGER NOT NULL DEFAULT 0;",
+  postgres: "ALTER TABLE users ADD COLUMN is_guest BIGINT NOT NULL DEFAULT 0;",
+};
+
+const INSERT_USER = "INSERT INTO users (user_id, password_hash, created_ts, is_admin, is_guest) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING";
+const SELECT_USER = "SELECT user_id, password_hash, created_ts, is_admin, deactivated, is_guest FROM users WHERE user_id = ?";
+const UPGRADE_GUEST = "UPDATE users SET is_guest = 0, password_hash = ? WHERE user_id = ? AND is_guest = 1 AND deactivated = 0";
 const SET_PASSWORD = "UPDATE users SET password_hash = ? WHERE user_id = ?";
 const SET_DEACTIVATED = "UPDATE users SET deactivated = 1, password_hash = NULL WHERE user_id = ?";
 const INSERT_DEVICE = "INSERT INTO devices (user_id, device_id, display_name, last_seen_ts) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING";
@@ -70,7 +79,8 @@ const TOUCH_DEVICE = "UPDATE devices SET last_seen_ts = ?, last_seen_ip = coales
 const DELETE_DEVICE = "DELETE FROM devices WHERE user_id = ? AND device_id = ?";
 const DELETE_DEVICE_TOKENS = "DELETE FROM access_tokens WHERE user_id = ? AND device_id = ?";
 const INSERT_TOKEN = "INSERT INTO access_tokens (token_hash, user_id, device_id, created_ts) VALUES (?, ?, ?, ?)";
-const SELECT_TOKEN = "SELECT user_id, device_id FROM access_tokens WHERE token_hash = ?";
+// The guest flag comes with the token: every authenticated request asks it (the guests' route allow-list).
+const SELECT_TOKEN = "SELECT t.user_id, t.device_id, u.is_guest FROM access_tokens t LEFT JOIN users u ON u.user_id = t.user_id WHERE t.token_hash = ?";
 const DELETE_TOKEN = "DELETE FROM access_tokens WHERE token_hash = ?";
 const DELETE_TOKENS_EXCEPT = "DELETE FROM access_tokens WHERE user_id = ? AND device_id <> ?";
 
@@ -80,6 +90,7 @@ interface UserRow {
   created_ts: number;
   is_admin: number;
   deactivated: number;
+  is_guest: number;
 }
 interface DeviceRow {
   user_id: string;
@@ -100,13 +111,17 @@ const toDevice = (r: DeviceRow): DeviceRecord => ({
 export class SqlAccountStore implements AccountStore {
   constructor(private readonly db: Database) {}
 
-  async createUser(user: { userId: string; passwordHash: string | undefined; createdTs: number; isAdmin: boolean }): Promise<boolean> {
-    return (await this.db.run(INSERT_USER, user.userId, user.passwordHash ?? null, user.createdTs, user.isAdmin ? 1 : 0)).changes === 1;
+  async createUser(user: { userId: string; passwordHash: string | undefined; createdTs: number; isAdmin: boolean; isGuest?: boolean }): Promise<boolean> {
+    return (await this.db.run(INSERT_USER, user.userId, user.passwordHash ?? null, user.createdTs, user.isAdmin ? 1 : 0, user.isGuest ? 1 : 0)).changes === 1;
   }
 
   async getUser(userId: string): Promise<UserRecord | undefined> {
     const r = await this.db.get<UserRow>(SELECT_USER, userId);
-    return r && { userId: r.user_id, passwordHash: r.password_hash ?? undefined, createdTs: r.created_ts, isAdmin: r.is_admin === 1, deactivated: r.deactivated === 1 };
+    return r && { userId: r.user_id, passwordHash: r.password_hash ?? undefined, createdTs: r.created_ts, isAdmin: r.is_admin === 1, deactivated: r.deactivated === 1, ...(r.is_guest === 1 ? { isGuest: true } : {}) };
+  }
+
+  async upgradeGuest(userId: string, passwordHash: string | undefined): Promise<boolean> {
+    return (await this.db.run(UPGRADE_GUEST, passwordHash ?? null, userId)).changes === 1;
   }
 
   async setPasswordHash(userId: string, passwordHash: string): Promise<void> {
@@ -153,9 +168,9 @@ export class SqlAccountStore implements AccountStore {
     await this.db.run(INSERT_TOKEN, tokenHash, userId, deviceId, createdTs);
   }
 
-  async findAccessToken(tokenHash: string): Promise<{ userId: string; deviceId: string } | undefined> {
-    const r = await this.db.get<{ user_id: string; device_id: string }>(SELECT_TOKEN, tokenHash);
-    return r && { userId: r.user_id, deviceId: r.device_id };
+  async findAccessToken(tokenHash: string): Promise<{ userId: string; deviceId: string; isGuest?: boolean } | undefined> {
+    const r = await this.db.get<{ user_id: string; device_id: string; is_guest: number | null }>(SELECT_TOKEN, tokenHash);
+    return r && { userId: r.user_id, deviceId: r.device_id, ...(r.is_guest === 1 ? { isGuest: true } : {}) };
   }
 
   async deleteAccessToken(tokenHash: string): Promise<void> {
