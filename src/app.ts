@@ -70,6 +70,8 @@ import { federationMediaRoutes } from "./api/media/federation-media";
 import { keyRoutes } from "./api/client/keys";
 import { toDeviceRoutes } from "./api/client/to-device";
 import { roomKeyRoutes } from "./api/client/room-keys";
+import { instrumentRequests } from "./api/middleware/http-metrics";
+import { metricsListener } from "./api/metrics";
 
 export interface BuildOptions {
   clock?: Clock;
@@ -88,9 +90,10 @@ export interface PortierServer {
   readonly app: ReturnType<typeof createApp>;
   /**
    * Starts the services and listens on config.bind (port 0 picks a free port), and on
-   * federation.bind when set; `federationUrl` is where other servers reach this one.
+   * federation.bind when set; `federationUrl` is where other servers reach this one. With metrics on,
+   * also on metrics.bind_address:metrics.port (`metricsUrl`, `metricsPort`).
    */
-  start(): Promise<{ url: string; port: number; federationUrl: string; federationPort: number }>;
+  start(): Promise<{ url: string; port: number; federationUrl: string; federationPort: number; metricsUrl?: string; metricsPort?: number }>;
   /** Loads the plugins again (files and config); when any fails, the running ones stay and the error says why. */
   reloadPlugins(entries?: readonly PluginEntry[]): Promise<void>;
   stop(): Promise<void>;
@@ -221,7 +224,7 @@ export function splitBind(bind: string): { hostname: string; port: number } {
 export async function buildServer(config: Readonly<Config>, options: BuildOptions = {}): Promise<PortierServer> {
   const container = rootContainer.createChildContainer();
   const clock = options.clock ?? systemClock;
-  const logger = options.logger ?? consoleLogger(config.log_level);
+  const logger = options.logger ?? consoleLogger(config.log_level, config.log_format);
 
   const inMemory = config.database.path === ":memory:" || config.database.driver === "postgres";
   if (!inMemory || !config.signing_key_path) mkdirSync(config.data_dir, { recursive: true });
@@ -266,6 +269,9 @@ export async function buildServer(config: Readonly<Config>, options: BuildOption
 
   const roomEngine = resolve(container, Tokens.RoomEngine);
   const syncNotifier = resolve(container, Tokens.SyncNotifier);
+  // Resolved after push and /sync, whose order on the room engine matters (metrics only count).
+  const metrics = resolve(container, Tokens.Metrics);
+  const handle = metrics ? instrumentRequests((request) => app.handle(request), () => app.routes, metrics) : (request: Request) => app.handle(request);
   const services: Service[] = [resolve(container, Tokens.Typing), syncNotifier];
   services.push(resolve(container, Tokens.Notifications), pushSender, resolve(container, Tokens.Presence));
   if (config.federation.enabled) services.push(resolve(container, Tokens.FederationSender));
@@ -294,7 +300,7 @@ export async function buildServer(config: Readonly<Config>, options: BuildOption
           // /sync long-polls hold a request for up to two minutes; Bun's default idle limit is 10 s.
           idleTimeout: 255,
           ...(withTls && tls ? { tls } : {}),
-          fetch: (request) => app.handle(request),
+          fetch: handle,
         });
       };
       // Without a federation listener of its own, federation shares the main one (and its TLS).
@@ -303,9 +309,18 @@ export async function buildServer(config: Readonly<Config>, options: BuildOption
       app.server = main;
       const federation = config.federation.bind === undefined ? main : serve(config.federation.bind, true);
       if (federation !== main) listening.push(federation);
+      const metricsServer = metrics ? metricsListener(metrics, config.metrics.bind_address, config.metrics.port) : undefined;
+      if (metricsServer) listening.push(metricsServer);
       const urlOf = (server: ReturnType<typeof Bun.serve>) => server.url.toString().replace(/\/$/, "");
       logger.log("info", "listening", { url: urlOf(main), federation_url: urlOf(federation), server_name: config.server_name });
-      return { url: urlOf(main), port: main.port ?? 0, federationUrl: urlOf(federation), federationPort: federation.port ?? 0 };
+      if (metricsServer) logger.log("info", "serving metrics", { url: `${urlOf(metricsServer)}/metrics` });
+      return {
+        url: urlOf(main),
+        port: main.port ?? 0,
+        federationUrl: urlOf(federation),
+        federationPort: federation.port ?? 0,
+        ...(metricsServer ? { metricsUrl: urlOf(metricsServer), metricsPort: metricsServer.port ?? 0 } : {}),
+      };
     },
     reloadPlugins,
     async stop() {

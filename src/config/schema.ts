@@ -160,6 +160,18 @@ export const ConfigSchema = Type.Object(
       },
     ),
     log_level: Type.Union([Type.Literal("debug"), Type.Literal("info"), Type.Literal("warn"), Type.Literal("error")], { default: "info" }),
+    log_format: Type.Union([Type.Literal("text"), Type.Literal("json")], {
+      default: "text",
+      description: "Log lines on stderr as text, or as json: one JSON object per line ({time, level, message, ...fields}) for log collectors.",
+    }),
+    metrics: Type.Object(
+      {
+        enabled: Type.Boolean({ default: false, description: "Serve Prometheus metrics at /metrics on a listener of their own (never on the client or federation listener)." }),
+        bind_address: Type.String({ minLength: 1, default: "127.0.0.1", description: "Address of the metrics listener: keep it where only Prometheus can reach it." }),
+        port: Type.Integer({ minimum: 0, maximum: 65535, default: 9000, description: "Port of the metrics listener (0: any free port)." }),
+      },
+      { ...Strict, default: {} },
+    ),
   },
   Strict,
 );

@@ -43,6 +43,7 @@ import { EndToEndKeyService } from "../services/e2ee/e2ee-keys";
 import { ToDeviceService } from "../services/e2ee/to-device";
 import { KeyBackupService } from "../services/e2ee/key-backup";
 import { E2eeSyncSection } from "../services/e2ee/e2ee-sync";
+import { MetricsRegistry } from "../services/metrics/metrics";
 
 /**
  * A remote user's profile through their server (server-server-api "Query information": profile).
@@ -253,4 +254,23 @@ export function registerCoreServices(container: DependencyContainer, { config, c
     presence: get(Tokens.Presence),
     clock,
   }));
+  // Metrics (config.metrics): counters on the hot paths, and what the services already keep read at
+  // scrape time, through getters, so that building this builds no service before its turn.
+  registerFactory(container, Tokens.Metrics, () => {
+    if (!config.metrics.enabled) return undefined;
+    const metrics = new MetricsRegistry();
+    stores.db.setTimings?.(metrics.database);
+    get(Tokens.RoomEngine).onEvents((_roomId, events) => metrics.eventsPersisted(events.length));
+    metrics.watchRoomWriteQueue(get(Tokens.RoomEngine).queue);
+    metrics.watchSync({ waitingCount: () => get(Tokens.SyncNotifier).waitingCount(), get outcomes() { return get(Tokens.SyncNotifier).outcomes; } });
+    if (config.federation.enabled) {
+      metrics.watchFederationSender({
+        destinationCounts: () => get(Tokens.FederationSender).destinationCounts(),
+        backingOff: () => get(Tokens.FederationSender).backingOff(),
+        get counters() { return get(Tokens.FederationSender).counters; },
+        queuedUnits: (destination) => stores.federationOutbox.queuedCount(destination),
+      });
+    }
+    return metrics;
+  });
 }

@@ -49,6 +49,7 @@ import type { ToDeviceService } from "../services/e2ee/to-device";
 import type { KeyBackupService } from "../services/e2ee/key-backup";
 import type { E2eeSyncSection } from "../services/e2ee/e2ee-sync";
 import type { E2eeFederation } from "../services/e2ee/federation-edus";
+import type { MetricsRegistry } from "../services/metrics/metrics";
 
 declare const tokenType: unique symbol;
 export type Token<T> = symbol & { readonly [tokenType]?: T };
@@ -106,6 +107,8 @@ export const Tokens = {
   KeyBackups: token<KeyBackupService>("KeyBackups"),
   E2eeSync: token<E2eeSyncSection>("E2eeSync"),
   E2eeFederation: token<E2eeFederation>("E2eeFederation"),
+  /** Prometheus metrics; undefined when config.metrics is off (nothing is then counted). */
+  Metrics: token<MetricsRegistry | undefined>("Metrics"),
 } as const;
 
 export function resolve<T>(container: DependencyContainer, t: Token<T>): T {

@@ -13,13 +13,45 @@ export interface Logger {
 
 const LEVELS: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
 
-/** One line per entry on stderr: time, level, message, then fields as JSON. */
-export function consoleLogger(minimum: LogLevel): Logger {
+export type LogFormat = "text" | "json";
+
+/** The keys of a JSON log line of its own; a field of the same name is kept as `field_<name>`. */
+const JSON_LINE_KEYS = new Set(["time", "level", "message"]);
+
+/** A value JSON.stringify cannot write (a bigint, a cycle) is written as its text. */
+function stringifySafely(value: Record<string, unknown>): string {
+  try {
+    return JSON.stringify(value);
+  } catch {
+    const seen = new WeakSet<object>();
+    return JSON.stringify(value, (_key, v: unknown) => {
+      if (typeof v === "bigint") return v.toString();
+      if (typeof v === "object" && v !== null) {
+        if (seen.has(v)) return "[cycle]";
+        seen.add(v);
+      }
+      return v;
+    });
+  }
+}
+
+/**
+ * One line per entry on stderr. text: time, level, message, then fields as JSON. json: one JSON
+ * object per line, {"time", "level", "message", ...fields}, for log collectors.
+ */
+export function consoleLogger(minimum: LogLevel, format: LogFormat = "text", write: (line: string) => void = (line) => void process.stderr.write(line)): Logger {
   return {
     log(level, message, fields) {
       if (LEVELS[level] < LEVELS[minimum]) return;
+      const time = new Date().toISOString();
+      if (format === "json") {
+        const line: Record<string, unknown> = { time, level, message };
+        if (fields) for (const key in fields) line[JSON_LINE_KEYS.has(key) ? `field_${key}` : key] = fields[key];
+        write(stringifySafely(line) + "\n");
+        return;
+      }
       const extra = fields && Object.keys(fields).length ? " " + JSON.stringify(fields) : "";
-      process.stderr.write(`${new Date().toISOString()} ${level.toUpperCase()} ${message}${extra}\n`);
+      write(`${time} ${level.toUpperCase()} ${message}${extra}\n`);
     },
   };
 }

@@ -48,6 +48,16 @@ export interface Database {
   onRollback(listener: () => void): void;
   /** Waits for queued transactions, then closes. */
   close(): Promise<void>;
+  /** Reports how long statements and commits take (metrics); until called, nothing is timed. */
+  setTimings?(timings: DatabaseTimings): void;
+}
+
+/** Where a driver reports its time. Called on every statement: implementations must be cheap. */
+export interface DatabaseTimings {
+  /** One statement's run on the engine (waiting for a batch to commit not included), in seconds. */
+  statement(seconds: number, write: boolean): void;
+  /** One group-commit batch, from BEGIN to its durable COMMIT (or ROLLBACK), in seconds. */
+  commit(seconds: number): void;
 }
 
 const writes = new Map<string, boolean>();

@@ -242,6 +242,17 @@ export class FederationSenderService implements FederationSender, Service {
     }
   }
 
+  /** Destinations with pending work: sending now (a loop runs), or backing off until a retry. For metrics. */
+  destinationCounts(): { sending: number; backingOff: number } {
+    let sending = 0;
+    let backingOff = 0;
+    for (const d of this.destinations.values()) {
+      if (d.active) sending++;
+      else if (d.retry) backingOff++;
+    }
+    return { sending, backingOff };
+  }
+
   /** Destinations waiting for a scheduled retry, with their consecutive failures. */
   backingOff(): { destination: string; failures: number }[] {
     return [...this.destinations.values()].filter((d) => d.retry).map((d) => ({ destination: d.name, failures: d.failures }));

@@ -5,6 +5,9 @@
 
 export class RoomWriteQueue {
   private readonly tails = new Map<string, Promise<unknown>>();
+  /** Tasks queued or running, per room and in all (read by the metrics at scrape time). */
+  private readonly depths = new Map<string, number>();
+  private queued = 0;
 
   /** Runs task after every earlier task of the same room has settled; resolves with its result. */
   run<T>(roomId: string, task: () => T | Promise<T>): Promise<T> {
@@ -16,8 +19,14 @@ export class RoomWriteQueue {
       () => undefined,
     );
     this.tails.set(roomId, tail);
+    this.queued++;
+    this.depths.set(roomId, (this.depths.get(roomId) ?? 0) + 1);
     void tail.then(() => {
       if (this.tails.get(roomId) === tail) this.tails.delete(roomId);
+      this.queued--;
+      const depth = this.depths.get(roomId)! - 1;
+      if (depth === 0) this.depths.delete(roomId);
+      else this.depths.set(roomId, depth);
     });
     return result;
   }
@@ -25,6 +34,18 @@ export class RoomWriteQueue {
   /** Rooms with work queued or running (for shutdown and tests). */
   get busyRooms(): number {
     return this.tails.size;
+  }
+
+  /** Tasks queued or running, in all rooms. */
+  get queuedTasks(): number {
+    return this.queued;
+  }
+
+  /** The most tasks queued or running for one room (O(busy rooms): for metrics scrapes, not hot paths). */
+  deepestQueue(): number {
+    let deepest = 0;
+    for (const depth of this.depths.values()) if (depth > deepest) deepest = depth;
+    return deepest;
   }
 
   /** Waits until every queued task has settled. */

@@ -41,6 +41,8 @@ export class SyncNotifier implements Service {
   readonly name = "sync-notifier";
   private readonly waiting = new Map<string, Set<(outcome: WaitOutcome) => void>>();
   private stopped = false;
+  /** How waits have ended so far (read by the metrics at scrape time). */
+  readonly outcomes: Record<WaitOutcome, number> = { woken: 0, timeout: 0, aborted: 0, stopped: 0 };
 
   constructor(private readonly sources: NotifierSources) {
     sources.onEvent((roomId, stored) => {
@@ -100,6 +102,7 @@ export class SyncNotifier implements Service {
         const set = this.waiting.get(userId);
         set?.delete(settle);
         if (set?.size === 0) this.waiting.delete(userId);
+        this.outcomes[outcome]++;
         resolve(outcome);
       };
       timer = setTimeout(() => settle("timeout"), Math.max(0, timeoutMs));

@@ -2,7 +2,7 @@
 // embed in the binary). Reads outside a transaction go to the pool; transactions run one batch at a
 // time on a reserved connection (group commit), which keeps stream orderings gap-free in commit order.
 import { SQL } from "bun";
-import { isWriteStatement, type Database, type SqlParam, type SqlRunResult } from "../database";
+import { isWriteStatement, type Database, type DatabaseTimings, type SqlParam, type SqlRunResult } from "../database";
 import { MatrixError } from "../../protocol/errors";
 import { SingleWriterDatabase, TransactionEndedError } from "../group-commit";
 
@@ -77,10 +77,14 @@ class PostgresDatabase extends SingleWriterDatabase<Reserved> implements Databas
   readonly dialect = "postgres" as const;
   private readonly translated = new Map<string, string>();
   private closed = false;
+  private timings: DatabaseTimings | undefined;
+  /** When the running batch began (performance.now()), while timings are on. */
+  private batchStart = 0;
 
   constructor(private readonly client: Client) {
     super({
       begin: async () => {
+        if (this.timings) this.batchStart = performance.now();
         for (let attempt = 1; ; attempt++) {
           let conn: Reserved;
           try {
@@ -107,6 +111,7 @@ class PostgresDatabase extends SingleWriterDatabase<Reserved> implements Databas
           if (commit && result.command === "ROLLBACK") throw new Error("the transaction was aborted by an earlier failed statement and rolled back");
         } finally {
           conn.release();
+          this.timings?.commit((performance.now() - this.batchStart) / 1000);
         }
       },
     });
@@ -134,8 +139,16 @@ class PostgresDatabase extends SingleWriterDatabase<Reserved> implements Databas
       return this.writer.run(() => this.rows(sql, params));
     }
     const conn = ctx ? ctx.conn : this.client;
+    const timings = this.timings;
+    const start = timings ? performance.now() : 0;
     const result = await query(conn, this.text(sql), params as unknown[], !ctx);
+    // A failed statement is not timed: its error goes up as it is.
+    timings?.statement((performance.now() - start) / 1000, isWriteStatement(sql));
     return { rows: result, count: Number(result.affectedRows ?? result.count ?? 0) };
+  }
+
+  setTimings(timings: DatabaseTimings): void {
+    this.timings = timings;
   }
 
   async get<Row>(sql: string, ...params: SqlParam[]): Promise<Row | undefined> {

@@ -6,7 +6,7 @@ import { dirname } from "node:path";
 import BetterSqlite3 from "better-sqlite3";
 import { Database as BunDatabase } from "bun:sqlite";
 import { betterSqliteAddonPath } from "./native-addon";
-import { isWriteStatement, type Database, type SqlParam, type SqlRunResult } from "../database";
+import { isWriteStatement, type Database, type DatabaseTimings, type SqlParam, type SqlRunResult } from "../database";
 import { SingleWriterDatabase, TransactionEndedError } from "../group-commit";
 
 export type SqliteDriverName = "better-sqlite3" | "bun-sqlite";
@@ -80,6 +80,9 @@ class SqliteDatabase extends SingleWriterDatabase<SyncConnection> implements Dat
    * database closes (or the journal mode changes), and this connection stays open until close().
    */
   private wal: FileHandle | undefined;
+  private timings: DatabaseTimings | undefined;
+  /** When the running batch began (performance.now()), while timings are on. */
+  private batchStart = 0;
 
   constructor(
     readonly driver: SqliteDriverName,
@@ -89,6 +92,7 @@ class SqliteDatabase extends SingleWriterDatabase<SyncConnection> implements Dat
   ) {
     super({
       begin: () => {
+        if (this.timings) this.batchStart = performance.now();
         conn.exec("BEGIN IMMEDIATE");
         return conn;
       },
@@ -109,6 +113,7 @@ class SqliteDatabase extends SingleWriterDatabase<SyncConnection> implements Dat
           await this.syncWal(walPath);
           this.walSyncs++;
         }
+        this.timings?.commit((performance.now() - this.batchStart) / 1000);
       },
     });
   }
@@ -124,16 +129,32 @@ class SqliteDatabase extends SingleWriterDatabase<SyncConnection> implements Dat
     return stmt;
   }
 
+  setTimings(timings: DatabaseTimings): void {
+    this.timings = timings;
+  }
+
   /** Runs a query now if the caller may: inside its transaction, or when no batch is open. */
   private async query<T>(sql: string, call: (stmt: SyncStatement) => T): Promise<T> {
     if (!this.writer.current()) {
       if (isWriteStatement(sql)) {
         if (this.writer.ended()) throw new TransactionEndedError();
-        return this.writer.run(async () => call(this.statement(sql)));
+        return this.writer.run(async () => this.timed(sql, call));
       }
       while (this.writer.running) await this.writer.running;
     }
-    return call(this.statement(sql));
+    return this.timed(sql, call);
+  }
+
+  /** One statement, timed when timings are on (two clock reads; the statement runs synchronously). */
+  private timed<T>(sql: string, call: (stmt: SyncStatement) => T): T {
+    const timings = this.timings;
+    if (timings === undefined) return call(this.statement(sql));
+    const start = performance.now();
+    try {
+      return call(this.statement(sql));
+    } finally {
+      timings.statement((performance.now() - start) / 1000, isWriteStatement(sql));
+    }
   }
 
   get<Row>(sql: string, ...params: SqlParam[]): Promise<Row | undefined> {
