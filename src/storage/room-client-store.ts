@@ -55,6 +55,10 @@ export class SqlRoomClientStore implements RoomClientStore {
     return this.redactions.of(eventId);
   }
 
+  redactionsOfMany(eventIds: readonly string[]): Promise<Map<string, string[]>> {
+    return eventIds.length === 0 ? Promise.resolve(new Map()) : this.redactions.ofMany(eventIds);
+  }
+
   setForgotten(userId: string, roomId: string, forgotten: boolean, ts: number): Promise<void> {
     return this.forgotten.set(userId, roomId, forgotten, ts);
   }

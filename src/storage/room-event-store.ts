@@ -262,6 +262,10 @@ export class SqlRoomEventStore implements RoomEventStore {
     return this.events.backwards(roomId, beforeInclusive, afterExclusive, limit);
   }
 
+  async snapshotAtPosition(roomId: string, position: number): Promise<number | undefined> {
+    return this.events.snapshotAt(roomId, position);
+  }
+
   /** this.db.transaction(fn), with the snapshot cache kept to committed maps (StateSnapshotsTable.transaction). */
   atomically<T>(fn: () => Promise<T>): Promise<T> {
     return this.snapshots.transaction(fn);

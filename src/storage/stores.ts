@@ -116,6 +116,8 @@ export interface RoomEventStore {
   roomEventsBetween(roomId: string, fromExclusive: number, toInclusive: number, limit: number): Promise<StoredEvent[]>;
   /** Timeline events of a room with stream ordering in (afterExclusive, beforeInclusive], newest first, at most `limit`. */
   roomEventsBackwards(roomId: string, beforeInclusive: number, afterExclusive: number, limit: number): Promise<StoredEvent[]>;
+  /** The state snapshot after a room's last timeline event at or before a (positive) stream position; undefined before its first. */
+  snapshotAtPosition(roomId: string, position: number): Promise<number | undefined>;
   /** Runs fn in one transaction (with every store's writes it makes): if it throws, all of them are gone again. */
   atomically<T>(fn: () => Promise<T>): Promise<T>;
 }
@@ -144,6 +146,8 @@ export interface RoomClientStore {
   recordRedaction(redacts: string, redactionEventId: string, roomId: string): Promise<void>;
   /** The redaction events applied to an event, oldest first. */
   redactionsOf(eventId: string): Promise<string[]>;
+  /** redactionsOf for many events in one go: only events that have any are in the map. */
+  redactionsOfMany(eventIds: readonly string[]): Promise<Map<string, string[]>>;
   setForgotten(userId: string, roomId: string, forgotten: boolean, ts: number): Promise<void>;
   isForgotten(userId: string, roomId: string): Promise<boolean>;
   /** Stores (or replaces) a receipt and returns the stream position it took. */

@@ -12,7 +12,8 @@ const key = (type: string, stateKey: string) => `${type}\u0000${stateKey}`;
 function event(id: string, fields: Partial<NewEvent> & { content?: Record<string, unknown> } = {}): NewEvent {
   const { content = {}, ...rest } = fields;
   const base = { eventId: id, roomId: ROOM, type: "m.room.message", stateKey: undefined, sender: "@a:example.org", depth: 1, originServerTs: 1, prevEvents: [], authEvents: [], ...rest };
-  return { ...base, json: JSON.stringify({ type: base.type, state_key: base.stateKey, content }) };
+  // The edges are read back from the JSON, as a real event carries them.
+  return { ...base, json: JSON.stringify({ type: base.type, state_key: base.stateKey, content, prev_events: base.prevEvents, auth_events: base.authEvents }) };
 }
 
 describe.each(testDatabases.map((d) => [d.name, d] as const))("room DAG store on %s", (_name, database: TestDatabase) => {
@@ -70,6 +71,23 @@ describe.each(testDatabases.map((d) => [d.name, d] as const))("room DAG store on
     expect(c).toMatchObject({ softFailed: true, outlier: false, streamOrdering: undefined, depth: 2 ** 40, originServerTs: 1_700_000_000_123 });
     expect(JSON.parse(c.json).content.body).toBe("caf\u00e9 \u{1F600}");
     expect(await store.getEvents([])).toEqual(new Map());
+  });
+
+  test("v1/v2 references ([id, hashes] pairs in the JSON) read back as IDs in key order, from every read", async () => {
+    await append(event("$a:x", { type: "m.room.create", stateKey: "" }));
+    await append(event("$b:x", { prevEvents: ["$a:x"], authEvents: ["$a:x"] }));
+    const pairs = (ids: string[]) => ids.map((id) => [id, { sha256: "abc" }]);
+    const c: NewEvent = {
+      ...event("$c:x", { prevEvents: ["$b:x", "$a:x"], authEvents: ["$b:x", "$a:x"], depth: 3 }),
+      json: JSON.stringify({ type: "m.room.message", content: {}, prev_events: pairs(["$b:x", "$a:x", "$b:x"]), auth_events: pairs(["$b:x", "$a:x"]) }),
+    };
+    await append(c);
+    const reads = [await uncached().getEvent("$c:x"), (await uncached().getEvents(["$c:x"])).get("$c:x"), (await store.roomEventsBackwards(ROOM, 100, 0, 1))[0], (await store.roomEventsBetween(ROOM, 2, 100, 1))[0]];
+    for (const read of reads) {
+      expect(read?.eventId).toBe("$c:x");
+      expect(read?.prevEvents).toEqual(["$a:x", "$b:x"]);
+      expect(read?.authEvents).toEqual(["$a:x", "$b:x"]);
+    }
   });
 
   test("forward extremities follow the DAG, forks included", async () => {

@@ -81,9 +81,10 @@ export class NotificationService implements Service {
   private readonly notifiedListeners: NotifiedListener[] = [];
   private readonly readListeners: ReadListener[] = [];
   /**
-   * (user, room) pairs known to have nothing unread, so that their own next event costs no count
-   * query (one was the dearest statement of a send). A pair leaves the set when a notification for
-   * it is added; both happen only here, in the room's write queue, so the set cannot go stale.
+   * (user, room) pairs known to have nothing unread, so that their own next event, and /sync's
+   * unread counts, cost no count query (one was the dearest statement of a send). A pair leaves the
+   * set before a notification for it is added; both happen only here, in the room's write queue, so
+   * the set cannot go stale.
    */
   private readonly nothingUnread = new Set<string>();
   private readonly formatter: ClientEventFormatter;
@@ -198,6 +199,8 @@ export class NotificationService implements Service {
    * match the timeline the same answer carries.
    */
   async unreadCounts(userId: string, roomId: string, upToStreamOrdering?: number): Promise<UnreadNotificationCounts> {
+    // Known to have nothing unread: every /sync asks this for every room it shows.
+    if (this.nothingUnread.has(`${userId}\u0000${roomId}`)) return { notification_count: 0, highlight_count: 0 };
     const counts = await this.deps.notifications.unreadCounts(userId, roomId, upToStreamOrdering);
     return { notification_count: counts.notifications, highlight_count: counts.highlights };
   }

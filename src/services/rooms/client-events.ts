@@ -116,7 +116,19 @@ export class ClientEventFormatter {
     private readonly clock: Clock,
   ) {}
 
-  async format(stored: StoredEvent, viewer?: Viewer): Promise<ClientEvent | undefined> {
+  /**
+   * format for many events, in order (undefined where format gives none): their redactions are
+   * looked up in one query, not one per event.
+   */
+  async formatMany(events: readonly StoredEvent[], viewer?: Viewer): Promise<(ClientEvent | undefined)[]> {
+    const redactions = await this.clientStore.redactionsOfMany(events.map((e) => e.eventId));
+    const out: (ClientEvent | undefined)[] = [];
+    for (const stored of events) out.push(await this.format(stored, viewer, redactions.get(stored.eventId) ?? []));
+    return out;
+  }
+
+  /** `redactions`: the event's redaction IDs when the caller has looked them up already. */
+  async format(stored: StoredEvent, viewer?: Viewer, redactions?: readonly string[]): Promise<ClientEvent | undefined> {
     const loaded = await this.loader.load(stored.eventId);
     if (!loaded) return undefined;
     const extras: ClientEventExtras = { now: this.clock.now() };
@@ -124,7 +136,7 @@ export class ClientEventFormatter {
       const txn = await this.clientStore.transactionOf(stored.eventId);
       if (txn && txn.userId === viewer.userId && txn.deviceId === viewer.deviceId) extras.transactionId = txn.txnId;
     }
-    const redaction = await this.applicableRedaction(stored);
+    const redaction = await this.applicableRedaction(stored, redactions);
     if (redaction) extras.redactedBecause = await this.format(redaction);
     else if (stored.stateKey !== undefined) extras.replacedState = await this.replacedState(stored);
     if (stored.type === "m.room.member" && stored.stateKey === viewer?.userId && loaded.pdu.content && (loaded.pdu.content as JsonObject).membership === "knock") {
@@ -150,8 +162,8 @@ export class ClientEventFormatter {
   }
 
   /** The first valid redaction of an event, if any. */
-  async applicableRedaction(stored: StoredEvent): Promise<StoredEvent | undefined> {
-    for (const id of await this.clientStore.redactionsOf(stored.eventId)) {
+  async applicableRedaction(stored: StoredEvent, known?: readonly string[]): Promise<StoredEvent | undefined> {
+    for (const id of known ?? (await this.clientStore.redactionsOf(stored.eventId))) {
       const redaction = await this.events.getEvent(id);
       if (redaction && !redaction.rejectedReason && (await this.loader.redactionApplies(redaction, stored))) return redaction;
     }

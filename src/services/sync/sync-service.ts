@@ -25,6 +25,7 @@ import { randomBytes } from "node:crypto";
 import { MatrixError } from "../../protocol/errors";
 import { isJsonObject, type JsonObject } from "../../protocol/json";
 import { roomEventFromPdu } from "../../protocol/pdu";
+import { stateKey } from "../../protocol/events";
 import { roomVersion, type RoomVersion } from "../../protocol/room-versions";
 import type { RoomClientStore, RoomEventStore, StoredEvent } from "../../storage/stores";
 import type { Clock } from "../runtime";
@@ -153,6 +154,11 @@ interface TimelineSlice {
   limited: boolean;
   /** No event of the range was skipped (filtered out or invisible) and none was cut by the limit. */
   complete: boolean;
+  /**
+   * The state snapshot just before the first event, when the scan saw the event before it (or saw
+   * that there is none): the state section's start, without a query of its own.
+   */
+  snapshotBeforeFirst?: { value: number | undefined };
 }
 
 export class SyncService {
@@ -450,7 +456,8 @@ export class SyncService {
     const timelineFrom = S === undefined || newlyJoined ? 0 : S;
 
     const timeline = await this.timeline(ctx, roomId, timelineFrom, ctx.now.events);
-    const state = await this.stateEvents(ctx, roomId, timeline, full, S, () => this.deps.store.currentState(roomId), true);
+    let currentState: Promise<Map<string, string>> | undefined;
+    const state = await this.stateEvents(ctx, roomId, timeline, full, S, () => (currentState ??= this.deps.store.currentState(roomId)), true);
 
     const ephemeral: JoinedRoomSync["ephemeral"]["events"] = [];
     if (ctx.filter.ephemeral.includesRoom(roomId)) {
@@ -479,7 +486,7 @@ export class SyncService {
       unread_notifications: (await this.deps.notifications?.unreadCounts(userId, roomId, ctx.now.events)) ?? { notification_count: 0, highlight_count: 0 },
     };
     const membersChanged = full || [...timeline.events, ...state].some((e) => e.type === "m.room.member");
-    if (membersChanged) room.summary = await this.summary(roomId, userId);
+    if (membersChanged) room.summary = await this.summary(roomId, userId, currentState && (await currentState));
     return room;
   }
 
@@ -546,25 +553,45 @@ export class SyncService {
     let skipped = false;
     let scanned = 0;
     let position = toInclusive;
-    const batchSize = Math.min(1000, Math.max(20, (limit + 1) * 2));
+    // The newest limit + 1 events usually settle it (most events pass the filters); two more: the
+    // event before the first kept one, whose snapshot is the state section's start.
+    let batchSize = Math.min(1000, limit + 3);
+    // For each kept event, the snapshot of the event scanned right after it (the one before it).
+    const before: (number | undefined)[] = [];
+    let reachedStart = false;
     scan: for (;;) {
       const batch = await this.deps.store.roomEventsBackwards(roomId, position, fromExclusive, batchSize);
       for (const stored of batch) {
         position = stored.streamOrdering! - 1;
         scanned++;
+        if (wanted.length > before.length) before.push(stored.stateSnapshot);
         if (await this.wantedInTimeline(ctx, section, stored)) {
           wanted.push(stored);
           if (wanted.length > limit) break scan;
         } else skipped = true;
         if (scanned >= MAX_SCANNED_EVENTS) {
           // Too far back to keep looking: call it limited (there may be more).
-          return { events: wanted.slice(0, limit).reverse(), limited: true, complete: false };
+          return { events: wanted.slice(0, limit).reverse(), limited: true, complete: false, snapshotBeforeFirst: this.snapshotBefore(wanted, before, limit, false) };
         }
       }
-      if (batch.length < batchSize) break;
+      if (batch.length < batchSize) {
+        reachedStart = fromExclusive <= 0;
+        break;
+      }
+      // Filters let few through: look further at a time.
+      batchSize = Math.min(1000, batchSize * 2);
     }
     const limited = wanted.length > limit;
-    return { events: wanted.slice(0, limit).reverse(), limited, complete: !limited && !skipped };
+    return { events: wanted.slice(0, limit).reverse(), limited, complete: !limited && !skipped, snapshotBeforeFirst: this.snapshotBefore(wanted, before, limit, reachedStart) };
+  }
+
+  /** The snapshot before the oldest kept event, when the scan tells it (see TimelineSlice). */
+  private snapshotBefore(wanted: readonly StoredEvent[], before: readonly (number | undefined)[], limit: number, reachedStart: boolean): { value: number | undefined } | undefined {
+    const oldest = Math.min(limit, wanted.length) - 1;
+    if (oldest < 0) return undefined;
+    if (oldest < before.length) return { value: before[oldest] };
+    // Nothing was scanned after it, and the room's timeline starts there: no state before it.
+    return reachedStart ? { value: undefined } : undefined;
   }
 
   private async wantedInTimeline(ctx: SyncContext, section: SectionFilter, stored: StoredEvent): Promise<boolean> {
@@ -604,7 +631,7 @@ export class SyncService {
     const endState = () => (endStateRead ??= readEndState());
     const inTimeline = new Set(timeline.events.map((e) => e.eventId));
     const first = timeline.events[0];
-    const startSnapshot = first ? await this.snapshotAt(roomId, first.streamOrdering! - 1) : undefined;
+    const startSnapshot = !first ? undefined : timeline.snapshotBeforeFirst ? timeline.snapshotBeforeFirst.value : await this.snapshotAt(roomId, first.streamOrdering! - 1);
     const start = async (): Promise<Map<string, string>> => (first ? (startSnapshot === undefined ? new Map() : store.stateAt(startSnapshot)) : endState());
 
     let ids: string[] = [];
@@ -642,7 +669,7 @@ export class SyncService {
   /** The state snapshot of the room at a stream position: after its last event at or before it. */
   private async snapshotAt(roomId: string, position: number): Promise<number | undefined> {
     if (position <= 0) return undefined;
-    return (await this.deps.store.roomEventsBackwards(roomId, position, 0, 1))[0]?.stateSnapshot;
+    return this.deps.store.snapshotAtPosition(roomId, position);
   }
 
   private async membershipAt(roomId: string, position: number, userId: string): Promise<string | undefined> {
@@ -658,7 +685,8 @@ export class SyncService {
     return id === undefined ? undefined : this.deps.store.getEvent(id);
   }
 
-  private async summary(roomId: string, userId: string): Promise<NonNullable<JoinedRoomSync["summary"]>> {
+  /** `current`: the room's current state when the caller has read it already. */
+  private async summary(roomId: string, userId: string, current?: ReadonlyMap<string, string>): Promise<NonNullable<JoinedRoomSync["summary"]>> {
     let joined = 0;
     let invited = 0;
     const heroes: string[] = [];
@@ -671,7 +699,9 @@ export class SyncService {
     // Heroes name a room that has no name of its own; a named room gets none (as Synapse: the spec
     // requires them only when m.room.name and m.room.canonical_alias are unset).
     const named = async (type: string, key: string) => {
-      const value = (await this.deps.engine.currentStateEvent(roomId, type, ""))?.content[key];
+      const id = current ? current.get(stateKey(type, "")) : undefined;
+      const event = current ? (id === undefined ? undefined : (await this.deps.engine.loadEvent(id))?.event) : await this.deps.engine.currentStateEvent(roomId, type, "");
+      const value = event?.content[key];
       return typeof value === "string" && value !== "";
     };
     if ((await named("m.room.name", "name")) || (await named("m.room.canonical_alias", "alias"))) return { "m.joined_member_count": joined, "m.invited_member_count": invited };
@@ -690,8 +720,7 @@ export class SyncService {
   /** Client events without room_id (client_event_without_room_id.yaml). */
   private async format(ctx: SyncContext, events: readonly StoredEvent[]): Promise<SyncEvent[]> {
     const out: SyncEvent[] = [];
-    for (const stored of events) {
-      const event = await this.formatter.format(stored, ctx.viewer);
+    for (const event of await this.formatter.formatMany(events, ctx.viewer)) {
       if (!event) continue;
       const { room_id: _roomId, ...rest } = event;
       out.push(rest);

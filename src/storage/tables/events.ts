@@ -76,6 +76,52 @@ interface Row {
 }
 
 /** Distinct ids in byte order: how the edge tables' primary keys list them (SQLite BINARY, PostgreSQL "C"). */
+/**
+ * An event row as a StoredEvent. Its prev and auth events are read from its own JSON when first
+ * asked for (few readers want them: a /sync reads hundreds of events and the edges of almost none),
+ * in the order and form the edge tables give: IDs (v1/v2 rooms' [id, hashes] pairs flattened),
+ * without duplicates, sorted by their UTF-8 bytes.
+ */
+function storedFromRow(row: Row): StoredEvent {
+  let edges: { prev: string[]; auth: string[] } | undefined;
+  const read = () => {
+    if (edges) return edges;
+    const pdu = JSON.parse(row.json) as { prev_events?: unknown; auth_events?: unknown };
+    return (edges = { prev: referenceIds(pdu.prev_events), auth: referenceIds(pdu.auth_events) });
+  };
+  return {
+    eventId: row.event_id,
+    roomId: row.room_id,
+    json: row.json,
+    type: row.type,
+    stateKey: row.state_key ?? undefined,
+    sender: row.sender,
+    depth: row.depth,
+    originServerTs: row.origin_server_ts,
+    streamOrdering: row.stream_ordering ?? undefined,
+    rejectedReason: row.rejected_reason ?? undefined,
+    outlier: row.outlier === 1,
+    softFailed: row.soft_failed === 1,
+    stateSnapshot: row.state_snapshot ?? undefined,
+    get prevEvents() {
+      return read().prev;
+    },
+    get authEvents() {
+      return read().auth;
+    },
+  };
+}
+
+function referenceIds(references: unknown): string[] {
+  if (!Array.isArray(references)) return [];
+  const ids: string[] = [];
+  for (const reference of references) {
+    const id: unknown = Array.isArray(reference) ? reference[0] : reference;
+    if (typeof id === "string") ids.push(id);
+  }
+  return inKeyOrder(ids);
+}
+
 function inKeyOrder(ids: readonly string[]): string[] {
   const bytes = [...new Set(ids)].map((id) => [id, Buffer.from(id, "utf8")] as const);
   return bytes.sort((a, b) => Buffer.compare(a[1], b[1])).map(([id]) => id);
@@ -100,16 +146,11 @@ const insertAuthEdges = (n: number) => `INSERT INTO event_auth_edges (event_nid,
 const SELECT_BY_ID = `SELECT ${COLUMNS} FROM events WHERE event_id = ?`;
 const selectByIds = (n: number) => `SELECT ${COLUMNS} FROM events WHERE event_id IN (${placeholders(n)})`;
 const selectJson = (n: number) => `SELECT event_id, json FROM events WHERE event_id IN (${placeholders(n)})`;
-// prev_events (kind 0) and auth_events (kind 1) of many events in one round trip, each list in key
-// order (the order SQLite's WITHOUT ROWID primary keys always gave them).
-const selectEdges = (n: number) =>
-  `SELECT event_nid AS nid, 0 AS kind, prev_event_id AS id FROM event_edges WHERE event_nid IN (${placeholders(n)})
-   UNION ALL
-   SELECT event_nid, 1, auth_event_id FROM event_auth_edges WHERE event_nid IN (${placeholders(n)})
-   ORDER BY nid, kind, id`;
 const SELECT_MAX_STREAM = "SELECT max(stream_ordering) AS m FROM events";
 const SELECT_BETWEEN = `SELECT ${COLUMNS} FROM events WHERE room_id = ? AND stream_ordering > ? AND stream_ordering <= ? ORDER BY stream_ordering LIMIT ?`;
 const SELECT_BACKWARDS = `SELECT ${COLUMNS} FROM events WHERE room_id = ? AND stream_ordering <= ? AND stream_ordering > ? ORDER BY stream_ordering DESC LIMIT ?`;
+// Only the snapshot number: no JSON, no edges (every /sync asks this for each room it shows).
+const SELECT_SNAPSHOT_AT = "SELECT state_snapshot FROM events WHERE room_id = ? AND stream_ordering <= ? AND stream_ordering > 0 ORDER BY stream_ordering DESC LIMIT 1";
 const SELECT_EXTREMITIES = "SELECT event_id FROM forward_extremities WHERE room_id = ? ORDER BY event_id";
 const deleteExtremities = (n: number) => `DELETE FROM forward_extremities WHERE room_id = ? AND event_id IN (${placeholders(n)})`;
 // The event becomes an extremity unless an accepted, non-outlier event already references it as a
@@ -175,14 +216,14 @@ export class EventsTable {
 
   async get(eventId: string): Promise<StoredEvent | undefined> {
     const row = await this.db.get<Row>(SELECT_BY_ID, eventId);
-    return row && (await this.toStored([row]))[0];
+    return row && storedFromRow(row);
   }
 
   /** The events found among the given ids, by id, in the order asked for. */
   async getMany(eventIds: readonly string[]): Promise<Map<string, StoredEvent>> {
     const rows: Row[] = [];
     for (const list of inLists([...new Set(eventIds)])) rows.push(...(await this.db.all<Row>(selectByIds(list.length), ...list)));
-    const byId = new Map((await this.toStored(rows)).map((e) => [e.eventId, e]));
+    const byId = new Map(this.toStored(rows).map((e) => [e.eventId, e]));
     const found = new Map<string, StoredEvent>();
     for (const id of eventIds) {
       const e = byId.get(id);
@@ -201,35 +242,8 @@ export class EventsTable {
   }
 
   /** Rows as StoredEvents, in the same order, with their edges read in one query per few hundred events. */
-  private async toStored(rows: readonly Row[]): Promise<StoredEvent[]> {
-    if (rows.length === 0) return [];
-    const prev = new Map<number, string[]>();
-    const auth = new Map<number, string[]>();
-    for (const list of inLists(rows.map((r) => r.event_nid))) {
-      for (const edge of await this.db.all<{ nid: number; kind: number; id: string }>(selectEdges(list.length), ...list, ...list)) {
-        const into = edge.kind === 0 ? prev : auth;
-        let ids = into.get(edge.nid);
-        if (!ids) into.set(edge.nid, (ids = []));
-        ids.push(edge.id);
-      }
-    }
-    return rows.map((row) => ({
-      eventId: row.event_id,
-      roomId: row.room_id,
-      json: row.json,
-      type: row.type,
-      stateKey: row.state_key ?? undefined,
-      sender: row.sender,
-      depth: row.depth,
-      originServerTs: row.origin_server_ts,
-      streamOrdering: row.stream_ordering ?? undefined,
-      rejectedReason: row.rejected_reason ?? undefined,
-      outlier: row.outlier === 1,
-      softFailed: row.soft_failed === 1,
-      stateSnapshot: row.state_snapshot ?? undefined,
-      prevEvents: prev.get(row.event_nid) ?? [],
-      authEvents: auth.get(row.event_nid) ?? [],
-    }));
+  private toStored(rows: readonly Row[]): StoredEvent[] {
+    return rows.map(storedFromRow);
   }
 
   async maxStreamOrdering(): Promise<number> {
@@ -252,6 +266,10 @@ export class EventsTable {
 
   async backwards(roomId: string, beforeInclusive: number, afterExclusive: number, limit: number): Promise<StoredEvent[]> {
     return this.toStored(await this.db.all<Row>(SELECT_BACKWARDS, roomId, beforeInclusive, afterExclusive, limit));
+  }
+
+  async snapshotAt(roomId: string, position: number): Promise<number | undefined> {
+    return (await this.db.get<{ state_snapshot: number | null }>(SELECT_SNAPSHOT_AT, roomId, position))?.state_snapshot ?? undefined;
   }
 
   async forwardExtremities(roomId: string): Promise<string[]> {

@@ -2,6 +2,7 @@
 // its pruned form without rewriting the stored PDU (whose hashes and signatures must stay intact).
 import type { Database } from "../database";
 import type { Migration } from "../migrations";
+import { inLists, placeholders } from "../sql-lists";
 
 export const REDACTIONS_MIGRATION: Migration = {
   version: 21,
@@ -29,6 +30,7 @@ export const REDACTIONS_MIGRATION: Migration = {
 
 const INSERT = "INSERT INTO redactions (redacts, redaction_event_id, room_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING";
 const SELECT = "SELECT redaction_event_id FROM redactions WHERE redacts = ? ORDER BY rowid";
+const selectMany = (n: number) => `SELECT redacts, redaction_event_id FROM redactions WHERE redacts IN (${placeholders(n)}) ORDER BY rowid`;
 
 export class RedactionsTable {
   constructor(private readonly db: Database) {}
@@ -39,5 +41,18 @@ export class RedactionsTable {
 
   async of(eventId: string): Promise<string[]> {
     return (await this.db.all<{ redaction_event_id: string }>(SELECT, eventId)).map((r) => r.redaction_event_id);
+  }
+
+  /** The redactions of many events at once (only those that have any), each list oldest first. */
+  async ofMany(eventIds: readonly string[]): Promise<Map<string, string[]>> {
+    const found = new Map<string, string[]>();
+    for (const list of inLists([...new Set(eventIds)])) {
+      for (const r of await this.db.all<{ redacts: string; redaction_event_id: string }>(selectMany(list.length), ...list)) {
+        let ids = found.get(r.redacts);
+        if (!ids) found.set(r.redacts, (ids = []));
+        ids.push(r.redaction_event_id);
+      }
+    }
+    return found;
   }
 }

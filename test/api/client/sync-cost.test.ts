@@ -1,0 +1,94 @@
+// What an initial /sync costs the database per room: the timeline window and the event before it in
+// one read, event rows without a second query for their edges, every event's redactions in one
+// query per section, and no unread-count query for a room where the user has nothing unread. A
+// bound on statements per room, and the answer checked against what it must hold.
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import type { PortierServer } from "../../../src/app";
+import { resolve, Tokens } from "../../../src/di/tokens";
+import { TestClient, enc } from "../../helpers/rooms";
+import { testServer } from "../../helpers/server";
+
+let server: PortierServer;
+
+beforeAll(async () => {
+  server = await testServer({ registration: { enabled: true } });
+});
+
+afterAll(async () => {
+  await server?.stop();
+});
+
+/** Counts the statements the server's database runs while `fn` runs. */
+async function statementsDuring<T>(fn: () => Promise<T>): Promise<{ value: T; statements: number }> {
+  const db = resolve(server.container, Tokens.Database) as unknown as { query: (sql: string, call: unknown) => Promise<unknown> };
+  const original = db.query;
+  let statements = 0;
+  db.query = function (this: unknown, sql: string, call: unknown) {
+    statements++;
+    return original.call(this, sql, call);
+  };
+  try {
+    return { value: await fn(), statements };
+  } finally {
+    db.query = original;
+  }
+}
+
+test("an initial /sync of 10 rooms with 12 messages each costs at most 9 statements a room", async () => {
+  const alice = await TestClient.register(server, "alice");
+  const rooms: string[] = [];
+  for (let r = 0; r < 10; r++) {
+    const roomId = await alice.createRoom({ preset: "public_chat", name: `room ${r}` });
+    for (let i = 0; i < 12; i++) await alice.send(roomId, { msgtype: "m.text", body: `room ${r} message ${i}` });
+    rooms.push(roomId);
+  }
+  // The first message of room 0 redacted: redactions are still found.
+  const first = (await alice.ok("GET", `/rooms/${enc(rooms[0]!)}/messages?dir=f&limit=50`)).chunk.find((e: { type: string }) => e.type === "m.room.message").event_id;
+  await alice.ok("PUT", `/rooms/${enc(rooms[0]!)}/redact/${enc(first)}/r1`, {});
+  await alice.send(rooms[0]!, { msgtype: "m.text", body: "after the redaction" });
+  const filter = enc(JSON.stringify({ room: { timeline: { limit: 20 } } }));
+  // One sync first: the caches of events, snapshots and transaction IDs hold what any busy server's
+  // do. A new device's first sync then does the same work as any later one.
+  await alice.ok("GET", `/sync?filter=${filter}`);
+  const device = await alice.login("SECOND");
+  const { value: sync, statements } = await statementsDuring(() => device.ok("GET", `/sync?filter=${filter}`));
+  for (const roomId of rooms) {
+    const room = sync.rooms.join[roomId];
+    const bodies = room.timeline.events.filter((e: { type: string }) => e.type === "m.room.message").map((e: { content: { body?: string } }) => e.content.body);
+    expect(bodies.length).toBeGreaterThanOrEqual(12);
+    expect(room.unread_notifications).toEqual({ notification_count: 0, highlight_count: 0 });
+    // The state at the start of the window: the name, whichever part of the room the window holds.
+    const names = [...room.state.events, ...room.timeline.events].filter((e: { type: string }) => e.type === "m.room.name");
+    expect(names).toHaveLength(1);
+  }
+  const redacted = sync.rooms.join[rooms[0]!].timeline.events.find((e: { event_id: string }) => e.event_id === first);
+  expect(redacted?.content).toEqual({});
+  expect(redacted?.unsigned?.redacted_because?.type).toBe("m.room.redaction");
+  // Before: two range reads and an edge read per room, a redaction lookup per event, an unread count: about 31.
+  expect(statements / rooms.length).toBeLessThanOrEqual(9);
+});
+
+test("the state section is the state just before the window, when the event before it was filtered out of the timeline or lies beyond the window", async () => {
+  const bob = await TestClient.register(server, "bob");
+  const roomId = await bob.createRoom({ preset: "private_chat", name: "first name" });
+  for (let i = 0; i < 3; i++) await bob.send(roomId, { msgtype: "m.text", body: `early ${i}` });
+  await bob.ok("PUT", `/rooms/${enc(roomId)}/state/m.room.name`, { name: "second name" });
+  // Right before the window: a topic change that the timeline filter leaves out.
+  await bob.ok("PUT", `/rooms/${enc(roomId)}/state/m.room.topic`, { topic: "the topic" });
+  for (let i = 0; i < 4; i++) await bob.send(roomId, { msgtype: "m.text", body: `late ${i}` });
+  const stateOf = (room: { state: { events: { type: string; content: Record<string, unknown> }[] } }, type: string) => room.state.events.find((e) => e.type === type)?.content;
+
+  const onlyMessages = enc(JSON.stringify({ room: { timeline: { limit: 3, types: ["m.room.message"] } } }));
+  const filtered = (await bob.ok("GET", `/sync?filter=${onlyMessages}`)).rooms.join[roomId];
+  expect(filtered.timeline.events.map((e: { content: { body: string } }) => e.content.body)).toEqual(["late 1", "late 2", "late 3"]);
+  expect(filtered.timeline.limited).toBe(true);
+  expect(stateOf(filtered, "m.room.name")).toEqual({ name: "second name" });
+  expect(stateOf(filtered, "m.room.topic")).toEqual({ topic: "the topic" });
+
+  // A window that starts before the rename: the first name is the state, the rename in the timeline.
+  const wide = enc(JSON.stringify({ room: { timeline: { limit: 7 } } }));
+  const unfiltered = (await bob.ok("GET", `/sync?filter=${wide}`)).rooms.join[roomId];
+  expect(unfiltered.timeline.events.map((e: { type: string }) => e.type)).toEqual(["m.room.message", "m.room.name", "m.room.topic", "m.room.message", "m.room.message", "m.room.message", "m.room.message"]);
+  expect(stateOf(unfiltered, "m.room.name")).toEqual({ name: "first name" });
+  expect(stateOf(unfiltered, "m.room.topic")).toBeUndefined();
+});
