@@ -54,6 +54,7 @@ import { pusherRoutes } from "./api/client/pushers";
 import { notificationRoutes } from "./api/client/notifications";
 import { syncRoutes } from "./api/client/sync";
 import { legacySyncRoutes } from "./api/client/legacy-sync";
+import { slidingSyncRoutes } from "./api/client/sliding-sync";
 import { userDirectoryRoutes } from "./api/client/user-directory";
 import { deactivateRoutes } from "./api/client/deactivate";
 import { presenceRoutes } from "./api/client/presence";
@@ -150,6 +151,7 @@ function createApp(container: DependencyContainer, config: Readonly<Config>, log
     .use(pusherRoutes({ accounts: resolve(container, Tokens.Accounts), pushers: resolve(container, Tokens.Pushers) }))
     .use(notificationRoutes({ accounts: resolve(container, Tokens.Accounts), notifications: resolve(container, Tokens.Notifications) }))
     .use(syncRoutes({ accounts: resolve(container, Tokens.Accounts), sync: resolve(container, Tokens.Sync) }))
+    .use(slidingSyncRoutes({ accounts: resolve(container, Tokens.Accounts), slidingSync: resolve(container, Tokens.SlidingSync) }))
     .use(legacySyncRoutes({
       accounts: resolve(container, Tokens.Accounts),
       sync: resolve(container, Tokens.Sync),

@@ -31,6 +31,7 @@ import { NotificationService } from "../services/push/notification-service";
 import { PushGatewaySender } from "../services/push/push-gateway-sender";
 import { systemTimer } from "../services/federation/sender";
 import { SyncService } from "../services/sync/sync-service";
+import { SlidingSyncService } from "../services/sync/sliding-sync-service";
 import { SyncNotifier } from "../services/sync/notifier";
 import { KnockModerationService } from "../services/knocks/knock-moderation";
 import { OutOfBandMemberships } from "../services/rooms/out-of-band";
@@ -254,6 +255,31 @@ export function registerCoreServices(container: DependencyContainer, { config, c
     presence: get(Tokens.Presence),
     clock,
   }));
+  // Simplified sliding sync (MSC4186): the same sources as /sync, its connections in memory.
+  registerFactory(container, Tokens.SlidingSync, () => new SlidingSyncService({
+    engine: get(Tokens.RoomEngine),
+    store: stores.roomEvents,
+    clientStore: stores.roomClient,
+    rooms: stores.slidingSyncRooms,
+    access: get(Tokens.RoomAccess),
+    typing: get(Tokens.Typing),
+    receipts: get(Tokens.Receipts),
+    accountData: get(Tokens.AccountData),
+    pushRules: get(Tokens.PushRules),
+    notifications: get(Tokens.Notifications),
+    notifier: get(Tokens.SyncNotifier),
+    outOfBand: get(Tokens.OutOfBandMemberships),
+    e2ee: {
+      position: () => get(Tokens.DeviceLists).currentPosition(),
+      toDevice: (userId, deviceId, since, now) => get(Tokens.ToDevice).forSync(userId, deviceId, since, now),
+      deviceListChanges: (userId, from, to, rooms) => get(Tokens.DeviceLists).changesBetween(userId, from, to, rooms),
+      oneTimeKeyCounts: (userId, deviceId) => get(Tokens.EndToEndKeys).oneTimeKeyCounts(userId, deviceId),
+      unusedFallbackKeyTypes: (userId, deviceId) => get(Tokens.EndToEndKeys).unusedFallbackKeyTypes(userId, deviceId),
+    },
+    presence: get(Tokens.Presence),
+    clock,
+  }));
+
   // Metrics (config.metrics): counters on the hot paths, and what the services already keep read at
   // scrape time, through getters, so that building this builds no service before its turn.
   registerFactory(container, Tokens.Metrics, () => {

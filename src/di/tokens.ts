@@ -24,6 +24,7 @@ import type { PusherService } from "../services/push/pusher-service";
 import type { NotificationService } from "../services/push/notification-service";
 import type { PushGatewaySender } from "../services/push/push-gateway-sender";
 import type { SyncService } from "../services/sync/sync-service";
+import type { SlidingSyncService } from "../services/sync/sliding-sync-service";
 import type { SyncNotifier } from "../services/sync/notifier";
 import type { KnockModerationService } from "../services/knocks/knock-moderation";
 import type { OutOfBandMemberships } from "../services/rooms/out-of-band";
@@ -86,6 +87,7 @@ export const Tokens = {
   PushGatewaySender: token<PushGatewaySender>("PushGatewaySender"),
   SyncNotifier: token<SyncNotifier>("SyncNotifier"),
   Sync: token<SyncService>("Sync"),
+  SlidingSync: token<SlidingSyncService>("SlidingSync"),
   KnockModeration: token<KnockModerationService>("KnockModeration"),
   OutOfBandMemberships: token<OutOfBandMemberships>("OutOfBandMemberships"),
   Policies: token<PolicySet>("Policies"),

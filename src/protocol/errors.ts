@@ -33,6 +33,8 @@ export type ErrCode =
   | "M_INVALID_PARAM"
   | "M_TOO_LARGE"
   | "M_EXCLUSIVE"
+  // Simplified sliding sync (MSC4186): a `pos` the server no longer holds (400).
+  | "M_UNKNOWN_POS"
   | "M_RESOURCE_LIMIT_EXCEEDED"
   | "M_CANNOT_LEAVE_SERVER_NOTICE_ROOM"
   | "M_WEAK_PASSWORD"
@@ -71,6 +73,7 @@ const DEFAULT_STATUS: Partial<Record<ErrCode, number>> = {
   M_INVALID_PARAM: 400,
   M_TOO_LARGE: 413,
   M_EXCLUSIVE: 400,
+  M_UNKNOWN_POS: 400,
   M_WEAK_PASSWORD: 400,
   M_NOT_YET_UPLOADED: 504,
   M_WRONG_ROOM_KEYS_VERSION: 403,

@@ -32,6 +32,7 @@ import { KEY_BACKUP_MIGRATION, SqlKeyBackupStore, type KeyBackupStore } from "./
 import { PUSHERS_MIGRATION, SqlPusherStore, type PusherStore } from "./tables/pushers";
 import { NOTIFICATIONS_MIGRATION, SqlNotificationStore, type NotificationStore } from "./tables/notifications";
 import { MEDIA_MIGRATION, MEDIA_THUMBNAILS_MIGRATION, SqlMediaStore, type MediaStore } from "./tables/media";
+import { SqlSlidingSyncRoomStore, type SlidingSyncRoomStore } from "./tables/sliding-sync-rooms";
 import type { AccountDataStore, AccountStore, FilterStore, ProfileStore, PushRuleStore, RoomClientStore, RoomDirectoryStore, RoomEventStore, ServerMetaStore } from "./stores";
 
 export const MIGRATIONS: readonly Migration[] = [SERVER_META_MIGRATION, ROOMS_MIGRATION, EVENTS_MIGRATION, STATE_SNAPSHOTS_MIGRATION, CURRENT_STATE_MIGRATION, STATE_SNAPSHOT_SIZES_MIGRATION, CURRENT_STATE_BY_MEMBERSHIP_MIGRATION, ACCOUNTS_MIGRATION, PROFILES_MIGRATION, FILTERS_MIGRATION, ACCOUNT_DATA_MIGRATION, PUSH_RULES_MIGRATION, CLIENT_TRANSACTIONS_MIGRATION, REDACTIONS_MIGRATION, FORGOTTEN_ROOMS_MIGRATION, RECEIPTS_MIGRATION, ROOM_ALIASES_MIGRATION, PUBLISHED_ROOMS_MIGRATION, SERVER_KEYS_MIGRATION, FEDERATION_OUTBOX_MIGRATION, OUT_OF_BAND_MEMBERSHIPS_MIGRATION, DEVICE_KEYS_MIGRATION, ONE_TIME_KEYS_MIGRATION, CROSS_SIGNING_MIGRATION, TO_DEVICE_MIGRATION, KEY_BACKUP_MIGRATION, PUSHERS_MIGRATION, NOTIFICATIONS_MIGRATION, MEDIA_MIGRATION, MEDIA_THUMBNAILS_MIGRATION, RECEIPTS_STREAM_INDEX_MIGRATION, USERS_IS_GUEST_MIGRATION];
@@ -58,6 +59,7 @@ export interface Stores {
   toDevice: ToDeviceStore;
   keyBackup: KeyBackupStore;
   media: MediaStore;
+  slidingSyncRooms: SlidingSyncRoomStore;
 }
 
 export type DatabaseSettings =
@@ -92,6 +94,7 @@ export function storesOver(db: Database): Stores {
     toDevice: new SqlToDeviceStore(db),
     keyBackup: new SqlKeyBackupStore(db),
     media: new SqlMediaStore(db),
+    slidingSyncRooms: new SqlSlidingSyncRoomStore(db),
   };
 }
 

@@ -290,3 +290,5 @@ export type { PusherRecord, PusherStore } from "./tables/pushers";
 export type { NewNotification, NotificationRecord, UnreadCounts, NotificationStore } from "./tables/notifications";
 // The content repository: media ids, their content and cached thumbnails.
 export type { MediaContent, MediaRecord, ThumbnailRecord, MediaStore } from "./tables/media";
+// Sliding sync: a user's rooms with activity positions, current state of many rooms at once.
+export type { UserRoomActivity, SlidingSyncRoomStore } from "./tables/sliding-sync-rooms";

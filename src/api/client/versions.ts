@@ -12,5 +12,6 @@ export const SUPPORTED_CLIENT_VERSIONS = [
 export const versionsRoutes = () =>
   new Elysia({ name: "client-versions" }).get("/_matrix/client/versions", () => ({
     versions: [...SUPPORTED_CLIENT_VERSIONS],
-    unstable_features: {},
+    // Simplified sliding sync (MSC4186): Element X looks for this before it uses the endpoint.
+    unstable_features: { "org.matrix.simplified_msc3575": true },
   }));

@@ -41,17 +41,17 @@ import { streamToken } from "../rooms/stream-token";
 import type { SyncNotifier } from "./notifier";
 import { syncFilter, type SectionFilter, type SyncFilter } from "./sync-filter";
 import { formatSyncToken, parseSyncToken, type SyncPosition } from "./sync-token";
+import { timelineWindow, type TimelineWindow } from "./timeline-window";
+import { heldStrippedState, outOfBandStrippedState } from "./stripped-state";
 
 /** The longest a sync may wait; a longer timeout is cut to this. */
 export const MAX_SYNC_TIMEOUT_MS = 120_000;
 /** How often /sync reads the user's room lists when events keep landing meanwhile, before it takes the last reading. */
 const ROOM_LIST_READS = 3;
-/** The most events one timeline scan reads before calling the timeline limited (restrictive filters on long histories). */
-const MAX_SCANNED_EVENTS = 5000;
 
 import type { NotificationService } from "../push/notification-service";
 import type { PresenceService, PresenceState, PresenceStatus } from "../presence/presence-service";
-import { ownMemberEvent, STRIPPED_STATE_TYPES, strippedStateEvent, type StrippedState } from "../rooms/client-events";
+import { STRIPPED_STATE_TYPES, type StrippedState } from "../rooms/client-events";
 export { STRIPPED_STATE_TYPES };
 
 export interface SyncRequest {
@@ -149,17 +149,7 @@ interface SyncContext {
   ignored: ReadonlySet<string>;
 }
 
-interface TimelineSlice {
-  events: StoredEvent[];
-  limited: boolean;
-  /** No event of the range was skipped (filtered out or invisible) and none was cut by the limit. */
-  complete: boolean;
-  /**
-   * The state snapshot just before the first event, when the scan saw the event before it (or saw
-   * that there is none): the state section's start, without a query of its own.
-   */
-  snapshotBeforeFirst?: { value: number | undefined };
-}
+type TimelineSlice = TimelineWindow;
 
 export class SyncService {
   /** Names this process in tokens: typing serials of another boot mean nothing here. */
@@ -529,14 +519,7 @@ export class SyncService {
     if (!member) return undefined;
     const S = ctx.since?.events;
     if (S !== undefined && !ctx.fullState && (member.streamOrdering ?? 0) <= S) return undefined;
-    const events: StrippedState[] = [];
-    for (const type of STRIPPED_STATE_TYPES) {
-      const event = strippedStateEvent(await this.deps.engine.currentStateEvent(roomId, type, ""));
-      if (event) events.push(event);
-    }
-    const own = ownMemberEvent((await this.deps.engine.loadEvent(member.eventId))?.event, member.eventId);
-    if (own) events.push(own);
-    return events;
+    return heldStrippedState(this.deps.engine, roomId, member.eventId);
   }
 
   // ------------------------------------------------------------------------------------------------
@@ -549,49 +532,7 @@ export class SyncService {
   private async timeline(ctx: SyncContext, roomId: string, fromExclusive: number, toInclusive: number): Promise<TimelineSlice> {
     const section = ctx.filter.timeline;
     const limit = section.includesRoom(roomId) ? ctx.filter.timelineLimit : 0;
-    const wanted: StoredEvent[] = [];
-    let skipped = false;
-    let scanned = 0;
-    let position = toInclusive;
-    // The newest limit + 1 events usually settle it (most events pass the filters); two more: the
-    // event before the first kept one, whose snapshot is the state section's start.
-    let batchSize = Math.min(1000, limit + 3);
-    // For each kept event, the snapshot of the event scanned right after it (the one before it).
-    const before: (number | undefined)[] = [];
-    let reachedStart = false;
-    scan: for (;;) {
-      const batch = await this.deps.store.roomEventsBackwards(roomId, position, fromExclusive, batchSize);
-      for (const stored of batch) {
-        position = stored.streamOrdering! - 1;
-        scanned++;
-        if (wanted.length > before.length) before.push(stored.stateSnapshot);
-        if (await this.wantedInTimeline(ctx, section, stored)) {
-          wanted.push(stored);
-          if (wanted.length > limit) break scan;
-        } else skipped = true;
-        if (scanned >= MAX_SCANNED_EVENTS) {
-          // Too far back to keep looking: call it limited (there may be more).
-          return { events: wanted.slice(0, limit).reverse(), limited: true, complete: false, snapshotBeforeFirst: this.snapshotBefore(wanted, before, limit, false) };
-        }
-      }
-      if (batch.length < batchSize) {
-        reachedStart = fromExclusive <= 0;
-        break;
-      }
-      // Filters let few through: look further at a time.
-      batchSize = Math.min(1000, batchSize * 2);
-    }
-    const limited = wanted.length > limit;
-    return { events: wanted.slice(0, limit).reverse(), limited, complete: !limited && !skipped, snapshotBeforeFirst: this.snapshotBefore(wanted, before, limit, reachedStart) };
-  }
-
-  /** The snapshot before the oldest kept event, when the scan tells it (see TimelineSlice). */
-  private snapshotBefore(wanted: readonly StoredEvent[], before: readonly (number | undefined)[], limit: number, reachedStart: boolean): { value: number | undefined } | undefined {
-    const oldest = Math.min(limit, wanted.length) - 1;
-    if (oldest < 0) return undefined;
-    if (oldest < before.length) return { value: before[oldest] };
-    // Nothing was scanned after it, and the room's timeline starts there: no state before it.
-    return reachedStart ? { value: undefined } : undefined;
+    return timelineWindow(this.deps.store, roomId, fromExclusive, toInclusive, limit, (stored) => this.wantedInTimeline(ctx, section, stored));
   }
 
   private async wantedInTimeline(ctx: SyncContext, section: SectionFilter, stored: StoredEvent): Promise<boolean> {
@@ -740,21 +681,6 @@ function stateChanges(start: Map<string, string>, end: Map<string, string>, prev
   return [...out];
 }
 
-/**
- * The stripped state of an out-of-band invite or knock: what came with it, pruned to the stripped
- * form (servers must not pass on what they received over federation as it is), then the user's own
- * member event in the same form.
- */
-function outOfBandStrippedState(record: OutOfBandMembership): StrippedState[] {
-  const own = ownMemberEvent(record.event, record.eventId);
-  const events: StrippedState[] = [];
-  for (const entry of record.strippedState) {
-    const event = strippedStateEvent(entry);
-    if (event && !(own && event.type === own.type && event.state_key === own.state_key)) events.push(event);
-  }
-  if (own) events.push(own);
-  return events;
-}
 
 /** An out-of-band member event seen as a stored one (for the timeline filter and the client format); never in a held timeline. */
 function storedOutOfBandEvent(record: OutOfBandMembership, version: RoomVersion): StoredEvent | undefined {
