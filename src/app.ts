@@ -60,6 +60,7 @@ import { deactivateRoutes } from "./api/client/deactivate";
 import { presenceRoutes } from "./api/client/presence";
 import { AccountDeactivation } from "./services/accounts/deactivation";
 import { SyncNotifier } from "./services/sync/notifier";
+import { SyncResponseCache } from "./services/sync/sync-response-cache";
 import { KnockExpiryService, systemIntervalTimer, type IntervalTimer } from "./services/knocks/knock-expiry";
 import { knockAdminRoutes } from "./api/admin/knocks";
 import { PluginLoader, type PluginEntry } from "./services/plugins/loader";
@@ -150,7 +151,7 @@ function createApp(container: DependencyContainer, config: Readonly<Config>, log
     .use(pushRuleRoutes({ accounts: resolve(container, Tokens.Accounts), pushRules: resolve(container, Tokens.PushRules) }))
     .use(pusherRoutes({ accounts: resolve(container, Tokens.Accounts), pushers: resolve(container, Tokens.Pushers) }))
     .use(notificationRoutes({ accounts: resolve(container, Tokens.Accounts), notifications: resolve(container, Tokens.Notifications) }))
-    .use(syncRoutes({ accounts: resolve(container, Tokens.Accounts), sync: resolve(container, Tokens.Sync) }))
+    .use(syncRoutes({ accounts: resolve(container, Tokens.Accounts), sync: new SyncResponseCache(resolve(container, Tokens.Sync), resolve(container, Tokens.Clock), config.sync.response_cache_ms) }))
     .use(slidingSyncRoutes({ accounts: resolve(container, Tokens.Accounts), slidingSync: resolve(container, Tokens.SlidingSync) }))
     .use(legacySyncRoutes({
       accounts: resolve(container, Tokens.Accounts),

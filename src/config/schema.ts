@@ -124,6 +124,16 @@ export const ConfigSchema = Type.Object(
       },
       { ...Strict, default: {} },
     ),
+    sync: Type.Object(
+      {
+        response_cache_ms: Type.Integer({
+          minimum: 0,
+          default: 120_000,
+          description: "How long an answer to /sync is kept for the same request (a client retrying after a dropped connection gets it again, not recomputed), as Synapse's sync_response_cache_duration. 0: not kept.",
+        }),
+      },
+      { ...Strict, default: {} },
+    ),
     voip: Type.Object(
       {
         turn_uris: Type.Array(Type.String({ minLength: 1 }), { default: [], description: "TURN server URIs given to clients for calls (GET /voip/turnServer), e.g. turn:turn.example.org:3478?transport=udp. None: clients get {} and use no TURN server." }),

@@ -18,7 +18,10 @@ export async function testServer(overrides: Record<string, unknown> = {}, option
   // No federation either unless asked for (test/helpers/federation.ts): the made-up server names of
   // tests (member.example, ...) must never be looked up or contacted.
   const federation = { enabled: false, ...((overrides.federation as Record<string, unknown> | undefined) ?? {}) };
-  const config = resolveConfig({ bind: "127.0.0.1:0", data_dir: tempDir(), plugins: [], ...overrides, federation });
+  // Nor a /sync response cache: tests sync again at once and expect what changed meanwhile (the
+  // cache's own tests turn it on).
+  const sync = { response_cache_ms: 0, ...((overrides.sync as Record<string, unknown> | undefined) ?? {}) };
+  const config = resolveConfig({ bind: "127.0.0.1:0", data_dir: tempDir(), plugins: [], ...overrides, federation, sync });
   return buildServer(config, { logger: silentLogger, ...options });
 }
 

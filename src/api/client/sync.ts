@@ -4,14 +4,14 @@ import { Elysia } from "elysia";
 import { MatrixError } from "../../protocol/errors";
 import type { AccountService } from "../../services/accounts/account-service";
 import { FilterSchema, type Filter } from "../../services/accounts/filter-service";
-import type { SyncService } from "../../services/sync/sync-service";
+import type { SyncAnswerer } from "../../services/sync/sync-response-cache";
 import { requireUser } from "../middleware/auth";
 import { validateBody } from "../middleware/validate";
 import { clientPaths } from "./paths";
 
 export interface SyncRouteDeps {
   accounts: AccountService;
-  sync: SyncService;
+  sync: SyncAnswerer;
 }
 
 const PRESENCE = ["online", "offline", "unavailable"];
