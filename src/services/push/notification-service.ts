@@ -131,6 +131,9 @@ export class NotificationService implements Service {
     const marks = new Map<string, number>();
     const notified: NewNotification[] = [];
     let memberships: ReadonlyMap<string, string> | undefined;
+    // The room's joined local users, worked out once per read of the memberships (not per event: a
+    // federation transaction brings up to 50 events into rooms of thousands of members).
+    let localJoined: string[] | undefined;
     let rules: { version: RoomVersion; state: AuthStateLookup } | undefined;
     for (const { stored, pdu } of events) {
       // Only new events of the timeline notify: not outliers, rejected or soft-failed events, nor
@@ -158,10 +161,8 @@ export class NotificationService implements Service {
       }
 
       memberships ??= await this.deps.store.currentMemberships(roomId);
-      const recipients: string[] = [];
-      for (const [userId, membership] of memberships) {
-        if (membership === "join" && userId !== stored.sender && local(userId)) recipients.push(userId);
-      }
+      localJoined ??= [...memberships].flatMap(([userId, membership]) => (membership === "join" && local(userId) ? [userId] : []));
+      const recipients = localJoined.filter((userId) => userId !== stored.sender);
       // An invitee is not in the room yet, but the invite is for them (.m.rule.invite_for_me).
       if (stored.type === "m.room.member" && content.membership === "invite" && stored.stateKey !== undefined && stored.stateKey !== stored.sender && local(stored.stateKey) && !recipients.includes(stored.stateKey)) {
         recipients.push(stored.stateKey);
@@ -180,7 +181,7 @@ export class NotificationService implements Service {
         }
       }
       // Membership (and the power levels the rules read) may change with a state event.
-      if (stored.stateKey !== undefined) memberships = rules = undefined;
+      if (stored.stateKey !== undefined) memberships = localJoined = rules = undefined;
     }
     // Everything read first, then one commit for the marks and the notifications.
     if (marks.size > 0 || notified.length > 0) {
