@@ -158,6 +158,9 @@ function createApp(container: DependencyContainer, config: Readonly<Config>, log
       sync: resolve(container, Tokens.Sync),
       directory: resolve(container, Tokens.Directory),
       peeks: new RoomPeeks({ engine: resolve(container, Tokens.RoomEngine), access: resolve(container, Tokens.RoomAccess), rooms: resolve(container, Tokens.Rooms), notifier: resolve(container, Tokens.SyncNotifier), clock: resolve(container, Tokens.Clock) }),
+      rooms: resolve(container, Tokens.Rooms),
+      access: resolve(container, Tokens.RoomAccess),
+      presence: resolve(container, Tokens.Presence),
     }))
     .use(userDirectoryRoutes({ accounts: resolve(container, Tokens.Accounts), users: resolve(container, Tokens.UserDirectory) }))
     .use(presenceRoutes({

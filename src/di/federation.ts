@@ -210,6 +210,7 @@ export function registerFederationServices(container: DependencyContainer, { con
     outOfBand: get(Tokens.OutOfBandMemberships),
     client: get(Tokens.FederationClient),
     resolveLocal: (roomIdOrAlias) => get(Tokens.Directory).resolveRoomIdOrAlias(roomIdOrAlias),
+    isGuest: (userId) => get(Tokens.Accounts).isGuest(userId),
   }));
   registerFactory(container, Tokens.TransactionReceiver, () => new TransactionReceiver({
     serverName,

@@ -27,7 +27,11 @@ export interface FederatedMembershipDeps {
   client: FederationClient;
   /** Resolves a local alias (or returns a room id as it is). */
   resolveLocal(roomIdOrAlias: string): Promise<{ roomId: string; servers?: string[] }>;
+  /** Whether a local user is a guest account; absent: nobody is. */
+  isGuest?: (userId: string) => Promise<boolean>;
 }
+
+const GUESTS_REFUSED = "Guest access is not allowed in this room";
 
 export class FederatedMembershipService {
   constructor(private readonly deps: FederatedMembershipDeps) {}
@@ -88,10 +92,37 @@ export class FederatedMembershipService {
   async join(roomIdOrAlias: string, userId: string, reason: string | undefined, via: readonly string[], custom: JsonObject = {}): Promise<{ roomId: string }> {
     const { roomId, servers } = await this.resolve(roomIdOrAlias);
     if (await this.isResident(roomId)) return this.deps.membership.join(roomId, userId, reason, custom);
+    // Guests join only rooms whose m.room.guest_access is can_join (guest_access.md, "Server
+    // behaviour"); being a guest is this server's knowledge alone, so the check is ours to make.
+    const guest = (await this.deps.isGuest?.(userId)) ?? false;
+    if (guest) {
+      // The invite's stripped state may show it beforehand (the spec does not list the event there).
+      const stripped = (await this.deps.outOfBand.current(userId, roomId))?.strippedState.find((e) => e.type === "m.room.guest_access" && e.state_key === "");
+      if (stripped && (isJsonObject(stripped.content) ? stripped.content.guest_access : undefined) !== "can_join") throw new MatrixError("M_FORBIDDEN", GUESTS_REFUSED);
+    }
     const content: JsonObject = { ...custom, ...(await this.deps.membership.profile(userId)), ...(reason !== undefined ? { reason } : {}) };
     const candidates = await this.candidates(roomId, userId, [...via, ...servers]);
     await this.unknownWithoutFederation(() => this.deps.remote.join(roomId, userId, candidates, content), `Unknown room ${roomId}`);
+    // Otherwise the room's state is first seen in send_join's answer, when the join is already in
+    // the room: the guest leaves at once, as a guest must when guest access ends, and is refused.
+    if (guest && (await this.guestAccess(roomId)) !== "can_join") {
+      try {
+        await this.deps.membership.leave(roomId, userId, GUESTS_REFUSED);
+      } catch {
+        // still refused; the room's guest_access listener makes guests leave on the next change
+      }
+      throw new MatrixError("M_FORBIDDEN", GUESTS_REFUSED);
+    }
     return { roomId };
+  }
+
+  /** The guest_access of a room we hold, by its current state. */
+  private async guestAccess(roomId: string): Promise<unknown> {
+    const id = await this.deps.store.currentStateEvent(roomId, "m.room.guest_access", "");
+    const stored = id === undefined ? undefined : await this.deps.store.getEvent(id);
+    if (!stored) return undefined;
+    const pdu: unknown = JSON.parse(stored.json);
+    return isJsonObject(pdu) && isJsonObject(pdu.content) ? pdu.content.guest_access : undefined;
   }
 
   async knock(roomIdOrAlias: string, userId: string, reason: string | undefined, via: readonly string[]): Promise<{ roomId: string }> {

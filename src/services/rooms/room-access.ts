@@ -127,6 +127,17 @@ export class RoomAccess implements EventLoader {
     if (stored.stateSnapshot === undefined || stored.rejectedReason !== undefined) return false;
     if (stored.type === "m.room.member" && stored.stateKey === userId) return true;
     const visibility = this.historyVisibility(await this.snapshotLookup(stored.stateSnapshot, [["m.room.history_visibility", ""]]));
+    if (await this.visibleUnder(visibility, userId, stored)) return true;
+    // A history_visibility event is visible when the visibility before it or after it allows
+    // (history_visibility.md, "Server behaviour"): a change to "joined" is seen by those it shuts out.
+    if (stored.type !== "m.room.history_visibility" || stored.stateKey !== "") return false;
+    const prev = stored.prevEvents[0] !== undefined ? await this.store.getEvent(stored.prevEvents[0]) : undefined;
+    const before = this.historyVisibility(await this.snapshotLookup(prev?.stateSnapshot, [["m.room.history_visibility", ""]]));
+    return before !== visibility && (await this.visibleUnder(before, userId, stored));
+  }
+
+  /** The rules of history visibility for one event (its state snapshot) under a given visibility. */
+  private async visibleUnder(visibility: string, userId: string, stored: StoredEvent): Promise<boolean> {
     if (visibility === "world_readable") return true;
     const membershipAt = (await this.stateEventAt(stored.stateSnapshot, "m.room.member", userId))?.content.membership;
     if (membershipAt === "join") return true;

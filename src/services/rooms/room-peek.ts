@@ -28,7 +28,7 @@ export interface RoomPeekDeps {
 export interface PeekInitialSync {
   room_id: string;
   membership?: string;
-  messages: { chunk: ClientEvent[]; start?: string; end: string };
+  messages: { chunk: ClientEvent[]; start: string; end: string };
   state: ClientEvent[];
   presence: never[];
   account_data: never[];
@@ -43,6 +43,12 @@ export interface PeekEventsRequest {
   timeoutMs: number;
   signal?: AbortSignal;
 }
+
+/**
+ * A token before every event this server holds (backfilled history lies below zero, far above this):
+ * paging back from it gives nothing. The start of a preview whose page holds the room's first event.
+ */
+const BEFORE_EVERYTHING = streamToken(-(10 ** 15 - 1));
 
 /** Memberships the initialSync answer may name (room_initial_sync.yaml). */
 const NAMED_MEMBERSHIPS = new Set(["invite", "join", "leave", "ban"]);
@@ -91,8 +97,9 @@ export class RoomPeeks {
     return {
       room_id: roomId,
       ...(membership !== undefined && NAMED_MEMBERSHIPS.has(membership) ? { membership } : {}),
-      // Without an end of the page, there is nothing earlier to ask for: start may then be left out.
-      messages: { chunk: page.chunk.reverse(), ...(page.end !== undefined ? { start: page.end } : {}), end: now },
+      // Without an end of the page there is nothing earlier: the spec lets start be left out then,
+      // but older clients (and sytest) expect it, so it is a token that pages back to nothing.
+      messages: { chunk: page.chunk.reverse(), start: page.end ?? BEFORE_EVERYTHING, end: now },
       state: await this.deps.rooms.state(roomId, viewer),
       presence: [],
       account_data: [],

@@ -51,6 +51,9 @@ describe.each([["a user", () => bob], ["a guest", () => guest]] as const)("%s no
     expect(sync.messages.chunk[1]).toMatchObject({ event_id: publicEventId, room_id: lobby, content: { body: "public" } });
     expect(sync.state.find((e: { type: string }) => e.type === "m.room.name").content.name).toBe("Lobby");
     expect(sync.presence).toEqual([]);
+    // Everything visible fits the page, and still there is a start: paging back from it gives nothing.
+    expect(typeof sync.messages.start).toBe("string");
+    expect((await peeker.ok("GET", `/rooms/${enc(lobby)}/messages?dir=b&from=${enc(sync.messages.start)}`)).chunk).toEqual([]);
     // The end continues in /events: nothing new yet.
     const next = await peeker.ok("GET", `/events?room_id=${enc(lobby)}&from=${enc(sync.messages.end)}&timeout=0`);
     expect(next.chunk).toEqual([]);
