@@ -131,7 +131,9 @@ function createApp(container: DependencyContainer, config: Readonly<Config>, log
     .use(roomRoutes({ accounts: resolve(container, Tokens.Accounts), rooms: resolve(container, Tokens.Rooms) }))
     .use(roomUpgradeRoutes({
       accounts: resolve(container, Tokens.Accounts),
-      upgrades: new RoomUpgradeService({ engine: resolve(container, Tokens.RoomEngine), store: resolve(container, Tokens.RoomEventStore), access: resolve(container, Tokens.RoomAccess), rooms: resolve(container, Tokens.Rooms) }),
+      upgrades: new RoomUpgradeService({ engine: resolve(container, Tokens.RoomEngine), store: resolve(container, Tokens.RoomEventStore), access: resolve(container, Tokens.RoomAccess), rooms: resolve(container, Tokens.Rooms),
+        directory: resolve(container, Tokens.Directory),
+        carryOver: { serverName: config.server_name, pushRules: resolve(container, Tokens.PushRules), accountData: resolve(container, Tokens.AccountData), logger } }),
     }))
     .use(membershipRoutes({ accounts: resolve(container, Tokens.Accounts), membership: resolve(container, Tokens.Membership), directory: resolve(container, Tokens.Directory), federated: resolve(container, Tokens.FederatedMembership) }))
     .use(directoryRoutes({ accounts: resolve(container, Tokens.Accounts), directory: resolve(container, Tokens.Directory) }))

@@ -151,6 +151,23 @@ export class DirectoryService {
   }
 
   /**
+   * A room upgrade (client-server-api "Room Upgrades", server behaviour step 4): every local alias
+   * of the old room points at the new one, each keeping its creator; all or none of them move.
+   */
+  async moveLocalAliases(fromRoomId: string, toRoomId: string): Promise<string[]> {
+    return this.access.store.atomically(async () => {
+      const aliases = await this.store.aliasesOfRoom(fromRoomId);
+      for (const alias of aliases) {
+        const record = await this.store.getAlias(alias);
+        if (!record) continue;
+        await this.store.deleteAlias(alias);
+        await this.store.createAlias({ ...record, roomId: toRoomId });
+      }
+      return aliases;
+    });
+  }
+
+  /**
    * createRoom's room_alias_name: checks "#localpart:ourserver" and holds it until the room exists,
    * so that a taken alias fails the request before anything is stored (400 M_ROOM_IN_USE).
    */

@@ -138,6 +138,23 @@ describe("unread counts", () => {
     expect(await counts(alice, roomId)).toEqual({ notification_count: 2, highlight_count: 1 });
   });
 
+  test("rejected and soft-failed events notify nobody; the same event accepted does (sytest 61push/01 'Rejected events are not pushed')", async () => {
+    const [alice, bob] = [await fresh(), await fresh()];
+    const roomId = await roomWith(alice, [bob]);
+    const sent = await bob.send(roomId, { msgtype: "m.text", body: "counted" });
+    await read(alice, roomId, sent);
+    const store = resolve(server.container, Tokens.RoomEventStore);
+    const stored = (await store.getEvent(sent))!;
+    const pdu = JSON.parse(stored.json);
+    let next = (await store.maxStreamOrdering()) + 1;
+    // As the federation ingest hands them over: the event as stored, flagged.
+    const as = (flags: { rejectedReason?: string; softFailed?: boolean }) => ({ stored: { ...stored, eventId: `$copy${next}`, streamOrdering: next++, rejectedReason: flags.rejectedReason, softFailed: flags.softFailed ?? false }, pdu });
+    await notifications.eventsPersisted(roomId, [as({ rejectedReason: "auth" }), as({ softFailed: true })]);
+    expect(await counts(alice, roomId)).toEqual({ notification_count: 0, highlight_count: 0 });
+    await notifications.eventsPersisted(roomId, [as({})]);
+    expect(await counts(alice, roomId)).toEqual({ notification_count: 1, highlight_count: 0 });
+  });
+
   test("leaving a room clears its count", async () => {
     const [alice, bob] = [await fresh(), await fresh()];
     const roomId = await roomWith(bob, [alice]);

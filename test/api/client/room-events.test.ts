@@ -158,7 +158,12 @@ describe("PUT /redact", () => {
     const elsewhere = await bob.send(other, { msgtype: "m.text", body: "elsewhere" });
     const beforeElsewhere = await streamPosition();
     await bob.fails("PUT", `/rooms/${enc(roomId)}/redact/${enc(elsewhere)}/r5`, {}, 400, "M_INVALID_PARAM");
-    expect(await streamPosition()).toBe(beforeElsewhere);
+    // Also one of a room the requester is not in (as Synapse; sytest's "disallows redaction of event in different room").
+    const carolsRoom = await carol.createRoom({ preset: "private_chat" });
+    const carolsEvent = await carol.send(carolsRoom, { msgtype: "m.text", body: "mine" });
+    const beforeUnseen = await streamPosition();
+    await alice.fails("PUT", `/rooms/${enc(roomId)}/redact/${enc(carolsEvent)}/r6`, {}, 400, "M_INVALID_PARAM");
+    expect(await streamPosition()).toBe(beforeUnseen);
     const bobEvent = await bob.send(roomId, { msgtype: "m.text", body: "bad" });
     const { event_id } = await alice.ok("PUT", `/rooms/${enc(roomId)}/redact/${enc(bobEvent)}/mod`, {});
     const redaction = await bob.ok("GET", `/rooms/${enc(roomId)}/event/${enc(event_id)}`);

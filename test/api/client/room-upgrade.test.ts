@@ -53,4 +53,55 @@ describe("POST /rooms/{roomId}/upgrade", () => {
     await alice.fails("POST", `/rooms/${enc(roomId)}/upgrade`, {}, 400, "M_MISSING_PARAM");
     expect(await resolve(server.container, Tokens.RoomEventStore).maxStreamOrdering()).toBe(before);
   });
+
+  test("local aliases move to the new room; the old room's canonical alias is cleared", async () => {
+    const oldRoom = await alice.createRoom({ preset: "public_chat", room_alias_name: "moving-house" });
+    const alias = `#moving-house:${server.config.server_name}`;
+    const second = `#second-name:${server.config.server_name}`;
+    await alice.ok("PUT", `/directory/room/${enc(second)}`, { room_id: oldRoom });
+    const { replacement_room: newRoom } = await alice.ok("POST", `/rooms/${enc(oldRoom)}/upgrade`, { new_version: "11" });
+    expect((await bob.ok("GET", `/directory/room/${enc(alias)}`)).room_id).toBe(newRoom);
+    expect((await bob.ok("GET", `/directory/room/${enc(second)}`)).room_id).toBe(newRoom);
+    expect((await alice.ok("GET", `/rooms/${enc(newRoom)}/aliases`)).aliases.sort()).toEqual([alias, second].sort());
+    expect((await alice.ok("GET", `/rooms/${enc(oldRoom)}/aliases`)).aliases).toEqual([]);
+    expect(await alice.ok("GET", `/rooms/${enc(oldRoom)}/state/m.room.canonical_alias/`)).toEqual({});
+    expect((await alice.ok("GET", `/rooms/${enc(newRoom)}/state/m.room.canonical_alias/`)).alias).toBe(alias);
+  });
+
+  test("joining the new room copies the user's push rules and tags for the old room, without overwriting what they set since", async () => {
+    const oldRoom = await alice.createRoom({ preset: "public_chat" });
+    await bob.ok("POST", `/join/${enc(oldRoom)}`, {});
+    const other = await alice.createRoom({ preset: "public_chat" });
+    const roomCondition = (roomId: string) => [{ kind: "event_match", key: "room_id", pattern: roomId }];
+    for (const who of [alice, bob]) {
+      await who.ok("PUT", `/pushrules/global/room/${enc(oldRoom)}`, { actions: [] });
+      await who.ok("PUT", `/user/${enc(who.userId)}/rooms/${enc(oldRoom)}/tags/m.favourite`, { order: 0.5 });
+    }
+    await bob.ok("PUT", `/pushrules/global/override/${enc(oldRoom)}`, { actions: [], conditions: roomCondition(oldRoom) });
+    await bob.ok("PUT", `/pushrules/global/override/elsewhere`, { actions: [], conditions: roomCondition(other) });
+    await bob.ok("PUT", `/pushrules/global/underride/off`, { actions: ["notify"], conditions: roomCondition(oldRoom) });
+    await bob.ok("PUT", `/pushrules/global/underride/off/enabled`, { enabled: false });
+
+    const { replacement_room: newRoom } = await alice.ok("POST", `/rooms/${enc(oldRoom)}/upgrade`, { new_version: "11" });
+    // The upgrader joined the new room by creating it.
+    expect((await alice.ok("GET", `/pushrules/global/room/${enc(newRoom)}`)).actions).toEqual([]);
+    expect((await alice.ok("GET", `/user/${enc(alice.userId)}/rooms/${enc(newRoom)}/tags`)).tags).toEqual({ "m.favourite": { order: 0.5 } });
+    await bob.fails("GET", `/pushrules/global/room/${enc(newRoom)}`, undefined, 404, "M_NOT_FOUND");
+
+    await bob.ok("POST", `/join/${enc(newRoom)}`, {});
+    expect((await bob.ok("GET", `/pushrules/global/room/${enc(newRoom)}`)).actions).toEqual([]);
+    // An override rule on the old room (a client's "mute"): its copy is named by the new room, as in Synapse.
+    expect((await bob.ok("GET", `/pushrules/global/override/${enc(newRoom)}`)).conditions).toEqual(roomCondition(newRoom));
+    const rules = (await bob.ok("GET", "/pushrules/")).global;
+    const overrides = rules.override.map((r: { rule_id: string }) => r.rule_id);
+    expect(overrides.filter((id: string) => id.startsWith("elsewhere"))).toEqual(["elsewhere"]);
+    // A disabled rule is not copied (as Synapse).
+    expect(rules.underride.filter((r: { conditions?: { pattern?: string }[] }) => r.conditions?.some((c) => c.pattern === newRoom))).toEqual([]);
+    expect((await bob.ok("GET", `/user/${enc(bob.userId)}/rooms/${enc(newRoom)}/tags`)).tags).toEqual({ "m.favourite": { order: 0.5 } });
+
+    // What bob changes afterwards stays, through a later join event (a display name change).
+    await bob.ok("PUT", `/pushrules/global/room/${enc(newRoom)}/actions`, { actions: ["notify"] });
+    await bob.ok("PUT", `/profile/${enc(bob.userId)}/displayname`, { displayname: "Bob again" });
+    expect((await bob.ok("GET", `/pushrules/global/room/${enc(newRoom)}`)).actions).toEqual(["notify"]);
+  });
 });
