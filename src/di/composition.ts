@@ -204,6 +204,7 @@ export function registerCoreServices(container: DependencyContainer, { config, c
       logger,
     });
     get(Tokens.RoomEngine).onEvents((roomId, events) => notifications.eventsPersisted(roomId, events));
+    get(Tokens.Receipts).onChange((roomId) => notifications.receiptsChanged(roomId));
     return notifications;
   });
   registerFactory(container, Tokens.PushGatewaySender, () => {

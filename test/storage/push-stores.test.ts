@@ -145,28 +145,32 @@ describe.each(testDatabases.map((d) => [d.name, d] as const))("push stores on %s
 
     test("unread counts: after the later of m.read and m.read.private (unthreaded or main), and of the read mark", async () => {
       const { notifications } = stores;
+      const counts = async (...args: Parameters<typeof notifications.unreadCounts>) => {
+        const { notifications: n, highlights } = await notifications.unreadCounts(...args);
+        return { notifications: n, highlights };
+      };
       const events = [await event(), await event(), await event(), await event()];
       await notifications.addNotifications(events.map((e, i) => notify(e, { highlight: i % 2 === 1 })));
-      expect(await notifications.unreadCounts(ALICE, ROOM)).toEqual({ notifications: 4, highlights: 2 });
+      expect(await notifications.unreadCounts(ALICE, ROOM)).toEqual({ notifications: 4, highlights: 2, newest: events[3].ordering });
       // Up to an event position (a sync's), later events do not count yet.
-      expect(await notifications.unreadCounts(ALICE, ROOM, events[1].ordering)).toEqual({ notifications: 2, highlights: 1 });
+      expect(await notifications.unreadCounts(ALICE, ROOM, events[1].ordering)).toEqual({ notifications: 2, highlights: 1, newest: events[1].ordering });
       await receipt(events[0].eventId, "m.read.private");
-      expect(await notifications.unreadCounts(ALICE, ROOM)).toEqual({ notifications: 3, highlights: 2 });
+      expect(await counts(ALICE, ROOM)).toEqual({ notifications: 3, highlights: 2 });
       await receipt(events[1].eventId, "m.read");
-      expect(await notifications.unreadCounts(ALICE, ROOM)).toEqual({ notifications: 2, highlights: 1 });
+      expect(await counts(ALICE, ROOM)).toEqual({ notifications: 2, highlights: 1 });
       // A receipt in one thread does not count for the room; one on the main timeline does.
       await receipt(events[3].eventId, "m.read", "$thread");
-      expect(await notifications.unreadCounts(ALICE, ROOM)).toEqual({ notifications: 2, highlights: 1 });
+      expect(await counts(ALICE, ROOM)).toEqual({ notifications: 2, highlights: 1 });
       await receipt(events[2].eventId, "m.read", "main");
-      expect(await notifications.unreadCounts(ALICE, ROOM)).toEqual({ notifications: 1, highlights: 1 });
+      expect(await counts(ALICE, ROOM)).toEqual({ notifications: 1, highlights: 1 });
       // m.fully_read is not a read receipt.
       await receipt(events[3].eventId, "m.fully_read");
-      expect(await notifications.unreadCounts(ALICE, ROOM)).toEqual({ notifications: 1, highlights: 1 });
+      expect(await counts(ALICE, ROOM)).toEqual({ notifications: 1, highlights: 1 });
       await notifications.markRead(ALICE, ROOM, events[3].ordering);
-      expect(await notifications.unreadCounts(ALICE, ROOM)).toEqual({ notifications: 0, highlights: 0 });
+      expect(await counts(ALICE, ROOM)).toEqual({ notifications: 0, highlights: 0 });
       // Other users and rooms are apart.
-      expect(await notifications.unreadCounts(BOB, ROOM)).toEqual({ notifications: 0, highlights: 0 });
-      expect(await notifications.unreadCounts(ALICE, OTHER)).toEqual({ notifications: 0, highlights: 0 });
+      expect(await counts(BOB, ROOM)).toEqual({ notifications: 0, highlights: 0 });
+      expect(await counts(ALICE, OTHER)).toEqual({ notifications: 0, highlights: 0 });
     });
 
     test("markRead only moves forward", async () => {

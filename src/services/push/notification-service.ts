@@ -8,7 +8,7 @@ import { MatrixError } from "../../protocol/errors";
 import { isJsonObject, type JsonObject } from "../../protocol/json";
 import { evaluatePushRules, type PushContext } from "../../protocol/push-evaluator";
 import type { PushRuleset } from "../../protocol/push-rules";
-import type { NewNotification, NotificationStore, RoomClientStore, RoomEventStore, StoredEvent } from "../../storage/stores";
+import type { NewNotification, NotificationStore, RoomClientStore, RoomEventStore, StoredEvent, UnreadCounts } from "../../storage/stores";
 import type { PushRuleService } from "../accounts/push-rule-service";
 import { ClientEventFormatter, type ClientEvent } from "../rooms/client-events";
 import type { RoomAccess } from "../rooms/room-access";
@@ -75,6 +75,8 @@ function usesDisplayName(ruleset: PushRuleset): boolean {
 
 /** At most this many (user, room) pairs are remembered as having nothing unread. */
 const MAX_NOTHING_UNREAD = 100_000;
+/** At most this many (user, room) unread counts are kept. */
+const MAX_COUNTED = 100_000;
 
 export class NotificationService implements Service {
   readonly name = "notifications";
@@ -87,6 +89,16 @@ export class NotificationService implements Service {
    * the set cannot go stale.
    */
   private readonly nothingUnread = new Set<string>();
+  /**
+   * Unread counts as last counted per (user, room) — every /sync asks them for every room it shows —
+   * with the newest notification counted. What can change them bumps a version: a notification or a
+   * read mark for the pair (here), a receipt in the room (receiptsChanged); a count that raced such a
+   * change is not kept.
+   */
+  private readonly counted = new Map<string, { readonly roomVersion: number; readonly counts: UnreadCounts }>();
+  private readonly pairVersions = new Map<string, number>();
+  private readonly roomVersions = new Map<string, number>();
+  private countsEpoch = 0;
   private readonly formatter: ClientEventFormatter;
   private pruning: { cancel(): void } | undefined;
   private pruneRun: Promise<void> | undefined;
@@ -101,6 +113,25 @@ export class NotificationService implements Service {
 
   onReadMoved(listener: ReadListener): void {
     this.readListeners.push(listener);
+  }
+
+  /** A read receipt was stored in the room: its members' unread counts may have changed. */
+  receiptsChanged(roomId: string): void {
+    this.roomVersions.set(roomId, (this.roomVersions.get(roomId) ?? 0) + 1);
+  }
+
+  private pairChanged(userId: string, roomId: string): void {
+    const key = `${userId}\u0000${roomId}`;
+    this.counted.delete(key);
+    this.pairVersions.set(key, (this.pairVersions.get(key) ?? 0) + 1);
+    if (this.pairVersions.size > MAX_COUNTED) this.forgetCounts();
+  }
+
+  private forgetCounts(): void {
+    this.counted.clear();
+    this.pairVersions.clear();
+    this.roomVersions.clear();
+    this.countsEpoch++;
   }
 
   start(): void {
@@ -153,7 +184,7 @@ export class NotificationService implements Service {
       for (const userId of readers) {
         const key = `${userId}\u0000${roomId}`;
         if (!marks.has(userId) && this.nothingUnread.has(key)) continue;
-        if (marks.has(userId) || (await this.deps.notifications.unreadCounts(userId, roomId, ordering)).notifications > 0) marks.set(userId, ordering);
+        if (marks.has(userId) || (await this.countsOf(key, userId, roomId, ordering)).notifications > 0) marks.set(userId, ordering);
         else {
           if (this.nothingUnread.size >= MAX_NOTHING_UNREAD) this.nothingUnread.clear();
           this.nothingUnread.add(key);
@@ -183,12 +214,18 @@ export class NotificationService implements Service {
       // Membership (and the power levels the rules read) may change with a state event.
       if (stored.stateKey !== undefined) memberships = localJoined = rules = undefined;
     }
-    // Everything read first, then one commit for the marks and the notifications.
+    // Everything read first, then one commit for the marks and the notifications. The counts they
+    // change are forgotten once it is committed (a count read before then is not kept).
     if (marks.size > 0 || notified.length > 0) {
-      await this.deps.store.atomically(async () => {
-        for (const [userId, ordering] of marks) await this.deps.notifications.markRead(userId, roomId, ordering);
-        await this.deps.notifications.addNotifications(notified);
-      });
+      try {
+        await this.deps.store.atomically(async () => {
+          for (const [userId, ordering] of marks) await this.deps.notifications.markRead(userId, roomId, ordering);
+          await this.deps.notifications.addNotifications(notified);
+        });
+      } finally {
+        for (const userId of marks.keys()) this.pairChanged(userId, roomId);
+        for (const n of notified) this.pairChanged(n.userId, roomId);
+      }
     }
     for (const userId of marks.keys()) for (const listener of this.readListeners) listener(userId);
     for (const n of notified) for (const listener of this.notifiedListeners) listener(n.userId);
@@ -201,9 +238,27 @@ export class NotificationService implements Service {
    */
   async unreadCounts(userId: string, roomId: string, upToStreamOrdering?: number): Promise<UnreadNotificationCounts> {
     // Known to have nothing unread: every /sync asks this for every room it shows.
-    if (this.nothingUnread.has(`${userId}\u0000${roomId}`)) return { notification_count: 0, highlight_count: 0 };
-    const counts = await this.deps.notifications.unreadCounts(userId, roomId, upToStreamOrdering);
+    const key = `${userId}\u0000${roomId}`;
+    if (this.nothingUnread.has(key)) return { notification_count: 0, highlight_count: 0 };
+    const counts = await this.countsOf(key, userId, roomId, upToStreamOrdering);
     return { notification_count: counts.notifications, highlight_count: counts.highlights };
+  }
+
+  /** The store's count, or the one counted before when nothing changed since and it holds for this position. */
+  private async countsOf(key: string, userId: string, roomId: string, upToStreamOrdering: number | undefined): Promise<UnreadCounts> {
+    const roomVersion = this.roomVersions.get(roomId) ?? 0;
+    const hit = this.counted.get(key);
+    // Counted without a bound: it holds for any position at or after its newest notification.
+    if (hit && hit.roomVersion === roomVersion && (upToStreamOrdering === undefined || upToStreamOrdering >= hit.counts.newest)) return hit.counts;
+    const epoch = this.countsEpoch;
+    const pairVersion = this.pairVersions.get(key) ?? 0;
+    const all = await this.deps.notifications.unreadCounts(userId, roomId);
+    if (epoch === this.countsEpoch && pairVersion === (this.pairVersions.get(key) ?? 0) && roomVersion === (this.roomVersions.get(roomId) ?? 0)) {
+      if (this.counted.size >= MAX_COUNTED) this.forgetCounts();
+      else this.counted.set(key, { roomVersion, counts: all });
+    }
+    if (upToStreamOrdering === undefined || upToStreamOrdering >= all.newest) return all;
+    return this.deps.notifications.unreadCounts(userId, roomId, upToStreamOrdering);
   }
 
   /** Unread notifications in all rooms together (the `unread` count pushers send). */

@@ -81,6 +81,8 @@ export interface NotificationRecord extends NewNotification {
 export interface UnreadCounts {
   readonly notifications: number;
   readonly highlights: number;
+  /** The highest event stream ordering among the counted notifications (0 when none). */
+  readonly newest: number;
 }
 
 /** Notifications of users and how far they have read (client-server-api "Receiving notifications"). */
@@ -131,7 +133,7 @@ const SELECT_BEFORE = (bounded: boolean, onlyHighlight: boolean) => `SELECT ${CO
   FROM notifications n WHERE n.user_id = ?${bounded ? " AND n.stream_id < ?" : ""}${onlyHighlight ? " AND n.highlight = 1" : ""}
   ORDER BY n.stream_id DESC LIMIT ?`;
 const BEFORE_QUERIES = new Map<string, string>();
-const COUNT_ROOM = `SELECT count(*) AS notifications, COALESCE(sum(highlight), 0) AS highlights FROM notifications
+const COUNT_ROOM = `SELECT count(*) AS notifications, COALESCE(sum(highlight), 0) AS highlights, COALESCE(max(event_stream_ordering), 0) AS newest FROM notifications
   WHERE user_id = ? AND room_id = ? AND event_stream_ordering <= ? AND event_stream_ordering > ${readPosition("?", "?")}`;
 // The read position once per room, then a range count on (user_id, room_id, event_stream_ordering).
 const COUNT_TOTAL = `SELECT COALESCE(sum((SELECT count(*) FROM notifications x
@@ -207,8 +209,8 @@ export class SqlNotificationStore implements NotificationStore {
 
   async unreadCounts(userId: string, roomId: string, upToStreamOrdering = Number.MAX_SAFE_INTEGER): Promise<UnreadCounts> {
     // readPosition("?", "?") takes (room, user) for the receipts, then (user, room) for the mark.
-    const row = await this.db.get<{ notifications: number; highlights: number }>(COUNT_ROOM, userId, roomId, upToStreamOrdering, roomId, userId, userId, roomId);
-    return { notifications: Number(row?.notifications ?? 0), highlights: Number(row?.highlights ?? 0) };
+    const row = await this.db.get<{ notifications: number; highlights: number; newest: number }>(COUNT_ROOM, userId, roomId, upToStreamOrdering, roomId, userId, userId, roomId);
+    return { notifications: Number(row?.notifications ?? 0), highlights: Number(row?.highlights ?? 0), newest: Number(row?.newest ?? 0) };
   }
 
   async unreadTotal(userId: string): Promise<number> {

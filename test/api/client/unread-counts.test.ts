@@ -1,0 +1,64 @@
+// Unread notification counts in /sync are counted once and kept until something changes them: a
+// new notification, a read receipt, the user's own message (which marks the room read). The kept
+// counts are checked against every such change, and a sync with nothing changed asks the database
+// for none.
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import type { PortierServer } from "../../../src/app";
+import { resolve, Tokens } from "../../../src/di/tokens";
+import { TestClient, enc } from "../../helpers/rooms";
+import { testServer } from "../../helpers/server";
+
+let server: PortierServer;
+beforeAll(async () => {
+  server = await testServer({ registration: { enabled: true } });
+});
+afterAll(async () => {
+  await server?.stop();
+});
+
+/** How many unread-count queries the database runs while `fn` runs. */
+async function countQueries<T>(fn: () => Promise<T>): Promise<{ value: T; queries: number }> {
+  const db = resolve(server.container, Tokens.Database) as unknown as { query: (sql: string, call: unknown) => Promise<unknown> };
+  const original = db.query;
+  let queries = 0;
+  db.query = function (this: unknown, sql: string, call: unknown) {
+    if (sql.includes("AS notifications")) queries++;
+    return original.call(this, sql, call);
+  };
+  try {
+    return { value: await fn(), queries };
+  } finally {
+    db.query = original;
+  }
+}
+
+test("counts follow new messages, receipts and the user's own message, and an unchanged room costs no count query", async () => {
+  const alice = await TestClient.register(server, "alice");
+  const bob = await TestClient.register(server, "bob");
+  const roomId = await alice.createRoom({ preset: "public_chat" });
+  await bob.ok("POST", `/join/${enc(roomId)}`, {});
+  const sent: string[] = [];
+  for (let i = 0; i < 3; i++) sent.push(await bob.send(roomId, { msgtype: "m.text", body: `hello ${i}` }));
+  let since = "";
+  const unread = async () => {
+    const body = await alice.ok("GET", `/sync?timeout=0${since ? `&since=${enc(since)}&full_state=true` : ""}`);
+    since = body.next_batch;
+    return body.rooms.join[roomId].unread_notifications;
+  };
+  expect(await unread()).toEqual({ notification_count: 3, highlight_count: 0 });
+  // Nothing changed: the counts are the ones kept.
+  const again = await countQueries(unread);
+  expect(again.value).toEqual({ notification_count: 3, highlight_count: 0 });
+  expect(again.queries).toBe(0);
+
+  await alice.ok("POST", `/rooms/${enc(roomId)}/receipt/m.read/${enc(sent[1]!)}`, {});
+  expect(await unread()).toEqual({ notification_count: 1, highlight_count: 0 });
+  await bob.send(roomId, { msgtype: "m.text", body: "alice, look" });
+  await bob.send(roomId, { msgtype: "m.text", body: "and this" });
+  expect(await unread()).toEqual({ notification_count: 3, highlight_count: 0 });
+  // A message of one's own marks the room read.
+  await alice.send(roomId, { msgtype: "m.text", body: "read it all" });
+  expect(await unread()).toEqual({ notification_count: 0, highlight_count: 0 });
+  await bob.send(roomId, { msgtype: "m.text", body: "one more" });
+  expect(await unread()).toEqual({ notification_count: 1, highlight_count: 0 });
+});
