@@ -30,6 +30,8 @@ import { openStores, type DatabaseSettings, type Stores } from "./storage/open";
 import { loadOrCreateSigningKey } from "./services/keys/signing-key-file";
 import { createHttpApp } from "./api/middleware/http";
 import { rateLimitStep } from "./api/middleware/rate-limit";
+import { clientConnectionStep } from "./api/middleware/client-connections";
+import { whoisRoutes } from "./api/client/admin-whois";
 import { versionsRoutes } from "./api/client/versions";
 import { federationVersionRoutes } from "./api/federation/version";
 import { wellKnownRoutes } from "./api/well-known/well-known";
@@ -117,6 +119,7 @@ function createApp(container: DependencyContainer, config: Readonly<Config>, log
       resolveRoom: async (alias) => (await resolve(container, Tokens.Directory).resolveRoomIdOrAlias(alias).catch(() => undefined))?.roomId,
       trustedProxies: config.trusted_proxies,
     }))
+    .use(clientConnectionStep({ accounts: resolve(container, Tokens.Accounts), connections: resolve(container, Tokens.ClientConnections), trustedProxies: config.trusted_proxies }))
     .use(versionsRoutes())
     .use(federationVersionRoutes())
     .use(wellKnownRoutes(config))
@@ -189,6 +192,7 @@ function createApp(container: DependencyContainer, config: Readonly<Config>, log
     .use(keyRoutes({ accounts: resolve(container, Tokens.Accounts), keys: resolve(container, Tokens.EndToEndKeys), e2eeSync: resolve(container, Tokens.E2eeSync), passwordConfirmation: resolve(container, Tokens.PasswordConfirmation) }))
     .use(toDeviceRoutes({ accounts: resolve(container, Tokens.Accounts), toDevice: resolve(container, Tokens.ToDevice) }))
     .use(roomKeyRoutes({ accounts: resolve(container, Tokens.Accounts), backups: resolve(container, Tokens.KeyBackups) }))
+    .use(whoisRoutes({ accounts: resolve(container, Tokens.Accounts), connections: resolve(container, Tokens.ClientConnections), serverName: config.server_name }))
     .use(knockAdminRoutes({ accounts: resolve(container, Tokens.Accounts), knocks: resolve(container, Tokens.KnockModeration) }))
     .use(pluginAdminRoutes({ accounts: resolve(container, Tokens.Accounts), loader: resolve(container, Tokens.PluginLoader), policies: resolve(container, Tokens.Policies), reload: reloadPlugins }));
 }

@@ -22,6 +22,7 @@ import { ProfileService } from "../services/accounts/profile-service";
 import { AccountDataService } from "../services/accounts/account-data-service";
 import { FilterService } from "../services/accounts/filter-service";
 import { PasswordConfirmation } from "../services/accounts/password-confirmation";
+import { ClientConnections } from "../services/accounts/client-connections";
 import { SharedSecretRegistration } from "../services/accounts/shared-secret-registration";
 import { PushRuleService } from "../services/accounts/push-rule-service";
 import { UserDirectoryService } from "../services/directory/user-directory";
@@ -129,6 +130,12 @@ export function registerCoreServices(container: DependencyContainer, { config, c
   registerFactory(container, Tokens.PushRules, () => new PushRuleService(stores.pushRules, get(Tokens.AccountData)));
   registerFactory(container, Tokens.UserInteractiveAuth, () => new UserInteractiveAuth(clock));
   registerFactory(container, Tokens.PasswordConfirmation, () => new PasswordConfirmation(get(Tokens.Accounts), get(Tokens.UserInteractiveAuth)));
+  registerFactory(container, Tokens.ClientConnections, () => new ClientConnections({
+    devices: (userId) => stores.accounts.listDevices(userId),
+    touchDevice: (userId, deviceId, ts, ip) => stores.accounts.touchDevice(userId, deviceId, ts, ip),
+    clock,
+    onError: (error) => logger.log("warn", "a device's last-seen time could not be stored", { error: String(error) }),
+  }));
   registerFactory(container, Tokens.SharedSecretRegistration, () => new SharedSecretRegistration(config.registration.shared_secret, get(Tokens.Accounts), get(Tokens.Profiles), clock));
 
   // Rooms.

@@ -18,6 +18,7 @@ import type { ProfileService } from "../services/accounts/profile-service";
 import type { AccountDataService } from "../services/accounts/account-data-service";
 import type { FilterService } from "../services/accounts/filter-service";
 import type { PasswordConfirmation } from "../services/accounts/password-confirmation";
+import type { ClientConnections } from "../services/accounts/client-connections";
 import type { SharedSecretRegistration } from "../services/accounts/shared-secret-registration";
 import type { PushRuleService } from "../services/accounts/push-rule-service";
 import type { PusherService } from "../services/push/pusher-service";
@@ -80,6 +81,7 @@ export const Tokens = {
   AccountData: token<AccountDataService>("AccountData"),
   Filters: token<FilterService>("Filters"),
   PasswordConfirmation: token<PasswordConfirmation>("PasswordConfirmation"),
+  ClientConnections: token<ClientConnections>("ClientConnections"),
   SharedSecretRegistration: token<SharedSecretRegistration>("SharedSecretRegistration"),
   PushRules: token<PushRuleService>("PushRules"),
   Pushers: token<PusherService>("Pushers"),

@@ -9,6 +9,7 @@ import type { UserInteractiveAuth } from "../../services/accounts/user-interacti
 import { requireUser } from "../middleware/auth";
 import { validateBody } from "../middleware/validate";
 import { clientPaths } from "./paths";
+import { uiaOperation } from "./uia-operation";
 
 const REGISTER_FLOWS = [{ stages: ["m.login.dummy"] }];
 
@@ -48,7 +49,7 @@ export function accountRoutes({ config, accounts, uia }: AccountRouteDeps) {
   const app = new Elysia({ name: "client-account" });
 
   for (const path of clientPaths("/register")) {
-    app.post(path, async ({ body, query }) => {
+    app.post(path, async ({ body, query, request }) => {
       if (query.kind === "guest") {
         // Guest registration needs no user-interactive auth, and every field but the device's name
         // is ignored (registration.yaml); it is allowed apart from `registration.enabled`, as in Synapse.
@@ -58,32 +59,45 @@ export function accountRoutes({ config, accounts, uia }: AccountRouteDeps) {
         return sessionBody(session, config.server_name);
       }
       if (query.kind !== undefined && query.kind !== "user") throw new MatrixError("M_INVALID_PARAM", `Unknown kind ${query.kind}`);
-      const input = validateBody(RegisterBody, body ?? {});
+      const { auth, ...given } = validateBody(RegisterBody, body ?? {});
       // A guest upgrading to a full account (guest_access.md) is refused only by the guest switch.
+      if (given.guest_access_token !== undefined ? !config.registration.allow_guest_access : !config.registration.enabled) throw new MatrixError("M_FORBIDDEN", "Registration has been disabled", 403);
+      const session = uia.open(auth?.session, uiaOperation(request));
+      // Clients may send the parameters once and then only `auth` (as Synapse allows).
+      const input = uia.params(session, given);
       const upgrading = input.guest_access_token !== undefined;
-      if (upgrading ? !config.registration.allow_guest_access : !config.registration.enabled) throw new MatrixError("M_FORBIDDEN", "Registration has been disabled", 403);
+      // A retry of a session that already registered answers with that account (the spec: "the
+      // result of the API call if all stages were completed when a client retries a stage").
+      const registered = uia.registeredUser(session);
       // The username is checked before authentication, so a client learns at once that it is taken.
-      if (upgrading) await accounts.guestToUpgrade(input.guest_access_token!, input.username);
-      else if (input.username !== undefined) await accounts.checkUsernameAvailable(input.username);
-      if (input.auth?.type === undefined) throw uia.challenge(REGISTER_FLOWS, input.auth?.session);
-      if (input.auth.type !== "m.login.dummy") throw uia.challenge(REGISTER_FLOWS, input.auth.session, new MatrixError("M_UNRECOGNIZED", `Unknown auth stage ${input.auth.type}`));
-      if (!uia.complete(REGISTER_FLOWS, input.auth.session, "m.login.dummy").done) throw uia.challenge(REGISTER_FLOWS, input.auth.session);
-      const result = upgrading
-        ? await accounts.upgradeGuest({
-            guestAccessToken: input.guest_access_token!,
-            username: input.username,
-            password: input.password,
-            deviceId: input.device_id,
-            initialDeviceDisplayName: input.initial_device_display_name,
-            inhibitLogin: input.inhibit_login,
-          })
-        : await accounts.register({
-            username: input.username,
-            password: input.password,
-            deviceId: input.device_id,
-            initialDeviceDisplayName: input.initial_device_display_name,
-            inhibitLogin: input.inhibit_login,
-          });
+      if (upgrading) {
+        if (registered === undefined) await accounts.guestToUpgrade(input.guest_access_token!, input.username);
+      } else if (input.username !== undefined && (registered === undefined || accounts.userIdFor(input.username) !== registered)) {
+        await accounts.checkUsernameAvailable(input.username);
+      }
+      if (auth?.type !== undefined && auth.type !== "m.login.dummy") throw uia.challenge(REGISTER_FLOWS, session, new MatrixError("M_UNRECOGNIZED", `Unknown auth stage ${auth.type}`));
+      // No auth at all is always a 401 (the spec's note); a dict with only the session asks whether the flow is done.
+      if (auth === undefined || !uia.complete(REGISTER_FLOWS, session, auth.type, true)) throw uia.challenge(REGISTER_FLOWS, session);
+      const result =
+        registered !== undefined
+          ? { userId: registered, session: input.inhibit_login ? undefined : await accounts.startSession(registered, input.device_id, input.initial_device_display_name) }
+          : upgrading
+            ? await accounts.upgradeGuest({
+                guestAccessToken: input.guest_access_token!,
+                username: input.username,
+                password: input.password,
+                deviceId: input.device_id,
+                initialDeviceDisplayName: input.initial_device_display_name,
+                inhibitLogin: input.inhibit_login,
+              })
+            : await accounts.register({
+                username: input.username,
+                password: input.password,
+                deviceId: input.device_id,
+                initialDeviceDisplayName: input.initial_device_display_name,
+                inhibitLogin: input.inhibit_login,
+              });
+      uia.setRegisteredUser(session, result.userId);
       if (!result.session) return { user_id: result.userId, home_server: config.server_name };
       return sessionBody(result.session, config.server_name);
     });

@@ -9,6 +9,7 @@ import { optionalUser } from "../middleware/auth";
 import { validateBody } from "../middleware/validate";
 import { AuthData } from "./devices";
 import { clientPaths } from "./paths";
+import { uiaOperation } from "./uia-operation";
 
 const DeactivateBody = Type.Object({
   auth: Type.Optional(AuthData),
@@ -22,7 +23,7 @@ export function deactivateRoutes({ accounts, passwordConfirmation, deactivation 
     app.post(path, async ({ request, body }) => {
       const me = await optionalUser(accounts, request);
       const input = validateBody(DeactivateBody, body ?? {});
-      const userId = await passwordConfirmation.confirm(input.auth, me?.userId);
+      const userId = await passwordConfirmation.confirm(input.auth, me?.userId, uiaOperation(request));
       return deactivation.deactivate(userId, input.erase === true);
     });
   }

@@ -8,6 +8,7 @@ import type { PasswordConfirmation } from "../../services/accounts/password-conf
 import { requireUser } from "../middleware/auth";
 import { validateBody } from "../middleware/validate";
 import { CLIENT_PREFIXES } from "./paths";
+import { uiaOperation } from "./uia-operation";
 
 export const AuthData = Type.Object({
   type: Type.Optional(Type.String()),
@@ -59,7 +60,7 @@ export function deviceRoutes({ accounts, passwordConfirmation }: { accounts: Acc
       const me = await requireUser(accounts, request);
       // Older clients send no body on the first call: the same as an empty one.
       const input = validateBody(DeleteDeviceBody, body ?? {});
-      await passwordConfirmation.confirm(input.auth, me.userId);
+      await passwordConfirmation.confirm(input.auth, me.userId, uiaOperation(request));
       // A device already gone is fine: the outcome the client asked for holds.
       await accounts.deleteDevice(me.userId, params.deviceId);
       return {};
@@ -68,7 +69,7 @@ export function deviceRoutes({ accounts, passwordConfirmation }: { accounts: Acc
     app.post(`${prefix}/delete_devices`, async ({ request, body }) => {
       const me = await requireUser(accounts, request);
       const input = validateBody(DeleteDevicesBody, body);
-      await passwordConfirmation.confirm(input.auth, me.userId);
+      await passwordConfirmation.confirm(input.auth, me.userId, uiaOperation(request));
       for (const deviceId of input.devices) await accounts.deleteDevice(me.userId, deviceId);
       return {};
     });

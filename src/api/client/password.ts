@@ -11,6 +11,7 @@ import { optionalUser } from "../middleware/auth";
 import { validateBody } from "../middleware/validate";
 import { AuthData } from "./devices";
 import { clientPaths } from "./paths";
+import { uiaOperation } from "./uia-operation";
 
 const ChangePasswordBody = Type.Object({
   new_password: Type.String({ minLength: 1, maxLength: 512 }),
@@ -25,7 +26,7 @@ export function passwordRoutes({ accounts, passwordConfirmation, pushers }: { ac
       // The access token is optional here: without one, the password stage names the account.
       const me = await optionalUser(accounts, request);
       const input = validateBody(ChangePasswordBody, body);
-      const userId = await passwordConfirmation.confirm(input.auth, me?.userId);
+      const userId = await passwordConfirmation.confirm(input.auth, me?.userId, uiaOperation(request));
       const logoutDevices = input.logout_devices ?? true;
       await accounts.changePassword(userId, input.new_password, logoutDevices, me?.deviceId);
       if (logoutDevices) await pushers.removeOtherSessionsPushers(userId, me?.accessToken);

@@ -102,7 +102,8 @@ export class AccountService {
   async checkUsernameAvailable(username: string): Promise<string> {
     // As Synapse: guests are numbered, so all-digit localparts are theirs alone.
     if (/^\d+$/.test(username)) throw new MatrixError("M_INVALID_USERNAME", "Numeric user IDs are reserved for guest users.");
-    const valid = validateNewUserLocalpart(username, this.serverName);
+    // The appendices ("User Identifiers") require servers to downcase usernames for new user IDs.
+    const valid = validateNewUserLocalpart(username.toLowerCase(), this.serverName);
     if (!valid.ok) throw new MatrixError("M_INVALID_USERNAME", `Invalid username: ${valid.error}`);
     const userId = valid.value;
     if (await this.store.getUser(userId)) throw new MatrixError("M_USER_IN_USE", "User ID already taken.");

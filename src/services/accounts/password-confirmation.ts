@@ -26,9 +26,10 @@ export class PasswordConfirmation {
   /**
    * Resolves with the user whose password was given; otherwise throws the 401 that starts or
    * continues the flow. With `expectedUserId` (the requester), a password of another account is 403.
+   * `operation` ("METHOD /path") binds the session to one API call: another call naming it is 403.
    */
-  async confirm(auth: AuthData | undefined, expectedUserId: string | undefined): Promise<string> {
-    const session = auth?.session;
+  async confirm(auth: AuthData | undefined, expectedUserId: string | undefined, operation: string): Promise<string> {
+    const session = this.uia.open(auth?.session, operation);
     if (auth?.type === undefined) throw this.uia.challenge(PASSWORD_FLOWS, session);
     if (auth.type !== "m.login.password") throw this.uia.challenge(PASSWORD_FLOWS, session, new MatrixError("M_UNRECOGNIZED", `Unknown auth stage ${auth.type}`));
     if (auth.identifier !== undefined && auth.identifier.type !== "m.id.user") {

@@ -305,9 +305,13 @@ export class EndToEndKeyService implements DeviceKeySource {
 
     const changed = given.filter((k) => !sameJson(existing.get(k.type)?.keyJson, k.keyJson));
     if (changed.length === 0) return;
+    // The user-signing key is seen by its owner only (/keys/query), so a change of it alone is a
+    // change for the owner's devices and nobody else (as Synapse notifies): recorded as one with the
+    // owner as its only observer, which is also never sent over federation.
+    const ownerOnly = changed.every((k) => k.type === "user_signing");
     const update = await this.deps.deviceKeys.atomically(async () => {
       for (const key of changed) await this.deps.crossSigning.putKey(userId, key);
-      return this.deps.deviceLists.record({ kind: "cross-signing", userId });
+      return this.deps.deviceLists.record(ownerOnly ? { kind: "signature", userId, observer: userId } : { kind: "cross-signing", userId });
     });
     this.deps.deviceLists.announce([update]);
   }
@@ -450,11 +454,10 @@ export class EndToEndKeyService implements DeviceKeySource {
   }
 
   /**
-   * A device with keys was renamed: its name is part of what /keys/query answers, so the user's
-   * device list changed (as Synapse counts it).
+   * A device was renamed: its name is part of what /keys/query answers, so the user's device list
+   * changed. A device without keys counts too, as a new one does (and as Synapse counts every rename).
    */
   async deviceRenamed(userId: string, deviceId: string): Promise<void> {
-    if ((await this.deps.deviceKeys.deviceKeys(userId, [deviceId])).size === 0) return;
     await this.deps.deviceLists.change({ kind: "device", userId, deviceId, deleted: false });
   }
 

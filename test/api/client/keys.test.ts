@@ -70,7 +70,10 @@ describe("POST /keys/upload", () => {
 
     await fails(phone, "POST", "/keys/upload", { one_time_keys: { nocolon: "x" } }, 400, "M_INVALID_PARAM");
     await fails(phone, "POST", "/keys/upload", { fallback_keys: { "a:1": "x", "a:2": "y" } }, 400, "M_INVALID_PARAM");
-    await fails(phone, "POST", "/keys/upload", { device_keys: { user_id: bob.userId } }, 400, "M_MISSING_PARAM");
+    // Device keys without algorithms, keys or signatures: M_BAD_JSON, as Synapse answers (sytest checks it).
+    await fails(phone, "POST", "/keys/upload", { device_keys: { user_id: bob.userId, device_id: phone.deviceId }, one_time_keys: { "a:1": "x" } }, 400, "M_BAD_JSON");
+    await fails(phone, "POST", "/keys/upload", { device_keys: { user_id: bob.userId } }, 400, "M_BAD_JSON");
+    await fails(phone, "POST", "/keys/upload", { device_keys: "nope" }, 400, "M_BAD_JSON");
     await fails(phone, "POST", "/keys/upload", { one_time_keys: { "a:1": 5 } }, 400, "M_BAD_JSON");
     await fails(phone, "POST", "/keys/upload", "not json", 400, "M_NOT_JSON");
     const anonymous = await server.app.handle(new Request(`http://localhost${V3}/keys/upload`, { method: "POST", body: "{}", headers: { "Content-Type": "application/json" } }));
@@ -214,6 +217,18 @@ describe("cross-signing", () => {
     expect(seen.user_signing_keys).toEqual({});
   });
 
+  test("cross-signing keys and signatures are also served under /_matrix/client/unstable, as Synapse does", async () => {
+    const user = await TestClient.register(server, "unstablecs", "UNSTABLEPHONE");
+    const masterPair = keyPair();
+    const master = crossSigningKey(user.userId, "master", masterPair);
+    const r = await user.call("POST", "/_matrix/client/unstable/keys/device_signing/upload", { master_key: master });
+    expect(r.status).toBe(200);
+    expect((await user.ok("POST", "/keys/query", { device_keys: { [user.userId]: [] } })).master_keys[user.userId]).toEqual(master);
+    const signatures = await user.call("POST", "/_matrix/client/unstable/keys/signatures/upload", {});
+    expect(signatures.status).toBe(200);
+    expect(signatures.body.failures).toEqual({});
+  });
+
   test("a cross-signing key may not take a device's ID", async () => {
     const dave = await TestClient.register(server, "dave");
     const clash = keyPair();
@@ -319,6 +334,26 @@ describe("device list changes in /sync and /keys/changes", () => {
     expect((await sync(gus, gusAgain)).device_lists.changed).not.toContain(hal.userId);
   });
 
+  test("a new user-signing key alone is a change for its owner only (others cannot see it); master and self-signing keys reach room mates", async () => {
+    const ivy = await TestClient.register(server, "usk-ivy", "IVY1");
+    const jon = await TestClient.register(server, "usk-jon", "JON1");
+    const roomId = await ivy.createRoom({ preset: "public_chat" });
+    await jon.ok("POST", `/join/${enc(roomId)}`, {});
+    const master = keyPair();
+    let ivyStart = (await sync(ivy)).next_batch;
+    let jonStart = (await sync(jon)).next_batch;
+    await ivy.ok("POST", "/keys/device_signing/upload", { master_key: crossSigningKey(ivy.userId, "master", master), self_signing_key: crossSigningKey(ivy.userId, "self_signing", keyPair(), master) });
+    const seen = await sync(jon, jonStart);
+    expect(seen.device_lists.changed).toContain(ivy.userId);
+    jonStart = seen.next_batch;
+    ivyStart = (await sync(ivy, ivyStart)).next_batch;
+
+    const challenge = await ivy.call("POST", "/keys/device_signing/upload", { user_signing_key: crossSigningKey(ivy.userId, "user_signing", keyPair(), master) });
+    await ivy.ok("POST", "/keys/device_signing/upload", { user_signing_key: crossSigningKey(ivy.userId, "user_signing", keyPair(), master), auth: passwordAuth(ivy, challenge.body.session) });
+    expect((await sync(ivy, ivyStart)).device_lists.changed).toContain(ivy.userId);
+    expect((await sync(jon, jonStart)).device_lists.changed).not.toContain(ivy.userId);
+  });
+
   test("a key change reaches those sharing a room; a user who stops sharing any room is in left", async () => {
     const erin = await TestClient.register(server, "erin", "ERIN1");
     const frank = await TestClient.register(server, "frank", "FRANK1");
@@ -400,7 +435,7 @@ describe("device list changes in /sync and /keys/changes", () => {
     expect(performance.now() - started).toBeLessThan(5000);
   });
 
-  test("renaming a device with keys counts as a change (its name is shown beside its keys)", async () => {
+  test("renaming a device counts as a change (its name is shown beside its keys), with keys or without", async () => {
     const jill = await TestClient.register(server, "jill", "JILL1");
     const roomId = await jill.createRoom({ preset: "public_chat" });
     await alice.ok("POST", `/join/${enc(roomId)}`, {});
@@ -410,6 +445,11 @@ describe("device list changes in /sync and /keys/changes", () => {
     expect((await sync(alice, since)).device_lists.changed).toEqual([jill.userId]);
     const query = await alice.ok("POST", "/keys/query", { device_keys: { [jill.userId]: [] } });
     expect(query.device_keys[jill.userId][jill.deviceId].unsigned.device_display_name).toBe("Jill's laptop");
+    // A device without keys too, as a new device counts before it has keys.
+    const bare = await jill.login("JILLBARE");
+    const next = (await sync(alice)).next_batch;
+    await bare.ok("PUT", `/devices/${bare.deviceId}`, { display_name: "no keys yet" });
+    expect((await sync(alice, next)).device_lists.changed).toEqual([jill.userId]);
   });
 
   test("deleting a device deletes its keys and counts as a change", async () => {
