@@ -1,6 +1,7 @@
-// Answers to /sync kept for a while after they are given, keyed by the whole request (user, device,
-// since, filter, full_state, timeout, set_presence), as Synapse does (its sync_response_cache_duration,
-// 2 minutes by default): a client that retries after its connection dropped gets the same answer
+// Answers to incremental /syncs kept for a while after they are given, keyed by the whole request
+// (user, device, since, filter, full_state, timeout, set_presence), as Synapse does (its
+// sync_response_cache_duration, 2 minutes by default; Portier leaves initial syncs out): a client
+// that retries after its connection dropped gets the same answer
 // without it being computed again, and a retry that arrives while the first is still computing or
 // long-polling joins it. The answer to a given request never changes meaning: the client moves on
 // with its next_batch either way.
@@ -28,7 +29,9 @@ export class SyncResponseCache implements SyncAnswerer {
   ) {}
 
   sync(request: SyncRequest): Promise<SyncResponse> {
-    if (this.ttlMs <= 0) return this.inner.sync(request);
+    // Only incremental syncs: an initial sync asked again wants the room as it is now (clients and
+    // test suites do that on purpose), and a long-poll, the one a dropped connection loses, has a since.
+    if (this.ttlMs <= 0 || request.since === undefined) return this.inner.sync(request);
     const now = this.clock.now();
     this.dropExpired(now);
     const key = JSON.stringify([request.userId, request.deviceId, request.since ?? null, request.filter ?? null, request.fullState ?? false, request.timeoutMs, request.setPresence ?? null]);

@@ -44,10 +44,19 @@ describe("SyncResponseCache", () => {
   test("every part of the request is in the key", async () => {
     const fake = fakeSync();
     const cache = new SyncResponseCache(fake.inner, { now: () => 0 }, 120_000);
-    const variants: Partial<SyncRequest>[] = [{}, { userId: "@b:x" }, { deviceId: "E" }, { since: "s2" }, { since: undefined }, { filter: "7" }, { filter: { room: { timeline: { limit: 1 } } } }, { fullState: true }, { timeoutMs: 30_000 }, { setPresence: "offline" }];
+    const variants: Partial<SyncRequest>[] = [{}, { userId: "@b:x" }, { deviceId: "E" }, { since: "s2" }, { filter: "7" }, { filter: { room: { timeline: { limit: 1 } } } }, { fullState: true }, { timeoutMs: 30_000 }, { setPresence: "offline" }];
     for (const v of variants) await cache.sync(request(v));
     for (const v of variants) await cache.sync(request(v));
     expect(fake.calls).toHaveLength(variants.length);
+  });
+
+  test("an initial sync (no since) is never kept: asked again, it is computed again", async () => {
+    const fake = fakeSync();
+    const cache = new SyncResponseCache(fake.inner, { now: () => 0 }, 120_000);
+    await cache.sync(request({ since: undefined }));
+    await cache.sync(request({ since: undefined }));
+    expect(fake.calls).toHaveLength(2);
+    expect(cache.size).toBe(0);
   });
 
   test("a retry while the first is still waiting joins it; no caller's signal reaches the computation", async () => {
