@@ -4,13 +4,18 @@ import { MatrixError } from "../../protocol/errors";
 import type { FilterStore } from "../../storage/stores";
 
 const StringList = Type.Array(Type.String());
+// Room and user ids in a filter are checked for their sigil (and a user id for its server name), as
+// Synapse does: a filter naming "not_a_room_id" is a client's mistake better told at upload.
+// (Room ids of version 12 rooms have no server name.)
+const RoomIdList = Type.Array(Type.String({ pattern: "^![^\\s]+$" }));
+const UserIdList = Type.Array(Type.String({ pattern: "^@[^:\\s]*:[^\\s]+$" }));
 
 /** definitions/event_filter.yaml */
 export const EventFilterSchema = Type.Object({
   limit: Type.Optional(Type.Integer({ minimum: 0 })),
-  not_senders: Type.Optional(StringList),
+  not_senders: Type.Optional(UserIdList),
   not_types: Type.Optional(StringList),
-  senders: Type.Optional(StringList),
+  senders: Type.Optional(UserIdList),
   types: Type.Optional(StringList),
 });
 
@@ -21,8 +26,8 @@ export const RoomEventFilterSchema = Type.Composite([
     unread_thread_notifications: Type.Optional(Type.Boolean()),
     lazy_load_members: Type.Optional(Type.Boolean()),
     include_redundant_members: Type.Optional(Type.Boolean()),
-    not_rooms: Type.Optional(StringList),
-    rooms: Type.Optional(StringList),
+    not_rooms: Type.Optional(RoomIdList),
+    rooms: Type.Optional(RoomIdList),
     contains_url: Type.Optional(Type.Boolean()),
   }),
 ]);
@@ -35,8 +40,8 @@ export const FilterSchema = Type.Object({
   account_data: Type.Optional(EventFilterSchema),
   room: Type.Optional(
     Type.Object({
-      not_rooms: Type.Optional(StringList),
-      rooms: Type.Optional(StringList),
+      not_rooms: Type.Optional(RoomIdList),
+      rooms: Type.Optional(RoomIdList),
       ephemeral: Type.Optional(RoomEventFilterSchema),
       include_leave: Type.Optional(Type.Boolean()),
       state: Type.Optional(RoomEventFilterSchema),

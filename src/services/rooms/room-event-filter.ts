@@ -10,6 +10,9 @@ export interface RoomEventFilter {
   not_senders?: string[];
   contains_url?: boolean;
   limit?: number;
+  /** /messages and /context: `state` holds the member events of the senders in the answer. */
+  lazy_load_members?: boolean;
+  include_redundant_members?: boolean;
 }
 
 const stringList = (value: unknown, name: string): string[] | undefined => {
@@ -38,6 +41,11 @@ export function parseRoomEventFilter(text: string | undefined): RoomEventFilter 
   if (r.contains_url !== undefined) {
     if (typeof r.contains_url !== "boolean") throw new MatrixError("M_INVALID_PARAM", "filter.contains_url must be a boolean");
     filter.contains_url = r.contains_url;
+  }
+  for (const key of ["lazy_load_members", "include_redundant_members"] as const) {
+    if (r[key] === undefined) continue;
+    if (typeof r[key] !== "boolean") throw new MatrixError("M_INVALID_PARAM", `filter.${key} must be a boolean`);
+    filter[key] = r[key];
   }
   if (r.limit !== undefined) {
     if (!Number.isInteger(r.limit) || (r.limit as number) < 1) throw new MatrixError("M_INVALID_PARAM", "filter.limit must be a positive integer");

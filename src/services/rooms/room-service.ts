@@ -43,6 +43,8 @@ export interface MessagesPage {
   start: string;
   end?: string;
   chunk: ClientEvent[];
+  /** With lazy_load_members: the member events of the chunk's senders. */
+  state?: ClientEvent[];
 }
 
 export interface EventContext {
@@ -375,6 +377,7 @@ export class RoomService {
     const to = request.to !== undefined ? parseStreamToken(request.to, "to") : undefined;
 
     const chunk: ClientEvent[] = [];
+    let firstStored: StoredEvent | undefined;
     const ignored = (await this.options.ignoredUsers?.(viewer.userId)) ?? new Set<string>();
     let position = from;
     let exhausted = false;
@@ -390,6 +393,7 @@ export class RoomService {
         if (!ignored.has(stored.sender) && (await this.visibleAndWanted(viewer, stored, filter))) {
           const event = await this.formatter.format(stored, viewer);
           if (event) chunk.push(event);
+          firstStored ??= event && stored;
           if (chunk.length >= limit) break scan;
         }
       }
@@ -405,8 +409,25 @@ export class RoomService {
       }
     }
     const page: MessagesPage = { start: request.from ?? streamToken(from), chunk };
-    if (!exhausted) page.end = streamToken(position);
+    // Forwards, the room goes on: a page with events gets an end to page on from (as Synapse), even
+    // at the newest event, where the next page is empty until more arrive.
+    if (!exhausted || (!backwards && chunk.length > 0)) page.end = streamToken(position);
+    if (filter.lazy_load_members) page.state = await this.senderMembers(firstStored, chunk, viewer);
     return page;
+  }
+
+  /**
+   * Lazy-loaded members (client-server-api "Lazy-loading room members"): the member events of the
+   * events' senders, in the state after `at` (the page's first event, as Synapse takes it).
+   */
+  private async senderMembers(at: StoredEvent | undefined, events: readonly ClientEvent[], viewer: Viewer): Promise<ClientEvent[]> {
+    if (at?.stateSnapshot === undefined) return [];
+    const ids: string[] = [];
+    for (const sender of new Set(events.map((e) => e.sender))) {
+      const id = await this.store.stateEntryAt(at.stateSnapshot, "m.room.member", sender);
+      if (id !== undefined) ids.push(id);
+    }
+    return this.formatIds(ids, viewer);
   }
 
   /** Backfill, remembering where a room's history gave no more so that later pages do not ask again. */
@@ -438,11 +459,21 @@ export class RoomService {
     const total = Math.min(limit, MAX_MESSAGES_LIMIT);
     const beforeLimit = Math.floor(total / 2);
     const afterLimit = total - beforeLimit;
-    const before = beforeLimit > 0 ? await this.messages(roomId, viewer, { dir: "b", from: streamToken(stored.streamOrdering - 1), limit: beforeLimit, filter }) : undefined;
-    const after = afterLimit > 0 ? await this.messages(roomId, viewer, { dir: "f", from: streamToken(stored.streamOrdering), limit: afterLimit, filter }) : undefined;
+    // The pages' own lazy-loaded members are not wanted: the context's state covers every sender.
+    const { lazy_load_members: lazyMembers, include_redundant_members: _redundant, ...pageFilter } = filter;
+    const before = beforeLimit > 0 ? await this.messages(roomId, viewer, { dir: "b", from: streamToken(stored.streamOrdering - 1), limit: beforeLimit, filter: pageFilter }) : undefined;
+    const after = afterLimit > 0 ? await this.messages(roomId, viewer, { dir: "f", from: streamToken(stored.streamOrdering), limit: afterLimit, filter: pageFilter }) : undefined;
     const eventsAfter = after?.chunk ?? [];
     const last = eventsAfter.length ? (await this.store.getEvent(eventsAfter[eventsAfter.length - 1]!.event_id))! : stored;
-    const stateIds = last.stateSnapshot === undefined ? [] : [...(await this.store.stateAt(last.stateSnapshot)).values()];
+    const state = last.stateSnapshot === undefined ? new Map<string, string>() : await this.store.stateAt(last.stateSnapshot);
+    // With lazy-loaded members, of the members only the senders of the events given.
+    const senders = new Set([event, ...(before?.chunk ?? []), ...eventsAfter].map((e) => e.sender));
+    const stateIds = [...state]
+      .filter(([key]) => {
+        const [type, member] = splitStateKey(key);
+        return !lazyMembers || type !== "m.room.member" || senders.has(member);
+      })
+      .map(([, id]) => id);
     return {
       start: before?.end ?? streamToken(before?.chunk.length ? (await this.orderingOf(before.chunk[before.chunk.length - 1]!)) - 1 : stored.streamOrdering - 1),
       end: after?.end ?? streamToken(eventsAfter.length ? await this.orderingOf(eventsAfter[eventsAfter.length - 1]!) : stored.streamOrdering),

@@ -24,6 +24,10 @@ export interface SyncFilter {
   /** Presence: types / not_types and senders / not_senders. */
   readonly presence: { allowsType(type: string): boolean; allowsSender(userId: string): boolean };
   readonly lazyLoadMembers: boolean;
+  /** include_redundant_members: with lazy loading, send members again that the client was already sent. */
+  readonly includeRedundantMembers: boolean;
+  /** event_format "federation": room events as their PDUs (with event_id), not client events. */
+  readonly federationFormat: boolean;
 }
 
 export interface SectionFilter {
@@ -65,5 +69,7 @@ export function syncFilter(filter: Filter | undefined): SyncFilter {
       allowsSender: (userId) => !filter?.presence?.not_senders?.includes(userId) && (filter?.presence?.senders === undefined || filter.presence.senders.includes(userId)),
     },
     lazyLoadMembers: room?.state?.lazy_load_members === true,
+    includeRedundantMembers: room?.state?.include_redundant_members === true,
+    federationFormat: filter?.event_format === "federation",
   };
 }

@@ -43,6 +43,7 @@ import { syncFilter, type SectionFilter, type SyncFilter } from "./sync-filter";
 import { formatSyncToken, parseSyncToken, type SyncPosition } from "./sync-token";
 import { timelineWindow, type TimelineWindow } from "./timeline-window";
 import { heldStrippedState, outOfBandStrippedState } from "./stripped-state";
+import { SentMembers } from "./sent-members";
 
 /** The longest a sync may wait; a longer timeout is cut to this. */
 export const MAX_SYNC_TIMEOUT_MS = 120_000;
@@ -147,6 +148,11 @@ interface SyncContext {
   allAccountData?: Awaited<ReturnType<AccountDataService["since"]>>;
   /** Users in the viewer's m.ignored_user_list: their events and invites are left out. */
   ignored: ReadonlySet<string>;
+  /**
+   * Users whose presence an incremental answer gives even when it did not change: the members of
+   * rooms the user newly joined, and those who newly joined the user's rooms (filled per room).
+   */
+  presenceOf: Set<string>;
 }
 
 type TimelineSlice = TimelineWindow;
@@ -155,6 +161,7 @@ export class SyncService {
   /** Names this process in tokens: typing serials of another boot mean nothing here. */
   readonly boot = randomBytes(6).readUIntBE(0, 6).toString(36);
   private readonly formatter: ClientEventFormatter;
+  private readonly sentMembers = new SentMembers();
 
   constructor(private readonly deps: SyncDeps) {
     this.formatter = new ClientEventFormatter(deps.store, deps.clientStore, deps.access, deps.clock);
@@ -232,7 +239,9 @@ export class SyncService {
       e2ee: Math.min(since.e2ee ?? 0, now.e2ee ?? 0),
       presence: since.boot === this.boot && (since.presence ?? 0) <= (now.presence ?? 0) ? (since.presence ?? 0) : 0,
     };
-    const ctx: SyncContext = { viewer, now, since: from, fullState, filter, ignored: await this.deps.accountData.ignoredUsers(userId) };
+    const ctx: SyncContext = { viewer, now, since: from, fullState, filter, ignored: await this.deps.accountData.ignoredUsers(userId), presenceOf: new Set() };
+    // An initial sync: the client starts from nothing, whatever it was sent before.
+    if (from === undefined) this.sentMembers.reset(userId, viewer.deviceId);
     const response: SyncResponse = {
       next_batch: formatSyncToken(now),
       rooms: { join: {}, invite: {}, knock: {}, leave: {} },
@@ -244,7 +253,6 @@ export class SyncService {
       device_unused_fallback_key_types: [],
     };
 
-    response.presence.events = await this.presenceSince(userId, from?.presence ?? 0, rooms.join, filter);
     const changedData = await this.accountDataUpTo(viewer.userId, from?.accountData ?? 0, now.accountData);
     for (const entry of changedData.global) {
       if (entry.type === "m.push_rules" && from === undefined) continue; // added fresh below
@@ -278,6 +286,8 @@ export class SyncService {
         else response.rooms.knock[roomId] = { knock_state: { events } };
       }
     }
+    response.presence.events = await this.presenceSince(userId, from?.presence ?? 0, rooms.join, filter, ctx.presenceOf);
+
     for (const roomId of rooms.left) {
       if (!filter.includesRoom(roomId) || outOfBand.replacesHeld.has(roomId) || (await this.deps.clientStore.isForgotten(userId, roomId))) continue;
       const room = await this.leftRoom(ctx, roomId, changedData.rooms.get(roomId) ?? []);
@@ -413,16 +423,24 @@ export class SyncService {
 
   /**
    * m.presence of the users whose presence changed after the serial and who share a room with the
-   * viewer (the viewer's own included), as the presence filter lets through.
+   * viewer (the viewer's own included), and of `alsoOf` (who newly share one) changed or not, as
+   * the presence filter lets through.
    */
-  private async presenceSince(userId: string, since: number, joined: readonly string[], filter: SyncFilter): Promise<SyncResponse["presence"]["events"]> {
+  private async presenceSince(userId: string, since: number, joined: readonly string[], filter: SyncFilter, alsoOf: ReadonlySet<string>): Promise<SyncResponse["presence"]["events"]> {
     const presence = this.deps.presence;
     if (!presence || !filter.presence.allowsType("m.presence")) return [];
     const mine = new Set(joined);
     const events: SyncResponse["presence"]["events"] = [];
-    for (const other of presence.changedSince(since)) {
+    const changed = presence.changedSince(since);
+    for (const other of changed) {
       if (!filter.presence.allowsSender(other)) continue;
-      if (other !== userId && !(await this.deps.store.roomsWithMembership(other, "join")).some((roomId) => mine.has(roomId))) continue;
+      if (other !== userId && !alsoOf.has(other) && !(await this.deps.store.roomsWithMembership(other, "join")).some((roomId) => mine.has(roomId))) continue;
+      events.push({ type: "m.presence", sender: other, content: presence.status(other) });
+    }
+    // Those who newly share a room with the user (they share it: no check needed), as Synapse.
+    const given = new Set(changed);
+    for (const other of alsoOf) {
+      if (other === userId || given.has(other) || !filter.presence.allowsSender(other)) continue;
       events.push({ type: "m.presence", sender: other, content: presence.status(other) });
     }
     return events;
@@ -445,9 +463,14 @@ export class SyncService {
     const full = S === undefined || ctx.fullState || newlyJoined;
     const timelineFrom = S === undefined || newlyJoined ? 0 : S;
 
-    const timeline = await this.timeline(ctx, roomId, timelineFrom, ctx.now.events);
+    const timeline = await this.timeline(ctx, roomId, timelineFrom, ctx.now.events, true);
     let currentState: Promise<Map<string, string>> | undefined;
-    const state = await this.stateEvents(ctx, roomId, timeline, full, S, () => (currentState ??= this.deps.store.currentState(roomId)), true);
+    let state = await this.stateEvents(ctx, roomId, timeline, full, S, () => (currentState ??= this.deps.store.currentState(roomId)), true);
+    // Lazy-loaded members the device was already sent are not sent again (unless asked for); a room
+    // sent whole starts afresh.
+    const skipRedundant = ctx.filter.lazyLoadMembers && !ctx.filter.includeRedundantMembers;
+    if (skipRedundant && full) this.sentMembers.forgetRoom(userId, ctx.viewer.deviceId, roomId);
+    else if (skipRedundant) state = state.filter((e) => e.type !== "m.room.member" || !this.sentMembers.known(userId, ctx.viewer.deviceId, roomId, e.eventId, S!));
 
     const ephemeral: JoinedRoomSync["ephemeral"]["events"] = [];
     if (ctx.filter.ephemeral.includesRoom(roomId)) {
@@ -477,7 +500,26 @@ export class SyncService {
     };
     const membersChanged = full || [...timeline.events, ...state].some((e) => e.type === "m.room.member");
     if (membersChanged) room.summary = await this.summary(roomId, userId, currentState && (await currentState));
+    if (skipRedundant) {
+      const members = [...state, ...timeline.events].filter((e) => e.type === "m.room.member").map((e) => e.eventId);
+      this.sentMembers.remember(userId, ctx.viewer.deviceId, roomId, members, ctx.now.events);
+    }
+    if (S !== undefined) await this.noteNewlyJoined(ctx, roomId, newlyJoined, [...room.state.events, ...room.timeline.events]);
     return room;
+  }
+
+  /** The users whose presence an incremental answer gives for this room (SyncContext.presenceOf). */
+  private async noteNewlyJoined(ctx: SyncContext, roomId: string, newlyJoinedRoom: boolean, events: readonly SyncEvent[]): Promise<void> {
+    if (!this.deps.presence) return;
+    if (newlyJoinedRoom) {
+      for (const [member, membership] of await this.deps.store.currentMemberships(roomId)) if (membership === "join") ctx.presenceOf.add(member);
+      return;
+    }
+    for (const e of events) {
+      if (e.type !== "m.room.member" || e.state_key === undefined || e.content.membership !== "join") continue;
+      const before = (e.unsigned as { prev_content?: { membership?: unknown } } | undefined)?.prev_content?.membership;
+      if (before !== "join") ctx.presenceOf.add(e.state_key);
+    }
   }
 
   private async leftRoom(ctx: SyncContext, roomId: string, changedRoomData: { type: string; content: Record<string, unknown> }[]): Promise<LeftRoomSync | undefined> {
@@ -499,7 +541,7 @@ export class SyncService {
     // Only a room joined and left again since then is new to the client: like a newly joined room,
     // it is sent from its start (the newest events up to the leave).
     const joinedSince = leftSince && !wasJoined && hadJoined;
-    const timeline = await this.timeline(ctx, roomId, S === undefined || joinedSince ? 0 : S, member.streamOrdering);
+    const timeline = await this.timeline(ctx, roomId, S === undefined || joinedSince ? 0 : S, member.streamOrdering, false);
     const state = hadJoined
       ? await this.stateEvents(ctx, roomId, timeline, full, S, async () => (member.stateSnapshot === undefined ? new Map() : this.deps.store.stateAt(member.stateSnapshot)), false)
       : [];
@@ -529,16 +571,26 @@ export class SyncService {
    * The newest `limit` events of (fromExclusive, toInclusive] the user may see and the timeline
    * filter lets through, oldest first; limited when there are more.
    */
-  private async timeline(ctx: SyncContext, roomId: string, fromExclusive: number, toInclusive: number): Promise<TimelineSlice> {
+  private async timeline(ctx: SyncContext, roomId: string, fromExclusive: number, toInclusive: number, joined: boolean): Promise<TimelineSlice> {
     const section = ctx.filter.timeline;
     const limit = section.includesRoom(roomId) ? ctx.filter.timelineLimit : 0;
-    return timelineWindow(this.deps.store, roomId, fromExclusive, toInclusive, limit, (stored) => this.wantedInTimeline(ctx, section, stored));
+    return timelineWindow(this.deps.store, roomId, fromExclusive, toInclusive, limit, (stored) => this.wantedInTimeline(ctx, section, stored, joined));
   }
 
-  private async wantedInTimeline(ctx: SyncContext, section: SectionFilter, stored: StoredEvent): Promise<boolean> {
+  /**
+   * `joined`: the user is joined to the room now. Then a state event that is still part of the
+   * room's current state is given even where history visibility hides it (it was sent while the
+   * user was away): the user may read the current state anyway, and the state section cannot carry
+   * a change made after the timeline's start, so without it the client's state would miss it (as
+   * Synapse, which lets current state through its visibility filter).
+   */
+  private async wantedInTimeline(ctx: SyncContext, section: SectionFilter, stored: StoredEvent, joined: boolean): Promise<boolean> {
     if (ctx.ignored.has(stored.sender)) return false;
     if (!(await section.allows(stored, () => this.contentOf(stored)))) return false;
-    return this.deps.access.canSee(ctx.viewer.userId, stored);
+    const { access, store } = this.deps;
+    if (await access.canSee(ctx.viewer.userId, stored)) return true;
+    if (stored.stateKey === undefined || stored.rejectedReason !== undefined) return false;
+    return joined && (await store.currentStateEvent(stored.roomId, stored.type, stored.stateKey)) === stored.eventId;
   }
 
   private async timelineJson(ctx: SyncContext, timeline: TimelineSlice, end: number): Promise<JoinedRoomSync["timeline"]> {
@@ -658,11 +710,21 @@ export class SyncService {
     return ((await this.deps.engine.loadEvent(stored.eventId))?.event.content ?? {}) as Record<string, unknown>;
   }
 
-  /** Client events without room_id (client_event_without_room_id.yaml). */
+  /**
+   * Client events without room_id (client_event_without_room_id.yaml); with the filter's event_format
+   * "federation", the PDUs as stored (room_id kept), each with its event_id, the content as the
+   * client format gives it (pruned once redacted) and the client format's unsigned (as Synapse).
+   */
   private async format(ctx: SyncContext, events: readonly StoredEvent[]): Promise<SyncEvent[]> {
     const out: SyncEvent[] = [];
-    for (const event of await this.formatter.formatMany(events, ctx.viewer)) {
+    const formatted = await this.formatter.formatMany(events, ctx.viewer);
+    for (const [i, event] of formatted.entries()) {
       if (!event) continue;
+      if (ctx.filter.federationFormat && events[i]!.json !== "") {
+        const pdu = JSON.parse(events[i]!.json) as JsonObject;
+        out.push({ ...pdu, event_id: event.event_id, content: event.content, ...(event.unsigned ? { unsigned: event.unsigned } : {}) } as unknown as SyncEvent);
+        continue;
+      }
       const { room_id: _roomId, ...rest } = event;
       out.push(rest);
     }

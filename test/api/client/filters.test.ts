@@ -75,10 +75,18 @@ describe("filters", () => {
       [{ room: { timeline: { limit: "ten" } } }, "M_BAD_JSON"],
       [{ room: { rooms: [5] } }, "M_BAD_JSON"],
       [{ presence: { types: "m.presence" } }, "M_BAD_JSON"],
+      // Room and user ids are checked for their form.
+      [{ room: { timeline: { rooms: ["not_a_room_id"] } } }, "M_BAD_JSON"],
+      [{ room: { not_rooms: ["#alias:filt.example"] } }, "M_BAD_JSON"],
+      [{ room: { timeline: { senders: ["not_a_sender_id"] } } }, "M_BAD_JSON"],
+      [{ presence: { not_senders: ["@nohost"] } }, "M_BAD_JSON"],
     ];
     for (const [body, errcode] of bad) {
       const r = await request(server, "POST", path, body, bearer(alice.token));
       expect({ body, status: r.status, errcode: r.body.errcode }).toEqual({ body, status: 400, errcode });
     }
+    // Well-formed ids pass, a version 12 room id (no server name) among them.
+    const good = { room: { rooms: ["!abc:filt.example", "!hashonly"], timeline: { senders: ["@a:filt.example"], not_senders: ["@b:[::1]:8448"] } } };
+    expect((await request(server, "POST", path, good, bearer(alice.token))).status).toBe(200);
   });
 });

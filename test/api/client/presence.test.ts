@@ -50,6 +50,16 @@ describe("presence", () => {
     expect(presenceEvents(again).filter((e) => e.sender === alice.userId)).toEqual([]);
   });
 
+  test("set_presence=unavailable on a sync reaches those who share a room, not others", async () => {
+    const bobSince = (await bob.ok("GET", "/sync?timeout=0")).next_batch;
+    const carolSince = (await carol.ok("GET", "/sync?timeout=0")).next_batch;
+    await alice.ok("GET", "/sync?timeout=0&set_presence=unavailable");
+    const seen = presenceEvents(await bob.ok("GET", `/sync?timeout=0&since=${enc(bobSince)}`)).find((e) => e.sender === alice.userId);
+    expect(seen?.content.presence).toBe("unavailable");
+    expect(typeof (seen?.content as { last_active_ago?: number }).last_active_ago).toBe("number");
+    expect(presenceEvents(await carol.ok("GET", `/sync?timeout=0&since=${enc(carolSince)}`)).some((e) => e.sender === alice.userId)).toBe(false);
+  });
+
   test("presence.enabled: false — PUT accepted and ignored, everyone offline, nothing in /sync", async () => {
     const off = await testServer({ registration: { enabled: true }, presence: { enabled: false } });
     try {

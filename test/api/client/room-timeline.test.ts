@@ -81,7 +81,9 @@ describe("GET /messages", () => {
     const back = await alice.ok("GET", `/rooms/${enc(roomId)}/messages?dir=b&limit=3`);
     const forward = await alice.ok("GET", `/rooms/${enc(roomId)}/messages?dir=f&from=${back.end}`);
     expect(forward.chunk.map((e: any) => e.event_id)).toEqual(ids.slice(3));
-    expect(forward.end).toBeUndefined(); // nothing newer
+    // At the newest event, forwards still gives an end (the spec omits it only at the timeline's
+    // start or past what the user may see): the next page is empty until more arrive, then has them.
+    expect(forward.end).toBeDefined();
     const to = await alice.ok("GET", `/rooms/${enc(roomId)}/messages?dir=b&limit=1`);
     const bounded = await alice.ok("GET", `/rooms/${enc(roomId)}/messages?dir=b&to=${back.end}&limit=50`);
     expect(bounded.chunk.map((e: any) => e.event_id)).toEqual(ids.slice(3).reverse());
@@ -98,6 +100,14 @@ describe("GET /messages", () => {
     expect(wildcard.chunk.length).toBe(2);
     const filterLimit = await alice.ok("GET", `/rooms/${enc(roomId)}/messages?dir=b&filter=${enc(JSON.stringify({ limit: 2 }))}`);
     expect(filterLimit.chunk).toHaveLength(2);
+
+    // Paging on forwards from the end given at the newest event.
+    const later = await alice.send(roomId, { msgtype: "m.text", body: "later" });
+    const next = await alice.ok("GET", `/rooms/${enc(roomId)}/messages?dir=f&from=${forward.end}`);
+    expect(next.chunk.map((e: any) => e.event_id)).toEqual([later]);
+    const empty = await alice.ok("GET", `/rooms/${enc(roomId)}/messages?dir=f&from=${next.end}`);
+    expect(empty.chunk).toEqual([]);
+    expect(empty.end).toBeUndefined();
   });
 
   test("history visibility applies; leavers page up to their leave; errors for bad params and non-members", async () => {
@@ -124,6 +134,60 @@ describe("GET /messages", () => {
     await alice.fails("GET", `/rooms/${enc("!none:timeline.example")}/messages?dir=b`, undefined, 404, "M_NOT_FOUND");
     // A limit above the cap is clamped, not refused.
     expect((await alice.ok("GET", `/rooms/${enc(roomId)}/messages?dir=b&limit=5000`)).chunk.length).toBeGreaterThan(5);
+  });
+});
+
+describe("lazy-loaded members and history visibility changes", () => {
+  const members = (events: any[]) => events.filter((e: any) => e.type === "m.room.member").map((e: any) => e.state_key).sort();
+  const lazy = enc(JSON.stringify({ lazy_load_members: true }));
+
+  test("/messages with lazy_load_members gives the member events of the chunk's senders in `state`", async () => {
+    const roomId = await alice.createRoom({ preset: "public_chat" });
+    for (const c of [bob, carol]) await c.ok("POST", `/join/${enc(roomId)}`, {});
+    await bob.send(roomId, { msgtype: "m.text", body: "from bob" });
+    await alice.send(roomId, { msgtype: "m.text", body: "from alice" });
+    const page = await carol.ok("GET", `/rooms/${enc(roomId)}/messages?dir=b&limit=2&filter=${lazy}`);
+    expect(page.chunk.map((e: any) => e.sender)).toEqual([alice.userId, bob.userId]);
+    expect(members(page.state)).toEqual([alice.userId, bob.userId].sort());
+    expect(page.state.every((e: any) => e.content.membership === "join")).toBe(true);
+    // Without it, no state.
+    expect((await carol.ok("GET", `/rooms/${enc(roomId)}/messages?dir=b&limit=2`)).state).toBeUndefined();
+    await carol.fails("GET", `/rooms/${enc(roomId)}/messages?dir=b&filter=${enc(JSON.stringify({ lazy_load_members: "true" }))}`, undefined, 400, "M_INVALID_PARAM");
+  });
+
+  test("/context with lazy_load_members keeps only the senders' member events in `state`", async () => {
+    const roomId = await alice.createRoom({ preset: "public_chat", name: "Lazy ctx" });
+    for (const c of [bob, carol]) await c.ok("POST", `/join/${enc(roomId)}`, {});
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) ids.push(await alice.send(roomId, { msgtype: "m.text", body: `hello ${i}` }));
+    const ctx = await alice.ok("GET", `/rooms/${enc(roomId)}/context/${enc(ids[2]!)}?limit=2&filter=${lazy}`);
+    expect(members(ctx.state)).toEqual([alice.userId]);
+    expect(ctx.state.some((e: any) => e.type === "m.room.name")).toBe(true);
+    expect(ctx.events_before.map((e: any) => e.event_id)).toEqual([ids[1]]);
+    const full = await alice.ok("GET", `/rooms/${enc(roomId)}/context/${enc(ids[2]!)}?limit=2`);
+    expect(members(full.state)).toEqual([alice.userId, bob.userId, carol.userId].sort());
+  });
+
+  test("a history visibility event is seen when the visibility before or after it allows", async () => {
+    const roomId = await alice.createRoom({ preset: "public_chat" });
+    const toJoined = (await alice.ok("PUT", `/rooms/${enc(roomId)}/state/m.room.history_visibility`, { history_visibility: "joined" })).event_id;
+    const m1 = await alice.send(roomId, { msgtype: "m.text", body: "1" });
+    const toInvited = (await alice.ok("PUT", `/rooms/${enc(roomId)}/state/m.room.history_visibility`, { history_visibility: "invited" })).event_id;
+    const m2 = await alice.send(roomId, { msgtype: "m.text", body: "2" });
+    const toShared = (await alice.ok("PUT", `/rooms/${enc(roomId)}/state/m.room.history_visibility`, { history_visibility: "shared" })).event_id;
+    const m3 = await alice.send(roomId, { msgtype: "m.text", body: "3" });
+    await dave.ok("POST", `/join/${enc(roomId)}`, {});
+    const ids = (await dave.ok("GET", `/rooms/${enc(roomId)}/messages?dir=b&limit=50`)).chunk.map((e: any) => e.event_id);
+    // shared -> joined: seen by what was before; invited -> shared: by what is after; joined -> invited: by neither.
+    expect(ids).toContain(toJoined);
+    expect(ids).toContain(toShared);
+    expect(ids).toContain(m3);
+    for (const hidden of [toInvited, m1, m2]) expect(ids).not.toContain(hidden);
+    // /sync's timeline applies the same rule.
+    const r = await dave.ok("GET", `/sync?filter=${enc(JSON.stringify({ room: { timeline: { limit: 4 } } }))}`);
+    const timeline = r.rooms.join[roomId].timeline.events.map((e: any) => e.event_id);
+    expect(timeline).toEqual([toJoined, toShared, m3, timeline[3]]);
+    expect(r.rooms.join[roomId].timeline.events[3].state_key).toBe(dave.userId);
   });
 });
 
