@@ -29,6 +29,11 @@ export interface CreateRoomRequest {
    * policies with the room's ID); the invitees still shape the power levels and creators.
    */
   deferInvites?: boolean;
+  /**
+   * The room's ID, chosen beforehand with RoomEngine.newRoomId (a room upgrade names the new room in
+   * the old room's tombstone before creating it); not for versions whose ID is the create event's hash.
+   */
+  roomId?: string;
 }
 
 const PRESETS: Record<RoomPreset, { join_rule: string; history_visibility: string; guest_access: string }> = {
@@ -106,6 +111,6 @@ export async function createRoom(engine: RoomEngine, request: CreateRoomRequest)
   for (const invitee of request.deferInvites ? [] : invitees) {
     send("m.room.member", invitee, { membership: "invite", ...(request.isDirect ? { is_direct: true } : {}) });
   }
-  const { roomId } = await engine.createRoomWithEvents(request.creator, versionId, creationContent, events);
+  const { roomId } = await engine.createRoomWithEvents(request.creator, versionId, creationContent, events, request.roomId);
   return roomId;
 }

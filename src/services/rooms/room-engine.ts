@@ -33,6 +33,12 @@ export interface NewLocalEvent {
    * stored or neither is.
    */
   recordWith?: (eventId: string) => Promise<void>;
+  /**
+   * Runs once the event is built, signed and authorized, before it is stored, in the room's write
+   * queue (nothing else enters the room meanwhile): a room upgrade creates the new room here, whose
+   * m.room.create names this tombstone. When it throws, the event is not stored.
+   */
+  beforePersist?: (eventId: string) => Promise<void>;
 }
 
 export interface LocalEventResult {
@@ -202,6 +208,7 @@ export class RoomEngine {
 
   /** `deferred`: set inside an atomic batch, whose notifications wait for its commit. */
   private async buildAndPersist(roomId: string, version: RoomVersion, input: NewLocalEvent, deferred?: DeferredNotifications): Promise<LocalEventResult> {
+    checkTombstone(roomId, input);
     const { pdu, authEvents } = await this.prepareEvent(roomId, version, input);
     const signed = this.signer.signEvent(pdu, version);
     checkLimits(signed, version);
@@ -215,6 +222,7 @@ export class RoomEngine {
     if (!verdict.allowed) throw new MatrixError("M_FORBIDDEN", verdict.reason);
     // Signatures are not part of the event ID (nor of a v1/v2 reference), so this one is added last.
     const final = this.policySigner ? await this.policySigner(roomId, signed, version) : signed;
+    await input.beforePersist?.(event.event_id);
 
     return this.persistLocal(roomId, final, event, { recordWith: input.recordWith, deferred });
   }
@@ -300,8 +308,9 @@ export class RoomEngine {
     versionId: string,
     extraContent: JsonObject,
     events: readonly NewLocalEvent[],
+    chosenRoomId?: string,
   ): Promise<{ roomId: string; results: LocalEventResult[] }> {
-    const { roomId, version, persist } = this.prepareCreateEvent(creator, versionId, extraContent);
+    const { roomId, version, persist } = this.prepareCreateEvent(creator, versionId, extraContent, chosenRoomId);
     return this.queue.run(roomId, async () => {
       // Per call, not per engine: batches of other rooms run at the same time.
       const deferred: DeferredNotifications = [];
@@ -332,11 +341,20 @@ export class RoomEngine {
     });
   }
 
-  /** Builds and signs a room's m.room.create event; `persist` must run in the room's queue. */
+  /** A new random room ID of this server, for the versions whose room ID is not the create event's hash. */
+  newRoomId(): string {
+    return `!${randomBytes(12).toString("base64url").replace(/[-_]/g, "x")}:${this.signer.serverName}`;
+  }
+
+  /**
+   * Builds and signs a room's m.room.create event; `persist` must run in the room's queue.
+   * `chosenRoomId` (from newRoomId, before v12 only): the ID, decided before the room exists.
+   */
   private prepareCreateEvent(
     creator: string,
     versionId: string,
     extraContent: JsonObject,
+    chosenRoomId?: string,
   ): { roomId: string; version: RoomVersion; persist: (deferred?: DeferredNotifications) => Promise<LocalEventResult> } {
     const version = roomVersion(versionId);
     if (!version) throw new MatrixError("M_UNSUPPORTED_ROOM_VERSION", `Room version ${versionId} is not supported`);
@@ -353,7 +371,8 @@ export class RoomEngine {
       prev_events: [],
       auth_events: [],
     };
-    const provisionalRoomId = version.roomIdFromCreateEvent ? undefined : `!${randomBytes(12).toString("base64url").replace(/[-_]/g, "x")}:${this.signer.serverName}`;
+    if (chosenRoomId !== undefined && version.roomIdFromCreateEvent) throw new Error(`room version ${version.id} takes its room ID from the create event`);
+    const provisionalRoomId = version.roomIdFromCreateEvent ? undefined : (chosenRoomId ?? this.newRoomId());
     if (provisionalRoomId) pdu.room_id = provisionalRoomId;
     checkContent(content);
     this.addVersionFields(pdu, version, { type: "m.room.create", sender: creator, stateKey: "", content });
@@ -398,6 +417,18 @@ export function storedEventOf(event: RoomEvent, roomId: string, pdu: JsonObject,
 function checkContent(content: JsonObject): void {
   const problem = validateCanonicalJson(content, { strict: true });
   if (problem) throw new MatrixError("M_BAD_JSON", `Bad JSON value: ${problem.message}`);
+}
+
+/**
+ * An m.room.tombstone of ours is a state event naming another room (the spec's schema requires
+ * replacement_room); the spec says no more, and Synapse refuses the others with 400, as here.
+ */
+function checkTombstone(roomId: string, input: NewLocalEvent): void {
+  if (input.type !== "m.room.tombstone") return;
+  if (input.stateKey === undefined) throw new MatrixError("M_BAD_JSON", "m.room.tombstone must be a state event");
+  const replacement = input.content.replacement_room;
+  if (typeof replacement !== "string") throw new MatrixError("M_BAD_JSON", "m.room.tombstone needs a replacement_room");
+  if (replacement === roomId) throw new MatrixError("M_BAD_JSON", "A tombstone cannot name the room it is sent in as its replacement");
 }
 
 function checkLimits(pdu: JsonObject, version: RoomVersion): void {
