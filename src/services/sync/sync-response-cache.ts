@@ -45,7 +45,13 @@ export class SyncResponseCache implements SyncAnswerer {
     this.entries.set(key, entry);
     while (this.entries.size > this.maxEntries) this.entries.delete(this.entries.keys().next().value as string);
     entry.response.then(
-      () => {
+      (response) => {
+        // Nothing new (the token did not move): not kept, or a client polling with the same since
+        // would get this empty answer again and again (Synapse does the same).
+        if (response.next_batch === request.since) {
+          if (this.entries.get(key) === entry) this.entries.delete(key);
+          return;
+        }
         entry.expiresAt = this.clock.now() + this.ttlMs;
       },
       () => {

@@ -50,6 +50,15 @@ describe("SyncResponseCache", () => {
     expect(fake.calls).toHaveLength(variants.length);
   });
 
+  test("an answer that moved nothing (next_batch is the since) is not kept: a client polling with it sees what comes next", async () => {
+    const fake = fakeSync();
+    const cache = new SyncResponseCache({ sync: async (r) => { fake.calls.push(r); return { next_batch: fake.calls.length === 1 ? "s1" : "s2" } as unknown as SyncResponse; } }, { now: () => 0 }, 120_000);
+    expect((await cache.sync(request({ since: "s1" }))).next_batch).toBe("s1");
+    expect((await cache.sync(request({ since: "s1" }))).next_batch).toBe("s2");
+    expect((await cache.sync(request({ since: "s1" }))).next_batch).toBe("s2");
+    expect(fake.calls).toHaveLength(2);
+  });
+
   test("an initial sync (no since) is never kept: asked again, it is computed again", async () => {
     const fake = fakeSync();
     const cache = new SyncResponseCache(fake.inner, { now: () => 0 }, 120_000);
