@@ -127,6 +127,25 @@ export class NotificationService implements Service {
     if (this.pairVersions.size > MAX_COUNTED) this.forgetCounts();
   }
 
+  /**
+   * A notification for the pair was committed: a kept count takes it in (one more, the newest
+   * now), so that a room busy with messages is not counted again at every /sync.
+   */
+  private pairNotified(userId: string, roomId: string, highlight: boolean, ordering: number): void {
+    const key = `${userId}\u0000${roomId}`;
+    const kept = this.counted.get(key);
+    this.pairChanged(userId, roomId);
+    if (!kept || kept.roomVersion !== (this.roomVersions.get(roomId) ?? 0)) return;
+    const counts = kept.counts;
+    // A count taken after the commit may hold this notification already (a room's notifications
+    // come in stream order, so it would be its newest): then it is counted again when asked.
+    if (counts.newest >= ordering) return;
+    this.counted.set(key, {
+      roomVersion: kept.roomVersion,
+      counts: { notifications: counts.notifications + 1, highlights: counts.highlights + (highlight ? 1 : 0), newest: Math.max(counts.newest, ordering) },
+    });
+  }
+
   private forgetCounts(): void {
     this.counted.clear();
     this.pairVersions.clear();
@@ -217,14 +236,19 @@ export class NotificationService implements Service {
     // Everything read first, then one commit for the marks and the notifications. The counts they
     // change are forgotten once it is committed (a count read before then is not kept).
     if (marks.size > 0 || notified.length > 0) {
+      let committed = false;
       try {
         await this.deps.store.atomically(async () => {
           for (const [userId, ordering] of marks) await this.deps.notifications.markRead(userId, roomId, ordering);
           await this.deps.notifications.addNotifications(notified);
         });
+        committed = true;
       } finally {
         for (const userId of marks.keys()) this.pairChanged(userId, roomId);
-        for (const n of notified) this.pairChanged(n.userId, roomId);
+        for (const n of notified) {
+          if (committed) this.pairNotified(n.userId, roomId, n.highlight, n.eventStreamOrdering);
+          else this.pairChanged(n.userId, roomId);
+        }
       }
     }
     for (const userId of marks.keys()) for (const listener of this.readListeners) listener(userId);
