@@ -1,7 +1,15 @@
 // Federation throughput and cost (issue 10), over TLS on loopback, servers in this process unless said:
 //  (a) inbound /send ingest with full verification: 2,000 m.room.message PDUs of a user of B, a
-//      chain on A's forward extremity, signed by B, PUT by B's federation client to A in
-//      transactions of 50, one after another; PDUs/s and ms per transaction.
+//      chain on A's forward extremity, signed by B, PUT to A in transactions of 50, one after
+//      another; PDUs/s and ms per transaction; in a room of 2 members, then (a') after ~1,000 users
+//      of B joined through /send, in that room again. A and B run in this process, but the PUTs
+//      come from a child process (this file with --send-child): the PDUs are built and signed here
+//      with B's key and handed over in a temporary file; the child signs each request with X-Matrix
+//      as B (B's key file), sends it over TLS trusting the test CA, and reports per-transaction times
+//      and results as JSON on stdout. So B's request signing, serialising, TLS and waiting do not
+//      take A's JS thread and the figure is A's own ingest rate (A still fetches B's key from B).
+//      FED_SENDER=inprocess sends through B's FederationClient in this process instead, as before,
+//      for comparison; the output says which sender ran.
 //  (b) fan-out of one PDU to 50 destinations: 50 tiny plain-HTTP receivers (they count), A's
 //      FederationSender.queuePdu to all 50; time until the last one has it.
 //  (c) joining a synthetic room of 10,000 state events held by a fake resident server (a Bun.serve
@@ -9,7 +17,8 @@
 //      The joining Portier runs in a child process of its own (this file with --join-child), so its
 //      peak RSS is the joining server's (plus the bench's client) and not the fake's.
 // Figures only: nothing here asserts on time.
-import { readFileSync } from "node:fs";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { federatedServer, eventually, type FederatedServer } from "../helpers/federation";
 import { request, tempDir } from "../helpers/server";
 import { resolve, Tokens } from "../../src/di/tokens";
@@ -17,7 +26,8 @@ import { roomVersion } from "../../src/protocol/room-versions";
 import { computeEventId } from "../../src/protocol/signing/event-id";
 import { signEvent } from "../../src/protocol/signing/event-signatures";
 import { signJson } from "../../src/protocol/signing/sign-json";
-import { signingKeyFromSeed } from "../../src/protocol/signing/keys";
+import { parseSigningKeyFile, signingKeyFromSeed } from "../../src/protocol/signing/keys";
+import { signRequest } from "../../src/protocol/x-matrix";
 import { encodeBase64 } from "../../src/protocol/base64";
 import { generateSelfSignedCertificate } from "../../src/services/federation/tls-certificate";
 import type { PortierServer } from "../../src/app";
@@ -32,6 +42,8 @@ const TXN_SIZE = 50;
 const N_DEST = Number(process.env.FED_DESTINATIONS ?? 50);
 const FANOUT_ROUNDS = Number(process.env.FED_FANOUT_ROUNDS ?? 20);
 const N_STATE = Number(process.env.FED_STATE ?? 10_000);
+const SENDER = process.env.FED_SENDER ?? "child";
+if (SENDER !== "child" && SENDER !== "inprocess") throw new Error(`FED_SENDER must be "child" or "inprocess", not ${JSON.stringify(SENDER)}`);
 
 function quantile(values: number[], q: number): number {
   const s = [...values].sort((a, b) => a - b);
@@ -48,6 +60,78 @@ async function call(server: PortierServer, method: string, path: string, token?:
 async function register(server: PortierServer, name: string): Promise<{ userId: string; token: string }> {
   const r = await call(server, "POST", "/register", undefined, { username: name, password: "pw", auth: { type: "m.login.dummy" } });
   return { userId: r.user_id, token: r.access_token };
+}
+
+// ---------------------------------------------------------------------------------------------
+// (a), child side: B's outbound /send transactions from a process of their own.
+// ---------------------------------------------------------------------------------------------
+/** What the parent hands the send child (a JSON file): B's PDUs, already signed, by transaction. */
+interface SendJob {
+  /** B's server name: the X-Matrix origin and each transaction's origin. */
+  origin: string;
+  /** A's server name: the X-Matrix destination. */
+  destination: string;
+  /** https://127.0.0.1:PORT of A. */
+  url: string;
+  /** B's signing key file (Synapse's format). */
+  keyPath: string;
+  /** The test CA that issued A's certificate. */
+  caPath: string;
+  txns: JsonObject[][];
+}
+
+/** Per-transaction times and A's answers; the child prints it as one JSON line on stdout. */
+interface SendReport {
+  perTxn: number[];
+  seconds: number;
+  accepted: number;
+  errors: number;
+  firstError?: string;
+  /** From the child's start until its first PUT (Bun start, imports, reading the file). */
+  startupMs?: number;
+}
+
+function countAnswer(report: SendReport, answer: { pdus?: Record<string, { error?: string }> }): void {
+  for (const result of Object.values(answer.pdus ?? {})) {
+    if (result.error) {
+      report.errors++;
+      report.firstError ??= result.error;
+    } else report.accepted++;
+  }
+}
+
+async function sendChild(jobPath: string): Promise<void> {
+  const job = JSON.parse(readFileSync(jobPath, "utf8")) as SendJob;
+  const [key] = parseSigningKeyFile(readFileSync(job.keyPath, "utf8"));
+  if (!key) throw new Error(`${job.keyPath} holds no key`);
+  const signer = { keyId: key.keyId, sign: <T extends JsonObject>(o: T, options?: { strict?: boolean }) => signJson(o, job.origin, key.keyId, key.seed, options) };
+  // Only the test CA: A's certificate is issued by it, and nothing else is contacted.
+  const ca = readFileSync(job.caPath, "utf8");
+  const report: SendReport = { perTxn: [], seconds: 0, accepted: 0, errors: 0, startupMs: now() };
+  const start = now();
+  for (const pdus of job.txns) {
+    const t = now();
+    // Signed and serialised per request, as B's FederationClient does.
+    const path = `/_matrix/federation/v1/send/${enc(`bench-${crypto.randomUUID()}`)}`;
+    const content = { origin: job.origin, origin_server_ts: Date.now(), pdus };
+    const authorization = signRequest({ method: "PUT", uri: path, origin: job.origin, destination: job.destination, content }, signer);
+    const response = await fetch(`${job.url}${path}`, {
+      method: "PUT",
+      headers: { Authorization: authorization, "Content-Type": "application/json", Accept: "application/json", Host: job.destination },
+      body: JSON.stringify(content),
+      signal: AbortSignal.timeout(120_000),
+      tls: { ca: [ca] },
+    });
+    const text = await response.text();
+    report.perTxn.push(now() - t);
+    if (response.status === 200) countAnswer(report, JSON.parse(text));
+    else {
+      report.errors += pdus.length;
+      report.firstError ??= `HTTP ${response.status}: ${text.slice(0, 300)}`;
+    }
+  }
+  report.seconds = (now() - start) / 1000;
+  process.stdout.write(JSON.stringify(report) + "\n");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -200,7 +284,7 @@ async function fakeResident(): Promise<{ name: string; roomId: string; stop: () 
 async function main(): Promise<void> {
   const commit = Bun.spawnSync(["git", "rev-parse", "--short", "HEAD"], { cwd: import.meta.dir }).stdout.toString().trim();
   const nproc = Bun.spawnSync(["nproc"]).stdout.toString().trim();
-  console.log(`\n## Federation (nproc ${nproc}, Bun ${Bun.version}, commit ${commit}; TLS on loopback, servers in this process)`);
+  console.log(`\n## Federation (nproc ${nproc}, Bun ${Bun.version}, commit ${commit}; TLS on loopback, servers in this process; (a)'s sender: ${SENDER === "child" ? "a child process" : "in this process"})`);
 
   // (b)'s receivers first: A must know their names (plain_http_servers) when it is built.
   const receivers: { name: string; count: number; stop: () => void; waiters: (() => void)[] }[] = [];
@@ -241,6 +325,58 @@ async function main(): Promise<void> {
     await eventually(async () => (await storeA.currentStateEvent(roomId, "m.room.member", bob.userId)) !== undefined, 10_000, "the join on A");
     const signerB = resolve(B.server.container, Tokens.ServerKeys);
     const clientB = resolve(B.server.container, Tokens.FederationClient);
+    const keyPathB = B.server.config.signing_key_path ?? join(B.server.config.data_dir, "signing.key");
+    const [fileKeyB] = parseSigningKeyFile(readFileSync(keyPathB, "utf8"));
+    if (fileKeyB?.keyId !== signerB.keyId) throw new Error(`${keyPathB} does not hold B's key ${signerB.keyId}`);
+    const caPath = A.server.config.federation.tls_trusted_ca_path!;
+    let childPid = 0;
+    console.log(
+      SENDER === "child"
+        ? "(a) sender: a child process (--send-child, own JS thread) PUTs B's transactions; A and B stay here [FED_SENDER=inprocess: B's client in this process]"
+        : "(a) sender: B's FederationClient in this process, on A's JS thread [FED_SENDER=inprocess; unset for a child process]",
+    );
+
+    /** PUTs the PDUs to A as B, in transactions of TXN_SIZE, one after another, from the chosen sender. */
+    async function send(pdus: JsonObject[]): Promise<SendReport> {
+      const txns: JsonObject[][] = [];
+      for (let i = 0; i < pdus.length; i += TXN_SIZE) txns.push(pdus.slice(i, i + TXN_SIZE));
+      if (SENDER === "inprocess") {
+        const report: SendReport = { perTxn: [], seconds: 0, accepted: 0, errors: 0 };
+        const start = now();
+        for (const batch of txns) {
+          const t = now();
+          try {
+            const answer = (await clientB.request("PUT", A.serverName, `/_matrix/federation/v1/send/${enc(`bench-${crypto.randomUUID()}`)}`, {
+              body: { origin: B.serverName, origin_server_ts: Date.now(), pdus: batch },
+            })) as { pdus: Record<string, { error?: string }> };
+            report.perTxn.push(now() - t);
+            countAnswer(report, answer);
+          } catch (error) {
+            report.perTxn.push(now() - t);
+            report.errors += batch.length;
+            report.firstError ??= String(error);
+          }
+        }
+        report.seconds = (now() - start) / 1000;
+        return report;
+      }
+      const workDir = tempDir("portier-fed-send-");
+      const jobPath = join(workDir, "job.json");
+      const job: SendJob = { origin: B.serverName, destination: A.serverName, url: A.url, keyPath: keyPathB, caPath, txns };
+      writeFileSync(jobPath, JSON.stringify(job));
+      try {
+        const child = Bun.spawn([process.execPath, import.meta.path, "--send-child", jobPath], { stdout: "pipe", stderr: "inherit" });
+        childPid = child.pid;
+        // Awaited, not blocking: A and B serve on this thread meanwhile.
+        const [out, code] = await Promise.all([new Response(child.stdout).text(), child.exited]);
+        if (code !== 0) throw new Error(`the send child exited with ${code}`);
+        const line = out.trim().split("\n").at(-1)!;
+        return JSON.parse(line) as SendReport;
+      } finally {
+        rmSync(workDir, { recursive: true, force: true });
+      }
+    }
+    const senderNote = () => (SENDER === "child" ? `sender: child process ${childPid}` : "sender: in this process");
 
     async function ingest(label: string, sender: string, count: number): Promise<void> {
       const extremities = await storeA.forwardExtremities(roomId);
@@ -260,30 +396,12 @@ async function main(): Promise<void> {
         pdus.push(signed);
       }
       const buildMs = now() - t0;
-      const perTxn: number[] = [];
-      let errors = 0;
-      let accepted = 0;
-      let firstError: string | undefined;
-      const start = now();
-      for (let i = 0; i < pdus.length; i += TXN_SIZE) {
-        const batch = pdus.slice(i, i + TXN_SIZE);
-        const t = now();
-        const answer = (await clientB.request("PUT", A.serverName, `/_matrix/federation/v1/send/${enc(`bench-${crypto.randomUUID()}`)}`, {
-          body: { origin: B.serverName, origin_server_ts: Date.now(), pdus: batch },
-        })) as { pdus: Record<string, { error?: string }> };
-        perTxn.push(now() - t);
-        for (const result of Object.values(answer.pdus ?? {})) {
-          if (result.error) {
-            errors++;
-            firstError ??= result.error;
-          } else accepted++;
-        }
-      }
-      const seconds = (now() - start) / 1000;
+      const { perTxn, seconds, accepted, errors, firstError, startupMs } = await send(pdus);
       const head = (await storeA.forwardExtremities(roomId))[0] === prev[0];
       console.log(`${label.padEnd(44)} ${(count / seconds).toFixed(0).padStart(8)} PDUs/s   [target >= 2,000 PDUs/s]`);
       console.log(`  ${count} PDUs in ${perTxn.length} txns of ${TXN_SIZE}: ${seconds.toFixed(2)} s; per txn p50 ${quantile(perTxn, 0.5).toFixed(1)} ms, p99 ${quantile(perTxn, 0.99).toFixed(1)} ms, max ${Math.max(...perTxn).toFixed(1)} ms`);
       console.log(`  accepted ${accepted}, errors ${errors}${firstError ? ` (first: ${firstError})` : ""}; A's forward extremity is the last PDU: ${head ? "yes" : "NO"}; (building+signing them took ${buildMs.toFixed(0)} ms)`);
+      console.log(`  ${senderNote()}${startupMs !== undefined ? ` (its own JS thread; its start until the first PUT, ${startupMs.toFixed(0)} ms, not counted)` : " (on A's JS thread)"}`);
     }
     await ingest("(a) /send ingest, room of 2 members", bob.userId, N_PDUS);
 
@@ -303,17 +421,8 @@ async function main(): Promise<void> {
         prev = [computeEventId(signed, VERSION)];
         joins.push(signed);
       }
-      let errors = 0;
-      let firstError: string | undefined;
-      const start = now();
-      for (let i = 0; i < joins.length; i += TXN_SIZE) {
-        const answer = (await clientB.request("PUT", A.serverName, `/_matrix/federation/v1/send/${enc(`bench-${crypto.randomUUID()}`)}`, {
-          body: { origin: B.serverName, origin_server_ts: Date.now(), pdus: joins.slice(i, i + TXN_SIZE) },
-        })) as { pdus: Record<string, { error?: string }> };
-        for (const result of Object.values(answer.pdus ?? {})) if (result.error) (errors++, (firstError ??= result.error));
-      }
-      const seconds = (now() - start) / 1000;
-      console.log(`(a') ${MEMBERS} member joins of B's users via /send  ${(MEMBERS / seconds).toFixed(0).padStart(8)} PDUs/s (${seconds.toFixed(2)} s, errors ${errors}${firstError ? `: ${firstError}` : ""})`);
+      const { seconds, errors, firstError } = await send(joins);
+      console.log(`(a') ${MEMBERS} member joins of B's users via /send  ${(MEMBERS / seconds).toFixed(0).padStart(8)} PDUs/s (${seconds.toFixed(2)} s, errors ${errors}${firstError ? `: ${firstError}` : ""}; ${senderNote()})`);
       await ingest(`(a) /send ingest, room of ${MEMBERS + 2} members`, bob.userId, N_PDUS);
     }
 
@@ -369,4 +478,5 @@ async function main(): Promise<void> {
 }
 
 if (process.argv[2] === "--join-child") await joinChild();
+else if (process.argv[2] === "--send-child") await sendChild(process.argv[3]!);
 else await main();

@@ -59,6 +59,17 @@ export interface BatchItem {
 
 type Deferred = { stored: StoredEvent; pdu: JsonObject }[];
 
+/**
+ * What one batch of receiveMany reads once for all its events: which of them the store holds
+ * already, and the current state the soft-failure check reads (until a state event of the batch is
+ * stored: then it is read again).
+ */
+interface BatchReads {
+  readonly held: ReadonlySet<string>;
+  readonly seen: Set<string>;
+  currentState: Map<string, Map<string, string>>;
+}
+
 export type ReceiveOutcome =
   | { readonly outcome: "accepted" | "soft-failed" | "rejected"; readonly eventId: string; readonly reason?: string; readonly stored: StoredEvent; readonly redacted: boolean }
   | { readonly outcome: "dropped"; readonly eventId?: string; readonly reason: string };
@@ -137,12 +148,16 @@ export class PduReceiver {
       const deferred: Deferred = [];
       const outcomes = await this.store.atomically(async () => {
         const out: (ReceiveOutcome | { error: unknown })[] = [];
+        const ids = items.flatMap((item) => (item.options?.eventId !== undefined ? [item.options.eventId] : []));
+        const batch: BatchReads = { held: new Set((await this.store.getEvents(ids)).keys()), seen: new Set(), currentState: new Map() };
         for (const item of items) {
           const mark = deferred.length;
           try {
-            out.push(await this.store.atomically(() => this.check(item.pdu, item.lookupKey, item.options ?? {}, deferred)));
+            out.push(await this.store.atomically(() => this.check(item.pdu, item.lookupKey, item.options ?? {}, deferred, batch)));
           } catch (error) {
             deferred.length = mark;
+            // Its savepoint is rolled back: what the batch read since may not hold.
+            batch.currentState.clear();
             out.push({ error });
           }
         }
@@ -165,7 +180,7 @@ export class PduReceiver {
     return roomVersion(known.roomVersion) ?? `unsupported room version ${known.roomVersion}`;
   }
 
-  private async check(received: JsonObject, lookupKey: VerifyKeyLookup, options: ReceiveOptions, deferred?: Deferred): Promise<ReceiveOutcome> {
+  private async check(received: JsonObject, lookupKey: VerifyKeyLookup, options: ReceiveOptions, deferred?: Deferred, batch?: BatchReads): Promise<ReceiveOutcome> {
     const version = await this.versionFor(received);
     if (typeof version === "string") return { outcome: "dropped", reason: version };
 
@@ -179,7 +194,10 @@ export class PduReceiver {
       }
       throw error;
     }
-    const existing = await this.store.getEvent(event.event_id);
+    // Absent from the store when the batch began, and not met since in it: no need to ask again.
+    const knownAbsent = batch !== undefined && options.eventId === event.event_id && !batch.held.has(event.event_id) && !batch.seen.has(event.event_id);
+    batch?.seen.add(event.event_id);
+    const existing = knownAbsent ? undefined : await this.store.getEvent(event.event_id);
     if (existing) return existing.roomId === event.room_id ? this.outcomeOf(existing) : { outcome: "dropped", eventId: event.event_id, reason: "event ID already used in another room" };
     const limits = checkEventLimits(received, version.strictCanonicalJson);
     if (limits) return { outcome: "dropped", eventId: event.event_id, reason: limits.reason };
@@ -251,7 +269,7 @@ export class PduReceiver {
     const historical = options.historicalOrdering !== undefined;
     let softFailed = spam && rejection === undefined;
     if (rejection === undefined && !softFailed && !historical && event.type !== "m.room.create") {
-      const current = await this.store.currentStateEvents(event.room_id!, authKeys);
+      const current = await this.currentStateFor(event.room_id!, authKeys, batch);
       softFailed = !authorizeEvent(event, await this.authState(event, version, current), version, checks).allowed;
     }
     // 7. Validated by the room's policy server, if it uses one: otherwise soft failed.
@@ -290,6 +308,8 @@ export class PduReceiver {
       createRoom,
       historicalOrdering: options.historicalOrdering,
     });
+    // The current state moves with an accepted state event, or a resolution of forks.
+    if (batch && currentState !== false && (event.state_key !== undefined || typeof currentState === "object")) batch.currentState.clear();
     // After the commit: listeners only ever hear of stored events.
     if (accepted && !historical) {
       if (deferred) deferred.push({ stored, pdu });
@@ -297,6 +317,15 @@ export class PduReceiver {
     }
     if (rejection !== undefined) return { outcome: "rejected", eventId: event.event_id, reason: rejection, stored, redacted };
     return { outcome: softFailed ? "soft-failed" : "accepted", eventId: event.event_id, stored, redacted };
+  }
+
+  /** Current state under these keys; within a batch, read once until one of its state events is stored. */
+  private async currentStateFor(roomId: string, keys: readonly (readonly [string, string])[], batch: BatchReads | undefined): Promise<Map<string, string>> {
+    if (!batch) return this.store.currentStateEvents(roomId, keys);
+    const cacheKey = keys.map(([type, key]) => stateKey(type, key)).join("\u0001");
+    let current = batch.currentState.get(cacheKey);
+    if (!current) batch.currentState.set(cacheKey, (current = await this.store.currentStateEvents(roomId, keys)));
+    return new Map(current);
   }
 
   private outcomeOf(stored: StoredEvent): ReceiveOutcome {
