@@ -77,6 +77,15 @@ function usesDisplayName(ruleset: PushRuleset): boolean {
 const MAX_NOTHING_UNREAD = 100_000;
 /** At most this many (user, room) unread counts are kept. */
 const MAX_COUNTED = 100_000;
+/** Rooms whose members are kept (the busiest, by last use). */
+const MAX_ROOM_MEMBERS = 100;
+
+interface RoomMembers {
+  readonly snapshot: number | undefined;
+  readonly memberships: ReadonlyMap<string, string>;
+  readonly localJoined: readonly string[];
+  readonly joined: number;
+}
 
 export class NotificationService implements Service {
   readonly name = "notifications";
@@ -99,6 +108,7 @@ export class NotificationService implements Service {
   private readonly pairVersions = new Map<string, number>();
   private readonly roomVersions = new Map<string, number>();
   private countsEpoch = 0;
+  private readonly members = new Map<string, RoomMembers>();
   private readonly formatter: ClientEventFormatter;
   private pruning: { cancel(): void } | undefined;
   private pruneRun: Promise<void> | undefined;
@@ -183,7 +193,7 @@ export class NotificationService implements Service {
     let memberships: ReadonlyMap<string, string> | undefined;
     // The room's joined local users, worked out once per read of the memberships (not per event: a
     // federation transaction brings up to 50 events into rooms of thousands of members).
-    let localJoined: string[] | undefined;
+    let localJoined: readonly string[] | undefined;
     let rules: { version: RoomVersion; state: AuthStateLookup } | undefined;
     for (const { stored, pdu } of events) {
       // Only new events of the timeline notify: not outliers, rejected or soft-failed events, nor
@@ -210,8 +220,11 @@ export class NotificationService implements Service {
         }
       }
 
-      memberships ??= await this.deps.store.currentMemberships(roomId);
-      localJoined ??= [...memberships].flatMap(([userId, membership]) => (membership === "join" && local(userId) ? [userId] : []));
+      if (!memberships || !localJoined) {
+        const members = await this.roomMembers(roomId, local);
+        memberships = members.memberships;
+        localJoined = members.localJoined;
+      }
       const recipients = localJoined.filter((userId) => userId !== stored.sender);
       // An invitee is not in the room yet, but the invite is for them (.m.rule.invite_for_me).
       if (stored.type === "m.room.member" && content.membership === "invite" && stored.stateKey !== undefined && stored.stateKey !== stored.sender && local(stored.stateKey) && !recipients.includes(stored.stateKey)) {
@@ -315,9 +328,36 @@ export class NotificationService implements Service {
   }
 
   /** What the conditions need of the room, read once per event for all its recipients. */
-  private async roomContext(roomId: string, sender: string, memberships: ReadonlyMap<string, string>, cached?: { version: RoomVersion; state: AuthStateLookup }): Promise<Omit<PushContext, "userId" | "displayName">> {
+  /**
+   * The room's memberships and its joined local users, as of its current state: kept per room while
+   * its current state snapshot stays the same (a busy room's members are not read again for every
+   * federation transaction; eventsPersisted runs after the commit, in the room's write queue).
+   */
+  private async roomMembers(roomId: string, local: (userId: string) => boolean): Promise<RoomMembers> {
+    const snapshot = await this.deps.store.currentStateSnapshot(roomId);
+    const kept = this.members.get(roomId);
+    if (kept && snapshot !== undefined && kept.snapshot === snapshot) return kept;
+    const memberships = await this.deps.store.currentMemberships(roomId);
     let joined = 0;
-    for (const membership of memberships.values()) if (membership === "join") joined++;
+    const localJoined: string[] = [];
+    for (const [userId, membership] of memberships) {
+      if (membership !== "join") continue;
+      joined++;
+      if (local(userId)) localJoined.push(userId);
+    }
+    const members: RoomMembers = { snapshot, memberships, localJoined, joined };
+    this.members.delete(roomId);
+    if (snapshot !== undefined) this.members.set(roomId, members);
+    if (this.members.size > MAX_ROOM_MEMBERS) this.members.delete(this.members.keys().next().value as string);
+    return members;
+  }
+
+  private async roomContext(roomId: string, sender: string, memberships: ReadonlyMap<string, string>, cached?: { version: RoomVersion; state: AuthStateLookup }): Promise<Omit<PushContext, "userId" | "displayName">> {
+    let joined = this.members.get(roomId)?.memberships === memberships ? this.members.get(roomId)!.joined : -1;
+    if (joined < 0) {
+      joined = 0;
+      for (const membership of memberships.values()) if (membership === "join") joined++;
+    }
     const { version, state } = cached ?? (await this.roomRules(roomId));
     return {
       roomMemberCount: joined,
