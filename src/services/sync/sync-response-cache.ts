@@ -18,8 +18,16 @@ interface Entry {
   expiresAt?: number;
 }
 
+/**
+ * Answers kept per device: a client retries the request it last made, so its older answers are of
+ * no use (and a busy server's memory would fill with them).
+ */
+const PER_DEVICE = 2;
+
 export class SyncResponseCache implements SyncAnswerer {
   private readonly entries = new Map<string, Entry>();
+  /** The keys of each device's kept answers, oldest first. */
+  private readonly byDevice = new Map<string, string[]>();
 
   constructor(
     private readonly inner: SyncAnswerer,
@@ -43,6 +51,13 @@ export class SyncResponseCache implements SyncAnswerer {
     const entry: Entry = { response: this.inner.sync(shared) };
     this.entries.delete(key);
     this.entries.set(key, entry);
+    const device = JSON.stringify([request.userId, request.deviceId]);
+    const keys = (this.byDevice.get(device) ?? []).filter((k) => k !== key && this.entries.has(k));
+    keys.push(key);
+    while (keys.length > PER_DEVICE) this.entries.delete(keys.shift()!);
+    this.byDevice.delete(device);
+    this.byDevice.set(device, keys);
+    while (this.byDevice.size > this.maxEntries) this.byDevice.delete(this.byDevice.keys().next().value as string);
     while (this.entries.size > this.maxEntries) this.entries.delete(this.entries.keys().next().value as string);
     entry.response.then(
       (response) => {

@@ -45,9 +45,13 @@ describe("SyncResponseCache", () => {
     const fake = fakeSync();
     const cache = new SyncResponseCache(fake.inner, { now: () => 0 }, 120_000);
     const variants: Partial<SyncRequest>[] = [{}, { userId: "@b:x" }, { deviceId: "E" }, { since: "s2" }, { filter: "7" }, { filter: { room: { timeline: { limit: 1 } } } }, { fullState: true }, { timeoutMs: 30_000 }, { setPresence: "offline" }];
-    for (const v of variants) await cache.sync(request(v));
-    for (const v of variants) await cache.sync(request(v));
-    expect(fake.calls).toHaveLength(variants.length);
+    for (const [i, v] of variants.entries()) {
+      // A new key each time (computed), and the same request again at once is the kept answer.
+      await cache.sync(request(v));
+      expect(fake.calls).toHaveLength(i + 1);
+      await cache.sync(request(v));
+      expect(fake.calls).toHaveLength(i + 1);
+    }
   });
 
   test("an answer that moved nothing (next_batch is the since) is not kept: a client polling with it sees what comes next", async () => {
@@ -57,6 +61,19 @@ describe("SyncResponseCache", () => {
     expect((await cache.sync(request({ since: "s1" }))).next_batch).toBe("s2");
     expect((await cache.sync(request({ since: "s1" }))).next_batch).toBe("s2");
     expect(fake.calls).toHaveLength(2);
+  });
+
+  test("a device's last two answers are kept, older ones dropped (a client retries what it last asked)", async () => {
+    const fake = fakeSync();
+    const cache = new SyncResponseCache(fake.inner, { now: () => 0 }, 120_000);
+    for (const since of ["s1", "s2", "s3"]) await cache.sync(request({ since }));
+    await cache.sync(request({ since: "s1", deviceId: "OTHER" }));
+    expect(cache.size).toBe(3);
+    await cache.sync(request({ since: "s3" }));
+    await cache.sync(request({ since: "s2" }));
+    expect(fake.calls).toHaveLength(4);
+    await cache.sync(request({ since: "s1" }));
+    expect(fake.calls).toHaveLength(5);
   });
 
   test("an initial sync (no since) is never kept: asked again, it is computed again", async () => {
@@ -90,7 +107,7 @@ describe("SyncResponseCache", () => {
     fake.failNext(false);
     await cache.sync(request());
     expect(fake.calls).toHaveLength(2);
-    for (let i = 0; i < 10; i++) await cache.sync(request({ since: `s${i + 10}` }));
+    for (let i = 0; i < 10; i++) await cache.sync(request({ since: `s${i + 10}`, deviceId: `D${i}` }));
     expect(cache.size).toBe(3);
     const off = new SyncResponseCache(fake.inner, { now: () => 0 }, 0);
     const before = fake.calls.length;
