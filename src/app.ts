@@ -61,6 +61,8 @@ import { userDirectoryRoutes } from "./api/client/user-directory";
 import { deactivateRoutes } from "./api/client/deactivate";
 import { presenceRoutes } from "./api/client/presence";
 import { AccountDeactivation } from "./services/accounts/deactivation";
+import { IdentityTokens, registerIdentityServices } from "./di/identity";
+import { thirdPartyIdRoutes } from "./api/client/third-party-ids";
 import { SyncNotifier } from "./services/sync/notifier";
 import { SyncResponseCache } from "./services/sync/sync-response-cache";
 import { KnockExpiryService, systemIntervalTimer, type IntervalTimer } from "./services/knocks/knock-expiry";
@@ -186,9 +188,11 @@ function createApp(container: DependencyContainer, config: Readonly<Config>, log
         rooms: resolve(container, Tokens.RoomEventStore),
         membership: resolve(container, Tokens.FederatedMembership),
         profiles: resolve(container, Tokens.Profiles),
+        thirdPartyIds: resolve(container, IdentityTokens.ThirdPartyIds),
         logger,
       }),
     }))
+    .use(thirdPartyIdRoutes({ accounts: resolve(container, Tokens.Accounts), thirdPartyIds: resolve(container, IdentityTokens.ThirdPartyIds) }))
     .use(keyRoutes({ accounts: resolve(container, Tokens.Accounts), keys: resolve(container, Tokens.EndToEndKeys), e2eeSync: resolve(container, Tokens.E2eeSync), passwordConfirmation: resolve(container, Tokens.PasswordConfirmation) }))
     .use(toDeviceRoutes({ accounts: resolve(container, Tokens.Accounts), toDevice: resolve(container, Tokens.ToDevice) }))
     .use(roomKeyRoutes({ accounts: resolve(container, Tokens.Accounts), backups: resolve(container, Tokens.KeyBackups) }))
@@ -249,6 +253,7 @@ export async function buildServer(config: Readonly<Config>, options: BuildOption
   registerCoreServices(container, { config, clock, logger, stores, signingKey: key });
   registerFederationServices(container, { config, clock, logger, stores });
   registerMediaServices(container, { config, clock, logger, stores });
+  registerIdentityServices(container, { config, clock, logger, stores });
 
   // Plugins register at one moment: after the core's services are registered and before any of them
   // is built, so the policy chains and the rate limiter are in place before the first request.

@@ -118,6 +118,17 @@ export const ConfigSchema = Type.Object(
       },
       { ...Strict, default: {} },
     ),
+    identity: Type.Object(
+      {
+        verify_tls: Type.Boolean({ default: true, description: "Verify identity servers' TLS certificates (POST /account/3pid/bind, /unbind, /delete, deactivation). Leave on outside of tests." }),
+        tls_trusted_ca_path: Type.Optional(Type.String({ minLength: 1, description: "Extra PEM CA certificates trusted for identity servers (besides the system's)." })),
+        tls_skip_verify_servers: Type.Array(Type.String({ minLength: 1 }), { default: [], description: "Identity server names (host[:port]) whose TLS certificate is not verified (local test servers only)." }),
+        plain_http_servers: Type.Array(Type.String({ minLength: 1 }), { default: [], description: "Identity server names (host[:port]) reached over plain HTTP instead of HTTPS (local test servers only)." }),
+        allow_loopback: Type.Boolean({ default: false, description: "Let clients name identity servers on loopback addresses (127.0.0.0/8, ::1). Off: identity servers are public hosts, and one that resolves to a loopback, private, link-local or other non-public address is refused." }),
+        request_timeout_ms: Type.Integer({ minimum: 1000, maximum: 120_000, default: 20_000, description: "How long one request to an identity server may take." }),
+      },
+      { ...Strict, default: {} },
+    ),
     presence: Type.Object(
       {
         enabled: Type.Boolean({ default: true, description: "Track and share presence (online, unavailable, offline, status messages). Off: PUT /presence is accepted and ignored, everyone reads as offline, /sync carries none (as Synapse's use_presence: false)." }),

@@ -292,3 +292,4 @@ export type { NewNotification, NotificationRecord, UnreadCounts, NotificationSto
 export type { MediaContent, MediaRecord, ThumbnailRecord, MediaStore } from "./tables/media";
 // Sliding sync: a user's rooms with activity positions, current state of many rooms at once.
 export type { UserRoomActivity, SlidingSyncRoomStore } from "./tables/sliding-sync-rooms";
+export type { ThreepidBinding, ThreepidBindingStore } from "./tables/threepid-bindings";

@@ -1,8 +1,10 @@
 // POST /account/deactivate (client-server-api "Account deactivation"): the user leaves every room
 // (joined ones, pending invites rejected, knocks withdrawn), their profile is erased when asked,
 // and the account can never log in again, every device logged out. The user ID stays taken, as
-// the spec requires (it must not be registered again). Identity servers are not used: the answer's
-// id_server_unbind_result is "no-support".
+// the spec requires (it must not be registered again). The 3PIDs bound through this server are
+// unbound from their identity servers first (id_server_unbind_result: "success" when every one
+// was, "no-support" when one was not, or when none was bound: then there was no identity server to
+// unbind from, the spec's case for "no-support").
 import type { Logger } from "../runtime";
 
 export interface DeactivationDeps {
@@ -10,13 +12,15 @@ export interface DeactivationDeps {
   rooms: { roomsWithMembership(userId: string, membership: string): Promise<string[]> };
   membership: { leave(roomId: string, userId: string, reason: string | undefined): Promise<void> };
   profiles: { eraseProfile(userId: string): Promise<void> };
+  thirdPartyIds: { unbindAll(userId: string): Promise<"success" | "no-support"> };
   logger: Logger;
 }
 
 export class AccountDeactivation {
   constructor(private readonly deps: DeactivationDeps) {}
 
-  async deactivate(userId: string, erase: boolean): Promise<{ id_server_unbind_result: "no-support" }> {
+  async deactivate(userId: string, erase: boolean): Promise<{ id_server_unbind_result: "success" | "no-support" }> {
+    const unbound = await this.deps.thirdPartyIds.unbindAll(userId);
     for (const membership of ["join", "invite", "knock"]) {
       for (const roomId of await this.deps.rooms.roomsWithMembership(userId, membership)) {
         try {
@@ -29,6 +33,6 @@ export class AccountDeactivation {
     }
     if (erase) await this.deps.profiles.eraseProfile(userId);
     await this.deps.accounts.deactivate(userId);
-    return { id_server_unbind_result: "no-support" };
+    return { id_server_unbind_result: unbound };
   }
 }
