@@ -41,32 +41,44 @@ async function statementsDuring(fn: () => Promise<void>): Promise<number> {
   return count;
 }
 
-test("a chain of 50 PDUs in one transaction costs at most 6 statements each on the receiving server, and all are stored in order", async () => {
-  const alice = await TestClient.register(a.server, "alice");
-  const bob = await TestClient.register(b.server, "bob");
+/**
+ * A room on A (version 10) that a user of B has joined, and what B needs to write messages into
+ * it: the room's head (prev events, depth) and a message's auth events, read from A's store.
+ */
+async function roomWithRemoteMember(local: string, remote: string) {
+  const alice = await TestClient.register(a.server, local);
+  const bob = await TestClient.register(b.server, remote);
   const roomId = await alice.createRoom({ preset: "public_chat", room_version: "10" });
   await bob.ok("POST", `/join/${enc(roomId)}?server_name=${enc(a.serverName)}`, {});
   const storeA = resolve(a.server.container, Tokens.RoomEventStore);
-  await eventually(async () => (await storeA.currentStateEvent(roomId, "m.room.member", bob.userId)) !== undefined, 10_000, "bob's join on A");
-
-  const version = roomVersion("10")!;
-  const signer = resolve(b.server.container, Tokens.ServerKeys);
-  let prev = await storeA.forwardExtremities(roomId);
-  let depth = Math.max(...(await Promise.all(prev.map((id) => storeA.getEvent(id)))).map((e) => e!.depth));
+  await eventually(async () => (await storeA.currentStateEvent(roomId, "m.room.member", bob.userId)) !== undefined, 10_000, `${remote}'s join on A`);
+  const prev = await storeA.forwardExtremities(roomId);
+  const depth = Math.max(...(await Promise.all(prev.map((id) => storeA.getEvent(id)))).map((e) => e!.depth));
   const auth: string[] = [];
   for (const [type, key] of [["m.room.create", ""], ["m.room.power_levels", ""], ["m.room.member", bob.userId]] as const) auth.push((await storeA.currentStateEvent(roomId, type, key))!);
+  return { alice, bob, roomId, storeA, prev, depth, auth, version: roomVersion("10")!, signer: resolve(b.server.container, Tokens.ServerKeys) };
+}
+
+/** PUTs one transaction of these PDUs from B to A; A's answer. */
+async function sendTransaction(pdus: JsonObject[]): Promise<{ pdus: Record<string, { error?: string }> }> {
+  const client = resolve(b.server.container, Tokens.FederationClient);
+  return (await client.request("PUT", a.serverName, `/_matrix/federation/v1/send/${crypto.randomUUID()}`, {
+    body: { origin: b.serverName, origin_server_ts: Date.now(), pdus },
+  })) as { pdus: Record<string, { error?: string }> };
+}
+
+test("a chain of 50 PDUs in one transaction costs at most 6 statements each on the receiving server, and all are stored in order", async () => {
+  const { alice, bob, roomId, storeA, version, signer, auth, ...head } = await roomWithRemoteMember("alice", "bob");
+  let { prev, depth } = head;
   const pdus: JsonObject[] = [];
   for (let i = 0; i < 50; i++) {
     const pdu = signer.signEvent({ room_id: roomId, sender: bob.userId, type: "m.room.message", content: { msgtype: "m.text", body: `chain ${i}` }, origin_server_ts: Date.now(), depth: ++depth, prev_events: prev, auth_events: auth }, version);
     prev = [computeEventId(pdu, version)];
     pdus.push(pdu);
   }
-  const client = resolve(b.server.container, Tokens.FederationClient);
   let answer: { pdus: Record<string, { error?: string }> } | undefined;
   const statements = await statementsDuring(async () => {
-    answer = (await client.request("PUT", a.serverName, `/_matrix/federation/v1/send/cost-${crypto.randomUUID()}`, {
-      body: { origin: b.serverName, origin_server_ts: Date.now(), pdus },
-    })) as typeof answer;
+    answer = await sendTransaction(pdus);
   });
   expect(Object.values(answer!.pdus).filter((r) => r.error)).toEqual([]);
   expect(Object.keys(answer!.pdus)).toHaveLength(50);
@@ -80,18 +92,8 @@ test("a chain of 50 PDUs in one transaction costs at most 6 statements each on t
 });
 
 test("a forged PDU in the middle of a batch is dropped by the off-thread signature check; the rest land", async () => {
-  const alice = await TestClient.register(a.server, "amy");
-  const bob = await TestClient.register(b.server, "ben");
-  const roomId = await alice.createRoom({ preset: "public_chat", room_version: "10" });
-  await bob.ok("POST", `/join/${enc(roomId)}?server_name=${enc(a.serverName)}`, {});
-  const storeA = resolve(a.server.container, Tokens.RoomEventStore);
-  await eventually(async () => (await storeA.currentStateEvent(roomId, "m.room.member", bob.userId)) !== undefined, 10_000, "ben's join on A");
-  const version = roomVersion("10")!;
-  const signer = resolve(b.server.container, Tokens.ServerKeys);
-  let prev = await storeA.forwardExtremities(roomId);
-  let depth = Math.max(...(await Promise.all(prev.map((id) => storeA.getEvent(id)))).map((e) => e!.depth));
-  const auth: string[] = [];
-  for (const [type, key] of [["m.room.create", ""], ["m.room.power_levels", ""], ["m.room.member", bob.userId]] as const) auth.push((await storeA.currentStateEvent(roomId, type, key))!);
+  const { bob, roomId, storeA, version, signer, auth, ...head } = await roomWithRemoteMember("amy", "ben");
+  let { prev, depth } = head;
   const pdus: JsonObject[] = [];
   for (let i = 0; i < 12; i++) {
     const pdu = signer.signEvent({ room_id: roomId, sender: bob.userId, type: "m.room.message", content: { msgtype: "m.text", body: `good ${i}` }, origin_server_ts: Date.now(), depth: ++depth, prev_events: prev, auth_events: auth }, version);
@@ -103,10 +105,7 @@ test("a forged PDU in the middle of a batch is dropped by the off-thread signatu
   const forged = { ...signed, origin_server_ts: (signed.origin_server_ts as number) + 1 };
   const forgedId = computeEventId(forged, version);
   pdus.splice(6, 0, forged);
-  const client = resolve(b.server.container, Tokens.FederationClient);
-  const answer = (await client.request("PUT", a.serverName, `/_matrix/federation/v1/send/forged-${crypto.randomUUID()}`, {
-    body: { origin: b.serverName, origin_server_ts: Date.now(), pdus },
-  })) as { pdus: Record<string, { error?: string }> };
+  const answer = await sendTransaction(pdus);
   expect(answer.pdus[forgedId]?.error).toContain("signature");
   expect(Object.entries(answer.pdus).filter(([id, r]) => id !== forgedId && r.error)).toEqual([]);
   expect(await storeA.getEvent(forgedId)).toBeUndefined();
@@ -114,30 +113,16 @@ test("a forged PDU in the middle of a batch is dropped by the off-thread signatu
 });
 
 test("in one batch, an event after a state event is judged against the current state that event made (soft failure)", async () => {
-  const alice = await TestClient.register(a.server, "ada");
-  const bob = await TestClient.register(b.server, "bert");
-  const roomId = await alice.createRoom({ preset: "public_chat", room_version: "10" });
-  await bob.ok("POST", `/join/${enc(roomId)}?server_name=${enc(a.serverName)}`, {});
-  const storeA = resolve(a.server.container, Tokens.RoomEventStore);
-  await eventually(async () => (await storeA.currentStateEvent(roomId, "m.room.member", bob.userId)) !== undefined, 10_000, "bert's join on A");
-  const version = roomVersion("10")!;
-  const signer = resolve(b.server.container, Tokens.ServerKeys);
-  const base = await storeA.forwardExtremities(roomId);
-  let depth = Math.max(...(await Promise.all(base.map((id) => storeA.getEvent(id)))).map((e) => e!.depth));
-  const create = (await storeA.currentStateEvent(roomId, "m.room.create", ""))!;
-  const power = (await storeA.currentStateEvent(roomId, "m.room.power_levels", ""))!;
-  const member = (await storeA.currentStateEvent(roomId, "m.room.member", bob.userId))!;
-  const sign = (fields: JsonObject) => signer.signEvent({ room_id: roomId, sender: bob.userId, origin_server_ts: Date.now(), depth: ++depth, auth_events: [create, power, member], ...fields }, version);
+  const { bob, roomId, storeA, version, signer, auth, prev: base, ...head } = await roomWithRemoteMember("ada", "bert");
+  let { depth } = head;
+  const sign = (fields: JsonObject) => signer.signEvent({ room_id: roomId, sender: bob.userId, origin_server_ts: Date.now(), depth: ++depth, auth_events: auth, ...fields }, version);
   const first = sign({ type: "m.room.message", content: { msgtype: "m.text", body: "before" }, prev_events: base });
   const firstId = computeEventId(first, version);
   // Bert leaves; then, on a fork from before the leave, says something: allowed by the state before
   // it (his join), refused by the room's current state (his leave): soft-failed.
   const leave = sign({ type: "m.room.member", state_key: bob.userId, content: { membership: "leave" }, prev_events: [firstId] });
   const fork = sign({ type: "m.room.message", content: { msgtype: "m.text", body: "after leaving" }, prev_events: [firstId] });
-  const client = resolve(b.server.container, Tokens.FederationClient);
-  const answer = (await client.request("PUT", a.serverName, `/_matrix/federation/v1/send/fork-${crypto.randomUUID()}`, {
-    body: { origin: b.serverName, origin_server_ts: Date.now(), pdus: [first, leave, fork] },
-  })) as { pdus: Record<string, { error?: string }> };
+  const answer = await sendTransaction([first, leave, fork]);
   expect(Object.values(answer.pdus).filter((r) => r.error)).toEqual([]);
   const stored = await storeA.getEvent(computeEventId(fork, version));
   expect(stored?.softFailed).toBe(true);

@@ -16,6 +16,17 @@ const fromHex = (hex: string) => Uint8Array.from(Buffer.from(hex, "hex"));
 const toHex = (bytes: Uint8Array) => Buffer.from(bytes).toString("hex");
 const random = (length: number) => new Uint8Array(randomBytes(length));
 
+/** The same signature with S + L in place of S: a non-canonical encoding of the same scalar (malleability). */
+function withSPlusL(signature: Uint8Array): Uint8Array {
+  const L = (1n << 252n) + 27742317777372353535851937790883648493n;
+  let s = 0n;
+  for (let i = 31; i >= 0; i--) s = (s << 8n) | BigInt(signature[32 + i]!);
+  s += L;
+  const malleated = Uint8Array.from(signature);
+  for (let i = 0; i < 32; i++, s >>= 8n) malleated[32 + i] = Number(s & 0xffn);
+  return malleated;
+}
+
 const implementations: [string, Ed25519][] = [
   ["native", nativeEd25519],
   ["reference", referenceEd25519],
@@ -87,13 +98,7 @@ describe.each(implementations)("%s Ed25519", (_name, ed) => {
     const seed = random(32);
     const message = random(20);
     const signature = ed.sign(seed, message);
-    const L = (1n << 252n) + 27742317777372353535851937790883648493n;
-    let s = 0n;
-    for (let i = 31; i >= 0; i--) s = (s << 8n) | BigInt(signature[32 + i]);
-    s += L;
-    const malleated = Uint8Array.from(signature);
-    for (let i = 0; i < 32; i++, s >>= 8n) malleated[32 + i] = Number(s & 0xffn);
-    expect(ed.verify(ed.publicKeyFromSeed(seed), message, malleated)).toBe(false);
+    expect(ed.verify(ed.publicKeyFromSeed(seed), message, withSPlusL(signature))).toBe(false);
   });
 });
 
@@ -243,13 +248,7 @@ describe("the off-thread (WebCrypto) verifier agrees with the reference", () => 
       zeroS.set(encoding, 0);
       expect(await agree(Uint8Array.from(encoding), message, zeroS)).toBe(false);
     }
-    const L = (1n << 252n) + 27742317777372353535851937790883648493n;
-    let s = 0n;
-    for (let i = 31; i >= 0; i--) s = (s << 8n) | BigInt(signature[32 + i]);
-    s += L;
-    const malleated = Uint8Array.from(signature);
-    for (let i = 0; i < 32; i++, s >>= 8n) malleated[32 + i] = Number(s & 0xffn);
-    expect(await agree(publicKey, message, malleated)).toBe(false);
+    expect(await agree(publicKey, message, withSPlusL(signature))).toBe(false);
     let offCurve = 0;
     for (let i = 0; offCurve < 5 && i < 100; i++) {
       const candidate = random(32);
