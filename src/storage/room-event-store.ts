@@ -230,6 +230,10 @@ export class SqlRoomEventStore implements RoomEventStore {
     return this.current.memberships(roomId);
   }
 
+  async roomsOfMember(userId: string): Promise<[roomId: string, membership: string][]> {
+    return this.current.roomsOf(userId);
+  }
+
   async roomsWithMembership(userId: string, membership: string): Promise<string[]> {
     return this.current.roomsWithMembership(userId, membership);
   }

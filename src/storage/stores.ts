@@ -102,6 +102,8 @@ export interface RoomEventStore {
   currentMemberships(roomId: string): Promise<Map<string, string>>;
   /** Rooms where a user's current membership is the given one. */
   roomsWithMembership(userId: string, membership: string): Promise<string[]>;
+  /** Every room the user is joined to, invited to, knocking on, left or banned from, with that membership, by room ID. */
+  roomsOfMember(userId: string): Promise<[roomId: string, membership: string][]>;
   /** Every (room, user) whose current membership is the given one, in all rooms (e.g. all pending knocks). */
   membersWithMembership(membership: string): Promise<{ roomId: string; userId: string; eventId: string }[]>;
   /** All events in the auth chains of the given events (not including them). */

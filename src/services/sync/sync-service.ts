@@ -380,17 +380,14 @@ export class SyncService {
     return { timeline: { events, limited }, state: { events: [] }, account_data: { events: accountData } };
   }
 
-  /** The user's rooms by current membership (left: leave and ban); a room read twice (it changed meanwhile) is listed once. */
+  /** The user's rooms by current membership (left: leave and ban), from one read. */
   private async roomsByMembership(userId: string): Promise<{ join: string[]; invite: string[]; knock: string[]; left: string[] }> {
-    const { store } = this.deps;
-    const seen = new Set<string>();
-    const once = (ids: string[]) => ids.filter((id) => !seen.has(id) && seen.add(id));
-    return {
-      join: once(await store.roomsWithMembership(userId, "join")),
-      invite: once(await store.roomsWithMembership(userId, "invite")),
-      knock: once(await store.roomsWithMembership(userId, "knock")),
-      left: once([...(await store.roomsWithMembership(userId, "leave")), ...(await store.roomsWithMembership(userId, "ban"))]),
-    };
+    const lists = { join: [] as string[], invite: [] as string[], knock: [] as string[], left: [] as string[] };
+    for (const [roomId, membership] of await this.deps.store.roomsOfMember(userId)) {
+      if (membership === "join" || membership === "invite" || membership === "knock") lists[membership].push(roomId);
+      else lists.left.push(roomId);
+    }
+    return lists;
   }
 
   /** Account data written in (sinceExclusive, untilInclusive]; a later write of an entry waits for the next sync. */

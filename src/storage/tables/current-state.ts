@@ -52,6 +52,7 @@ const SELECT_ALL = "SELECT type, state_key, event_id FROM current_state WHERE ro
 const SELECT_ONE = "SELECT event_id FROM current_state WHERE room_id = ? AND type = ? AND state_key = ?";
 const SELECT_MEMBERS = "SELECT state_key, membership FROM current_state WHERE room_id = ? AND type = 'm.room.member'";
 const SELECT_ROOMS_FOR = "SELECT room_id FROM current_state WHERE type = 'm.room.member' AND state_key = ? AND membership = ? ORDER BY room_id";
+const SELECT_ROOMS_OF = "SELECT room_id, membership FROM current_state WHERE type = 'm.room.member' AND state_key = ? AND membership IN ('join', 'invite', 'knock', 'leave', 'ban') ORDER BY room_id";
 // Fine for its callers (admin listings, an expiry pass at most every few minutes).
 const SELECT_ALL_WITH_MEMBERSHIP = "SELECT room_id, state_key, event_id FROM current_state WHERE type = 'm.room.member' AND membership = ? ORDER BY room_id, state_key";
 const SELECT_SNAPSHOT = "SELECT snapshot_nid FROM room_current_snapshot WHERE room_id = ?";
@@ -101,6 +102,10 @@ export class CurrentStateTable {
 
   async roomsWithMembership(userId: string, membership: string): Promise<string[]> {
     return (await this.db.all<{ room_id: string }>(SELECT_ROOMS_FOR, userId, membership)).map((r) => r.room_id);
+  }
+
+  async roomsOf(userId: string): Promise<[roomId: string, membership: string][]> {
+    return (await this.db.all<{ room_id: string; membership: string }>(SELECT_ROOMS_OF, userId)).map((r) => [r.room_id, r.membership]);
   }
 
   async membersWithMembership(membership: string): Promise<{ roomId: string; userId: string; eventId: string }[]> {

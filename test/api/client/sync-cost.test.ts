@@ -92,3 +92,20 @@ test("the state section is the state just before the window, when the event befo
   expect(stateOf(unfiltered, "m.room.name")).toEqual({ name: "first name" });
   expect(stateOf(unfiltered, "m.room.topic")).toBeUndefined();
 });
+
+test("an incremental /sync with nothing new costs at most 13 statements, however many rooms the user is in", async () => {
+  const carol = await TestClient.register(server, "carol");
+  for (let r = 0; r < 20; r++) await carol.send(await carol.createRoom({ preset: "private_chat" }));
+  let since = (await carol.ok("GET", "/sync")).next_batch as string;
+  const costs: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    const filter = enc(JSON.stringify({ room: { timeline: { limit: 10 + i } } }));
+    const { value, statements } = await statementsDuring(() => carol.ok("GET", `/sync?since=${enc(since)}&timeout=0&filter=${filter}`));
+    expect(Object.keys(value.rooms?.join ?? {})).toEqual([]);
+    since = value.next_batch;
+    costs.push(statements);
+  }
+  // The user's rooms in one read (it was five, one per membership), the streams' heads, the
+  // device's keys and messages; no room visited.
+  expect(Math.max(...costs)).toBeLessThanOrEqual(13);
+});

@@ -18,7 +18,7 @@ beforeAll(async () => {
 afterAll(() => server.stop());
 
 /** Runs `write` at the next call of a store method whose arguments match, just before that call reads. */
-function duringNextCall<K extends "roomsWithMembership" | "currentStateEvent">(
+function duringNextCall<K extends "roomsOfMember" | "currentStateEvent">(
   method: K,
   matches: (...args: Parameters<RoomEventStore[K]>) => boolean,
   write: () => Promise<unknown>,
@@ -39,7 +39,7 @@ function duringNextCall<K extends "roomsWithMembership" | "currentStateEvent">(
 }
 
 /** Runs `write` the first time the sync asks for a user's rooms: after it read its positions, before its data. */
-const duringNextRoomListRead = (write: () => Promise<unknown>) => duringNextCall("roomsWithMembership", () => true, write);
+const duringNextRoomListRead = (write: () => Promise<unknown>) => duringNextCall("roomsOfMember", () => true, write);
 
 async function syncTwice(since: string) {
   const sync = resolve(server.container, Tokens.Sync);
