@@ -2,34 +2,13 @@
 // push rules and the unread counts they drive, the user directory, and a room upgrade the SDK
 // follows (the tombstone, then the replacement room). Every response is checked against the spec
 // and none may be a 5xx.
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { NotificationCountType, type MatrixClient } from "matrix-js-sdk";
-import type { PortierServer } from "../../src/app";
+import { describe, expect, test } from "bun:test";
+import { NotificationCountType } from "matrix-js-sdk";
 import { specMismatches, specOperation } from "../helpers/openapi";
-import { testServer } from "../helpers/server";
-import { muteSdkGlobalLogger, syncingClient as syncingClientOf, waitFor, type Exchange } from "./helpers/sdk";
+import { sdkServer, waitFor } from "./helpers/sdk";
 
 const SERVER_NAME = "features.e2e.test";
-const exchanges: Exchange[] = [];
-const sdkLog: string[] = [];
-const clients: MatrixClient[] = [];
-let server: PortierServer;
-let baseUrl: string;
-let unmute: (() => void) | undefined;
-
-const syncingClient = (name: string) => syncingClientOf({ server, baseUrl, exchanges, sdkLog, clients }, name);
-
-beforeAll(async () => {
-  unmute = muteSdkGlobalLogger(sdkLog);
-  server = await testServer({ server_name: SERVER_NAME, registration: { enabled: true } });
-  ({ url: baseUrl } = await server.start());
-});
-
-afterAll(async () => {
-  for (const c of clients.splice(0)) c.stopClient();
-  await server?.stop();
-  unmute?.();
-});
+const { exchanges, sdkLog, syncingClient } = sdkServer(SERVER_NAME);
 
 describe("matrix-js-sdk beyond messages", () => {
   test(

@@ -8,6 +8,7 @@ import { eventually, federatedServer, type FederatedServer } from "../helpers/fe
 import { crossSigningKey, deviceKeys, keyPair, oneTimeKeys } from "../helpers/e2ee";
 import { resolve, Tokens } from "../../src/di/tokens";
 import { expectMatchesSpec } from "../helpers/openapi";
+import { failNextWrites } from "../helpers/faults";
 
 let a: FederatedServer;
 let b: FederatedServer;
@@ -88,15 +89,7 @@ describe("end-to-end encryption across servers", () => {
 
   test("a to-device message the receiving server fails to store is sent again, and delivered once", async () => {
     const db = resolve(b.server.container, Tokens.Database);
-    const run = db.run;
-    let failures = 1;
-    db.run = (sql, ...params) => {
-      if (failures > 0 && sql.startsWith("INSERT INTO to_device_messages")) {
-        failures--;
-        return Promise.reject(new Error("disk I/O error"));
-      }
-      return run.call(db, sql, ...params);
-    };
+    const fault = failNextWrites(db, "INSERT INTO to_device_messages");
     try {
       const since = (await bob.ok("GET", "/sync")).next_batch;
       await alice.ok("PUT", `/sendToDevice/m.room_key/fed2`, { messages: { [bob.userId]: { [bob.deviceId]: { n: 2 } } } });
@@ -105,10 +98,10 @@ describe("end-to-end encryption across servers", () => {
         const r = await bob.ok("GET", `/sync?since=${enc(since)}&timeout=1000`);
         return r.to_device.events.length > 0 && r;
       }, 20_000, "the message in bob's sync after A's retry");
-      expect(failures).toBe(0);
+      expect(fault.left()).toBe(0);
       expect(got.to_device.events).toEqual([{ sender: alice.userId, type: "m.room_key", content: { n: 2 } }]);
     } finally {
-      db.run = run;
+      fault.restore();
     }
   }, 40_000);
 

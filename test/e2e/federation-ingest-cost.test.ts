@@ -7,6 +7,7 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { TestClient, enc } from "../helpers/rooms";
 import { eventually, federatedServer, type FederatedServer } from "../helpers/federation";
 import { resolve, Tokens } from "../../src/di/tokens";
+import { statementsDuring } from "../helpers/statements";
 import { roomVersion } from "../../src/protocol/room-versions";
 import { computeEventId } from "../../src/protocol/signing/event-id";
 import type { JsonObject } from "../../src/protocol/json";
@@ -24,22 +25,6 @@ afterAll(async () => {
   await b?.server.stop();
 });
 
-/** Counts the statements A's database runs (reads and writes alike) while `fn` runs. */
-async function statementsDuring(fn: () => Promise<void>): Promise<number> {
-  const db = resolve(a.server.container, Tokens.Database) as unknown as { query: (sql: string, call: unknown) => Promise<unknown> };
-  const original = db.query;
-  let count = 0;
-  db.query = function (this: unknown, sql: string, call: unknown) {
-    count++;
-    return original.call(this, sql, call);
-  };
-  try {
-    await fn();
-  } finally {
-    db.query = original;
-  }
-  return count;
-}
 
 /**
  * A room on A (version 10) that a user of B has joined, and what B needs to write messages into
@@ -77,7 +62,7 @@ test("a chain of 50 PDUs in one transaction costs at most 6 statements each on t
     pdus.push(pdu);
   }
   let answer: { pdus: Record<string, { error?: string }> } | undefined;
-  const statements = await statementsDuring(async () => {
+  const { statements } = await statementsDuring(a.server, async () => {
     answer = await sendTransaction(pdus);
   });
   expect(Object.values(answer!.pdus).filter((r) => r.error)).toEqual([]);

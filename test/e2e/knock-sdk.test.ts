@@ -2,34 +2,12 @@
 // the room showing up as "knock" in the knocker's client through /sync, the moderator's client seeing
 // the knock with its reason, and acceptance by invite followed by a join. Every response is checked
 // against the spec and none may be a 5xx.
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { type MatrixClient } from "matrix-js-sdk";
-import type { PortierServer } from "../../src/app";
+import { describe, expect, test } from "bun:test";
 import { specMismatches, specOperation } from "../helpers/openapi";
-import { testServer } from "../helpers/server";
-import { muteSdkGlobalLogger, syncingClient as syncingClientOf, waitFor, type Exchange } from "./helpers/sdk";
+import { sdkServer, waitFor } from "./helpers/sdk";
 
 const SERVER_NAME = "knock.e2e.test";
-const exchanges: Exchange[] = [];
-const sdkLog: string[] = [];
-const clients: MatrixClient[] = [];
-let server: PortierServer;
-let baseUrl: string;
-let unmute: (() => void) | undefined;
-
-const syncingClient = (name: string) => syncingClientOf({ server, baseUrl, exchanges, sdkLog, clients }, name);
-
-beforeAll(async () => {
-  unmute = muteSdkGlobalLogger(sdkLog);
-  server = await testServer({ server_name: SERVER_NAME, registration: { enabled: true } });
-  ({ url: baseUrl } = await server.start());
-});
-
-afterAll(async () => {
-  for (const c of clients.splice(0)) c.stopClient();
-  await server?.stop();
-  unmute?.();
-});
+const { exchanges, sdkLog, syncingClient } = sdkServer(SERVER_NAME);
 
 describe("knocking with matrix-js-sdk", () => {
   test(

@@ -80,9 +80,9 @@ const MAX_COUNTED = 100_000;
 /** Rooms whose members are kept (the busiest, by last use). */
 const MAX_ROOM_MEMBERS = 100;
 
+/** What notifying needs of a room's members: who of this server is joined, and how many are. */
 interface RoomMembers {
   readonly snapshot: number | undefined;
-  readonly memberships: ReadonlyMap<string, string>;
   readonly localJoined: readonly string[];
   readonly joined: number;
 }
@@ -190,10 +190,9 @@ export class NotificationService implements Service {
     const local = (userId: string) => serverOf(userId) === this.deps.serverName;
     const marks = new Map<string, number>();
     const notified: NewNotification[] = [];
-    let memberships: ReadonlyMap<string, string> | undefined;
-    // The room's joined local users, worked out once per read of the memberships (not per event: a
-    // federation transaction brings up to 50 events into rooms of thousands of members).
-    let localJoined: readonly string[] | undefined;
+    // Worked out once for the batch (not per event: a federation transaction brings up to 50 events
+    // into rooms of thousands of members), again after a state event.
+    let members: RoomMembers | undefined;
     let rules: { version: RoomVersion; state: AuthStateLookup } | undefined;
     for (const { stored, pdu } of events) {
       // Only new events of the timeline notify: not outliers, rejected or soft-failed events, nor
@@ -220,19 +219,15 @@ export class NotificationService implements Service {
         }
       }
 
-      if (!memberships || !localJoined) {
-        const members = await this.roomMembers(roomId, local);
-        memberships = members.memberships;
-        localJoined = members.localJoined;
-      }
-      const recipients = localJoined.filter((userId) => userId !== stored.sender);
+      members ??= await this.roomMembers(roomId, local);
+      const recipients = members.localJoined.filter((userId) => userId !== stored.sender);
       // An invitee is not in the room yet, but the invite is for them (.m.rule.invite_for_me).
       if (stored.type === "m.room.member" && content.membership === "invite" && stored.stateKey !== undefined && stored.stateKey !== stored.sender && local(stored.stateKey) && !recipients.includes(stored.stateKey)) {
         recipients.push(stored.stateKey);
       }
       if (recipients.length > 0) {
         rules ??= await this.roomRules(roomId);
-        const room = await this.roomContext(roomId, stored.sender, memberships, rules);
+        const room = await this.roomContext(roomId, stored.sender, members.joined, rules);
         const ts = this.deps.clock.now();
         for (const userId of recipients) {
           const ruleset = await this.deps.pushRules.ruleset(userId);
@@ -244,7 +239,7 @@ export class NotificationService implements Service {
         }
       }
       // Membership (and the power levels the rules read) may change with a state event.
-      if (stored.stateKey !== undefined) memberships = localJoined = rules = undefined;
+      if (stored.stateKey !== undefined) members = rules = undefined;
     }
     // Everything read first, then one commit for the marks and the notifications. The counts they
     // change are forgotten once it is committed (a count read before then is not kept).
@@ -327,9 +322,8 @@ export class NotificationService implements Service {
     return rows.length > limit ? { notifications, next_token: String(page.at(-1)!.streamId) } : { notifications };
   }
 
-  /** What the conditions need of the room, read once per event for all its recipients. */
   /**
-   * The room's memberships and its joined local users, as of its current state: kept per room while
+   * The room's joined local users and joined count, as of its current state: kept per room while
    * its current state snapshot stays the same (a busy room's members are not read again for every
    * federation transaction; eventsPersisted runs after the commit, in the room's write queue).
    */
@@ -345,19 +339,15 @@ export class NotificationService implements Service {
       joined++;
       if (local(userId)) localJoined.push(userId);
     }
-    const members: RoomMembers = { snapshot, memberships, localJoined, joined };
+    const members: RoomMembers = { snapshot, localJoined, joined };
     this.members.delete(roomId);
     if (snapshot !== undefined) this.members.set(roomId, members);
     if (this.members.size > MAX_ROOM_MEMBERS) this.members.delete(this.members.keys().next().value as string);
     return members;
   }
 
-  private async roomContext(roomId: string, sender: string, memberships: ReadonlyMap<string, string>, cached?: { version: RoomVersion; state: AuthStateLookup }): Promise<Omit<PushContext, "userId" | "displayName">> {
-    let joined = this.members.get(roomId)?.memberships === memberships ? this.members.get(roomId)!.joined : -1;
-    if (joined < 0) {
-      joined = 0;
-      for (const membership of memberships.values()) if (membership === "join") joined++;
-    }
+  /** What the conditions need of the room, read once per event for all its recipients. */
+  private async roomContext(roomId: string, sender: string, joined: number, cached?: { version: RoomVersion; state: AuthStateLookup }): Promise<Omit<PushContext, "userId" | "displayName">> {
     const { version, state } = cached ?? (await this.roomRules(roomId));
     return {
       roomMemberCount: joined,

@@ -223,7 +223,7 @@ export class EventsTable {
   async getMany(eventIds: readonly string[]): Promise<Map<string, StoredEvent>> {
     const rows: Row[] = [];
     for (const list of inLists([...new Set(eventIds)])) rows.push(...(await this.db.all<Row>(selectByIds(list.length), ...list)));
-    const byId = new Map(this.toStored(rows).map((e) => [e.eventId, e]));
+    const byId = new Map(rows.map(storedFromRow).map((e) => [e.eventId, e]));
     const found = new Map<string, StoredEvent>();
     for (const id of eventIds) {
       const e = byId.get(id);
@@ -242,9 +242,6 @@ export class EventsTable {
   }
 
   /** Rows as StoredEvents, in the same order, with their edges read in one query per few hundred events. */
-  private toStored(rows: readonly Row[]): StoredEvent[] {
-    return rows.map(storedFromRow);
-  }
 
   async maxStreamOrdering(): Promise<number> {
     return (await this.db.get<{ m: number | null }>(SELECT_MAX_STREAM))?.m ?? 0;
@@ -261,11 +258,11 @@ export class EventsTable {
   }
 
   async between(roomId: string, fromExclusive: number, toInclusive: number, limit: number): Promise<StoredEvent[]> {
-    return this.toStored(await this.db.all<Row>(SELECT_BETWEEN, roomId, fromExclusive, toInclusive, limit));
+    return (await this.db.all<Row>(SELECT_BETWEEN, roomId, fromExclusive, toInclusive, limit)).map(storedFromRow);
   }
 
   async backwards(roomId: string, beforeInclusive: number, afterExclusive: number, limit: number): Promise<StoredEvent[]> {
-    return this.toStored(await this.db.all<Row>(SELECT_BACKWARDS, roomId, beforeInclusive, afterExclusive, limit));
+    return (await this.db.all<Row>(SELECT_BACKWARDS, roomId, beforeInclusive, afterExclusive, limit)).map(storedFromRow);
   }
 
   async snapshotAt(roomId: string, position: number): Promise<number | undefined> {

@@ -4,9 +4,9 @@
 // bound on statements per room, and the answer checked against what it must hold.
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import type { PortierServer } from "../../../src/app";
-import { resolve, Tokens } from "../../../src/di/tokens";
 import { TestClient, enc } from "../../helpers/rooms";
 import { testServer } from "../../helpers/server";
+import { statementsDuring } from "../../helpers/statements";
 
 let server: PortierServer;
 
@@ -18,21 +18,6 @@ afterAll(async () => {
   await server?.stop();
 });
 
-/** Counts the statements the server's database runs while `fn` runs. */
-async function statementsDuring<T>(fn: () => Promise<T>): Promise<{ value: T; statements: number }> {
-  const db = resolve(server.container, Tokens.Database) as unknown as { query: (sql: string, call: unknown) => Promise<unknown> };
-  const original = db.query;
-  let statements = 0;
-  db.query = function (this: unknown, sql: string, call: unknown) {
-    statements++;
-    return original.call(this, sql, call);
-  };
-  try {
-    return { value: await fn(), statements };
-  } finally {
-    db.query = original;
-  }
-}
 
 test("an initial /sync of 10 rooms with 12 messages each costs at most 9 statements a room", async () => {
   const alice = await TestClient.register(server, "alice");
@@ -51,7 +36,7 @@ test("an initial /sync of 10 rooms with 12 messages each costs at most 9 stateme
   // do. A new device's first sync then does the same work as any later one.
   await alice.ok("GET", `/sync?filter=${filter}`);
   const device = await alice.login("SECOND");
-  const { value: sync, statements } = await statementsDuring(() => device.ok("GET", `/sync?filter=${filter}`));
+  const { value: sync, statements } = await statementsDuring(server, () => device.ok("GET", `/sync?filter=${filter}`));
   for (const roomId of rooms) {
     const room = sync.rooms.join[roomId];
     const bodies = room.timeline.events.filter((e: { type: string }) => e.type === "m.room.message").map((e: { content: { body?: string } }) => e.content.body);
@@ -100,7 +85,7 @@ test("an incremental /sync with nothing new costs at most 13 statements, however
   const costs: number[] = [];
   for (let i = 0; i < 3; i++) {
     const filter = enc(JSON.stringify({ room: { timeline: { limit: 10 + i } } }));
-    const { value, statements } = await statementsDuring(() => carol.ok("GET", `/sync?since=${enc(since)}&timeout=0&filter=${filter}`));
+    const { value, statements } = await statementsDuring(server, () => carol.ok("GET", `/sync?since=${enc(since)}&timeout=0&filter=${filter}`));
     expect(Object.keys(value.rooms?.join ?? {})).toEqual([]);
     since = value.next_batch;
     costs.push(statements);

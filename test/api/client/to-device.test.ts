@@ -9,6 +9,7 @@ import { parseSyncToken } from "../../../src/services/sync/sync-token";
 import { TO_DEVICE_SYNC_LIMIT } from "../../../src/services/e2ee/to-device";
 import { testServer } from "../../helpers/server";
 import { R0, TestClient, enc } from "../../helpers/rooms";
+import { failNextWrites } from "../../helpers/faults";
 
 let server: PortierServer;
 let alice: TestClient;
@@ -157,21 +158,13 @@ describe("to-device messages and other servers", () => {
     const receiver = resolve(server.container, Tokens.TransactionReceiver);
     const db = resolve(server.container, Tokens.Database);
     const start = (await sync(bob)).next_batch;
-    const run = db.run;
-    let failures = 1;
-    db.run = (sql, ...params) => {
-      if (failures > 0 && sql.startsWith("INSERT INTO to_device_messages")) {
-        failures--;
-        return Promise.reject(new Error("disk I/O error"));
-      }
-      return run.call(db, sql, ...params);
-    };
+    const fault = failNextWrites(db, "INSERT INTO to_device_messages");
     try {
       await expect(receiver.receive("remote.example", "txn4", { edus: [edu("m3", { k: 3 })] })).rejects.toThrow("disk I/O error");
     } finally {
-      db.run = run;
+      fault.restore();
     }
-    expect(failures).toBe(0);
+    expect(fault.left()).toBe(0);
     expect((await sync(bob, start)).to_device.events).toEqual([]);
     // The origin retries the same transaction: this time it is stored, once.
     expect(await receiver.receive("remote.example", "txn4", { edus: [edu("m3", { k: 3 })] })).toEqual({ pdus: {} });

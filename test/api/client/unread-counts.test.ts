@@ -4,9 +4,15 @@
 // notifications came asks the database for none.
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import type { PortierServer } from "../../../src/app";
-import { resolve, Tokens } from "../../../src/di/tokens";
 import { TestClient, enc } from "../../helpers/rooms";
 import { testServer } from "../../helpers/server";
+import { statementsDuring } from "../../helpers/statements";
+
+/** How many queries containing `text` (by default: unread counts) run while `fn` runs. */
+const countQueries = async <T>(fn: () => Promise<T>, text = "AS notifications") => {
+  const { value, statements } = await statementsDuring(server, fn, text);
+  return { value, queries: statements };
+};
 
 let server: PortierServer;
 beforeAll(async () => {
@@ -15,22 +21,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await server?.stop();
 });
-
-/** How many queries containing `text` (by default: unread counts) the database runs while `fn` runs. */
-async function countQueries<T>(fn: () => Promise<T>, text = "AS notifications"): Promise<{ value: T; queries: number }> {
-  const db = resolve(server.container, Tokens.Database) as unknown as { query: (sql: string, call: unknown) => Promise<unknown> };
-  const original = db.query;
-  let queries = 0;
-  db.query = function (this: unknown, sql: string, call: unknown) {
-    if (sql.includes(text)) queries++;
-    return original.call(this, sql, call);
-  };
-  try {
-    return { value: await fn(), queries };
-  } finally {
-    db.query = original;
-  }
-}
 
 test("counts follow new messages, receipts and the user's own message, and an unchanged room costs no count query", async () => {
   const alice = await TestClient.register(server, "alice");

@@ -3,7 +3,8 @@
 import { logger as sdkRootLogger, type Logger } from "matrix-js-sdk/lib/logger";
 import { ClientEvent, createClient, SyncState, type MatrixClient } from "matrix-js-sdk";
 import type { PortierServer } from "../../../src/app";
-import { request } from "../../helpers/server";
+import { afterAll, beforeAll } from "bun:test";
+import { request, testServer } from "../../helpers/server";
 
 /** One HTTP exchange the SDK made, as seen on the wire. */
 export interface Exchange {
@@ -130,4 +131,24 @@ export async function syncingClient(
     return states.includes(SyncState.Prepared);
   }, 15_000);
   return { client, userId: r.body.user_id };
+}
+
+/**
+ * A Portier for a matrix-js-sdk test file, started before its tests and stopped after them (with
+ * every client started through it): the requests the clients made, their log, and syncingClient.
+ */
+export function sdkServer(serverName: string) {
+  const ctx = { server: undefined as unknown as PortierServer, baseUrl: "", exchanges: [] as Exchange[], sdkLog: [] as string[], clients: [] as MatrixClient[] };
+  let unmute: (() => void) | undefined;
+  beforeAll(async () => {
+    unmute = muteSdkGlobalLogger(ctx.sdkLog);
+    ctx.server = await testServer({ server_name: serverName, registration: { enabled: true } });
+    ({ url: ctx.baseUrl } = await ctx.server.start());
+  });
+  afterAll(async () => {
+    for (const c of ctx.clients.splice(0)) c.stopClient();
+    await ctx.server?.stop();
+    unmute?.();
+  });
+  return { exchanges: ctx.exchanges, sdkLog: ctx.sdkLog, syncingClient: (name: string) => syncingClient(ctx, name) };
 }
