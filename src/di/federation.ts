@@ -222,6 +222,7 @@ export function registerFederationServices(container: DependencyContainer, { con
     receipts: get(Tokens.Receipts),
     e2ee: get(Tokens.E2eeFederation),
     presence: get(Tokens.Presence),
+    answers: stores.inboundTransactions,
     logger,
   }));
   registerFactory(container, Tokens.FederationRoomReader, () => new FederationRoomReader(get(Tokens.RoomEngine), stores.roomEvents));

@@ -273,6 +273,30 @@ describe("retried transactions", () => {
     expect(await storeOf(a.server).forwardExtremities(roomId)).toEqual(extremities);
     expect((await storeOf(a.server).getEvent(eventId))!.streamOrdering).toBe(ordering);
   }, 20_000);
+
+  test("after A restarts, a retried transaction gets its first answer from the record, not a new processing", async () => {
+    const { bob, roomId } = await sharedRoom("retries-restart", "alice-rr", "bob-rr");
+    const good = signByB(await pduOnA(roomId, bob.userId, { type: "m.room.message", content: { msgtype: "m.text", body: unique("kept") } }));
+    const signed = signByB(await pduOnA(roomId, bob.userId, { type: "m.room.message", content: { msgtype: "m.text", body: unique("forged") } }));
+    const [keyId, sig] = Object.entries((signed.signatures as Record<string, Record<string, string>>)[b.serverName])[0];
+    const forged: JsonObject = { ...signed, signatures: { [b.serverName]: { [keyId]: (sig[0] === "A" ? "B" : "A") + sig.slice(1) } } };
+    const txnId = `restart-${crypto.randomUUID()}`;
+    const first = await sendAsB([good, forged], txnId);
+    expect(first.pdus[computeEventId(good, version)]).toEqual({});
+    expect(first.pdus[computeEventId(forged, version)]?.error).toBeString();
+
+    const config = a.server.config;
+    await a.server.stop();
+    const server = await buildServer(config, { logger: silentLogger });
+    started.push(server);
+    await server.start();
+    a = { server, serverName: a.serverName, url: a.url };
+
+    // Memory is gone: the same txnId, even with other PDUs (which no real server sends), is answered
+    // from the record; a new txnId with those PDUs is processed.
+    expect(await sendAsB([], txnId)).toEqual(first);
+    expect(await sendAsB([], `fresh-${crypto.randomUUID()}`)).toEqual({ pdus: {} });
+  }, 30_000);
 });
 
 describe("a remote server restarts", () => {

@@ -1,7 +1,8 @@
 // PUT /send/{txnId} (server-server-api "Transactions"): the PDUs of a transaction through the
 // receive pipeline, each room's in the order sent (rooms side by side); the EDUs applied where the client API can use
 // them (typing, receipts) and accepted otherwise. A transaction is processed once per (origin,
-// txnId): a retry gets the first answer again.
+// txnId): a retry gets the first answer again, from memory or, after a restart, from the answers
+// recorded for a day.
 import { MatrixError } from "../../protocol/errors";
 import { serverNameOf } from "../../protocol/identifiers";
 import { isJsonObject, type JsonObject } from "../../protocol/json";
@@ -12,11 +13,15 @@ import type { ReceiptService, TypingService } from "../rooms/ephemeral";
 import type { Logger } from "../runtime";
 import type { FederationEventIngest } from "./event-ingest";
 import type { ReceiveOutcome } from "../rooms/pdu-receiver";
+import type { InboundTransactionStore } from "../../storage/stores";
 
 export const MAX_PDUS_PER_TRANSACTION = 50;
 export const MAX_EDUS_PER_TRANSACTION = 100;
-/** Answers kept for retried transactions (Synapse keeps them a day in its database; a bounded memory does for retries). */
+/** Answers kept in memory for retried transactions; older ones are read back from the store. */
 const REMEMBERED_TRANSACTIONS = 2000;
+/** How long recorded answers are kept (the spec names no period; Synapse keeps them a day). */
+export const ANSWER_RETENTION_MS = 24 * 60 * 60 * 1000;
+const PRUNE_EVERY_MS = 60 * 60 * 1000;
 
 export interface TransactionReceiverDeps {
   serverName: string;
@@ -35,6 +40,9 @@ export interface TransactionReceiverDeps {
   e2ee?: import("../e2ee/federation-edus").E2eeEduHandler;
   /** m.presence of the origin's users; without it they are accepted and left. */
   presence?: Pick<import("../presence/presence-service").PresenceService, "setRemote">;
+  /** Where answers are recorded so that a retry after a restart is not processed again; without it, memory only. */
+  answers?: InboundTransactionStore;
+  now?: () => number;
   logger: Logger;
 }
 
@@ -52,6 +60,7 @@ function answerOf(outcome: ReceiveOutcome, fallbackId: string | undefined): PduA
 
 export class TransactionReceiver {
   private readonly done = new Map<string, Promise<{ pdus: PduResults }>>();
+  private lastPrune = 0;
 
   constructor(private readonly deps: TransactionReceiverDeps) {}
 
@@ -66,12 +75,29 @@ export class TransactionReceiver {
     const key = `${origin}\u0000${txnId}`;
     const seen = this.done.get(key);
     if (seen) return seen;
-    const run = this.process(origin, pdus, edus);
+    const run = this.answerOnce(origin, txnId, pdus, edus);
     this.done.set(key, run);
     if (this.done.size > REMEMBERED_TRANSACTIONS) this.done.delete(this.done.keys().next().value!);
     // A failure (the database went away) must be retried, not remembered.
     run.catch(() => this.done.delete(key));
     return run;
+  }
+
+  private async answerOnce(origin: string, txnId: string, pdus: unknown[], edus: unknown[]): Promise<{ pdus: PduResults }> {
+    const answers = this.deps.answers;
+    if (!answers) return this.process(origin, pdus, edus);
+    const earlier = await answers.answerOf(origin, txnId);
+    if (earlier !== undefined) return JSON.parse(earlier) as { pdus: PduResults };
+    const answer = await this.process(origin, pdus, edus);
+    // Recorded after processing: a crash in between means the retry is processed again, which
+    // changes nothing (held PDUs are skipped, to-device messages carry their message_id).
+    const now = (this.deps.now ?? Date.now)();
+    await answers.recordAnswer(origin, txnId, JSON.stringify(answer), now);
+    if (now - this.lastPrune >= PRUNE_EVERY_MS) {
+      this.lastPrune = now;
+      await answers.pruneBefore(now - ANSWER_RETENTION_MS);
+    }
+    return answer;
   }
 
   private async process(origin: string, pdus: unknown[], edus: unknown[]): Promise<{ pdus: PduResults }> {
