@@ -249,6 +249,7 @@ export function registerCoreServices(container: DependencyContainer, { config, c
   registerFactory(container, Tokens.Sync, () => new SyncService({
     engine: get(Tokens.RoomEngine),
     store: stores.roomEvents,
+    heads: stores.streamHeads,
     clientStore: stores.roomClient,
     access: get(Tokens.RoomAccess),
     typing: get(Tokens.Typing),
@@ -267,6 +268,7 @@ export function registerCoreServices(container: DependencyContainer, { config, c
   registerFactory(container, Tokens.SlidingSync, () => new SlidingSyncService({
     engine: get(Tokens.RoomEngine),
     store: stores.roomEvents,
+    heads: stores.streamHeads,
     clientStore: stores.roomClient,
     rooms: stores.slidingSyncRooms,
     access: get(Tokens.RoomAccess),

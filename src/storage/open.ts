@@ -34,6 +34,7 @@ import { NOTIFICATIONS_MIGRATION, SqlNotificationStore, type NotificationStore }
 import { MEDIA_MIGRATION, MEDIA_THUMBNAILS_MIGRATION, SqlMediaStore, type MediaStore } from "./tables/media";
 import { SqlSlidingSyncRoomStore, type SlidingSyncRoomStore } from "./tables/sliding-sync-rooms";
 import { THREEPID_BINDINGS_MIGRATION, SqlThreepidBindingStore, type ThreepidBindingStore } from "./tables/threepid-bindings";
+import { SqlStreamHeadStore, type StreamHeadStore } from "./stream-heads";
 import { FEDERATION_INBOUND_TRANSACTIONS_MIGRATION, SqlInboundTransactionStore, type InboundTransactionStore } from "./tables/federation-inbound-transactions";
 import type { AccountDataStore, AccountStore, FilterStore, ProfileStore, PushRuleStore, RoomClientStore, RoomDirectoryStore, RoomEventStore, ServerMetaStore } from "./stores";
 
@@ -64,6 +65,7 @@ export interface Stores {
   slidingSyncRooms: SlidingSyncRoomStore;
   threepidBindings: ThreepidBindingStore;
   inboundTransactions: InboundTransactionStore;
+  streamHeads: StreamHeadStore;
 }
 
 export type DatabaseSettings =
@@ -101,6 +103,7 @@ export function storesOver(db: Database): Stores {
     slidingSyncRooms: new SqlSlidingSyncRoomStore(db),
     threepidBindings: new SqlThreepidBindingStore(db),
     inboundTransactions: new SqlInboundTransactionStore(db),
+    streamHeads: new SqlStreamHeadStore(db),
   };
 }
 

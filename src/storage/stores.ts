@@ -296,3 +296,4 @@ export type { MediaContent, MediaRecord, ThumbnailRecord, MediaStore } from "./t
 export type { UserRoomActivity, SlidingSyncRoomStore } from "./tables/sliding-sync-rooms";
 export type { ThreepidBinding, ThreepidBindingStore } from "./tables/threepid-bindings";
 export type { InboundTransactionStore } from "./tables/federation-inbound-transactions";
+export type { StreamHeads, StreamHeadStore } from "./stream-heads";

@@ -16,7 +16,7 @@
 // from; a room the user left themself only when they left it since the connection's last answer
 // (the MSC's rule, as Synapse). Timelines go through the history visibility check of /messages.
 import type { JsonObject } from "../../protocol/json";
-import type { RoomClientStore, RoomEventStore, SlidingSyncRoomStore, StoredEvent, UserRoomActivity } from "../../storage/stores";
+import type { RoomClientStore, RoomEventStore, SlidingSyncRoomStore, StoredEvent, StreamHeadStore, UserRoomActivity } from "../../storage/stores";
 import type { Clock } from "../runtime";
 import type { AccountDataService } from "../accounts/account-data-service";
 import type { PushRuleService } from "../accounts/push-rule-service";
@@ -120,6 +120,8 @@ export interface SlidingSyncE2ee {
 export interface SlidingSyncDeps {
   engine: RoomEngine;
   store: RoomEventStore;
+  /** Every stream's present position in one read. */
+  heads: StreamHeadStore;
   clientStore: RoomClientStore;
   rooms: SlidingSyncRoomStore;
   access: RoomAccess;
@@ -217,13 +219,8 @@ export class SlidingSyncService {
   private async compute(userId: string, deviceId: string | undefined, body: SlidingSyncBody, prev: ConnectionState | undefined): Promise<Computed> {
     const { deps } = this;
     // Positions first, then data: what lands in between comes (again) in the next answer.
-    const now: StreamPositions = {
-      events: await deps.store.maxStreamOrdering(),
-      accountData: await deps.accountData.maxStream(),
-      receipts: await deps.receipts.currentStreamId(),
-      typing: deps.typing.currentSerial(),
-      e2ee: (await deps.e2ee?.position()) ?? 0,
-    };
+    const heads = await deps.heads.heads();
+    const now: StreamPositions = { events: heads.events, accountData: heads.accountData, receipts: heads.receipts, typing: deps.typing.currentSerial(), e2ee: heads.e2ee };
     const ctx: Context = { userId, deviceId, prev, now, ignored: await deps.accountData.ignoredUsers(userId), dms: await this.directRooms(userId) };
     const all = await this.userRooms(ctx);
 

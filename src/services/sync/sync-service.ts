@@ -27,7 +27,7 @@ import { isJsonObject, type JsonObject } from "../../protocol/json";
 import { roomEventFromPdu } from "../../protocol/pdu";
 import { stateKey } from "../../protocol/events";
 import { roomVersion, type RoomVersion } from "../../protocol/room-versions";
-import type { RoomClientStore, RoomEventStore, StoredEvent } from "../../storage/stores";
+import type { RoomClientStore, RoomEventStore, StoredEvent, StreamHeadStore } from "../../storage/stores";
 import type { Clock } from "../runtime";
 import type { AccountDataService } from "../accounts/account-data-service";
 import type { Filter, FilterService } from "../accounts/filter-service";
@@ -119,6 +119,8 @@ export interface SyncE2ee {
 export interface SyncDeps {
   engine: RoomEngine;
   store: RoomEventStore;
+  /** Every stream's present position in one read. */
+  heads: StreamHeadStore;
   clientStore: RoomClientStore;
   access: RoomAccess;
   typing: TypingService;
@@ -205,29 +207,33 @@ export class SyncService {
   }
 
   private async compute(viewer: Viewer & { userId: string }, since: SyncPosition | undefined, filter: SyncFilter, fullState: boolean): Promise<SyncResponse> {
-    const { store, accountData, receipts, typing } = this.deps;
+    const { store, typing } = this.deps;
     const userId = viewer.userId;
     // Every position before any data (see the top of this file). The user's rooms by membership are
     // read with the event position, and again when an event landed in between, so that the lists
     // are those at that position (a membership change must be listed once, not zero times).
-    let events = await store.maxStreamOrdering();
+    const heads = await this.deps.heads.heads();
+    let events = heads.events;
+    let now: SyncPosition = {
+      ...heads,
+      typing: typing.currentSerial(),
+      presence: this.deps.presence?.currentSerial() ?? 0,
+      boot: this.boot,
+    };
+    // Nothing moved in any stream since the token: no room, account data or presence can have
+    // changed (a membership change is an event), so only the per-device end-to-end part is read.
+    if (since && !fullState && unmoved(since, now)) {
+      const response = emptyResponse(now);
+      await this.addE2ee(response, viewer, since, now, { join: [], left: [] });
+      return response;
+    }
     let rooms = await this.roomsByMembership(userId);
     for (let attempt = 1; attempt < ROOM_LIST_READS; attempt++) {
       const after = await store.maxStreamOrdering();
       if (after === events) break;
-      events = after;
+      now = { ...now, events: (events = after) };
       rooms = await this.roomsByMembership(userId);
     }
-    const now: SyncPosition = {
-      events,
-      accountData: await accountData.maxStream(),
-      receipts: await receipts.currentStreamId(),
-      typing: typing.currentSerial(),
-      outOfBand: (await this.deps.outOfBand?.maxStreamPosition()) ?? 0,
-      e2ee: (await this.deps.e2ee?.position()) ?? 0,
-      presence: this.deps.presence?.currentSerial() ?? 0,
-      boot: this.boot,
-    };
     // Positions past ours (a token of a wiped database) read as ours; a typing serial of another
     // boot, or one we never issued, as 0.
     const from = since && {
@@ -242,16 +248,7 @@ export class SyncService {
     const ctx: SyncContext = { viewer, now, since: from, fullState, filter, ignored: await this.deps.accountData.ignoredUsers(userId), presenceOf: new Set() };
     // An initial sync: the client starts from nothing, whatever it was sent before.
     if (from === undefined) this.sentMembers.reset(userId, viewer.deviceId);
-    const response: SyncResponse = {
-      next_batch: formatSyncToken(now),
-      rooms: { join: {}, invite: {}, knock: {}, leave: {} },
-      account_data: { events: [] },
-      presence: { events: [] },
-      to_device: { events: [] },
-      device_lists: { changed: [], left: [] },
-      device_one_time_keys_count: {},
-      device_unused_fallback_key_types: [],
-    };
+    const response = emptyResponse(now);
 
     const changedData = await this.accountDataUpTo(viewer.userId, from?.accountData ?? 0, now.accountData);
     for (const entry of changedData.global) {
@@ -311,22 +308,26 @@ export class SyncService {
       }
     }
 
-    if (this.deps.e2ee) {
-      const e2ee = await this.deps.e2ee.section({
-        userId,
-        deviceId: viewer.deviceId,
-        since: from && { events: from.events, e2ee: from.e2ee },
-        now: { events: now.events, e2ee: now.e2ee ?? 0 },
-        rooms: { join: rooms.join, left: rooms.left },
-      });
-      response.to_device.events = e2ee.toDevice;
-      response.device_lists = { changed: e2ee.changed, left: e2ee.left };
-      response.device_one_time_keys_count = e2ee.oneTimeKeyCounts;
-      response.device_unused_fallback_key_types = e2ee.unusedFallbackKeyTypes;
-      // Stops short of `now` when more to-device messages wait than one answer gives.
-      response.next_batch = formatSyncToken({ ...now, e2ee: e2ee.position });
-    }
+    await this.addE2ee(response, viewer, from, now, { join: rooms.join, left: rooms.left });
     return response;
+  }
+
+  /** To-device messages, device list changes and key counts for the viewer's device. */
+  private async addE2ee(response: SyncResponse, viewer: Viewer & { userId: string }, from: Pick<SyncPosition, "events" | "e2ee"> | undefined, now: SyncPosition, rooms: { join: string[]; left: string[] }): Promise<void> {
+    if (!this.deps.e2ee) return;
+    const e2ee = await this.deps.e2ee.section({
+      userId: viewer.userId,
+      deviceId: viewer.deviceId,
+      since: from && { events: from.events, e2ee: from.e2ee ?? 0 },
+      now: { events: now.events, e2ee: now.e2ee ?? 0 },
+      rooms,
+    });
+    response.to_device.events = e2ee.toDevice;
+    response.device_lists = { changed: e2ee.changed, left: e2ee.left };
+    response.device_one_time_keys_count = e2ee.oneTimeKeyCounts;
+    response.device_unused_fallback_key_types = e2ee.unusedFallbackKeyTypes;
+    // Stops short of `now` when more to-device messages wait than one answer gives.
+    response.next_batch = formatSyncToken({ ...now, e2ee: e2ee.position });
   }
 
   /**
@@ -769,6 +770,33 @@ function storedOutOfBandEvent(record: OutOfBandMembership, version: RoomVersion)
 }
 
 /** Nothing for the client: a long-poll keeps waiting. */
+function emptyResponse(now: SyncPosition): SyncResponse {
+  return {
+    next_batch: formatSyncToken(now),
+    rooms: { join: {}, invite: {}, knock: {}, leave: {} },
+    account_data: { events: [] },
+    presence: { events: [] },
+    to_device: { events: [] },
+    device_lists: { changed: [], left: [] },
+    device_one_time_keys_count: {},
+    device_unused_fallback_key_types: [],
+  };
+}
+
+/** Whether a token is at every stream's present position (typing and presence of this boot). */
+function unmoved(since: SyncPosition, now: SyncPosition): boolean {
+  return (
+    since.boot === now.boot &&
+    since.events === now.events &&
+    since.accountData === now.accountData &&
+    since.receipts === now.receipts &&
+    since.typing === now.typing &&
+    (since.outOfBand ?? 0) === (now.outOfBand ?? 0) &&
+    (since.e2ee ?? 0) === (now.e2ee ?? 0) &&
+    (since.presence ?? 0) === (now.presence ?? 0)
+  );
+}
+
 function isEmpty(r: SyncResponse): boolean {
   const { join, invite, knock, leave } = r.rooms;
   return (
