@@ -6,7 +6,7 @@ import type { StateDelta, PersistEventInput, RoomEventStore, RoomRecord, StoredE
 import { RoomsTable } from "./tables/rooms";
 import { EventsTable } from "./tables/events";
 import { StateSnapshotsTable } from "./tables/state-snapshots";
-import { CurrentStateTable, type CurrentStateRow } from "./tables/current-state";
+import { CurrentStateTable, type CurrentStateRow, type MemberOf } from "./tables/current-state";
 import { ImmutableRowCache } from "./row-cache";
 
 /** Events kept parsed into rows: /sync and the receive path read the same recent events again and again. */
@@ -230,7 +230,7 @@ export class SqlRoomEventStore implements RoomEventStore {
     return this.current.memberships(roomId);
   }
 
-  async roomsOfMember(userId: string): Promise<[roomId: string, membership: string][]> {
+  async roomsOfMember(userId: string): Promise<MemberOf[]> {
     return this.current.roomsOf(userId);
   }
 
@@ -259,11 +259,17 @@ export class SqlRoomEventStore implements RoomEventStore {
   }
 
   async roomEventsBetween(roomId: string, fromExclusive: number, toInclusive: number, limit: number): Promise<StoredEvent[]> {
-    return this.events.between(roomId, fromExclusive, toInclusive, limit);
+    return this.remembered(await this.events.between(roomId, fromExclusive, toInclusive, limit));
   }
 
   async roomEventsBackwards(roomId: string, beforeInclusive: number, afterExclusive: number, limit: number): Promise<StoredEvent[]> {
-    return this.events.backwards(roomId, beforeInclusive, afterExclusive, limit);
+    return this.remembered(await this.events.backwards(roomId, beforeInclusive, afterExclusive, limit));
+  }
+
+  /** Committed events read by range go into the event cache: whoever formats them next loads them by id. */
+  private remembered(rows: StoredEvent[]): StoredEvent[] {
+    if (!this.db.inTransaction()) for (const stored of rows) this.eventCache.set(stored.eventId, stored);
+    return rows;
   }
 
   async snapshotAtPosition(roomId: string, position: number): Promise<number | undefined> {

@@ -102,8 +102,8 @@ export interface RoomEventStore {
   currentMemberships(roomId: string): Promise<Map<string, string>>;
   /** Rooms where a user's current membership is the given one. */
   roomsWithMembership(userId: string, membership: string): Promise<string[]>;
-  /** Every room the user is joined to, invited to, knocking on, left or banned from, with that membership, by room ID. */
-  roomsOfMember(userId: string): Promise<[roomId: string, membership: string][]>;
+  /** Every room the user is joined to, invited to, knocking on, left or banned from, with that membership and its event, by room ID. */
+  roomsOfMember(userId: string): Promise<MemberOf[]>;
   /** Every (room, user) whose current membership is the given one, in all rooms (e.g. all pending knocks). */
   membersWithMembership(membership: string): Promise<{ roomId: string; userId: string; eventId: string }[]>;
   /** All events in the auth chains of the given events (not including them). */
@@ -277,6 +277,8 @@ export interface RoomDirectoryStore {
 
 // The federation and out-of-band stores keep their interfaces beside their tables; services see
 // them through this module, as they see every store.
+import type { MemberOf } from "./tables/current-state";
+export type { MemberOf };
 export type { ServerKeyRecord, ServerKeyStore } from "./tables/server-keys";
 export type { OutOfBandMembershipKind, OutOfBandMembershipRecord, NewOutOfBandMembership, OutOfBandMembershipStore } from "./tables/out-of-band-memberships";
 export type { OutboxUnit, OutboxEntry, OutboxTransaction, DestinationRetryState, FederationOutboxStore } from "./tables/federation-outbox";

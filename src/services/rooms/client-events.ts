@@ -132,7 +132,8 @@ export class ClientEventFormatter {
     const loaded = await this.loader.load(stored.eventId);
     if (!loaded) return undefined;
     const extras: ClientEventExtras = { now: this.clock.now() };
-    if (viewer?.deviceId !== undefined) {
+    // Only the viewer's own events can carry their device's transaction id.
+    if (viewer?.deviceId !== undefined && stored.sender === viewer.userId) {
       const txn = await this.clientStore.transactionOf(stored.eventId);
       if (txn && txn.userId === viewer.userId && txn.deviceId === viewer.deviceId) extras.transactionId = txn.txnId;
     }

@@ -207,6 +207,8 @@ export class ReceiptService {
    * viewer's own m.read.private. Undefined when there are none.
    */
   async receiptsSince(roomId: string, sinceStreamId: number, viewer: string, untilStreamId = Infinity): Promise<ReceiptContent | undefined> {
+    // Nothing can lie in an empty range (an incremental sync whose receipts did not move).
+    if (sinceStreamId >= untilStreamId) return undefined;
     const records = (await this.clientStore.receiptsSince(roomId, sinceStreamId)).filter(
       (r) => r.streamId <= untilStreamId && (r.receiptType === "m.read" || (r.receiptType === "m.read.private" && r.userId === viewer)),
     );

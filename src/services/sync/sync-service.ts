@@ -150,6 +150,8 @@ interface SyncContext {
   allAccountData?: Awaited<ReturnType<AccountDataService["since"]>>;
   /** Users in the viewer's m.ignored_user_list: their events and invites are left out. */
   ignored: ReadonlySet<string>;
+  /** The stream position of the user's current membership event per room, as the room lists were read. */
+  memberOrderings?: ReadonlyMap<string, number | undefined>;
   /**
    * Users whose presence an incremental answer gives even when it did not change: the members of
    * rooms the user newly joined, and those who newly joined the user's rooms (filled per room).
@@ -245,7 +247,7 @@ export class SyncService {
       e2ee: Math.min(since.e2ee ?? 0, now.e2ee ?? 0),
       presence: since.boot === this.boot && (since.presence ?? 0) <= (now.presence ?? 0) ? (since.presence ?? 0) : 0,
     };
-    const ctx: SyncContext = { viewer, now, since: from, fullState, filter, ignored: await this.deps.accountData.ignoredUsers(userId), presenceOf: new Set() };
+    const ctx: SyncContext = { viewer, now, since: from, fullState, filter, ignored: await this.deps.accountData.ignoredUsers(userId), presenceOf: new Set(), memberOrderings: rooms.memberOrderings };
     // An initial sync: the client starts from nothing, whatever it was sent before.
     if (from === undefined) this.sentMembers.reset(userId, viewer.deviceId);
     const response = emptyResponse(now);
@@ -381,12 +383,13 @@ export class SyncService {
     return { timeline: { events, limited }, state: { events: [] }, account_data: { events: accountData } };
   }
 
-  /** The user's rooms by current membership (left: leave and ban), from one read. */
-  private async roomsByMembership(userId: string): Promise<{ join: string[]; invite: string[]; knock: string[]; left: string[] }> {
-    const lists = { join: [] as string[], invite: [] as string[], knock: [] as string[], left: [] as string[] };
-    for (const [roomId, membership] of await this.deps.store.roomsOfMember(userId)) {
+  /** The user's rooms by current membership (left: leave and ban), with the stream position of each membership, from one read. */
+  private async roomsByMembership(userId: string): Promise<{ join: string[]; invite: string[]; knock: string[]; left: string[]; memberOrderings: Map<string, number | undefined> }> {
+    const lists = { join: [] as string[], invite: [] as string[], knock: [] as string[], left: [] as string[], memberOrderings: new Map<string, number | undefined>() };
+    for (const { roomId, membership, streamOrdering } of await this.deps.store.roomsOfMember(userId)) {
       if (membership === "join" || membership === "invite" || membership === "knock") lists[membership].push(roomId);
       else lists.left.push(roomId);
+      lists.memberOrderings.set(roomId, streamOrdering);
     }
     return lists;
   }
@@ -414,6 +417,13 @@ export class SyncService {
     const snapshot = await this.snapshotAt(roomId, ctx.now.events);
     const id = snapshot === undefined ? undefined : await this.deps.store.stateEntryAt(snapshot, "m.room.member", userId);
     return id === undefined ? undefined : this.deps.store.getEvent(id);
+  }
+
+  /** The stream position of the user's membership event at the answer's position: as the room lists were read, unless it moved since. */
+  private async memberOrderingAtNow(ctx: SyncContext, roomId: string): Promise<number | undefined> {
+    const known = ctx.memberOrderings?.get(roomId);
+    if (known !== undefined && known <= ctx.now.events) return known;
+    return (await this.memberEventAtNow(ctx, roomId))?.streamOrdering;
   }
 
   // ------------------------------------------------------------------------------------------------
@@ -454,10 +464,9 @@ export class SyncService {
 
   private async joinedRoom(ctx: SyncContext, roomId: string, changedRoomData: { type: string; content: Record<string, unknown> }[]): Promise<JoinedRoomSync | undefined> {
     const { userId } = ctx.viewer;
-    const member = await this.memberEventAtNow(ctx, roomId);
     const S = ctx.since?.events;
     // Joined after `since` (and not joined at it): the room is new to the client — send it whole.
-    const newlyJoined = S !== undefined && (member?.streamOrdering ?? 0) > S && (await this.membershipAt(roomId, S, userId)) !== "join";
+    const newlyJoined = S !== undefined && ((await this.memberOrderingAtNow(ctx, roomId)) ?? 0) > S && (await this.membershipAt(roomId, S, userId)) !== "join";
     const full = S === undefined || ctx.fullState || newlyJoined;
     const timelineFrom = S === undefined || newlyJoined ? 0 : S;
 
@@ -622,8 +631,16 @@ export class SyncService {
     const endState = () => (endStateRead ??= readEndState());
     const inTimeline = new Set(timeline.events.map((e) => e.eventId));
     const first = timeline.events[0];
-    const startSnapshot = !first ? undefined : timeline.snapshotBeforeFirst ? timeline.snapshotBeforeFirst.value : await this.snapshotAt(roomId, first.streamOrdering! - 1);
-    const start = async (): Promise<Map<string, string>> => (first ? (startSnapshot === undefined ? new Map() : store.stateAt(startSnapshot)) : endState());
+    // The snapshot before the timeline, read only when needed: an incremental answer whose timeline
+    // holds every event since the token needs it only for lazy-loaded members.
+    let startSnapshotRead: Promise<number | undefined> | undefined;
+    const startSnapshot = () =>
+      (startSnapshotRead ??= !first ? Promise.resolve(undefined) : timeline.snapshotBeforeFirst ? Promise.resolve(timeline.snapshotBeforeFirst.value) : this.snapshotAt(roomId, first.streamOrdering! - 1));
+    const start = async (): Promise<Map<string, string>> => {
+      if (!first) return endState();
+      const snapshot = await startSnapshot();
+      return snapshot === undefined ? new Map() : store.stateAt(snapshot);
+    };
 
     let ids: string[] = [];
     let gap = new Set<string>();
@@ -647,7 +664,8 @@ export class SyncService {
       const have = new Set(events.filter((e) => e.type === "m.room.member").map((e) => e.stateKey));
       for (const sender of senders) {
         if (have.has(sender)) continue;
-        const id = first ? (startSnapshot === undefined ? undefined : await store.stateEntryAt(startSnapshot, "m.room.member", sender)) : (await endState()).get(`m.room.member\u0000${sender}`);
+        const snapshot = first ? await startSnapshot() : undefined;
+        const id = first ? (snapshot === undefined ? undefined : await store.stateEntryAt(snapshot, "m.room.member", sender)) : (await endState()).get(`m.room.member\u0000${sender}`);
         const stored = id === undefined || inTimeline.has(id) ? undefined : await store.getEvent(id);
         if (stored) events.push(stored);
       }

@@ -4,6 +4,14 @@ import type { Database } from "../database";
 import type { Migration } from "../migrations";
 import { insertBatches, valueRows } from "../sql-lists";
 
+/** A room a user has a membership in: the membership, its event and that event's stream position. */
+export interface MemberOf {
+  readonly roomId: string;
+  readonly membership: string;
+  readonly eventId: string;
+  readonly streamOrdering: number | undefined;
+}
+
 export const CURRENT_STATE_MIGRATION: Migration = {
   version: 5,
   name: "current_state",
@@ -52,7 +60,8 @@ const SELECT_ALL = "SELECT type, state_key, event_id FROM current_state WHERE ro
 const SELECT_ONE = "SELECT event_id FROM current_state WHERE room_id = ? AND type = ? AND state_key = ?";
 const SELECT_MEMBERS = "SELECT state_key, membership FROM current_state WHERE room_id = ? AND type = 'm.room.member'";
 const SELECT_ROOMS_FOR = "SELECT room_id FROM current_state WHERE type = 'm.room.member' AND state_key = ? AND membership = ? ORDER BY room_id";
-const SELECT_ROOMS_OF = "SELECT room_id, membership FROM current_state WHERE type = 'm.room.member' AND state_key = ? AND membership IN ('join', 'invite', 'knock', 'leave', 'ban') ORDER BY room_id";
+const SELECT_ROOMS_OF = `SELECT c.room_id, c.membership, c.event_id, e.stream_ordering FROM current_state c LEFT JOIN events e ON e.event_id = c.event_id
+  WHERE c.type = 'm.room.member' AND c.state_key = ? AND c.membership IN ('join', 'invite', 'knock', 'leave', 'ban') ORDER BY c.room_id`;
 // Fine for its callers (admin listings, an expiry pass at most every few minutes).
 const SELECT_ALL_WITH_MEMBERSHIP = "SELECT room_id, state_key, event_id FROM current_state WHERE type = 'm.room.member' AND membership = ? ORDER BY room_id, state_key";
 const SELECT_SNAPSHOT = "SELECT snapshot_nid FROM room_current_snapshot WHERE room_id = ?";
@@ -104,8 +113,9 @@ export class CurrentStateTable {
     return (await this.db.all<{ room_id: string }>(SELECT_ROOMS_FOR, userId, membership)).map((r) => r.room_id);
   }
 
-  async roomsOf(userId: string): Promise<[roomId: string, membership: string][]> {
-    return (await this.db.all<{ room_id: string; membership: string }>(SELECT_ROOMS_OF, userId)).map((r) => [r.room_id, r.membership]);
+  async roomsOf(userId: string): Promise<MemberOf[]> {
+    const rows = await this.db.all<{ room_id: string; membership: string; event_id: string; stream_ordering: number | string | null }>(SELECT_ROOMS_OF, userId);
+    return rows.map((r) => ({ roomId: r.room_id, membership: r.membership, eventId: r.event_id, streamOrdering: r.stream_ordering === null ? undefined : Number(r.stream_ordering) }));
   }
 
   async membersWithMembership(membership: string): Promise<{ roomId: string; userId: string; eventId: string }[]> {
