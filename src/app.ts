@@ -11,6 +11,7 @@ import { registerFederationServices } from "./di/federation";
 import { federationAuthenticator } from "./api/middleware/x-matrix";
 import { federationMembershipRoutes } from "./api/federation/membership";
 import { federationRoomRoutes } from "./api/federation/rooms";
+import { thirdPartyInviteFederationRoutes } from "./api/federation/third-party-invites";
 import { federationQueryRoutes } from "./api/federation/queries";
 import { policyServerRoutes } from "./api/federation/policy";
 import { RoomEngine } from "./services/rooms/room-engine";
@@ -62,6 +63,9 @@ import { deactivateRoutes } from "./api/client/deactivate";
 import { presenceRoutes } from "./api/client/presence";
 import { AccountDeactivation } from "./services/accounts/deactivation";
 import { IdentityTokens, registerIdentityServices } from "./di/identity";
+import { LoginServiceTokens, registerLoginServices } from "./di/logins";
+import { ssoRoutes } from "./api/client/sso";
+import { emailValidationRoutes } from "./api/client/email-validation";
 import { thirdPartyIdRoutes } from "./api/client/third-party-ids";
 import { SyncNotifier } from "./services/sync/notifier";
 import { SyncResponseCache } from "./services/sync/sync-response-cache";
@@ -113,6 +117,7 @@ function createApp(container: DependencyContainer, config: Readonly<Config>, log
     enabled: config.federation.enabled,
     onVerified: (origin) => resolve(container, Tokens.FederationSender).markReachable(origin),
   });
+  const logins = resolve(container, LoginServiceTokens.ExternalLogins);
   return createHttpApp({ maxBodyBytes: config.max_request_body_bytes, logger })
     .use(rateLimitStep({
       policies: resolve(container, Tokens.Policies),
@@ -128,24 +133,27 @@ function createApp(container: DependencyContainer, config: Readonly<Config>, log
     .use(serverKeyRoutes(resolve(container, Tokens.ServerKeys)))
     .use(keyQueryRoutes(resolve(container, Tokens.ServerKeys), config.server_name, resolve(container, Tokens.KeyRing)))
     .use(federationMembershipRoutes({ authenticate, serverName: config.server_name, resident: resolve(container, Tokens.ResidentMembership), transactions: resolve(container, Tokens.TransactionReceiver) }))
+    .use(thirdPartyInviteFederationRoutes({ authenticate, thirdPartyInvites: resolve(container, IdentityTokens.ThirdPartyInvites) }))
     .use(federationRoomRoutes({ authenticate, serverName: config.server_name, clock: resolve(container, Tokens.Clock), reader: resolve(container, Tokens.FederationRoomReader) }))
     .use(federationQueryRoutes({ authenticate, queries: resolve(container, Tokens.FederationQueries) }))
     .use(policyServerRoutes({ authenticate, policyServer: resolve(container, Tokens.PolicyServer) }))
     .use(federationMediaRoutes({ authenticate, media: resolve(container, MediaTokens.Media), serverName: config.server_name }))
     .use(clientMediaRoutes({ accounts: resolve(container, Tokens.Accounts), media: resolve(container, MediaTokens.Media), freezeUnauthenticated: config.media.freeze_unauthenticated }))
-    .use(roomRoutes({ accounts: resolve(container, Tokens.Accounts), rooms: resolve(container, Tokens.Rooms) }))
+    .use(roomRoutes({ accounts: resolve(container, Tokens.Accounts), rooms: resolve(container, Tokens.Rooms), thirdPartyInvites: resolve(container, IdentityTokens.ThirdPartyInvites) }))
     .use(roomUpgradeRoutes({
       accounts: resolve(container, Tokens.Accounts),
       upgrades: new RoomUpgradeService({ engine: resolve(container, Tokens.RoomEngine), store: resolve(container, Tokens.RoomEventStore), access: resolve(container, Tokens.RoomAccess), rooms: resolve(container, Tokens.Rooms),
         directory: resolve(container, Tokens.Directory),
         carryOver: { serverName: config.server_name, pushRules: resolve(container, Tokens.PushRules), accountData: resolve(container, Tokens.AccountData), logger } }),
     }))
-    .use(membershipRoutes({ accounts: resolve(container, Tokens.Accounts), membership: resolve(container, Tokens.Membership), directory: resolve(container, Tokens.Directory), federated: resolve(container, Tokens.FederatedMembership) }))
+    .use(membershipRoutes({ accounts: resolve(container, Tokens.Accounts), membership: resolve(container, Tokens.Membership), directory: resolve(container, Tokens.Directory), federated: resolve(container, Tokens.FederatedMembership), thirdPartyInvites: resolve(container, IdentityTokens.ThirdPartyInvites) }))
     .use(directoryRoutes({ accounts: resolve(container, Tokens.Accounts), directory: resolve(container, Tokens.Directory) }))
     .use(roomSummaryRoutes({ accounts: resolve(container, Tokens.Accounts), access: resolve(container, Tokens.RoomAccess), summaries: new RoomSummaryService(resolve(container, Tokens.RoomAccess), resolve(container, Tokens.Directory)) }))
     .use(knockRoutes({ accounts: resolve(container, Tokens.Accounts), federated: resolve(container, Tokens.FederatedMembership) }))
     .use(receiptRoutes({ accounts: resolve(container, Tokens.Accounts), typing: resolve(container, Tokens.Typing), receipts: resolve(container, Tokens.Receipts) }))
-    .use(accountRoutes({ config, accounts: resolve(container, Tokens.Accounts), uia: resolve(container, Tokens.UserInteractiveAuth) }))
+    .use(accountRoutes({ config, accounts: resolve(container, Tokens.Accounts), uia: resolve(container, Tokens.UserInteractiveAuth), thirdPartyIds: resolve(container, IdentityTokens.ThirdPartyIds), ...logins, sso: logins.cas !== undefined }))
+    .use(emailValidationRoutes({ config, accounts: resolve(container, Tokens.Accounts), thirdPartyIds: resolve(container, IdentityTokens.ThirdPartyIds), passwordConfirmation: resolve(container, Tokens.PasswordConfirmation), validation: logins.emailValidation }))
+    .use(ssoRoutes({ config, accounts: resolve(container, Tokens.Accounts), cas: logins.cas, loginTokens: logins.loginTokens, uia: resolve(container, Tokens.UserInteractiveAuth) }))
     .use(capabilitiesRoutes({ accounts: resolve(container, Tokens.Accounts) }))
     .use(voipRoutes({ accounts: resolve(container, Tokens.Accounts), voip: config.voip, clock: resolve(container, Tokens.Clock) }))
     .use(openIdRoutes({ accounts: resolve(container, Tokens.Accounts), openid: new OpenIdTokens(resolve(container, Tokens.Clock), config.server_name) }))
@@ -254,6 +262,7 @@ export async function buildServer(config: Readonly<Config>, options: BuildOption
   registerFederationServices(container, { config, clock, logger, stores });
   registerMediaServices(container, { config, clock, logger, stores });
   registerIdentityServices(container, { config, clock, logger, stores });
+  registerLoginServices(container, { config, clock, logger });
 
   // Plugins register at one moment: after the core's services are registered and before any of them
   // is built, so the policy chains and the rate limiter are in place before the first request.

@@ -9,6 +9,13 @@ function render(schema: TSchema, indent: string, overrides: Record<string, unkno
   for (const [key, prop] of Object.entries(properties)) {
     if (prop.description) lines.push(`${indent}# ${prop.description}`);
     if (prop.type === "object" && prop.properties) {
+      // An optional section without a default (cas, registration.recaptcha) is off until written:
+      // shown commented out, since its required keys have no value to show.
+      const required = (schema as { required?: string[] }).required ?? [];
+      if (!required.includes(key) && prop.default === undefined) {
+        lines.push(`${indent}#${key}:`, ...render(prop, indent + "  ", {}).map((line) => line.replace(/^(\s*)#?/, "$1#")));
+        continue;
+      }
       lines.push(`${indent}${key}:`);
       lines.push(...render(prop, indent + "  ", (overrides[key] as Record<string, unknown>) ?? {}));
       continue;

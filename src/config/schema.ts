@@ -43,9 +43,41 @@ export const ConfigSchema = Type.Object(
           description: "Let anyone register a guest account (/register?kind=guest), whatever `enabled` says: guests may read and join rooms whose guest access is can_join, and use little else.",
         }),
         shared_secret: Type.Optional(Type.String({ minLength: 1, description: "Secret for admin registration at /_synapse/admin/v1/register." })),
+        recaptcha: Type.Optional(Type.Object(
+          {
+            public_key: Type.String({ minLength: 1, description: "The site key, given to clients in the m.login.recaptcha stage's params." }),
+            private_key: Type.String({ minLength: 1, description: "The secret key, sent with each response token to siteverify_api." }),
+            siteverify_api: Type.String({ minLength: 1, default: "https://www.recaptcha.net/recaptcha/api/siteverify", description: "Where response tokens are verified (Google's siteverify API)." }),
+            required: Type.Boolean({ default: true, description: "Every registration must pass the captcha (m.login.recaptcha heads each flow). Off: the stage is accepted but not asked for (as Synapse without enable_registration_captcha)." }),
+            verify_tls: Type.Boolean({ default: true, description: "Verify siteverify_api's TLS certificate. Leave on outside of tests." }),
+          },
+          { ...Strict, description: "reCAPTCHA for registration (the m.login.recaptcha stage); unset: no captcha." },
+        )),
       },
       { ...Strict, default: {} },
     ),
+    email: Type.Optional(Type.Object(
+      {
+        smtp_host: Type.String({ minLength: 1, description: "The SMTP server validation emails are sent through." }),
+        smtp_port: Type.Integer({ minimum: 1, maximum: 65535, default: 25 }),
+        smtp_tls: Type.Union([Type.Literal("none"), Type.Literal("starttls"), Type.Literal("implicit")], { default: "none", description: "none: plain SMTP (a local mail server); starttls: upgrade to TLS first (refused when the server cannot); implicit: TLS from the start (port 465)." }),
+        smtp_user: Type.Optional(Type.String({ minLength: 1, description: "Log in to the SMTP server (AUTH PLAIN) as this user." })),
+        smtp_pass: Type.Optional(Type.String({ description: "The password of smtp_user." })),
+        verify_tls: Type.Boolean({ default: true, description: "Verify the SMTP server's TLS certificate (starttls, implicit)." }),
+        notif_from: Type.Optional(Type.String({ minLength: 1, description: "The From: of the emails, e.g. \"Example <noreply@example.org>\". Default: Portier <noreply@server_name>." })),
+      },
+      { ...Strict, description: "Send emails to validate addresses (registration with an email address, /account/3pid/email/requestToken); unset: the server validates none." },
+    )),
+    cas: Type.Optional(Type.Object(
+      {
+        server_url: Type.String({ minLength: 1, description: "The CAS server's base URL (e.g. https://cas.example.org/cas): users are sent to its /login, tickets checked at its /proxyValidate." }),
+        service_url: Type.Optional(Type.String({ minLength: 1, description: "The URL the CAS server sends users back to (this server's client API, without /_matrix). Default: public_baseurl, else the address the request came to." })),
+        displayname_attribute: Type.Optional(Type.String({ minLength: 1, description: "The CAS attribute that gives a new user's display name (default: the CAS user name)." })),
+        required_attributes: Type.Record(Type.String(), Type.Union([Type.String(), Type.Null()]), { default: {}, description: "CAS attributes a user must have to log in: name -> value (null: any value)." }),
+        verify_tls: Type.Boolean({ default: true, description: "Verify the CAS server's TLS certificate. Leave on outside of tests." }),
+      },
+      { ...Strict, description: "Single sign-on through a CAS server (m.login.sso, m.login.cas); unset: no SSO." },
+    )),
     knocks: Type.Object(
       {
         expire_after_ms: Type.Optional(Type.Integer({ minimum: 60_000, description: "When set, knocks older than this are denied (the knocker is kicked) by a background job." })),

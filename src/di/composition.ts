@@ -129,7 +129,7 @@ export function registerCoreServices(container: DependencyContainer, { config, c
   registerFactory(container, Tokens.Filters, () => new FilterService(stores.filters));
   registerFactory(container, Tokens.PushRules, () => new PushRuleService(stores.pushRules, get(Tokens.AccountData)));
   registerFactory(container, Tokens.UserInteractiveAuth, () => new UserInteractiveAuth(clock));
-  registerFactory(container, Tokens.PasswordConfirmation, () => new PasswordConfirmation(get(Tokens.Accounts), get(Tokens.UserInteractiveAuth)));
+  registerFactory(container, Tokens.PasswordConfirmation, () => new PasswordConfirmation(get(Tokens.Accounts), get(Tokens.UserInteractiveAuth), config.cas !== undefined));
   registerFactory(container, Tokens.ClientConnections, () => new ClientConnections({
     devices: (userId) => stores.accounts.listDevices(userId),
     touchDevice: (userId, deviceId, ts, ip) => stores.accounts.touchDevice(userId, deviceId, ts, ip),

@@ -297,5 +297,6 @@ export type { MediaContent, MediaRecord, ThumbnailRecord, MediaStore } from "./t
 // Sliding sync: a user's rooms with activity positions, current state of many rooms at once.
 export type { UserRoomActivity, SlidingSyncRoomStore } from "./tables/sliding-sync-rooms";
 export type { ThreepidBinding, ThreepidBindingStore } from "./tables/threepid-bindings";
+export type { LocalThreepid, LocalThreepidStore } from "./tables/local-threepids";
 export type { InboundTransactionStore } from "./tables/federation-inbound-transactions";
 export type { StreamHeads, StreamHeadStore } from "./stream-heads";

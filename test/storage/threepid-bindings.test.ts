@@ -35,4 +35,16 @@ describe.each(testDatabases.map((d) => [d.name, d] as const))("threepid bindings
     expect((await store.bindingsOf(ALICE)).map((b) => b.idServer)).toEqual(["other.example:8090"]);
     expect((await store.bindingsOf(BOB)).map((b) => b.address)).toEqual(["441234567890"]);
   });
+
+  test("the owners of an address, each once, by medium and exact address", async () => {
+    const store = stores.threepidBindings;
+    await store.addBinding({ userId: BOB, medium: "email", address: "s@example.com", idServer: "id.example", validatedAt: 1, addedAt: 1 });
+    await store.addBinding({ userId: ALICE, medium: "email", address: "s@example.com", idServer: "id.example", validatedAt: 1, addedAt: 1 });
+    await store.addBinding({ userId: ALICE, medium: "email", address: "s@example.com", idServer: "other.example", validatedAt: 2, addedAt: 2 });
+    await store.addBinding({ userId: BOB, medium: "msisdn", address: "441234567890", idServer: "id.example", validatedAt: 1, addedAt: 1 });
+    expect(await store.ownersOf("email", "s@example.com")).toEqual([ALICE, BOB]);
+    expect(await store.ownersOf("msisdn", "s@example.com")).toEqual([]);
+    expect(await store.ownersOf("email", "S@example.com")).toEqual([]);
+    expect(await store.ownersOf("msisdn", "441234567890")).toEqual([BOB]);
+  });
 });

@@ -8,6 +8,8 @@ import { MatrixError } from "../../protocol/errors";
 import type { JsonObject } from "../../protocol/json";
 import type { AccountService } from "../../services/accounts/account-service";
 import type { RoomService } from "../../services/rooms/room-service";
+import type { ThirdPartyInviteService } from "../../services/rooms/third-party-invites";
+import { Invite3pidBody } from "./membership";
 import { parseRoomEventFilter } from "../../services/rooms/room-event-filter";
 import { requireUser } from "../middleware/auth";
 import { validateBody } from "../middleware/validate";
@@ -26,7 +28,7 @@ const CreateRoomBody = Type.Object({
   name: Type.Optional(Type.String()),
   topic: Type.Optional(Type.String()),
   invite: Type.Optional(Type.Array(Type.String())),
-  invite_3pid: Type.Optional(Type.Array(Type.Unknown())),
+  invite_3pid: Type.Optional(Type.Array(Invite3pidBody)),
   room_version: Type.Optional(Type.String()),
   creation_content: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
   initial_state: Type.Optional(Type.Array(StateEventInput)),
@@ -40,6 +42,8 @@ const RedactBody = Type.Object({ reason: Type.Optional(Type.String()) });
 export interface RoomRouteDeps {
   accounts: AccountService;
   rooms: RoomService;
+  /** createRoom's invite_3pid. */
+  thirdPartyInvites: ThirdPartyInviteService;
 }
 
 function contentObject(body: unknown): JsonObject {
@@ -54,14 +58,13 @@ function integerParam(value: string | undefined, name: string): number | undefin
   return Number(value);
 }
 
-export function roomRoutes({ accounts, rooms }: RoomRouteDeps) {
+export function roomRoutes({ accounts, rooms, thirdPartyInvites }: RoomRouteDeps) {
   const app = new Elysia({ name: "client-rooms" });
 
   for (const path of clientPaths("/createRoom")) {
     app.post(path, async ({ request, body }) => {
       const me = await requireUser(accounts, request);
       const input = validateBody(CreateRoomBody, body);
-      if (input.invite_3pid?.length) throw new MatrixError("M_INVALID_PARAM", "invite_3pid is not supported by this server");
       const roomId = await rooms.createRoom({
         creator: me.userId,
         roomVersion: input.room_version,
@@ -76,6 +79,11 @@ export function roomRoutes({ accounts, rooms }: RoomRouteDeps) {
         powerLevelContentOverride: input.power_level_content_override as JsonObject | undefined,
         creationContent: input.creation_content as JsonObject | undefined,
       });
+      // After the room's initial state, as Synapse does: each is an invite by the creator, and one
+      // that fails fails the request (the room stays, as with a failing `invite`).
+      for (const threepid of input.invite_3pid ?? []) {
+        await thirdPartyInvites.invite(roomId, me.userId, { idServer: threepid.id_server, idAccessToken: threepid.id_access_token, medium: threepid.medium, address: threepid.address });
+      }
       return { room_id: roomId };
     });
   }

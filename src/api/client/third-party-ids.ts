@@ -52,8 +52,9 @@ export function thirdPartyIdRoutes({ accounts, thirdPartyIds }: { accounts: Acco
         const me = await requireUser(accounts, request);
         const input = validateBody(UnbindBody, body);
         if (!(THREEPID_MEDIA as readonly string[]).includes(input.medium)) throw new MatrixError("M_INVALID_PARAM", `medium must be one of ${THREEPID_MEDIA.join(", ")}`);
-        // Portier keeps no 3PIDs but the bindings, so deleting one is unbinding it (as Synapse, whose
-        // /delete also unbinds from the identity server).
+        // /delete removes an address this server validated from the account, and unbinds it from
+        // identity servers as /unbind does (as Synapse's /delete).
+        if (suffix === "delete") await thirdPartyIds.removeValidated(me.userId, input.medium, input.address);
         return { id_server_unbind_result: await thirdPartyIds.unbind(me.userId, input.medium, input.address, input.id_server) };
       });
     }

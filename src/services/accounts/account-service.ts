@@ -56,6 +56,8 @@ export interface RegisterInput {
   address?: string;
   /** Made by an operator (shared-secret registration, the CLI): the spam policies are not asked. */
   byAdmin?: boolean;
+  /** The display name the user starts with (single sign-on's); default: the localpart. */
+  displayName?: string;
 }
 
 const hashToken = (token: string) => createHash("sha256").update(token).digest("base64url");
@@ -128,7 +130,7 @@ export class AccountService {
       throw new MatrixError("M_USER_IN_USE", "User ID already taken.");
     }
     // As Synapse does: a new user is displayed by their localpart until they choose a name.
-    await this.profiles?.setProfileField(userId, "displayname", userId.slice(1, userId.indexOf(":")));
+    await this.profiles?.setProfileField(userId, "displayname", input.displayName ?? userId.slice(1, userId.indexOf(":")));
     if (input.inhibitLogin) return { userId };
     return { userId, session: await this.startSession(userId, input.deviceId, input.initialDeviceDisplayName) };
   }
@@ -250,6 +252,41 @@ export class AccountService {
     this.rateLimits?.refundRateLimit(failed);
     this.takeRateLimit({ bucket: "login.account", key: account });
     return this.startSession(userId, deviceId, displayName);
+  }
+
+  /**
+   * A session for a user who proved who they are another way (a login token from single sign-on):
+   * refused for unknown and deactivated accounts; charged to `login.account` like a password login.
+   */
+  async loginAs(userId: string, deviceId?: string, displayName?: string): Promise<Session> {
+    const user = await this.store.getUser(userId);
+    if (!user) throw new MatrixError("M_FORBIDDEN", "Invalid login token", 403);
+    if (user.deactivated) throw new MatrixError("M_USER_DEACTIVATED", "This account has been deactivated", 403);
+    this.takeRateLimit({ bucket: "login.account", key: userId.toLowerCase() });
+    return this.startSession(userId, deviceId, displayName);
+  }
+
+  /**
+   * The user a single sign-on name maps to: an existing account of that localpart is theirs (as
+   * Synapse's CAS login, which lets users of the server move to CAS), else a new account without
+   * a password is registered. A deactivated account is 403 M_USER_DEACTIVATED.
+   */
+  async ssoUser(localpart: string, displayName: string | undefined): Promise<string> {
+    const userId = `@${localpart}:${this.serverName}`;
+    const existing = await this.store.getUser(userId);
+    if (existing) {
+      if (existing.deactivated) throw new MatrixError("M_USER_DEACTIVATED", "This account has been deactivated", 403);
+      return userId;
+    }
+    const valid = validateNewUserLocalpart(localpart, this.serverName);
+    if (!valid.ok) throw new MatrixError("M_INVALID_USERNAME", `The single sign-on name maps to an invalid user ID: ${valid.error}`, 400);
+    try {
+      return (await this.register({ username: localpart, inhibitLogin: true, displayName })).userId;
+    } catch (error) {
+      // Two first logins of one name at once: the other made the account.
+      if (error instanceof MatrixError && error.errcode === "M_USER_IN_USE" && (await this.store.getUser(userId))) return userId;
+      throw error;
+    }
   }
 
   private takeRateLimit(check: { bucket: string; key: string }): void {

@@ -4,7 +4,8 @@
 // the spec requires (it must not be registered again). The 3PIDs bound through this server are
 // unbound from their identity servers first (id_server_unbind_result: "success" when every one
 // was, "no-support" when one was not, or when none was bound: then there was no identity server to
-// unbind from, the spec's case for "no-support").
+// unbind from, the spec's case for "no-support"). The addresses this server validated itself leave
+// the account, free for another.
 import type { Logger } from "../runtime";
 
 export interface DeactivationDeps {
@@ -12,7 +13,7 @@ export interface DeactivationDeps {
   rooms: { roomsWithMembership(userId: string, membership: string): Promise<string[]> };
   membership: { leave(roomId: string, userId: string, reason: string | undefined): Promise<void> };
   profiles: { eraseProfile(userId: string): Promise<void> };
-  thirdPartyIds: { unbindAll(userId: string): Promise<"success" | "no-support"> };
+  thirdPartyIds: { unbindAll(userId: string): Promise<"success" | "no-support">; removeAllValidated?(userId: string): Promise<void> };
   logger: Logger;
 }
 
@@ -32,6 +33,7 @@ export class AccountDeactivation {
       }
     }
     if (erase) await this.deps.profiles.eraseProfile(userId);
+    await this.deps.thirdPartyIds.removeAllValidated?.(userId);
     await this.deps.accounts.deactivate(userId);
     return { id_server_unbind_result: unbound };
   }

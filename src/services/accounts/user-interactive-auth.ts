@@ -1,6 +1,7 @@
 // User-interactive authentication (client-server-api "User-Interactive Authentication API"):
 // a session id per flow, kept in memory, with the stages completed so far. Portier offers
-// m.login.dummy for registration and m.login.password for sensitive account changes.
+// m.login.dummy (and m.login.recaptcha when configured) for registration, and m.login.password
+// (and m.login.sso with a CAS server) for sensitive account changes.
 //
 // A session authenticates "the same API call" (the spec's words): it is bound to the method and
 // path of the request that began it, and a request for another operation naming it is refused with
@@ -22,6 +23,10 @@ interface UiaSession {
   params?: Record<string, unknown>;
   /** The user this session registered: a retry answers with a new login of that user. */
   registeredUserId?: string;
+  /** The user single sign-on named when it completed m.login.sso for this session. */
+  ssoUserId?: string;
+  /** The address m.login.email.identity proved, added to the account registration makes. */
+  threepid?: { medium: string; address: string; validatedAt: number };
 }
 
 const SESSION_LIFETIME_MS = 30 * 60 * 1000;
@@ -51,11 +56,11 @@ export class UserInteractiveAuth {
    * The 401 body that starts or continues a flow. `completed` is listed whenever the client tried a
    * stage (an error is given), even when empty, as Synapse answers: clients and sytest look for it.
    */
-  challenge(flows: Flow[], sessionId: string, error?: MatrixError): MatrixError {
+  challenge(flows: Flow[], sessionId: string, error?: MatrixError, params: Record<string, unknown> = {}): MatrixError {
     const completed = [...(this.live(sessionId)?.completed ?? [])];
     return new MatrixError(error?.errcode ?? "M_UNAUTHORIZED", error?.message ?? "Authentication required", 401, {
       flows,
-      params: {},
+      params,
       session: sessionId,
       ...(completed.length || error ? { completed } : {}),
     });
@@ -85,6 +90,33 @@ export class UserInteractiveAuth {
     if (!session) return given;
     if (Object.keys(given).length > 0 || session.params === undefined) session.params = { ...given };
     return session.params as T;
+  }
+
+  /**
+   * Records m.login.sso as completed by `userId` (the SSO server's answer comes on another request,
+   * the ticket endpoint, not on the operation's). False when there is no such live session.
+   */
+  completeSso(sessionId: string, userId: string): boolean {
+    const session = this.live(sessionId);
+    if (!session) return false;
+    session.completed.add("m.login.sso");
+    session.ssoUserId = userId;
+    return true;
+  }
+
+  /** The user who completed m.login.sso for the session, if one did. */
+  ssoUser(sessionId: string): string | undefined {
+    return this.live(sessionId)?.ssoUserId;
+  }
+
+  /** Remembers the 3PID a stage proved (m.login.email.identity). */
+  setThreepid(sessionId: string, threepid: { medium: string; address: string; validatedAt: number }): void {
+    const session = this.live(sessionId);
+    if (session) session.threepid = threepid;
+  }
+
+  threepid(sessionId: string): { medium: string; address: string; validatedAt: number } | undefined {
+    return this.live(sessionId)?.threepid;
   }
 
   /** The user a registration session already made, if any. */

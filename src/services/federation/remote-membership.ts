@@ -115,7 +115,7 @@ export class RemoteMembershipService {
     const signed = this.deps.signer.signEvent(pdu, version);
     const eventId = computeEventId(signed, version);
     const event = roomEventFromPdu(signed, version, eventId);
-    const verdict = authorizeEvent(event, authStateFromEvents(authEvents, await this.deps.ingest.createEvent(roomId, version)), version);
+    const verdict = authorizeEvent(event, authStateFromEvents(authEvents, await this.deps.ingest.createEvent(roomId, version)), version, this.deps.ingest.authChecks(signed, version));
     if (!verdict.allowed) throw new MatrixError("M_FORBIDDEN", verdict.reason);
     const server = target.slice(target.indexOf(":") + 1);
     let returned: unknown;

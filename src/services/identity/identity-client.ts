@@ -90,7 +90,47 @@ export class IdentityServerClient {
     return this.post(idServer, path, body, { Authorization: authorization });
   }
 
-  private async post(idServer: string, path: string, body: JsonObject, extraHeaders: Record<string, string>): Promise<IdentityAnswer> {
+  /** GET /_matrix/identity/v2/hash_details: the pepper and the lookup algorithms the server supports. */
+  hashDetails(idServer: string, accessToken: string): Promise<IdentityAnswer> {
+    return this.request("GET", idServer, "/_matrix/identity/v2/hash_details", undefined, { Authorization: `Bearer ${accessToken}` });
+  }
+
+  /** POST /_matrix/identity/v2/lookup: the Matrix IDs bound to hashed (or, with "none", plain) 3PIDs. */
+  lookup(idServer: string, accessToken: string, body: JsonObject): Promise<IdentityAnswer> {
+    return this.post(idServer, "/_matrix/identity/v2/lookup", body, { Authorization: `Bearer ${accessToken}` });
+  }
+
+  /** POST /_matrix/identity/v2/store-invite: records a pending third-party invite; answers its token and keys. */
+  storeInvite(idServer: string, accessToken: string, body: JsonObject): Promise<IdentityAnswer> {
+    return this.post(idServer, "/_matrix/identity/v2/store-invite", body, { Authorization: `Bearer ${accessToken}` });
+  }
+
+  /**
+   * GETs a third-party invite key's `key_validity_url` with `?public_key=` (identity-service-api
+   * "Key management": answers `{valid}`), "using the provided URL rather than constructing a new
+   * one". The URL comes from a room event, so it passes the same address checks as an id_server:
+   * its host[:port] is taken as the identity server's name, and plain http only where the config
+   * names that server.
+   */
+  async keyValidity(keyValidityUrl: string, publicKey: string): Promise<IdentityAnswer> {
+    let url: URL;
+    try {
+      url = new URL(keyValidityUrl);
+    } catch {
+      throw new MatrixError("M_FORBIDDEN", `key_validity_url is not a URL: ${keyValidityUrl}`);
+    }
+    const idServer = url.host;
+    const plain = this.options.config.plain_http_servers.includes(idServer);
+    if (url.protocol !== "https:" && !(url.protocol === "http:" && plain)) throw new MatrixError("M_FORBIDDEN", `key_validity_url must be https: ${keyValidityUrl}`);
+    url.searchParams.set("public_key", publicKey);
+    return this.request("GET", idServer, `${url.pathname}${url.search}`, undefined, {});
+  }
+
+  private post(idServer: string, path: string, body: JsonObject, extraHeaders: Record<string, string>): Promise<IdentityAnswer> {
+    return this.request("POST", idServer, path, body, extraHeaders);
+  }
+
+  private async request(method: "GET" | "POST", idServer: string, path: string, body: JsonObject | undefined, extraHeaders: Record<string, string>): Promise<IdentityAnswer> {
     const parsed = parseServerName(idServer);
     if (!parsed.ok) throw new MatrixError("M_INVALID_PARAM", `id_server is not a server name (host[:port]): ${parsed.error}`);
     const { host, port } = parsed.value;
@@ -116,11 +156,11 @@ export class IdentityServerClient {
     let response: Response;
     try {
       response = await fetch(url, {
-        method: "POST",
+        method,
         redirect: "manual",
         signal,
-        headers: { Host: idServer, "Content-Type": "application/json", Accept: "application/json", "User-Agent": this.options.userAgent ?? "Portier", ...extraHeaders },
-        body: JSON.stringify(body),
+        headers: { Host: idServer, ...(body !== undefined ? { "Content-Type": "application/json" } : {}), Accept: "application/json", "User-Agent": this.options.userAgent ?? "Portier", ...extraHeaders },
+        ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
         // The certificate must be valid for the name, not for the address connected to.
         ...(plain ? {} : { tls: { rejectUnauthorized: verify, ...(isIP(host) === 0 ? { serverName: host } : {}), ...(this.ca ? { ca: this.ca } : {}) } }),
       } as RequestInit);

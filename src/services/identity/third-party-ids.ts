@@ -6,7 +6,7 @@
 // itself (no /3pid/add), so the bindings are the account's 3PIDs: GET /account/3pid lists them.
 import { MatrixError, type ErrCode } from "../../protocol/errors";
 import type { JsonObject } from "../../protocol/json";
-import type { ThreepidBinding, ThreepidBindingStore } from "../../storage/stores";
+import type { LocalThreepidStore, ThreepidBinding, ThreepidBindingStore } from "../../storage/stores";
 import type { Clock, Logger } from "../runtime";
 import type { IdentityAnswer } from "./identity-client";
 
@@ -14,6 +14,8 @@ export type UnbindResult = "success" | "no-support";
 
 export interface ThirdPartyIdDeps {
   store: ThreepidBindingStore;
+  /** The addresses this server validated itself (email validation); none: only bindings. */
+  localStore?: LocalThreepidStore;
   identity: {
     bind(idServer: string, accessToken: string, body: JsonObject): Promise<IdentityAnswer>;
     unbind(idServer: string, body: JsonObject): Promise<IdentityAnswer>;
@@ -47,12 +49,48 @@ export class ThirdPartyIds {
 
   /** GET /account/3pid: one entry per address, however many identity servers hold it. */
   async list(userId: string): Promise<{ medium: string; address: string; validated_at: number; added_at: number }[]> {
-    const seen = new Map<string, ThreepidBinding>();
-    for (const b of await this.deps.store.bindingsOf(userId)) {
+    const seen = new Map<string, Pick<ThreepidBinding, "medium" | "address" | "validatedAt" | "addedAt">>();
+    for (const b of [...((await this.deps.localStore?.listOf(userId)) ?? []), ...(await this.deps.store.bindingsOf(userId))]) {
       const key = `${b.medium}\0${b.address}`;
       if (!seen.has(key)) seen.set(key, b);
     }
     return [...seen.values()].map((b) => ({ medium: b.medium, address: b.address, validated_at: b.validatedAt, added_at: b.addedAt }));
+  }
+
+  /**
+   * The one user an address is bound to, for login with a 3PID (client-server-api "Third-party
+   * ID" identifiers); undefined when none, or when several accounts hold it (no way to tell which
+   * the client means). Email addresses are compared in lower case, as Synapse canonicalises them.
+   */
+  async ownerOf(medium: string, address: string): Promise<string | undefined> {
+    const canonical = medium === "email" ? address.trim().toLowerCase() : address;
+    const local = await this.deps.localStore?.ownerOf(medium, canonical);
+    if (local !== undefined) return local;
+    const owners = new Set(await this.deps.store.ownersOf(medium, canonical));
+    if (canonical !== address) for (const owner of await this.deps.store.ownersOf(medium, address)) owners.add(owner);
+    return owners.size === 1 ? [...owners][0] : undefined;
+  }
+
+  /** Whether an address this server validated belongs to an account (M_THREEPID_IN_USE before mailing). */
+  async inUse(medium: string, address: string): Promise<boolean> {
+    return (await this.deps.localStore?.ownerOf(medium, address)) !== undefined;
+  }
+
+  /** Adds an address this server validated to the user's account; M_THREEPID_IN_USE when another account holds it. */
+  async addValidated(userId: string, threepid: { medium: string; address: string; validatedAt: number }): Promise<void> {
+    if (!this.deps.localStore) throw new MatrixError("M_THREEPID_MEDIUM_NOT_SUPPORTED", "This server does not keep third-party identifiers", 400);
+    const added = await this.deps.localStore.add({ userId, medium: threepid.medium, address: threepid.address, validatedAt: threepid.validatedAt, addedAt: this.deps.clock.now() });
+    if (!added) throw new MatrixError("M_THREEPID_IN_USE", "The address is already in use by another account", 400);
+  }
+
+  /** POST /account/3pid/delete, the homeserver's part: the address leaves the account (the unbinding is `unbind`'s). */
+  async removeValidated(userId: string, medium: string, address: string): Promise<boolean> {
+    return (await this.deps.localStore?.remove(userId, medium, medium === "email" ? address.trim().toLowerCase() : address)) ?? false;
+  }
+
+  /** Account deactivation: the addresses this server validated leave the account (and may be used again). */
+  async removeAllValidated(userId: string): Promise<void> {
+    await this.deps.localStore?.removeAll(userId);
   }
 
   /** POST /account/3pid/bind. Recorded only once the identity server has bound it. */

@@ -13,6 +13,7 @@ import { resolveState } from "../../protocol/state-res";
 import { checkContentHash } from "../../protocol/signing/hashes";
 import { verifyEventSignature, verifyEventSignatures, type EventSignaturesVerdict, type VerifyKeyLookup } from "../../protocol/signing/event-signatures";
 import { redactEvent } from "../../protocol/signing/redaction";
+import { verifyThirdPartyInviteSignature } from "../../protocol/signing/third-party-invite";
 import type { RoomEventStore, StateDelta, StoredEvent } from "../../storage/stores";
 import { storedEventOf, type RoomEngine } from "./room-engine";
 
@@ -401,6 +402,8 @@ function authStateKeys(event: RoomEvent, version: RoomVersion): (readonly [strin
  */
 export function signatureAuthChecks(pdu: JsonObject, version: RoomVersion, lookupKey: VerifyKeyLookup): AuthChecks {
   return {
+    // 5.4.1.7: a third-party invite's token signature, under the keys of its m.room.third_party_invite.
+    verifySignature: verifyThirdPartyInviteSignature,
     isSignedBy: (serverName) => {
       const fromServer = isJsonObject(pdu.signatures) ? pdu.signatures[serverName] : undefined;
       if (!isJsonObject(fromServer)) return false;

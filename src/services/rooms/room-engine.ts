@@ -10,6 +10,7 @@ import { roomEventFromPdu } from "../../protocol/pdu";
 import { parseJson, validateCanonicalJson } from "../../protocol/canonical-json";
 import { checkEventLimits, MAX_PREV_EVENTS } from "../../protocol/event-limits";
 import { DEFAULT_ROOM_VERSION, roomVersion, type RoomVersion } from "../../protocol/room-versions";
+import { verifyThirdPartyInviteSignature } from "../../protocol/signing/third-party-invite";
 import { computeEventId, eventReference, roomIdFromCreateEvent } from "../../protocol/signing/event-id";
 import type { NewEvent, RoomEventStore, RoomRecord, StoredEvent } from "../../storage/stores";
 import { consoleLogger, type Clock, type Logger } from "../runtime";
@@ -217,7 +218,7 @@ export class RoomEngine {
 
     // Authorize against the event's own auth events, as every receiving server will. We sign every
     // local event, so a restricted join authorised by one of our users carries our signature.
-    const checks = { isSignedBy: (server: string) => server === this.signer.serverName };
+    const checks = { isSignedBy: (server: string) => server === this.signer.serverName, verifySignature: verifyThirdPartyInviteSignature };
     const verdict = authorizeEvent(event, authStateFromEvents(authEvents, await this.createEventOf(roomId)), version, checks);
     if (!verdict.allowed) throw new MatrixError("M_FORBIDDEN", verdict.reason);
     // Signatures are not part of the event ID (nor of a v1/v2 reference), so this one is added last.

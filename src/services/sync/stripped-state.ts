@@ -5,15 +5,23 @@ import type { RoomEngine } from "../rooms/room-engine";
 import { ownMemberEvent, STRIPPED_STATE_TYPES, strippedStateEvent, type StrippedState } from "../rooms/client-events";
 import type { OutOfBandMembership } from "../rooms/out-of-band";
 
-/** The stripped state of a held room, then the user's own member event in the same form. */
+/** The stripped state of a held room, then the user's own member event in the same form, then an inviter's membership. */
 export async function heldStrippedState(engine: Pick<RoomEngine, "currentStateEvent" | "loadEvent">, roomId: string, memberEventId: string): Promise<StrippedState[]> {
   const events: StrippedState[] = [];
   for (const type of STRIPPED_STATE_TYPES) {
     const event = strippedStateEvent(await engine.currentStateEvent(roomId, type, ""));
     if (event) events.push(event);
   }
-  const own = ownMemberEvent((await engine.loadEvent(memberEventId))?.event, memberEventId);
+  const loaded = (await engine.loadEvent(memberEventId))?.event;
+  const own = ownMemberEvent(loaded, memberEventId);
   if (own) events.push(own);
+  // The inviter's own membership too, as Synapse sends it ("The server might include events not
+  // described here as well"): clients show who invited them (sytest checks it for 3PID invites).
+  const sender = loaded?.sender;
+  if (loaded?.content.membership === "invite" && typeof sender === "string" && sender !== loaded.state_key) {
+    const inviter = strippedStateEvent(await engine.currentStateEvent(roomId, "m.room.member", sender));
+    if (inviter) events.push(inviter);
+  }
   return events;
 }
 

@@ -54,12 +54,15 @@ export interface ThreepidBindingStore {
   bindingsOf(userId: string): Promise<ThreepidBinding[]>;
   /** False when there was no such binding. */
   removeBinding(userId: string, medium: string, address: string, idServer: string): Promise<boolean>;
+  /** The users an address is bound to (login with a 3PID), by user ID. */
+  ownersOf(medium: string, address: string): Promise<string[]>;
 }
 
 const COLUMNS = "user_id, medium, address, id_server, validated_at, added_at";
 const UPSERT = `INSERT INTO threepid_bindings (${COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)
   ON CONFLICT (user_id, medium, address, id_server) DO UPDATE SET validated_at = excluded.validated_at, added_at = excluded.added_at`;
 const SELECT_USER = `SELECT ${COLUMNS} FROM threepid_bindings WHERE user_id = ? ORDER BY added_at, medium, address, id_server`;
+const SELECT_OWNERS = "SELECT DISTINCT user_id FROM threepid_bindings WHERE medium = ? AND address = ? ORDER BY user_id";
 const DELETE_ONE = "DELETE FROM threepid_bindings WHERE user_id = ? AND medium = ? AND address = ? AND id_server = ? RETURNING user_id";
 
 interface Row {
@@ -85,5 +88,9 @@ export class SqlThreepidBindingStore implements ThreepidBindingStore {
 
   async removeBinding(userId: string, medium: string, address: string, idServer: string): Promise<boolean> {
     return (await this.db.all(DELETE_ONE, userId, medium, address, idServer)).length > 0;
+  }
+
+  async ownersOf(medium: string, address: string): Promise<string[]> {
+    return (await this.db.all<{ user_id: string }>(SELECT_OWNERS, medium, address)).map((r) => r.user_id);
   }
 }
