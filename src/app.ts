@@ -70,6 +70,7 @@ import { thirdPartyIdRoutes } from "./api/client/third-party-ids";
 import { SyncNotifier } from "./services/sync/notifier";
 import { SyncResponseCache } from "./services/sync/sync-response-cache";
 import { KnockExpiryService, systemIntervalTimer, type IntervalTimer } from "./services/knocks/knock-expiry";
+import { MemoryTrimmer } from "./services/metrics/memory-trimmer";
 import { knockAdminRoutes } from "./api/admin/knocks";
 import { PluginLoader, type PluginEntry } from "./services/plugins/loader";
 import { bundledPlugins } from "../plugins";
@@ -297,8 +298,13 @@ export async function buildServer(config: Readonly<Config>, options: BuildOption
   const syncNotifier = resolve(container, Tokens.SyncNotifier);
   // Resolved after push and /sync, whose order on the room engine matters (metrics only count).
   const metrics = resolve(container, Tokens.Metrics);
-  const handle = metrics ? instrumentRequests((request) => app.handle(request), () => app.routes, metrics) : (request: Request) => app.handle(request);
-  const services: Service[] = [resolve(container, Tokens.Typing), syncNotifier];
+  const handled = metrics ? instrumentRequests((request) => app.handle(request), () => app.routes, metrics) : (request: Request) => app.handle(request);
+  const trimmer = new MemoryTrimmer(config.memory.trim_interval_ms, systemIntervalTimer);
+  const handle = (request: Request) => {
+    trimmer.noteActivity();
+    return handled(request);
+  };
+  const services: Service[] = [resolve(container, Tokens.Typing), syncNotifier, trimmer];
   services.push(resolve(container, Tokens.Notifications), pushSender, resolve(container, Tokens.Presence));
   if (config.federation.enabled) services.push(resolve(container, Tokens.FederationSender));
   // Ends the thumbnail worker on stop.

@@ -167,6 +167,16 @@ export const ConfigSchema = Type.Object(
       },
       { ...Strict, default: {} },
     ),
+    memory: Type.Object(
+      {
+        trim_interval_ms: Type.Integer({
+          minimum: 0,
+          default: 10_000,
+          description: "At most this often, and only after requests came in, a full garbage collection hands freed memory back to the system (a pause of a few tens of milliseconds); resident memory then follows what is live instead of the busiest moment. 0: never.",
+        }),
+      },
+      { ...Strict, default: {} },
+    ),
     sync: Type.Object(
       {
         response_cache_ms: Type.Integer({

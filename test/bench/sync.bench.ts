@@ -215,7 +215,9 @@ async function startPortier(): Promise<{ target: Target; stop: () => Promise<voi
   const dir = tempDir("portier-sync-bench-");
   // SYNC_BENCH_PROFILE=DIR: the server writes a CPU profile there when it stops (bun --cpu-prof).
   const profile = process.env.SYNC_BENCH_PROFILE ? ["--cpu-prof", "--cpu-prof-md", `--cpu-prof-dir=${process.env.SYNC_BENCH_PROFILE}`] : [];
-  const child = Bun.spawn([process.execPath, ...profile, join(import.meta.dir, "../../src/main.ts"), "serve"], {
+  // SYNC_BENCH_BUN_ARGS="--smol ...": runtime flags for the server process (memory experiments).
+  const runtimeArgs = (process.env.SYNC_BENCH_BUN_ARGS ?? "").split(" ").filter(Boolean);
+  const child = Bun.spawn([process.execPath, ...runtimeArgs, ...profile, join(import.meta.dir, "../../src/main.ts"), "serve"], {
     env: { ...process.env, PORTIER_BIND: `127.0.0.1:${port}`, PORTIER_SERVER_NAME: `127.0.0.1:${port}`, PORTIER_DATA_DIR: join(dir, "data"), PORTIER_REGISTRATION__ENABLED: "true", PORTIER_PLUGINS: "[]", PORTIER_LOG_LEVEL: "warn" },
     stdout: "inherit",
     stderr: "inherit",

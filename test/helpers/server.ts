@@ -21,7 +21,9 @@ export async function testServer(overrides: Record<string, unknown> = {}, option
   // Nor a /sync response cache: tests sync again at once and expect what changed meanwhile (the
   // cache's own tests turn it on).
   const sync = { response_cache_ms: 0, ...((overrides.sync as Record<string, unknown> | undefined) ?? {}) };
-  const config = resolveConfig({ bind: "127.0.0.1:0", data_dir: tempDir(), plugins: [], ...overrides, federation, sync });
+  // Nor memory trimming: a forced collection's pause in the middle of a test only slows the suite.
+  const memory = { trim_interval_ms: 0, ...((overrides.memory as Record<string, unknown> | undefined) ?? {}) };
+  const config = resolveConfig({ bind: "127.0.0.1:0", data_dir: tempDir(), plugins: [], ...overrides, federation, sync, memory });
   return buildServer(config, { logger: silentLogger, ...options });
 }
 
