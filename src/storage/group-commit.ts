@@ -2,6 +2,12 @@
 // Transactions queue here; each turn of the event loop, everything queued so far runs in one engine
 // transaction, each unit in its own savepoint, and commits once. A unit's promise settles after
 // that commit, so "resolved" always means "durable".
+//
+// Savepoint statements (SAVEPOINT, RELEASE) are sent without waiting for their answers: on
+// PostgreSQL they travel in the same round trip as the unit's next statement (a connection answers
+// in order, so they still run where they were sent). Their answers are checked before anything
+// relies on them: before a unit's savepoint is rolled back to, and before COMMIT. Four of the ten
+// round trips of a message send went to savepoints.
 import { AsyncLocalStorage } from "node:async_hooks";
 import { MAX_GROUP_COMMIT } from "./database";
 
@@ -16,6 +22,8 @@ export interface TransactionEngine<Conn> {
 
 export interface TransactionContext<Conn> {
   readonly conn: Conn;
+  /** The savepoint statements of the engine transaction sent and not yet answered. */
+  readonly pipeline: Pipeline;
   /** Set once the unit has finished: a query from a callback that outlived it must not join the engine transaction. */
   done: boolean;
   savepoints: number;
@@ -35,6 +43,33 @@ export class TransactionEndedError extends Error {
   override name = "TransactionEndedError";
   constructor() {
     super("a write from a transaction that has already ended (its work must be awaited inside it)");
+  }
+}
+
+/**
+ * Statements sent on a connection without waiting for their answers. Each is owned by the unit
+ * (its context) that sent it, so that the failure of a unit's own statements, which rolling back
+ * to its savepoint undoes, can be told from one that leaves the engine transaction unusable.
+ */
+export class Pipeline {
+  private readonly sent: { owner: object; outcome: Promise<unknown> }[] = [];
+
+  /** Sends a statement; an engine that runs it synchronously (SQLite) throws its error right here. */
+  send<Conn>(engine: TransactionEngine<Conn>, conn: Conn, sql: string, owner: object): void {
+    const result = engine.statement(conn, sql);
+    if (result instanceof Promise) this.sent.push({ owner, outcome: result.then(() => undefined, (error: unknown) => error ?? new Error(`${sql} failed`)) });
+  }
+
+  /** Waits for every answer; resolves with the first failure among statements not owned by `except`. */
+  async settle(except?: object): Promise<unknown> {
+    let failure: unknown;
+    while (this.sent.length > 0) {
+      for (const s of this.sent.splice(0)) {
+        const error = await s.outcome;
+        if (error !== undefined && s.owner !== except) failure ??= error;
+      }
+    }
+    return failure;
   }
 }
 
@@ -128,24 +163,28 @@ export class GroupCommit<Conn> {
     // A lone unit needs no savepoint: its failure rolls back the whole engine transaction.
     const shared = units.length > 1;
     const done: { unit: Unit; value: unknown }[] = [];
+    const pipeline = new Pipeline();
     let broken: unknown;
     for (const unit of units) {
       if (broken !== undefined) {
         unit.reject(broken);
         continue;
       }
-      const ctx: TransactionContext<Conn> = { conn, done: false, savepoints: 0 };
+      const ctx: TransactionContext<Conn> = { conn, pipeline, done: false, savepoints: 0 };
       try {
-        if (shared) await this.engine.statement(conn, "SAVEPOINT unit");
+        if (shared) pipeline.send(this.engine, conn, "SAVEPOINT unit", ctx);
         const value = await this.context.run(ctx, () => this.level.run({ ctx, queue: Promise.resolve() }, unit.fn));
         ctx.done = true;
-        if (shared) await this.engine.statement(conn, "RELEASE unit");
+        if (shared) pipeline.send(this.engine, conn, "RELEASE unit", ctx);
         done.push({ unit, value });
       } catch (error) {
         ctx.done = true;
         unit.reject(error);
         this.rolledBack();
-        if (shared) {
+        // A failed statement of an earlier unit (its RELEASE) leaves nothing to roll back to.
+        const earlier = await pipeline.settle(ctx);
+        if (earlier !== undefined) broken = earlier;
+        else if (shared) {
           try {
             await this.engine.statement(conn, "ROLLBACK TO unit");
             await this.engine.statement(conn, "RELEASE unit");
@@ -155,6 +194,8 @@ export class GroupCommit<Conn> {
         }
       }
     }
+    // Every savepoint statement answered without error before COMMIT: none of them can have been lost.
+    broken ??= await pipeline.settle();
     const commit = done.length > 0 && broken === undefined;
     try {
       await this.engine.end(conn, commit);
@@ -185,10 +226,10 @@ export class GroupCommit<Conn> {
   private async inSavepoint<T>(ctx: TransactionContext<Conn>, fn: () => Promise<T>): Promise<T> {
     if (ctx.done) throw new TransactionEndedError();
     const name = `nested${++ctx.savepoints}`;
-    await this.engine.statement(ctx.conn, `SAVEPOINT ${name}`);
+    ctx.pipeline.send(this.engine, ctx.conn, `SAVEPOINT ${name}`, ctx);
     try {
       const value = await this.level.run({ ctx, queue: Promise.resolve() }, fn);
-      await this.engine.statement(ctx.conn, `RELEASE ${name}`);
+      ctx.pipeline.send(this.engine, ctx.conn, `RELEASE ${name}`, ctx);
       return value;
     } catch (error) {
       await this.engine.statement(ctx.conn, `ROLLBACK TO ${name}`);

@@ -101,10 +101,10 @@ export class SqlRoomEventStore implements RoomEventStore {
       const snapshot = outlier ? undefined : await this.snapshots.write(event.roomId, input.stateAfter!.parent, input.stateAfter!.delta);
       // Only events that belong in the timeline get a stream position.
       const inTimeline = !outlier && !event.rejectedReason && !event.softFailed;
-      const stored = await this.events.insert(event, inTimeline, snapshot, input.historicalOrdering);
+      const advance = input.updateForwardExtremities === true && inTimeline;
+      const { stored, extremity } = await this.events.insert(event, inTimeline, snapshot, input.historicalOrdering, advance);
       this.fresh.set(stored.eventId, stored);
-      if (input.updateForwardExtremities && inTimeline) {
-        const extremity = await this.events.advanceExtremities(event.roomId, event.eventId, event.prevEvents);
+      if (advance) {
         this.headsEpoch++;
         const heads = this.heads.get(event.roomId);
         if (heads?.extremities) {

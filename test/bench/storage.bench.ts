@@ -24,6 +24,10 @@ const SEQUENTIAL = Number(process.env.STORAGE_BENCH_SEQUENTIAL ?? 500);
 const SENDERS = Number(process.env.STORAGE_BENCH_SENDERS ?? 50);
 const PER_SENDER = Number(process.env.STORAGE_BENCH_PER_SENDER ?? 40);
 const SYNC_ROOMS = 50;
+/** A comma-separated subset of engines to run (better-sqlite3, bun-sqlite, postgres); all by default. */
+const ENGINES = process.env.STORAGE_BENCH_ENGINES?.split(",").map((e) => e.trim()).filter(Boolean);
+/** STORAGE_BENCH_SEAM=off skips the seam's cost section (when only the engines are compared). */
+const SEAM = process.env.STORAGE_BENCH_SEAM !== "off";
 
 /** Measures an async function by awaiting it in a loop. */
 async function measureAsync(name: string, fn: () => Promise<unknown>, minSeconds = 0.5, batch = 100): Promise<Measurement> {
@@ -74,7 +78,11 @@ async function engine(driver: DriverName): Promise<string[]> {
   const server = await testServer({ server_name: "bench.test", registration: { enabled: true }, database });
   const { url } = await server.start();
   const http = new MatrixHttp(url);
-  const db = resolve(server.container, Tokens.Database) as { commitStats?: { commits: number; units: number } };
+  const db = resolve(server.container, Tokens.Database) as { commitStats?: { commits: number; units: number }; writerStats?: { statements: number; roundTrips: number } };
+  // PostgreSQL only: statements on the writer's connection and the round trips they took, per send.
+  const writer = () => ({ ...(db.writerStats ?? { statements: 0, roundTrips: 0 }) });
+  const perSend = (from: { statements: number; roundTrips: number }, sends: number) =>
+    db.writerStats ? `; per send ${((db.writerStats.statements - from.statements) / sends).toFixed(1)} writer statements in ${((db.writerStats.roundTrips - from.roundTrips) / sends).toFixed(1)} round trips` : "";
   const lines: string[] = [];
   try {
     // Sequential sends.
@@ -82,16 +90,18 @@ async function engine(driver: DriverName): Promise<string[]> {
     const roomId = await http.createRoom(alice, { preset: "private_chat", name: "sequential" });
     for (let i = 0; i < 20; i++) await http.send(alice, roomId, `warm-up ${i}`);
     const sequential: number[] = [];
+    let w = writer();
     let t = now();
     for (let i = 0; i < SEQUENTIAL; i++) sequential.push(await http.timedSend(alice, roomId, `sequential ${i}`));
     let seconds = (now() - t) / 1000;
-    lines.push(`sequential sends: ${(SEQUENTIAL / seconds).toFixed(0)} events/s, ${summary(sequential)}`);
+    lines.push(`sequential sends: ${(SEQUENTIAL / seconds).toFixed(0)} events/s, ${summary(sequential)}${perSend(w, SEQUENTIAL)}`);
 
     // Concurrent senders, a room each.
     const users = await pool(Array.from({ length: SENDERS }, (_, i) => `sender${i}`), 4, (name) => http.register(name));
     const rooms = await pool(users, 4, (u, i) => http.createRoom(u, { preset: "private_chat", name: `room ${i}` }));
     const concurrent: number[] = [];
     const before = { ...(db.commitStats ?? { commits: 0, units: 0 }) };
+    w = writer();
     t = now();
     await Promise.all(users.map(async (u, s) => {
       for (let i = 0; i < PER_SENDER; i++) concurrent.push(await http.timedSend(u, rooms[s]!, `from ${s}, message ${i}`));
@@ -99,7 +109,7 @@ async function engine(driver: DriverName): Promise<string[]> {
     seconds = (now() - t) / 1000;
     const after = db.commitStats ?? { commits: 0, units: 0 };
     const perCommit = (after.units - before.units) / Math.max(1, after.commits - before.commits);
-    lines.push(`${SENDERS} concurrent senders over ${SENDERS} rooms: ${((SENDERS * PER_SENDER) / seconds).toFixed(0)} events/s, ${summary(concurrent)}; ${perCommit.toFixed(1)} transactions per commit`);
+    lines.push(`${SENDERS} concurrent senders over ${SENDERS} rooms: ${((SENDERS * PER_SENDER) / seconds).toFixed(0)} events/s, ${summary(concurrent)}; ${perCommit.toFixed(1)} transactions per commit${perSend(w, SENDERS * PER_SENDER)}`);
 
     // Initial sync over 50 rooms: one user joined to 50 rooms of ~10 messages.
     const many = await http.register("many");
@@ -124,8 +134,9 @@ async function engine(driver: DriverName): Promise<string[]> {
 
 process.env.TEST_POSTGRES_FSYNC = "on";
 console.log(`\n# Storage engines (Bun ${Bun.version}, ${navigator.hardwareConcurrency} cores)`);
-await seamCost();
-const engines: DriverName[] = ["better-sqlite3", "bun-sqlite", ...((await postgresAvailable()) ? (["postgres"] as const) : [])];
+if (SEAM) await seamCost();
+const engines = (["better-sqlite3", "bun-sqlite", "postgres"] as DriverName[]).filter((d) => !ENGINES || ENGINES.includes(d));
+if (engines.includes("postgres") && !(await postgresAvailable())) engines.pop();
 for (const driver of engines) {
   console.log(`\n## ${driver}${driver === "postgres" ? " (local server, fsync on, synchronous_commit on)" : " (WAL, the WAL fdatasynced at every commit)"}`);
   for (const line of await engine(driver)) console.log(line);

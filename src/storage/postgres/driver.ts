@@ -1,6 +1,9 @@
 // PostgreSQL under the Database seam (database.ts), through Bun's built-in SQL client (nothing to
 // embed in the binary). Reads outside a transaction go to the pool; transactions run one batch at a
 // time on a reserved connection (group commit), which keeps stream orderings gap-free in commit order.
+// On that connection, statements that do not wait for each other's answers (savepoints, and the
+// writes a store sends together) are pipelined: the time of a batch is its number of round trips,
+// each a wake-up of a server process and of the event loop, much more than the statements' work.
 import { SQL } from "bun";
 import { isWriteStatement, type Database, type DatabaseTimings, type SqlParam, type SqlRunResult } from "../database";
 import { MatrixError } from "../../protocol/errors";
@@ -80,6 +83,9 @@ class PostgresDatabase extends SingleWriterDatabase<Reserved> implements Databas
   private timings: DatabaseTimings | undefined;
   /** When the running batch began (performance.now()), while timings are on. */
   private batchStart = 0;
+  /** Statements sent on the writer's connection, and round trips: those sent while none was awaiting its answer. */
+  readonly writerStats = { statements: 0, roundTrips: 0 };
+  private writerInFlight = 0;
 
   constructor(private readonly client: Client) {
     super({
@@ -93,7 +99,7 @@ class PostgresDatabase extends SingleWriterDatabase<Reserved> implements Databas
             throw unavailable(error);
           }
           try {
-            await query(conn, "BEGIN");
+            await this.onWriter(query(conn, "BEGIN"));
             return conn;
           } catch (error) {
             conn.release();
@@ -102,10 +108,10 @@ class PostgresDatabase extends SingleWriterDatabase<Reserved> implements Databas
           }
         }
       },
-      statement: async (conn, sql) => void (await query(conn, sql)),
+      statement: async (conn, sql) => void (await this.onWriter(query(conn, sql))),
       end: async (conn, commit) => {
         try {
-          const result = (await query(conn, commit ? "COMMIT" : "ROLLBACK")) as { command?: string };
+          const result = (await this.onWriter(query(conn, commit ? "COMMIT" : "ROLLBACK"))) as { command?: string };
           // PostgreSQL answers COMMIT of a transaction that an earlier error aborted with ROLLBACK,
           // not an error: nothing was written, so the transactions of the batch must not resolve.
           if (commit && result.command === "ROLLBACK") throw new Error("the transaction was aborted by an earlier failed statement and rolled back");
@@ -115,6 +121,17 @@ class PostgresDatabase extends SingleWriterDatabase<Reserved> implements Databas
         }
       },
     });
+  }
+
+  /** Counts a statement just sent on the writer's connection (see writerStats). */
+  private async onWriter<T>(sent: Promise<T>): Promise<T> {
+    this.writerStats.statements++;
+    if (this.writerInFlight++ === 0) this.writerStats.roundTrips++;
+    try {
+      return await sent;
+    } finally {
+      this.writerInFlight--;
+    }
   }
 
   private text(sql: string): string {
@@ -141,7 +158,8 @@ class PostgresDatabase extends SingleWriterDatabase<Reserved> implements Databas
     const conn = ctx ? ctx.conn : this.client;
     const timings = this.timings;
     const start = timings ? performance.now() : 0;
-    const result = await query(conn, this.text(sql), params as unknown[], !ctx);
+    const sent = query(conn, this.text(sql), params as unknown[], !ctx);
+    const result = ctx ? await this.onWriter(sent) : await sent;
     // A failed statement is not timed: its error goes up as it is.
     timings?.statement((performance.now() - start) / 1000, isWriteStatement(sql));
     return { rows: result, count: Number(result.affectedRows ?? result.count ?? 0) };
@@ -185,7 +203,7 @@ class PostgresDatabase extends SingleWriterDatabase<Reserved> implements Databas
  * cannot be reached, and a refusal when the database does not sort text bytewise (as Synapse
  * requires of its databases too), since event ids and state keys are ordered that way.
  */
-export async function openPostgres(options: PostgresOptions): Promise<Database & { readonly commitStats: { commits: number; units: number } }> {
+export async function openPostgres(options: PostgresOptions): Promise<Database & { readonly commitStats: { commits: number; units: number }; readonly writerStats: { statements: number; roundTrips: number } }> {
   const client = new SQL({ url: options.url, max: Math.max(2, options.poolSize), bigint: true, idleTimeout: 60, connectionTimeout: 10 });
   let collation: string | undefined;
   try {

@@ -170,8 +170,11 @@ const authChainOf = (n: number) =>
 export class EventsTable {
   constructor(private readonly db: Database) {}
 
-  /** Stores an event and its edges; a timeline event gets the next stream ordering. Returns it as stored. */
-  async insert(event: NewEvent, inTimeline: boolean, stateSnapshot: number | undefined, historicalOrdering?: number): Promise<StoredEvent> {
+  /**
+   * Stores an event and its edges; a timeline event gets the next stream ordering. Returns it as
+   * stored and, with `advance`, whether it became a forward extremity (advanceExtremities).
+   */
+  async insert(event: NewEvent, inTimeline: boolean, stateSnapshot: number | undefined, historicalOrdering?: number, advance = false): Promise<{ stored: StoredEvent; extremity?: boolean }> {
     const historical = inTimeline && historicalOrdering !== undefined;
     const inserted = (await this.db.get<{ event_nid: number; stream_ordering: number | null }>(
       historical ? INSERT_HISTORICAL_EVENT : inTimeline ? INSERT_TIMELINE_EVENT : INSERT_EVENT,
@@ -192,10 +195,15 @@ export class EventsTable {
     const nid = inserted.event_nid;
     // Padded lists (a repeated last row, which ON CONFLICT DO NOTHING skips): one statement for the
     // usual three or four auth events rather than one per power of two.
-    for (const batch of inLists(event.prevEvents, 256)) await this.db.run(insertEdges(batch.length), ...batch.flatMap((prev) => [nid, prev]));
-    for (const batch of inLists(event.authEvents, 256)) await this.db.run(insertAuthEdges(batch.length), ...batch.flatMap((auth) => [nid, auth]));
+    // None of these needs another's answer: sent together, they cost one round trip on PostgreSQL
+    // (in this order, which the extremity check relies on: an event listing itself as prev_event).
+    const writes: Promise<unknown>[] = [];
+    for (const batch of inLists(event.prevEvents, 256)) writes.push(this.db.run(insertEdges(batch.length), ...batch.flatMap((prev) => [nid, prev])));
+    for (const batch of inLists(event.authEvents, 256)) writes.push(this.db.run(insertAuthEdges(batch.length), ...batch.flatMap((auth) => [nid, auth])));
+    // Awaited together: one that fails must not leave the others' rejections unhandled.
+    const [extremity] = await Promise.all([advance ? this.advanceExtremities(event.roomId, event.eventId, event.prevEvents) : undefined, ...writes]);
     // What get() would read back, without reading it back.
-    return {
+    const stored: StoredEvent = {
       eventId: event.eventId,
       roomId: event.roomId,
       json: event.json,
@@ -212,6 +220,7 @@ export class EventsTable {
       prevEvents: inKeyOrder(event.prevEvents),
       authEvents: inKeyOrder(event.authEvents),
     };
+    return { stored, extremity };
   }
 
   async get(eventId: string): Promise<StoredEvent | undefined> {
@@ -278,8 +287,10 @@ export class EventsTable {
    * Returns whether it became one.
    */
   async advanceExtremities(roomId: string, eventId: string, prevEvents: readonly string[]): Promise<boolean> {
-    for (const list of inLists(prevEvents)) await this.db.run(deleteExtremities(list.length), roomId, ...list);
-    return (await this.db.run(INSERT_EXTREMITY, roomId, eventId, eventId)).changes > 0;
+    // Sent together, in order (one round trip on PostgreSQL).
+    const deletes = [...inLists(prevEvents)].map((list) => this.db.run(deleteExtremities(list.length), roomId, ...list));
+    const [inserted] = await Promise.all([this.db.run(INSERT_EXTREMITY, roomId, eventId, eventId), ...deletes]);
+    return inserted.changes > 0;
   }
 
   /** Every event reachable through auth_events from the given ones (the auth chain), by recursive query. */

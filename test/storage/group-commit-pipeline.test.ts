@@ -1,0 +1,112 @@
+// Group commit sends its savepoint statements without waiting for their answers (pipelined behind
+// the unit's next statement), and still never lets a transaction resolve unless every one of them
+// succeeded. An engine whose statements answer a little later shows the order on the wire; one that
+// fails a savepoint statement shows that nothing half-done is acknowledged.
+import { describe, expect, test } from "bun:test";
+import { GroupCommit, type TransactionEngine } from "../../src/storage/group-commit";
+
+/** An engine over a fake connection: statements answer one macrotask later; `failing` ones reject. */
+function engine(failing: (sql: string, index: number) => boolean = () => false) {
+  const log: string[] = [];
+  let pending = 0;
+  let sent = 0;
+  const send = (sql: string): Promise<void> => {
+    const index = sent++;
+    log.push(`send ${sql}${pending > 0 ? " (pipelined)" : ""}`);
+    pending++;
+    return new Promise<void>((resolve, reject) =>
+      setTimeout(() => {
+        pending--;
+        log.push(`answer ${sql}`);
+        if (failing(sql, index)) reject(new Error(`${sql} failed`));
+        else resolve();
+      }, 1),
+    );
+  };
+  const eng: TransactionEngine<{ send: typeof send }> = {
+    begin: async () => {
+      await send("BEGIN");
+      return { send };
+    },
+    statement: (c, sql) => c.send(sql),
+    end: async (c, commit) => void (await c.send(commit ? "COMMIT" : "ROLLBACK")),
+  };
+  return { eng, log, send };
+}
+
+describe("group commit pipelines its savepoint statements", () => {
+  test("a unit's first statement goes out with its SAVEPOINT, and the next unit's with the RELEASE before it", async () => {
+    const { eng, log } = engine();
+    const writer = new GroupCommit(eng);
+    const unit = (name: string) => writer.run(async () => void (await writer.current()!.conn.send(`INSERT ${name}`)));
+    await Promise.all([unit("a"), unit("b")]);
+    expect(log.filter((l) => l.startsWith("send"))).toEqual([
+      "send BEGIN",
+      "send SAVEPOINT unit",
+      "send INSERT a (pipelined)",
+      "send RELEASE unit",
+      "send SAVEPOINT unit (pipelined)",
+      "send INSERT b (pipelined)",
+      "send RELEASE unit",
+      "send COMMIT",
+    ]);
+    // COMMIT is sent only once every savepoint statement has answered.
+    expect(log.indexOf("send COMMIT")).toBeGreaterThan(log.lastIndexOf("answer RELEASE unit"));
+    expect(writer.stats).toEqual({ commits: 1, units: 2 });
+  });
+
+  test("a nested transaction's SAVEPOINT and RELEASE do not cost a round trip of their own", async () => {
+    const { eng, log } = engine();
+    const writer = new GroupCommit(eng);
+    await writer.run(async () => {
+      await writer.run(async () => void (await writer.current()!.conn.send("INSERT inner")));
+      await writer.current()!.conn.send("INSERT after");
+    });
+    expect(log.filter((l) => l.startsWith("send"))).toEqual(["send BEGIN", "send SAVEPOINT nested1", "send INSERT inner (pipelined)", "send RELEASE nested1", "send INSERT after (pipelined)", "send COMMIT"]);
+  });
+
+  test("a savepoint statement that fails after its unit finished: no transaction of the batch resolves, and the batch rolls back", async () => {
+    // The first unit's RELEASE fails (statement index 3: BEGIN, SAVEPOINT, INSERT a, RELEASE).
+    const { eng, log } = engine((sql, i) => sql === "RELEASE unit" && i === 3);
+    const writer = new GroupCommit(eng);
+    const unit = (name: string) => writer.run(async () => void (await writer.current()!.conn.send(`INSERT ${name}`)));
+    const outcomes = await Promise.allSettled([unit("a"), unit("b")]);
+    expect(outcomes.map((o) => o.status)).toEqual(["rejected", "rejected"]);
+    expect(log).toContain("send ROLLBACK");
+    expect(log).not.toContain("send COMMIT");
+    expect(writer.stats).toEqual({ commits: 0, units: 0 });
+  });
+
+  test("a unit that fails while an earlier unit's RELEASE failed is not rolled back to a savepoint that may be the earlier unit's", async () => {
+    const { eng, log } = engine((sql, i) => sql === "RELEASE unit" && i === 3);
+    const writer = new GroupCommit(eng);
+    const a = writer.run(async () => void (await writer.current()!.conn.send("INSERT a")));
+    const b = writer.run(async () => {
+      await writer.current()!.conn.send("INSERT b");
+      throw new Error("b fails");
+    });
+    const c = writer.run(async () => void (await writer.current()!.conn.send("INSERT c")));
+    const outcomes = await Promise.allSettled([a, b, c]);
+    expect(outcomes.map((o) => o.status)).toEqual(["rejected", "rejected", "rejected"]);
+    // ROLLBACK TO unit would have undone the first unit's work (its savepoint, never released) and let the batch commit.
+    expect(log).not.toContain("send ROLLBACK TO unit");
+    expect(log).toContain("send ROLLBACK");
+    expect(log).not.toContain("send COMMIT");
+  });
+
+  test("a unit that fails is rolled back to its own savepoint; the others commit", async () => {
+    const { eng, log } = engine();
+    const writer = new GroupCommit(eng);
+    const a = writer.run(async () => void (await writer.current()!.conn.send("INSERT a")));
+    const b = writer.run(async () => {
+      await writer.current()!.conn.send("INSERT b");
+      throw new Error("b fails");
+    });
+    const c = writer.run(async () => void (await writer.current()!.conn.send("INSERT c")));
+    const outcomes = await Promise.allSettled([a, b, c]);
+    expect(outcomes.map((o) => o.status)).toEqual(["fulfilled", "rejected", "fulfilled"]);
+    expect(log).toContain("send ROLLBACK TO unit");
+    expect(log).toContain("send COMMIT");
+    expect(writer.stats).toEqual({ commits: 1, units: 2 });
+  });
+});

@@ -1,0 +1,48 @@
+// On PostgreSQL a batch of transactions runs one statement chain on one connection, so its time is
+// its number of round trips. Statements that need no answer from each other go out together: the
+// edges and extremities of a persisted event, and the savepoints around transactions.
+import { describe, expect, test } from "bun:test";
+import { hasPostgres, postgresDatabase } from "../helpers/databases";
+import { storesOver } from "../../src/storage/open";
+import type { NewEvent } from "../../src/storage/stores";
+
+const ROOM = "!room:example.org";
+
+function event(id: string, fields: Partial<NewEvent> = {}): NewEvent {
+  const base = { eventId: id, roomId: ROOM, type: "m.room.message", stateKey: undefined, sender: "@a:example.org", depth: 1, originServerTs: 1, prevEvents: [], authEvents: [], ...fields };
+  return { ...base, json: JSON.stringify({ type: base.type, state_key: base.stateKey, content: {}, prev_events: base.prevEvents, auth_events: base.authEvents }) };
+}
+
+describe.skipIf(!hasPostgres)("round trips of the PostgreSQL writer", () => {
+  test("a message persisted with its edges and extremities: the writes that need no answer share one round trip", async () => {
+    const db = await postgresDatabase.open();
+    const stats = (db as unknown as { writerStats: { statements: number; roundTrips: number } }).writerStats;
+    const stores = storesOver(db);
+    const store = stores.roomEvents;
+    const create = await store.persistEvent({ event: event("$create", { type: "m.room.create", stateKey: "" }), stateAfter: { parent: undefined, delta: new Map([["m.room.create\u0000", "$create"]]) }, updateForwardExtremities: true, updateCurrentState: true });
+    const before = { ...stats };
+    await store.persistEvent({ event: event("$m", { prevEvents: ["$create"], authEvents: ["$create"], depth: 2 }), stateAfter: { parent: create.stateSnapshot, delta: new Map() }, updateForwardExtremities: true, updateCurrentState: true });
+    const statements = stats.statements - before.statements;
+    const roundTrips = stats.roundTrips - before.roundTrips;
+    // BEGIN; the event; its prev edge, auth edge, and the extremity delete and insert; COMMIT.
+    expect(statements).toBe(7);
+    expect(roundTrips).toBe(4);
+    expect(await store.forwardExtremities(ROOM)).toEqual(["$m"]);
+    expect((await store.getEvent("$m"))?.prevEvents).toEqual(["$create"]);
+    await db.close();
+  });
+
+  test("transactions of one batch: each one's SAVEPOINT travels with its first statement, its RELEASE with the next one's", async () => {
+    const db = await postgresDatabase.open();
+    const stats = (db as unknown as { writerStats: { statements: number; roundTrips: number } }).writerStats;
+    await db.exec("CREATE TABLE t (k TEXT PRIMARY KEY)");
+    const before = { ...stats };
+    await Promise.all(["a", "b", "c"].map((k) => db.transaction(async () => void (await db.run("INSERT INTO t (k) VALUES (?)", k)))));
+    // BEGIN, then per transaction SAVEPOINT + INSERT + RELEASE, then COMMIT: 11 statements.
+    expect(stats.statements - before.statements).toBe(11);
+    // BEGIN; [SAVEPOINT, INSERT a]; [RELEASE, SAVEPOINT, INSERT b]; [RELEASE, SAVEPOINT, INSERT c]; RELEASE; COMMIT.
+    expect(stats.roundTrips - before.roundTrips).toBe(6);
+    expect((await db.all<{ k: string }>("SELECT k FROM t ORDER BY k")).map((r) => r.k)).toEqual(["a", "b", "c"]);
+    await db.close();
+  });
+});
