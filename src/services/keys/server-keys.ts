@@ -4,6 +4,7 @@ import type { Config } from "../../config/schema";
 import type { JsonObject } from "../../protocol/json";
 import { signJson } from "../../protocol/signing/sign-json";
 import { signEvent } from "../../protocol/signing/event-signatures";
+import { signEventWithId } from "../../protocol/signing/local-event";
 import type { RoomVersion } from "../../protocol/room-versions";
 import { encodeBase64 } from "../../protocol/base64";
 import type { Clock } from "../runtime";
@@ -32,6 +33,11 @@ export class ServerKeyService {
   /** Adds the content hash and this server's signature to a PDU. */
   signEvent(pdu: JsonObject, version: RoomVersion): JsonObject {
     return signEvent(pdu, version, this.serverName, this.key.keyId, this.key.seed);
+  }
+
+  /** signEvent, with the event's ID taken from the same encoding (one redaction and encoding less per local event). */
+  signEventWithId(pdu: JsonObject, version: RoomVersion): { signed: JsonObject; eventId: string } {
+    return signEventWithId(pdu, version, this.serverName, this.key.keyId, this.key.seed);
   }
 
   /** The public key of one of our key ids (current or old), for checking our own signatures. */

@@ -20,6 +20,11 @@ import { RoomWriteQueue } from "./room-write-queue";
 export interface EventSigner {
   readonly serverName: string;
   signEvent(pdu: JsonObject, version: RoomVersion): JsonObject;
+  /**
+   * signEvent with the event's ID, from the one encoding both are taken over
+   * (protocol/signing/local-event.ts); without it, the ID is computed from the signed event.
+   */
+  signEventWithId?(pdu: JsonObject, version: RoomVersion): { signed: JsonObject; eventId: string };
 }
 
 export interface NewLocalEvent {
@@ -55,6 +60,13 @@ export interface LocalEventResult {
 export type EventListener = (roomId: string, stored: StoredEvent, pdu: JsonObject) => void | Promise<void>;
 
 const MAX_DEPTH = Number.MAX_SAFE_INTEGER;
+const CREATE_KEY = stateKey("m.room.create", "");
+const POLICY_KEY = stateKey("m.room.policy", "");
+/** Read with a local event's auth events, in the same query (prepareEvent). */
+const EXTRA_STATE_KEYS: readonly (readonly [string, string])[] = [
+  ["m.room.create", ""],
+  ["m.room.policy", ""],
+];
 
 /** Notifications held back until an atomic batch (createRoomWithEvents) has committed; one list per batch. */
 type DeferredNotifications = { roomId: string; stored: StoredEvent; pdu: JsonObject }[];
@@ -93,6 +105,7 @@ export class RoomEngine {
   /**
    * Sets the step that has the room's policy server sign each of our events after our signature
    * and the auth check, before it is stored (it throws to refuse the event; set by the federation).
+   * It is asked only in rooms with an m.room.policy event in current state: no other names one.
    */
   setPolicySigner(signer: PolicySigner): void {
     this.policySigner = signer;
@@ -110,10 +123,13 @@ export class RoomEngine {
   /** notify for several events of one room committed together, oldest first. */
   async notifyMany(roomId: string, events: readonly { stored: StoredEvent; pdu: JsonObject }[]): Promise<void> {
     if (events.length === 0) return;
+    // A listener that has nothing to wait for returns nothing: it is not awaited (most of them, for
+    // most events), which saves the send a turn of the event loop per listener.
     for (const listener of this.listeners) {
       if (listener.batch) {
         try {
-          await listener.fn(roomId, events);
+          const pending = listener.fn(roomId, events);
+          if (pending) await pending;
         } catch (error) {
           this.logger.log("error", "an event listener failed after the commit", { room_id: roomId, event_id: events[0]!.stored.eventId, error: String((error as Error)?.stack ?? error) });
         }
@@ -121,7 +137,8 @@ export class RoomEngine {
       }
       for (const { stored, pdu } of events) {
         try {
-          await listener.fn(roomId, stored, pdu);
+          const pending = listener.fn(roomId, stored, pdu);
+          if (pending) await pending;
         } catch (error) {
           this.logger.log("error", "an event listener failed after the commit", { room_id: roomId, event_id: stored.eventId, error: String((error as Error)?.stack ?? error) });
         }
@@ -176,7 +193,11 @@ export class RoomEngine {
    * version's own fields. What make_join/make_leave/make_knock hand another server as a template,
    * and what a local event is signed from.
    */
-  async prepareEvent(roomId: string, version: RoomVersion, input: Omit<NewLocalEvent, "recordWith">): Promise<{ pdu: JsonObject; authEvents: RoomEvent[] }> {
+  async prepareEvent(
+    roomId: string,
+    version: RoomVersion,
+    input: Omit<NewLocalEvent, "recordWith">,
+  ): Promise<{ pdu: JsonObject; authEvents: RoomEvent[]; createEvent: RoomEvent | undefined; usesPolicyServer: boolean }> {
     checkContent(input.content);
     const prevIds = await this.choosePrevEvents(roomId);
     const prevs: { id: string; event: RoomEvent; pdu: JsonObject }[] = [];
@@ -185,13 +206,16 @@ export class RoomEngine {
 
     const authKeys = authEventsForEvent({ type: input.type, sender: input.sender, state_key: input.stateKey, content: input.content }, version);
     // The auth events (create, power levels, the sender's membership, ...) in one query, in the
-    // selection's order.
-    const current = await this.store.currentStateEvents(roomId, authKeys);
+    // selection's order. The same query brings the create event (v12 leaves it out of auth_events,
+    // but the rules still read it) and the room's m.room.policy (whether a policy server signs).
+    const current = await this.store.currentStateEvents(roomId, [...authKeys, ...EXTRA_STATE_KEYS.filter(([t, k]) => !authKeys.some(([at, ak]) => at === t && ak === k))]);
     const auths: { id: string; event: RoomEvent; pdu: JsonObject }[] = [];
     for (const [type, key] of authKeys) {
       const id = current.get(stateKey(type, key));
       if (id !== undefined) auths.push({ id, ...(await this.parsedEvent(id))! });
     }
+    const createId = current.get(CREATE_KEY);
+    const createEvent = createId === undefined ? undefined : (await this.parsedEvent(createId))?.event;
 
     const pdu: JsonObject = {
       room_id: roomId,
@@ -204,25 +228,25 @@ export class RoomEngine {
       auth_events: auths.map((a) => this.reference(a.id, a.pdu, version)),
     };
     this.addVersionFields(pdu, version, input);
-    return { pdu, authEvents: auths.map((a) => a.event) };
+    return { pdu, authEvents: auths.map((a) => a.event), createEvent, usesPolicyServer: current.has(POLICY_KEY) };
   }
 
   /** `deferred`: set inside an atomic batch, whose notifications wait for its commit. */
   private async buildAndPersist(roomId: string, version: RoomVersion, input: NewLocalEvent, deferred?: DeferredNotifications): Promise<LocalEventResult> {
     checkTombstone(roomId, input);
-    const { pdu, authEvents } = await this.prepareEvent(roomId, version, input);
-    const signed = this.signer.signEvent(pdu, version);
+    const { pdu, authEvents, createEvent, usesPolicyServer } = await this.prepareEvent(roomId, version, input);
+    const { signed, eventId } = this.signer.signEventWithId ? this.signer.signEventWithId(pdu, version) : this.signedWithId(pdu, version);
     checkLimits(signed, version);
-    const eventId = computeEventId(signed, version);
     const event = roomEventFromPdu(signed, version, eventId);
 
     // Authorize against the event's own auth events, as every receiving server will. We sign every
     // local event, so a restricted join authorised by one of our users carries our signature.
     const checks = { isSignedBy: (server: string) => server === this.signer.serverName, verifySignature: verifyThirdPartyInviteSignature };
-    const verdict = authorizeEvent(event, authStateFromEvents(authEvents, await this.createEventOf(roomId)), version, checks);
+    const verdict = authorizeEvent(event, authStateFromEvents(authEvents, createEvent), version, checks);
     if (!verdict.allowed) throw new MatrixError("M_FORBIDDEN", verdict.reason);
     // Signatures are not part of the event ID (nor of a v1/v2 reference), so this one is added last.
-    const final = this.policySigner ? await this.policySigner(roomId, signed, version) : signed;
+    // A room without m.room.policy in its current state names no policy server: nothing to ask.
+    const final = this.policySigner && usesPolicyServer ? await this.policySigner(roomId, signed, version) : signed;
     await input.beforePersist?.(event.event_id);
 
     return this.persistLocal(roomId, final, event, { recordWith: input.recordWith, deferred });
@@ -257,6 +281,11 @@ export class RoomEngine {
     return { eventId: event.event_id, stored, pdu: signed };
   }
 
+  private signedWithId(pdu: JsonObject, version: RoomVersion): { signed: JsonObject; eventId: string } {
+    const signed = this.signer.signEvent(pdu, version);
+    return { signed, eventId: computeEventId(signed, version) };
+  }
+
   /** The deepest forward extremities, at most MAX_PREV_EVENTS of them. */
   private async choosePrevEvents(roomId: string): Promise<string[]> {
     const ids = await this.store.forwardExtremities(roomId);
@@ -272,10 +301,6 @@ export class RoomEngine {
   /** From v3 on a reference is the event ID itself; only v1/v2 pairs need the reference hash. */
   private reference(eventId: string, pdu: JsonObject, version: RoomVersion): JsonValue {
     return version.eventIdFormat === "server-chosen" ? eventReference(pdu, version) : eventId;
-  }
-
-  private createEventOf(roomId: string): Promise<RoomEvent | undefined> {
-    return this.currentStateEvent(roomId, "m.room.create", "");
   }
 
   /** The fields whose presence depends on the room version. */

@@ -111,10 +111,11 @@ export class RoomService {
     this.formatter = new ClientEventFormatter(store, clientStore, access, clock);
     // Every persisted redaction (local or, later, received) is recorded; whether it applies is decided on read.
     // The engine awaits this before the send resolves, so a read right after a redaction sees it.
-    engine.onEvent(async (roomId, stored, pdu) => {
+    // Not async: other events return nothing to wait for.
+    engine.onEvent((roomId, stored, pdu) => {
       if (stored.type !== "m.room.redaction") return;
       const redacts = typeof pdu.redacts === "string" ? pdu.redacts : (pdu.content as JsonObject | undefined)?.redacts;
-      if (typeof redacts === "string") await clientStore.recordRedaction(redacts, stored.eventId, roomId);
+      if (typeof redacts === "string") return clientStore.recordRedaction(redacts, stored.eventId, roomId);
     });
   }
 

@@ -1,0 +1,26 @@
+// signEventWithId: the PDU signEvent gives and the ID computeEventId gives, in every room version.
+import { expect, test } from "bun:test";
+import type { JsonObject } from "../../src/protocol/json";
+import { ROOM_VERSIONS } from "../../src/protocol/room-versions";
+import { computeEventId } from "../../src/protocol/signing/event-id";
+import { signEvent } from "../../src/protocol/signing/event-signatures";
+import { signEventWithId } from "../../src/protocol/signing/local-event";
+
+const seed = new Uint8Array(32).fill(7);
+
+for (const [id, version] of ROOM_VERSIONS) {
+  test(`room version ${id}: the same signed event and event ID as signEvent and computeEventId`, () => {
+    const pdus: JsonObject[] = [
+      { room_id: "!r:example.org", type: "m.room.message", sender: "@a:example.org", content: { msgtype: "m.text", body: "héllo \u0001 \"😀\"" }, origin_server_ts: 1700000000000, depth: 12, prev_events: ["$p"], auth_events: ["$a", "$b"] },
+      // A state event (its content partly kept by redaction) carrying unsigned and another server's signature.
+      { room_id: "!r:example.org", type: "m.room.power_levels", state_key: "", sender: "@a:example.org", content: { users: { "@a:example.org": 100 }, ban: 50, extra: "dropped" }, origin_server_ts: 1, depth: 3, prev_events: [], auth_events: [], unsigned: { age: 5 }, signatures: { "other.org": { "ed25519:x": "c2ln" } } },
+    ];
+    for (const base of pdus) {
+      const pdu: JsonObject = { ...base, ...(version.eventIdFormat === "server-chosen" ? { event_id: "$chosen:example.org" } : {}) };
+      const { signed, eventId } = signEventWithId(pdu, version, "example.org", "ed25519:k", seed);
+      const expected = signEvent(pdu, version, "example.org", "ed25519:k", seed);
+      expect(signed).toEqual(expected);
+      expect(eventId).toBe(computeEventId(expected, version));
+    }
+  });
+}

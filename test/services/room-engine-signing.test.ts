@@ -1,0 +1,36 @@
+// A signer that gives the event ID with the signature (signEventWithId) is asked once per local
+// event, and what is stored under that ID is the event whose reference hash it is.
+import { expect, test } from "bun:test";
+import { createRoom } from "../../src/services/rooms/room-creation";
+import { RoomEngine, type EventSigner } from "../../src/services/rooms/room-engine";
+import { ROOM_VERSIONS } from "../../src/protocol/room-versions";
+import { computeEventId } from "../../src/protocol/signing/event-id";
+import { signEventWithId } from "../../src/protocol/signing/local-event";
+import type { JsonObject } from "../../src/protocol/json";
+import { testSigner } from "../helpers/room-engine";
+import { testStores } from "../helpers/databases";
+
+for (const [versionId, version] of ROOM_VERSIONS) {
+  test(`room version ${versionId}: a message is signed and identified in one step`, async () => {
+    const stores = await testStores();
+    const base = testSigner("example.org");
+    let withId = 0;
+    const seed = new Uint8Array(32).fill(7);
+    const signer: EventSigner = {
+      serverName: base.serverName,
+      signEvent: base.signEvent,
+      signEventWithId: (pdu, v) => {
+        withId++;
+        return signEventWithId(pdu, v, "example.org", base.keyId, seed);
+      },
+    };
+    let now = 1_700_000_000_000;
+    const engine = new RoomEngine(stores.roomEvents, signer, { now: () => now++ }, undefined, { log: () => {} });
+    const roomId = await createRoom(engine, { creator: "@alice:example.org", roomVersion: versionId, preset: "private_chat", creatorProfile: {} });
+    const before = withId;
+    const { eventId } = await engine.sendEvent(roomId, { type: "m.room.message", sender: "@alice:example.org", content: { msgtype: "m.text", body: "hi" } });
+    expect(withId - before).toBe(1);
+    const stored = await stores.roomEvents.getEvent(eventId);
+    expect(computeEventId(JSON.parse(stored!.json) as JsonObject, version)).toBe(eventId);
+  });
+}
