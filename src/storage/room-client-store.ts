@@ -33,7 +33,7 @@ export class SqlRoomClientStore implements RoomClientStore {
     return this.transactions.get(userId, deviceId, txnId);
   }
 
-  recordTransaction(userId: string, deviceId: string, txnId: string, roomId: string, eventId: string, ts: number): Promise<void> {
+  recordTransaction(userId: string, deviceId: string, txnId: string, roomId: string, eventId: string, ts: number): Promise<boolean> {
     // Only someone who asked about the event before it existed can hold an answer for it.
     this.transactionCache.delete(eventId);
     return this.transactions.put(userId, deviceId, txnId, roomId, eventId, ts);

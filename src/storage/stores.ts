@@ -142,7 +142,8 @@ export interface ReceiptRecord {
 export interface RoomClientStore {
   /** The event a (user, device, txnId) already created, if any. */
   transactionEvent(userId: string, deviceId: string, txnId: string): Promise<string | undefined>;
-  recordTransaction(userId: string, deviceId: string, txnId: string, roomId: string, eventId: string, ts: number): Promise<void>;
+  /** Records the event a client transaction made; false when the transaction id was taken already (nothing written). */
+  recordTransaction(userId: string, deviceId: string, txnId: string, roomId: string, eventId: string, ts: number): Promise<boolean>;
   /** Who sent an event through a transaction, for unsigned.transaction_id. */
   transactionOf(eventId: string): Promise<{ userId: string; deviceId: string; txnId: string } | undefined>;
   recordRedaction(redacts: string, redactionEventId: string, roomId: string): Promise<void>;

@@ -508,7 +508,9 @@ export class RoomService {
   /**
    * Runs `run` once per (user, device, txnId). The transaction id is recorded inside the event's own
    * database transaction (through `recordWith`), so a crash can never keep the event and lose the
-   * id, which would let a retry store the event twice.
+   * id, which would let a retry store the event twice. The id is not looked up first: a retry (rare)
+   * finds it taken when recording it, which rolls its event back; then, as after any failure, the
+   * event the id made is the answer, whether or not the retry could still be sent.
    */
   private async once(requester: Required<Viewer>, txnId: string, roomId: string, run: (recordWith: (eventId: string) => Promise<void>) => Promise<string>): Promise<string> {
     const key = `${requester.userId}\u0000${requester.deviceId}\u0000${txnId}`;
@@ -517,9 +519,15 @@ export class RoomService {
     // Registered before the first await, so that a retry arriving while the stored txnId is being
     // looked up joins this attempt instead of sending a second event.
     const promise = (async () => {
-      const done = await this.clientStore.transactionEvent(requester.userId, requester.deviceId, txnId);
-      if (done !== undefined) return done;
-      return run((eventId) => this.clientStore.recordTransaction(requester.userId, requester.deviceId, txnId, roomId, eventId, this.clock.now()));
+      try {
+        return await run(async (eventId) => {
+          if (!(await this.clientStore.recordTransaction(requester.userId, requester.deviceId, txnId, roomId, eventId, this.clock.now()))) throw new TransactionIdTaken();
+        });
+      } catch (error) {
+        const done = await this.clientStore.transactionEvent(requester.userId, requester.deviceId, txnId);
+        if (done !== undefined) return done;
+        throw error;
+      }
     })();
     this.inFlight.set(key, promise);
     try {
@@ -560,4 +568,11 @@ export class RoomService {
 function clampLimit(limit: number | undefined): number {
   if (limit === undefined) return DEFAULT_MESSAGES_LIMIT;
   return Math.max(1, Math.min(MAX_MESSAGES_LIMIT, Math.floor(limit)));
+}
+
+/** A client transaction id that made an event already: the new event is rolled back. */
+class TransactionIdTaken extends Error {
+  constructor() {
+    super("transaction id already used");
+  }
 }

@@ -44,8 +44,9 @@ export class ClientTransactionsTable {
     return (await this.db.get<{ event_id: string }>(SELECT, userId, deviceId, txnId))?.event_id;
   }
 
-  async put(userId: string, deviceId: string, txnId: string, roomId: string, eventId: string, ts: number): Promise<void> {
-    await this.db.run(INSERT, userId, deviceId, txnId, roomId, eventId, ts);
+  /** False when the transaction id was taken already (nothing written). */
+  async put(userId: string, deviceId: string, txnId: string, roomId: string, eventId: string, ts: number): Promise<boolean> {
+    return (await this.db.run(INSERT, userId, deviceId, txnId, roomId, eventId, ts)).changes > 0;
   }
 
   async ofEvent(eventId: string): Promise<{ userId: string; deviceId: string; txnId: string } | undefined> {
