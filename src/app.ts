@@ -83,6 +83,8 @@ import { toDeviceRoutes } from "./api/client/to-device";
 import { roomKeyRoutes } from "./api/client/room-keys";
 import { instrumentRequests } from "./api/middleware/http-metrics";
 import { metricsListener } from "./api/metrics";
+import { AppServiceTokens, readAppServiceRegistrations, registerAppServices, wireAppServices } from "./di/appservices";
+import { thirdPartyRoutes } from "./api/client/thirdparty";
 
 export interface BuildOptions {
   clock?: Clock;
@@ -93,6 +95,8 @@ export interface BuildOptions {
   pluginBaseDir?: string;
   /** The plugin entries a reload loads (re-reading the config file); the start's entries by default. */
   pluginEntries?: () => readonly PluginEntry[];
+  /** The first retry delay of application service transactions (tests: short). */
+  appServiceRetryBaseMs?: number;
 }
 
 export interface PortierServer {
@@ -123,7 +127,8 @@ function createApp(container: DependencyContainer, config: Readonly<Config>, log
     .use(rateLimitStep({
       policies: resolve(container, Tokens.Policies),
       accounts: resolve(container, Tokens.Accounts),
-      isExempt: (userId) => resolve(container, Tokens.Accounts).isAdmin(userId),
+      // Admins, and the users of application services registered with rate_limited: false.
+      isExempt: async (userId) => resolve(container, AppServiceTokens.AppServices)?.isRateLimitExempt(userId) === true || (await resolve(container, Tokens.Accounts).isAdmin(userId)),
       resolveRoom: async (alias) => (await resolve(container, Tokens.Directory).resolveRoomIdOrAlias(alias).catch(() => undefined))?.roomId,
       trustedProxies: config.trusted_proxies,
     }))
@@ -149,6 +154,7 @@ function createApp(container: DependencyContainer, config: Readonly<Config>, log
     }))
     .use(membershipRoutes({ accounts: resolve(container, Tokens.Accounts), membership: resolve(container, Tokens.Membership), directory: resolve(container, Tokens.Directory), federated: resolve(container, Tokens.FederatedMembership), thirdPartyInvites: resolve(container, IdentityTokens.ThirdPartyInvites) }))
     .use(directoryRoutes({ accounts: resolve(container, Tokens.Accounts), directory: resolve(container, Tokens.Directory) }))
+    .use(thirdPartyRoutes({ accounts: resolve(container, Tokens.Accounts), appServices: resolve(container, AppServiceTokens.AppServices) }))
     .use(roomSummaryRoutes({ accounts: resolve(container, Tokens.Accounts), access: resolve(container, Tokens.RoomAccess), summaries: new RoomSummaryService(resolve(container, Tokens.RoomAccess), resolve(container, Tokens.Directory)) }))
     .use(knockRoutes({ accounts: resolve(container, Tokens.Accounts), federated: resolve(container, Tokens.FederatedMembership) }))
     .use(receiptRoutes({ accounts: resolve(container, Tokens.Accounts), typing: resolve(container, Tokens.Typing), receipts: resolve(container, Tokens.Receipts) }))
@@ -255,6 +261,7 @@ export async function buildServer(config: Readonly<Config>, options: BuildOption
   if (!inMemory || !config.signing_key_path) mkdirSync(config.data_dir, { recursive: true });
   // Read once, first: a certificate that cannot be read stops the start before anything is opened.
   const tls = federationTls(config);
+  const appServiceRegistrations = readAppServiceRegistrations(config);
   const stores = await openServerStores(config);
 
   const { key, created } = loadOrCreateSigningKey(config.signing_key_path ?? join(config.data_dir, "signing.key"));
@@ -264,6 +271,7 @@ export async function buildServer(config: Readonly<Config>, options: BuildOption
   registerMediaServices(container, { config, clock, logger, stores });
   registerIdentityServices(container, { config, clock, logger, stores });
   registerLoginServices(container, { config, clock, logger });
+  registerAppServices(container, { config, clock, logger, stores, registrations: appServiceRegistrations, retryBaseMs: options.appServiceRetryBaseMs });
 
   // Plugins register at one moment: after the core's services are registered and before any of them
   // is built, so the policy chains and the rate limiter are in place before the first request.
@@ -306,6 +314,8 @@ export async function buildServer(config: Readonly<Config>, options: BuildOption
   };
   const services: Service[] = [resolve(container, Tokens.Typing), syncNotifier, trimmer];
   services.push(resolve(container, Tokens.Notifications), pushSender, resolve(container, Tokens.Presence));
+  const appServices = wireAppServices(container);
+  if (appServices) services.push(appServices);
   if (config.federation.enabled) services.push(resolve(container, Tokens.FederationSender));
   // Ends the thumbnail worker on stop.
   services.push(resolve(container, MediaTokens.MediaLifecycle));

@@ -40,7 +40,7 @@ export function publicRoomsQuery(query: Record<string, string | undefined>): Pub
   }
   const thirdPartyInstanceId = query.third_party_instance_id || undefined;
   checkNetworks(includeAllNetworks === "true", thirdPartyInstanceId);
-  return { limit: limitParam(query.limit), since: query.since || undefined, ...(thirdPartyInstanceId !== undefined ? { thirdPartyInstanceId } : {}) };
+  return { limit: limitParam(query.limit), since: query.since || undefined, ...(thirdPartyInstanceId !== undefined ? { thirdPartyInstanceId } : {}), ...(includeAllNetworks === "true" ? { includeAllNetworks: true } : {}) };
 }
 
 /** POST /publicRooms: the body, validated. */
@@ -50,5 +50,5 @@ export function publicRoomsBody(body: unknown): PublicRoomsRequest {
   const filter: PublicRoomsRequest["filter"] = {};
   if (input.filter?.generic_search_term !== undefined) filter.genericSearchTerm = input.filter.generic_search_term;
   if (input.filter?.room_types !== undefined) filter.roomTypes = input.filter.room_types;
-  return { limit: input.limit, since: input.since || undefined, filter, thirdPartyInstanceId: input.third_party_instance_id };
+  return { limit: input.limit, since: input.since || undefined, filter, thirdPartyInstanceId: input.third_party_instance_id, ...(input.include_all_networks === true ? { includeAllNetworks: true } : {}) };
 }

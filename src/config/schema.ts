@@ -197,6 +197,12 @@ export const ConfigSchema = Type.Object(
       },
       { ...Strict, default: {} },
     ),
+    app_services: Type.Array(Type.String({ minLength: 1 }), {
+      default: [],
+      description: "Application service registration files (YAML: id, url, as_token, hs_token, sender_localpart, namespaces, rate_limited, protocols), read at start.",
+    }),
+    app_service_config_files: Type.Array(Type.String({ minLength: 1 }), { default: [], description: "Synapse's name for app_services; the two lists are joined." }),
+    app_service_verify_tls: Type.Boolean({ default: true, description: "Verify application services' TLS certificates (https:// urls). Leave on outside of tests." }),
     trusted_proxies: Type.Array(Type.String({ minLength: 1 }), {
       default: [],
       description: "Addresses of reverse proxies in front of Portier: from these, the client's address is read from X-Forwarded-For (for per-address rate limits).",

@@ -35,6 +35,8 @@ export type ErrCode =
   | "M_INVALID_PARAM"
   | "M_TOO_LARGE"
   | "M_EXCLUSIVE"
+  // An application service names a device its user does not have (application-service-api "Identity assertion").
+  | "M_UNKNOWN_DEVICE"
   // Simplified sliding sync (MSC4186): a `pos` the server no longer holds (400).
   | "M_UNKNOWN_POS"
   | "M_RESOURCE_LIMIT_EXCEEDED"

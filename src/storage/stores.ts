@@ -301,3 +301,5 @@ export type { ThreepidBinding, ThreepidBindingStore } from "./tables/threepid-bi
 export type { LocalThreepid, LocalThreepidStore } from "./tables/local-threepids";
 export type { InboundTransactionStore } from "./tables/federation-inbound-transactions";
 export type { StreamHeads, StreamHeadStore } from "./stream-heads";
+export type { AppServiceQueueStore, QueuedAppServiceEvent } from "./tables/appservice-queue";
+export type { AppServiceRoomListStore } from "./tables/appservice-room-lists";

@@ -30,6 +30,8 @@ function registerFlows(captchaRequired: boolean, email: boolean): Flow[] {
 }
 
 const RegisterBody = Type.Object({
+  /** m.login.application_service: an application service registers a user of its namespace. */
+  type: Type.Optional(Type.String()),
   username: Type.Optional(Type.String()),
   password: Type.Optional(Type.String({ maxLength: 512 })),
   device_id: Type.Optional(Type.String({ minLength: 1, maxLength: 255 })),
@@ -124,6 +126,27 @@ export function accountRoutes({ config, accounts, uia, thirdPartyIds, loginToken
     return owner;
   }
 
+  /**
+   * POST /register with type m.login.application_service (application-service-api "Server admin
+   * style permissions"): the service's as_token, no user-interactive auth, a user ID inside the
+   * service's namespace (400 M_EXCLUSIVE otherwise). Allowed whatever registration.enabled says, as
+   * in Synapse: the operator registered the service.
+   */
+  async function registerForAppService(request: Request, input: ReturnType<typeof validateBody<typeof RegisterBody>>) {
+    const me = await requireUser(accounts, request);
+    if (me.appServiceId === undefined) throw new MatrixError("M_FORBIDDEN", "m.login.application_service needs an application service's as_token", 401);
+    if (input.username === undefined) throw new MatrixError("M_MISSING_PARAM", "Missing parameter: username");
+    const result = await accounts.register({
+      username: input.username,
+      deviceId: input.device_id,
+      initialDeviceDisplayName: input.initial_device_display_name,
+      inhibitLogin: input.inhibit_login,
+      appServiceId: me.appServiceId,
+    });
+    if (!result.session) return { user_id: result.userId, home_server: config.server_name };
+    return sessionBody(result.session, config.server_name);
+  }
+
   for (const path of clientPaths("/register")) {
     app.post(path, async ({ body, query, request, server }) => {
       if (query.kind === "guest") {
@@ -136,6 +159,7 @@ export function accountRoutes({ config, accounts, uia, thirdPartyIds, loginToken
       }
       if (query.kind !== undefined && query.kind !== "user") throw new MatrixError("M_INVALID_PARAM", `Unknown kind ${query.kind}`);
       const { auth, ...given } = validateBody(RegisterBody, body ?? {});
+      if (given.type === "m.login.application_service") return registerForAppService(request, given);
       // A guest upgrading to a full account (guest_access.md) is refused only by the guest switch.
       if (given.guest_access_token !== undefined ? !config.registration.allow_guest_access : !config.registration.enabled) throw new MatrixError("M_FORBIDDEN", "Registration has been disabled", 403);
       const session = uia.open(auth?.session, uiaOperation(request));
@@ -208,9 +232,18 @@ export function accountRoutes({ config, accounts, uia, thirdPartyIds, loginToken
   }
 
   for (const path of clientPaths("/login")) {
-    app.get(path, () => ({ flows: loginFlows }));
-    app.post(path, async ({ body }) => {
+    // m.login.application_service is offered where application services are registered (Synapse offers it always).
+    app.get(path, () => ({ flows: accounts.hasAppServices ? [...loginFlows, { type: "m.login.application_service" }] : loginFlows }));
+    app.post(path, async ({ body, request }) => {
       const input = validateBody(LoginBody, body);
+      if (input.type === "m.login.application_service") {
+        // client-server-api "Appservice Login": the as_token, and a user of the service's namespace.
+        const me = await requireUser(accounts, request);
+        if (me.appServiceId === undefined) throw new MatrixError("M_FORBIDDEN", "m.login.application_service needs an application service's as_token", 403);
+        const userId = accounts.userIdFor(await loginUser(input));
+        if (userId === undefined) throw new MatrixError("M_EXCLUSIVE", "The user is not in the application service's namespace", 403);
+        return sessionBody(await accounts.loginAsForAppService(me.appServiceId, userId, input.device_id, input.initial_device_display_name), config.server_name);
+      }
       if (input.type === "m.login.token" && sso && loginTokens) {
         if (input.token === undefined) throw new MatrixError("M_MISSING_PARAM", "Missing parameter: token");
         const userId = loginTokens.redeem(input.token);
@@ -240,7 +273,8 @@ export function accountRoutes({ config, accounts, uia, thirdPartyIds, loginToken
   for (const path of clientPaths("/account/whoami")) {
     app.get(path, async ({ request }) => {
       const me = await requireUser(accounts, request);
-      return { user_id: me.userId, device_id: me.deviceId, is_guest: me.isGuest === true };
+      // An application service acting without a device has none to show (device_id is optional).
+      return { user_id: me.userId, ...(me.deviceId !== "" ? { device_id: me.deviceId } : {}), is_guest: me.isGuest === true };
     });
   }
   return app;

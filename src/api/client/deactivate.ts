@@ -23,6 +23,8 @@ export function deactivateRoutes({ accounts, passwordConfirmation, deactivation 
     app.post(path, async ({ request, body }) => {
       const me = await optionalUser(accounts, request);
       const input = validateBody(DeactivateBody, body ?? {});
+      // An application service deactivates its own users without a password (as Synapse allows).
+      if (me?.appServiceId !== undefined) return deactivation.deactivate(me.userId, input.erase === true);
       const userId = await passwordConfirmation.confirm(input.auth, me?.userId, uiaOperation(request));
       return deactivation.deactivate(userId, input.erase === true);
     });

@@ -39,7 +39,7 @@ export function directoryRoutes({ accounts, directory }: DirectoryRouteDeps) {
 
     app.put(aliasPath, async ({ request, params, body }) => {
       const me = await requireUser(accounts, request);
-      await directory.setAlias(me.userId, params.roomAlias, validateBody(SetAliasBody, body).room_id);
+      await directory.setAlias(me.userId, params.roomAlias, validateBody(SetAliasBody, body).room_id, me.appServiceId);
       return {};
     });
 

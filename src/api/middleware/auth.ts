@@ -10,6 +10,8 @@ export interface Requester {
   readonly accessToken: string;
   /** A guest account: it reaches only the routes of guest-access.ts. */
   readonly isGuest?: boolean;
+  /** An application service's as_token made the request (it acts as userId). */
+  readonly appServiceId?: string;
 }
 
 export function accessTokenOf(request: Request): string | undefined {
@@ -38,9 +40,16 @@ export function requireUser(accounts: Pick<AccountService, "authenticate">, requ
 async function lookUpRequester(accounts: Pick<AccountService, "authenticate">, request: Request): Promise<Requester> {
   const accessToken = accessTokenOf(request);
   if (accessToken === undefined) throw new MatrixError("M_MISSING_TOKEN", "Missing access token", 401);
-  const owner = await accounts.authenticate(accessToken);
+  const owner = await accounts.authenticate(accessToken, () => identityAssertion(request));
   if (owner.isGuest) requireGuestMayCall(request);
   return { ...owner, accessToken };
+}
+
+/** The user_id and device_id query parameters an application service acts as ("Identity assertion"). */
+function identityAssertion(request: Request): { userId: string | null; deviceId: string | null } {
+  const params = new URL(request.url).searchParams;
+  // org.matrix.msc3202.device_id is the name the device parameter had before the spec took it.
+  return { userId: params.get("user_id"), deviceId: params.get("device_id") ?? params.get("org.matrix.msc3202.device_id") };
 }
 
 /** For endpoints where a token is optional: undefined without one, but a bad one is still refused (401). */

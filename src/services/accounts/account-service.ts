@@ -31,6 +31,23 @@ export interface TokenOwner {
   readonly userId: string;
   readonly deviceId: string;
   readonly isGuest?: boolean;
+  /** Set when an application service's as_token made the request (application-service-api "Identity assertion"). */
+  readonly appServiceId?: string;
+}
+
+/** What a request names besides its token: the user_id and device_id an application service asserts. */
+export type IdentityAssertion = () => { userId: string | null; deviceId: string | null };
+
+/** Application services' part in accounts (set by the composition root when any is registered). */
+export interface AccountAppServices {
+  /** The owner an as_token makes; undefined when the token is not an application service's. */
+  authenticate(accessToken: string, assertion: IdentityAssertion | undefined): Promise<TokenOwner> | undefined;
+  /** Throws 400 M_EXCLUSIVE when the user ID is not the registering party's to take (appServiceId: the service registering, if any). */
+  checkMayRegister(userId: string, appServiceId: string | undefined): void;
+  /** Whether the user lies in one of the service's user namespaces (or is its sender). */
+  isInNamespace(appServiceId: string, userId: string): boolean;
+  /** Asks the services whose namespace holds the user to create it ("Querying"); true when one did. */
+  queryUser(userId: string): Promise<boolean>;
 }
 
 export interface GuestUpgradeInput {
@@ -58,6 +75,8 @@ export interface RegisterInput {
   byAdmin?: boolean;
   /** The display name the user starts with (single sign-on's); default: the localpart. */
   displayName?: string;
+  /** Registered by this application service (m.login.application_service): inside its namespace, no spam checks. */
+  appServiceId?: string;
 }
 
 const hashToken = (token: string) => createHash("sha256").update(token).digest("base64url");
@@ -87,6 +106,7 @@ export class AccountService {
   private readonly deviceRenamedListeners: DeviceRenamedListener[] = [];
   private readonly deviceAddedListeners: DeviceRenamedListener[] = [];
   private readonly reservedDeviceIdChecks: ReservedDeviceIdCheck[] = [];
+  private appServices: AccountAppServices | undefined;
 
   constructor(
     private readonly store: AccountStore,
@@ -100,22 +120,36 @@ export class AccountService {
     private readonly atomically: Atomically = (fn) => fn(),
   ) {}
 
-  /** M_INVALID_USERNAME for a localpart the spec's grammar refuses, M_USER_IN_USE when taken. */
-  async checkUsernameAvailable(username: string): Promise<string> {
+  /** Lets application services authenticate with their as_token and own their exclusive namespaces. */
+  useAppServices(appServices: AccountAppServices): void {
+    this.appServices = appServices;
+  }
+
+  /** Whether any application service is registered (login offers m.login.application_service). */
+  get hasAppServices(): boolean {
+    return this.appServices !== undefined;
+  }
+
+  /**
+   * M_INVALID_USERNAME for a localpart the spec's grammar refuses, M_USER_IN_USE when taken,
+   * M_EXCLUSIVE inside an application service's exclusive namespace (unless that service asks).
+   */
+  async checkUsernameAvailable(username: string, appServiceId?: string): Promise<string> {
     // As Synapse: guests are numbered, so all-digit localparts are theirs alone.
     if (/^\d+$/.test(username)) throw new MatrixError("M_INVALID_USERNAME", "Numeric user IDs are reserved for guest users.");
     // The appendices ("User Identifiers") require servers to downcase usernames for new user IDs.
     const valid = validateNewUserLocalpart(username.toLowerCase(), this.serverName);
     if (!valid.ok) throw new MatrixError("M_INVALID_USERNAME", `Invalid username: ${valid.error}`);
     const userId = valid.value;
+    this.appServices?.checkMayRegister(userId, appServiceId);
     if (await this.store.getUser(userId)) throw new MatrixError("M_USER_IN_USE", "User ID already taken.");
     return userId;
   }
 
   async register(input: RegisterInput): Promise<{ userId: string; session?: Session }> {
-    const userId = input.username !== undefined ? await this.checkUsernameAvailable(input.username) : await this.randomUserId();
+    const userId = input.username !== undefined ? await this.checkUsernameAvailable(input.username, input.appServiceId) : await this.randomUserId();
     const policies = this.rateLimits;
-    if (!input.byAdmin && policies?.hasSpamPolicies && policies.spamCheck) {
+    if (!input.byAdmin && input.appServiceId === undefined && policies?.hasSpamPolicies && policies.spamCheck) {
       const spam = policies as SpamChecks;
       // No shadow here: an account that seemed made but cannot log in would be noticed at once.
       await requireSpamAllowed(spam, (p) => p.checkRegistration?.({ username: input.username, address: input.address }), "Registration is not allowed");
@@ -267,6 +301,18 @@ export class AccountService {
   }
 
   /**
+   * Login with m.login.application_service (client-server-api "Appservice Login"): a user outside
+   * the service's namespaces is 403 M_EXCLUSIVE, one not registered 403 M_FORBIDDEN.
+   */
+  async loginAsForAppService(appServiceId: string, userId: string, deviceId?: string, displayName?: string): Promise<Session> {
+    if (!this.appServices?.isInNamespace(appServiceId, userId)) throw new MatrixError("M_EXCLUSIVE", "The user is not in the application service's namespace", 403);
+    const user = await this.store.getUser(userId);
+    if (!user) throw new MatrixError("M_FORBIDDEN", "The user has not been registered", 403);
+    if (user.deactivated) throw new MatrixError("M_USER_DEACTIVATED", "This account has been deactivated", 403);
+    return this.startSession(userId, deviceId, displayName);
+  }
+
+  /**
    * The user a single sign-on name maps to: an existing account of that localpart is theirs (as
    * Synapse's CAS login, which lets users of the server move to CAS), else a new account without
    * a password is registered. A deactivated account is 403 M_USER_DEACTIVATED.
@@ -295,7 +341,9 @@ export class AccountService {
   }
 
   /** The session behind an access token; M_UNKNOWN_TOKEN (401, soft_logout false) otherwise. */
-  async authenticate(accessToken: string): Promise<TokenOwner> {
+  async authenticate(accessToken: string, assertion?: IdentityAssertion): Promise<TokenOwner> {
+    const appService = this.appServices?.authenticate(accessToken, assertion);
+    if (appService !== undefined) return appService;
     const found = await this.store.findAccessToken(hashToken(accessToken));
     if (!found) throw new MatrixError("M_UNKNOWN_TOKEN", "Invalid access token passed.", 401, { soft_logout: false });
     return found;
@@ -379,8 +427,10 @@ export class AccountService {
     return true;
   }
 
+  /** Whether a local user exists; one of an application service's namespace that does not is asked of the service first. */
   async userExists(userId: string): Promise<boolean> {
-    return (await this.store.getUser(userId)) !== undefined;
+    if ((await this.store.getUser(userId)) !== undefined) return true;
+    return this.appServices !== undefined && (await this.appServices.queryUser(userId)) && (await this.store.getUser(userId)) !== undefined;
   }
 
   /** Whether a local user is an admin of this server (false for unknown users). */

@@ -18,7 +18,7 @@ import { eventSendLevel, roomCreators, userPowerLevel } from "../../protocol/aut
 import { MatrixError } from "../../protocol/errors";
 import type { JsonObject } from "../../protocol/json";
 import { parseRoomAlias, parseServerName, serverNameOf } from "../../protocol/identifiers";
-import type { RoomDirectoryStore } from "../../storage/stores";
+import type { PublishedRoom, RoomDirectoryStore } from "../../storage/stores";
 import type { RoomAccess } from "../rooms/room-access";
 import { requireSpamAllowed, type SpamChecks } from "../plugins/spam-decisions";
 import type { Clock } from "../runtime";
@@ -49,6 +49,16 @@ export interface AliasReservation {
   release(): void;
 }
 
+/** Application services' part in aliases (application-service-api "Server admin style permissions", "Querying"). */
+export interface DirectoryAppServices {
+  /** Throws 400 M_EXCLUSIVE: a service outside its alias namespaces, anyone else inside an exclusive one. */
+  checkMayCreateAlias(alias: string, appServiceId: string | undefined): void;
+  /** Asks the services whose namespace holds the alias to create it; true when one did. */
+  queryAlias(alias: string): Promise<boolean>;
+  /** The rooms of a network's list (a third_party_instance_id), or of every network's (undefined). */
+  roomList(instanceId: string | undefined): Promise<PublishedRoom[]>;
+}
+
 export interface ResolvedRoom {
   roomId: string;
   /** Servers to join through (for a local alias: this server and the other servers in the room). */
@@ -58,6 +68,7 @@ export interface ResolvedRoom {
 export class DirectoryService {
   /** Aliases promised to rooms still being created: neither PUT nor another createRoom may take them. */
   private readonly reserved = new Set<string>();
+  private appServices: DirectoryAppServices | undefined;
 
   constructor(
     private readonly store: RoomDirectoryStore,
@@ -70,15 +81,25 @@ export class DirectoryService {
     return this.options.serverName;
   }
 
+  /** Lets application services own their alias namespaces and be asked for aliases not found. */
+  useAppServices(appServices: DirectoryAppServices): void {
+    this.appServices = appServices;
+  }
+
   // ---------------------------------------------------------------------------------------------
   // Aliases
 
-  /** PUT /directory/room/{roomAlias}: maps a new local alias to a room the user is joined to. */
-  async setAlias(userId: string, alias: string, roomId: string): Promise<void> {
+  /**
+   * PUT /directory/room/{roomAlias}: maps a new local alias to a room the user is joined to. An
+   * application service (appServiceId) needs no membership, as in Synapse, but only aliases of its
+   * namespaces; nobody else may take an alias of a service's exclusive namespace.
+   */
+  async setAlias(userId: string, alias: string, roomId: string, appServiceId?: string): Promise<void> {
     this.checkNewAlias(alias);
+    this.appServices?.checkMayCreateAlias(alias, appServiceId);
     if (!roomId.startsWith("!")) throw new MatrixError("M_INVALID_PARAM", `Invalid room ID: ${roomId}`);
     await this.access.versionOf(roomId);
-    if ((await this.access.membership(roomId, userId)) !== "join" && !(await this.isServerAdmin(userId))) {
+    if (appServiceId === undefined && (await this.access.membership(roomId, userId)) !== "join" && !(await this.isServerAdmin(userId))) {
       throw new MatrixError("M_FORBIDDEN", `You must be joined to ${roomId} to give it an alias`);
     }
     if (this.options.policies?.hasSpamPolicies) await this.checkAliasSpam(this.options.policies, userId, alias);
@@ -104,7 +125,9 @@ export class DirectoryService {
       const found = await remote.resolve(alias);
       return { roomId: found.roomId, servers: [...new Set(found.servers)] };
     }
-    const record = await this.store.getAlias(alias);
+    let record = await this.store.getAlias(alias);
+    // An alias of an application service's namespace that is not there yet: the service may make it ("Querying").
+    if (!record && this.appServices && (await this.appServices.queryAlias(alias))) record = await this.store.getAlias(alias);
     if (!record) throw new MatrixError("M_NOT_FOUND", `Room alias ${alias} not found.`);
     return { roomId: record.roomId, servers: await this.serversOf(record.roomId) };
   }
@@ -249,7 +272,14 @@ export class DirectoryService {
       if (!remote) throw new MatrixError("M_NOT_FOUND", `Cannot list the room directory of ${request.server}`);
       return remote.remotePublicRooms(request.server, request);
     }
-    return listPublicRooms(await this.store.publishedRooms(), request, this.stateReader);
+    // A network's list (an application service's), every list, or this server's own.
+    const published =
+      request.thirdPartyInstanceId !== undefined
+        ? ((await this.appServices?.roomList(request.thirdPartyInstanceId)) ?? [])
+        : request.includeAllNetworks && this.appServices
+          ? unionOfRooms(await this.store.publishedRooms(), await this.appServices.roomList(undefined))
+          : await this.store.publishedRooms();
+    return listPublicRooms(published, { ...request, thirdPartyInstanceId: undefined }, this.stateReader);
   }
 
   /** Current state and local aliases, as the directory's room descriptions read them. */
@@ -321,4 +351,10 @@ export class DirectoryService {
       if (!(error instanceof MatrixError)) throw error;
     }
   }
+}
+
+/** Each room once: the main list's entry first. */
+function unionOfRooms(main: readonly PublishedRoom[], more: readonly PublishedRoom[]): PublishedRoom[] {
+  const seen = new Set(main.map((r) => r.roomId));
+  return [...main, ...more.filter((r) => !seen.has(r.roomId))];
 }

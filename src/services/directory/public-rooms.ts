@@ -19,8 +19,10 @@ export interface PublicRoomsRequest {
     /** Room types to keep; null keeps rooms without a type. */
     roomTypes?: (string | null)[];
   };
-  /** A third-party network (application services): this server bridges none, so nothing matches. */
+  /** A third-party network: the list of the application service's network (none: nothing matches). */
   thirdPartyInstanceId?: string;
+  /** This server's list and every network's. */
+  includeAllNetworks?: boolean;
 }
 
 export interface PublicRoomsChunk {
