@@ -280,7 +280,6 @@ export function registerCoreServices(container: DependencyContainer, { config, c
     notifier: get(Tokens.SyncNotifier),
     outOfBand: get(Tokens.OutOfBandMemberships),
     e2ee: {
-      position: () => get(Tokens.DeviceLists).currentPosition(),
       toDevice: (userId, deviceId, since, now) => get(Tokens.ToDevice).forSync(userId, deviceId, since, now),
       deviceListChanges: (userId, from, to, rooms) => get(Tokens.DeviceLists).changesBetween(userId, from, to, rooms),
       oneTimeKeyCounts: (userId, deviceId) => get(Tokens.EndToEndKeys).oneTimeKeyCounts(userId, deviceId),

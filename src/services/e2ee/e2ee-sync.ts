@@ -15,10 +15,6 @@ export class E2eeSyncSection implements SyncE2ee {
     private readonly rooms: Pick<RoomEventStore, "roomsWithMembership" | "maxStreamOrdering">,
   ) {}
 
-  position(): Promise<number> {
-    return this.deviceLists.currentPosition();
-  }
-
   async section(input: Parameters<SyncE2ee["section"]>[0]): ReturnType<SyncE2ee["section"]> {
     const { userId, deviceId, since, now } = input;
     const messages = deviceId === undefined ? { events: [], position: now.e2ee } : await this.toDevice.forSync(userId, deviceId, since?.e2ee, now.e2ee);

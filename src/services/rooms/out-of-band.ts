@@ -105,11 +105,6 @@ export class OutOfBandMemberships {
   async forUser(userId: string, streamPositionExclusive = 0): Promise<OutOfBandMembership[]> {
     return (await this.store.forUser(userId, streamPositionExclusive)).map(parsed);
   }
-
-  /** For /sync tokens: the current end of the out-of-band stream. */
-  maxStreamPosition(): Promise<number> {
-    return this.store.maxStreamPosition();
-  }
 }
 
 /** The event's ID, once it is the user's member event with the given membership in the given room. */

@@ -108,8 +108,6 @@ export interface SlidingSyncExtensions {
 
 /** What sliding sync needs of end-to-end encryption (the e2ee services, wired in the composition root). */
 export interface SlidingSyncE2ee {
-  /** The e2ee stream's current end (to-device messages and device list changes). */
-  position(): Promise<number>;
   /** A device's to-device messages after `since` (those up to it acknowledged and deleted). */
   toDevice(userId: string, deviceId: string, since: number | undefined, now: number): Promise<{ events: JsonObject[]; position: number }>;
   deviceListChanges(userId: string, from: { events: number; e2ee: number }, to: { events: number; e2ee: number }, rooms: { join: readonly string[]; left: readonly string[] }): Promise<{ changed: string[]; left: string[] }>;

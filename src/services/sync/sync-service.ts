@@ -105,8 +105,6 @@ export interface SyncResponse {
 
 /** What /sync needs of end-to-end encryption (e2ee/e2ee-sync.ts). */
 export interface SyncE2ee {
-  /** The e2ee stream's current end. */
-  position(): Promise<number>;
   section(input: {
     userId: string;
     deviceId: string | undefined;
@@ -132,7 +130,7 @@ export interface SyncDeps {
   filters: FilterService;
   notifier: SyncNotifier;
   /** Memberships in rooms this server does not hold; without it, /sync lists held rooms only. */
-  outOfBand?: Pick<OutOfBandMemberships, "forUser" | "maxStreamPosition">;
+  outOfBand?: Pick<OutOfBandMemberships, "forUser">;
   /** To-device messages, device lists and key counts; without it those sections stay empty. */
   e2ee?: SyncE2ee;
   presence?: Pick<PresenceService, "status" | "changedSince" | "currentSerial" | "synced">;
