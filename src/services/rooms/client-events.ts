@@ -138,7 +138,10 @@ export class ClientEventFormatter {
       if (txn && txn.userId === viewer.userId && txn.deviceId === viewer.deviceId) extras.transactionId = txn.txnId;
     }
     const redaction = await this.applicableRedaction(stored, redactions);
-    if (redaction) extras.redactedBecause = await this.format(redaction);
+    // The redaction is served as it stands, without redactions of its own: in v1/v2 rooms the
+    // sending server picks event IDs, so two redactions can name each other, and following them
+    // would never end.
+    if (redaction) extras.redactedBecause = await this.format(redaction, undefined, []);
     else if (stored.stateKey !== undefined) extras.replacedState = await this.replacedState(stored);
     if (stored.type === "m.room.member" && stored.stateKey === viewer?.userId && loaded.pdu.content && (loaded.pdu.content as JsonObject).membership === "knock") {
       extras.knockRoomState = await this.strippedStateAt(stored);
@@ -162,9 +165,10 @@ export class ClientEventFormatter {
     return out;
   }
 
-  /** The first valid redaction of an event, if any. */
+  /** The first valid redaction of an event, if any. A redaction naming itself redacts nothing (as in Synapse). */
   async applicableRedaction(stored: StoredEvent, known?: readonly string[]): Promise<StoredEvent | undefined> {
     for (const id of known ?? (await this.clientStore.redactionsOf(stored.eventId))) {
+      if (id === stored.eventId) continue;
       const redaction = await this.events.getEvent(id);
       if (redaction && !redaction.rejectedReason && (await this.loader.redactionApplies(redaction, stored))) return redaction;
     }
