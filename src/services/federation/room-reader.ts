@@ -237,14 +237,16 @@ export class FederationRoomReader {
   }
 
   /**
-   * The state before an event. The stored snapshot is the state after it (before it, for a rejected
-   * event); for an accepted state event the one entry it set is put back to what the state before
-   * held there: from its one prev event, or agreed by all of them, or else by resolving their states.
+   * The state before an event. The stored snapshot is the state after it; for a state event the one
+   * entry it set is put back to what the state before held there: from its one prev event, or agreed
+   * by all of them, or else by resolving their states. An outlier has no state here, and a rejected
+   * event is as good as unknown: both are M_NOT_FOUND (as Synapse answers; the spec names no case).
    */
   private async stateBefore(stored: StoredEvent, version: RoomVersion): Promise<Map<string, string>> {
-    if (stored.stateSnapshot === undefined) throw new MatrixError("M_NOT_FOUND", `The state at ${stored.eventId} is not known to this server`);
+    if (stored.stateSnapshot === undefined || stored.outlier) throw new MatrixError("M_NOT_FOUND", `The state at ${stored.eventId} is not known to this server`);
+    if (stored.rejectedReason !== undefined) throw new MatrixError("M_NOT_FOUND", `Event ${stored.eventId} not found`);
     const state = await this.store.stateAt(stored.stateSnapshot);
-    if (stored.stateKey === undefined || stored.rejectedReason !== undefined) return state;
+    if (stored.stateKey === undefined) return state;
     const key = stateMapKey(stored.type, stored.stateKey);
     const prevs = [...(await this.store.getEvents(stored.prevEvents)).values()];
     if (prevs.length < stored.prevEvents.length || prevs.some((p) => p.stateSnapshot === undefined)) {

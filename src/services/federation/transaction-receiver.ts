@@ -50,11 +50,15 @@ export type PduResults = Record<string, { error?: string }>;
 
 type PduAnswer = { eventId: string; error?: string };
 
-/** A PDU's entry in the answer: its ID, with the reason when it was dropped or rejected. */
+/**
+ * A PDU's entry in the answer: its ID, with the reason when it was dropped. A rejected event was
+ * processed (it is stored, rejected, and later events may cite it), so its entry is empty, as
+ * Synapse answers: the spec keeps `error` for a PDU whose processing failed.
+ */
 function answerOf(outcome: ReceiveOutcome, fallbackId: string | undefined): PduAnswer | undefined {
   const eventId = outcome.eventId ?? fallbackId;
   if (eventId === undefined) return undefined;
-  if (outcome.outcome === "dropped" || outcome.outcome === "rejected") return { eventId, error: outcome.reason ?? outcome.outcome };
+  if (outcome.outcome === "dropped") return { eventId, error: outcome.reason };
   return { eventId };
 }
 

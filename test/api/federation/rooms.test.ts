@@ -313,6 +313,20 @@ describe("GET /event/{eventId}", () => {
     await fails("GET", `${V1}/event/${enc(rejected.eventId)}`, REMOTE, 404, "M_NOT_FOUND");
   });
 
+  test("/state and /state_ids at a rejected event (message or state) are 404, as at an unknown one", async () => {
+    const roomId = await alice.createRoom({ preset: "public_chat" });
+    await remoteMembership(roomId, `@rex:${REMOTE}`, "join");
+    const message = await remoteMembership(roomId, `@mallory:${REMOTE}`, "", "m.room.message", { msgtype: "m.text", body: "sneaky" });
+    // Mallory's membership is refused too: a state event, stored rejected with the state before it.
+    const state = await remoteMembership(roomId, `@mallory:${REMOTE}`, "ban", "m.room.member", { membership: "ban" });
+    for (const rejected of [message, state]) {
+      expect(rejected.outcome).toBe("rejected");
+      expect((await store().getEvent(rejected.eventId))?.stateSnapshot).toBeDefined();
+      await fails("GET", `${V1}/state_ids/${enc(roomId)}?event_id=${enc(rejected.eventId)}`, REMOTE, 404, "M_NOT_FOUND");
+      await fails("GET", `${V1}/state/${enc(roomId)}?event_id=${enc(rejected.eventId)}`, REMOTE, 404, "M_NOT_FOUND");
+    }
+  });
+
   test("history_visibility joined: events from before the origin's users joined are served redacted", async () => {
     const roomId = await alice.createRoom({ preset: "public_chat", initial_state: [{ type: "m.room.history_visibility", state_key: "", content: { history_visibility: "joined" } }] });
     const secret = await alice.send(roomId, { msgtype: "m.text", body: "secret" });
