@@ -38,6 +38,8 @@ export interface EventIngestDeps {
 const MISSING_EVENTS_LIMIT = 20;
 /** At most this many edges of a backfilled batch get the state there fetched (/state each). */
 const MAX_BACKFILL_GAPS = 5;
+/** Missing events of a state fetched with /event each; more than this, and /state gives them all at once. */
+const MAX_EVENTS_FETCHED_ONE_BY_ONE = 50;
 /** At most this many servers' keys are fetched for one event (a PDU names its signers itself). */
 const MAX_SIGNING_SERVERS = 8;
 
@@ -348,32 +350,59 @@ export class FederationEventIngest {
   }
 
   /**
-   * The state after an event we do not hold, as the origin tells it: /state at the event (the state
-   * before it, with its auth chain), plus the event itself when it is a state event. Every event of
-   * it is checked and stored as an outlier.
+   * The state after an event we do not hold, as the origin tells it: /state_ids at the event (the
+   * state before it, and its auth chain, as IDs; what the spec says to ask for a gap), the events of
+   * it we do not hold fetched (one by one with /event when they are few, else with /state), plus
+   * the event itself when it is a state event. Every fetched event is checked and stored as an
+   * outlier; only the accepted ones are state.
    */
   private async stateAfterRemoteEvent(origin: string, roomId: string, eventId: string, version: RoomVersion): Promise<Map<string, string> | undefined> {
     try {
-      const response = await this.deps.client.request("GET", origin, `/_matrix/federation/v1/state/${enc(roomId)}`, { query: { event_id: eventId } });
-      if (!isJsonObject(response) || !Array.isArray(response.pdus)) return undefined;
-      const eventResponse = await this.deps.client.request("GET", origin, `/_matrix/federation/v1/event/${enc(eventId)}`);
-      const prevPdu = isJsonObject(eventResponse) && Array.isArray(eventResponse.pdus) && isJsonObject(eventResponse.pdus[0]) ? eventResponse.pdus[0] : undefined;
-      const chain = Array.isArray(response.auth_chain) ? response.auth_chain.filter(isJsonObject) : [];
-      const statePdus = response.pdus.filter(isJsonObject);
-      const imported = await this.importOutliers(roomId, version, [...chain, ...statePdus, ...(prevPdu ? [prevPdu] : [])]);
-      const state = new Map<string, string>();
-      for (const pdu of statePdus) {
-        const event = this.parse(pdu, version);
-        if (event?.state_key !== undefined && imported.get(event.event_id)?.rejected === false) state.set(stateKey(event.type, event.state_key), event.event_id);
+      const ids = await this.deps.client.request("GET", origin, `/_matrix/federation/v1/state_ids/${enc(roomId)}`, { query: { event_id: eventId } });
+      if (!isJsonObject(ids) || !Array.isArray(ids.pdu_ids)) return undefined;
+      const stateIds = ids.pdu_ids.filter((id): id is string => typeof id === "string");
+      const chainIds = Array.isArray(ids.auth_chain_ids) ? ids.auth_chain_ids.filter((id): id is string => typeof id === "string") : [];
+      const wanted = [...new Set([...chainIds, ...stateIds, eventId])];
+      const absent = await this.missing(wanted);
+      const fetched: JsonObject[] = [];
+      if (absent.length > MAX_EVENTS_FETCHED_ONE_BY_ONE) {
+        const state = await this.deps.client.request("GET", origin, `/_matrix/federation/v1/state/${enc(roomId)}`, { query: { event_id: eventId } });
+        if (isJsonObject(state)) for (const key of ["auth_chain", "pdus"]) if (Array.isArray(state[key])) fetched.push(...(state[key] as unknown[]).filter(isJsonObject));
+        if (absent.includes(eventId)) fetched.push(...(await this.fetchEvents(origin, [eventId])));
+      } else {
+        fetched.push(...(await this.fetchEvents(origin, absent)));
       }
-      const prev = prevPdu ? this.parse(prevPdu, version) : undefined;
-      if (prev?.event_id !== eventId) return undefined;
-      if (prev.state_key !== undefined && imported.get(eventId)?.rejected === false) state.set(stateKey(prev.type, prev.state_key), eventId);
+      await this.importOutliers(roomId, version, fetched);
+      if (!(await this.deps.store.getEvent(eventId))) return undefined;
+      const held = await this.deps.store.getEvents([...stateIds, eventId]);
+      const state = new Map<string, string>();
+      for (const id of [...stateIds, eventId]) {
+        const stored = held.get(id);
+        if (stored?.stateKey === undefined || stored.roomId !== roomId || stored.rejectedReason !== undefined) continue;
+        state.set(stateKey(stored.type, stored.stateKey), id);
+      }
       return state;
     } catch (error) {
       this.deps.logger.log("warn", "could not fetch the state at a missing event", { origin, room_id: roomId, event_id: eventId, error: String(error) });
       return undefined;
     }
+  }
+
+  /** Events asked of `origin` one by one (/event), a few at a time; those it does not give are left out. */
+  private async fetchEvents(origin: string, eventIds: readonly string[]): Promise<JsonObject[]> {
+    const out: JsonObject[] = [];
+    for (let i = 0; i < eventIds.length; i += 5) {
+      const answers = await Promise.all(eventIds.slice(i, i + 5).map(async (id) => {
+        try {
+          const response = await this.deps.client.request("GET", origin, `/_matrix/federation/v1/event/${enc(id)}`);
+          return isJsonObject(response) && Array.isArray(response.pdus) && isJsonObject(response.pdus[0]) ? response.pdus[0] : undefined;
+        } catch {
+          return undefined;
+        }
+      }));
+      for (const pdu of answers) if (pdu) out.push(pdu);
+    }
+    return out;
   }
 
   private parse(pdu: JsonObject, version: RoomVersion): RoomEvent | undefined {
