@@ -167,6 +167,14 @@ describe("/_matrix/key/v2/query as a notary", () => {
     expect(calls).toHaveLength(2);
   });
 
+  test("GET naming a key ID (the older form): the same answer as without it", async () => {
+    const plain = await ask("GET", "/_matrix/key/v2/query/b.example");
+    const keyId = Object.keys(plain.body.server_keys[0].verify_keys)[0]!;
+    const named = await ask("GET", `/_matrix/key/v2/query/b.example/${encodeURIComponent(keyId)}`);
+    expect(named).toEqual(plain);
+    expect((await ask("GET", `/_matrix/key/v2/query/${encodeURIComponent("bad name")}/${encodeURIComponent(keyId)}`)).body.errcode).toBe("M_INVALID_PARAM");
+  });
+
   test("a server that cannot be reached: left out when nothing is held, its last response when one is", async () => {
     bReachable = false;
     expect((await ask("POST", "/_matrix/key/v2/query", { server_keys: { "b.example": {} } })).body).toEqual({ server_keys: [] });

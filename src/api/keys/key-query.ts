@@ -1,4 +1,4 @@
-// POST /_matrix/key/v2/query and GET /_matrix/key/v2/query/{serverName} (server-server-api
+// POST /_matrix/key/v2/query and GET /_matrix/key/v2/query/{serverName}[/{keyId}] (server-server-api
 // "Querying Keys Through Another Server"): this server as a notary. Our own keys come fresh from
 // ServerKeyService; other servers' keys come from the key ring (fetched from the server when we
 // hold nothing valid enough), each response keeping its server's signatures and gaining ours.
@@ -38,6 +38,13 @@ export const keyQueryRoutes = (keys: ServerKeyService, serverName: string, keyRi
     .get("/_matrix/key/v2/query/:serverName", async ({ params, query }) => {
       if (!isValidServerName(params.serverName)) throw new MatrixError("M_INVALID_PARAM", `Invalid server name: ${params.serverName}`);
       return { server_keys: await keysOf(params.serverName, {}, minimumValidUntil(query.minimum_valid_until_ts)) };
+    })
+    // The form naming one key ID, which the spec has since dropped; Synapse still answers it, and
+    // older servers ask with it. The key ID is a criterion as in the POST form.
+    .get("/_matrix/key/v2/query/:serverName/:keyId", async ({ params, query }) => {
+      if (!isValidServerName(params.serverName)) throw new MatrixError("M_INVALID_PARAM", `Invalid server name: ${params.serverName}`);
+      const minimum = minimumValidUntil(query.minimum_valid_until_ts);
+      return { server_keys: await keysOf(params.serverName, { [params.keyId]: minimum === undefined ? {} : { minimum_valid_until_ts: minimum } }, minimum) };
     });
 };
 

@@ -10,7 +10,7 @@ import { verifyJsonSignature } from "../../protocol/signing/sign-json";
 import type { ServerKeyRecord, ServerKeyStore } from "../../storage/stores";
 import { verifyServerKeyResponse, type VerifiedServerKeys } from "../keys/remote-keys";
 import type { Clock, Logger } from "../runtime";
-import type { FederationClient, KeyRequest, ServerKeyRing } from "./contracts";
+import { RemoteMatrixError, type FederationClient, type KeyRequest, type ServerKeyRing } from "./contracts";
 
 /** keys.yaml: "Servers MUST use the lesser of this field and 7 days into the future". */
 export const MAX_KEY_VALIDITY_MS = 7 * 24 * 3600 * 1000;
@@ -46,6 +46,8 @@ export interface NotaryKeySource {
   notaryResponses(serverName: string, criteria?: Readonly<Record<string, { minimum_valid_until_ts?: number }>>, minimumValidUntilTs?: number): Promise<JsonObject[]>;
 }
 
+type DirectFetch = "ok" | "refused" | "unreachable";
+
 interface HeldKey {
   readonly key: Uint8Array;
   /** Current key: trusted until then (already capped at fetch time + 7 days). */
@@ -75,7 +77,7 @@ export class FederationKeyRing implements ServerKeyRing, NotaryKeySource {
   private readonly loading = new Map<string, Promise<void>>();
   /** One key fetch (direct, then notaries) per server at a time; later callers wait for it. */
   private readonly attempts = new Map<string, Promise<void>>();
-  private readonly directFetches = new Map<string, Promise<boolean>>();
+  private readonly directFetches = new Map<string, Promise<DirectFetch>>();
   /** server -> time before which it is not asked again (it could not give what we needed). */
   private readonly retryAfter = new Map<string, number>();
 
@@ -168,11 +170,18 @@ export class FederationKeyRing implements ServerKeyRing, NotaryKeySource {
 
     let responses = await this.responsesFor(serverName, required);
     if ((!covers(responses) || !(await this.fresh(serverName, now))) && !this.backingOff(serverName)) {
-      const fetched = await this.fetchDirect(serverName);
+      // Only a server that could not be reached is left alone for a while (a burst of queries
+      // about a dead server costs one request). One that answered, even with an error or with
+      // nothing newer, is asked again on the next query that needs more, as Synapse's notary does.
+      if ((await this.fetchDirect(serverName)) === "unreachable") this.backOff(serverName);
       responses = await this.responsesFor(serverName, required);
-      if (!fetched || !covers(responses)) this.backOff(serverName);
     }
-    return responses.length > 0 ? responses : this.responsesFor(serverName);
+    if (responses.length === 0) responses = await this.responsesFor(serverName);
+    // The responses that publish a key id asked for (the latest first), as Synapse answers; all
+    // of them when none does ("the notary server may return multiple keys regardless of the Key
+    // IDs given"). A server that dropped a key must not hide its old response behind a newer one.
+    const asked = responses.filter((r) => keyIds.some((keyId) => publishes(r, keyId)));
+    return asked.length > 0 ? asked : responses;
   }
 
   private async fetchServer(serverName: string, wanted: readonly KeyRequest[]): Promise<void> {
@@ -210,13 +219,24 @@ export class FederationKeyRing implements ServerKeyRing, NotaryKeySource {
     }
   }
 
-  /** Whether a response of the server was fetched less than half its lifetime ago. */
+  /**
+   * Whether the server's latest response was fetched less than half its lifetime ago. A response
+   * that had already expired when it came is the best the server had: it has no lifetime to halve,
+   * and is asked again only when a query needs a later validity (the `covers` check).
+   */
   private async fresh(serverName: string, now: number): Promise<boolean> {
-    return (await this.store.keysOf(serverName)).some((k) => k.fetchedTs + (k.responseValidUntilTs - k.fetchedTs) / 2 > now);
+    const keys = await this.store.keysOf(serverName);
+    if (keys.length === 0) return false;
+    const latest = keys.reduce((a, b) => (b.fetchedTs > a.fetchedTs ? b : a));
+    return latest.responseValidUntilTs <= latest.fetchedTs || latest.fetchedTs + (latest.responseValidUntilTs - latest.fetchedTs) / 2 > now;
   }
 
-  /** GET /_matrix/key/v2/server from the server itself; stores the response when it verifies. Whether it did. */
-  private fetchDirect(serverName: string): Promise<boolean> {
+  /**
+   * GET /_matrix/key/v2/server from the server itself; stores the response when it verifies.
+   * "ok" when it did, "refused" when the server answered with an error or a response that does
+   * not verify, "unreachable" when it did not answer in Matrix terms.
+   */
+  private fetchDirect(serverName: string): Promise<DirectFetch> {
     const running = this.directFetches.get(serverName);
     if (running) return running;
     const fetch = this.runDirectFetch(serverName).finally(() => this.directFetches.delete(serverName));
@@ -224,21 +244,21 @@ export class FederationKeyRing implements ServerKeyRing, NotaryKeySource {
     return fetch;
   }
 
-  private async runDirectFetch(serverName: string): Promise<boolean> {
+  private async runDirectFetch(serverName: string): Promise<DirectFetch> {
     let body: unknown;
     try {
       body = await this.client.request("GET", serverName, "/_matrix/key/v2/server", { signed: false });
     } catch (error) {
       this.logger?.log("warn", "could not fetch server keys", { serverName, error: (error as Error)?.message ?? String(error) });
-      return false;
+      return error instanceof RemoteMatrixError ? "refused" : "unreachable";
     }
     const check = verifyServerKeyResponse(body, serverName);
     if (!check.ok) {
       this.logger?.log("warn", "server key response refused", { serverName, reason: check.reason });
-      return false;
+      return "refused";
     }
     await this.save(body as JsonObject, check.keys, serverName);
-    return true;
+    return "ok";
   }
 
   /** POST /_matrix/key/v2/query to a notary about one server; stores each response that verifies. */

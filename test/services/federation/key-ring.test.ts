@@ -486,6 +486,33 @@ describe("notaryResponses (this server as a notary)", () => {
     expect(client.calls).toHaveLength(3);
   });
 
+  test("an already expired response is served when it is all the server has, and the server is asked again each time a query needs later (an error answer is no back-off)", async () => {
+    const expired = remoteResponse(T0 - 24 * HOUR);
+    let served: unknown = expired;
+    client.on("GET", REMOTE, "/_matrix/key/v2/server", () => served);
+    const ring = keyRing();
+    expect(await ring.notaryResponses(REMOTE, { [remoteKey.keyId]: {} })).toEqual([expired]);
+    expect(await ring.notaryResponses(REMOTE, { [remoteKey.keyId]: { minimum_valid_until_ts: T0 - 24 * HOUR + 1000 } })).toEqual([expired]);
+    expect(client.calls).toHaveLength(2);
+    served = new RemoteMatrixError(REMOTE, "M_UNKNOWN", "no", 400);
+    expect(await ring.notaryResponses(REMOTE, { [remoteKey.keyId]: { minimum_valid_until_ts: T0 - 24 * HOUR + 1000 } })).toEqual([expired]);
+    expect(client.calls).toHaveLength(3);
+  });
+
+  test("a later response without the asked key does not hide the one that has it", async () => {
+    let served: unknown = remoteResponse(T0 + HOUR, [remoteKey]);
+    client.on("GET", REMOTE, "/_matrix/key/v2/server", () => served);
+    const ring = keyRing();
+    await ring.notaryResponses(REMOTE, { [remoteKey.keyId]: {} });
+    // The server now publishes only another key (a spurious answer about the first).
+    served = remoteResponse(T0 + 2 * HOUR, [remoteKey2]);
+    now = T0 + HOUR;
+    await ring.notaryResponses(REMOTE, { [remoteKey.keyId]: { minimum_valid_until_ts: T0 + HOUR + 1 } });
+    expect(client.calls).toHaveLength(2);
+    // Asked again about the first key, for a validity its own response meets: that response.
+    expect(await ring.notaryResponses(REMOTE, { [remoteKey.keyId]: { minimum_valid_until_ts: T0 + HOUR } })).toEqual([remoteResponse(T0 + HOUR, [remoteKey])]);
+  });
+
   test("nothing for an unknown unreachable server, our own name, or an invalid name", async () => {
     const ring = keyRing();
     expect(await ring.notaryResponses(REMOTE)).toEqual([]);
