@@ -235,5 +235,11 @@ describe("federation between two Portier servers", () => {
       tls: { rejectUnauthorized: false },
     } as RequestInit);
     expect(forged.status).toBe(401);
+    // A header that is not X-Matrix credentials at all (here an origin that is no server name) is
+    // a bad request, as Synapse answers: 400, still M_UNAUTHORIZED.
+    for (const header of [`X-Matrix origin="localhost:http",destination="${a.serverName}",key="ed25519:1",sig="AAAA"`, "X-Matrix nonsense", "Bearer abc"]) {
+      const malformed = await fetch(`${a.url}${path}`, { headers: { Authorization: header }, tls: { rejectUnauthorized: false } } as RequestInit);
+      expect({ header, status: malformed.status, errcode: ((await malformed.json()) as { errcode: string }).errcode }).toEqual({ header, status: 400, errcode: "M_UNAUTHORIZED" });
+    }
   }, 30_000);
 });

@@ -9,7 +9,7 @@ import { parseXMatrix, verifyRequest } from "../../protocol/x-matrix";
 import type { ServerKeyRing } from "../../services/federation/contracts";
 import type { Clock } from "../../services/runtime";
 
-/** Returns the verified origin server of a federation request, or throws 401 M_UNAUTHORIZED. */
+/** Returns the verified origin server of a federation request, or throws M_UNAUTHORIZED (401; 400 for a malformed header). */
 export type FederationAuthenticator = (request: Request, body: unknown) => Promise<string>;
 
 export interface FederationAuthDeps {
@@ -42,6 +42,8 @@ async function verify(deps: FederationAuthDeps, request: Request, body: unknown)
   // repeated headers with ", ", so split where a new scheme starts.
   const candidates = headers.split(/,\s*(?=X-Matrix\s)/i);
   let reason = "no X-Matrix credentials";
+  // Whether any candidate was well-formed credentials (a parsed header naming a valid origin).
+  let wellFormed = false;
   for (const candidate of candidates) {
     const auth = parseXMatrix(candidate);
     if (!auth) {
@@ -52,6 +54,7 @@ async function verify(deps: FederationAuthDeps, request: Request, body: unknown)
       reason = `invalid origin ${auth.origin}`;
       continue;
     }
+    wellFormed = true;
     // "destination": optional for old servers; when present it must be us.
     if (auth.destination !== undefined && auth.destination !== deps.serverName) throw unauthorized(`This request is for ${auth.destination}, not ${deps.serverName}`);
     const url = new URL(request.url);
@@ -79,5 +82,8 @@ async function verify(deps: FederationAuthDeps, request: Request, body: unknown)
     }
     reason = verdict.reason;
   }
+  // The spec names 401 for a missing or bad signature; a header that is no credentials at all is a
+  // bad request, 400 M_UNAUTHORIZED, as Synapse answers it.
+  if (!wellFormed) throw new MatrixError("M_UNAUTHORIZED", `Malformed Authorization header: ${reason}`, 400);
   throw unauthorized(`Invalid X-Matrix signature: ${reason}`);
 }
