@@ -90,6 +90,46 @@ describe("federation between two Portier servers", () => {
     expect((await memberships(erin, roomId))[frank.userId]).toBe("leave");
   }, 30_000);
 
+  test("a remote invite can be rejected when the inviting server refuses the leave (403) or is gone: the leave is made locally", async () => {
+    const c = await federatedServer({ registration: { enabled: true } });
+    let cStopped = false;
+    try {
+      const host = await TestClient.register(c.server, "reject-host");
+      const frank = await TestClient.register(b.server, "reject-frank");
+      const leaveOf = async (roomId: string, since: string) => {
+        const sync = await frank.ok("GET", `/sync?timeout=0&since=${enc(since)}`);
+        return sync.rooms?.leave?.[roomId];
+      };
+      const invited = async (roomId: string) => {
+        await host.ok("POST", `/rooms/${enc(roomId)}/invite`, { user_id: frank.userId });
+        await eventually(async () => (await frank.ok("GET", "/sync?timeout=0")).rooms?.invite?.[roomId], 10_000, "frank's invite");
+        return (await frank.ok("GET", "/sync?timeout=0")).next_batch as string;
+      };
+
+      // The inviting server refuses: after the invite went out, the room's ACL denies servers named by IP (B is one).
+      const refusing = await host.createRoom({ preset: "private_chat" });
+      const since1 = await invited(refusing);
+      await host.ok("PUT", `/rooms/${enc(refusing)}/state/m.room.server_acl/`, { allow: ["*"], allow_ip_literals: false });
+      await frank.ok("POST", `/rooms/${enc(refusing)}/leave`, {});
+      const left1 = await leaveOf(refusing, since1);
+      expect(left1.timeline.events.at(-1)).toMatchObject({ type: "m.room.member", state_key: frank.userId, sender: frank.userId, content: { membership: "leave" } });
+      // Only here: the inviting server still has frank invited.
+      expect((await memberships(host, refusing))[frank.userId]).toBe("invite");
+
+      // The inviting server is gone.
+      const gone = await host.createRoom({ preset: "private_chat" });
+      const since2 = await invited(gone);
+      await c.server.stop();
+      cStopped = true;
+      await frank.ok("POST", `/rooms/${enc(gone)}/leave`, { reason: "bye" });
+      const left2 = await leaveOf(gone, since2);
+      expect(left2.timeline.events.at(-1)).toMatchObject({ sender: frank.userId, content: { membership: "leave", reason: "bye" } });
+      expect((await frank.ok("GET", "/sync?timeout=0")).rooms?.invite?.[gone]).toBeUndefined();
+    } finally {
+      if (!cStopped) await c.server.stop();
+    }
+  }, 60_000);
+
   test("B's clients read A's aliases and A's public room directory (GET and POST /publicRooms?server=)", async () => {
     const owner = await TestClient.register(a.server, "dir-owner");
     const reader = await TestClient.register(b.server, "dir-reader");

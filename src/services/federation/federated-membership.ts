@@ -12,7 +12,7 @@ import type { RemoteMembershipService } from "./remote-membership";
 import type { PublicRoomsRequest, PublicRoomsResponse } from "../directory/public-rooms";
 
 export interface OutOfBandLookup {
-  current(userId: string, roomId: string): Promise<{ membership: string; event: JsonObject; strippedState: readonly JsonObject[] } | undefined>;
+  current(userId: string, roomId: string): Promise<{ membership: string; roomVersion: string; event: JsonObject; strippedState: readonly JsonObject[] } | undefined>;
 }
 
 export interface FederatedMembershipDeps {
@@ -143,7 +143,7 @@ export class FederatedMembershipService {
       if (held) return this.deps.membership.leave(roomId, userId, reason);
       throw new MatrixError("M_NOT_FOUND", `Unknown room ${roomId}`);
     }
-    await this.deps.remote.leave(roomId, userId, await this.candidates(roomId, userId, []), reason !== undefined ? { reason } : {});
+    await this.deps.remote.leave(roomId, userId, await this.candidates(roomId, userId, []), reason !== undefined ? { reason } : {}, outOfBand);
   }
 
   async invite(roomId: string, sender: string, target: string, reason: string | undefined): Promise<void> {

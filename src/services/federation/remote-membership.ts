@@ -9,7 +9,7 @@ import { stateKey, type RoomEvent } from "../../protocol/events";
 import { isJsonObject, type JsonObject } from "../../protocol/json";
 import { roomEventFromPdu } from "../../protocol/pdu";
 import { ROOM_VERSIONS, roomVersion, type RoomVersion } from "../../protocol/room-versions";
-import { computeEventId } from "../../protocol/signing/event-id";
+import { computeEventId, eventReference } from "../../protocol/signing/event-id";
 import { verifyEventSignatures } from "../../protocol/signing/event-signatures";
 import type { RoomEventStore } from "../../storage/stores";
 import { storedEventOf, type RoomEngine } from "../rooms/room-engine";
@@ -89,19 +89,55 @@ export class RemoteMembershipService {
     });
   }
 
-  /** Leaves (rejects an invite to, or rescinds a knock on) a room we do not hold, through its servers. */
-  async leave(roomId: string, userId: string, servers: readonly string[], content: JsonObject): Promise<void> {
-    const done = await this.handshake("leave", roomId, userId, servers, content, async (server, _version, signed, eventId) => {
-      try {
-        return await this.deps.client.request("PUT", server, `/_matrix/federation/v2/send_leave/${enc(roomId)}/${enc(eventId)}`, { body: signed });
-      } catch (error) {
-        if (!(error instanceof RemoteMatrixError) || (error.status !== 404 && error.errcode !== "M_UNRECOGNIZED")) throw error;
-        return v1Body(await this.deps.client.request("PUT", server, `/_matrix/federation/v1/send_leave/${enc(roomId)}/${enc(eventId)}`, { body: signed }));
-      }
-    });
+  /**
+   * Leaves (rejects an invite to, or rescinds a knock on) a room we do not hold, through its servers.
+   * `previous`: the out-of-band invite or knock it ends. When no server takes the leave (each
+   * refused it or could not be reached), the user still leaves: a leave event is made here, after
+   * the invite or knock and never sent, as Synapse does (the spec is silent), so an invite from a
+   * server that is gone or refuses can always be rejected.
+   */
+  async leave(roomId: string, userId: string, servers: readonly string[], content: JsonObject, previous?: { event: JsonObject; roomVersion: string }): Promise<void> {
+    let done: Handshake;
+    try {
+      done = await this.handshake("leave", roomId, userId, servers, content, async (server, _version, signed, eventId) => {
+        try {
+          return await this.deps.client.request("PUT", server, `/_matrix/federation/v2/send_leave/${enc(roomId)}/${enc(eventId)}`, { body: signed });
+        } catch (error) {
+          if (!(error instanceof RemoteMatrixError) || (error.status !== 404 && error.errcode !== "M_UNRECOGNIZED")) throw error;
+          return v1Body(await this.deps.client.request("PUT", server, `/_matrix/federation/v1/send_leave/${enc(roomId)}/${enc(eventId)}`, { body: signed }));
+        }
+      });
+    } catch (error) {
+      const version = previous === undefined ? undefined : roomVersion(previous.roomVersion);
+      if (!(error instanceof MatrixError) || !previous || !version || (await this.deps.store.getRoom(roomId))) throw error;
+      this.deps.logger.log("info", "no server took the leave; it is made locally", { room_id: roomId, user_id: userId, error: `${error.errcode}: ${error.message}` });
+      const signed = this.localLeave(roomId, userId, content, previous.event, version);
+      await this.deps.outOfBand.record({ userId, roomId, roomVersion: version.id, membership: "leave", event: signed, strippedState: [] });
+      return;
+    }
     if (!(await this.deps.store.getRoom(roomId))) {
       await this.deps.outOfBand.record({ userId, roomId, roomVersion: done.version.id, membership: "leave", event: done.signed, strippedState: [] });
     }
+  }
+
+  /** A leave of ours following an invite or knock we hold out of band: its one prev event, and the auth events it had plus itself. */
+  private localLeave(roomId: string, userId: string, content: JsonObject, previous: JsonObject, version: RoomVersion): JsonObject {
+    const previousRef = eventReference(previous, version);
+    const previousAuth = Array.isArray(previous.auth_events) ? previous.auth_events : [];
+    const pdu: JsonObject = {
+      room_id: roomId,
+      type: "m.room.member",
+      sender: userId,
+      state_key: userId,
+      content: { ...content, membership: "leave" },
+      origin_server_ts: this.deps.clock.now(),
+      depth: (typeof previous.depth === "number" ? previous.depth : 0) + 1,
+      prev_events: [previousRef],
+      auth_events: [previousRef, ...previousAuth],
+    };
+    if (version.redaction.keepOriginMembershipPrevState) pdu.origin = this.deps.serverName;
+    if (version.eventIdFormat === "server-chosen") pdu.event_id = `$${randomBytes(12).toString("base64url")}:${this.deps.serverName}`;
+    return this.deps.signer.signEvent(pdu, version);
   }
 
   /**
