@@ -150,6 +150,10 @@ export class FederationEventIngest {
     if (missingPrevs.length > 0 && depth === 0) {
       await this.fetchMissingEvents(origin, roomId, event, version);
       missingPrevs = await this.missing(event.prev_events, { timelineOnly: true });
+      // A live event whose prev events its own server will not give is refused, as Synapse does
+      // ("isn't divulging details about prev_events"): the state at a gap is asked only for the
+      // events that /get_missing_events brought (the spec leaves the choice to the server).
+      if (missingPrevs.length > 0) return { outcome: "dropped", eventId: event.event_id, reason: `prev events ${missingPrevs.join(", ")} are not known and ${origin} did not give them` };
     }
     let prevStates: Map<string, Map<string, string>> | undefined;
     if (missingPrevs.length > 0) {
