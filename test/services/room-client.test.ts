@@ -86,6 +86,6 @@ describe("clientEventFromPdu", () => {
     const because = { content: {}, event_id: "$red", origin_server_ts: 1200, room_id: "!r:x", sender: ALICE, type: "m.room.redaction" };
     const event = clientEventFromPdu(pdu, stored, roomVersion("10")!, { now: 1500, redactedBecause: because });
     expect(event.content).toEqual({ membership: "join" });
-    expect(event.unsigned).toEqual({ age: 500, redacted_because: because });
+    expect(event.unsigned).toEqual({ age: 500, redacted_because: because, redacted_by: "$red" });
   });
 });

@@ -55,7 +55,11 @@ export function clientEventFromPdu(pdu: JsonObject, stored: StoredEvent, version
     unsigned.prev_content = extras.replacedState.content;
     unsigned.prev_sender = extras.replacedState.sender;
   }
-  if (extras.redactedBecause) unsigned.redacted_because = extras.redactedBecause as unknown as JsonObject;
+  if (extras.redactedBecause) {
+    unsigned.redacted_because = extras.redactedBecause as unknown as JsonObject;
+    // Not in the spec; Synapse adds the redaction's ID beside it, and clients and sytest read it.
+    unsigned.redacted_by = extras.redactedBecause.event_id;
+  }
   if (extras.knockRoomState) unsigned.knock_room_state = extras.knockRoomState;
   event.unsigned = unsigned;
   return event;

@@ -138,6 +138,7 @@ describe("PUT /redact", () => {
     const redacted = await alice.ok("GET", `/rooms/${enc(roomId)}/event/${enc(eventId)}`);
     expect(redacted.content).toEqual({});
     expect(redacted.unsigned.redacted_because).toMatchObject({ event_id: redactionId, type: "m.room.redaction", sender: bob.userId, content: { reason: "typo" } });
+    expect(redacted.unsigned.redacted_by).toBe(redactionId);
     const redaction = await alice.ok("GET", `/rooms/${enc(roomId)}/event/${enc(redactionId)}`);
     expect(redaction.redacts).toBe(eventId); // v10 room: top-level redacts
   });
