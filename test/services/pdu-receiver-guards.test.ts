@@ -49,10 +49,22 @@ describe.each(testDatabases.map((d) => d.name))("PDU receiver guards on %s", (da
     expect((await h.receiver.receive(pdu, h.lookupKey, { signatures: passed })).outcome).toBe("accepted");
   });
 
-  test("auth_events from another room are dropped", async () => {
+  test("auth_events from another room: rejected (kept out of the timeline and the extremities)", async () => {
     const h = await twoRooms(database);
-    const result = await h.receiver.receive(message(h, h.a, await h.store.forwardExtremities(h.a), await messageAuth(h, h.b)), h.lookupKey);
-    expect(result.outcome).toBe("dropped");
+    const extremities = await h.store.forwardExtremities(h.a);
+    const result = await h.receiver.receive(message(h, h.a, extremities, await messageAuth(h, h.b)), h.lookupKey);
+    expect(result).toMatchObject({ outcome: "rejected", reason: expect.stringContaining("belongs to another room") });
+    expect(await h.store.forwardExtremities(h.a)).toEqual(extremities);
+  });
+
+  test("a redaction of an event of another room is rejected; of an event of its own room, accepted", async () => {
+    const h = await twoRooms(database);
+    const sent = async (roomId: string, extra: JsonObject = {}) => h.receiver.receive(message(h, roomId, await h.store.forwardExtremities(roomId), await messageAuth(h, roomId), extra), h.lookupKey);
+    const inB = (await sent(h.b)).eventId!;
+    const inA = (await sent(h.a)).eventId!;
+    const across = await sent(h.a, { type: "m.room.redaction", redacts: inB, content: {} });
+    expect(across).toMatchObject({ outcome: "rejected", reason: expect.stringContaining("another room") });
+    expect((await sent(h.a, { type: "m.room.redaction", redacts: inA, content: {} })).outcome).toBe("accepted");
   });
 
   test("a second m.room.create for a known room is dropped", async () => {

@@ -223,19 +223,29 @@ export class PduReceiver {
     // 4. Passes authorization rules based on the event's auth events: otherwise rejected.
     const authEvents: RoomEvent[] = [];
     const rejectedAuthEvents = new Set<string>();
+    let rejection: string | undefined;
     for (const id of event.auth_events) {
       const stored = await this.store.getEvent(id);
       if (!stored) return { outcome: "dropped", eventId: event.event_id, reason: `auth event ${id} is not known` };
-      // An auth event of another room can never authorize this one (rule 2.5 would refuse it).
-      if (stored.roomId !== event.room_id) return { outcome: "dropped", eventId: event.event_id, reason: `auth event ${id} belongs to another room` };
+      // An auth event of another room can never authorize this one: rejected (as Synapse does; it
+      // is kept, so a later event citing it is rejected too, not fetched again).
+      if (stored.roomId !== event.room_id) {
+        rejection ??= `auth event ${id} belongs to another room`;
+        continue;
+      }
       if (stored.rejectedReason !== undefined) rejectedAuthEvents.add(id);
       authEvents.push((await this.engine.parsedEvent(id))!.event);
     }
+    // A redaction of an event of another room redacts nothing and is refused (as Synapse does).
+    const redacts = event.type === "m.room.redaction" ? event.redacts : undefined;
+    if (rejection === undefined && redacts !== undefined) {
+      const target = await this.store.getEvent(redacts);
+      if (target && target.roomId !== event.room_id) rejection = `redacts ${redacts}, an event of another room`;
+    }
     const createEvent = version.createEventNotInAuthEvents && event.room_id ? (await this.engine.parsedEvent(`$${event.room_id.slice(1)}`))?.event : undefined;
-    let rejection: string | undefined;
-    const shape = checkAuthEventsShape(event, authEvents, version, (id) => rejectedAuthEvents.has(id));
+    const shape = rejection === undefined ? checkAuthEventsShape(event, authEvents, version, (id) => rejectedAuthEvents.has(id)) : { allowed: true as const };
     if (!shape.allowed) rejection = shape.reason;
-    else {
+    else if (rejection === undefined) {
       const byAuthEvents = authorizeEvent(event, authStateFromEvents(authEvents, createEvent), version, checks);
       if (!byAuthEvents.allowed) rejection = byAuthEvents.reason;
     }
