@@ -159,6 +159,14 @@ describe("federation between two Portier servers", () => {
     for (const body of sent) await kim.send(roomId, { msgtype: "m.text", body });
     await lou.ok("POST", `/join/${enc(`#history:${a.serverName}`)}`, {});
     const since = (await lou.ok("GET", "/sync?timeout=0")).next_batch;
+    // Every /backfill B asks names events B lacks (what A must know), never B's own earliest event.
+    const bClient = resolve(b.server.container, Tokens.FederationClient);
+    const request = bClient.request.bind(bClient);
+    const askedFrom: string[][] = [];
+    bClient.request = async (method, destination, path, options) => {
+      if (path.startsWith("/_matrix/federation/v1/backfill/")) askedFrom.push([options?.query?.v ?? []].flat());
+      return request(method, destination, path, options);
+    };
 
     // Page back 10 at a time, as a client scrolling up does.
     const pages: string[][] = [];
@@ -171,6 +179,14 @@ describe("federation between two Portier servers", () => {
       ends.push((from = r.end));
     }
     expect(pages.flat().reverse()).toEqual(sent);
+    bClient.request = request;
+    expect(askedFrom.length).toBeGreaterThan(0);
+    const bStore = resolve(b.server.container, Tokens.RoomEventStore);
+    const lousJoin = await bStore.currentStateEvent(roomId, "m.room.member", lou.userId);
+    for (const v of askedFrom) {
+      expect(v.length).toBeGreaterThan(0);
+      expect(v).not.toContain(lousJoin!);
+    }
     // Forwards from a token inside the backfilled history: the same events, the same order.
     const middle = ends[1]!;
     const olderThanMiddle = pages.slice(2).flat().length;

@@ -254,12 +254,15 @@ export class FederationEventIngest {
     if (!version) return 0;
     const [earliest] = await this.deps.store.roomEventsBetween(roomId, Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER, 1);
     if (!earliest || earliest.type === "m.room.create" || earliest.prevEvents.length === 0) return 0;
-    if ((await this.missing(earliest.prevEvents, { timelineOnly: true })).length === 0) return 0;
+    // Asked from the events we lack (the backward extremities), as Synapse asks: a server knows
+    // those, while our own earliest event (a join made through another server) it may never have seen.
+    const edge = await this.missing(earliest.prevEvents, { timelineOnly: true });
+    if (edge.length === 0) return 0;
     const servers = (await this.deps.joinedServers?.(roomId) ?? []).filter((server) => server !== this.deps.serverName);
     for (const origin of servers) {
       let pdus: JsonObject[];
       try {
-        const response = await this.deps.client.request("GET", origin, `/_matrix/federation/v1/backfill/${enc(roomId)}`, { query: { v: earliest.eventId, limit: String(limit) } });
+        const response = await this.deps.client.request("GET", origin, `/_matrix/federation/v1/backfill/${enc(roomId)}`, { query: { v: edge, limit: String(limit) } });
         pdus = isJsonObject(response) && Array.isArray(response.pdus) ? response.pdus.filter((p): p is JsonObject => isJsonObject(p) && p.room_id === roomId) : [];
       } catch (error) {
         this.deps.logger.log("info", "a server did not answer /backfill", { origin, room_id: roomId, error: String(error) });
