@@ -3,7 +3,7 @@
 // build one and drops any it receives.
 import { utf8Length } from "./identifiers";
 import type { JsonObject } from "./json";
-import { canonicalJsonBytes } from "./canonical-json";
+import { CanonicalJsonError, canonicalJsonBytes } from "./canonical-json";
 
 export const MAX_PDU_BYTES = 65536;
 export const MAX_ID_BYTES = 255;
@@ -25,7 +25,14 @@ export function checkEventLimits(pdu: JsonObject, strict: boolean): LimitProblem
   if (Array.isArray(pdu.auth_events) && pdu.auth_events.length > MAX_AUTH_EVENTS) return { kind: "bad-shape", reason: `more than ${MAX_AUTH_EVENTS} auth_events` };
   const { signatures: _s, unsigned: _u, ...rest } = pdu;
   // The limit covers the whole event; signatures and unsigned are counted too, as Synapse does.
-  const size = canonicalJsonBytes({ ...rest, ...(pdu.signatures ? { signatures: pdu.signatures } : {}) }, { strict }).length;
+  let size: number;
+  try {
+    size = canonicalJsonBytes({ ...rest, ...(pdu.signatures ? { signatures: pdu.signatures } : {}) }, { strict }).length;
+  } catch (error) {
+    // A float, or an integer out of range, where the room version allows none.
+    if (error instanceof CanonicalJsonError) return { kind: "bad-shape", reason: `not valid JSON for the room version: ${error.message}` };
+    throw error;
+  }
   if (size > MAX_PDU_BYTES) return { kind: "too-large", reason: `event is ${size} bytes, more than ${MAX_PDU_BYTES}` };
   return undefined;
 }

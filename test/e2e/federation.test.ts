@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { TestClient, enc } from "../helpers/rooms";
 import { eventually, federatedServer, type FederatedServer } from "../helpers/federation";
 import { resolve, Tokens } from "../../src/di/tokens";
-import { LosslessNumber } from "../../src/protocol/json";
+import { LosslessNumber, type JsonObject } from "../../src/protocol/json";
 
 let a: FederatedServer;
 let b: FederatedServer;
@@ -88,6 +88,26 @@ describe("federation between two Portier servers", () => {
     await eventually(async () => (await frank.ok("GET", "/sync?timeout=0")).rooms?.invite?.[roomId], 10_000, "frank's invite");
     await frank.ok("POST", `/rooms/${enc(roomId)}/leave`, {});
     expect((await memberships(erin, roomId))[frank.userId]).toBe("leave");
+  }, 30_000);
+
+  test("an invite answer with JSON the room version forbids (a float in a v6 room) is refused: 400 M_BAD_JSON, nothing stored", async () => {
+    const inviter = await TestClient.register(a.server, "bad-json-inviter");
+    const invitee = await TestClient.register(b.server, "bad-json-invitee");
+    const roomId = await inviter.createRoom({ preset: "private_chat", room_version: "6" });
+    const aClient = resolve(a.server.container, Tokens.FederationClient);
+    const request = aClient.request.bind(aClient);
+    aClient.request = async (method, destination, path, options) => {
+      const answer = await request(method, destination, path, options);
+      if (!path.startsWith("/_matrix/federation/v2/invite/")) return answer;
+      const { event } = answer as { event: JsonObject };
+      return { event: { ...event, bad_val: new LosslessNumber("1.1") } };
+    };
+    try {
+      await inviter.fails("POST", `/rooms/${enc(roomId)}/invite`, { user_id: invitee.userId }, 400, "M_BAD_JSON");
+    } finally {
+      aClient.request = request;
+    }
+    expect((await memberships(inviter, roomId))[invitee.userId]).toBeUndefined();
   }, 30_000);
 
   test("a remote invite can be rejected when the inviting server refuses the leave (403) or is gone: the leave is made locally", async () => {

@@ -10,6 +10,7 @@ import { isJsonObject, type JsonObject } from "../../protocol/json";
 import { roomEventFromPdu } from "../../protocol/pdu";
 import { ROOM_VERSIONS, roomVersion, type RoomVersion } from "../../protocol/room-versions";
 import { computeEventId, eventReference } from "../../protocol/signing/event-id";
+import { checkEventLimits } from "../../protocol/event-limits";
 import { verifyEventSignatures } from "../../protocol/signing/event-signatures";
 import type { RoomEventStore } from "../../storage/stores";
 import { storedEventOf, type RoomEngine } from "../rooms/room-engine";
@@ -167,6 +168,10 @@ export class RemoteMembershipService {
       returned = isJsonObject(response) ? response.event : undefined;
     }
     if (!isJsonObject(returned)) throw new MatrixError("M_UNKNOWN", `${server} did not return the signed invite`, 502);
+    // Only its signatures are taken, but an answer the room version forbids (a float in a v6+ room,
+    // say) is refused as a whole, as Synapse refuses it: 400 M_BAD_JSON.
+    const problem = checkEventLimits(returned, version.strictCanonicalJson);
+    if (problem) throw new MatrixError("M_BAD_JSON", `${server} returned an invite event that is not valid: ${problem.reason}`);
     // The event we built, with the invitee's server's signature added: nothing else may change.
     const countersigned: JsonObject = { ...signed, signatures: returned.signatures ?? null };
     if (computeEventId(countersigned, version) !== eventId) throw new MatrixError("M_UNKNOWN", `${server} returned a different invite event`, 502);
