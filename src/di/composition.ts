@@ -42,6 +42,7 @@ import { MatrixError } from "../protocol/errors";
 import { isJsonObject } from "../protocol/json";
 import { DeviceListService } from "../services/e2ee/device-lists";
 import { EndToEndKeyService } from "../services/e2ee/e2ee-keys";
+import { RemoteDeviceLists } from "../services/e2ee/remote-device-lists";
 import { ToDeviceService } from "../services/e2ee/to-device";
 import { KeyBackupService } from "../services/e2ee/key-backup";
 import { E2eeSyncSection } from "../services/e2ee/e2ee-sync";
@@ -185,6 +186,7 @@ export function registerCoreServices(container: DependencyContainer, { config, c
     deviceLists: get(Tokens.DeviceLists),
     accounts: get(Tokens.Accounts),
     federation: get(Tokens.FederationClient),
+    remoteLists: new RemoteDeviceLists({ serverName: config.server_name, store: stores.deviceKeys, rooms: stores.roomEvents, deviceLists: get(Tokens.DeviceLists), federation: get(Tokens.FederationClient), logger }),
     logger,
   }));
   registerFactory(container, Tokens.ToDevice, () => new ToDeviceService({ serverName: config.server_name, store: stores.toDevice, positions: stores.deviceKeys, accounts: get(Tokens.Accounts), clock, logger }));

@@ -133,6 +133,14 @@ export function registerFederationServices(container: DependencyContainer, { con
     get(Tokens.ToDevice).onRemote(async (server, content) => {
       if (config.federation.enabled) await sender.queueEdu([server], "m.direct_to_device", content);
     });
+    // A leave (or kick, or ban) may end the last room one of our users shares with another server's
+    // user: the copy of their device list is dropped then (remote-device-lists.ts).
+    get(Tokens.RoomEngine).onEvent((roomId, stored, pdu) => {
+      const membership = isJsonObject(pdu.content) ? pdu.content.membership : undefined;
+      if (stored.type !== "m.room.member" || stored.stateKey === undefined || (membership !== "leave" && membership !== "ban")) return;
+      void get(Tokens.EndToEndKeys).remoteDeviceLists?.membershipEnded(roomId, stored.stateKey).catch((error) =>
+        logger.log("warn", "could not drop device lists no longer shared", { room_id: roomId, error: String(error) }));
+    });
     // ---- end of end-to-end encryption ----------------------------------------------------------
     return sender;
   });
@@ -239,6 +247,8 @@ export function registerFederationServices(container: DependencyContainer, { con
     keys: get(Tokens.EndToEndKeys),
     toDevice: get(Tokens.ToDevice),
     rooms: stores.roomEvents,
+    sent: stores.deviceKeys,
+    remoteLists: get(Tokens.EndToEndKeys).remoteDeviceLists,
     joinedServers: (roomId) => get(Tokens.FederationRoomReader).joinedServers(roomId),
     queueEdu: (destinations, eduType, content) => get(Tokens.FederationSender).queueEdu(destinations, eduType, content),
     logger,

@@ -285,7 +285,7 @@ export type { OutOfBandMembershipKind, OutOfBandMembershipRecord, NewOutOfBandMe
 export type { OutboxUnit, OutboxEntry, OutboxTransaction, DestinationRetryState, FederationOutboxStore } from "./tables/federation-outbox";
 // End-to-end encryption: device keys and the device list stream, one-time and fallback keys,
 // cross-signing keys and signatures, to-device messages, key backups.
-export type { DeviceListChange, DeviceKeyStore } from "./tables/device-keys";
+export type { DeviceListChange, DeviceKeyStore, RemoteDevice, RemoteDeviceList } from "./tables/device-keys";
 export type { UploadedKey, OneTimeKeyStore } from "./tables/one-time-keys";
 export type { CrossSigningKeyType, StoredCrossSigningKey, KeySignature, CrossSigningStore } from "./tables/cross-signing";
 export type { NewToDeviceMessage, ToDeviceMessage, ToDeviceStore } from "./tables/to-device";

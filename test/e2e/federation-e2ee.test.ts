@@ -73,7 +73,12 @@ describe("end-to-end encryption across servers", () => {
       return r.device_lists.changed.includes(bob.userId) && r;
     }, 10_000, "bob in alice's device_lists.changed");
     expect(changed.device_lists.left).toEqual([]);
-    const query = await alice.ok("POST", "/keys/query", { device_keys: { [bob.userId]: [] } });
+    // A holds a copy of Bob's list now: the login and the key upload are two updates, and the first
+    // change may be the login's, before the laptop had keys to list.
+    const query = await eventually(async () => {
+      const r = await alice.ok("POST", "/keys/query", { device_keys: { [bob.userId]: [] } });
+      return Object.keys(r.device_keys[bob.userId]).length === 2 && r;
+    }, 10_000, "the laptop's keys in alice's query");
     expect(Object.keys(query.device_keys[bob.userId]).sort()).toEqual([bob.deviceId, laptop.deviceId].sort());
   }, 30_000);
 

@@ -3,8 +3,9 @@
 // signatures users add to keys. Portier stores and relays them; it never holds a private key.
 //
 // The same keys answer other servers (server-server-api "End-to-End Encryption", "Device
-// Management") through the DeviceKeySource contract of federation/queries.ts, and /keys/query and
-// /keys/claim for users of other servers go to their servers through the federation client.
+// Management") through the DeviceKeySource contract of federation/queries.ts. /keys/query for users
+// of other servers reads the copy of their device list kept by remote-device-lists.ts (fetching it
+// for users sharing a room with ours), else asks their servers, as /keys/claim always does.
 //
 // Every request is checked whole before anything is written, and written in one transaction: a
 // rejected upload stores nothing.
@@ -20,6 +21,7 @@ import { RemoteMatrixError, type FederationClient } from "../federation/contract
 import type { DeviceKeySource } from "../federation/queries";
 import type { Logger } from "../runtime";
 import type { DeviceListService, DeviceListUpdate } from "./device-lists";
+import type { HeldKeys, RemoteDeviceLists } from "./remote-device-lists";
 
 /** The algorithm Olm one-time keys use; its count is always reported, zero included (as Synapse does, for clients that read a missing count as "unknown"). */
 export const SIGNED_CURVE25519 = "signed_curve25519";
@@ -61,6 +63,8 @@ export interface EndToEndKeyDeps {
   accounts: Pick<AccountService, "devices" | "userExists">;
   /** Other servers' users' keys; without it they are reported as failures. */
   federation?: FederationClient;
+  /** The copies of other servers' users' device lists (remote-device-lists.ts); without it every query asks their server. */
+  remoteLists?: RemoteDeviceLists;
   logger: Logger;
 }
 
@@ -140,7 +144,8 @@ export class EndToEndKeyService implements DeviceKeySource {
    * Device and cross-signing keys of the users asked for, as `requester` may see them: their own
    * user-signing key only to themselves, signatures on a master key by its owner's devices to
    * everyone and by another user's user-signing key to that user only. Users of other servers are
-   * asked of their servers at once; a server that does not answer is listed in `failures`.
+   * answered from our copy of their device list or asked of their servers, all servers at once; a
+   * server that does not answer is listed in `failures`.
    */
   async query(requester: string, query: Readonly<Record<string, readonly string[]>>, timeoutMs = DEFAULT_REMOTE_TIMEOUT_MS): Promise<KeysQueryAnswer> {
     const answer: KeysQueryAnswer = { failures: {}, device_keys: {}, master_keys: {}, self_signing_keys: {}, user_signing_keys: {} };
@@ -160,24 +165,54 @@ export class EndToEndKeyService implements DeviceKeySource {
       if (cross.selfSigning) answer.self_signing_keys[userId] = cross.selfSigning;
       if (cross.userSigning) answer.user_signing_keys[userId] = cross.userSigning;
     }
+    await Promise.all([...remote].map(([server, users]) => this.queryRemote(server, users, timeoutMs, answer)));
+    return answer;
+  }
+
+  /**
+   * Users of one other server: from the copy of their device list where one is held; else their
+   * whole list fetched (/user/devices) and kept, for users sharing a room with ours (as Synapse);
+   * else asked of their server (/user/keys/query). A server that does not answer is a failure.
+   */
+  private async queryRemote(server: string, users: Record<string, readonly string[]>, timeoutMs: number, answer: KeysQueryAnswer): Promise<void> {
+    const put = (userId: string, keys: HeldKeys) => {
+      answer.device_keys[userId] = keys.devices;
+      if (keys.master) answer.master_keys[userId] = keys.master;
+      if (keys.selfSigning) answer.self_signing_keys[userId] = keys.selfSigning;
+    };
+    const lists = this.deps.remoteLists;
+    const ask: Record<string, readonly string[]> = {};
+    let unreachable: unknown;
     await Promise.all(
-      [...remote].map(async ([server, users]) => {
+      Object.entries(users).map(async ([userId, deviceIds]) => {
         try {
-          const reply = await this.remoteRequest(server, "/_matrix/federation/v1/user/keys/query", { device_keys: users as JsonValue }, timeoutMs);
-          for (const userId of Object.keys(users)) {
-            const devices = isJsonObject(reply.device_keys) ? reply.device_keys[userId] : undefined;
-            if (isJsonObject(devices)) answer.device_keys[userId] = remoteDevices(userId, devices);
-            const master = isJsonObject(reply.master_keys) ? reply.master_keys[userId] : undefined;
-            if (isJsonObject(master) && master.user_id === userId) answer.master_keys[userId] = master;
-            const selfSigning = isJsonObject(reply.self_signing_keys) ? reply.self_signing_keys[userId] : undefined;
-            if (isJsonObject(selfSigning) && selfSigning.user_id === userId) answer.self_signing_keys[userId] = selfSigning;
-          }
+          const keys = lists && ((await lists.heldKeys(userId, deviceIds)) ?? (await lists.fetchKeys(userId, deviceIds, timeoutMs)));
+          if (keys) return put(userId, keys);
         } catch (error) {
-          answer.failures[server] = this.failureOf(server, error);
+          // A server that answers, but not /user/devices, may still answer /user/keys/query.
+          if (!(error instanceof RemoteMatrixError)) unreachable = error;
         }
+        ask[userId] = deviceIds;
       }),
     );
-    return answer;
+    if (unreachable !== undefined) {
+      answer.failures[server] = this.failureOf(server, unreachable);
+      return;
+    }
+    if (Object.keys(ask).length === 0) return;
+    try {
+      const reply = await this.remoteRequest(server, "/_matrix/federation/v1/user/keys/query", { device_keys: ask as JsonValue }, timeoutMs);
+      for (const userId of Object.keys(ask)) {
+        const devices = isJsonObject(reply.device_keys) ? reply.device_keys[userId] : undefined;
+        if (isJsonObject(devices)) answer.device_keys[userId] = remoteDevices(userId, devices);
+        const master = isJsonObject(reply.master_keys) ? reply.master_keys[userId] : undefined;
+        if (isJsonObject(master) && master.user_id === userId) answer.master_keys[userId] = master;
+        const selfSigning = isJsonObject(reply.self_signing_keys) ? reply.self_signing_keys[userId] : undefined;
+        if (isJsonObject(selfSigning) && selfSigning.user_id === userId) answer.self_signing_keys[userId] = selfSigning;
+      }
+    } catch (error) {
+      answer.failures[server] = this.failureOf(server, error);
+    }
   }
 
   /**
@@ -478,8 +513,18 @@ export class EndToEndKeyService implements DeviceKeySource {
     return key && { [`${key.algorithm}:${key.keyId}`]: JSON.parse(key.keyJson) as JsonObject | string };
   }
 
-  deviceListStreamId(userId: string): Promise<number> {
-    return this.deps.deviceLists.lastChange(userId);
+  /**
+   * The stream_id /user/devices gives: that of the last m.device_list_update sent about the user,
+   * which the next one names as its prev_id (so a server that resynced can apply it); the user's
+   * last device list change while none was sent.
+   */
+  async deviceListStreamId(userId: string): Promise<number> {
+    return (await this.deps.deviceKeys.lastSentStreamId(userId)) ?? (await this.deps.deviceLists.lastChange(userId));
+  }
+
+  /** The copies of other servers' users' device lists, when kept. */
+  get remoteDeviceLists(): RemoteDeviceLists | undefined {
+    return this.deps.remoteLists;
   }
 
   // ---------------------------------------------------------------------------------------------

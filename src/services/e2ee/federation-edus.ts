@@ -2,22 +2,23 @@
 // Encryption", "Send-to-device messaging"): the EDUs other servers send about their users, and the
 // ones we send about ours.
 //
-// Inbound: an m.device_list_update or m.signing_key_update about a user of the sending server marks
-// that user's device list changed for our users sharing a room with them (their clients then ask
-// /keys/query, which asks that server again: no copy of other servers' keys is kept, so nothing
-// here can go stale); updates about users we share no room with are dropped, as Synapse does.
-// m.direct_to_device messages are queued for our users' devices.
+// Inbound: an m.device_list_update or m.signing_key_update about a user of the sending server goes
+// to the copy of that user's device list (remote-device-lists.ts: applied, or the list fetched
+// again), which tells our users sharing a room with them; updates about users we share no room
+// with are dropped, as Synapse does. m.direct_to_device messages are queued for our users' devices.
 //
 // Outbound: each change of our users' devices or keys goes to every other server sharing a room
-// with them. m.device_list_update carries an empty prev_id, which tells the receiver to fetch the
-// whole list again through /user/devices rather than trust a chain of updates it may have gaps in
-// (Synapse resyncs on an empty prev_id).
+// with them. Each m.device_list_update names in prev_id the stream_id of the one sent before it
+// about the same user (none for the first), so that a receiver holding that one can apply it and one
+// that missed it knows to fetch the whole list. The updates about one user are sent one after the
+// other, in the order the changes were announced, so that each names the one before.
 import { isJsonObject, type JsonObject } from "../../protocol/json";
 import { parseUserId } from "../../protocol/identifiers";
-import type { RoomEventStore } from "../../storage/stores";
+import type { DeviceKeyStore, RoomEventStore } from "../../storage/stores";
 import type { Logger } from "../runtime";
 import type { DeviceListService, DeviceListUpdate } from "./device-lists";
 import type { EndToEndKeyService } from "./e2ee-keys";
+import type { RemoteDeviceLists } from "./remote-device-lists";
 import type { ToDeviceService } from "./to-device";
 
 /** What the transaction receiver hands on (TransactionReceiverDeps.e2ee). */
@@ -33,6 +34,10 @@ export interface E2eeFederationDeps {
   keys: EndToEndKeyService;
   toDevice: ToDeviceService;
   rooms: Pick<RoomEventStore, "roomsWithMembership">;
+  /** Where the last m.device_list_update sent about each of our users is recorded. */
+  sent: Pick<DeviceKeyStore, "takeSentStreamId">;
+  /** The copies of other servers' users' device lists; without it an update only marks the user changed. */
+  remoteLists?: RemoteDeviceLists;
   /** The other servers with a user joined to one of the rooms (FederationRoomReader.joinedServers). */
   joinedServers(roomId: string): Promise<readonly string[]>;
   queueEdu(destinations: readonly string[], eduType: string, content: JsonObject): Promise<void>;
@@ -40,32 +45,54 @@ export interface E2eeFederationDeps {
 }
 
 export class E2eeFederation implements E2eeEduHandler {
+  /** The tail of the updates being sent about each of our users. */
+  private readonly sending = new Map<string, Promise<void>>();
+
   constructor(private readonly deps: E2eeFederationDeps) {}
 
   async deviceListUpdate(origin: string, content: JsonObject): Promise<void> {
-    await this.remoteChange(origin, content.user_id);
+    if (!this.fromItsServer(origin, content.user_id)) return;
+    if (this.deps.remoteLists) this.deps.remoteLists.deviceListUpdate(content.user_id, content);
+    else await this.remoteChange(content.user_id);
   }
 
   async signingKeyUpdate(origin: string, content: JsonObject): Promise<void> {
-    await this.remoteChange(origin, content.user_id);
+    if (!this.fromItsServer(origin, content.user_id)) return;
+    if (this.deps.remoteLists) this.deps.remoteLists.signingKeyUpdate(content.user_id, content);
+    else await this.remoteChange(content.user_id);
   }
 
   async directToDevice(origin: string, content: JsonObject): Promise<void> {
     await this.deps.toDevice.receiveRemote(origin, content);
   }
 
-  /** A user of `origin` whose devices or keys changed: listed for our users who share a room with them. */
-  private async remoteChange(origin: string, userId: unknown): Promise<void> {
-    if (typeof userId !== "string") return;
+  /** Whether an EDU is about a user of the server that sent it (no server speaks for another's users). */
+  private fromItsServer(origin: string, userId: unknown): userId is string {
+    if (typeof userId !== "string") return false;
     const parsed = parseUserId(userId);
-    if (!parsed.ok || parsed.value.serverName !== origin || origin === this.deps.serverName) return;
+    return parsed.ok && parsed.value.serverName === origin && origin !== this.deps.serverName;
+  }
+
+  /** Without copies: a remote user whose devices or keys changed is listed for our users who share a room with them. */
+  private async remoteChange(userId: string): Promise<void> {
     if ((await this.deps.rooms.roomsWithMembership(userId, "join")).length === 0) return;
     await this.deps.deviceLists.change({ kind: "remote", userId });
   }
 
-  /** The EDU (if any) that tells other servers of a change of one of our users. */
-  async outbound(update: DeviceListUpdate): Promise<void> {
-    if (update.kind === "remote" || (update.kind === "signature" && update.observer !== undefined)) return;
+  /** The EDU (if any) that tells other servers of a change of one of our users; after those announced before it about the same user. */
+  outbound(update: DeviceListUpdate): Promise<void> {
+    if (update.kind === "remote" || (update.kind === "signature" && update.observer !== undefined)) return Promise.resolve();
+    const { userId } = update;
+    const run = (this.sending.get(userId) ?? Promise.resolve()).then(() => this.send(update));
+    const tail = run.catch(() => {});
+    this.sending.set(userId, tail);
+    void tail.then(() => {
+      if (this.sending.get(userId) === tail) this.sending.delete(userId);
+    });
+    return run;
+  }
+
+  private async send(update: Exclude<DeviceListUpdate, { kind: "remote" }>): Promise<void> {
     const { userId } = update;
     const parsed = parseUserId(userId);
     if (!parsed.ok || parsed.value.serverName !== this.deps.serverName) return;
@@ -74,7 +101,8 @@ export class E2eeFederation implements E2eeEduHandler {
     destinations.delete(this.deps.serverName);
     if (destinations.size === 0) return;
     if (update.kind === "device") {
-      const content: JsonObject = { user_id: userId, device_id: update.deviceId, stream_id: update.position, prev_id: [] };
+      const before = await this.deps.sent.takeSentStreamId(userId, update.position);
+      const content: JsonObject = { user_id: userId, device_id: update.deviceId, stream_id: update.position, prev_id: before === undefined ? [] : [before] };
       if (update.deleted) content.deleted = true;
       else {
         const keys = (await this.deps.keys.deviceKeys(userId, [update.deviceId]))[update.deviceId];
