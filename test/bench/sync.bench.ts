@@ -8,7 +8,7 @@
 //     in 500 rooms, a new connection each time (where the server serves it);
 //   - mixed load: MIX_USERS users in MIX_USERS shared rooms, each looping a send and an incremental
 //     /sync for MIX_SECONDS; pairs/s;
-//   - the server's resident memory (VmRSS of its process) idle after start and after the run.
+//   - the server's resident memory (VmRSS of its process) idle after start and 2 s after the run.
 // Portier is started here (bun src/main.ts serve, its own data folder, no plugins). With
 // SYNAPSE_URL (and SYNAPSE_PID for its memory) the same runs against that Synapse too, e.g. the
 // peer of ../shared/peers/synapse (open registration, rate limits raised); ratios are printed.
@@ -25,6 +25,8 @@ const WAKE_ROUNDS = Number(process.env.SYNC_WAKE_ROUNDS ?? 50);
 const MIX_USERS = Number(process.env.MIX_USERS ?? 20);
 const MIX_SECONDS = Number(process.env.MIX_SECONDS ?? 90);
 const SIZES = (process.env.SYNC_SIZES ?? "1,50,500").split(",").map(Number);
+/** How long after the mixed load the resident memory is read. */
+const AFTER_RUN_SETTLE_MS = 2_000;
 const PASSWORD = "bench password";
 const RUN = Date.now().toString(36);
 
@@ -205,6 +207,9 @@ async function run(target: Target): Promise<void> {
     await slidingSyncWindow(target, http, largest.user, largest.rooms.length);
   }
   await mixedLoad(target, http);
+  // Read after the load has been over for a moment (the same wait for every server): Portier trims
+  // its memory in the first quiet second after load, not while requests still come.
+  await new Promise((resolve) => setTimeout(resolve, AFTER_RUN_SETTLE_MS));
   const after = rssMiB(target.pid);
   if (after !== undefined) record(target, "RSS after the run (MiB)", after);
   console.log(`  RSS: idle ${idle?.toFixed(0) ?? "?"} MiB, after the run ${after?.toFixed(0) ?? "?"} MiB`);

@@ -1,7 +1,8 @@
-// Memory trimming: a collection per interval only when requests came in since the last one; none
+// Memory trimming: a collection at most once per interval, only when requests came in since the last
+// one, in a quiet moment (or after waiting MAX_DEFERRALS intervals for one under constant load); none
 // when idle, none when turned off, and the timer stops with the server.
 import { expect, test } from "bun:test";
-import { MemoryTrimmer } from "../../../src/services/metrics/memory-trimmer";
+import { MAX_DEFERRALS, MemoryTrimmer, QUIET_MS } from "../../../src/services/metrics/memory-trimmer";
 import type { IntervalTimer } from "../../../src/services/knocks/knock-expiry";
 
 function manualTimer() {
@@ -16,29 +17,70 @@ function manualTimer() {
   return { timer, scheduled };
 }
 
-test("trims once after activity, not again while idle, again after new activity; stops with the server", async () => {
+const INTERVAL = 10_000;
+
+function setup() {
   const { timer, scheduled } = manualTimer();
+  let now = 1_000_000;
   let collections = 0;
-  const trimmer = new MemoryTrimmer(10_000, timer, () => collections++);
+  const trimmer = new MemoryTrimmer(INTERVAL, timer, () => collections++, () => now);
   trimmer.start();
-  expect(scheduled.map((s) => s.intervalMs)).toEqual([10_000]);
-  const tick = scheduled[0]!.tick;
+  return {
+    trimmer,
+    scheduled,
+    tick: () => scheduled[0]!.tick(),
+    advance: (ms: number) => void (now += ms),
+    collections: () => collections,
+  };
+}
 
-  await tick();
-  expect(collections).toBe(0); // nothing happened yet
-  trimmer.noteActivity();
-  trimmer.noteActivity();
-  await tick();
-  expect(collections).toBe(1);
-  await tick();
-  await tick();
-  expect(collections).toBe(1); // idle: not woken
-  trimmer.noteActivity();
-  await tick();
-  expect(collections).toBe(2);
+test("trims once after activity in a quiet moment, not again while idle, again after new activity; stops with the server", async () => {
+  const t = setup();
+  expect(t.scheduled.map((s) => s.intervalMs)).toEqual([INTERVAL / 10]);
+  t.advance(INTERVAL);
+  await t.tick();
+  expect(t.collections()).toBe(0); // nothing happened yet
+  t.trimmer.noteActivity();
+  t.trimmer.noteActivity();
+  await t.tick();
+  expect(t.collections()).toBe(0); // a request just came: not quiet
+  t.advance(QUIET_MS);
+  await t.tick();
+  expect(t.collections()).toBe(1);
+  t.advance(INTERVAL * 3);
+  await t.tick();
+  await t.tick();
+  expect(t.collections()).toBe(1); // idle: not woken
+  t.trimmer.noteActivity();
+  t.advance(QUIET_MS);
+  await t.tick();
+  expect(t.collections()).toBe(2);
+  // At most once per interval, however quiet.
+  t.trimmer.noteActivity();
+  t.advance(QUIET_MS);
+  await t.tick();
+  expect(t.collections()).toBe(2);
+  t.advance(INTERVAL);
+  await t.tick();
+  expect(t.collections()).toBe(3);
 
-  trimmer.stop();
-  expect(scheduled[0]!.cancelled).toBe(true);
+  t.trimmer.stop();
+  expect(t.scheduled[0]!.cancelled).toBe(true);
+});
+
+test("under constant load, a trim waits for a quiet moment at most MAX_DEFERRALS intervals", async () => {
+  const t = setup();
+  const step = INTERVAL / 10;
+  let elapsed = 0;
+  while (t.collections() === 0 && elapsed < INTERVAL * (MAX_DEFERRALS + 2)) {
+    t.trimmer.noteActivity(); // a request every tick: never quiet
+    t.advance(step);
+    elapsed += step;
+    t.trimmer.noteActivity();
+    await t.tick();
+  }
+  expect(t.collections()).toBe(1);
+  expect(elapsed).toBe(INTERVAL * MAX_DEFERRALS);
 });
 
 test("an interval of 0 schedules nothing", () => {
