@@ -5,6 +5,8 @@ import { TestClient, enc } from "../helpers/rooms";
 import { eventually, federatedServer, type FederatedServer } from "../helpers/federation";
 import { resolve, Tokens } from "../../src/di/tokens";
 import { LosslessNumber, type JsonObject } from "../../src/protocol/json";
+import { computeEventId } from "../../src/protocol/signing/event-id";
+import { roomVersion } from "../../src/protocol/room-versions";
 
 let a: FederatedServer;
 let b: FederatedServer;
@@ -108,6 +110,20 @@ describe("federation between two Portier servers", () => {
       aClient.request = request;
     }
     expect((await memberships(inviter, roomId))[invitee.userId]).toBeUndefined();
+  }, 30_000);
+
+  test("send_join of an event with JSON the room version forbids (a float in a v6 room) is 400 M_BAD_JSON", async () => {
+    const host = await TestClient.register(a.server, "float-host");
+    const roomId = await host.createRoom({ preset: "public_chat", room_version: "6" });
+    const joiner = `@float-joiner:${b.serverName}`;
+    const client = resolve(b.server.container, Tokens.FederationClient);
+    const made = (await client.request("GET", a.serverName, `/_matrix/federation/v1/make_join/${enc(roomId)}/${enc(joiner)}`, { query: { ver: ["6"] } })) as { event: JsonObject };
+    const signed = resolve(b.server.container, Tokens.ServerKeys).signEvent({ ...made.event, origin_server_ts: Date.now() }, roomVersion("6")!);
+    const bad = { ...signed, content: { ...(signed.content as JsonObject), bad_val: new LosslessNumber("1.1") } };
+    const eventId = computeEventId(signed, roomVersion("6")!);
+    const refused = await client.request("PUT", a.serverName, `/_matrix/federation/v2/send_join/${enc(roomId)}/${enc(eventId)}`, { body: bad }).then(() => undefined, (error) => error);
+    expect(refused).toMatchObject({ status: 400, errcode: "M_BAD_JSON" });
+    expect((await memberships(host, roomId))[joiner]).toBeUndefined();
   }, 30_000);
 
   test("a remote invite can be rejected when the inviting server refuses the leave (403) or is gone: the leave is made locally", async () => {

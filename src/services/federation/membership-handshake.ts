@@ -3,6 +3,7 @@
 // ("Inviting to a room"): a template on make_*, then the signed event checked and stored on send_*.
 import type { Decision } from "../../extensions";
 import { authorizeEvent, authStateFromEvents, joinRuleOf } from "../../protocol/auth";
+import { checkEventLimits } from "../../protocol/event-limits";
 import { MatrixError } from "../../protocol/errors";
 import { stateKey, type RoomEvent } from "../../protocol/events";
 import { isValidUserId, serverNameOf } from "../../protocol/identifiers";
@@ -118,6 +119,10 @@ export class ResidentMembershipService {
     if (event.state_key !== event.sender) throw badJson("The member event's state_key must be its sender");
     if (event.content.membership !== kind) throw badJson(`Expected membership ${kind}, got ${JSON.stringify(event.content.membership)}`);
     this.checkUserOfOrigin(event.sender, origin);
+    // JSON the room version forbids (a float in v6+) or an event past the size limits is bad input
+    // of the request (400), as Synapse answers, not a refusal of a valid event.
+    const limits = checkEventLimits(body, version.strictCanonicalJson);
+    if (limits) throw new MatrixError(limits.kind === "too-large" ? "M_TOO_LARGE" : "M_BAD_JSON", limits.reason, limits.kind === "too-large" ? 413 : 400);
 
     let pdu = body;
     let signedByUs = false;
