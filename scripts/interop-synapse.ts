@@ -363,6 +363,48 @@ async function main(): Promise<number> {
       await eventually("a later message on Portier", async () => (await p.bodies(roomId)).includes("and one more"));
       return "Synapse's later events (built on the spam) still arrive";
     });
+
+    await scenario("device lists both ways: each side's /keys/query lists the other's devices, and a new device reaches it (m.device_list_update with prev_id)", async () => {
+      const pd = await Client.register(url, `pdev${run}`);
+      const sd = await Client.register(SYNAPSE_CLIENT, `sdev${run}`);
+      const roomId = (await pd.ok("POST", "/createRoom", { preset: "public_chat", room_alias_name: `dev${run}` })).room_id;
+      await sd.ok("POST", `/join/${enc(`#dev${run}:${serverName}`)}`, {});
+      await eventually("Portier sees the join", async () => (await pd.membership(roomId, sd.userId)) === "join");
+      const upload = async (c: Client) => {
+        const { device_id: deviceId } = await c.ok("GET", "/account/whoami");
+        const key = (kind: string) => `${kind}${deviceId}${"A".repeat(43 - kind.length - String(deviceId).length)}`;
+        await c.ok("POST", "/keys/upload", {
+          device_keys: {
+            user_id: c.userId,
+            device_id: deviceId,
+            algorithms: ["m.olm.v1.curve25519-aes-sha2", "m.megolm.v1.aes-sha2"],
+            keys: { [`curve25519:${deviceId}`]: key("c"), [`ed25519:${deviceId}`]: key("e") },
+            signatures: { [c.userId]: { [`ed25519:${deviceId}`]: "c2lnbmF0dXJl" } },
+          },
+        });
+        return deviceId as string;
+      };
+      const devicesOf = async (asker: Client, userId: string) => Object.keys((await asker.ok("POST", "/keys/query", { device_keys: { [userId]: [] } })).device_keys?.[userId] ?? {}).sort();
+      const secondDevice = async (c: Client) => {
+        const r = await fetch(`${c.base}/_matrix/client/v3/login`, {
+          method: "POST",
+          headers: { "Content-Type": "application/json" },
+          body: JSON.stringify({ type: "m.login.password", identifier: { type: "m.id.user", user: c.userId }, password: "interop-password" }),
+        });
+        const body = (await r.json()) as { access_token: string };
+        return new Client(c.base, c.userId, body.access_token);
+      };
+      const notes: string[] = [];
+      for (const [owner, asker, side] of [[sd, pd, "Synapse's user on Portier"], [pd, sd, "Portier's user on Synapse"]] as const) {
+        const first = await upload(owner);
+        await eventually(`${side}: the first device`, async () => (await devicesOf(asker, owner.userId)).includes(first));
+        const second = await upload(await secondDevice(owner));
+        const both = [first, second].sort();
+        await eventually(`${side}: the second device`, async () => JSON.stringify(await devicesOf(asker, owner.userId)) === JSON.stringify(both));
+        notes.push(`${side}: ${both.length} devices`);
+      }
+      return notes.join("; ");
+    });
   } finally {
     await portier.stop();
   }
