@@ -141,4 +141,27 @@ describe("a gap bridged with /state_ids and /event", () => {
     expect(remote.asked).toContain("POST /_matrix/federation/v1/get_missing_events");
     expect(remote.asked).not.toContain("GET /_matrix/federation/v1/state_ids");
   }, 20_000);
+
+  test("an outlier whose auth events include one of another room is stored rejected", async () => {
+    const one = await alice.createRoom({ preset: "public_chat", room_version: "10" });
+    const two = await alice.createRoom({ preset: "private_chat", room_version: "10" });
+    const ingest = ingestWith(fakeRemote(new Map(), new Map()).client);
+    // Rex is joined to room one only.
+    const stateOne = new Map(await store().currentState(one));
+    const extremities = await store().forwardExtremities(one);
+    const join = rexEvent(one, { type: "m.room.member", state_key: REX, content: { membership: "join" } }, extremities, 10, stateOne);
+    expect((await ingest.receiveFrom(REMOTE, join)).outcome).toBe("accepted");
+    const joinInOne = computeEventId(join, version);
+    // His "join" of room two (invite only) cites his membership of room one as its auth event.
+    const stateTwo = new Map(await store().currentState(two));
+    const auth = [stateKey("m.room.create", ""), stateKey("m.room.power_levels", ""), stateKey("m.room.join_rules", "")].map((k) => stateTwo.get(k)!);
+    const sneaky = remoteSigner.signEvent({
+      room_id: two, sender: REX, type: "m.room.member", state_key: REX, content: { membership: "join" }, origin_server_ts: Date.now(), depth: 10,
+      prev_events: await store().forwardExtremities(two), auth_events: [...auth, joinInOne],
+    }, version);
+    const imported = await ingest.importOutliers(two, version, [sneaky]);
+    const sneakyId = computeEventId(sneaky, version);
+    expect(imported.get(sneakyId)?.rejected).toBe(true);
+    expect((await store().getEvent(sneakyId))?.rejectedReason).toContain("another room");
+  }, 20_000);
 });

@@ -463,22 +463,26 @@ export class FederationEventIngest {
     return result;
   }
 
-  private async authEventsOf(event: RoomEvent, imported: Map<string, ImportedOutlier>): Promise<{ events: RoomEvent[]; anyRejected: boolean } | "waiting"> {
+  private async authEventsOf(event: RoomEvent, imported: Map<string, ImportedOutlier>): Promise<{ events: RoomEvent[]; anyRejected: boolean; otherRoom: boolean } | "waiting"> {
     const events: RoomEvent[] = [];
     let anyRejected = false;
+    // An auth event of another room can never authorize this one (the PDU receiver rejects the same).
+    let otherRoom = false;
     for (const id of event.auth_events) {
       const fromImport = imported.get(id);
       if (fromImport) {
         events.push(fromImport.event);
         anyRejected ||= fromImport.rejected;
+        otherRoom ||= fromImport.event.room_id !== undefined && fromImport.event.room_id !== event.room_id;
         continue;
       }
       const stored = await this.deps.store.getEvent(id);
       if (!stored) return "waiting";
       events.push((await this.deps.engine.parsedEvent(id))!.event);
       anyRejected ||= stored.rejectedReason !== undefined;
+      otherRoom ||= event.room_id !== undefined && stored.roomId !== event.room_id;
     }
-    return { events, anyRejected };
+    return { events, anyRejected, otherRoom };
   }
 
   private async storeOutlier(
@@ -486,7 +490,7 @@ export class FederationEventIngest {
     version: RoomVersion,
     parsed: RoomEvent,
     received: JsonObject,
-    auth: { events: RoomEvent[]; anyRejected: boolean } | undefined,
+    auth: { events: RoomEvent[]; anyRejected: boolean; otherRoom: boolean } | undefined,
     imported: ReadonlyMap<string, ImportedOutlier>,
   ): Promise<ImportedOutlier | undefined> {
     const verified = checkSignaturesAndHash(received, parsed, version, this.keyLookup(received, version));
@@ -497,6 +501,7 @@ export class FederationEventIngest {
     const { pdu, event } = verified;
     let rejectedReason: string | undefined;
     if (!auth) rejectedReason = "auth events are not known";
+    else if (auth.otherRoom) rejectedReason = "an auth event belongs to another room";
     else if (auth.anyRejected) rejectedReason = "an auth event was rejected";
     else {
       const create = event.type === "m.room.create" ? undefined : auth.events.find((e) => e.type === "m.room.create") ?? (await this.createEvent(roomId, version, imported));
