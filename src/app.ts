@@ -203,6 +203,7 @@ function createApp(container: DependencyContainer, config: Readonly<Config>, log
         rooms: resolve(container, Tokens.RoomEventStore),
         membership: resolve(container, Tokens.FederatedMembership),
         profiles: resolve(container, Tokens.Profiles),
+        erasure: resolve(container, Tokens.ErasedUsers),
         thirdPartyIds: resolve(container, IdentityTokens.ThirdPartyIds),
         logger,
       }),
@@ -272,6 +273,11 @@ export async function buildServer(config: Readonly<Config>, options: BuildOption
   registerIdentityServices(container, { config, clock, logger, stores });
   registerLoginServices(container, { config, clock, logger });
   registerAppServices(container, { config, clock, logger, stores, registrations: appServiceRegistrations, retryBaseMs: options.appServiceRetryBaseMs });
+  // Who was erased is asked for every event served: read once, before anything is served.
+  await resolve(container, Tokens.ErasedUsers).load().catch(async (error) => {
+    await stores.db.close();
+    throw error;
+  });
 
   // Plugins register at one moment: after the core's services are registered and before any of them
   // is built, so the policy chains and the rate limiter are in place before the first request.

@@ -20,6 +20,7 @@ import { AccountService } from "../services/accounts/account-service";
 import { UserInteractiveAuth } from "../services/accounts/user-interactive-auth";
 import { ProfileService } from "../services/accounts/profile-service";
 import { AccountDataService } from "../services/accounts/account-data-service";
+import { ErasedUsers } from "../services/accounts/erased-users";
 import { FilterService } from "../services/accounts/filter-service";
 import { PasswordConfirmation } from "../services/accounts/password-confirmation";
 import { ClientConnections } from "../services/accounts/client-connections";
@@ -127,6 +128,8 @@ export function registerCoreServices(container: DependencyContainer, { config, c
     return profiles;
   });
   registerFactory(container, Tokens.AccountData, () => new AccountDataService(stores.accountData));
+  // Loaded by buildServer before the first request (app.ts).
+  registerFactory(container, Tokens.ErasedUsers, () => new ErasedUsers(stores.erasedUsers, stores.accountData, (fn) => stores.db.transaction(fn), clock));
   registerFactory(container, Tokens.Filters, () => new FilterService(stores.filters));
   registerFactory(container, Tokens.PushRules, () => new PushRuleService(stores.pushRules, get(Tokens.AccountData)));
   registerFactory(container, Tokens.UserInteractiveAuth, () => new UserInteractiveAuth(clock));
@@ -143,7 +146,10 @@ export function registerCoreServices(container: DependencyContainer, { config, c
   registerFactory(container, Tokens.ServerKeys, () => new ServerKeyService(config, clock, signingKey));
   registerFactory(container, Tokens.RoomEngine, () => new RoomEngine(stores.roomEvents, get(Tokens.ServerKeys), clock, undefined, logger));
   registerFactory(container, Tokens.PduReceiver, () => new PduReceiver(stores.roomEvents, get(Tokens.RoomEngine)));
-  registerFactory(container, Tokens.RoomAccess, () => new RoomAccess(get(Tokens.RoomEngine), stores.roomEvents, (userId, roomId) => stores.roomClient.isForgotten(userId, roomId)));
+  registerFactory(container, Tokens.RoomAccess, () => {
+    const erased = get(Tokens.ErasedUsers);
+    return new RoomAccess(get(Tokens.RoomEngine), stores.roomEvents, (userId, roomId) => stores.roomClient.isForgotten(userId, roomId), (userId) => erased.has(userId));
+  });
   registerFactory(container, Tokens.Presence, () => new PresenceService(clock, config.presence.enabled));
   registerFactory(container, Tokens.UserDirectory, () => new UserDirectoryService({ serverName: config.server_name, store: stores.roomEvents, engine: get(Tokens.RoomEngine), directory: stores.roomDirectory, profiles: stores.profiles }));
   registerFactory(container, Tokens.Directory, () => new DirectoryService(stores.roomDirectory, get(Tokens.RoomAccess), clock, { serverName: config.server_name, isServerAdmin, policies: get(Tokens.Policies), remote: () => get(Tokens.FederatedMembership) }));

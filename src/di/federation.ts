@@ -233,7 +233,10 @@ export function registerFederationServices(container: DependencyContainer, { con
     answers: stores.inboundTransactions,
     logger,
   }));
-  registerFactory(container, Tokens.FederationRoomReader, () => new FederationRoomReader(get(Tokens.RoomEngine), stores.roomEvents));
+  registerFactory(container, Tokens.FederationRoomReader, () => {
+    const erased = get(Tokens.ErasedUsers);
+    return new FederationRoomReader(get(Tokens.RoomEngine), stores.roomEvents, (userId) => erased.has(userId));
+  });
   registerFactory(container, Tokens.FederationQueries, () => new FederationQueries({
     serverName,
     directory: get(Tokens.Directory),

@@ -16,6 +16,7 @@ import type { AccountService } from "../services/accounts/account-service";
 import type { UserInteractiveAuth } from "../services/accounts/user-interactive-auth";
 import type { ProfileService } from "../services/accounts/profile-service";
 import type { AccountDataService } from "../services/accounts/account-data-service";
+import type { ErasedUsers } from "../services/accounts/erased-users";
 import type { FilterService } from "../services/accounts/filter-service";
 import type { PasswordConfirmation } from "../services/accounts/password-confirmation";
 import type { ClientConnections } from "../services/accounts/client-connections";
@@ -79,6 +80,7 @@ export const Tokens = {
   UserInteractiveAuth: token<UserInteractiveAuth>("UserInteractiveAuth"),
   Profiles: token<ProfileService>("Profiles"),
   AccountData: token<AccountDataService>("AccountData"),
+  ErasedUsers: token<ErasedUsers>("ErasedUsers"),
   Filters: token<FilterService>("Filters"),
   PasswordConfirmation: token<PasswordConfirmation>("PasswordConfirmation"),
   ClientConnections: token<ClientConnections>("ClientConnections"),

@@ -240,6 +240,8 @@ export interface AccountDataStore {
   accountDataSince(userId: string, sinceStream: number): Promise<{ global: AccountDataEntry[]; rooms: Map<string, AccountDataEntry[]> }>;
   /** The highest stream position written so far (0 when none). */
   maxAccountDataStream(): Promise<number>;
+  /** Every entry of the user, global and per room (erasure on deactivation); how many there were. */
+  deleteAllAccountData(userId: string): Promise<number>;
 }
 
 /** Each user's own push rules and changes to server-default rules, as one JSON document. */
@@ -303,3 +305,4 @@ export type { InboundTransactionStore } from "./tables/federation-inbound-transa
 export type { StreamHeads, StreamHeadStore } from "./stream-heads";
 export type { AppServiceQueueStore, QueuedAppServiceEvent } from "./tables/appservice-queue";
 export type { AppServiceRoomListStore } from "./tables/appservice-room-lists";
+export type { ErasedUserStore } from "./tables/erased-users";

@@ -6,6 +6,11 @@
 // was, "no-support" when one was not, or when none was bound: then there was no identity server to
 // unbind from, the spec's case for "no-support"). The addresses this server validated itself leave
 // the account, free for another.
+//
+// Erasure (`erase: true`) also deletes the user's account data and records the erasure, after which
+// their events are served pruned to those who join their rooms later and to other servers
+// (ErasedUsers, ClientEventFormatter, FederationRoomReader); nothing is redacted and nothing is sent
+// over federation, as the spec says.
 import type { Logger } from "../runtime";
 
 export interface DeactivationDeps {
@@ -13,6 +18,7 @@ export interface DeactivationDeps {
   rooms: { roomsWithMembership(userId: string, membership: string): Promise<string[]> };
   membership: { leave(roomId: string, userId: string, reason: string | undefined): Promise<void> };
   profiles: { eraseProfile(userId: string): Promise<void> };
+  erasure: { erase(userId: string): Promise<void> };
   thirdPartyIds: { unbindAll(userId: string): Promise<"success" | "no-support">; removeAllValidated?(userId: string): Promise<void> };
   logger: Logger;
 }
@@ -32,7 +38,10 @@ export class AccountDeactivation {
         }
       }
     }
-    if (erase) await this.deps.profiles.eraseProfile(userId);
+    if (erase) {
+      await this.deps.profiles.eraseProfile(userId);
+      await this.deps.erasure.erase(userId);
+    }
     await this.deps.thirdPartyIds.removeAllValidated?.(userId);
     await this.deps.accounts.deactivate(userId);
     return { id_server_unbind_result: unbound };

@@ -22,6 +22,10 @@
 //   and auth chains are served whole: every server in the room needs them to authorise events.
 //   Outliers (events held without state, e.g. auth events of a partial view) have no state to read
 //   visibility from and are served as they are.
+// - Events of a user erased on deactivation are served redacted from /event, /backfill and
+//   /get_missing_events, to every server (client-server-api "Account deactivation": servers that
+//   join later are served redacted copies; a server cannot say which of its users saw what, so
+//   Synapse redacts them for all, and sytest checks /event for it). State and auth chains stay whole.
 // - Rejected events are never served as events (/event answers 404; backfill and
 //   get_missing_events leave them out but walk on through their prev_events).
 import { MatrixError } from "../../protocol/errors";
@@ -75,6 +79,8 @@ export class FederationRoomReader {
   constructor(
     private readonly engine: RoomEngine,
     private readonly store: RoomEventStore,
+    /** Users erased on deactivation (answered from memory). */
+    private readonly isErased: (userId: string) => boolean = () => false,
   ) {}
 
   // ---------------------------------------------------------------------------------------------
@@ -272,10 +278,10 @@ export class FederationRoomReader {
     return state;
   }
 
-  /** The event as served to `origin`: the stored PDU, or its redacted form when hidden by history visibility. */
+  /** The event as served to `origin`: the stored PDU, or its redacted form when hidden by history visibility or its sender was erased. */
   private async served(origin: string, stored: StoredEvent, version: RoomVersion, cache: VisibilityCache): Promise<JsonObject> {
     const pdu = this.parse(stored, version);
-    return (await this.visibleTo(origin, stored, cache)) ? pdu : redactEvent(pdu, version);
+    return !this.isErased(stored.sender) && (await this.visibleTo(origin, stored, cache)) ? pdu : redactEvent(pdu, version);
   }
 
   private async visibleTo(origin: string, stored: StoredEvent, cache: VisibilityCache): Promise<boolean> {

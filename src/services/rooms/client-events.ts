@@ -2,6 +2,13 @@
 // without its federation fields, with `unsigned` computed for the viewer — age, the sender device's
 // transaction_id, prev_content/replaces_state for state events, and redacted_because for events a
 // redaction has pruned.
+//
+// Erasure (client-server-api "Account deactivation", `erase`): an event whose sender was erased is
+// served pruned, by the room version's redaction algorithm and without redacted_because, to a viewer
+// who was not joined to the room at the event; those who were see it whole. Synapse's rule
+// ("not joined at the event") exactly. Only timeline reads prune: events served as room state (GET
+// /state, /members, a sync's state section) stay whole, as Synapse serves them, so that a room the
+// erased user named, created or encrypted keeps its name, version and algorithm for those who join.
 import { isJsonObject, type JsonObject } from "../../protocol/json";
 import { redactEvent } from "../../protocol/signing/redaction";
 import type { RoomVersion } from "../../protocol/room-versions";
@@ -32,11 +39,14 @@ export interface ClientEventExtras {
   redactedBecause?: ClientEvent;
   /** For the knocker's own knock event: the stripped state it was given (unsigned.knock_room_state). */
   knockRoomState?: JsonObject[];
+  /** The sender was erased and the viewer was not joined at the event: served pruned, without redacted_because. */
+  erased?: boolean;
 }
 
 /** A stored PDU in the client format. Pure: every lookup result arrives in `extras`. */
 export function clientEventFromPdu(pdu: JsonObject, stored: StoredEvent, version: RoomVersion, extras: ClientEventExtras): ClientEvent {
-  const source = extras.redactedBecause ? redactEvent(pdu, version) : pdu;
+  const pruned = extras.redactedBecause !== undefined || extras.erased === true;
+  const source = pruned ? redactEvent(pdu, version) : pdu;
   const content = (source.content && typeof source.content === "object" && !Array.isArray(source.content) ? source.content : {}) as JsonObject;
   const event: ClientEvent = {
     content,
@@ -47,7 +57,7 @@ export function clientEventFromPdu(pdu: JsonObject, stored: StoredEvent, version
     type: stored.type,
   };
   if (stored.stateKey !== undefined) event.state_key = stored.stateKey;
-  if (stored.type === "m.room.redaction" && typeof pdu.redacts === "string" && !extras.redactedBecause) event.redacts = pdu.redacts;
+  if (stored.type === "m.room.redaction" && typeof pdu.redacts === "string" && !pruned) event.redacts = pdu.redacts;
   const unsigned: JsonObject = { age: Math.max(0, extras.now - stored.originServerTs) };
   if (extras.transactionId !== undefined) unsigned.transaction_id = extras.transactionId;
   if (extras.replacedState) {
@@ -109,6 +119,15 @@ export interface EventLoader {
   load(eventId: string): Promise<{ stored: StoredEvent; pdu: JsonObject; version: RoomVersion } | undefined>;
   /** Whether a redaction event may redact its target (same server, or enough power): checked on read. */
   redactionApplies(redaction: StoredEvent, target: StoredEvent): Promise<boolean>;
+  /** Whether the user was erased on deactivation: answered from memory, asked for every event. */
+  isErased(userId: string): boolean;
+  /** Whether the user was joined to the room at the event. */
+  joinedAt(userId: string, stored: StoredEvent): Promise<boolean>;
+}
+
+export interface FormatOptions {
+  /** The events are served as room state: whole even when their sender was erased. */
+  asState?: boolean;
 }
 
 /** Gathers the lookups clientEventFromPdu needs: transactions, replaced state, redactions. */
@@ -124,15 +143,29 @@ export class ClientEventFormatter {
    * format for many events, in order (undefined where format gives none): their redactions are
    * looked up in one query, not one per event.
    */
-  async formatMany(events: readonly StoredEvent[], viewer?: Viewer): Promise<(ClientEvent | undefined)[]> {
+  async formatMany(events: readonly StoredEvent[], viewer?: Viewer, options: FormatOptions = {}): Promise<(ClientEvent | undefined)[]> {
     const redactions = await this.clientStore.redactionsOfMany(events.map((e) => e.eventId));
+    const reader = options.asState ? undefined : viewer?.userId;
     const out: (ClientEvent | undefined)[] = [];
-    for (const stored of events) out.push(await this.format(stored, viewer, redactions.get(stored.eventId) ?? []));
+    for (const stored of events) out.push(await this.formatFor(stored, viewer, redactions.get(stored.eventId) ?? [], reader));
     return out;
   }
 
-  /** `redactions`: the event's redaction IDs when the caller has looked them up already. */
-  async format(stored: StoredEvent, viewer?: Viewer, redactions?: readonly string[]): Promise<ClientEvent | undefined> {
+  /**
+   * An event of the timeline as `viewer` sees it (pruned when its sender was erased and the viewer
+   * was not joined at it). `redactions`: the event's redaction IDs when the caller has looked them up already.
+   */
+  format(stored: StoredEvent, viewer?: Viewer, redactions?: readonly string[]): Promise<ClientEvent | undefined> {
+    return this.formatFor(stored, viewer, redactions, viewer?.userId);
+  }
+
+  /** An event served as room state: whole even when its sender was erased (see the head of this file). */
+  formatState(stored: StoredEvent, viewer?: Viewer): Promise<ClientEvent | undefined> {
+    return this.formatFor(stored, viewer, undefined, undefined);
+  }
+
+  /** `reader`: the user erasure is judged for; undefined serves erased senders' events whole. */
+  private async formatFor(stored: StoredEvent, viewer: Viewer | undefined, redactions: readonly string[] | undefined, reader: string | undefined): Promise<ClientEvent | undefined> {
     const loaded = await this.loader.load(stored.eventId);
     if (!loaded) return undefined;
     const extras: ClientEventExtras = { now: this.clock.now() };
@@ -145,8 +178,9 @@ export class ClientEventFormatter {
     // The redaction is served as it stands, without redactions of its own: in v1/v2 rooms the
     // sending server picks event IDs, so two redactions can name each other, and following them
     // would never end.
-    if (redaction) extras.redactedBecause = await this.format(redaction, undefined, []);
-    else if (stored.stateKey !== undefined) extras.replacedState = await this.replacedState(stored);
+    if (redaction) extras.redactedBecause = await this.formatFor(redaction, undefined, [], reader);
+    else if (reader !== undefined && (await this.erasedFor(reader, stored))) extras.erased = true;
+    else if (stored.stateKey !== undefined) extras.replacedState = await this.replacedState(stored, reader);
     if (stored.type === "m.room.member" && stored.stateKey === viewer?.userId && loaded.pdu.content && (loaded.pdu.content as JsonObject).membership === "knock") {
       extras.knockRoomState = await this.strippedStateAt(stored);
     }
@@ -179,8 +213,13 @@ export class ClientEventFormatter {
     return undefined;
   }
 
+  /** Whether the event's sender was erased and `reader` was not joined at it. No query unless the sender was erased. */
+  private async erasedFor(reader: string, stored: StoredEvent): Promise<boolean> {
+    return this.loader.isErased(stored.sender) && !(await this.loader.joinedAt(reader, stored));
+  }
+
   /** The state event this one replaced: the entry for its key in the state before it (its first prev event's state). */
-  private async replacedState(stored: StoredEvent): Promise<ClientEventExtras["replacedState"]> {
+  private async replacedState(stored: StoredEvent, reader: string | undefined): Promise<ClientEventExtras["replacedState"]> {
     const prev = stored.prevEvents[0] !== undefined ? await this.events.getEvent(stored.prevEvents[0]) : undefined;
     if (prev?.stateSnapshot === undefined) return undefined;
     const replacedId = await this.events.stateEntryAt(prev.stateSnapshot, stored.type, stored.stateKey!);
@@ -188,8 +227,9 @@ export class ClientEventFormatter {
     const replaced = await this.events.getEvent(replacedId);
     const loaded = replaced && (await this.loader.load(replacedId));
     if (!replaced || !loaded) return undefined;
-    // A redacted predecessor shows its pruned content.
-    const pdu = (await this.applicableRedaction(replaced)) ? redactEvent(loaded.pdu, loaded.version) : loaded.pdu;
+    // A redacted predecessor shows its pruned content; so does an erased one, to whom erasure applies.
+    const prune = (await this.applicableRedaction(replaced)) || (reader !== undefined && (await this.erasedFor(reader, replaced)));
+    const pdu = prune ? redactEvent(loaded.pdu, loaded.version) : loaded.pdu;
     return { eventId: replacedId, content: (pdu.content ?? {}) as JsonObject, sender: replaced.sender };
   }
 }

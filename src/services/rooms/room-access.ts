@@ -27,7 +27,18 @@ export class RoomAccess implements EventLoader {
     readonly store: RoomEventStore,
     /** Rooms a user forgot: their history up to the leave is no longer theirs to read. */
     private readonly isForgotten: (userId: string, roomId: string) => boolean | Promise<boolean> = () => false,
+    /** Users erased on deactivation; asked for every event formatted, so answered from memory. */
+    private readonly erased: (userId: string) => boolean = () => false,
   ) {}
+
+  isErased(userId: string): boolean {
+    return this.erased(userId);
+  }
+
+  /** Whether the user was joined to the room in the state at the event (none for an outlier). */
+  async joinedAt(userId: string, stored: StoredEvent): Promise<boolean> {
+    return (await this.stateEventAt(stored.stateSnapshot, "m.room.member", userId))?.content.membership === "join";
+  }
 
   /** The users whose current membership is join. */
   async joinedMembers(roomId: string): Promise<string[]> {

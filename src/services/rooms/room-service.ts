@@ -319,7 +319,7 @@ export class RoomService {
   async stateEvent(roomId: string, viewer: Viewer, type: string, stateKey: string): Promise<ClientEvent> {
     const id = await this.access.readableStateEntry(roomId, viewer.userId, type, stateKey);
     const stored = id === undefined ? undefined : await this.store.getEvent(id);
-    const event = stored && (await this.formatter.format(stored, viewer));
+    const event = stored && (await this.formatter.formatState(stored, viewer));
     if (!event) throw new MatrixError("M_NOT_FOUND", `Event not found (${type}, ${JSON.stringify(stateKey)})`);
     return event;
   }
@@ -485,12 +485,12 @@ export class RoomService {
     };
   }
 
-  /** Client events of the given ids, in order, skipping any that cannot be loaded. */
+  /** Client events of the given ids, in order, skipping any that cannot be loaded; served as room state (whole when their sender was erased). */
   async formatIds(ids: readonly string[], viewer?: Viewer): Promise<ClientEvent[]> {
     const out: ClientEvent[] = [];
     for (const id of ids) {
       const stored = await this.store.getEvent(id);
-      const event = stored && (await this.formatter.format(stored, viewer));
+      const event = stored && (await this.formatter.formatState(stored, viewer));
       if (event) out.push(event);
     }
     return out;

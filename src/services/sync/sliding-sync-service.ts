@@ -22,7 +22,7 @@ import type { AccountDataService } from "../accounts/account-data-service";
 import type { PushRuleService } from "../accounts/push-rule-service";
 import type { NotificationService } from "../push/notification-service";
 import type { PresenceService, PresenceState } from "../presence/presence-service";
-import { ClientEventFormatter, type ClientEvent, type StrippedState } from "../rooms/client-events";
+import { ClientEventFormatter, type ClientEvent, type FormatOptions, type StrippedState } from "../rooms/client-events";
 import type { ReceiptContent, ReceiptService, TypingService } from "../rooms/ephemeral";
 import type { OutOfBandMembership, OutOfBandMemberships } from "../rooms/out-of-band";
 import type { RoomAccess } from "../rooms/room-access";
@@ -541,7 +541,7 @@ export class SlidingSyncService {
       }
     }
     const stateEvents = [...(await deps.store.getEvents([...stateIds])).values()].sort((a, b) => (a.streamOrdering ?? 0) - (b.streamOrdering ?? 0));
-    const requiredState = await this.format(ctx, stateEvents);
+    const requiredState = await this.format(ctx, stateEvents, { asState: true });
     if (requiredState.length > 0) json.required_state = requiredState;
 
     // Fields: sent whole when initial, otherwise those whose value changed.
@@ -659,11 +659,11 @@ export class SlidingSyncService {
   }
 
   /** Client events without room_id. */
-  private async format(ctx: Context, events: readonly StoredEvent[]): Promise<SyncEvent[]> {
+  private async format(ctx: Context, events: readonly StoredEvent[], options: FormatOptions = {}): Promise<SyncEvent[]> {
     const out: SyncEvent[] = [];
     const viewer = { userId: ctx.userId, deviceId: ctx.deviceId };
     for (const stored of events) {
-      const event = await this.formatter.format(stored, viewer);
+      const event = options.asState ? await this.formatter.formatState(stored, viewer) : await this.formatter.format(stored, viewer);
       if (!event) continue;
       const { room_id: _roomId, ...rest } = event;
       out.push(rest);

@@ -32,7 +32,7 @@ import type { Clock } from "../runtime";
 import type { AccountDataService } from "../accounts/account-data-service";
 import type { Filter, FilterService } from "../accounts/filter-service";
 import type { PushRuleService } from "../accounts/push-rule-service";
-import { type ClientEvent, ClientEventFormatter, clientEventFromPdu, type Viewer } from "../rooms/client-events";
+import { type ClientEvent, ClientEventFormatter, clientEventFromPdu, type FormatOptions, type Viewer } from "../rooms/client-events";
 import type { ReceiptService, TypingService } from "../rooms/ephemeral";
 import type { RoomAccess } from "../rooms/room-access";
 import type { OutOfBandMembership, OutOfBandMemberships } from "../rooms/out-of-band";
@@ -498,7 +498,7 @@ export class SyncService {
 
     const room: JoinedRoomSync = {
       timeline: await this.timelineJson(ctx, timeline, ctx.now.events),
-      state: { events: await this.format(ctx, state) },
+      state: { events: await this.format(ctx, state, { asState: true }) },
       ephemeral: { events: ephemeral },
       account_data: { events: accountData },
       unread_notifications: (await this.deps.notifications?.unreadCounts(userId, roomId, ctx.now.events)) ?? { notification_count: 0, highlight_count: 0 },
@@ -555,7 +555,7 @@ export class SyncService {
       : [];
     return {
       timeline: await this.timelineJson(ctx, timeline, member.streamOrdering),
-      state: { events: await this.format(ctx, state) },
+      state: { events: await this.format(ctx, state, { asState: true }) },
       account_data: { events: accountData },
     };
   }
@@ -729,9 +729,9 @@ export class SyncService {
    * "federation", the PDUs as stored (room_id kept), each with its event_id, the content as the
    * client format gives it (pruned once redacted) and the client format's unsigned (as Synapse).
    */
-  private async format(ctx: SyncContext, events: readonly StoredEvent[]): Promise<SyncEvent[]> {
+  private async format(ctx: SyncContext, events: readonly StoredEvent[], options: FormatOptions = {}): Promise<SyncEvent[]> {
     const out: SyncEvent[] = [];
-    const formatted = await this.formatter.formatMany(events, ctx.viewer);
+    const formatted = await this.formatter.formatMany(events, ctx.viewer, options);
     for (const [i, event] of formatted.entries()) {
       if (!event) continue;
       if (ctx.filter.federationFormat && events[i]!.json !== "") {

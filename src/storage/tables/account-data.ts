@@ -39,6 +39,7 @@ const SELECT = "SELECT content_json FROM account_data WHERE user_id = ? AND room
 const SELECT_MAX = "SELECT coalesce(max(stream_position), 0) AS max FROM account_data";
 const UPSERT = `INSERT INTO account_data (user_id, room_id, type, content_json, stream_position) VALUES (?, ?, ?, ?, ?)
   ON CONFLICT (user_id, room_id, type) DO UPDATE SET content_json = excluded.content_json, stream_position = excluded.stream_position`;
+const DELETE_USER = "DELETE FROM account_data WHERE user_id = ?";
 const SELECT_SINCE = "SELECT room_id, type, content_json, stream_position FROM account_data WHERE user_id = ? AND stream_position > ? ORDER BY stream_position";
 
 interface AccountDataRow {
@@ -81,5 +82,17 @@ export class SqlAccountDataStore implements AccountDataStore {
 
   async maxAccountDataStream(): Promise<number> {
     return (await this.db.get<{ max: number }>(SELECT_MAX))!.max;
+  }
+
+  async deleteAllAccountData(userId: string): Promise<number> {
+    return this.db.transaction(async () => {
+      const head = await this.maxAccountDataStream();
+      const { changes } = await this.db.run(DELETE_USER, userId);
+      // The stream's head is the highest position a row holds: had it gone down with the deleted
+      // rows, the next write would take a position that sync tokens already passed, and be missed.
+      // It stays on a row of no user ('' is no user ID), which no user's read returns.
+      if (changes > 0 && (await this.maxAccountDataStream()) < head) await this.db.run(UPSERT, "", "", "", "{}", head);
+      return changes;
+    });
   }
 }
