@@ -60,7 +60,8 @@ export class SqlRoomEventStore implements RoomEventStore {
     return room;
   }
 
-  // Event rows are never updated: a committed one can be served from memory for good.
+  // Event rows change once at most (an outlier that backfill moves into the timeline, which drops it
+  // from this cache): otherwise a committed one can be served from memory for good.
   async getEvent(eventId: string): Promise<StoredEvent | undefined> {
     const inTransaction = this.db.inTransaction();
     const hit = this.eventCache.get(eventId) ?? (inTransaction ? this.fresh.get(eventId) : undefined);
@@ -103,6 +104,8 @@ export class SqlRoomEventStore implements RoomEventStore {
       const inTimeline = !outlier && !event.rejectedReason && !event.softFailed;
       const advance = input.updateForwardExtremities === true && inTimeline;
       const { stored, extremity } = await this.events.insert(event, inTimeline, snapshot, input.historicalOrdering, advance);
+      // The one change an event row ever sees: the outlier served from memory is stale now.
+      if (event.promoteOutlier) this.eventCache.delete(stored.eventId);
       this.fresh.set(stored.eventId, stored);
       if (advance) {
         this.headsEpoch++;

@@ -45,6 +45,12 @@ export interface NewEvent {
   readonly softFailed?: boolean;
   /** content.membership of m.room.member events, kept beside current state for member queries. */
   readonly membership?: string;
+  /**
+   * The event is held already as an outlier (a join's state, an auth event) and backfill has now
+   * reached it in the room's history: its row moves into the timeline at the historical ordering,
+   * with its state, instead of a new row (which would clash with it).
+   */
+  readonly promoteOutlier?: boolean;
 }
 
 /** A change to a state map: key -> event id, or null where resolution removed the key. */

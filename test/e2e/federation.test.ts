@@ -207,14 +207,20 @@ describe("federation between two Portier servers", () => {
     // Page back 10 at a time, as a client scrolling up does.
     const pages: string[][] = [];
     const ends: string[] = [];
+    const types: string[] = [];
     let from: string | undefined;
     for (let page = 0; page < 10; page++) {
       const r = await lou.ok("GET", `/rooms/${enc(roomId)}/messages?dir=b&limit=10${from ? `&from=${enc(from)}` : ""}`);
+      types.push(...(r.chunk as { type: string }[]).map((e) => e.type));
       pages.push((r.chunk as { type: string; content: { body?: string } }[]).filter((e) => e.type === "m.room.message").map((e) => e.content.body!));
       if (!r.end) break;
       ends.push((from = r.end));
     }
     expect(pages.flat().reverse()).toEqual(sent);
+    // The room's own beginning, which B first held only as the state its join came with, is history
+    // too: paging back reaches the m.room.create event, as on A.
+    expect(types.at(-1)).toBe("m.room.create");
+    expect(types.filter((t) => t === "m.room.create")).toHaveLength(1);
     bClient.request = request;
     expect(askedFrom.length).toBeGreaterThan(0);
     const bStore = resolve(b.server.container, Tokens.RoomEventStore);

@@ -152,6 +152,32 @@ describe.each(testDatabases.map((d) => [d.name, d] as const))("room DAG store on
     expect(await store.currentStateEvent(ROOM, "m.room.name", "")).toBeUndefined();
   });
 
+  test("an accepted outlier that backfill reaches moves into the timeline below everything held, once; read back fresh", async () => {
+    await append(event("$a", { type: "m.room.create", stateKey: "" }));
+    const outlier = await store.persistEvent({ event: event("$o", { outlier: true, prevEvents: ["$a"], authEvents: ["$a"] }), updateForwardExtremities: false, updateCurrentState: false });
+    expect(outlier.outlier).toBe(true);
+    expect((await store.getEvent("$o"))?.outlier).toBe(true); // now in the read cache
+    const edges = await counts();
+    const promoted = await store.persistEvent({
+      event: event("$o", { prevEvents: ["$a"], authEvents: ["$a"], promoteOutlier: true }),
+      stateAfter: { parent: (await store.getEvent("$a"))!.stateSnapshot, delta: new Map() },
+      updateForwardExtremities: false,
+      updateCurrentState: false,
+      historicalOrdering: -5,
+    });
+    expect(promoted).toMatchObject({ eventId: "$o", outlier: false, streamOrdering: -5 });
+    expect(await store.getEvent("$o")).toMatchObject({ outlier: false, streamOrdering: -5, prevEvents: ["$a"] });
+    expect(await uncached().getEvent("$o")).toMatchObject({ outlier: false, streamOrdering: -5 });
+    // The same row: no second event, no new edges; the extremities and current state untouched.
+    expect((await counts())[0]).toBe(edges[0]);
+    expect((await counts())[3]).toBe(edges[3]);
+    expect(await store.forwardExtremities(ROOM)).toEqual(["$a"]);
+    expect((await store.roomEventsBackwards(ROOM, 0, Number.MIN_SAFE_INTEGER, 10)).map((e) => e.eventId)).toEqual(["$o"]);
+    // Only an outlier moves, and only once.
+    const again = store.persistEvent({ event: event("$o", { promoteOutlier: true }), stateAfter: { parent: undefined, delta: new Map() }, updateForwardExtremities: false, updateCurrentState: false, historicalOrdering: -6 });
+    await expect(again).rejects.toThrow();
+  });
+
   test("several current state entries in one call, only those present", async () => {
     await append(event("$c", { type: "m.room.create", stateKey: "" }));
     await append(event("$m", { prevEvents: ["$c"], type: "m.room.member", stateKey: "@a:example.org" }));

@@ -280,7 +280,11 @@ export class FederationEventIngest {
     const seen = new Set<string>();
     for (const pdu of pdus) {
       const event = this.parse(pdu, version);
-      if (!event || seen.has(event.event_id) || (await this.deps.store.getEvent(event.event_id))) continue;
+      if (!event || seen.has(event.event_id)) continue;
+      // Held in the timeline: nothing to do. Held as an accepted outlier (the room's state from our
+      // join, an auth event): the receiver places it in the timeline, so history shows it.
+      const held = await this.deps.store.getEvent(event.event_id);
+      if (held && (!held.outlier || held.rejectedReason !== undefined)) continue;
       seen.add(event.event_id);
       events.push({ pdu, event });
     }

@@ -199,10 +199,13 @@ export class PduReceiver {
     const knownAbsent = batch !== undefined && options.eventId === event.event_id && !batch.held.has(event.event_id) && !batch.seen.has(event.event_id);
     batch?.seen.add(event.event_id);
     const existing = knownAbsent ? undefined : await this.store.getEvent(event.event_id);
-    if (existing) return existing.roomId === event.room_id ? this.outcomeOf(existing) : { outcome: "dropped", eventId: event.event_id, reason: "event ID already used in another room" };
+    // An accepted outlier (a join's state, an auth event) that backfill reaches in the room's
+    // history goes through the checks again, with its place in the timeline (as Synapse does).
+    const promote = existing !== undefined && options.historicalOrdering !== undefined && existing.outlier && existing.rejectedReason === undefined && existing.roomId === event.room_id;
+    if (existing && !promote) return existing.roomId === event.room_id ? this.outcomeOf(existing) : { outcome: "dropped", eventId: event.event_id, reason: "event ID already used in another room" };
     const limits = checkEventLimits(received, version.strictCanonicalJson);
     if (limits) return { outcome: "dropped", eventId: event.event_id, reason: limits.reason };
-    if (event.type === "m.room.create" && event.room_id !== undefined && (await this.store.getRoom(event.room_id))) {
+    if (!promote && event.type === "m.room.create" && event.room_id !== undefined && (await this.store.getRoom(event.room_id))) {
       return { outcome: "dropped", eventId: event.event_id, reason: "the room already has its m.room.create event" };
     }
     if (!isJsonObject(received.hashes) || typeof received.hashes.sha256 !== "string") return { outcome: "dropped", eventId: event.event_id, reason: "PDU has no hashes.sha256" };
@@ -306,13 +309,15 @@ export class PduReceiver {
     }
     const roomId = event.room_id ?? `!${event.event_id.slice(1)}`;
     const accepted = rejection === undefined && !softFailed;
+    // An outlier the timeline's state does not allow stays the outlier it was.
+    if (promote && !accepted) return this.outcomeOf(existing!);
     const currentState = accepted && !historical ? await this.currentStateAfter(version, roomId, event, stateAfter) : false;
 
-    const createRoom = event.type === "m.room.create" && rejection === undefined && !(await this.store.getRoom(roomId))
+    const createRoom = !promote && event.type === "m.room.create" && rejection === undefined && !(await this.store.getRoom(roomId))
       ? { roomId, roomVersion: version.id, creator: event.sender, createdTs: event.origin_server_ts }
       : undefined;
     const stored = await this.store.persistEvent({
-      event: storedEventOf(event, roomId, pdu, { rejectedReason: rejection, softFailed }),
+      event: storedEventOf(event, roomId, pdu, { rejectedReason: rejection, softFailed, ...(promote ? { promoteOutlier: true } : {}) }),
       stateAfter: { parent, delta: stateDelta },
       updateForwardExtremities: accepted && !historical,
       updateCurrentState: currentState,

@@ -418,7 +418,7 @@ export class RoomEngine {
 }
 
 /** The row a RoomEvent is stored as: the PDU kept whole, the fields queries need beside it. */
-export function storedEventOf(event: RoomEvent, roomId: string, pdu: JsonObject, verdict: { rejectedReason?: string; softFailed?: boolean } = {}): NewEvent {
+export function storedEventOf(event: RoomEvent, roomId: string, pdu: JsonObject, verdict: { rejectedReason?: string; softFailed?: boolean; promoteOutlier?: boolean } = {}): NewEvent {
   return {
     eventId: event.event_id,
     roomId,

@@ -139,6 +139,8 @@ const INSERT_EVENT = `INSERT INTO events (${INSERT_COLUMNS}) VALUES (?, ?, ?, ?,
 // ordering the caller chose (one batch at a time, oldest lowest), so /sync, which reads only
 // orderings above its token, never sees it as new.
 const INSERT_HISTORICAL_EVENT = `INSERT INTO events (${INSERT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING event_nid, stream_ordering`;
+// An outlier that backfill reached: into the timeline, below everything held (its edges are there).
+const PROMOTE_OUTLIER = "UPDATE events SET outlier = 0, state_snapshot = ?, stream_ordering = ? WHERE event_id = ? AND outlier = 1 AND rejected_reason IS NULL RETURNING event_nid, stream_ordering";
 const SELECT_MIN_STREAM = "SELECT min(stream_ordering) AS m FROM events";
 const SELECT_ROOMS_BETWEEN = "SELECT DISTINCT room_id FROM events WHERE stream_ordering > ? AND stream_ordering <= ?";
 const insertEdges = (n: number) => `INSERT INTO event_edges (event_nid, prev_event_id) VALUES ${valueRows(n, 2)} ON CONFLICT DO NOTHING`;
@@ -176,6 +178,13 @@ export class EventsTable {
    */
   async insert(event: NewEvent, inTimeline: boolean, stateSnapshot: number | undefined, historicalOrdering?: number, advance = false): Promise<{ stored: StoredEvent; extremity?: boolean }> {
     const historical = inTimeline && historicalOrdering !== undefined;
+    if (event.promoteOutlier) {
+      if (!historical || advance) throw new Error(`only backfill places an outlier in the timeline (${event.eventId})`);
+      const promoted = await this.db.get<{ event_nid: number; stream_ordering: number | null }>(PROMOTE_OUTLIER, stateSnapshot ?? null, historicalOrdering, event.eventId);
+      if (!promoted) throw new Error(`${event.eventId} is not an accepted outlier`);
+      const held = (await this.get(event.eventId))!;
+      return { stored: held };
+    }
     const inserted = (await this.db.get<{ event_nid: number; stream_ordering: number | null }>(
       historical ? INSERT_HISTORICAL_EVENT : inTimeline ? INSERT_TIMELINE_EVENT : INSERT_EVENT,
       event.eventId,
