@@ -4,6 +4,7 @@ import { readFileSync } from "node:fs";
 import { Value, ValueErrorType } from "@sinclair/typebox/value";
 import { ConfigSchema, type Config } from "./schema";
 import { parseServerName } from "../protocol/identifiers";
+import { parseAddressRange } from "../protocol/ip-ranges";
 
 export class ConfigError extends Error {
   override name = "ConfigError";
@@ -82,6 +83,9 @@ export function resolveConfig(...sources: Tree[]): Readonly<Config> {
   const name = parseServerName(config.server_name);
   if (!name.ok) throw new ConfigError(`config key 'server_name': ${name.error}`);
   checkDatabase(config.database);
+  for (const range of config.media.url_preview_ip_range_whitelist) {
+    if (!parseAddressRange(range)) throw new ConfigError(`config key 'media.url_preview_ip_range_whitelist': ${JSON.stringify(range)} is not an address range (CIDR, e.g. 10.0.0.0/8)`);
+  }
   return deepFreeze(config);
 }
 

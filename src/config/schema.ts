@@ -138,6 +138,11 @@ export const ConfigSchema = Type.Object(
           description: "Freeze the deprecated unauthenticated /_matrix/media/v3/download and /thumbnail endpoints: they answer 404 M_NOT_FOUND, and media is served only through the authenticated /_matrix/client/v1/media endpoints.",
         }),
         url_preview_enabled: Type.Boolean({ default: false, description: "Serve URL previews (/media/preview_url). The server then fetches URLs its users post, never on loopback, private, link-local or multicast addresses." }),
+        url_preview_ip_range_whitelist: Type.Array(Type.String(), {
+          default: [],
+          description: "Address ranges (CIDR, e.g. 10.0.0.0/8) that URL previews may fetch although they are not public: an intranet the server's users link to. Synapse's key of the same name.",
+        }),
+        url_preview_verify_tls: Type.Boolean({ default: true, description: "Verify the TLS certificates of https pages URL previews fetch. Leave on outside of tests." }),
         url_preview_max_bytes: Type.Integer({ minimum: 1024, default: 10 * 1024 * 1024, description: "Largest page or image a URL preview fetches." }),
         url_preview_timeout_ms: Type.Integer({ minimum: 100, maximum: 120_000, default: 10_000, description: "How long fetching a URL for a preview may take." }),
       },

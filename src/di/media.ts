@@ -6,7 +6,8 @@ import type { DependencyContainer } from "tsyringe";
 import { MediaFiles } from "../services/media/media-files";
 import { MediaService } from "../services/media/media-service";
 import { FederationMediaClient, noRemoteMedia } from "../services/media/remote-media";
-import { safeFetch } from "../services/media/safe-fetch";
+import { parseAddressRange } from "../protocol/ip-ranges";
+import { publicOrAllowed, safeFetch } from "../services/media/safe-fetch";
 import { WorkerThumbnailer } from "../services/media/thumbnailer";
 import { UrlPreviewer } from "../services/media/url-preview";
 import type { Service } from "../services/runtime";
@@ -28,7 +29,8 @@ export function registerMediaServices(container: DependencyContainer, { config, 
     const remote = config.federation.enabled
       ? new FederationMediaClient({ serverName: config.server_name, signer: resolve(container, Tokens.ServerKeys), config: config.federation, clock, userAgent })
       : noRemoteMedia;
-    const fetchLimits = { maxBytes: config.media.url_preview_max_bytes, timeoutMs: config.media.url_preview_timeout_ms, userAgent };
+    const allowAddress = publicOrAllowed(config.media.url_preview_ip_range_whitelist.map((range) => parseAddressRange(range)!));
+    const fetchLimits = { maxBytes: config.media.url_preview_max_bytes, timeoutMs: config.media.url_preview_timeout_ms, userAgent, allowAddress, verifyTls: config.media.url_preview_verify_tls };
     let media: MediaService | undefined = undefined;
     const previewer = config.media.url_preview_enabled
       ? new UrlPreviewer({

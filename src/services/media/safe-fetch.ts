@@ -6,6 +6,7 @@
 import { lookup } from "node:dns/promises";
 import { isIP } from "node:net";
 import { MatrixError } from "../../protocol/errors";
+import { inRange, ipv4ToInt, ipv6Groups, type AddressRange } from "../../protocol/ip-ranges";
 
 export interface SafeFetchOptions {
   readonly maxBytes: number;
@@ -17,6 +18,8 @@ export interface SafeFetchOptions {
   /** The host's addresses; default: the system resolver (every A and AAAA record). */
   readonly resolve?: (hostname: string) => Promise<string[]>;
   readonly maxRedirects?: number;
+  /** Verify https certificates (default); off only for test peers with self-signed ones. */
+  readonly verifyTls?: boolean;
 }
 
 export interface FetchedResource {
@@ -34,10 +37,6 @@ export class BlockedAddressError extends MatrixError {
 }
 
 const systemResolve = async (hostname: string) => (await lookup(hostname, { all: true, verbatim: true })).map((a) => a.address);
-
-function ipv4ToInt(address: string): number {
-  return address.split(".").reduce((n, part) => n * 256 + Number(part), 0);
-}
 
 /** IPv4 ranges that are not public unicast (RFC 6890 and friends): [base, prefix length]. */
 const BLOCKED_V4: readonly (readonly [string, number])[] = [
@@ -67,23 +66,6 @@ function isPublicIPv4(address: string): boolean {
   });
 }
 
-/** The 8 groups of an IPv6 address as numbers (an embedded dotted IPv4 tail included). */
-function ipv6Groups(address: string): number[] | undefined {
-  let text = address.toLowerCase();
-  const zone = text.indexOf("%");
-  if (zone >= 0) text = text.slice(0, zone);
-  const tail = /(\d+\.\d+\.\d+\.\d+)$/.exec(text);
-  if (tail) {
-    const v4 = ipv4ToInt(tail[1]!);
-    text = `${text.slice(0, -tail[1]!.length)}${(v4 >>> 16).toString(16)}:${(v4 & 0xffff).toString(16)}`;
-  }
-  const [head, rest] = text.split("::") as [string, string | undefined];
-  const parse = (s: string) => (s === "" ? [] : s.split(":").map((g) => parseInt(g, 16)));
-  const left = parse(head);
-  const right = rest === undefined ? [] : parse(rest);
-  const groups = rest === undefined ? left : [...left, ...new Array(8 - left.length - right.length).fill(0), ...right];
-  return groups.length === 8 && groups.every((g) => Number.isInteger(g) && g >= 0 && g <= 0xffff) ? groups : undefined;
-}
 
 /**
  * Public IPv6 is global unicast, 2000::/3, less its special ranges; outside it, only the two forms
@@ -105,6 +87,12 @@ function isPublicIPv6(address: string): boolean {
   if (g[0] === 0x2001 && g[1] === 0x0db8) return false; // documentation 2001:db8::/32
   if (g[0] === 0x3fff && g[1]! < 0x1000) return false; // documentation 3fff::/20 (RFC 9637)
   return true;
+}
+
+/** Public addresses, and those in the operator's allowed ranges (media.url_preview_ip_range_whitelist). */
+export function publicOrAllowed(ranges: readonly AddressRange[]): (address: string) => boolean {
+  if (ranges.length === 0) return isPublicAddress;
+  return (address) => isPublicAddress(address) || ranges.some((range) => inRange(address, range));
 }
 
 /** Whether an IP address is public unicast: the only kind a user-chosen URL may reach. */
@@ -153,7 +141,9 @@ export async function safeFetch(url: string, options: SafeFetchOptions): Promise
         signal,
         headers: { Host: target.host, Accept: options.accept ?? "*/*", "User-Agent": options.userAgent ?? "Portier" },
         // The certificate must still be valid for the name, not the address connected to.
-        ...(target.protocol === "https:" && isIP(hostname) === 0 ? { tls: { serverName: hostname } } : {}),
+        ...(target.protocol === "https:"
+          ? { tls: { ...(isIP(hostname) === 0 ? { serverName: hostname } : {}), ...(options.verifyTls === false ? { rejectUnauthorized: false } : {}) } }
+          : {}),
       } as RequestInit);
     } catch (error) {
       if (signal.aborted) throw new MatrixError("M_UNKNOWN", `No answer from ${target.host} within ${options.timeoutMs} ms`, 504);

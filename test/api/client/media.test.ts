@@ -3,7 +3,7 @@
 // stored past it), thumbnails of every format, the freeze switch, URL previews (off by default;
 // refused for loopback when on) and the config. Every JSON answer is checked against the spec.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { readdirSync, existsSync } from "node:fs";
+import { readdirSync, existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { PortierServer } from "../../../src/app";
 import { Tokens, resolve } from "../../../src/di/tokens";
@@ -11,7 +11,8 @@ import { readImageInfo } from "../../../src/services/media/image-format";
 import { MEDIA_CSP } from "../../../src/api/media/serving";
 import { expectMatchesSpec } from "../../helpers/openapi";
 import { bearer, registerUser, type TestUser } from "../../helpers/accounts";
-import { testServer } from "../../helpers/server";
+import { tempDir, testServer } from "../../helpers/server";
+import { generateSelfSignedCertificate } from "../../../src/services/federation/tls-certificate";
 import { makeAnimatedGif, makeImage, middlePixel } from "../../helpers/images";
 
 const SERVER = "media.example";
@@ -405,6 +406,49 @@ describe("URL previews", () => {
       expect(fetched).toBe(0);
     } finally {
       await previews.stop();
+      page.stop(true);
+    }
+  });
+
+  test("on, with media.url_preview_ip_range_whitelist: a page in an allowed range is previewed; other private addresses stay refused", async () => {
+    const page = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response('<html><head><meta property="og:title" content="Intranet page"></head></html>', { headers: { "Content-Type": "text/html" } }) });
+    const previews = await testServer({ server_name: SERVER, registration: { enabled: true }, media: { url_preview_enabled: true, url_preview_timeout_ms: 2000, url_preview_ip_range_whitelist: ["127.0.0.1/32"] } });
+    try {
+      const gina = await registerUser(previews, "gina");
+      const ok = await call("GET", `/_matrix/client/v1/media/preview_url?url=${encodeURIComponent(`http://127.0.0.1:${page.port}/`)}`, { token: gina.token, target: previews });
+      expect([ok.status, ok.json["og:title"]]).toEqual([200, "Intranet page"]);
+      for (const url of [`http://127.0.0.2:${page.port}/`, `http://[::1]:${page.port}/`, "http://10.0.0.1/"]) {
+        const r = await call("GET", `/_matrix/client/v1/media/preview_url?url=${encodeURIComponent(url)}`, { token: gina.token, target: previews });
+        expect([url, r.status, r.json.errcode]).toEqual([url, 403, "M_FORBIDDEN"]);
+      }
+    } finally {
+      await previews.stop();
+      page.stop(true);
+    }
+  });
+
+  test("an https page with a self-signed certificate: refused by default, previewed with media.url_preview_verify_tls off", async () => {
+    const cert = generateSelfSignedCertificate(tempDir(), "127.0.0.1", { ipAddresses: ["127.0.0.1"] });
+    const page = Bun.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      tls: { cert: readFileSync(cert.certificatePath, "utf8"), key: readFileSync(cert.privateKeyPath, "utf8") },
+      fetch: () => new Response('<meta property="og:title" content="Self-signed">', { headers: { "Content-Type": "text/html" } }),
+    });
+    const url = `https://127.0.0.1:${page.port}/`;
+    const media = (verify: boolean) => ({ url_preview_enabled: true, url_preview_timeout_ms: 2000, url_preview_ip_range_whitelist: ["127.0.0.1/32"], url_preview_verify_tls: verify });
+    const verifying = await testServer({ server_name: SERVER, registration: { enabled: true }, media: media(true) });
+    const trusting = await testServer({ server_name: SERVER, registration: { enabled: true }, media: media(false) });
+    try {
+      const one = await registerUser(verifying, "hugo");
+      const refused = await call("GET", `/_matrix/client/v1/media/preview_url?url=${encodeURIComponent(url)}`, { token: one.token, target: verifying });
+      expect(refused.status).toBe(502);
+      const two = await registerUser(trusting, "hugo");
+      const ok = await call("GET", `/_matrix/client/v1/media/preview_url?url=${encodeURIComponent(url)}`, { token: two.token, target: trusting });
+      expect([ok.status, ok.json["og:title"]]).toEqual([200, "Self-signed"]);
+    } finally {
+      await verifying.stop();
+      await trusting.stop();
       page.stop(true);
     }
   });
