@@ -46,6 +46,8 @@ export interface Database {
   inTransaction(): boolean;
   /** Called after any rollback (of a transaction or a savepoint), so caches of uncommitted rows can be dropped. */
   onRollback(listener: () => void): void;
+  /** Called after each COMMIT, before the committed transactions' callers resume: caches of what they wrote can be dropped. */
+  onCommit(listener: () => void): void;
   /** Waits for queued transactions, then closes. */
   close(): Promise<void>;
   /** Reports how long statements and commits take (metrics); until called, nothing is timed. */

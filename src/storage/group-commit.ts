@@ -86,6 +86,7 @@ export class GroupCommit<Conn> {
   private scheduled = false;
   private batch: Promise<void> | undefined;
   private readonly rollbackListeners: (() => void)[] = [];
+  private readonly commitListeners: (() => void)[] = [];
   /** Commits so far and units committed in them (for benches and tests). */
   readonly stats = { commits: 0, units: 0 };
 
@@ -117,6 +118,10 @@ export class GroupCommit<Conn> {
 
   onRollback(listener: () => void): void {
     this.rollbackListeners.push(listener);
+  }
+
+  onCommit(listener: () => void): void {
+    this.commitListeners.push(listener);
   }
 
   run<T>(fn: () => Promise<T>): Promise<T> {
@@ -210,6 +215,7 @@ export class GroupCommit<Conn> {
     }
     this.stats.commits++;
     this.stats.units += done.length;
+    for (const listener of this.commitListeners) listener();
     for (const d of done) d.unit.resolve(d.value);
   }
 
@@ -267,5 +273,9 @@ export abstract class SingleWriterDatabase<Conn> {
 
   onRollback(listener: () => void): void {
     this.writer.onRollback(listener);
+  }
+
+  onCommit(listener: () => void): void {
+    this.writer.onCommit(listener);
   }
 }

@@ -11,6 +11,19 @@ import { ImmutableRowCache } from "./row-cache";
 
 /** Events kept parsed into rows: /sync and the receive path read the same recent events again and again. */
 const EVENT_CACHE = 20_000;
+/** Rooms whose newest timeline events are kept (RoomTail). */
+const TAIL_ROOMS = 1_000;
+
+/**
+ * A room's newest timeline events, newest first, as read when nothing was being written to it:
+ * every timeline event of the room with a stream ordering above `completeAbove` is in `rows`. Each
+ * member's incremental /sync after a message reads the same few events of that room: one read
+ * serves them all. Any write to the room drops its tail.
+ */
+interface RoomTail {
+  readonly rows: readonly StoredEvent[];
+  readonly completeAbove: number;
+}
 
 export class SqlRoomEventStore implements RoomEventStore {
   private readonly rooms: RoomsTable;
@@ -26,6 +39,11 @@ export class SqlRoomEventStore implements RoomEventStore {
    * inside a transaction; any rollback forgets them all (rollbacks are rare: a failed unit or commit).
    */
   private readonly fresh = new ImmutableRowCache<string, StoredEvent>(2_000);
+  private readonly tails = new ImmutableRowCache<string, RoomTail>(TAIL_ROOMS);
+  /** Moves on every event written and every commit or rollback: a tail read before one must not be kept. */
+  private tailsEpoch = 0;
+  /** Rooms written in transactions not yet committed: their tails are dropped again at the commit. */
+  private readonly tailsWritten = new Set<string>();
   /**
    * Per room, its current state snapshot and forward extremities as last read or written. Each
    * room's writes go through its write queue, which reads them first; any rollback forgets them all.
@@ -40,9 +58,12 @@ export class SqlRoomEventStore implements RoomEventStore {
     this.snapshots = new StateSnapshotsTable(db);
     this.current = new CurrentStateTable(db);
     // Snapshots cached inside a rolled-back transaction (or savepoint) must not linger in the cache.
+    // A tail read on a reader while a write was open saw the room before it: dropped at the commit.
+    db.onCommit(() => this.dropWrittenTails());
     db.onRollback(() => {
       this.snapshots.forgetUncommitted();
       this.fresh.clear();
+      this.dropWrittenTails();
       this.heads.clear();
       this.headsEpoch++;
     });
@@ -96,6 +117,10 @@ export class SqlRoomEventStore implements RoomEventStore {
 
   async persistEvent(input: PersistEventInput): Promise<StoredEvent> {
     const { event } = input;
+    // Before anything is written, and again at the commit: no tail of the room may outlive this write.
+    this.tails.delete(event.roomId);
+    this.tailsWritten.add(event.roomId);
+    this.tailsEpoch++;
     return this.snapshots.transaction(async () => {
       if (input.createRoom) await this.rooms.create(input.createRoom);
       const outlier = event.outlier === true || input.stateAfter === undefined;
@@ -266,7 +291,44 @@ export class SqlRoomEventStore implements RoomEventStore {
   }
 
   async roomEventsBackwards(roomId: string, beforeInclusive: number, afterExclusive: number, limit: number): Promise<StoredEvent[]> {
+    const fromTail = this.fromTail(roomId, beforeInclusive, afterExclusive, limit);
+    if (fromTail) return fromTail;
+    // A read that starts at a known position (an incremental /sync's, a page) fills the room's tail
+    // first, outside transactions: the next reads of the room's newest events need no query.
+    // It reads what the request would, from the room's newest event on: later readers whose
+    // position is at or past this one's are served from it.
+    if (afterExclusive > 0 && !this.db.inTransaction()) {
+      const epoch = this.tailsEpoch;
+      const rows = this.remembered(await this.events.backwards(roomId, Number.MAX_SAFE_INTEGER, afterExclusive, limit));
+      if (epoch === this.tailsEpoch) {
+        this.tails.set(roomId, { rows, completeAbove: rows.length < limit ? afterExclusive : rows[rows.length - 1]!.streamOrdering! - 1 });
+        const served = this.fromTail(roomId, beforeInclusive, afterExclusive, limit);
+        if (served) return served;
+      }
+    }
     return this.remembered(await this.events.backwards(roomId, beforeInclusive, afterExclusive, limit));
+  }
+
+  private dropWrittenTails(): void {
+    for (const roomId of this.tailsWritten) this.tails.delete(roomId);
+    this.tailsWritten.clear();
+    this.tailsEpoch++;
+  }
+
+  /** The read served from the room's tail, when the tail holds all of it. */
+  private fromTail(roomId: string, beforeInclusive: number, afterExclusive: number, limit: number): StoredEvent[] | undefined {
+    const tail = this.tails.get(roomId);
+    if (!tail) return undefined;
+    const out: StoredEvent[] = [];
+    for (const row of tail.rows) {
+      const ordering = row.streamOrdering!;
+      if (ordering > beforeInclusive) continue;
+      if (ordering <= afterExclusive) break;
+      out.push(row);
+      if (out.length >= limit) return out;
+    }
+    // Fewer than the limit: the answer only when the tail holds every event down to afterExclusive.
+    return afterExclusive >= tail.completeAbove ? out : undefined;
   }
 
   /** Committed events read by range go into the event cache: whoever formats them next loads them by id. */

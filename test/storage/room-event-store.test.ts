@@ -178,6 +178,56 @@ describe.each(testDatabases.map((d) => [d.name, d] as const))("room DAG store on
     await expect(again).rejects.toThrow();
   });
 
+  test("a room's newest events are read once for every reader after a position, until the room is written to", async () => {
+    await append(event("$c", { type: "m.room.create", stateKey: "" }));
+    let prev = "$c";
+    for (let i = 0; i < 5; i++) prev = (await append(event(`$m${i}`, { prevEvents: [prev] }))).eventId;
+    const since = (await store.getEvent("$m2"))!.streamOrdering!;
+    const head = (await store.getEvent("$m4"))!.streamOrdering!;
+    let reads = 0;
+    const all = stores.db.all.bind(stores.db);
+    stores.db.all = (async (sql: string, ...params: never[]) => {
+      if (sql.includes("ORDER BY stream_ordering DESC")) reads++;
+      return all(sql, ...params);
+    }) as typeof stores.db.all;
+    const ids = async (after: number, limit = 10) => (await store.roomEventsBackwards(ROOM, head + 100, after, limit)).map((e) => e.eventId);
+    expect(await ids(since)).toEqual(["$m4", "$m3"]);
+    const afterFirst = reads;
+    expect(await ids(since)).toEqual(["$m4", "$m3"]);
+    expect(await ids(since, 1)).toEqual(["$m4"]);
+    expect(await ids((await store.getEvent("$m3"))!.streamOrdering!)).toEqual(["$m4"]);
+    expect(reads).toBe(afterFirst); // served from the room's tail
+    // Further back than the tail holds: the table answers.
+    expect(await store.roomEventsBackwards(ROOM, (await store.getEvent("$m3"))!.streamOrdering!, 0, 10)).toHaveLength(5);
+    expect(reads).toBe(afterFirst + 1);
+    // A write drops it: the next read sees the new event.
+    await append(event("$m5", { prevEvents: ["$m4"] }));
+    expect(await ids(since)).toEqual(["$m5", "$m4", "$m3"]);
+    // Below what the tail holds, the table answers (here, history below zero).
+    expect((await store.roomEventsBackwards(ROOM, head + 100, Number.MIN_SAFE_INTEGER, 100)).map((e) => e.eventId)).toEqual(["$m5", "$m4", "$m3", "$m2", "$m1", "$m0", "$c"]);
+    stores.db.all = all;
+
+    // A tail filled while a write to the room is open (but not committed) is dropped at its commit.
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    let written!: () => void;
+    const inside = new Promise<void>((resolve) => (written = resolve));
+    const writing = stores.db.transaction(async () => {
+      await append(event("$m6", { prevEvents: ["$m5"] }));
+      written();
+      await gate;
+    });
+    await inside;
+    // Outside the transaction: fills the tail with what a reader sees meanwhile (on PostgreSQL, the
+    // room before the write; SQLite's one connection answers it after the commit).
+    const meanwhile = ids(since);
+    await Bun.sleep(50);
+    release();
+    await writing;
+    await meanwhile;
+    expect(await ids(since)).toEqual(["$m6", "$m5", "$m4", "$m3"]);
+  });
+
   test("several current state entries in one call, only those present", async () => {
     await append(event("$c", { type: "m.room.create", stateKey: "" }));
     await append(event("$m", { prevEvents: ["$c"], type: "m.room.member", stateKey: "@a:example.org" }));
