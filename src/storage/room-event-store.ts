@@ -117,10 +117,24 @@ export class SqlRoomEventStore implements RoomEventStore {
 
   async persistEvent(input: PersistEventInput): Promise<StoredEvent> {
     const { event } = input;
-    // Before anything is written, and again at the commit: no tail of the room may outlive this write.
-    this.tails.delete(event.roomId);
-    this.tailsWritten.add(event.roomId);
+    // No tail of the room may outlive this write: dropped before it and once it is durable (when it
+    // ran inside a caller's transaction, at that transaction's commit).
+    this.dropTail(event.roomId);
+    try {
+      return await this.persistInTransaction(input);
+    } finally {
+      if (this.db.inTransaction()) this.tailsWritten.add(event.roomId);
+      this.dropTail(event.roomId);
+    }
+  }
+
+  private dropTail(roomId: string): void {
+    this.tails.delete(roomId);
     this.tailsEpoch++;
+  }
+
+  private persistInTransaction(input: PersistEventInput): Promise<StoredEvent> {
+    const { event } = input;
     return this.snapshots.transaction(async () => {
       if (input.createRoom) await this.rooms.create(input.createRoom);
       const outlier = event.outlier === true || input.stateAfter === undefined;

@@ -110,6 +110,54 @@ describe.each(testDatabases.map((d) => [d.name, d] as const))("e2ee stores on %s
     expect(await oneTimeKeys.claimFallbackKey(ALICE, "D", "signed_curve25519")).toBeUndefined();
   });
 
+  test("a device's key counts and unused fallback types are read once per change (each /sync asks them)", async () => {
+    const { oneTimeKeys } = stores;
+    let reads = 0;
+    const all = stores.db.all.bind(stores.db);
+    stores.db.all = (async (sql: string, ...params: never[]) => {
+      if (sql.includes("count(*)") || sql.includes("used = 0")) reads++;
+      return all(sql, ...params);
+    }) as typeof stores.db.all;
+    const key = (keyId: string) => ({ algorithm: "signed_curve25519", keyId, keyJson: `"${keyId}"` });
+    await oneTimeKeys.addOneTimeKeys(ALICE, "D", [key("A"), key("B")]);
+    for (let i = 0; i < 3; i++) {
+      expect(await oneTimeKeys.countOneTimeKeys(ALICE, "D")).toEqual({ signed_curve25519: 2 });
+      expect(await oneTimeKeys.unusedFallbackKeyTypes(ALICE, "D")).toEqual([]);
+    }
+    expect(reads).toBe(2);
+    // Each kind of write is seen at once.
+    await oneTimeKeys.claimOneTimeKey(ALICE, "D", "signed_curve25519");
+    expect(await oneTimeKeys.countOneTimeKeys(ALICE, "D")).toEqual({ signed_curve25519: 1 });
+    await oneTimeKeys.setFallbackKey(ALICE, "D", key("F"));
+    expect(await oneTimeKeys.unusedFallbackKeyTypes(ALICE, "D")).toEqual(["signed_curve25519"]);
+    await oneTimeKeys.claimFallbackKey(ALICE, "D", "signed_curve25519");
+    expect(await oneTimeKeys.unusedFallbackKeyTypes(ALICE, "D")).toEqual([]);
+    await stores.db.transaction(() => oneTimeKeys.addOneTimeKeys(ALICE, "D", [key("C")]));
+    expect(await oneTimeKeys.countOneTimeKeys(ALICE, "D")).toEqual({ signed_curve25519: 2 });
+    // Another device's counts are its own.
+    expect(await oneTimeKeys.countOneTimeKeys(ALICE, "E")).toEqual({});
+    // A read made while an upload is open (not committed) is not kept past its commit.
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    let written!: () => void;
+    const inside = new Promise<void>((resolve) => (written = resolve));
+    const uploading = stores.db.transaction(async () => {
+      await oneTimeKeys.addOneTimeKeys(ALICE, "D", [key("G")]);
+      written();
+      await gate;
+    });
+    await inside;
+    const meanwhile = oneTimeKeys.countOneTimeKeys(ALICE, "D");
+    await Bun.sleep(50);
+    release();
+    await uploading;
+    await meanwhile;
+    expect(await oneTimeKeys.countOneTimeKeys(ALICE, "D")).toEqual({ signed_curve25519: 3 });
+    await oneTimeKeys.deleteDeviceKeys(ALICE, "D");
+    expect(await oneTimeKeys.countOneTimeKeys(ALICE, "D")).toEqual({});
+    stores.db.all = all;
+  });
+
   test("cross-signing keys and signatures", async () => {
     const { crossSigning } = stores;
     await crossSigning.putKey(ALICE, { type: "master", publicKey: "M1", keyJson: "{}" });

@@ -5,7 +5,13 @@
 // fallback_keys: at most one per (device, algorithm), handed out when the one-time keys have run
 // out and kept until replaced; `used` records that a claim has returned it (/sync's
 // device_unused_fallback_key_types lists the algorithms whose key is still unused).
+//
+// Every /sync of a device reports its key counts and unused fallback key types, which change only
+// when that device uploads or its keys are claimed: both are kept in memory per device, dropped on
+// each write of the device's keys and again when that write commits (so that a read another
+// connection made while the write was open is not kept), read again on the next /sync.
 import type { Database } from "../database";
+import { ImmutableRowCache } from "../row-cache";
 import type { Migration } from "../migrations";
 import { inLists, insertBatches, placeholders, valueRows } from "../sql-lists";
 
@@ -100,8 +106,60 @@ interface KeyRow {
 
 const toKey = (r: KeyRow): UploadedKey => ({ algorithm: r.algorithm, keyId: r.key_id, keyJson: r.key_json });
 
+/** Devices whose key counts are kept in memory. */
+const CACHED_DEVICES = 10_000;
+
+interface DeviceKeyCounts {
+  readonly counts: Readonly<Record<string, number>>;
+  readonly unusedFallbacks: readonly string[];
+}
+
 export class SqlOneTimeKeyStore implements OneTimeKeyStore {
-  constructor(private readonly db: Database) {}
+  private readonly cache = new ImmutableRowCache<string, Partial<DeviceKeyCounts>>(CACHED_DEVICES);
+  /** Moves on every write and every commit or rollback: a read from before one is not kept. */
+  private epoch = 0;
+  /** Devices written in transactions not committed yet: dropped again when they end. */
+  private readonly written = new Set<string>();
+
+  constructor(private readonly db: Database) {
+    const settle = () => {
+      for (const key of this.written) this.cache.delete(key);
+      this.written.clear();
+      this.epoch++;
+    };
+    db.onCommit(settle);
+    db.onRollback(settle);
+  }
+
+  /**
+   * A write of the device's keys: what is kept is dropped before it and again once it is durable
+   * (when it ran inside a caller's transaction, that is at its commit).
+   */
+  private async write<T>(userId: string, deviceId: string, fn: () => Promise<T>): Promise<T> {
+    const key = `${userId}\u0000${deviceId}`;
+    const drop = () => {
+      this.cache.delete(key);
+      this.epoch++;
+    };
+    drop();
+    try {
+      return await fn();
+    } finally {
+      if (this.db.inTransaction()) this.written.add(key);
+      drop();
+    }
+  }
+
+  /** A per-device read through the cache. */
+  private async cached<K extends keyof DeviceKeyCounts>(userId: string, deviceId: string, field: K, read: () => Promise<DeviceKeyCounts[K]>): Promise<DeviceKeyCounts[K]> {
+    const key = `${userId}\u0000${deviceId}`;
+    const hit = this.cache.get(key)?.[field];
+    if (hit !== undefined) return hit;
+    const epoch = this.epoch;
+    const value = await read();
+    if (epoch === this.epoch && !this.db.inTransaction()) this.cache.set(key, { ...this.cache.get(key), [field]: value });
+    return value;
+  }
 
   async oneTimeKeys(userId: string, deviceId: string, keys: readonly { algorithm: string; keyId: string }[]): Promise<Map<string, string>> {
     const out = new Map<string, string>();
@@ -119,44 +177,51 @@ export class SqlOneTimeKeyStore implements OneTimeKeyStore {
   }
 
   async addOneTimeKeys(userId: string, deviceId: string, keys: readonly UploadedKey[]): Promise<void> {
-    await this.db.transaction(async () => {
-      for (const batch of insertBatches(keys)) {
-        await this.db.run(
-          `INSERT INTO one_time_keys (user_id, device_id, algorithm, key_id, key_json) VALUES ${valueRows(batch.length, 5)} ON CONFLICT DO NOTHING`,
-          ...batch.flatMap((k) => [userId, deviceId, k.algorithm, k.keyId, k.keyJson]),
-        );
-      }
-    });
+    await this.write(userId, deviceId, () =>
+      this.db.transaction(async () => {
+        for (const batch of insertBatches(keys)) {
+          await this.db.run(
+            `INSERT INTO one_time_keys (user_id, device_id, algorithm, key_id, key_json) VALUES ${valueRows(batch.length, 5)} ON CONFLICT DO NOTHING`,
+            ...batch.flatMap((k) => [userId, deviceId, k.algorithm, k.keyId, k.keyJson]),
+          );
+        }
+      }),
+    );
   }
 
   async countOneTimeKeys(userId: string, deviceId: string): Promise<Record<string, number>> {
-    const counts: Record<string, number> = {};
-    for (const r of await this.db.all<{ algorithm: string; n: number }>(COUNT, userId, deviceId)) counts[r.algorithm] = Number(r.n);
-    return counts;
+    const counts = await this.cached(userId, deviceId, "counts", async () => {
+      const read: Record<string, number> = {};
+      for (const r of await this.db.all<{ algorithm: string; n: number }>(COUNT, userId, deviceId)) read[r.algorithm] = Number(r.n);
+      return read;
+    });
+    return { ...counts };
   }
 
   async claimOneTimeKey(userId: string, deviceId: string, algorithm: string): Promise<UploadedKey | undefined> {
-    const row = await this.db.get<KeyRow>(CLAIM, userId, deviceId, algorithm);
+    const row = await this.write(userId, deviceId, () => this.db.get<KeyRow>(CLAIM, userId, deviceId, algorithm));
     return row && toKey(row);
   }
 
   async setFallbackKey(userId: string, deviceId: string, key: UploadedKey): Promise<void> {
-    await this.db.run(SET_FALLBACK, userId, deviceId, key.algorithm, key.keyId, key.keyJson);
+    await this.write(userId, deviceId, () => this.db.run(SET_FALLBACK, userId, deviceId, key.algorithm, key.keyId, key.keyJson));
   }
 
   async claimFallbackKey(userId: string, deviceId: string, algorithm: string): Promise<UploadedKey | undefined> {
-    const row = await this.db.get<KeyRow>(CLAIM_FALLBACK, userId, deviceId, algorithm);
+    const row = await this.write(userId, deviceId, () => this.db.get<KeyRow>(CLAIM_FALLBACK, userId, deviceId, algorithm));
     return row && toKey(row);
   }
 
   async unusedFallbackKeyTypes(userId: string, deviceId: string): Promise<string[]> {
-    return (await this.db.all<{ algorithm: string }>(UNUSED_FALLBACK, userId, deviceId)).map((r) => r.algorithm);
+    return [...(await this.cached(userId, deviceId, "unusedFallbacks", async () => (await this.db.all<{ algorithm: string }>(UNUSED_FALLBACK, userId, deviceId)).map((r) => r.algorithm)))];
   }
 
   async deleteDeviceKeys(userId: string, deviceId: string): Promise<void> {
-    await this.db.transaction(async () => {
-      await this.db.run("DELETE FROM one_time_keys WHERE user_id = ? AND device_id = ?", userId, deviceId);
-      await this.db.run("DELETE FROM fallback_keys WHERE user_id = ? AND device_id = ?", userId, deviceId);
-    });
+    await this.write(userId, deviceId, () =>
+      this.db.transaction(async () => {
+        await this.db.run("DELETE FROM one_time_keys WHERE user_id = ? AND device_id = ?", userId, deviceId);
+        await this.db.run("DELETE FROM fallback_keys WHERE user_id = ? AND device_id = ?", userId, deviceId);
+      }),
+    );
   }
 }

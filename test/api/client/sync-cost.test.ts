@@ -78,7 +78,7 @@ test("the state section is the state just before the window, when the event befo
   expect(stateOf(unfiltered, "m.room.topic")).toBeUndefined();
 });
 
-test("an incremental /sync with nothing new costs at most 5 statements, however many rooms the user is in", async () => {
+test("an incremental /sync with nothing new costs at most 3 statements, however many rooms the user is in", async () => {
   const carol = await TestClient.register(server, "carol");
   for (let r = 0; r < 20; r++) await carol.send(await carol.createRoom({ preset: "private_chat" }));
   let since = (await carol.ok("GET", "/sync")).next_batch as string;
@@ -91,8 +91,9 @@ test("an incremental /sync with nothing new costs at most 5 statements, however 
     costs.push(statements);
   }
   // Every stream's head in one read; as none moved, not even the user's rooms are read: the
-  // access token, the heads, the device's messages and key counts (it was 13, and 17 before that).
-  expect(Math.max(...costs)).toBeLessThanOrEqual(5);
+  // access token, the heads and the device's messages; its key counts are kept in memory once read
+  // (the first sync above read them). It was 5, 13, and 17 before that.
+  expect(Math.max(...costs)).toBeLessThanOrEqual(3);
 });
 
 test("from a token where nothing had moved, each stream moving alone reaches the next incremental /sync", async () => {
