@@ -23,6 +23,7 @@ export {
   comparePowerOrderKeys,
   type PowerOrderKey,
   reverseTopologicalPowerOrdering,
+  topologicalOrder,
   mainlineOrdering,
 } from "./ordering";
 export { separateStateSets } from "./v2";

@@ -72,18 +72,33 @@ export async function senderPowerLevel(context: ResolutionContext, event: RoomEv
 }
 
 /**
- * The reverse topological power ordering: Kahn's algorithm over `graph` (event -> the events of
- * the set that must come before it, its auth events), taking at each step the smallest ready event
- * by `comparePowerOrderKeys`. Ordered from earliest to latest.
+ * The reverse topological power ordering: the topological order of `graph` (event -> the events of
+ * the set that must come before it, its auth events), ties broken by `comparePowerOrderKeys`.
+ * Ordered from earliest to latest.
  */
-export async function reverseTopologicalPowerOrdering(
+export function reverseTopologicalPowerOrdering(
   graph: ReadonlyMap<string, readonly string[]>,
   keyOf: (eventId: string) => PowerOrderKey,
   yielder: Yielder,
 ): Promise<string[]> {
+  return topologicalOrder(graph, keyOf, comparePowerOrderKeys, yielder);
+}
+
+/**
+ * Kahn's algorithm over `graph` (id -> the ids of the set that must come before it; others are
+ * ignored), taking at each step the smallest ready id by `compare` of their keys. Only a cycle
+ * (forged v1/v2 event ids) leaves ids behind: they are kept, last, in key order, so the result
+ * still holds every id.
+ */
+export async function topologicalOrder<K extends { readonly eventId: string }>(
+  graph: ReadonlyMap<string, readonly string[]>,
+  keyOf: (eventId: string) => K,
+  compare: (x: K, y: K) => number,
+  yielder: Yielder,
+): Promise<string[]> {
   const waitingOn = new Map<string, number>();
   const followers = new Map<string, string[]>();
-  const ready = new BinaryHeap<PowerOrderKey>(comparePowerOrderKeys);
+  const ready = new BinaryHeap<K>(compare);
   for (const [eventId, preceding] of graph) {
     const inGraph = [...new Set(preceding)].filter((p) => graph.has(p) && p !== eventId);
     waitingOn.set(eventId, inGraph.length);
@@ -105,11 +120,9 @@ export async function reverseTopologicalPowerOrdering(
     await yielder.step();
   }
   if (ordered.length < graph.size) {
-    // Only a cycle of auth events (forged v1/v2 event ids) leaves events behind; keep them, last,
-    // in comparison order, so the result still holds every event.
     const placed = new Set(ordered);
     const rest = [...graph.keys()].filter((id) => !placed.has(id)).map(keyOf);
-    ordered.push(...rest.sort(comparePowerOrderKeys).map((k) => k.eventId));
+    ordered.push(...rest.sort(compare).map((k) => k.eventId));
   }
   return ordered;
 }

@@ -17,6 +17,7 @@ import type { Logger } from "../runtime";
 import type { FederationClient, KeyRequest, ServerKeyRing } from "./contracts";
 import type { SpamChecks } from "../plugins/spam-decisions";
 import { serverNameOf } from "../../protocol/identifiers";
+import { Yielder, topologicalOrder, compareEventIds } from "../../protocol/state-res";
 
 export interface EventIngestDeps {
   serverName: string;
@@ -289,7 +290,7 @@ export class FederationEventIngest {
       events.push({ pdu, event });
     }
     if (events.length === 0) return 0;
-    events.sort((x, y) => x.event.depth - y.event.depth);
+    await this.orderForReceipt(events);
     await this.fetchKeysFor(events.map((e) => e.pdu), version);
     const prevStates = new Map<string, Map<string, string>>();
     for (const { event } of events) {
@@ -397,6 +398,21 @@ export class FederationEventIngest {
       this.deps.logger.log("warn", "could not fetch the state at a missing event", { origin, room_id: roomId, event_id: eventId, error: String(error) });
       return undefined;
     }
+  }
+
+  /**
+   * Sorts a batch so that each event comes after those of its prev events the batch holds (depth,
+   * then event ID, between events that do not depend on each other). Depth alone does not do it:
+   * another server's room can give a state event the depth of the one it follows (Synapse's
+   * initial power levels and creator's join share depth 2), and a backfilled batch that places
+   * such outliers in the timeline must store them in the order they build on each other.
+   */
+  private async orderForReceipt(events: { pdu: JsonObject; event: RoomEvent }[]): Promise<void> {
+    const byId = new Map(events.map((e) => [e.event.event_id, e]));
+    const graph = new Map(events.map((e) => [e.event.event_id, e.event.prev_events]));
+    const keyOf = (eventId: string) => ({ eventId, depth: byId.get(eventId)!.event.depth });
+    const order = await topologicalOrder(graph, keyOf, (x, y) => x.depth - y.depth || compareEventIds(x.eventId, y.eventId), new Yielder());
+    events.splice(0, events.length, ...order.map((id) => byId.get(id)!));
   }
 
   /** Events asked of `origin` one by one (/event), a few at a time; those it does not give are left out. */
