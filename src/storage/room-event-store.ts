@@ -7,7 +7,7 @@ import { RoomsTable } from "./tables/rooms";
 import { EventsTable } from "./tables/events";
 import { StateSnapshotsTable } from "./tables/state-snapshots";
 import { CurrentStateTable, type CurrentStateRow, type MemberOf } from "./tables/current-state";
-import { ImmutableRowCache } from "./row-cache";
+import { CommittedCache, ImmutableRowCache } from "./row-cache";
 
 /** Events kept parsed into rows: /sync and the receive path read the same recent events again and again. */
 const EVENT_CACHE = 20_000;
@@ -39,11 +39,7 @@ export class SqlRoomEventStore implements RoomEventStore {
    * inside a transaction; any rollback forgets them all (rollbacks are rare: a failed unit or commit).
    */
   private readonly fresh = new ImmutableRowCache<string, StoredEvent>(2_000);
-  private readonly tails = new ImmutableRowCache<string, RoomTail>(TAIL_ROOMS);
-  /** Moves on every event written and every commit or rollback: a tail read before one must not be kept. */
-  private tailsEpoch = 0;
-  /** Rooms written in transactions not yet committed: their tails are dropped again at the commit. */
-  private readonly tailsWritten = new Set<string>();
+  private readonly tails: CommittedCache<string, RoomTail>;
   /**
    * Per room, its current state snapshot and forward extremities as last read or written. Each
    * room's writes go through its write queue, which reads them first; any rollback forgets them all.
@@ -58,12 +54,10 @@ export class SqlRoomEventStore implements RoomEventStore {
     this.snapshots = new StateSnapshotsTable(db);
     this.current = new CurrentStateTable(db);
     // Snapshots cached inside a rolled-back transaction (or savepoint) must not linger in the cache.
-    // A tail read on a reader while a write was open saw the room before it: dropped at the commit.
-    db.onCommit(() => this.dropWrittenTails());
+    this.tails = new CommittedCache(db, TAIL_ROOMS);
     db.onRollback(() => {
       this.snapshots.forgetUncommitted();
       this.fresh.clear();
-      this.dropWrittenTails();
       this.heads.clear();
       this.headsEpoch++;
     });
@@ -116,21 +110,8 @@ export class SqlRoomEventStore implements RoomEventStore {
   }
 
   async persistEvent(input: PersistEventInput): Promise<StoredEvent> {
-    const { event } = input;
-    // No tail of the room may outlive this write: dropped before it and once it is durable (when it
-    // ran inside a caller's transaction, at that transaction's commit).
-    this.dropTail(event.roomId);
-    try {
-      return await this.persistInTransaction(input);
-    } finally {
-      if (this.db.inTransaction()) this.tailsWritten.add(event.roomId);
-      this.dropTail(event.roomId);
-    }
-  }
-
-  private dropTail(roomId: string): void {
-    this.tails.delete(roomId);
-    this.tailsEpoch++;
+    // No tail of the room may outlive this write.
+    return this.tails.write(input.event.roomId, () => this.persistInTransaction(input));
   }
 
   private persistInTransaction(input: PersistEventInput): Promise<StoredEvent> {
@@ -305,45 +286,25 @@ export class SqlRoomEventStore implements RoomEventStore {
   }
 
   async roomEventsBackwards(roomId: string, beforeInclusive: number, afterExclusive: number, limit: number): Promise<StoredEvent[]> {
-    const fromTail = this.fromTail(roomId, beforeInclusive, afterExclusive, limit);
-    if (fromTail) return fromTail;
+    const kept = this.tails.get(roomId);
+    const hit = kept && fromTail(kept, beforeInclusive, afterExclusive, limit);
+    if (hit) return hit;
     // A read that starts at a known position (an incremental /sync's, a page) fills the room's tail
     // first, outside transactions: the next reads of the room's newest events need no query.
     // It reads what the request would, from the room's newest event on: later readers whose
     // position is at or past this one's are served from it.
     if (afterExclusive > 0 && !this.db.inTransaction()) {
-      const epoch = this.tailsEpoch;
-      const rows = this.remembered(await this.events.backwards(roomId, Number.MAX_SAFE_INTEGER, afterExclusive, limit));
-      if (epoch === this.tailsEpoch) {
-        this.tails.set(roomId, { rows, completeAbove: rows.length < limit ? afterExclusive : rows[rows.length - 1]!.streamOrdering! - 1 });
-        const served = this.fromTail(roomId, beforeInclusive, afterExclusive, limit);
-        if (served) return served;
-      }
+      const tail = await this.tails.load(roomId, async () => {
+        const rows = this.remembered(await this.events.backwards(roomId, Number.MAX_SAFE_INTEGER, afterExclusive, limit));
+        return { rows, completeAbove: rows.length < limit ? afterExclusive : rows[rows.length - 1]!.streamOrdering! - 1 };
+      });
+      const served = fromTail(tail, beforeInclusive, afterExclusive, limit);
+      if (served) return served;
     }
     return this.remembered(await this.events.backwards(roomId, beforeInclusive, afterExclusive, limit));
   }
 
-  private dropWrittenTails(): void {
-    for (const roomId of this.tailsWritten) this.tails.delete(roomId);
-    this.tailsWritten.clear();
-    this.tailsEpoch++;
-  }
 
-  /** The read served from the room's tail, when the tail holds all of it. */
-  private fromTail(roomId: string, beforeInclusive: number, afterExclusive: number, limit: number): StoredEvent[] | undefined {
-    const tail = this.tails.get(roomId);
-    if (!tail) return undefined;
-    const out: StoredEvent[] = [];
-    for (const row of tail.rows) {
-      const ordering = row.streamOrdering!;
-      if (ordering > beforeInclusive) continue;
-      if (ordering <= afterExclusive) break;
-      out.push(row);
-      if (out.length >= limit) return out;
-    }
-    // Fewer than the limit: the answer only when the tail holds every event down to afterExclusive.
-    return afterExclusive >= tail.completeAbove ? out : undefined;
-  }
 
   /** Committed events read by range go into the event cache: whoever formats them next loads them by id. */
   private remembered(rows: StoredEvent[]): StoredEvent[] {
@@ -359,4 +320,18 @@ export class SqlRoomEventStore implements RoomEventStore {
   atomically<T>(fn: () => Promise<T>): Promise<T> {
     return this.snapshots.transaction(fn);
   }
+}
+
+/** The read served from a room's tail, when the tail holds all of it. */
+function fromTail(tail: RoomTail, beforeInclusive: number, afterExclusive: number, limit: number): StoredEvent[] | undefined {
+  const out: StoredEvent[] = [];
+  for (const row of tail.rows) {
+    const ordering = row.streamOrdering!;
+    if (ordering > beforeInclusive) continue;
+    if (ordering <= afterExclusive) break;
+    out.push(row);
+    if (out.length >= limit) return out;
+  }
+  // Fewer than the limit: the answer only when the tail holds every event down to afterExclusive.
+  return afterExclusive >= tail.completeAbove ? out : undefined;
 }

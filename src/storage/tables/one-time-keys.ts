@@ -11,7 +11,7 @@
 // each write of the device's keys and again when that write commits (so that a read another
 // connection made while the write was open is not kept), read again on the next /sync.
 import type { Database } from "../database";
-import { ImmutableRowCache } from "../row-cache";
+import { CommittedCache } from "../row-cache";
 import type { Migration } from "../migrations";
 import { inLists, insertBatches, placeholders, valueRows } from "../sql-lists";
 
@@ -109,56 +109,19 @@ const toKey = (r: KeyRow): UploadedKey => ({ algorithm: r.algorithm, keyId: r.ke
 /** Devices whose key counts are kept in memory. */
 const CACHED_DEVICES = 10_000;
 
-interface DeviceKeyCounts {
-  readonly counts: Readonly<Record<string, number>>;
-  readonly unusedFallbacks: readonly string[];
-}
-
 export class SqlOneTimeKeyStore implements OneTimeKeyStore {
-  private readonly cache = new ImmutableRowCache<string, Partial<DeviceKeyCounts>>(CACHED_DEVICES);
-  /** Moves on every write and every commit or rollback: a read from before one is not kept. */
-  private epoch = 0;
-  /** Devices written in transactions not committed yet: dropped again when they end. */
-  private readonly written = new Set<string>();
+  private readonly counts: CommittedCache<string, Readonly<Record<string, number>>>;
+  private readonly unusedFallbacks: CommittedCache<string, readonly string[]>;
 
   constructor(private readonly db: Database) {
-    const settle = () => {
-      for (const key of this.written) this.cache.delete(key);
-      this.written.clear();
-      this.epoch++;
-    };
-    db.onCommit(settle);
-    db.onRollback(settle);
+    this.counts = new CommittedCache(db, CACHED_DEVICES);
+    this.unusedFallbacks = new CommittedCache(db, CACHED_DEVICES);
   }
 
-  /**
-   * A write of the device's keys: what is kept is dropped before it and again once it is durable
-   * (when it ran inside a caller's transaction, that is at its commit).
-   */
-  private async write<T>(userId: string, deviceId: string, fn: () => Promise<T>): Promise<T> {
+  /** A write of the device's keys: what is kept of them is dropped (CommittedCache.write). */
+  private write<T>(userId: string, deviceId: string, fn: () => Promise<T>): Promise<T> {
     const key = `${userId}\u0000${deviceId}`;
-    const drop = () => {
-      this.cache.delete(key);
-      this.epoch++;
-    };
-    drop();
-    try {
-      return await fn();
-    } finally {
-      if (this.db.inTransaction()) this.written.add(key);
-      drop();
-    }
-  }
-
-  /** A per-device read through the cache. */
-  private async cached<K extends keyof DeviceKeyCounts>(userId: string, deviceId: string, field: K, read: () => Promise<DeviceKeyCounts[K]>): Promise<DeviceKeyCounts[K]> {
-    const key = `${userId}\u0000${deviceId}`;
-    const hit = this.cache.get(key)?.[field];
-    if (hit !== undefined) return hit;
-    const epoch = this.epoch;
-    const value = await read();
-    if (epoch === this.epoch && !this.db.inTransaction()) this.cache.set(key, { ...this.cache.get(key), [field]: value });
-    return value;
+    return this.counts.write(key, () => this.unusedFallbacks.write(key, fn));
   }
 
   async oneTimeKeys(userId: string, deviceId: string, keys: readonly { algorithm: string; keyId: string }[]): Promise<Map<string, string>> {
@@ -190,7 +153,7 @@ export class SqlOneTimeKeyStore implements OneTimeKeyStore {
   }
 
   async countOneTimeKeys(userId: string, deviceId: string): Promise<Record<string, number>> {
-    const counts = await this.cached(userId, deviceId, "counts", async () => {
+    const counts = await this.counts.read(`${userId}\u0000${deviceId}`, async () => {
       const read: Record<string, number> = {};
       for (const r of await this.db.all<{ algorithm: string; n: number }>(COUNT, userId, deviceId)) read[r.algorithm] = Number(r.n);
       return read;
@@ -213,7 +176,7 @@ export class SqlOneTimeKeyStore implements OneTimeKeyStore {
   }
 
   async unusedFallbackKeyTypes(userId: string, deviceId: string): Promise<string[]> {
-    return [...(await this.cached(userId, deviceId, "unusedFallbacks", async () => (await this.db.all<{ algorithm: string }>(UNUSED_FALLBACK, userId, deviceId)).map((r) => r.algorithm)))];
+    return [...(await this.unusedFallbacks.read(`${userId}\u0000${deviceId}`, async () => (await this.db.all<{ algorithm: string }>(UNUSED_FALLBACK, userId, deviceId)).map((r) => r.algorithm)))];
   }
 
   async deleteDeviceKeys(userId: string, deviceId: string): Promise<void> {
