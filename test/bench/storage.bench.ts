@@ -2,7 +2,7 @@
 // file-backed) and PostgreSQL (a throwaway local server with fsync on, started by the bench).
 //   1. The async seam's own cost: the same point read and 100-row range read through better-sqlite3
 //      called directly and through the Database seam (await per query).
-//   2. Per engine, a real Portier over loopback HTTP:
+//   2. Per engine, a real Portier in a process of its own (metrics on), over loopback HTTP:
 //      - sequential sends: one user, one room, request to 200, p50/p99;
 //      - concurrent senders: 50 users, each in its own room, each sending messages one after another,
 //        all 50 at once: events/s, p50/p99, and how many events shared each commit (group commit);
@@ -14,11 +14,10 @@ import { join } from "node:path";
 import BetterSqlite3 from "better-sqlite3";
 import { openSqlite } from "../../src/storage/sqlite/driver";
 import type { DriverName } from "../../src/storage/database";
-import { Tokens, resolve } from "../../src/di/tokens";
-import { testServer } from "../helpers/server";
 import { freshPostgresUrl, postgresAvailable } from "../helpers/postgres";
 import { measure, ratio, report, type Measurement } from "./harness";
 import { MatrixHttp, median, ms, now, pool, summary } from "./matrix-http";
+import { metricValue, startPortierProcess } from "./portier-process";
 
 const SEQUENTIAL = Number(process.env.STORAGE_BENCH_SEQUENTIAL ?? 500);
 const SENDERS = Number(process.env.STORAGE_BENCH_SENDERS ?? 50);
@@ -74,15 +73,15 @@ async function seamCost(): Promise<void> {
 }
 
 async function engine(driver: DriverName): Promise<string[]> {
-  const database = driver === "postgres" ? { driver, url: await freshPostgresUrl() } : { driver };
-  const server = await testServer({ server_name: "bench.test", registration: { enabled: true }, database });
-  const { url } = await server.start();
-  const http = new MatrixHttp(url);
-  const db = resolve(server.container, Tokens.Database) as { commitStats?: { commits: number; units: number }; writerStats?: { statements: number; roundTrips: number } };
-  // PostgreSQL only: statements on the writer's connection and the round trips they took, per send.
-  const writer = () => ({ ...(db.writerStats ?? { statements: 0, roundTrips: 0 }) });
-  const perSend = (from: { statements: number; roundTrips: number }, sends: number) =>
-    db.writerStats ? `; per send ${((db.writerStats.statements - from.statements) / sends).toFixed(1)} writer statements in ${((db.writerStats.roundTrips - from.roundTrips) / sends).toFixed(1)} round trips` : "";
+  const env: Record<string, string> = { PORTIER_DATABASE__DRIVER: driver };
+  if (driver === "postgres") env.PORTIER_DATABASE__URL = await freshPostgresUrl();
+  const server = await startPortierProcess({ env, metrics: true, profileDir: process.env.STORAGE_BENCH_PROFILE });
+  const http = new MatrixHttp(server.url);
+  // Group commit, read from the server's metrics: database commits and the events they persisted.
+  const commitStats = async () => {
+    const text = await server.metrics();
+    return { commits: metricValue(text, "portier_db_commit_seconds_count"), events: metricValue(text, "portier_events_persisted_total") };
+  };
   const lines: string[] = [];
   try {
     // Sequential sends.
@@ -90,26 +89,24 @@ async function engine(driver: DriverName): Promise<string[]> {
     const roomId = await http.createRoom(alice, { preset: "private_chat", name: "sequential" });
     for (let i = 0; i < 20; i++) await http.send(alice, roomId, `warm-up ${i}`);
     const sequential: number[] = [];
-    let w = writer();
     let t = now();
     for (let i = 0; i < SEQUENTIAL; i++) sequential.push(await http.timedSend(alice, roomId, `sequential ${i}`));
     let seconds = (now() - t) / 1000;
-    lines.push(`sequential sends: ${(SEQUENTIAL / seconds).toFixed(0)} events/s, ${summary(sequential)}${perSend(w, SEQUENTIAL)}`);
+    lines.push(`sequential sends: ${(SEQUENTIAL / seconds).toFixed(0)} events/s, ${summary(sequential)}`);
 
     // Concurrent senders, a room each.
     const users = await pool(Array.from({ length: SENDERS }, (_, i) => `sender${i}`), 4, (name) => http.register(name));
     const rooms = await pool(users, 4, (u, i) => http.createRoom(u, { preset: "private_chat", name: `room ${i}` }));
     const concurrent: number[] = [];
-    const before = { ...(db.commitStats ?? { commits: 0, units: 0 }) };
-    w = writer();
+    const before = await commitStats();
     t = now();
     await Promise.all(users.map(async (u, s) => {
       for (let i = 0; i < PER_SENDER; i++) concurrent.push(await http.timedSend(u, rooms[s]!, `from ${s}, message ${i}`));
     }));
     seconds = (now() - t) / 1000;
-    const after = db.commitStats ?? { commits: 0, units: 0 };
-    const perCommit = (after.units - before.units) / Math.max(1, after.commits - before.commits);
-    lines.push(`${SENDERS} concurrent senders over ${SENDERS} rooms: ${((SENDERS * PER_SENDER) / seconds).toFixed(0)} events/s, ${summary(concurrent)}; ${perCommit.toFixed(1)} transactions per commit${perSend(w, SENDERS * PER_SENDER)}`);
+    const after = await commitStats();
+    const perCommit = (after.events - before.events) / Math.max(1, after.commits - before.commits);
+    lines.push(`${SENDERS} concurrent senders over ${SENDERS} rooms: ${((SENDERS * PER_SENDER) / seconds).toFixed(0)} events/s, ${summary(concurrent)}; ${perCommit.toFixed(1)} events per commit`);
 
     // Initial sync over 50 rooms: one user joined to 50 rooms of ~10 messages.
     const many = await http.register("many");
@@ -127,7 +124,6 @@ async function engine(driver: DriverName): Promise<string[]> {
     lines.push(`initial /sync over ${SYNC_ROOMS} rooms: median ${ms(median(times))} (${times.map(ms).join(", ")})`);
   } finally {
     await server.stop();
-    rmSync(server.config.data_dir, { recursive: true, force: true });
   }
   return lines;
 }

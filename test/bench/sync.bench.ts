@@ -14,11 +14,9 @@
 // peer of ../shared/peers/synapse (open registration, rate limits raised); ratios are printed.
 // SYNC_BENCH_PROFILE=DIR writes the Portier process's CPU profile there. Figures only; nothing
 // asserts on time.
-import { readFileSync, rmSync } from "node:fs";
-import { join } from "node:path";
-import { freePort } from "../helpers/net";
-import { tempDir } from "../helpers/server";
+import { readFileSync } from "node:fs";
 import { MatrixHttp, enc, median, ms, now, percentile, pool, type User } from "./matrix-http";
+import { startPortierProcess } from "./portier-process";
 
 const SYNC_RUNS = Number(process.env.SYNC_RUNS ?? 5);
 const WAKE_ROUNDS = Number(process.env.SYNC_WAKE_ROUNDS ?? 50);
@@ -216,35 +214,13 @@ async function run(target: Target): Promise<void> {
 }
 
 async function startPortier(): Promise<{ target: Target; stop: () => Promise<void> }> {
-  const port = await freePort();
-  const dir = tempDir("portier-sync-bench-");
   // SYNC_BENCH_PROFILE=DIR: the server writes a CPU profile there when it stops (bun --cpu-prof).
-  const profile = process.env.SYNC_BENCH_PROFILE ? ["--cpu-prof", "--cpu-prof-md", `--cpu-prof-dir=${process.env.SYNC_BENCH_PROFILE}`] : [];
   // SYNC_BENCH_BUN_ARGS="--smol ...": runtime flags for the server process (memory experiments).
-  const runtimeArgs = (process.env.SYNC_BENCH_BUN_ARGS ?? "").split(" ").filter(Boolean);
-  const child = Bun.spawn([process.execPath, ...runtimeArgs, ...profile, join(import.meta.dir, "../../src/main.ts"), "serve"], {
-    env: { ...process.env, PORTIER_BIND: `127.0.0.1:${port}`, PORTIER_SERVER_NAME: `127.0.0.1:${port}`, PORTIER_DATA_DIR: join(dir, "data"), PORTIER_REGISTRATION__ENABLED: "true", PORTIER_PLUGINS: "[]", PORTIER_LOG_LEVEL: "warn" },
-    stdout: "inherit",
-    stderr: "inherit",
+  const portier = await startPortierProcess({
+    profileDir: process.env.SYNC_BENCH_PROFILE,
+    runtimeArgs: (process.env.SYNC_BENCH_BUN_ARGS ?? "").split(" ").filter(Boolean),
   });
-  const url = `http://127.0.0.1:${port}`;
-  for (let i = 0; ; i++) {
-    try {
-      if ((await fetch(`${url}/_matrix/client/versions`)).ok) break;
-    } catch {
-      /* not listening yet */
-    }
-    if (i > 200) throw new Error("Portier did not start");
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  return {
-    target: { name: "Portier", url, pid: child.pid, slidingSync: true },
-    stop: async () => {
-      child.kill("SIGTERM");
-      await child.exited;
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
+  return { target: { name: "Portier", url: portier.url, pid: portier.pid, slidingSync: true }, stop: portier.stop };
 }
 
 const commit = Bun.spawnSync(["git", "rev-parse", "--short", "HEAD"], { cwd: import.meta.dir }).stdout.toString().trim();
