@@ -2,12 +2,12 @@
 // group commit (one commit for transactions that arrive together, failures isolated), and readers
 // that never see uncommitted rows.
 import { describe, expect, test } from "bun:test";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Database } from "../../src/storage/database";
 import { isWriteStatement } from "../../src/storage/database";
-import { openSqlite, type SqliteDriverName } from "../../src/storage/sqlite/driver";
+import { WAL_AUTOCHECKPOINT_PAGES, openSqlite, type SqliteDriverName } from "../../src/storage/sqlite/driver";
 import { numberedPlaceholders, openPostgres } from "../../src/storage/postgres/driver";
 import { runMigrations, type Migration } from "../../src/storage/migrations";
 import { SERVER_META_MIGRATION, SqlServerMetaStore } from "../../src/storage/tables/server-meta";
@@ -184,6 +184,24 @@ describe.each(["better-sqlite3", "bun-sqlite"] as const)("SQLite %s", (driver) =
     const db = openSqlite(join(mkdtempSync(join(tmpdir(), "portier-db-")), "t.db"), driver);
     expect(await db.get("PRAGMA journal_mode")).toEqual({ journal_mode: "wal" });
     expect(await db.get("PRAGMA synchronous")).toEqual({ synchronous: 1 });
+    await db.close();
+  });
+
+  test(`the WAL is copied into the database file only past ${WAL_AUTOCHECKPOINT_PAGES} pages, not SQLite's 1,000`, async () => {
+    const path = join(mkdtempSync(join(tmpdir(), "portier-db-")), "t.db");
+    const db = openSqlite(path, driver);
+    await db.exec("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT NOT NULL)");
+    const rows = async (from: number, count: number) =>
+      db.transaction(async () => {
+        for (let i = from; i < from + count; i++) await db.run("INSERT INTO t (k, v) VALUES (?, ?)", i, "x".repeat(3000));
+      });
+    // About 2,000 pages (8 MiB) in the WAL: past SQLite's default, a checkpoint would have grown the file.
+    await rows(0, 2000);
+    expect(statSync(path).size).toBeLessThan(1024 * 1024);
+    expect(statSync(`${path}-wal`).size).toBeGreaterThan(6 * 1024 * 1024);
+    // Past the limit, the commit that crosses it checkpoints: the pages reach the database file.
+    await rows(2000, WAL_AUTOCHECKPOINT_PAGES);
+    expect(statSync(path).size).toBeGreaterThan(20 * 1024 * 1024);
     await db.close();
   });
 });
