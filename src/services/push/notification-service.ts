@@ -80,6 +80,42 @@ const MAX_COUNTED = 100_000;
 /** Rooms whose members are kept (the busiest, by last use). */
 const MAX_ROOM_MEMBERS = 100;
 
+/**
+ * At most this many notifications taken into a kept count one by one are remembered with it: enough
+ * for a /sync whose position was taken just before the newest ones (a count of every kept pair is
+ * held, so each remembered one costs memory a hundred thousand times over).
+ */
+const MAX_RECENT = 4;
+const NO_COUNTS: UnreadCounts = { notifications: 0, highlights: 0, newest: 0 };
+
+/**
+ * A kept unread count of one (user, room), and the notifications taken into it since it was counted
+ * (oldest first, at most MAX_RECENT): a count up to an earlier position than the newest of them is
+ * the same less those after the position, without a query. `base` is the newest notification of
+ * the count as it was before them.
+ */
+export interface KeptCounts {
+  readonly roomVersion: number;
+  readonly counts: UnreadCounts;
+  readonly recent: readonly { readonly ordering: number; readonly highlight: boolean }[];
+  readonly base: number;
+}
+
+/** The count of a kept entry up to a position, when its recent notifications tell it. */
+export function keptUpTo(kept: KeptCounts, upTo: number | undefined): UnreadCounts | undefined {
+  const { counts, recent } = kept;
+  if (upTo === undefined || upTo >= counts.newest) return counts;
+  let notifications = counts.notifications;
+  let highlights = counts.highlights;
+  for (let i = recent.length - 1; i >= 0; i--) {
+    const r = recent[i]!;
+    if (r.ordering <= upTo) return { notifications, highlights, newest: r.ordering };
+    notifications--;
+    if (r.highlight) highlights--;
+  }
+  return kept.base <= upTo ? { notifications, highlights, newest: kept.base } : undefined;
+}
+
 /** What notifying needs of a room's members: who of this server is joined, and how many are. */
 interface RoomMembers {
   readonly snapshot: number | undefined;
@@ -104,7 +140,7 @@ export class NotificationService implements Service {
    * read mark for the pair (here), a receipt in the room (receiptsChanged); a count that raced such a
    * change is not kept.
    */
-  private readonly counted = new Map<string, { readonly roomVersion: number; readonly counts: UnreadCounts }>();
+  private readonly counted = new Map<string, KeptCounts>();
   private readonly pairVersions = new Map<string, number>();
   private readonly roomVersions = new Map<string, number>();
   private countsEpoch = 0;
@@ -141,18 +177,25 @@ export class NotificationService implements Service {
    * A notification for the pair was committed: a kept count takes it in (one more, the newest
    * now), so that a room busy with messages is not counted again at every /sync.
    */
-  private pairNotified(userId: string, roomId: string, highlight: boolean, ordering: number): void {
+  private pairNotified(userId: string, roomId: string, highlight: boolean, ordering: number, fromNothing: boolean): void {
     const key = `${userId}\u0000${roomId}`;
-    const kept = this.counted.get(key);
+    const roomVersion = this.roomVersions.get(roomId) ?? 0;
+    // A pair that had nothing unread before this batch counts from zero: no query needed for it.
+    const kept = this.counted.get(key) ?? (fromNothing ? { roomVersion, counts: NO_COUNTS, recent: [], base: 0 } : undefined);
     this.pairChanged(userId, roomId);
-    if (!kept || kept.roomVersion !== (this.roomVersions.get(roomId) ?? 0)) return;
+    if (!kept || kept.roomVersion !== roomVersion) return;
     const counts = kept.counts;
     // A count taken after the commit may hold this notification already (a room's notifications
     // come in stream order, so it would be its newest): then it is counted again when asked.
     if (counts.newest >= ordering) return;
+    const recent = [...kept.recent, { ordering, highlight }];
+    // Past the cap, the oldest ones fold into the base: a count before them needs a query again.
+    const base = recent.length > MAX_RECENT ? recent.shift()!.ordering : kept.base;
     this.counted.set(key, {
-      roomVersion: kept.roomVersion,
-      counts: { notifications: counts.notifications + 1, highlights: counts.highlights + (highlight ? 1 : 0), newest: Math.max(counts.newest, ordering) },
+      roomVersion,
+      counts: { notifications: counts.notifications + 1, highlights: counts.highlights + (highlight ? 1 : 0), newest: ordering },
+      recent,
+      base,
     });
   }
 
@@ -190,6 +233,8 @@ export class NotificationService implements Service {
     const local = (userId: string) => serverOf(userId) === this.deps.serverName;
     const marks = new Map<string, number>();
     const notified: NewNotification[] = [];
+    // Recipients that had nothing unread in the room before their first notification of the batch.
+    const fromNothing = new Set<string>();
     // Worked out once for the batch (not per event: a federation transaction brings up to 50 events
     // into rooms of thousands of members), again after a state event.
     let members: RoomMembers | undefined;
@@ -235,7 +280,7 @@ export class NotificationService implements Service {
           const evaluation = evaluatePushRules(ruleset, pdu, { ...room, userId, displayName });
           if (!evaluation?.notify) continue;
           notified.push({ userId, roomId, eventId: stored.eventId, eventStreamOrdering: ordering, ts, actions: evaluation.actions, highlight: evaluation.highlight });
-          this.nothingUnread.delete(`${userId}\u0000${roomId}`);
+          if (this.nothingUnread.delete(`${userId}\u0000${roomId}`) && !marks.has(userId)) fromNothing.add(userId);
         }
       }
       // Membership (and the power levels the rules read) may change with a state event.
@@ -253,9 +298,21 @@ export class NotificationService implements Service {
         committed = true;
       } finally {
         for (const userId of marks.keys()) this.pairChanged(userId, roomId);
+        const notifiedUsers = new Set<string>();
         for (const n of notified) {
-          if (committed) this.pairNotified(n.userId, roomId, n.highlight, n.eventStreamOrdering);
+          notifiedUsers.add(n.userId);
+          if (committed) this.pairNotified(n.userId, roomId, n.highlight, n.eventStreamOrdering, fromNothing.has(n.userId));
           else this.pairChanged(n.userId, roomId);
+        }
+        // A read mark at the room's newest event leaves nothing unread: this runs in the room's write
+        // queue, so no later event of the room (nor a notification of one) exists yet. Only for users
+        // this batch did not notify after their mark.
+        if (committed) {
+          for (const userId of marks.keys()) {
+            if (notifiedUsers.has(userId)) continue;
+            if (this.nothingUnread.size >= MAX_NOTHING_UNREAD) this.nothingUnread.clear();
+            this.nothingUnread.add(`${userId}\u0000${roomId}`);
+          }
         }
       }
     }
@@ -280,14 +337,18 @@ export class NotificationService implements Service {
   private async countsOf(key: string, userId: string, roomId: string, upToStreamOrdering: number | undefined): Promise<UnreadCounts> {
     const roomVersion = this.roomVersions.get(roomId) ?? 0;
     const hit = this.counted.get(key);
-    // Counted without a bound: it holds for any position at or after its newest notification.
-    if (hit && hit.roomVersion === roomVersion && (upToStreamOrdering === undefined || upToStreamOrdering >= hit.counts.newest)) return hit.counts;
+    // Counted without a bound: it holds for any position at or after its newest notification, and
+    // for a position before the recent notifications it took in one by one, less those.
+    if (hit && hit.roomVersion === roomVersion) {
+      const counts = keptUpTo(hit, upToStreamOrdering);
+      if (counts) return counts;
+    }
     const epoch = this.countsEpoch;
     const pairVersion = this.pairVersions.get(key) ?? 0;
     const all = await this.deps.notifications.unreadCounts(userId, roomId);
     if (epoch === this.countsEpoch && pairVersion === (this.pairVersions.get(key) ?? 0) && roomVersion === (this.roomVersions.get(roomId) ?? 0)) {
       if (this.counted.size >= MAX_COUNTED) this.forgetCounts();
-      else this.counted.set(key, { roomVersion, counts: all });
+      else this.counted.set(key, { roomVersion, counts: all, recent: [], base: all.newest });
     }
     if (upToStreamOrdering === undefined || upToStreamOrdering >= all.newest) return all;
     return this.deps.notifications.unreadCounts(userId, roomId, upToStreamOrdering);

@@ -157,3 +157,33 @@ test("an incremental /sync after one new message in each of 10 rooms costs at mo
   // transaction ids of other users' events.
   expect(statements / rooms.length).toBeLessThanOrEqual(4);
 });
+
+test("unread counts in a busy room are kept in memory: neither the recipient's /sync nor the next send of a member who just read counts notifications again", async () => {
+  const hana = await TestClient.register(server, "hana");
+  const ivan = await TestClient.register(server, "ivan");
+  const roomId = await hana.createRoom({ preset: "public_chat" });
+  await ivan.ok("POST", `/join/${enc(roomId)}`, {});
+  let since = (await hana.ok("GET", "/sync")).next_batch as string;
+  // The statements that count a user's notifications in a room.
+  const COUNT = "count(*) AS notifications";
+  const syncCounting = async (expected: { notification_count: number; highlight_count: number }) => {
+    const { value, statements } = await statementsDuring(server, () => hana.ok("GET", `/sync?since=${enc(since)}&timeout=0`), COUNT);
+    since = value.next_batch;
+    expect(value.rooms.join[roomId].unread_notifications).toEqual(expected);
+    return statements;
+  };
+  // Her first message: what she has unread is counted once.
+  await hana.send(roomId, { msgtype: "m.text", body: "hello" });
+  for (let round = 0; round < 3; round++) {
+    // Ivan writes twice, once mentioning her: counted up from the zero her own send left, one
+    // notification at a time (it was a count query at each sync).
+    await ivan.send(roomId, { msgtype: "m.text", body: `ivan ${round}` });
+    await ivan.send(roomId, { msgtype: "m.text", body: `hana: look ${round}`, "m.mentions": { user_ids: [hana.userId] } });
+    expect(await syncCounting({ notification_count: 2, highlight_count: 1 })).toBe(0);
+    // She answers: her read position moves to her message without counting what it passes, and
+    // she has nothing unread without a count either.
+    const { statements } = await statementsDuring(server, () => hana.send(roomId, { msgtype: "m.text", body: `hana ${round}` }), COUNT);
+    expect(statements).toBe(0);
+    expect(await syncCounting({ notification_count: 0, highlight_count: 0 })).toBe(0);
+  }
+});
