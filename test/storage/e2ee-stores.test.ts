@@ -80,6 +80,19 @@ describe.each(testDatabases.map((d) => [d.name, d] as const))("e2ee stores on %s
     const changes = await stores.deviceKeys.memberChangesBetween(["!a:x", "!b:x"], 1, 4);
     expect([...changes].map(([room, users]) => [room, [...users]]).sort()).toEqual([["!a:x", [BOB]], ["!b:x", [BOB]]]);
     expect((await stores.deviceKeys.memberChangesBetween(["!a:x"], 4, 4)).size).toBe(0);
+    // On SQLite, the query reads the member events' own index, not the rows of every event between.
+    if (stores.db.dialect === "sqlite") {
+      let sql = "";
+      const all = stores.db.all.bind(stores.db);
+      stores.db.all = (async (text: string, ...params: never[]) => {
+        sql = text;
+        return all(text, ...params);
+      }) as typeof stores.db.all;
+      await stores.deviceKeys.memberChangesBetween(["!a:x", "!b:x"], 1, 4);
+      stores.db.all = all;
+      const plan = await stores.db.all<{ detail: string }>(`EXPLAIN QUERY PLAN ${sql}`, "!a:x", "!b:x", 1, 4);
+      expect(plan.map((p) => p.detail).join("\n")).toContain("COVERING INDEX events_member_changes");
+    }
   });
 
   test("one-time keys: claimed oldest first, each once; fallback keys stay and are marked used", async () => {

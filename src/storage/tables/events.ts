@@ -58,6 +58,18 @@ export const EVENTS_MIGRATION: Migration = {
   `,
 };
 
+/**
+ * The member events of a room in stream order, and nothing else: who joined or left a user's rooms
+ * between two /sync positions (device list changes) is found without reading every message row in
+ * between (with the plain (room_id, stream_ordering) index each row was read to look at its type).
+ */
+export const EVENTS_MEMBER_CHANGES_MIGRATION: Migration = {
+  version: 99,
+  name: "events_member_changes",
+  sqlite: "CREATE INDEX events_member_changes ON events (room_id, stream_ordering, state_key) WHERE type = 'm.room.member'",
+  postgres: "CREATE INDEX events_member_changes ON events (room_id, stream_ordering, state_key) WHERE type = 'm.room.member'",
+};
+
 interface Row {
   event_nid: number;
   event_id: string;
