@@ -13,6 +13,10 @@ import { CommittedCache, ImmutableRowCache } from "./row-cache";
 const EVENT_CACHE = 20_000;
 /** Rooms whose newest timeline events are kept (RoomTail). */
 const TAIL_ROOMS = 1_000;
+/** The most events a room's tail keeps as writes extend it. */
+const TAIL_ROWS = 64;
+/** Users whose rooms (with their membership in each) are kept: each /sync that has anything to say reads them. */
+const MEMBER_USERS = 1_000;
 
 /**
  * A room's newest timeline events, newest first, as read when nothing was being written to it:
@@ -40,6 +44,8 @@ export class SqlRoomEventStore implements RoomEventStore {
    */
   private readonly fresh = new ImmutableRowCache<string, StoredEvent>(2_000);
   private readonly tails: CommittedCache<string, RoomTail>;
+  /** Per user, the rooms of their current member events: dropped by any write of one. */
+  private readonly memberOf: CommittedCache<string, MemberOf[]>;
   /**
    * Per room, its current state snapshot and forward extremities as last read or written. Each
    * room's writes go through its write queue, which reads them first; any rollback forgets them all.
@@ -55,6 +61,7 @@ export class SqlRoomEventStore implements RoomEventStore {
     this.current = new CurrentStateTable(db);
     // Snapshots cached inside a rolled-back transaction (or savepoint) must not linger in the cache.
     this.tails = new CommittedCache(db, TAIL_ROOMS);
+    this.memberOf = new CommittedCache(db, MEMBER_USERS);
     db.onRollback(() => {
       this.snapshots.forgetUncommitted();
       this.fresh.clear();
@@ -110,8 +117,9 @@ export class SqlRoomEventStore implements RoomEventStore {
   }
 
   async persistEvent(input: PersistEventInput): Promise<StoredEvent> {
-    // No tail of the room may outlive this write.
-    return this.tails.write(input.event.roomId, () => this.persistInTransaction(input));
+    // The room's tail takes the new event in once it is durable (a busy room's tail stays in memory
+    // for every member's next /sync); anything else it cannot be sure of drops it.
+    return this.tails.writeExtending(input.event.roomId, () => this.persistInTransaction(input), (tail, stored) => (input.event.promoteOutlier ? undefined : extendTail(tail, stored)));
   }
 
   private persistInTransaction(input: PersistEventInput): Promise<StoredEvent> {
@@ -124,8 +132,12 @@ export class SqlRoomEventStore implements RoomEventStore {
       const inTimeline = !outlier && !event.rejectedReason && !event.softFailed;
       const advance = input.updateForwardExtremities === true && inTimeline;
       const { stored, extremity } = await this.events.insert(event, inTimeline, snapshot, input.historicalOrdering, advance);
-      // The one change an event row ever sees: the outlier served from memory is stale now.
-      if (event.promoteOutlier) this.eventCache.delete(stored.eventId);
+      // The one change an event row ever sees: the outlier served from memory is stale now (and the
+      // stream position of a member event among a user's rooms).
+      if (event.promoteOutlier) {
+        this.eventCache.delete(stored.eventId);
+        if (event.type === "m.room.member" && event.stateKey !== undefined) await this.memberOf.write(event.stateKey, async () => undefined);
+      }
       this.fresh.set(stored.eventId, stored);
       if (advance) {
         this.headsEpoch++;
@@ -157,13 +169,19 @@ export class SqlRoomEventStore implements RoomEventStore {
   private async applyCurrentStateDelta(roomId: string, snapshot: number, delta: StateDelta, known: ReadonlyMap<string, string>): Promise<void> {
     for (const [key, eventId] of delta) {
       const [type, stateKey] = splitStateKey(key);
-      if (eventId === null) await this.current.delete(roomId, type, stateKey);
+      const member = type === "m.room.member";
+      if (eventId === null) await this.memberWrite(member ? [stateKey] : [], () => this.current.delete(roomId, type, stateKey));
       else if ((await this.current.get(roomId, type, stateKey)) !== eventId) {
-        const membership = type === "m.room.member" ? (await this.membershipsOf([eventId], known)).get(eventId) : undefined;
-        await this.current.set(roomId, type, stateKey, eventId, membership);
+        const membership = member ? (await this.membershipsOf([eventId], known)).get(eventId) : undefined;
+        await this.memberWrite(member ? [stateKey] : [], () => this.current.set(roomId, type, stateKey, eventId, membership));
       }
     }
     await this.setCurrentSnapshot(roomId, snapshot);
+  }
+
+  /** A write of current state that changes the member events of these users (none: a plain write). */
+  private memberWrite<T>(users: readonly string[], fn: () => Promise<T>): Promise<T> {
+    return users.length === 0 ? fn() : this.memberOf.writeMany(users, fn);
   }
 
   private async currentSnapshotOf(roomId: string): Promise<number | undefined> {
@@ -195,9 +213,12 @@ export class SqlRoomEventStore implements RoomEventStore {
     // a large room changes thousands of keys at once).
     const memberships = await this.membershipsOf(changed.filter(([type]) => type === "m.room.member").map(([, , eventId]) => eventId), known);
     const rows = changed.map(([type, stateKey, eventId]): CurrentStateRow => [type, stateKey, eventId, type === "m.room.member" ? memberships.get(eventId) : undefined]);
-    await this.current.setMany(roomId, rows);
+    const members = changed.flatMap(([type, stateKey]) => (type === "m.room.member" ? [stateKey] : []));
+    await this.memberWrite(members, () => this.current.setMany(roomId, rows));
     for (const key of oldState.keys()) {
-      if (!newState.has(key)) await this.current.delete(roomId, ...splitStateKey(key));
+      if (newState.has(key)) continue;
+      const [type, stateKey] = splitStateKey(key);
+      await this.memberWrite(type === "m.room.member" ? [stateKey] : [], () => this.current.delete(roomId, type, stateKey));
     }
     await this.setCurrentSnapshot(roomId, snapshot);
   }
@@ -254,7 +275,8 @@ export class SqlRoomEventStore implements RoomEventStore {
   }
 
   async roomsOfMember(userId: string): Promise<MemberOf[]> {
-    return this.current.roomsOf(userId);
+    // A copy: callers may sort or change what they get.
+    return [...(await this.memberOf.read(userId, () => this.current.roomsOf(userId)))];
   }
 
   async roomsWithMembership(userId: string, membership: string): Promise<string[]> {
@@ -288,7 +310,7 @@ export class SqlRoomEventStore implements RoomEventStore {
   async roomEventsBackwards(roomId: string, beforeInclusive: number, afterExclusive: number, limit: number): Promise<StoredEvent[]> {
     const kept = this.tails.get(roomId);
     const hit = kept && fromTail(kept, beforeInclusive, afterExclusive, limit);
-    if (hit) return hit;
+    if (hit) return this.remembered(hit);
     // A read that starts at a known position (an incremental /sync's, a page) fills the room's tail
     // first, outside transactions: the next reads of the room's newest events need no query.
     // It reads what the request would, from the room's newest event on: later readers whose
@@ -320,6 +342,22 @@ export class SqlRoomEventStore implements RoomEventStore {
   atomically<T>(fn: () => Promise<T>): Promise<T> {
     return this.snapshots.transaction(fn);
   }
+}
+
+/**
+ * A room's tail with a newly written event: at its head when it entered the timeline above
+ * everything the tail holds (the newest TAIL_ROWS kept); the same tail when it did not enter the
+ * timeline; undefined (dropped) when it entered below its head.
+ */
+function extendTail(tail: RoomTail, stored: StoredEvent): RoomTail | undefined {
+  const ordering = stored.streamOrdering;
+  if (ordering === undefined) return tail;
+  const head = tail.rows[0]?.streamOrdering ?? tail.completeAbove;
+  if (ordering <= head) return undefined;
+  const rows = [stored, ...tail.rows];
+  if (rows.length <= TAIL_ROWS) return { rows, completeAbove: tail.completeAbove };
+  rows.length = TAIL_ROWS;
+  return { rows, completeAbove: rows[TAIL_ROWS - 1]!.streamOrdering! - 1 };
 }
 
 /** The read served from a room's tail, when the tail holds all of it. */

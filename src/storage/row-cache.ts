@@ -43,27 +43,39 @@ export class ImmutableRowCache<K, V> {
  * counts), kept per key until a write of that key: dropped when the write begins and again once it
  * is durable (at its caller's commit when it ran inside a transaction), so that a read another
  * connection made while the write was open is not kept past it. A read that overlapped any write,
- * commit or rollback is not kept at all.
+ * commit or rollback is not kept at all. A write may instead extend the kept value with what it
+ * wrote (writeExtending): the extended value is kept once the write is durable.
  */
 export class CommittedCache<K, V> {
   private readonly rows: ImmutableRowCache<K, V>;
   /** Moves on every write and every commit or rollback. */
   private epoch = 0;
-  /** Keys written inside transactions not ended yet: dropped again when they end. */
+  /**
+   * Keys written inside transactions not committed yet: dropped again at the next commit (a
+   * rollback, which may be one unit's of a batch whose others commit, keeps them for it).
+   */
   private readonly written = new Set<K>();
+  /** Values extended by writes inside transactions, kept once they commit (undefined: none). */
+  private readonly extended = new Map<K, V | undefined>();
 
   constructor(
     private readonly db: Database,
     capacity: number,
   ) {
     this.rows = new ImmutableRowCache<K, V>(capacity);
-    const settle = () => {
+    db.onCommit(() => {
       for (const key of this.written) this.rows.delete(key);
       this.written.clear();
+      for (const [key, value] of this.extended) if (value !== undefined) this.rows.set(key, value);
+      this.extended.clear();
       this.epoch++;
-    };
-    db.onCommit(settle);
-    db.onRollback(settle);
+    });
+    // Which unit's extension a rollback undid is not known: none is kept.
+    db.onRollback(() => {
+      for (const key of this.written) this.rows.delete(key);
+      this.extended.clear();
+      this.epoch++;
+    });
   }
 
   get(key: K): V | undefined {
@@ -84,18 +96,45 @@ export class CommittedCache<K, V> {
   }
 
   /** A write that changes what `key` names. */
-  async write<T>(key: K, fn: () => Promise<T>): Promise<T> {
-    this.drop(key);
+  write<T>(key: K, fn: () => Promise<T>): Promise<T> {
+    return this.writeMany([key], fn);
+  }
+
+  /** A write that changes what each of `keys` names. */
+  async writeMany<T>(keys: Iterable<K>, fn: () => Promise<T>): Promise<T> {
+    const list = [...keys];
+    this.drop(list);
     try {
       return await fn();
     } finally {
-      if (this.db.inTransaction()) this.written.add(key);
-      this.drop(key);
+      if (this.db.inTransaction()) for (const key of list) this.written.add(key);
+      this.drop(list);
     }
   }
 
-  private drop(key: K): void {
-    this.rows.delete(key);
+  /**
+   * A write that changes what `key` names in a way `extend` can apply to the kept value (a room's
+   * newest events and the one just written): kept extended once the write is durable, instead of
+   * read again. Writes of one key must not overlap (a room's go through its write queue).
+   */
+  async writeExtending<T>(key: K, fn: () => Promise<T>, extend: (value: V, written: T) => V | undefined): Promise<T> {
+    const inTransaction = this.db.inTransaction();
+    const before = inTransaction && this.extended.has(key) ? this.extended.get(key) : this.rows.get(key);
+    let result: T;
+    try {
+      result = await this.writeMany([key], fn);
+    } catch (error) {
+      if (inTransaction) this.extended.set(key, undefined);
+      throw error;
+    }
+    const after = before === undefined ? undefined : extend(before, result);
+    if (inTransaction) this.extended.set(key, after);
+    else if (after !== undefined) this.rows.set(key, after);
+    return result;
+  }
+
+  private drop(keys: readonly K[]): void {
+    for (const key of keys) this.rows.delete(key);
     this.epoch++;
   }
 }

@@ -35,6 +35,16 @@ describe.each(testDatabases.map((d) => [d.name, d] as const))("room DAG store on
     if (e.stateKey !== undefined && !e.rejectedReason) delta.set(key(e.type, e.stateKey), e.eventId);
     return on.persistEvent({ event: e, stateAfter: { parent: before, delta }, updateForwardExtremities: true, updateCurrentState: true });
   };
+  /** Counts the range reads (db.all) whose SQL contains `match`, until stop(). */
+  const countReads = (match: string) => {
+    const all = stores.db.all.bind(stores.db);
+    const counter = { count: 0, stop: () => void (stores.db.all = all) };
+    stores.db.all = (async (sql: string, ...params: never[]) => {
+      if (sql.includes(match)) counter.count++;
+      return all(sql, ...params);
+    }) as typeof stores.db.all;
+    return counter;
+  };
   /** A store over the same database with an empty snapshot cache. */
   const uncached = () => new SqlRoomEventStore(stores.db);
 
@@ -184,28 +194,23 @@ describe.each(testDatabases.map((d) => [d.name, d] as const))("room DAG store on
     for (let i = 0; i < 5; i++) prev = (await append(event(`$m${i}`, { prevEvents: [prev] }))).eventId;
     const since = (await store.getEvent("$m2"))!.streamOrdering!;
     const head = (await store.getEvent("$m4"))!.streamOrdering!;
-    let reads = 0;
-    const all = stores.db.all.bind(stores.db);
-    stores.db.all = (async (sql: string, ...params: never[]) => {
-      if (sql.includes("ORDER BY stream_ordering DESC")) reads++;
-      return all(sql, ...params);
-    }) as typeof stores.db.all;
+    const reads = countReads("ORDER BY stream_ordering DESC");
     const ids = async (after: number, limit = 10) => (await store.roomEventsBackwards(ROOM, head + 100, after, limit)).map((e) => e.eventId);
     expect(await ids(since)).toEqual(["$m4", "$m3"]);
-    const afterFirst = reads;
+    const afterFirst = reads.count;
     expect(await ids(since)).toEqual(["$m4", "$m3"]);
     expect(await ids(since, 1)).toEqual(["$m4"]);
     expect(await ids((await store.getEvent("$m3"))!.streamOrdering!)).toEqual(["$m4"]);
-    expect(reads).toBe(afterFirst); // served from the room's tail
+    expect(reads.count).toBe(afterFirst); // served from the room's tail
     // Further back than the tail holds: the table answers.
     expect(await store.roomEventsBackwards(ROOM, (await store.getEvent("$m3"))!.streamOrdering!, 0, 10)).toHaveLength(5);
-    expect(reads).toBe(afterFirst + 1);
+    expect(reads.count).toBe(afterFirst + 1);
     // A write drops it: the next read sees the new event.
     await append(event("$m5", { prevEvents: ["$m4"] }));
     expect(await ids(since)).toEqual(["$m5", "$m4", "$m3"]);
     // Below what the tail holds, the table answers (here, history below zero).
     expect((await store.roomEventsBackwards(ROOM, head + 100, Number.MIN_SAFE_INTEGER, 100)).map((e) => e.eventId)).toEqual(["$m5", "$m4", "$m3", "$m2", "$m1", "$m0", "$c"]);
-    stores.db.all = all;
+    reads.stop();
 
     // A tail filled while a write to the room is open (but not committed) is dropped at its commit.
     let release!: () => void;
@@ -226,6 +231,93 @@ describe.each(testDatabases.map((d) => [d.name, d] as const))("room DAG store on
     await writing;
     await meanwhile;
     expect(await ids(since)).toEqual(["$m6", "$m5", "$m4", "$m3"]);
+  });
+
+  test("a room's tail takes each new event in once it is durable, instead of being read again; a rolled-back one never", async () => {
+    await append(event("$c", { type: "m.room.create", stateKey: "" }));
+    let prev = "$c";
+    for (let i = 0; i < 3; i++) prev = (await append(event(`$m${i}`, { prevEvents: [prev] }))).eventId;
+    const since = (await store.getEvent("$m0"))!.streamOrdering!;
+    const reads = countReads("ORDER BY stream_ordering DESC");
+    const ids = async () => (await store.roomEventsBackwards(ROOM, Number.MAX_SAFE_INTEGER, since, 10)).map((e) => e.eventId);
+    expect(await ids()).toEqual(["$m2", "$m1"]);
+    expect(reads.count).toBe(1);
+    // Written on its own, then two in one transaction: served from memory, new events first.
+    await append(event("$m3", { prevEvents: ["$m2"] }));
+    expect(await ids()).toEqual(["$m3", "$m2", "$m1"]);
+    await stores.db.transaction(async () => {
+      await append(event("$m4", { prevEvents: ["$m3"] }));
+      await append(event("$m5", { prevEvents: ["$m4"] }));
+    });
+    expect(await ids()).toEqual(["$m5", "$m4", "$m3", "$m2", "$m1"]);
+    // An outlier is not in the timeline: the tail stays as it is.
+    await store.persistEvent({ event: event("$out", { outlier: true }), updateForwardExtremities: false, updateCurrentState: false });
+    expect(await ids()).toEqual(["$m5", "$m4", "$m3", "$m2", "$m1"]);
+    expect(reads.count).toBe(1);
+    // A savepoint rolled back inside a transaction that commits: what it wrote is not in the tail.
+    await stores.db.transaction(async () => {
+      await append(event("$m6", { prevEvents: ["$m5"] }));
+      await expect(store.atomically(async () => {
+        await append(event("$gone", { prevEvents: ["$m6"] }));
+        throw new Error("undone");
+      })).rejects.toThrow("undone");
+    });
+    expect(await ids()).toEqual(["$m6", "$m5", "$m4", "$m3", "$m2", "$m1"]);
+    expect(await store.getEvent("$gone")).toBeUndefined();
+    reads.stop();
+  });
+
+  test("a user's rooms are read once and follow every write of their member events: a delta, a resolved state, a rollback, an open write", async () => {
+    const A = "@a:example.org";
+    const reads = countReads("c.membership IN");
+    const rooms = async () => (await store.roomsOfMember(A)).map((m) => [m.roomId, m.membership, m.eventId]);
+    await append(event("$c", { type: "m.room.create", stateKey: "" }));
+    expect(await rooms()).toEqual([]);
+    await append(event("$j", { prevEvents: ["$c"], type: "m.room.member", stateKey: A, content: { membership: "join" } }));
+    expect(await rooms()).toEqual([[ROOM, "join", "$j"]]);
+    const afterJoin = reads.count;
+    // Messages and other members' events leave it where it is.
+    await append(event("$m", { prevEvents: ["$j"] }));
+    await append(event("$b", { prevEvents: ["$m"], type: "m.room.member", stateKey: "@b:example.org", content: { membership: "join" } }));
+    expect(await rooms()).toEqual([[ROOM, "join", "$j"]]);
+    expect(await rooms()).toEqual([[ROOM, "join", "$j"]]);
+    expect(reads.count).toBe(afterJoin);
+    // A rolled-back leave is not seen; a committed one is.
+    await expect(stores.db.transaction(async () => {
+      await append(event("$l0", { prevEvents: ["$b"], type: "m.room.member", stateKey: A, content: { membership: "leave" } }));
+      expect(await rooms()).toEqual([[ROOM, "leave", "$l0"]]);
+      throw new Error("undone");
+    })).rejects.toThrow("undone");
+    expect(await rooms()).toEqual([[ROOM, "join", "$j"]]);
+    await append(event("$l", { prevEvents: ["$b"], type: "m.room.member", stateKey: A, content: { membership: "leave" } }));
+    expect(await rooms()).toEqual([[ROOM, "leave", "$l"]]);
+    // A resolved state that puts the join back (current state replaced, not a delta).
+    const parent = (await store.getEvent("$b"))!.stateSnapshot;
+    await store.persistEvent({
+      event: event("$r", { prevEvents: ["$l"] }),
+      stateAfter: { parent, delta: new Map() },
+      updateForwardExtremities: true,
+      updateCurrentState: { parent, delta: new Map() },
+    });
+    expect(await rooms()).toEqual([[ROOM, "join", "$j"]]);
+    // Read while a write of a member event is open: not kept past its commit.
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    let written!: () => void;
+    const inside = new Promise<void>((resolve) => (written = resolve));
+    const writing = stores.db.transaction(async () => {
+      await append(event("$l2", { prevEvents: ["$r"], type: "m.room.member", stateKey: A, content: { membership: "leave" } }));
+      written();
+      await gate;
+    });
+    await inside;
+    const meanwhile = rooms();
+    await Bun.sleep(50);
+    release();
+    await writing;
+    await meanwhile;
+    expect(await rooms()).toEqual([[ROOM, "leave", "$l2"]]);
+    reads.stop();
   });
 
   test("several current state entries in one call, only those present", async () => {
