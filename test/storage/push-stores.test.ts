@@ -3,7 +3,11 @@
 // read positions from receipts and read marks, unread counts.
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import { testDatabases, type TestDatabase } from "../helpers/databases";
-import { storesOver, type Stores } from "../../src/storage/open";
+import { MIGRATIONS, storesOver, type Stores } from "../../src/storage/open";
+import { runMigrations } from "../../src/storage/migrations";
+import { openSqlite, type SqliteDriverName } from "../../src/storage/sqlite/driver";
+import { openPostgres } from "../../src/storage/postgres/driver";
+import { freshPostgresUrl } from "../helpers/postgres";
 import type { NewEvent, NewNotification, PusherRecord } from "../../src/storage/stores";
 
 const ALICE = "@alice:example.org";
@@ -141,6 +145,26 @@ describe.each(testDatabases.map((d) => [d.name, d] as const))("push stores on %s
       expect((await notifications.notificationsAfter(ALICE, 1, 10)).map((x) => x.streamId)).toEqual([3]);
       expect((await notifications.notificationsAfter(ALICE, 0, 1)).map((x) => x.streamId)).toEqual([1]);
       expect((await notifications.notificationsAfter(BOB, 0, 10)).map((x) => x.streamId)).toEqual([2]);
+    });
+
+    test("notifications recorded before migration 100 (unique per user and event) are kept by it; a repeat is still ignored", async () => {
+      const db = database.name === "postgres" ? await openPostgres({ url: await freshPostgresUrl(), poolSize: 2 }) : openSqlite(":memory:", database.name as SqliteDriverName);
+      try {
+        await runMigrations(db, MIGRATIONS.filter((m) => m.version < 100));
+        const insert = "INSERT INTO notifications (stream_id, user_id, room_id, event_id, event_stream_ordering, ts, actions_json, highlight) VALUES (?, ?, ?, ?, ?, ?, ?, ?)";
+        await db.run(insert, 1, ALICE, ROOM, "$old1", 7, 1000, '["notify"]', 0);
+        await db.run(insert, 2, ALICE, ROOM, "$old2", 9, 1001, '["notify",{"set_tweak":"highlight"}]', 1);
+        await db.run(insert, 3, BOB, ROOM, "$old2", 9, 1001, '["notify"]', 0);
+        await runMigrations(db, MIGRATIONS);
+        const { notifications } = storesOver(db);
+        expect((await notifications.notificationsAfter(ALICE, 0, 10)).map((x) => [x.streamId, x.eventId, x.highlight])).toEqual([[1, "$old1", false], [2, "$old2", true]]);
+        expect(await notifications.unreadCounts(ALICE, ROOM)).toEqual({ notifications: 2, highlights: 1, newest: 9 });
+        await notifications.addNotifications([{ userId: ALICE, roomId: ROOM, eventId: "$old2", eventStreamOrdering: 9, ts: 2000, actions: ["notify"], highlight: false }]);
+        expect((await notifications.notificationsAfter(ALICE, 0, 10)).map((x) => x.streamId)).toEqual([1, 2]);
+        expect(await notifications.maxNotificationStreamId()).toBe(3);
+      } finally {
+        await db.close();
+      }
     });
 
     test("unread counts: after the later of m.read and m.read.private (unthreaded or main), and of the read mark", async () => {
