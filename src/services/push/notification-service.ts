@@ -16,6 +16,7 @@ import type { Timer } from "../federation/sender";
 import type { RoomVersion } from "../../protocol/room-versions";
 import type { AuthStateLookup } from "../../protocol/auth";
 import type { Clock, Logger, Service } from "../runtime";
+import { PairMap } from "./pair-map";
 
 export interface NotificationServiceDeps {
   serverName: string;
@@ -133,15 +134,15 @@ export class NotificationService implements Service {
    * set before a notification for it is added; both happen only here, in the room's write queue, so
    * the set cannot go stale.
    */
-  private readonly nothingUnread = new Set<string>();
+  private readonly nothingUnread = new PairMap<true>();
   /**
    * Unread counts as last counted per (user, room) — every /sync asks them for every room it shows —
    * with the newest notification counted. What can change them bumps a version: a notification or a
    * read mark for the pair (here), a receipt in the room (receiptsChanged); a count that raced such a
    * change is not kept.
    */
-  private readonly counted = new Map<string, KeptCounts>();
-  private readonly pairVersions = new Map<string, number>();
+  private readonly counted = new PairMap<KeptCounts>();
+  private readonly pairVersions = new PairMap<number>();
   private readonly roomVersions = new Map<string, number>();
   private countsEpoch = 0;
   private readonly members = new Map<string, RoomMembers>();
@@ -167,9 +168,8 @@ export class NotificationService implements Service {
   }
 
   private pairChanged(userId: string, roomId: string): void {
-    const key = `${userId}\u0000${roomId}`;
-    this.counted.delete(key);
-    this.pairVersions.set(key, (this.pairVersions.get(key) ?? 0) + 1);
+    this.counted.delete(userId, roomId);
+    this.pairVersions.set(userId, roomId, (this.pairVersions.get(userId, roomId) ?? 0) + 1);
     if (this.pairVersions.size > MAX_COUNTED) this.forgetCounts();
   }
 
@@ -178,10 +178,9 @@ export class NotificationService implements Service {
    * now), so that a room busy with messages is not counted again at every /sync.
    */
   private pairNotified(userId: string, roomId: string, highlight: boolean, ordering: number, fromNothing: boolean): void {
-    const key = `${userId}\u0000${roomId}`;
     const roomVersion = this.roomVersions.get(roomId) ?? 0;
     // A pair that had nothing unread before this batch counts from zero: no query needed for it.
-    const kept = this.counted.get(key) ?? (fromNothing ? { roomVersion, counts: NO_COUNTS, recent: [], base: 0 } : undefined);
+    const kept = this.counted.get(userId, roomId) ?? (fromNothing ? { roomVersion, counts: NO_COUNTS, recent: [], base: 0 } : undefined);
     this.pairChanged(userId, roomId);
     if (!kept || kept.roomVersion !== roomVersion) return;
     const counts = kept.counts;
@@ -191,12 +190,17 @@ export class NotificationService implements Service {
     const recent = [...kept.recent, { ordering, highlight }];
     // Past the cap, the oldest ones fold into the base: a count before them needs a query again.
     const base = recent.length > MAX_RECENT ? recent.shift()!.ordering : kept.base;
-    this.counted.set(key, {
+    this.counted.set(userId, roomId, {
       roomVersion,
       counts: { notifications: counts.notifications + 1, highlights: counts.highlights + (highlight ? 1 : 0), newest: ordering },
       recent,
       base,
     });
+  }
+
+  private noteNothingUnread(userId: string, roomId: string): void {
+    if (this.nothingUnread.size >= MAX_NOTHING_UNREAD) this.nothingUnread.clear();
+    this.nothingUnread.set(userId, roomId, true);
   }
 
   private forgetCounts(): void {
@@ -255,13 +259,9 @@ export class NotificationService implements Service {
       // with none in the room (the usual case) costs a read, not a write: most sends then commit
       // nothing here, instead of a second commit after their own.
       for (const userId of readers) {
-        const key = `${userId}\u0000${roomId}`;
-        if (!marks.has(userId) && this.nothingUnread.has(key)) continue;
-        if (marks.has(userId) || (await this.countsOf(key, userId, roomId, ordering)).notifications > 0) marks.set(userId, ordering);
-        else {
-          if (this.nothingUnread.size >= MAX_NOTHING_UNREAD) this.nothingUnread.clear();
-          this.nothingUnread.add(key);
-        }
+        if (!marks.has(userId) && this.nothingUnread.has(userId, roomId)) continue;
+        if (marks.has(userId) || (await this.countsOf(userId, roomId, ordering)).notifications > 0) marks.set(userId, ordering);
+        else this.noteNothingUnread(userId, roomId);
       }
 
       members ??= await this.roomMembers(roomId, local);
@@ -280,7 +280,7 @@ export class NotificationService implements Service {
           const evaluation = evaluatePushRules(ruleset, pdu, { ...room, userId, displayName });
           if (!evaluation?.notify) continue;
           notified.push({ userId, roomId, eventId: stored.eventId, eventStreamOrdering: ordering, ts, actions: evaluation.actions, highlight: evaluation.highlight });
-          if (this.nothingUnread.delete(`${userId}\u0000${roomId}`) && !marks.has(userId)) fromNothing.add(userId);
+          if (this.nothingUnread.delete(userId, roomId) && !marks.has(userId)) fromNothing.add(userId);
         }
       }
       // Membership (and the power levels the rules read) may change with a state event.
@@ -309,9 +309,7 @@ export class NotificationService implements Service {
         // this batch did not notify after their mark.
         if (committed) {
           for (const userId of marks.keys()) {
-            if (notifiedUsers.has(userId)) continue;
-            if (this.nothingUnread.size >= MAX_NOTHING_UNREAD) this.nothingUnread.clear();
-            this.nothingUnread.add(`${userId}\u0000${roomId}`);
+            if (!notifiedUsers.has(userId)) this.noteNothingUnread(userId, roomId);
           }
         }
       }
@@ -327,16 +325,15 @@ export class NotificationService implements Service {
    */
   async unreadCounts(userId: string, roomId: string, upToStreamOrdering?: number): Promise<UnreadNotificationCounts> {
     // Known to have nothing unread: every /sync asks this for every room it shows.
-    const key = `${userId}\u0000${roomId}`;
-    if (this.nothingUnread.has(key)) return { notification_count: 0, highlight_count: 0 };
-    const counts = await this.countsOf(key, userId, roomId, upToStreamOrdering);
+    if (this.nothingUnread.has(userId, roomId)) return { notification_count: 0, highlight_count: 0 };
+    const counts = await this.countsOf(userId, roomId, upToStreamOrdering);
     return { notification_count: counts.notifications, highlight_count: counts.highlights };
   }
 
   /** The store's count, or the one counted before when nothing changed since and it holds for this position. */
-  private async countsOf(key: string, userId: string, roomId: string, upToStreamOrdering: number | undefined): Promise<UnreadCounts> {
+  private async countsOf(userId: string, roomId: string, upToStreamOrdering: number | undefined): Promise<UnreadCounts> {
     const roomVersion = this.roomVersions.get(roomId) ?? 0;
-    const hit = this.counted.get(key);
+    const hit = this.counted.get(userId, roomId);
     // Counted without a bound: it holds for any position at or after its newest notification, and
     // for a position before the recent notifications it took in one by one, less those.
     if (hit && hit.roomVersion === roomVersion) {
@@ -344,11 +341,11 @@ export class NotificationService implements Service {
       if (counts) return counts;
     }
     const epoch = this.countsEpoch;
-    const pairVersion = this.pairVersions.get(key) ?? 0;
+    const pairVersion = this.pairVersions.get(userId, roomId) ?? 0;
     const all = await this.deps.notifications.unreadCounts(userId, roomId);
-    if (epoch === this.countsEpoch && pairVersion === (this.pairVersions.get(key) ?? 0) && roomVersion === (this.roomVersions.get(roomId) ?? 0)) {
+    if (epoch === this.countsEpoch && pairVersion === (this.pairVersions.get(userId, roomId) ?? 0) && roomVersion === (this.roomVersions.get(roomId) ?? 0)) {
       if (this.counted.size >= MAX_COUNTED) this.forgetCounts();
-      else this.counted.set(key, { roomVersion, counts: all, recent: [], base: all.newest });
+      else this.counted.set(userId, roomId, { roomVersion, counts: all, recent: [], base: all.newest });
     }
     if (upToStreamOrdering === undefined || upToStreamOrdering >= all.newest) return all;
     return this.deps.notifications.unreadCounts(userId, roomId, upToStreamOrdering);
