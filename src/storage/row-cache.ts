@@ -42,13 +42,16 @@ export class ImmutableRowCache<K, V> {
  * Values read from committed rows that writes change (a room's newest events, a device's key
  * counts), kept per key until a write of that key: dropped when the write begins and again once it
  * is durable (at its caller's commit when it ran inside a transaction), so that a read another
- * connection made while the write was open is not kept past it. A read that overlapped any write,
- * commit or rollback is not kept at all. A write may instead extend the kept value with what it
- * wrote (writeExtending): the extended value is kept once the write is durable.
+ * connection made while the write was open is not kept past it. A read is not kept when a write of
+ * its key began or ended while it ran (each key counts its writes; writes of other keys, and
+ * commits of them, do not matter). A write may instead extend the kept value with what it wrote
+ * (writeExtending): the extended value is kept once the write is durable.
  */
 export class CommittedCache<K, V> {
   private readonly rows: ImmutableRowCache<K, V>;
-  /** Moves on every write and every commit or rollback. */
+  /** Per key, how often a write of it began or ended; past a bound, all are forgotten and `epoch` moves. */
+  private readonly versions = new Map<K, number>();
+  private readonly maxVersions: number;
   private epoch = 0;
   /**
    * Keys written inside transactions not committed yet: dropped again at the next commit (a
@@ -63,18 +66,17 @@ export class CommittedCache<K, V> {
     capacity: number,
   ) {
     this.rows = new ImmutableRowCache<K, V>(capacity);
+    this.maxVersions = capacity * 4;
     db.onCommit(() => {
-      for (const key of this.written) this.rows.delete(key);
+      if (this.written.size > 0) this.drop([...this.written]);
       this.written.clear();
       for (const [key, value] of this.extended) if (value !== undefined) this.rows.set(key, value);
       this.extended.clear();
-      this.epoch++;
     });
     // Which unit's extension a rollback undid is not known: none is kept.
     db.onRollback(() => {
-      for (const key of this.written) this.rows.delete(key);
+      if (this.written.size > 0) this.drop([...this.written]);
       this.extended.clear();
-      this.epoch++;
     });
   }
 
@@ -90,9 +92,35 @@ export class CommittedCache<K, V> {
   /** `read`'s value, always read again, and kept as `read` keeps it. */
   async load(key: K, read: () => Promise<V>): Promise<V> {
     const epoch = this.epoch;
+    const version = this.versions.get(key);
     const value = await read();
-    if (epoch === this.epoch && !this.db.inTransaction()) this.rows.set(key, value);
+    if (epoch === this.epoch && version === this.versions.get(key) && !this.db.inTransaction()) this.rows.set(key, value);
     return value;
+  }
+
+  /**
+   * The kept values of many keys, the others from one `read` of those missing (a key it does not
+   * return has `absent`), kept as `load` keeps them.
+   */
+  async readMany(keys: readonly K[], read: (missing: K[]) => Promise<Map<K, V>>, absent: V): Promise<Map<K, V>> {
+    const found = new Map<K, V>();
+    const missing: K[] = [];
+    for (const key of keys) {
+      const value = this.rows.get(key);
+      if (value === undefined) missing.push(key);
+      else found.set(key, value);
+    }
+    if (missing.length === 0) return found;
+    const epoch = this.epoch;
+    const versions = missing.map((key) => this.versions.get(key));
+    const loaded = await read(missing);
+    const keep = epoch === this.epoch && !this.db.inTransaction();
+    missing.forEach((key, i) => {
+      const value = loaded.get(key) ?? absent;
+      found.set(key, value);
+      if (keep && versions[i] === this.versions.get(key)) this.rows.set(key, value);
+    });
+    return found;
   }
 
   /** A write that changes what `key` names. */
@@ -134,7 +162,13 @@ export class CommittedCache<K, V> {
   }
 
   private drop(keys: readonly K[]): void {
-    for (const key of keys) this.rows.delete(key);
-    this.epoch++;
+    if (this.versions.size + keys.length > this.maxVersions) {
+      this.versions.clear();
+      this.epoch++;
+    }
+    for (const key of keys) {
+      this.rows.delete(key);
+      this.versions.set(key, (this.versions.get(key) ?? 0) + 1);
+    }
   }
 }

@@ -4,7 +4,7 @@
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import { testDatabases } from "../helpers/databases";
 import { storesOver, type Stores } from "../../src/storage/open";
-import { ImmutableRowCache } from "../../src/storage/row-cache";
+import { CommittedCache, ImmutableRowCache } from "../../src/storage/row-cache";
 import type { Database } from "../../src/storage/database";
 import type { NewEvent } from "../../src/storage/stores";
 
@@ -50,6 +50,31 @@ describe.each(testDatabases.map((d) => [d.name, d] as const))("row caches on %s"
   });
   afterEach(async () => {
     await stores.db.close();
+  });
+
+  test("a read-through value is kept when only other keys were written while it was read, not when its own was", async () => {
+    const { db } = stores;
+    await db.exec("CREATE TABLE kv (k TEXT PRIMARY KEY, v TEXT NOT NULL)");
+    const cache = new CommittedCache<string, string>(db, 100);
+    const put = (k: string, v: string) => cache.write(k, async () => void (await db.run("INSERT INTO kv (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v", k, v)));
+    const value = async (k: string) => (await db.get<{ v: string }>("SELECT v FROM kv WHERE k = ?", k))?.v ?? "";
+    await put("a", "1");
+    // A committed write of another key (and its commit) while "a" is read: "a" is kept.
+    expect(await cache.load("a", async () => {
+      const v = await value("a");
+      await put("b", "2");
+      return v;
+    })).toBe("1");
+    expect(cache.get("a")).toBe("1");
+    // A write of "a" itself while it is read: the value read may be the old one, so it is not kept.
+    expect(await cache.load("a", async () => {
+      const v = await value("a");
+      await put("a", "3");
+      return v;
+    })).toBe("1");
+    expect(cache.get("a")).toBeUndefined();
+    expect(await cache.read("a", () => value("a"))).toBe("3");
+    expect(cache.get("a")).toBe("3");
   });
 
   test("a committed event, its room and its transaction are read from the engine once", async () => {
