@@ -6,9 +6,13 @@ import { ClientTransactionsTable } from "./tables/client-transactions";
 import { RedactionsTable } from "./tables/redactions";
 import { ForgottenRoomsTable } from "./tables/forgotten-rooms";
 import { ReceiptsTable } from "./tables/receipts";
-import { ImmutableRowCache } from "./row-cache";
+import { CommittedCache, ImmutableRowCache } from "./row-cache";
 
 type TransactionOf = { userId: string; deviceId: string; txnId: string };
+
+/** Events whose redactions (most often none) are kept: each /sync asks them for every event it gives. */
+const REDACTION_CACHE = 50_000;
+const NO_REDACTIONS: readonly string[] = [];
 
 export class SqlRoomClientStore implements RoomClientStore {
   private readonly transactions: ClientTransactionsTable;
@@ -21,12 +25,15 @@ export class SqlRoomClientStore implements RoomClientStore {
    * committed the answer (even "none") never changes. Asked for every event of every /sync.
    */
   private readonly transactionCache = new ImmutableRowCache<string, TransactionOf | null>(20_000);
+  /** Per event, the redactions of it, oldest first: dropped by the write of a new one. */
+  private readonly redactionCache: CommittedCache<string, readonly string[]>;
 
   constructor(private readonly db: Database) {
     this.transactions = new ClientTransactionsTable(db);
     this.redactions = new RedactionsTable(db);
     this.forgotten = new ForgottenRoomsTable(db);
     this.receipts = new ReceiptsTable(db);
+    this.redactionCache = new CommittedCache(db, REDACTION_CACHE);
   }
 
   transactionEvent(userId: string, deviceId: string, txnId: string): Promise<string | undefined> {
@@ -48,15 +55,19 @@ export class SqlRoomClientStore implements RoomClientStore {
   }
 
   recordRedaction(redacts: string, redactionEventId: string, roomId: string): Promise<void> {
-    return this.redactions.add(redacts, redactionEventId, roomId);
+    return this.redactionCache.write(redacts, () => this.redactions.add(redacts, redactionEventId, roomId));
   }
 
-  redactionsOf(eventId: string): Promise<string[]> {
-    return this.redactions.of(eventId);
+  async redactionsOf(eventId: string): Promise<string[]> {
+    return [...(await this.redactionCache.read(eventId, () => this.redactions.of(eventId)))];
   }
 
-  redactionsOfMany(eventIds: readonly string[]): Promise<Map<string, string[]>> {
-    return eventIds.length === 0 ? Promise.resolve(new Map()) : this.redactions.ofMany(eventIds);
+  async redactionsOfMany(eventIds: readonly string[]): Promise<Map<string, string[]>> {
+    if (eventIds.length === 0) return new Map();
+    const all = await this.redactionCache.readMany(eventIds, (missing) => this.redactions.ofMany(missing), NO_REDACTIONS);
+    const found = new Map<string, string[]>();
+    for (const [eventId, ids] of all) if (ids.length > 0) found.set(eventId, [...ids]);
+    return found;
   }
 
   setForgotten(userId: string, roomId: string, forgotten: boolean, ts: number): Promise<void> {

@@ -334,6 +334,33 @@ describe.each(testDatabases.map((d) => [d.name, d] as const))("stores on %s", (_
       expect(await count("redactions")).toBe(4);
     });
 
+    test("redactions are read once per event (none, most often) and follow each new one; a rolled-back one is never seen", async () => {
+      const { roomClient, db } = stores;
+      let reads = 0;
+      const all = db.all.bind(db);
+      db.all = (async (sql: string, ...params: never[]) => {
+        if (sql.includes("FROM redactions")) reads++;
+        return all(sql, ...params);
+      }) as typeof db.all;
+      const many = async () => Object.fromEntries(await roomClient.redactionsOfMany(["$a", "$b", "$c"]));
+      expect(await many()).toEqual({});
+      expect(await many()).toEqual({});
+      expect(await roomClient.redactionsOf("$b")).toEqual([]);
+      expect(reads).toBe(1);
+      await roomClient.recordRedaction("$b", "$r1", ROOM);
+      expect(await many()).toEqual({ $b: ["$r1"] });
+      expect(await roomClient.redactionsOf("$b")).toEqual(["$r1"]);
+      expect(reads).toBe(2);
+      await expect(db.transaction(async () => {
+        await roomClient.recordRedaction("$c", "$r2", ROOM);
+        throw new Error("undone");
+      })).rejects.toThrow("undone");
+      expect(await many()).toEqual({ $b: ["$r1"] });
+      await roomClient.recordRedaction("$b", "$r3", ROOM);
+      expect(await many()).toEqual({ $b: ["$r1", "$r3"] });
+      db.all = all;
+    });
+
     test("forgotten rooms: set, set again, unset", async () => {
       const { roomClient, db } = stores;
       expect(await roomClient.isForgotten(ALICE, ROOM)).toBe(false);
