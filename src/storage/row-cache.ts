@@ -60,6 +60,8 @@ export class CommittedCache<K, V> {
   private readonly written = new Set<K>();
   /** Values extended by writes inside transactions, kept once they commit (undefined: none). */
   private readonly extended = new Map<K, V | undefined>();
+  /** Reads in flight outside transactions, per key; a write of the key forgets its read (later readers read again). */
+  private readonly loading = new Map<K, Promise<V>>();
 
   constructor(
     private readonly db: Database,
@@ -84,9 +86,24 @@ export class CommittedCache<K, V> {
     return this.rows.get(key);
   }
 
-  /** The kept value, else `read`'s (kept when nothing was written meanwhile, outside transactions). */
+  /**
+   * The kept value, else `read`'s (kept when nothing was written meanwhile, outside transactions).
+   * Readers of a key already being read outside transactions share that read (the members of a
+   * room that a message wakes all ask for it at once).
+   */
   async read(key: K, read: () => Promise<V>): Promise<V> {
-    return this.rows.get(key) ?? this.load(key, read);
+    const kept = this.rows.get(key);
+    if (kept !== undefined) return kept;
+    if (this.db.inTransaction()) return this.load(key, read);
+    const pending = this.loading.get(key);
+    if (pending) return pending;
+    const loading = this.load(key, read);
+    this.loading.set(key, loading);
+    try {
+      return await loading;
+    } finally {
+      if (this.loading.get(key) === loading) this.loading.delete(key);
+    }
   }
 
   /** `read`'s value, always read again, and kept as `read` keeps it. */
@@ -104,22 +121,46 @@ export class CommittedCache<K, V> {
    */
   async readMany(keys: readonly K[], read: (missing: K[]) => Promise<Map<K, V>>, absent: V): Promise<Map<K, V>> {
     const found = new Map<K, V>();
-    const missing: K[] = [];
+    const inTransaction = this.db.inTransaction();
+    const missing = new Set<K>();
+    const shared: [K, Promise<V>][] = [];
     for (const key of keys) {
       const value = this.rows.get(key);
-      if (value === undefined) missing.push(key);
-      else found.set(key, value);
+      if (value !== undefined) found.set(key, value);
+      else {
+        const pending = inTransaction ? undefined : this.loading.get(key);
+        if (pending) shared.push([key, pending]);
+        else missing.add(key);
+      }
     }
-    if (missing.length === 0) return found;
-    const epoch = this.epoch;
-    const versions = missing.map((key) => this.versions.get(key));
-    const loaded = await read(missing);
-    const keep = epoch === this.epoch && !this.db.inTransaction();
-    missing.forEach((key, i) => {
-      const value = loaded.get(key) ?? absent;
-      found.set(key, value);
-      if (keep && versions[i] === this.versions.get(key)) this.rows.set(key, value);
-    });
+    if (missing.size > 0) {
+      const list = [...missing];
+      const epoch = this.epoch;
+      const versions = list.map((key) => this.versions.get(key));
+      const batch = read(list);
+      const own = new Map<K, Promise<V>>();
+      if (!inTransaction) {
+        for (const key of list) {
+          const one = batch.then((loaded) => loaded.get(key) ?? absent);
+          one.catch(() => undefined); // the batch's own await reports the failure
+          own.set(key, one);
+          this.loading.set(key, one);
+        }
+      }
+      let loaded: Map<K, V>;
+      try {
+        loaded = await batch;
+      } finally {
+        for (const [key, one] of own) if (this.loading.get(key) === one) this.loading.delete(key);
+      }
+      const keep = epoch === this.epoch && !inTransaction;
+      list.forEach((key, i) => {
+        const value = loaded.get(key) ?? absent;
+        found.set(key, value);
+        if (keep && versions[i] === this.versions.get(key)) this.rows.set(key, value);
+      });
+    }
+    for (const [key, pending] of shared) found.set(key, await pending);
     return found;
   }
 
@@ -168,6 +209,7 @@ export class CommittedCache<K, V> {
     }
     for (const key of keys) {
       this.rows.delete(key);
+      this.loading.delete(key);
       this.versions.set(key, (this.versions.get(key) ?? 0) + 1);
     }
   }

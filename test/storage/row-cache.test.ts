@@ -77,6 +77,40 @@ describe.each(testDatabases.map((d) => [d.name, d] as const))("row caches on %s"
     expect(cache.get("a")).toBe("3");
   });
 
+  test("readers of a key being read share that read, outside transactions; one after a write of the key reads again", async () => {
+    const { db } = stores;
+    const cache = new CommittedCache<string, string>(db, 100);
+    let reads = 0;
+    let release!: () => void;
+    const slow = (value: string) => async () => {
+      reads++;
+      await new Promise<void>((resolve) => (release = resolve));
+      return value;
+    };
+    const first = cache.read("k", slow("old"));
+    const second = cache.read("k", slow("unused"));
+    const many = cache.readMany(["k"], async () => new Map([["k", "unused"]]), "absent");
+    release();
+    expect([await first, await second, (await many).get("k")]).toEqual(["old", "old", "old"]);
+    expect(reads).toBe(1);
+    // A write of the key while it is read: a reader that comes after it does not get the older read.
+    await cache.write("j", async () => undefined);
+    const before = cache.read("x", slow("x-old"));
+    await cache.write("x", async () => undefined);
+    const after = cache.read("x", async () => "x-new");
+    expect(await after).toBe("x-new");
+    release();
+    expect(await before).toBe("x-old");
+    // Inside a transaction a read never shares one from outside (which cannot see the transaction's writes).
+    const outside = cache.read("y", slow("y-outside"));
+    await db.transaction(async () => {
+      expect(await cache.read("y", async () => "y-inside")).toBe("y-inside");
+      expect(Object.fromEntries(await cache.readMany(["y"], async () => new Map([["y", "y-inside-many"]]), "absent"))).toEqual({ y: "y-inside-many" });
+    });
+    release();
+    expect(await outside).toBe("y-outside");
+  });
+
   test("a committed event, its room and its transaction are read from the engine once", async () => {
     const { roomEvents, roomClient, db } = stores;
     await roomEvents.createRoom({ roomId: ROOM, roomVersion: "10", creator: "@a:example.org", createdTs: 1 });
