@@ -28,18 +28,27 @@ function countQueries(db: Database): { n: number } {
 }
 
 describe("ImmutableRowCache", () => {
-  test("evicts the least recently used beyond its capacity", () => {
-    const cache = new ImmutableRowCache<string, number>(2);
+  test("drops the least recently used: what was used within the last capacity/2 insertions stays, and it never holds more than its capacity", () => {
+    const cache = new ImmutableRowCache<string, number>(4);
     cache.set("a", 1);
     cache.set("b", 2);
     expect(cache.get("a")).toBe(1); // a is now the most recent
     cache.set("c", 3);
+    cache.set("d", 4);
+    // b, not used since a was, went first; the two used last are there.
     expect(cache.get("b")).toBeUndefined();
-    expect(cache.get("a")).toBe(1);
-    expect(cache.get("c")).toBe(3);
+    expect([cache.get("d"), cache.get("c")]).toEqual([4, 3]);
     cache.delete("c");
     expect(cache.get("c")).toBeUndefined();
-    expect(cache.size).toBe(1);
+    for (let i = 0; i < 100; i++) {
+      cache.set(`k${i}`, i);
+      expect(cache.size).toBeLessThanOrEqual(4);
+      // The two newest are always there.
+      expect(cache.get(`k${i}`)).toBe(i);
+      if (i > 0) expect(cache.get(`k${i - 1}`)).toBe(i - 1);
+    }
+    cache.clear();
+    expect(cache.size).toBe(0);
   });
 });
 
