@@ -22,6 +22,8 @@ export class MemoryTrimmer implements Service {
   private trimmedActivity = 0;
   private lastActivityAt = 0;
   private trimmedAt: number;
+  /** The last trim in a quiet moment: one forced under load does not delay the next quiet one. */
+  private quietTrimmedAt: number;
   private ticking: { cancel(): void } | undefined;
 
   constructor(
@@ -31,6 +33,7 @@ export class MemoryTrimmer implements Service {
     private readonly now: () => number = Date.now,
   ) {
     this.trimmedAt = now();
+    this.quietTrimmedAt = this.trimmedAt;
   }
 
   /** Counts a request: a later tick trims. */
@@ -50,15 +53,20 @@ export class MemoryTrimmer implements Service {
     this.ticking = undefined;
   }
 
-  /** One check (the timer calls it): trims when there was activity, the interval has passed, and it is quiet or has waited long enough. */
+  /**
+   * One check (the timer calls it): trims when there was activity, and either it is quiet and the
+   * interval has passed since the last quiet trim, or it has waited long enough under load. The first
+   * quiet moment after a long load trims even when one was forced during it: the garbage of the
+   * load's end goes back at once, not an interval later.
+   */
   tick(): void {
     if (this.activity === this.trimmedActivity) return;
     const now = this.now();
-    if (now - this.trimmedAt < this.intervalMs) return;
     const quiet = now - this.lastActivityAt >= QUIET_MS;
-    if (!quiet && now - this.trimmedAt < this.intervalMs * MAX_DEFERRALS) return;
+    if (quiet ? now - this.quietTrimmedAt < this.intervalMs : now - this.trimmedAt < this.intervalMs * MAX_DEFERRALS) return;
     this.trimmedActivity = this.activity;
     this.trimmedAt = now;
+    if (quiet) this.quietTrimmedAt = now;
     this.collect();
   }
 }

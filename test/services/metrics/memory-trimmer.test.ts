@@ -83,6 +83,37 @@ test("under constant load, a trim waits for a quiet moment at most MAX_DEFERRALS
   expect(elapsed).toBe(INTERVAL * MAX_DEFERRALS);
 });
 
+test("after a trim forced under load, the first quiet moment trims again", async () => {
+  const t = setup();
+  const step = INTERVAL / 10;
+  // A quiet trim, then constant load until one is forced.
+  t.trimmer.noteActivity();
+  t.advance(INTERVAL);
+  await t.tick();
+  expect(t.collections()).toBe(1);
+  while (t.collections() === 1) {
+    t.trimmer.noteActivity();
+    t.advance(step);
+    t.trimmer.noteActivity();
+    await t.tick();
+  }
+  expect(t.collections()).toBe(2);
+  // The load goes on a little, then stops: trimmed in the first quiet moment, not an interval later.
+  t.trimmer.noteActivity();
+  t.advance(step);
+  t.trimmer.noteActivity();
+  await t.tick();
+  expect(t.collections()).toBe(2);
+  t.advance(QUIET_MS);
+  await t.tick();
+  expect(t.collections()).toBe(3);
+  // And quiet trims stay at most one per interval.
+  t.trimmer.noteActivity();
+  t.advance(QUIET_MS);
+  await t.tick();
+  expect(t.collections()).toBe(3);
+});
+
 test("an interval of 0 schedules nothing", () => {
   const { timer, scheduled } = manualTimer();
   const trimmer = new MemoryTrimmer(0, timer, () => {
