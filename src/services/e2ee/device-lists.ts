@@ -73,9 +73,9 @@ export class DeviceListService {
   /**
    * The users whose device lists changed between `from` and `to` as `userId` may see them, and those
    * with whom `userId` shared a room at `from` but shares none now. `rooms` are the user's joined
-   * and left rooms (as /sync lists them).
+   * and left rooms (as /sync lists them), and, when known, those of them where anything moved since `from`.
    */
-  async changesBetween(userId: string, from: ListPositions, to: ListPositions, rooms: { join: readonly string[]; left: readonly string[] }): Promise<{ changed: string[]; left: string[] }> {
+  async changesBetween(userId: string, from: ListPositions, to: ListPositions, rooms: { join: readonly string[]; left: readonly string[]; moved?: ReadonlySet<string> }): Promise<{ changed: string[]; left: string[] }> {
     const joined = new Set(rooms.join);
     const changed = new Set<string>();
     // Users whose membership changed in one of our rooms (or who were in a room we left), with those
@@ -89,7 +89,11 @@ export class DeviceListService {
       toCheck.add(member);
     };
 
-    const byRoom = await this.store.memberChangesBetween([...rooms.join, ...rooms.left], from.events, to.events);
+    // Member events only in rooms where anything moved since `from`, when the caller knows which
+    // (an incremental /sync does: most of a user's rooms are quiet, and this read was per sync).
+    const active = rooms.moved;
+    const searched = [...rooms.join, ...rooms.left].filter((roomId) => active === undefined || active.has(roomId));
+    const byRoom = await this.store.memberChangesBetween(searched, from.events, to.events);
     for (const [roomId, users] of byRoom) {
       if (users.has(userId)) {
         // We joined (or left) this room: its members are new to us (or maybe gone).

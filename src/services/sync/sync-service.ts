@@ -110,7 +110,8 @@ export interface SyncE2ee {
     deviceId: string | undefined;
     since: { events: number; e2ee: number } | undefined;
     now: { events: number; e2ee: number };
-    rooms: { join: readonly string[]; left: readonly string[] };
+    /** `moved`: when known, the rooms with anything new since `since` (the others cannot hold a member event in between). */
+    rooms: { join: readonly string[]; left: readonly string[]; moved?: ReadonlySet<string> };
   }): Promise<{ position: number; toDevice: JsonObject[]; changed: string[]; left: string[]; oneTimeKeyCounts: Record<string, number>; unusedFallbackKeyTypes: string[] }>;
 }
 
@@ -308,12 +309,12 @@ export class SyncService {
       }
     }
 
-    await this.addE2ee(response, viewer, from, now, { join: rooms.join, left: rooms.left });
+    await this.addE2ee(response, viewer, from, now, { join: rooms.join, left: rooms.left, moved });
     return response;
   }
 
   /** To-device messages, device list changes and key counts for the viewer's device. */
-  private async addE2ee(response: SyncResponse, viewer: Viewer & { userId: string }, from: Pick<SyncPosition, "events" | "e2ee"> | undefined, now: SyncPosition, rooms: { join: string[]; left: string[] }): Promise<void> {
+  private async addE2ee(response: SyncResponse, viewer: Viewer & { userId: string }, from: Pick<SyncPosition, "events" | "e2ee"> | undefined, now: SyncPosition, rooms: { join: string[]; left: string[]; moved?: ReadonlySet<string> }): Promise<void> {
     if (!this.deps.e2ee) return;
     const e2ee = await this.deps.e2ee.section({
       userId: viewer.userId,

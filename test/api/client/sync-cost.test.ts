@@ -187,3 +187,30 @@ test("unread counts in a busy room are kept in memory: neither the recipient's /
     expect(await syncCounting({ notification_count: 0, highlight_count: 0 })).toBe(0);
   }
 });
+
+test("device list changes of an incremental /sync read member events only in the rooms where something moved", async () => {
+  const jack = await TestClient.register(server, "jack");
+  const kate = await TestClient.register(server, "kate");
+  const rooms: string[] = [];
+  for (let r = 0; r < 5; r++) {
+    const roomId = await jack.createRoom({ preset: "public_chat" });
+    await kate.ok("POST", `/join/${enc(roomId)}`, {});
+    rooms.push(roomId);
+  }
+  let since = (await jack.ok("GET", "/sync")).next_batch as string;
+  const MEMBER_CHANGES = "type = 'm.room.member' AND state_key IS NOT NULL";
+  // Events only in a room Jack is not in, and his account data: none of his rooms to look at.
+  const elsewhere = await kate.createRoom({ preset: "private_chat" });
+  await kate.send(elsewhere, { msgtype: "m.text", body: "not for jack" });
+  await jack.ok("PUT", `/user/${enc(jack.userId)}/account_data/org.example.x`, { n: 1 });
+  let { value, statements } = await statementsDuring(server, () => jack.ok("GET", `/sync?since=${enc(since)}&timeout=0`), MEMBER_CHANGES);
+  expect(value.account_data.events.map((e: { type: string }) => e.type)).toContain("org.example.x");
+  expect(statements).toBe(0);
+  since = value.next_batch;
+  // A new member in one room: found there, and their devices reported.
+  const leo = await TestClient.register(server, "leo");
+  await leo.ok("POST", `/join/${enc(rooms[2]!)}`, {});
+  ({ value, statements } = await statementsDuring(server, () => jack.ok("GET", `/sync?since=${enc(since)}&timeout=0`), MEMBER_CHANGES));
+  expect(value.device_lists.changed).toContain(leo.userId);
+  expect(statements).toBe(1);
+});
