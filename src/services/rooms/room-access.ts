@@ -21,6 +21,27 @@ export const ROOM_AUTH_STATE: readonly StateTuple[] = [
   ["m.room.history_visibility", ""],
 ];
 
+/**
+ * What canSee looks up, kept for one viewer over one request (a /sync's timelines): the history
+ * visibility and the viewer's membership at each state snapshot, and their current membership and
+ * departure per room. Most events of a timeline share a snapshot (messages change no state), so
+ * these are looked up once per snapshot and room instead of once per event.
+ */
+export class VisibilityMemo {
+  readonly visibility = new Map<number | undefined, Promise<string>>();
+  readonly membershipAt = new Map<number | undefined, Promise<unknown>>();
+  readonly current = new Map<string, Promise<string | undefined>>();
+  readonly departure = new Map<string, Promise<StoredEvent | undefined>>();
+}
+
+/** The memo's promise for a key, made by `make` the first time (none kept without a memo). */
+function remembered<K, V>(memo: Map<K, Promise<V>> | undefined, key: K, make: () => Promise<V>): Promise<V> {
+  if (memo === undefined) return make();
+  let value = memo.get(key);
+  if (value === undefined) memo.set(key, (value = make()));
+  return value;
+}
+
 export class RoomAccess implements EventLoader {
   constructor(
     readonly engine: RoomEngine,
@@ -134,29 +155,33 @@ export class RoomAccess implements EventLoader {
    * Whether a user may see a timeline event, by the history visibility and their membership in the
    * state at the event; "shared" history is visible while they are joined, and up to their leave.
    */
-  async canSee(userId: string, stored: StoredEvent): Promise<boolean> {
+  async canSee(userId: string, stored: StoredEvent, memo?: VisibilityMemo): Promise<boolean> {
     if (stored.stateSnapshot === undefined || stored.rejectedReason !== undefined) return false;
     if (stored.type === "m.room.member" && stored.stateKey === userId) return true;
-    const visibility = this.historyVisibility(await this.snapshotLookup(stored.stateSnapshot, [["m.room.history_visibility", ""]]));
-    if (await this.visibleUnder(visibility, userId, stored)) return true;
+    const visibility = await this.visibilityAt(stored.stateSnapshot, memo);
+    if (await this.visibleUnder(visibility, userId, stored, memo)) return true;
     // A history_visibility event is visible when the visibility before it or after it allows
     // (history_visibility.md, "Server behaviour"): a change to "joined" is seen by those it shuts out.
     if (stored.type !== "m.room.history_visibility" || stored.stateKey !== "") return false;
     const prev = stored.prevEvents[0] !== undefined ? await this.store.getEvent(stored.prevEvents[0]) : undefined;
-    const before = this.historyVisibility(await this.snapshotLookup(prev?.stateSnapshot, [["m.room.history_visibility", ""]]));
-    return before !== visibility && (await this.visibleUnder(before, userId, stored));
+    const before = await this.visibilityAt(prev?.stateSnapshot, memo);
+    return before !== visibility && (await this.visibleUnder(before, userId, stored, memo));
+  }
+
+  private visibilityAt(snapshot: number | undefined, memo: VisibilityMemo | undefined): Promise<string> {
+    return remembered(memo?.visibility, snapshot, async () => this.historyVisibility(await this.snapshotLookup(snapshot, [["m.room.history_visibility", ""]])));
   }
 
   /** The rules of history visibility for one event (its state snapshot) under a given visibility. */
-  private async visibleUnder(visibility: string, userId: string, stored: StoredEvent): Promise<boolean> {
+  private async visibleUnder(visibility: string, userId: string, stored: StoredEvent, memo: VisibilityMemo | undefined): Promise<boolean> {
     if (visibility === "world_readable") return true;
-    const membershipAt = (await this.stateEventAt(stored.stateSnapshot, "m.room.member", userId))?.content.membership;
+    const membershipAt = await remembered(memo?.membershipAt, stored.stateSnapshot, async () => (await this.stateEventAt(stored.stateSnapshot, "m.room.member", userId))?.content.membership);
     if (membershipAt === "join") return true;
     if (visibility === "invited" && membershipAt === "invite") return true;
     if (visibility !== "shared") return false;
-    const current = await this.membership(stored.roomId, userId);
+    const current = await remembered(memo?.current, stored.roomId, () => this.membership(stored.roomId, userId));
     if (current === "join") return true;
-    const departure = await this.departureOf(stored.roomId, userId);
+    const departure = await remembered(memo?.departure, stored.roomId, () => this.departureOf(stored.roomId, userId));
     if (departure && (await this.isForgotten(userId, stored.roomId))) return false;
     return departure?.streamOrdering !== undefined && stored.streamOrdering !== undefined && stored.streamOrdering <= departure.streamOrdering;
   }

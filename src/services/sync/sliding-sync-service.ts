@@ -25,7 +25,7 @@ import type { PresenceService, PresenceState } from "../presence/presence-servic
 import { ClientEventFormatter, type ClientEvent, type FormatOptions, type StrippedState } from "../rooms/client-events";
 import type { ReceiptContent, ReceiptService, TypingService } from "../rooms/ephemeral";
 import type { OutOfBandMembership, OutOfBandMemberships } from "../rooms/out-of-band";
-import type { RoomAccess } from "../rooms/room-access";
+import { VisibilityMemo, type RoomAccess } from "../rooms/room-access";
 import type { RoomEngine } from "../rooms/room-engine";
 import { streamToken } from "../rooms/stream-token";
 import type { SyncNotifier } from "./notifier";
@@ -465,7 +465,8 @@ export class SlidingSyncService {
     if (config.timelineLimit > 0) {
       let from = initial || expanded ? 0 : prev.sentAt;
       if (!hadJoined) from = Math.max(from, room.memberPosition - 1);
-      const window = await timelineWindow(deps.store, roomId, from, end, config.timelineLimit, async (stored) => !ctx.ignored.has(stored.sender) && (await deps.access.canSee(userId, stored)));
+      const visibility = new VisibilityMemo();
+      const window = await timelineWindow(deps.store, roomId, from, end, config.timelineLimit, async (stored) => !ctx.ignored.has(stored.sender) && (await deps.access.canSee(userId, stored, visibility)));
       timeline = window.events;
       limited = window.limited;
       const first = timeline[0];

@@ -34,7 +34,7 @@ import type { Filter, FilterService } from "../accounts/filter-service";
 import type { PushRuleService } from "../accounts/push-rule-service";
 import { type ClientEvent, ClientEventFormatter, clientEventFromPdu, type FormatOptions, type Viewer } from "../rooms/client-events";
 import type { ReceiptService, TypingService } from "../rooms/ephemeral";
-import type { RoomAccess } from "../rooms/room-access";
+import { VisibilityMemo, type RoomAccess } from "../rooms/room-access";
 import type { OutOfBandMembership, OutOfBandMemberships } from "../rooms/out-of-band";
 import type { RoomEngine } from "../rooms/room-engine";
 import { streamToken } from "../rooms/stream-token";
@@ -156,6 +156,8 @@ interface SyncContext {
    * rooms the user newly joined, and those who newly joined the user's rooms (filled per room).
    */
   presenceOf: Set<string>;
+  /** History visibility looked up once per state snapshot and room for all of this answer's timelines. */
+  visibility: VisibilityMemo;
 }
 
 type TimelineSlice = TimelineWindow;
@@ -246,7 +248,7 @@ export class SyncService {
       e2ee: Math.min(since.e2ee ?? 0, now.e2ee ?? 0),
       presence: since.boot === this.boot && (since.presence ?? 0) <= (now.presence ?? 0) ? (since.presence ?? 0) : 0,
     };
-    const ctx: SyncContext = { viewer, now, since: from, fullState, filter, ignored: await this.deps.accountData.ignoredUsers(userId), presenceOf: new Set(), memberOrderings: rooms.memberOrderings };
+    const ctx: SyncContext = { viewer, now, since: from, fullState, filter, ignored: await this.deps.accountData.ignoredUsers(userId), presenceOf: new Set(), memberOrderings: rooms.memberOrderings, visibility: new VisibilityMemo() };
     // An initial sync: the client starts from nothing, whatever it was sent before.
     if (from === undefined) this.sentMembers.reset(userId, viewer.deviceId);
     const response = emptyResponse(now);
@@ -594,7 +596,7 @@ export class SyncService {
     if (ctx.ignored.has(stored.sender)) return false;
     if (!(await section.allows(stored, () => this.contentOf(stored)))) return false;
     const { access, store } = this.deps;
-    if (await access.canSee(ctx.viewer.userId, stored)) return true;
+    if (await access.canSee(ctx.viewer.userId, stored, ctx.visibility)) return true;
     if (stored.stateKey === undefined || stored.rejectedReason !== undefined) return false;
     return joined && (await store.currentStateEvent(stored.roomId, stored.type, stored.stateKey)) === stored.eventId;
   }

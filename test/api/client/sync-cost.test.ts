@@ -7,6 +7,8 @@ import type { PortierServer } from "../../../src/app";
 import { TestClient, enc } from "../../helpers/rooms";
 import { testServer } from "../../helpers/server";
 import { statementsDuring } from "../../helpers/statements";
+import { Tokens, resolve } from "../../../src/di/tokens";
+import type { RoomAccess } from "../../../src/services/rooms/room-access";
 
 let server: PortierServer;
 
@@ -213,4 +215,30 @@ test("device list changes of an incremental /sync read member events only in the
   ({ value, statements } = await statementsDuring(server, () => jack.ok("GET", `/sync?since=${enc(since)}&timeout=0`), MEMBER_CHANGES));
   expect(value.device_lists.changed).toContain(leo.userId);
   expect(statements).toBe(1);
+});
+
+test("history visibility is looked up once per state snapshot of a timeline, not once per event", async () => {
+  const mona = await TestClient.register(server, "mona");
+  const ned = await TestClient.register(server, "ned");
+  const roomId = await mona.createRoom({ preset: "public_chat" });
+  await ned.ok("POST", `/join/${enc(roomId)}`, {});
+  const since = (await mona.ok("GET", "/sync")).next_batch as string;
+  for (let i = 0; i < 12; i++) await ned.send(roomId, { msgtype: "m.text", body: `message ${i}` });
+  const access = resolve(server.container, Tokens.RoomAccess) as RoomAccess;
+  const store = access.store as { stateEntryAt: (snapshot: number, type: string, key: string) => Promise<string | undefined> };
+  const original = store.stateEntryAt;
+  let lookups = 0;
+  store.stateEntryAt = function (this: unknown, snapshot: number, type: string, key: string) {
+    lookups++;
+    return original.call(this, snapshot, type, key);
+  };
+  try {
+    const filter = enc(JSON.stringify({ room: { timeline: { limit: 20 } } }));
+    const sync = await mona.ok("GET", `/sync?since=${enc(since)}&timeout=0&filter=${filter}`);
+    expect(sync.rooms.join[roomId].timeline.events.map((e: { content: { body?: string } }) => e.content.body)).toEqual(Array.from({ length: 12 }, (_, i) => `message ${i}`));
+  } finally {
+    store.stateEntryAt = original;
+  }
+  // The 12 messages share one snapshot: its history visibility and Mona's membership, once each (it was 24).
+  expect(lookups).toBeLessThanOrEqual(2);
 });
