@@ -210,6 +210,9 @@ export class GroupCommit<Conn> {
       return;
     }
     if (!commit) {
+      // The engine transaction was rolled back whole: what its units did is gone (listeners keep
+      // caches of it), even when no unit failed itself (a savepoint statement's answer did).
+      if (done.length > 0) this.rolledBack();
       for (const d of done) d.unit.reject(broken ?? new Error("transaction rolled back"));
       return;
     }

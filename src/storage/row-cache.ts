@@ -74,10 +74,15 @@ export class CommittedCache<K, V> {
   private readonly maxVersions: number;
   private epoch = 0;
   /**
-   * Keys written inside transactions not committed yet: dropped again at the next commit (a
-   * rollback, which may be one unit's of a batch whose others commit, keeps them for it).
+   * Keys being written, with how many writes of each are open: a read of one is never kept, since
+   * it may have been made before the write's commit on another connection. A write outside a
+   * transaction ends when it resolves (its own commit is durable then); one inside a transaction
+   * at the next commit (a rollback, which may be one unit's of a batch whose others commit, leaves
+   * it to that commit).
    */
-  private readonly written = new Set<K>();
+  private readonly writing = new Map<K, number>();
+  /** Keys written inside transactions not committed yet, and how often. */
+  private readonly written = new Map<K, number>();
   /** Values extended by writes inside transactions, kept once they commit (undefined: none). */
   private readonly extended = new Map<K, V | undefined>();
   /** Reads in flight outside transactions, per key; a write of the key forgets its read (later readers read again). */
@@ -90,15 +95,16 @@ export class CommittedCache<K, V> {
     this.rows = new ImmutableRowCache<K, V>(capacity);
     this.maxVersions = capacity * 4;
     db.onCommit(() => {
-      if (this.written.size > 0) this.drop([...this.written]);
+      for (const [key, count] of this.written) this.end(key, count);
       this.written.clear();
       for (const [key, value] of this.extended) if (value !== undefined) this.rows.set(key, value);
       this.extended.clear();
     });
-    // Which unit's extension a rollback undid is not known: none is kept.
+    // Which unit's extension a rollback undid is not known: none is kept, and a later write of the
+    // same batch must not extend what a reader kept meanwhile either.
     db.onRollback(() => {
-      if (this.written.size > 0) this.drop([...this.written]);
-      this.extended.clear();
+      for (const key of this.written.keys()) this.drop([key]);
+      for (const key of this.extended.keys()) this.extended.set(key, undefined);
     });
   }
 
@@ -131,7 +137,7 @@ export class CommittedCache<K, V> {
     const epoch = this.epoch;
     const version = this.versions.get(key);
     const value = await read();
-    if (epoch === this.epoch && version === this.versions.get(key) && !this.db.inTransaction()) this.rows.set(key, value);
+    if (epoch === this.epoch && version === this.versions.get(key) && !this.writing.has(key) && !this.db.inTransaction()) this.rows.set(key, value);
     return value;
   }
 
@@ -177,7 +183,7 @@ export class CommittedCache<K, V> {
       list.forEach((key, i) => {
         const value = loaded.get(key) ?? absent;
         found.set(key, value);
-        if (keep && versions[i] === this.versions.get(key)) this.rows.set(key, value);
+        if (keep && versions[i] === this.versions.get(key) && !this.writing.has(key)) this.rows.set(key, value);
       });
     }
     for (const [key, pending] of shared) found.set(key, await pending);
@@ -192,12 +198,13 @@ export class CommittedCache<K, V> {
   /** A write that changes what each of `keys` names. */
   async writeMany<T>(keys: Iterable<K>, fn: () => Promise<T>): Promise<T> {
     const list = [...keys];
+    for (const key of list) this.writing.set(key, (this.writing.get(key) ?? 0) + 1);
     this.drop(list);
     try {
       return await fn();
     } finally {
-      if (this.db.inTransaction()) for (const key of list) this.written.add(key);
-      this.drop(list);
+      if (this.db.inTransaction()) for (const key of list) this.written.set(key, (this.written.get(key) ?? 0) + 1);
+      else for (const key of list) this.end(key, 1);
     }
   }
 
@@ -220,6 +227,14 @@ export class CommittedCache<K, V> {
     if (inTransaction) this.extended.set(key, after);
     else if (after !== undefined) this.rows.set(key, after);
     return result;
+  }
+
+  /** `count` writes of the key are over: what is read from now on may be kept again. */
+  private end(key: K, count: number): void {
+    const left = (this.writing.get(key) ?? 0) - count;
+    if (left > 0) this.writing.set(key, left);
+    else this.writing.delete(key);
+    this.drop([key]);
   }
 
   private drop(keys: readonly K[]): void {

@@ -70,11 +70,15 @@ describe("group commit pipelines its savepoint statements", () => {
     const { eng, log } = engine((sql, i) => sql === "RELEASE unit" && i === 3);
     const writer = new GroupCommit(eng);
     const unit = (name: string) => writer.run(async () => void (await writer.current()!.conn.send(`INSERT ${name}`)));
+    let rollbacks = 0;
+    writer.onRollback(() => rollbacks++);
     const outcomes = await Promise.allSettled([unit("a"), unit("b")]);
     expect(outcomes.map((o) => o.status)).toEqual(["rejected", "rejected"]);
     expect(log).toContain("send ROLLBACK");
     expect(log).not.toContain("send COMMIT");
     expect(writer.stats).toEqual({ commits: 0, units: 0 });
+    // Neither unit failed itself, yet what both did is gone: the caches that listen are told.
+    expect(rollbacks).toBe(1);
   });
 
   test("a unit that fails while an earlier unit's RELEASE failed is not rolled back to a savepoint that may be the earlier unit's", async () => {

@@ -52,6 +52,47 @@ describe("ImmutableRowCache", () => {
   });
 });
 
+describe("CommittedCache over a database's commit and rollback notices", () => {
+  /** A stand-in database: whether a transaction is open, and its commit and rollback listeners. */
+  const fakeDatabase = () => {
+    const state = { inTransaction: false, commits: [] as (() => void)[], rollbacks: [] as (() => void)[] };
+    const db = { inTransaction: () => state.inTransaction, onCommit: (f: () => void) => state.commits.push(f), onRollback: (f: () => void) => state.rollbacks.push(f) } as unknown as Database;
+    return { db, state, commit: () => state.commits.forEach((f) => f()), rollback: () => state.rollbacks.forEach((f) => f()) };
+  };
+
+  test("a unit's rollback in a batch leaves the key's later extensions unkept, whatever a reader kept meanwhile", async () => {
+    const { db, state, commit, rollback } = fakeDatabase();
+    const cache = new CommittedCache<string, number[]>(db, 10);
+    const extend = (tail: number[], event: number) => [event, ...tail];
+    await cache.load("R", async () => [1]);
+    state.inTransaction = true;
+    await cache.writeExtending("R", async () => 2, extend);
+    rollback(); // another unit of the batch failed
+    state.inTransaction = false;
+    await cache.load("R", async () => [1]); // another connection's committed view, before the commit
+    state.inTransaction = true;
+    await cache.writeExtending("R", async () => 3, extend);
+    state.inTransaction = false;
+    commit();
+    // Event 2 committed with the batch: a tail without it must not be kept.
+    expect(cache.get("R")).toBeUndefined();
+  });
+
+  test("what is read while a write of the key is open inside a transaction is not kept, even after the write's own part is done", async () => {
+    const { db, state, commit } = fakeDatabase();
+    const cache = new CommittedCache<string, string>(db, 10);
+    state.inTransaction = true;
+    await cache.write("k", async () => undefined);
+    state.inTransaction = false;
+    // Before the commit, another connection still sees the old row.
+    expect(await cache.read("k", async () => "old")).toBe("old");
+    expect(cache.get("k")).toBeUndefined();
+    commit();
+    expect(await cache.read("k", async () => "new")).toBe("new");
+    expect(cache.get("k")).toBe("new");
+  });
+});
+
 describe.each(testDatabases.map((d) => [d.name, d] as const))("row caches on %s", (_name, database) => {
   let stores: Stores;
   beforeEach(async () => {
