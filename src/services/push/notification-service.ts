@@ -177,10 +177,12 @@ export class NotificationService implements Service {
    * A notification for the pair was committed: a kept count takes it in (one more, the newest
    * now), so that a room busy with messages is not counted again at every /sync.
    */
-  private pairNotified(userId: string, roomId: string, highlight: boolean, ordering: number, fromNothing: boolean): void {
+  private pairNotified(userId: string, roomId: string, highlight: boolean, ordering: number, nothingAtVersion: number | undefined): void {
     const roomVersion = this.roomVersions.get(roomId) ?? 0;
-    // A pair that had nothing unread before this batch counts from zero: no query needed for it.
-    const kept = this.counted.get(userId, roomId) ?? (fromNothing ? { roomVersion, counts: NO_COUNTS, recent: [], base: 0 } : undefined);
+    // A pair that had nothing unread before this batch counts from zero (its first notification of
+    // the batch): no query needed for it. Zero as of the room version when that was known: a receipt
+    // since makes it a count to take again.
+    const kept = nothingAtVersion !== undefined ? { roomVersion: nothingAtVersion, counts: NO_COUNTS, recent: [], base: 0 } : this.counted.get(userId, roomId);
     this.pairChanged(userId, roomId);
     if (!kept || kept.roomVersion !== roomVersion) return;
     const counts = kept.counts;
@@ -237,8 +239,9 @@ export class NotificationService implements Service {
     const local = (userId: string) => serverOf(userId) === this.deps.serverName;
     const marks = new Map<string, number>();
     const notified: NewNotification[] = [];
-    // Recipients that had nothing unread in the room before their first notification of the batch.
-    const fromNothing = new Set<string>();
+    // Recipients that had nothing unread in the room before their first notification of the batch,
+    // with the room's version then.
+    const fromNothing = new Map<string, number>();
     // Worked out once for the batch (not per event: a federation transaction brings up to 50 events
     // into rooms of thousands of members), again after a state event.
     let members: RoomMembers | undefined;
@@ -260,7 +263,8 @@ export class NotificationService implements Service {
       // nothing here, instead of a second commit after their own.
       for (const userId of readers) {
         if (!marks.has(userId) && this.nothingUnread.has(userId, roomId)) continue;
-        if (marks.has(userId) || (await this.countsOf(userId, roomId, ordering)).notifications > 0) marks.set(userId, ordering);
+        // A notification of this batch, not committed yet, is unread too: the count cannot see it.
+        if (marks.has(userId) || notified.some((n) => n.userId === userId) || (await this.countsOf(userId, roomId, ordering)).notifications > 0) marks.set(userId, ordering);
         else this.noteNothingUnread(userId, roomId);
       }
 
@@ -280,7 +284,7 @@ export class NotificationService implements Service {
           const evaluation = evaluatePushRules(ruleset, pdu, { ...room, userId, displayName });
           if (!evaluation?.notify) continue;
           notified.push({ userId, roomId, eventId: stored.eventId, eventStreamOrdering: ordering, ts, actions: evaluation.actions, highlight: evaluation.highlight });
-          if (this.nothingUnread.delete(userId, roomId) && !marks.has(userId)) fromNothing.add(userId);
+          if (this.nothingUnread.delete(userId, roomId) && !marks.has(userId)) fromNothing.set(userId, this.roomVersions.get(roomId) ?? 0);
         }
       }
       // Membership (and the power levels the rules read) may change with a state event.
@@ -297,16 +301,20 @@ export class NotificationService implements Service {
         });
         committed = true;
       } finally {
-        for (const userId of marks.keys()) this.pairChanged(userId, roomId);
         const notifiedUsers = new Set<string>();
         for (const n of notified) {
           notifiedUsers.add(n.userId);
-          if (committed) this.pairNotified(n.userId, roomId, n.highlight, n.eventStreamOrdering, fromNothing.has(n.userId));
+          const nothingAtVersion = fromNothing.get(n.userId);
+          fromNothing.delete(n.userId);
+          if (committed) this.pairNotified(n.userId, roomId, n.highlight, n.eventStreamOrdering, nothingAtVersion);
           else this.pairChanged(n.userId, roomId);
         }
+        // After the notifications: a read mark of the batch may lie past some of them, so whatever
+        // count they made is not the user's.
+        for (const userId of marks.keys()) this.pairChanged(userId, roomId);
         // A read mark at the room's newest event leaves nothing unread: this runs in the room's write
         // queue, so no later event of the room (nor a notification of one) exists yet. Only for users
-        // this batch did not notify after their mark.
+        // this batch did not notify.
         if (committed) {
           for (const userId of marks.keys()) {
             if (!notifiedUsers.has(userId)) this.noteNothingUnread(userId, roomId);
