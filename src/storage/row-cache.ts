@@ -1,62 +1,12 @@
 import type { Database } from "./database";
+import { RecentCache } from "../protocol/recent-cache";
 
 // A bounded cache of rows that never change once committed (events, room records, entries of a
-// state snapshot), the least recently used evicted first. Reads made outside a transaction fill it:
-// those see committed rows only, so a rolled-back write can never be cached (the one user that also
-// fills it inside transactions, the snapshot entries, clears it on every rollback). On PostgreSQL each hit
-// saves a network round trip; on SQLite a query and the parse of its row.
-//
-// Recency in two generations rather than one ordered list: a hit on a recent entry is one map
-// lookup (moving every hit to the end of one list was a delete and an insert, 3.6% of the /sync
-// mixed load); the older generation is dropped whole when the young one fills. An entry used
-// within the last capacity/2 insertions is always kept; at most `capacity` entries are held.
-export class ImmutableRowCache<K, V> {
-  private young = new Map<K, V>();
-  private old = new Map<K, V>();
-  private readonly generation: number;
-
-  constructor(capacity: number) {
-    this.generation = Math.max(1, Math.ceil(capacity / 2));
-  }
-
-  get(key: K): V | undefined {
-    const recent = this.young.get(key);
-    if (recent !== undefined) return recent;
-    const value = this.old.get(key);
-    if (value !== undefined) {
-      this.old.delete(key);
-      this.insert(key, value);
-    }
-    return value;
-  }
-
-  set(key: K, value: V): void {
-    this.old.delete(key);
-    this.insert(key, value);
-  }
-
-  delete(key: K): void {
-    this.young.delete(key);
-    this.old.delete(key);
-  }
-
-  clear(): void {
-    this.young.clear();
-    this.old.clear();
-  }
-
-  get size(): number {
-    return this.young.size + this.old.size;
-  }
-
-  private insert(key: K, value: V): void {
-    this.young.set(key, value);
-    if (this.young.size >= this.generation) {
-      this.old = this.young;
-      this.young = new Map();
-    }
-  }
-}
+// state snapshot), the least recently used evicted first (RecentCache). Reads made outside a
+// transaction fill it: those see committed rows only, so a rolled-back write can never be cached
+// (the one user that also fills it inside transactions, the snapshot entries, clears it on every
+// rollback). On PostgreSQL each hit saves a network round trip; on SQLite a query and the parse of its row.
+export { RecentCache as ImmutableRowCache };
 
 /**
  * Values read from committed rows that writes change (a room's newest events, a device's key
@@ -68,7 +18,7 @@ export class ImmutableRowCache<K, V> {
  * (writeExtending): the extended value is kept once the write is durable.
  */
 export class CommittedCache<K, V> {
-  private readonly rows: ImmutableRowCache<K, V>;
+  private readonly rows: RecentCache<K, V>;
   /** Per key, how often a write of it began or ended; past a bound, all are forgotten and `epoch` moves. */
   private readonly versions = new Map<K, number>();
   private readonly maxVersions: number;
@@ -92,7 +42,7 @@ export class CommittedCache<K, V> {
     private readonly db: Database,
     capacity: number,
   ) {
-    this.rows = new ImmutableRowCache<K, V>(capacity);
+    this.rows = new RecentCache<K, V>(capacity);
     this.maxVersions = capacity * 4;
     db.onCommit(() => {
       for (const [key, count] of this.written) this.end(key, count);

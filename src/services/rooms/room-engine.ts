@@ -12,6 +12,7 @@ import { checkEventLimits, MAX_PREV_EVENTS } from "../../protocol/event-limits";
 import { DEFAULT_ROOM_VERSION, roomVersion, type RoomVersion } from "../../protocol/room-versions";
 import { verifyThirdPartyInviteSignature } from "../../protocol/signing/third-party-invite";
 import { computeEventId, eventReference, roomIdFromCreateEvent } from "../../protocol/signing/event-id";
+import { RecentCache } from "../../protocol/recent-cache";
 import type { NewEvent, RoomEventStore, RoomRecord, StoredEvent } from "../../storage/stores";
 import { consoleLogger, type Clock, type Logger } from "../runtime";
 import { RoomWriteQueue } from "./room-write-queue";
@@ -78,12 +79,19 @@ export type PolicySigner = (roomId: string, pdu: JsonObject, version: RoomVersio
 /** Hears the events of one room committed together at once (one call for a batch). */
 export type BatchEventListener = (roomId: string, events: readonly { stored: StoredEvent; pdu: JsonObject }[]) => void | Promise<void>;
 
+/** Parsed events kept (RoomEngine.parsed). */
+const PARSED_EVENTS = 10_000;
+
 export class RoomEngine {
   /** In the order they were added; a batch listener hears a batch in one call, the others event by event. */
   private readonly listeners: ({ batch: false; fn: EventListener } | { batch: true; fn: BatchEventListener })[] = [];
   private policySigner: PolicySigner | undefined;
-  /** Parsed events by id: events never change once stored, so this cache never goes stale. */
-  private readonly parsed = new Map<string, { event: RoomEvent; pdu: JsonObject }>();
+  /**
+   * Parsed events by id, the most recently used: events never change once stored, so this cache
+   * never goes stale. Each new event goes in; a parsed event holds its PDU twice over (as the rules
+   * see it and as JSON), so this is sized by memory: 50,000 held most of a long load's resident growth.
+   */
+  private readonly parsed = new RecentCache<string, { event: RoomEvent; pdu: JsonObject }>(PARSED_EVENTS);
 
   constructor(
     private readonly store: RoomEventStore,
@@ -165,7 +173,6 @@ export class RoomEngine {
       // v1..v5 events may hold floats that only a lossless parse can hash again byte for byte.
       const pdu = parseJson(stored.json, { lossless: !version.strictCanonicalJson }) as JsonObject;
       hit = { event: roomEventFromPdu(pdu, version, eventId), pdu };
-      if (this.parsed.size > 50_000) this.parsed.clear();
       this.parsed.set(eventId, hit);
     }
     return { ...hit, stored };
