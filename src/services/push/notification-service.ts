@@ -239,6 +239,8 @@ export class NotificationService implements Service {
     const local = (userId: string) => serverOf(userId) === this.deps.serverName;
     const marks = new Map<string, number>();
     const notified: NewNotification[] = [];
+    // Who `notified` holds (a reader of a later event with a notification in this batch has one unread).
+    const notifiedUsers = new Set<string>();
     // Recipients that had nothing unread in the room before their first notification of the batch,
     // with the room's version then.
     const fromNothing = new Map<string, number>();
@@ -264,7 +266,7 @@ export class NotificationService implements Service {
       for (const userId of readers) {
         if (!marks.has(userId) && this.nothingUnread.has(userId, roomId)) continue;
         // A notification of this batch, not committed yet, is unread too: the count cannot see it.
-        if (marks.has(userId) || notified.some((n) => n.userId === userId) || (await this.countsOf(userId, roomId, ordering)).notifications > 0) marks.set(userId, ordering);
+        if (marks.has(userId) || notifiedUsers.has(userId) || (await this.countsOf(userId, roomId, ordering)).notifications > 0) marks.set(userId, ordering);
         else this.noteNothingUnread(userId, roomId);
       }
 
@@ -284,6 +286,7 @@ export class NotificationService implements Service {
           const evaluation = evaluatePushRules(ruleset, pdu, { ...room, userId, displayName });
           if (!evaluation?.notify) continue;
           notified.push({ userId, roomId, eventId: stored.eventId, eventStreamOrdering: ordering, ts, actions: evaluation.actions, highlight: evaluation.highlight });
+          notifiedUsers.add(userId);
           if (this.nothingUnread.delete(userId, roomId) && !marks.has(userId)) fromNothing.set(userId, this.roomVersions.get(roomId) ?? 0);
         }
       }
@@ -301,9 +304,7 @@ export class NotificationService implements Service {
         });
         committed = true;
       } finally {
-        const notifiedUsers = new Set<string>();
         for (const n of notified) {
-          notifiedUsers.add(n.userId);
           const nothingAtVersion = fromNothing.get(n.userId);
           fromNothing.delete(n.userId);
           if (committed) this.pairNotified(n.userId, roomId, n.highlight, n.eventStreamOrdering, nothingAtVersion);

@@ -108,6 +108,8 @@ const toKey = (r: KeyRow): UploadedKey => ({ algorithm: r.algorithm, keyId: r.ke
 
 /** Devices whose key counts are kept in memory. */
 const CACHED_DEVICES = 10_000;
+/** The key of a device in the caches. */
+const deviceKey = (userId: string, deviceId: string) => `${userId}\u0000${deviceId}`;
 
 export class SqlOneTimeKeyStore implements OneTimeKeyStore {
   private readonly counts: CommittedCache<string, Readonly<Record<string, number>>>;
@@ -120,7 +122,7 @@ export class SqlOneTimeKeyStore implements OneTimeKeyStore {
 
   /** A write of the device's keys: what is kept of them is dropped (CommittedCache.write). */
   private write<T>(userId: string, deviceId: string, fn: () => Promise<T>): Promise<T> {
-    const key = `${userId}\u0000${deviceId}`;
+    const key = deviceKey(userId, deviceId);
     return this.counts.write(key, () => this.unusedFallbacks.write(key, fn));
   }
 
@@ -153,7 +155,7 @@ export class SqlOneTimeKeyStore implements OneTimeKeyStore {
   }
 
   async countOneTimeKeys(userId: string, deviceId: string): Promise<Record<string, number>> {
-    const counts = await this.counts.read(`${userId}\u0000${deviceId}`, async () => {
+    const counts = await this.counts.read(deviceKey(userId, deviceId), async () => {
       const read: Record<string, number> = {};
       for (const r of await this.db.all<{ algorithm: string; n: number }>(COUNT, userId, deviceId)) read[r.algorithm] = Number(r.n);
       return read;
@@ -176,7 +178,7 @@ export class SqlOneTimeKeyStore implements OneTimeKeyStore {
   }
 
   async unusedFallbackKeyTypes(userId: string, deviceId: string): Promise<string[]> {
-    return [...(await this.unusedFallbacks.read(`${userId}\u0000${deviceId}`, async () => (await this.db.all<{ algorithm: string }>(UNUSED_FALLBACK, userId, deviceId)).map((r) => r.algorithm)))];
+    return [...(await this.unusedFallbacks.read(deviceKey(userId, deviceId), async () => (await this.db.all<{ algorithm: string }>(UNUSED_FALLBACK, userId, deviceId)).map((r) => r.algorithm)))];
   }
 
   async deleteDeviceKeys(userId: string, deviceId: string): Promise<void> {
