@@ -17,6 +17,14 @@ const TAIL_ROOMS = 1_000;
 const TAIL_ROWS = 64;
 /** Users whose rooms (with their membership in each) are kept: each /sync that has anything to say reads them. */
 const MEMBER_USERS = 1_000;
+/**
+ * Rooms whose current memberships (user -> membership) are kept: every local send reads them, for
+ * the servers it goes to and the members it notifies.
+ */
+const MEMBERSHIP_ROOMS = 500;
+/** Entries of current state kept (a send reads its auth events' entries: create, power levels, join rules, the sender's member event). */
+const CURRENT_ENTRIES = 20_000;
+const currentEntryKey = (roomId: string, type: string, stateKey: string) => `${roomId}\0${type}\0${stateKey}`;
 
 /**
  * A room's newest timeline events, newest first, as read when nothing was being written to it:
@@ -46,6 +54,10 @@ export class SqlRoomEventStore implements RoomEventStore {
   private readonly tails: CommittedCache<string, RoomTail>;
   /** Per user, the rooms of their current member events: dropped by any write of one. */
   private readonly memberOf: CommittedCache<string, MemberOf[]>;
+  /** Entries of current state (currentEntryKey -> event id, null: none), each dropped by a write of it. */
+  private readonly currentEntries: CommittedCache<string, string | null>;
+  /** Per room, its current memberships: dropped by any write of a member event to its current state. */
+  private readonly memberships: CommittedCache<string, ReadonlyMap<string, string>>;
   /**
    * Per room, its current state snapshot and forward extremities as last read or written. Each
    * room's writes go through its write queue, which reads them first; any rollback forgets them all.
@@ -62,6 +74,8 @@ export class SqlRoomEventStore implements RoomEventStore {
     // Snapshots cached inside a rolled-back transaction (or savepoint) must not linger in the cache.
     this.tails = new CommittedCache(db, TAIL_ROOMS);
     this.memberOf = new CommittedCache(db, MEMBER_USERS);
+    this.memberships = new CommittedCache(db, MEMBERSHIP_ROOMS);
+    this.currentEntries = new CommittedCache(db, CURRENT_ENTRIES);
     db.onRollback(() => {
       this.snapshots.forgetUncommitted();
       this.fresh.clear();
@@ -170,18 +184,20 @@ export class SqlRoomEventStore implements RoomEventStore {
     for (const [key, eventId] of delta) {
       const [type, stateKey] = splitStateKey(key);
       const member = type === "m.room.member";
-      if (eventId === null) await this.memberWrite(member ? [stateKey] : [], () => this.current.delete(roomId, type, stateKey));
+      if (eventId === null) await this.stateWrite(roomId, [[type, stateKey]], () => this.current.delete(roomId, type, stateKey));
       else if ((await this.current.get(roomId, type, stateKey)) !== eventId) {
         const membership = member ? (await this.membershipsOf([eventId], known)).get(eventId) : undefined;
-        await this.memberWrite(member ? [stateKey] : [], () => this.current.set(roomId, type, stateKey, eventId, membership));
+        await this.stateWrite(roomId, [[type, stateKey]], () => this.current.set(roomId, type, stateKey, eventId, membership));
       }
     }
     await this.setCurrentSnapshot(roomId, snapshot);
   }
 
-  /** A write of current state that changes the member events of these users (none: a plain write). */
-  private memberWrite<T>(users: readonly string[], fn: () => Promise<T>): Promise<T> {
-    return users.length === 0 ? fn() : this.memberOf.writeMany(users, fn);
+  /** A write of these (type, state_key) entries of the room's current state: what is kept of them (and of its members, for member events) is dropped. */
+  private stateWrite<T>(roomId: string, entries: readonly (readonly [type: string, stateKey: string])[], fn: () => Promise<T>): Promise<T> {
+    const users = entries.flatMap(([type, key]) => (type === "m.room.member" ? [key] : []));
+    const write = () => this.currentEntries.writeMany(entries.map(([type, key]) => currentEntryKey(roomId, type, key)), fn);
+    return users.length === 0 ? write() : this.memberOf.writeMany(users, () => this.memberships.write(roomId, write));
   }
 
   private async currentSnapshotOf(roomId: string): Promise<number | undefined> {
@@ -213,12 +229,11 @@ export class SqlRoomEventStore implements RoomEventStore {
     // a large room changes thousands of keys at once).
     const memberships = await this.membershipsOf(changed.filter(([type]) => type === "m.room.member").map(([, , eventId]) => eventId), known);
     const rows = changed.map(([type, stateKey, eventId]): CurrentStateRow => [type, stateKey, eventId, type === "m.room.member" ? memberships.get(eventId) : undefined]);
-    const members = changed.flatMap(([type, stateKey]) => (type === "m.room.member" ? [stateKey] : []));
-    await this.memberWrite(members, () => this.current.setMany(roomId, rows));
+    await this.stateWrite(roomId, changed.map(([type, key]) => [type, key] as const), () => this.current.setMany(roomId, rows));
     for (const key of oldState.keys()) {
       if (newState.has(key)) continue;
       const [type, stateKey] = splitStateKey(key);
-      await this.memberWrite(type === "m.room.member" ? [stateKey] : [], () => this.current.delete(roomId, type, stateKey));
+      await this.stateWrite(roomId, [[type, stateKey]], () => this.current.delete(roomId, type, stateKey));
     }
     await this.setCurrentSnapshot(roomId, snapshot);
   }
@@ -263,15 +278,26 @@ export class SqlRoomEventStore implements RoomEventStore {
   }
 
   async currentStateEvents(roomId: string, keys: readonly (readonly [string, string])[]): Promise<Map<string, string>> {
-    return this.current.getMany(roomId, keys);
+    const byEntry = new Map(keys.map(([type, key]) => [currentEntryKey(roomId, type, key), [type, key] as const]));
+    const found = await this.currentEntries.readMany(
+      [...byEntry.keys()],
+      async (missing) => {
+        const read = await this.current.getMany(roomId, missing.map((entry) => byEntry.get(entry)!));
+        return new Map(missing.map((entry) => [entry, read.get(stateKey(...byEntry.get(entry)!)) ?? null]));
+      },
+      null,
+    );
+    const result = new Map<string, string>();
+    for (const [entry, eventId] of found) if (eventId !== null) result.set(stateKey(...byEntry.get(entry)!), eventId);
+    return result;
   }
 
   async currentStateEvent(roomId: string, type: string, stateKey: string): Promise<string | undefined> {
-    return this.current.get(roomId, type, stateKey);
+    return (await this.currentEntries.read(currentEntryKey(roomId, type, stateKey), async () => (await this.current.get(roomId, type, stateKey)) ?? null)) ?? undefined;
   }
 
-  async currentMemberships(roomId: string): Promise<Map<string, string>> {
-    return this.current.memberships(roomId);
+  async currentMemberships(roomId: string): Promise<ReadonlyMap<string, string>> {
+    return this.memberships.read(roomId, () => this.current.memberships(roomId));
   }
 
   async roomsOfMember(userId: string): Promise<MemberOf[]> {

@@ -37,6 +37,9 @@ export class CommittedCache<K, V> {
   private readonly extended = new Map<K, V | undefined>();
   /** Reads in flight outside transactions, per key; a write of the key forgets its read (later readers read again). */
   private readonly loading = new Map<K, Promise<V>>();
+  /** Writes of every key open (writeAll), and those inside transactions not committed yet: as `writing` and `written`, for all keys at once. */
+  private writingAll = 0;
+  private writtenAll = 0;
 
   constructor(
     private readonly db: Database,
@@ -45,6 +48,11 @@ export class CommittedCache<K, V> {
     this.rows = new RecentCache<K, V>(capacity);
     this.maxVersions = capacity * 4;
     db.onCommit(() => {
+      if (this.writtenAll > 0) {
+        this.writingAll -= this.writtenAll;
+        this.writtenAll = 0;
+        this.forgetAll();
+      }
       for (const [key, count] of this.written) this.end(key, count);
       this.written.clear();
       for (const [key, value] of this.extended) if (value !== undefined) this.rows.set(key, value);
@@ -53,6 +61,7 @@ export class CommittedCache<K, V> {
     // Which unit's extension a rollback undid is not known: none is kept, and a later write of the
     // same batch must not extend what a reader kept meanwhile either.
     db.onRollback(() => {
+      if (this.writtenAll > 0) this.forgetAll();
       for (const key of this.written.keys()) this.drop([key]);
       for (const key of this.extended.keys()) this.extended.set(key, undefined);
     });
@@ -87,7 +96,7 @@ export class CommittedCache<K, V> {
     const epoch = this.epoch;
     const version = this.versions.get(key);
     const value = await read();
-    if (epoch === this.epoch && version === this.versions.get(key) && !this.writing.has(key) && !this.db.inTransaction()) this.rows.set(key, value);
+    if (epoch === this.epoch && version === this.versions.get(key) && !this.writing.has(key) && this.writingAll === 0 && !this.db.inTransaction()) this.rows.set(key, value);
     return value;
   }
 
@@ -129,7 +138,7 @@ export class CommittedCache<K, V> {
       } finally {
         for (const [key, one] of own) if (this.loading.get(key) === one) this.loading.delete(key);
       }
-      const keep = epoch === this.epoch && !inTransaction;
+      const keep = epoch === this.epoch && this.writingAll === 0 && !inTransaction;
       list.forEach((key, i) => {
         const value = loaded.get(key) ?? absent;
         found.set(key, value);
@@ -155,6 +164,24 @@ export class CommittedCache<K, V> {
     } finally {
       if (this.db.inTransaction()) for (const key of list) this.written.set(key, (this.written.get(key) ?? 0) + 1);
       else for (const key of list) this.end(key, 1);
+    }
+  }
+
+  /**
+   * A write that may change what any key names (one whose keys are not known: every token of a
+   * user, say): nothing is kept from its start until it is durable, and all that was kept is forgotten.
+   */
+  async writeAll<T>(fn: () => Promise<T>): Promise<T> {
+    this.writingAll++;
+    this.forgetAll();
+    try {
+      return await fn();
+    } finally {
+      if (this.db.inTransaction()) this.writtenAll++;
+      else {
+        this.writingAll--;
+        this.forgetAll();
+      }
     }
   }
 
@@ -185,6 +212,15 @@ export class CommittedCache<K, V> {
     if (left > 0) this.writing.set(key, left);
     else this.writing.delete(key);
     this.drop([key]);
+  }
+
+  /** Everything kept and every read in flight is forgotten; reads that began before are not kept. */
+  private forgetAll(): void {
+    this.rows.clear();
+    this.loading.clear();
+    this.versions.clear();
+    for (const key of this.extended.keys()) this.extended.set(key, undefined);
+    this.epoch++;
   }
 
   private drop(keys: readonly K[]): void {

@@ -105,7 +105,7 @@ export interface RoomEventStore {
   /** Several current state entries at once: key (type\0state_key) -> event id, for those present. */
   currentStateEvents(roomId: string, keys: readonly (readonly [type: string, stateKey: string])[]): Promise<Map<string, string>>;
   /** Members of a room by current membership: user id -> membership. */
-  currentMemberships(roomId: string): Promise<Map<string, string>>;
+  currentMemberships(roomId: string): Promise<ReadonlyMap<string, string>>;
   /** Rooms where a user's current membership is the given one. */
   roomsWithMembership(userId: string, membership: string): Promise<string[]>;
   /** Every room the user is joined to, invited to, knocking on, left or banned from, with that membership and its event, by room ID. */

@@ -456,6 +456,28 @@ describe.each(testDatabases.map((d) => [d.name, d] as const))("room DAG store on
     expect((await store.currentMemberships(ROOM)).get("@k:example.org")).toBe("leave");
   });
 
+  test("a room's current memberships are read from the engine once, until a member event of it changes current state", async () => {
+    await append(event("$a", { type: "m.room.create", stateKey: "" }));
+    await append(event("$j", { prevEvents: ["$a"], type: "m.room.member", stateKey: "@a:example.org", content: { membership: "join" } }));
+    let queries = 0;
+    const all = stores.db.all.bind(stores.db);
+    stores.db.all = ((...args: Parameters<typeof all>) => {
+      queries++;
+      return all(...args);
+    }) as typeof all;
+    expect(await store.currentMemberships(ROOM)).toEqual(new Map([["@a:example.org", "join"]]));
+    expect(await store.currentMemberships(ROOM)).toEqual(new Map([["@a:example.org", "join"]]));
+    expect(queries).toBe(1);
+    // Other state and messages leave them kept.
+    await append(event("$t", { prevEvents: ["$j"], type: "m.room.topic", stateKey: "" }));
+    await append(event("$m", { prevEvents: ["$t"] }));
+    queries = 0;
+    expect(await store.currentMemberships(ROOM)).toEqual(new Map([["@a:example.org", "join"]]));
+    expect(queries).toBe(0);
+    await append(event("$b", { prevEvents: ["$m"], type: "m.room.member", stateKey: "@b:example.org", content: { membership: "invite" } }));
+    expect(await store.currentMemberships(ROOM)).toEqual(new Map([["@a:example.org", "join"], ["@b:example.org", "invite"]]));
+  });
+
   test("auth chains follow auth_events transitively", async () => {
     await append(event("$c", { type: "m.room.create", stateKey: "" }));
     await append(event("$j", { prevEvents: ["$c"], authEvents: ["$c"], type: "m.room.member", stateKey: "@a:example.org" }));

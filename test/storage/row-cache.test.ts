@@ -91,6 +91,42 @@ describe("CommittedCache over a database's commit and rollback notices", () => {
     expect(await cache.read("k", async () => "new")).toBe("new");
     expect(cache.get("k")).toBe("new");
   });
+  test("a write of every key (writeAll) forgets all that was kept; inside a transaction nothing read is kept until its commit, a rollback leaving it to the next commit", async () => {
+    const { db, state, commit, rollback } = fakeDatabase();
+    const cache = new CommittedCache<string, string>(db, 10);
+    await cache.load("a", async () => "a1");
+    await cache.load("b", async () => "b1");
+    // Outside a transaction: forgotten at its start, kept again once it has resolved.
+    let during: string | undefined = "unset";
+    await cache.writeAll(async () => {
+      await cache.load("a", async () => "a-during");
+      during = cache.get("a");
+    });
+    expect(during).toBeUndefined();
+    expect([cache.get("a"), cache.get("b")]).toEqual([undefined, undefined]);
+    expect(await cache.read("a", async () => "a2")).toBe("a2");
+    expect(cache.get("a")).toBe("a2");
+    // A read that began before the write and ends after it is not kept.
+    let finish!: () => void;
+    const slow = cache.load("b", () => new Promise<string>((resolve) => (finish = () => resolve("b-old"))));
+    await cache.writeAll(async () => undefined);
+    finish();
+    expect(await slow).toBe("b-old");
+    expect(cache.get("b")).toBeUndefined();
+    // Inside a transaction: another connection's committed view is not kept until the commit.
+    state.inTransaction = true;
+    await cache.writeAll(async () => undefined);
+    state.inTransaction = false;
+    expect(cache.get("a")).toBeUndefined();
+    expect(await cache.read("a", async () => "a-old")).toBe("a-old");
+    expect(cache.get("a")).toBeUndefined();
+    rollback(); // another unit of the batch failed; this one's write still commits with the batch
+    expect(await cache.read("a", async () => "a-old")).toBe("a-old");
+    expect(cache.get("a")).toBeUndefined();
+    commit();
+    expect(await cache.read("a", async () => "a3")).toBe("a3");
+    expect(cache.get("a")).toBe("a3");
+  });
 });
 
 describe.each(testDatabases.map((d) => [d.name, d] as const))("row caches on %s", (_name, database) => {
@@ -100,6 +136,27 @@ describe.each(testDatabases.map((d) => [d.name, d] as const))("row caches on %s"
   });
   afterEach(async () => {
     await stores.db.close();
+  });
+
+  test("an access token is read from the engine once, until a write that can end it: deleting it, or every token of its user", async () => {
+    const { accounts, db } = stores;
+    await accounts.createUser({ userId: "@t:example.org", passwordHash: undefined, createdTs: 1, isAdmin: false });
+    await accounts.addAccessToken("h1", "@t:example.org", "D1", 1);
+    await accounts.addAccessToken("h2", "@t:example.org", "D2", 1);
+    const queries = countQueries(db);
+    expect(await accounts.findAccessToken("h1")).toEqual({ userId: "@t:example.org", deviceId: "D1" });
+    expect(await accounts.findAccessToken("h1")).toEqual({ userId: "@t:example.org", deviceId: "D1" });
+    expect(await accounts.findAccessToken("nope")).toBeUndefined();
+    expect(await accounts.findAccessToken("nope")).toBeUndefined();
+    expect(queries.n).toBe(2);
+    await accounts.deleteAccessToken("h1");
+    expect(await accounts.findAccessToken("h1")).toBeUndefined();
+    expect(await accounts.findAccessToken("h2")).toEqual({ userId: "@t:example.org", deviceId: "D2" });
+    await accounts.deleteAccessTokens("@t:example.org");
+    expect(await accounts.findAccessToken("h2")).toBeUndefined();
+    // A token added under a hash that was looked up before is found.
+    await accounts.addAccessToken("nope", "@t:example.org", "D3", 1);
+    expect(await accounts.findAccessToken("nope")).toEqual({ userId: "@t:example.org", deviceId: "D3" });
   });
 
   test("a read-through value is kept when only other keys were written while it was read, not when its own was", async () => {

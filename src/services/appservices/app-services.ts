@@ -34,7 +34,7 @@ export interface AppServicesOptions {
   readonly timer: Timer;
   readonly logger: Logger;
   /** The room's members by user ID (membership as value). */
-  readonly memberships: (roomId: string) => Promise<Map<string, string>>;
+  readonly memberships: (roomId: string) => Promise<ReadonlyMap<string, string>>;
   /** The room's local aliases. */
   readonly aliasesOfRoom: (roomId: string) => Promise<string[]>;
   readonly userExists: (userId: string) => Promise<boolean>;

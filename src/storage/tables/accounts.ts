@@ -3,6 +3,7 @@
 import type { Database } from "../database";
 import type { Migration } from "../migrations";
 import type { AccountStore, DeviceRecord, UserRecord } from "../stores";
+import { CommittedCache } from "../row-cache";
 
 export const ACCOUNTS_MIGRATION: Migration = {
   version: 10,
@@ -108,11 +109,28 @@ const toDevice = (r: DeviceRow): DeviceRecord => ({
   lastSeenIp: r.last_seen_ip ?? undefined,
 });
 
+type TokenOwner = { userId: string; deviceId: string; isGuest?: boolean };
+
+/**
+ * Access tokens looked up, kept per token hash (null: no such token): every authenticated request
+ * asks, and a send's query for its token was a sixth of its SQLite time. Every write that can end or
+ * change a token goes through this store and drops what is kept of it: one token's by its hash, the
+ * others (a device's tokens, all of a user's, a guest's flag) by dropping every kept token, so a
+ * token logged out is refused from the moment its deletion is durable.
+ */
+const KEPT_TOKENS = 10_000;
+
 export class SqlAccountStore implements AccountStore {
-  constructor(private readonly db: Database) {}
+  private readonly tokens: CommittedCache<string, TokenOwner | null>;
+
+  constructor(private readonly db: Database) {
+    this.tokens = new CommittedCache(db, KEPT_TOKENS);
+  }
 
   async createUser(user: { userId: string; passwordHash: string | undefined; createdTs: number; isAdmin: boolean; isGuest?: boolean }): Promise<boolean> {
-    return (await this.db.run(INSERT_USER, user.userId, user.passwordHash ?? null, user.createdTs, user.isAdmin ? 1 : 0, user.isGuest ? 1 : 0)).changes === 1;
+    const create = async () => (await this.db.run(INSERT_USER, user.userId, user.passwordHash ?? null, user.createdTs, user.isAdmin ? 1 : 0, user.isGuest ? 1 : 0)).changes === 1;
+    // A token looked up before its user existed was kept without the guest flag.
+    return user.isGuest ? this.tokens.writeAll(create) : create();
   }
 
   async getUser(userId: string): Promise<UserRecord | undefined> {
@@ -121,7 +139,7 @@ export class SqlAccountStore implements AccountStore {
   }
 
   async upgradeGuest(userId: string, passwordHash: string | undefined): Promise<boolean> {
-    return (await this.db.run(UPGRADE_GUEST, passwordHash ?? null, userId)).changes === 1;
+    return this.tokens.writeAll(async () => (await this.db.run(UPGRADE_GUEST, passwordHash ?? null, userId)).changes === 1);
   }
 
   async setPasswordHash(userId: string, passwordHash: string): Promise<void> {
@@ -158,27 +176,33 @@ export class SqlAccountStore implements AccountStore {
   }
 
   async deleteDevice(userId: string, deviceId: string): Promise<boolean> {
-    return this.db.transaction(async () => {
-      await this.db.run(DELETE_DEVICE_TOKENS, userId, deviceId);
-      return (await this.db.run(DELETE_DEVICE, userId, deviceId)).changes === 1;
-    });
+    return this.db.transaction(() =>
+      this.tokens.writeAll(async () => {
+        await this.db.run(DELETE_DEVICE_TOKENS, userId, deviceId);
+        return (await this.db.run(DELETE_DEVICE, userId, deviceId)).changes === 1;
+      }),
+    );
   }
 
   async addAccessToken(tokenHash: string, userId: string, deviceId: string, createdTs: number): Promise<void> {
-    await this.db.run(INSERT_TOKEN, tokenHash, userId, deviceId, createdTs);
+    await this.tokens.write(tokenHash, () => this.db.run(INSERT_TOKEN, tokenHash, userId, deviceId, createdTs));
   }
 
-  async findAccessToken(tokenHash: string): Promise<{ userId: string; deviceId: string; isGuest?: boolean } | undefined> {
-    const r = await this.db.get<{ user_id: string; device_id: string; is_guest: number | null }>(SELECT_TOKEN, tokenHash);
-    return r && { userId: r.user_id, deviceId: r.device_id, ...(r.is_guest === 1 ? { isGuest: true } : {}) };
+  async findAccessToken(tokenHash: string): Promise<TokenOwner | undefined> {
+    const owner = await this.tokens.read(tokenHash, async () => {
+      const r = await this.db.get<{ user_id: string; device_id: string; is_guest: number | null }>(SELECT_TOKEN, tokenHash);
+      return r ? { userId: r.user_id, deviceId: r.device_id, ...(r.is_guest === 1 ? { isGuest: true } : {}) } : null;
+    });
+    // A copy: callers may add to what they are given.
+    return owner === null ? undefined : { ...owner };
   }
 
   async deleteAccessToken(tokenHash: string): Promise<void> {
-    await this.db.run(DELETE_TOKEN, tokenHash);
+    await this.tokens.write(tokenHash, () => this.db.run(DELETE_TOKEN, tokenHash));
   }
 
   async deleteAccessTokens(userId: string, exceptDeviceId?: string): Promise<void> {
     // "" never names a device, so without an exception every token goes.
-    await this.db.run(DELETE_TOKENS_EXCEPT, userId, exceptDeviceId ?? "");
+    await this.tokens.writeAll(() => this.db.run(DELETE_TOKENS_EXCEPT, userId, exceptDeviceId ?? ""));
   }
 }
