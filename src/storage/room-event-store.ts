@@ -145,7 +145,7 @@ export class SqlRoomEventStore implements RoomEventStore {
       // Only events that belong in the timeline get a stream position.
       const inTimeline = !outlier && !event.rejectedReason && !event.softFailed;
       const advance = input.updateForwardExtremities === true && inTimeline;
-      const { stored, extremity } = await this.events.insert(event, inTimeline, snapshot, input.historicalOrdering, advance);
+      const { stored, extremity } = await this.events.insert(event, inTimeline, snapshot, input.historicalOrdering, advance, input.createdHere === true);
       // The one change an event row ever sees: the outlier served from memory is stale now (and the
       // stream position of a member event among a user's rooms).
       if (event.promoteOutlier) {

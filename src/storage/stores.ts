@@ -66,6 +66,11 @@ export interface PersistEventInput {
   /** Whether the event becomes a forward extremity, replacing its prev_events (not for outliers or rejected events). */
   readonly updateForwardExtremities: boolean;
   /**
+   * An event this server has just created: no stored event can list it among its prev_events yet,
+   * so it becomes a forward extremity without the check for one that builds on it.
+   */
+  readonly createdHere?: boolean;
+  /**
    * true: the room's current state becomes the state after this event. A parent+delta: it becomes
    * that state instead (the resolution of several forward extremities). false: it stays.
    */

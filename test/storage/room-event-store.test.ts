@@ -110,6 +110,28 @@ describe.each(testDatabases.map((d) => [d.name, d] as const))("room DAG store on
     expect(await store.forwardExtremities(ROOM)).toEqual(["$d"]);
   });
 
+  test("an event created here becomes an extremity in place of its prev_events without the check for a child, which only a received event needs", async () => {
+    await append(event("$a", { type: "m.room.create", stateKey: "" }));
+    // A child stored before its parent: a received parent is no extremity ...
+    await append(event("$y", { prevEvents: ["$x"] }));
+    await append(event("$x", { prevEvents: ["$a"] }));
+    expect(await store.forwardExtremities(ROOM)).toEqual(["$y"]);
+    expect(await uncached().forwardExtremities(ROOM)).toEqual(["$y"]);
+    // ... while one created here is taken as new: nothing stored can list it yet, so nothing is asked.
+    const reads: string[] = [];
+    const run = stores.db.run.bind(stores.db);
+    stores.db.run = ((sql: string, ...params: never[]) => {
+      reads.push(sql);
+      return run(sql, ...params);
+    }) as typeof stores.db.run;
+    const e = event("$n", { prevEvents: ["$y"] });
+    await store.persistEvent({ event: e, stateAfter: { parent: (await store.getEvent("$y"))!.stateSnapshot, delta: new Map() }, updateForwardExtremities: true, createdHere: true, updateCurrentState: true });
+    stores.db.run = run;
+    expect(reads.filter((sql) => sql.includes("forward_extremities")).some((sql) => sql.includes("NOT EXISTS"))).toBe(false);
+    expect(await store.forwardExtremities(ROOM)).toEqual(["$n"]);
+    expect(await uncached().forwardExtremities(ROOM)).toEqual(["$n"]);
+  });
+
   test("extremities and the current snapshot kept in memory follow every write, and a rollback forgets them", async () => {
     const fresh = () => uncached();
     const same = async () => {

@@ -272,6 +272,7 @@ export class RoomEngine {
       event: storedEventOf(event, roomId, signed),
       stateAfter: { parent: await this.store.currentStateSnapshot(roomId), delta },
       updateForwardExtremities: true,
+      createdHere: true,
       updateCurrentState: true,
       createRoom,
     });

@@ -174,6 +174,7 @@ const INSERT_EXTREMITY = `INSERT INTO forward_extremities (room_id, event_id)
     SELECT 1 FROM event_edges ed JOIN events e ON e.event_nid = ed.event_nid
     WHERE ed.prev_event_id = ? AND e.outlier = 0 AND e.rejected_reason IS NULL
   ) ON CONFLICT DO NOTHING`;
+const INSERT_NEW_EXTREMITY = "INSERT INTO forward_extremities (room_id, event_id) VALUES (?, ?) ON CONFLICT DO NOTHING";
 const authChainOf = (n: number) =>
   `WITH RECURSIVE chain(id) AS (
      SELECT a.auth_event_id FROM events e JOIN event_auth_edges a ON a.event_nid = e.event_nid WHERE e.event_id IN (${placeholders(n)})
@@ -186,9 +187,10 @@ export class EventsTable {
 
   /**
    * Stores an event and its edges; a timeline event gets the next stream ordering. Returns it as
-   * stored and, with `advance`, whether it became a forward extremity (advanceExtremities).
+   * stored and, with `advance`, whether it became a forward extremity (advanceExtremities; `createdHere`:
+   * an event this server has just created, which nothing stored can build on yet).
    */
-  async insert(event: NewEvent, inTimeline: boolean, stateSnapshot: number | undefined, historicalOrdering?: number, advance = false): Promise<{ stored: StoredEvent; extremity?: boolean }> {
+  async insert(event: NewEvent, inTimeline: boolean, stateSnapshot: number | undefined, historicalOrdering?: number, advance = false, createdHere = false): Promise<{ stored: StoredEvent; extremity?: boolean }> {
     const historical = inTimeline && historicalOrdering !== undefined;
     if (event.promoteOutlier) {
       if (!historical || advance) throw new Error(`only backfill places an outlier in the timeline (${event.eventId})`);
@@ -222,7 +224,7 @@ export class EventsTable {
     for (const batch of inLists(event.prevEvents, 256)) writes.push(this.db.run(insertEdges(batch.length), ...batch.flatMap((prev) => [nid, prev])));
     for (const batch of inLists(event.authEvents, 256)) writes.push(this.db.run(insertAuthEdges(batch.length), ...batch.flatMap((auth) => [nid, auth])));
     // Awaited together: one that fails must not leave the others' rejections unhandled.
-    const [extremity] = await Promise.all([advance ? this.advanceExtremities(event.roomId, event.eventId, event.prevEvents) : undefined, ...writes]);
+    const [extremity] = await Promise.all([advance ? this.advanceExtremities(event.roomId, event.eventId, event.prevEvents, createdHere) : undefined, ...writes]);
     // What get() would read back, without reading it back.
     const stored: StoredEvent = {
       eventId: event.eventId,
@@ -304,13 +306,15 @@ export class EventsTable {
   }
 
   /**
-   * The new event replaces its prev_events as extremities (unless something already builds on it).
-   * Returns whether it became one.
+   * The new event replaces its prev_events as extremities (unless something already builds on it,
+   * which `createdHere`, an event this server has just created, rules out without a query: the check
+   * was the dearest statement of a local send). Returns whether it became one.
    */
-  async advanceExtremities(roomId: string, eventId: string, prevEvents: readonly string[]): Promise<boolean> {
+  async advanceExtremities(roomId: string, eventId: string, prevEvents: readonly string[], createdHere = false): Promise<boolean> {
     // Sent together, in order (one round trip on PostgreSQL).
     const deletes = [...inLists(prevEvents)].map((list) => this.db.run(deleteExtremities(list.length), roomId, ...list));
-    const [inserted] = await Promise.all([this.db.run(INSERT_EXTREMITY, roomId, eventId, eventId), ...deletes]);
+    const insert = createdHere ? this.db.run(INSERT_NEW_EXTREMITY, roomId, eventId) : this.db.run(INSERT_EXTREMITY, roomId, eventId, eventId);
+    const [inserted] = await Promise.all([insert, ...deletes]);
     return inserted.changes > 0;
   }
 
