@@ -214,6 +214,8 @@ export interface AccountStore {
   /** Makes a guest a full account with this password; false when the user is not a guest (any more). */
   upgradeGuest(userId: string, passwordHash: string | undefined): Promise<boolean>;
   deleteAccessToken(tokenHash: string): Promise<void>;
+  /** Every token of one device (a login that names the device again replaces them). */
+  deleteDeviceTokens(userId: string, deviceId: string): Promise<void>;
   /** Every token of a user's devices except the device given (for password changes) or all. */
   deleteAccessTokens(userId: string, exceptDeviceId?: string): Promise<void>;
 }

@@ -218,12 +218,18 @@ export class AccountService {
     }
   }
 
-  /** A new access token for the device (created when new); earlier tokens of the device are revoked. */
+  /**
+   * A new access token for the device (created when new). A device named again (a login with its
+   * device_id) has its earlier tokens revoked: "If the client sets the device_id, the server will
+   * invalidate any access and refresh tokens previously assigned to that device" (client-server API,
+   * "Relationship between access tokens and devices").
+   */
   async startSession(userId: string, deviceId: string | undefined, displayName: string | undefined): Promise<Session> {
     if (deviceId !== undefined) await this.refuseReservedDeviceId(userId, deviceId);
     const device = deviceId ?? randomId(10);
     const accessToken = `pt_${randomBytes(32).toString("base64url")}`;
     const isNew = (await this.store.getDevice(userId, device)) === undefined;
+    if (!isNew) await this.store.deleteDeviceTokens(userId, device);
     await this.store.upsertDevice(userId, device, displayName, this.clock.now());
     await this.store.addAccessToken(hashToken(accessToken), userId, device, this.clock.now());
     if (isNew) for (const listener of [...this.deviceAddedListeners]) await listener(userId, device);

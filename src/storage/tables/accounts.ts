@@ -201,6 +201,10 @@ export class SqlAccountStore implements AccountStore {
     await this.tokens.write(tokenHash, () => this.db.run(DELETE_TOKEN, tokenHash));
   }
 
+  async deleteDeviceTokens(userId: string, deviceId: string): Promise<void> {
+    await this.tokens.writeAll(() => this.db.run(DELETE_DEVICE_TOKENS, userId, deviceId));
+  }
+
   async deleteAccessTokens(userId: string, exceptDeviceId?: string): Promise<void> {
     // "" never names a device, so without an exception every token goes.
     await this.tokens.writeAll(() => this.db.run(DELETE_TOKENS_EXCEPT, userId, exceptDeviceId ?? ""));

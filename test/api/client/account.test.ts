@@ -121,6 +121,24 @@ describe("login, whoami, logout", () => {
     for (const t of [b, c]) expect((await request(server, "GET", "/_matrix/client/v3/account/whoami", undefined, bearer(t))).status).toBe(401);
   });
 
+  test("a login naming a device it had before revokes that device's earlier tokens; one with a new device revokes none", async () => {
+    await register("relogin", "pw");
+    const login = async (device_id?: string) => {
+      const r = await request(server, "POST", "/_matrix/client/v3/login", { type: "m.login.password", identifier: { type: "m.id.user", user: "relogin" }, password: "pw", ...(device_id ? { device_id } : {}) });
+      expect(r.status).toBe(200);
+      return r.body as { access_token: string; device_id: string };
+    };
+    const whoami = async (token: string) => (await request(server, "GET", "/_matrix/client/v3/account/whoami", undefined, bearer(token))).status;
+    const first = await login("PHONE");
+    const other = await login();
+    expect([await whoami(first.access_token), await whoami(other.access_token)]).toEqual([200, 200]);
+    const again = await login("PHONE");
+    expect(again.device_id).toBe("PHONE");
+    expect(await whoami(first.access_token)).toBe(401);
+    expect(await whoami(again.access_token)).toBe(200);
+    expect(await whoami(other.access_token)).toBe(200);
+  });
+
   test("tokens are stored hashed", async () => {
     const r = await register("hashcheck");
     const { Tokens, resolve } = await import("../../../src/di/tokens");
