@@ -217,6 +217,7 @@ export function registerCoreServices(container: DependencyContainer, { config, c
       clock,
       timer: systemTimer,
       logger,
+      roomWriteRunning: (roomId) => get(Tokens.RoomEngine).queue.running(roomId),
     });
     get(Tokens.RoomEngine).onEvents((roomId, events) => notifications.eventsPersisted(roomId, events));
     get(Tokens.Receipts).onChange((roomId) => notifications.receiptsChanged(roomId));

@@ -30,6 +30,8 @@ export interface NotificationServiceDeps {
   logger: Logger;
   /** Read notifications older than this are deleted (30 days by default, as long as Synapse keeps them). */
   keepReadMs?: number;
+  /** Settles when the room's write running now has (RoomWriteQueue.running): its events' notifications are written inside it. */
+  roomWriteRunning?: (roomId: string) => Promise<void> | undefined;
 }
 
 /** The unread_notifications object of a joined room in /sync. */
@@ -150,6 +152,9 @@ export class NotificationService implements Service {
   private pruning: { cancel(): void } | undefined;
   private pruneRun: Promise<void> | undefined;
 
+  /** Per room, the newest stream position whose notifications have been worked out (since this start). */
+  private readonly processedUpTo = new Map<string, number>();
+
   constructor(private readonly deps: NotificationServiceDeps) {
     this.formatter = new ClientEventFormatter(deps.store, deps.clientStore, deps.access, deps.clock);
   }
@@ -236,6 +241,16 @@ export class NotificationService implements Service {
    * notification of the lot.
    */
   async eventsPersisted(roomId: string, events: readonly { stored: StoredEvent; pdu: JsonObject }[]): Promise<void> {
+    try {
+      await this.notifyOf(roomId, events);
+    } finally {
+      let newest = this.processedUpTo.get(roomId) ?? 0;
+      for (const { stored } of events) if (stored.streamOrdering !== undefined && stored.streamOrdering > newest) newest = stored.streamOrdering;
+      if (newest > 0) this.processedUpTo.set(roomId, newest);
+    }
+  }
+
+  private async notifyOf(roomId: string, events: readonly { stored: StoredEvent; pdu: JsonObject }[]): Promise<void> {
     const local = (userId: string) => serverOf(userId) === this.deps.serverName;
     const marks = new Map<string, number>();
     const notified: NewNotification[] = [];
@@ -332,7 +347,12 @@ export class NotificationService implements Service {
    * `upToStreamOrdering` (the sync's event position), only events up to it count, so the counts
    * match the timeline the same answer carries.
    */
-  async unreadCounts(userId: string, roomId: string, upToStreamOrdering?: number): Promise<UnreadNotificationCounts> {
+  async unreadCounts(userId: string, roomId: string, upToStreamOrdering?: number, newestShown?: number): Promise<UnreadNotificationCounts> {
+    // An event is committed before its notifications are worked out and written (after the commit,
+    // still inside the room's write). A /sync that shows an event whose notifications are not
+    // written yet waits for that write to end: counted before, the answer would carry the event
+    // without its notification, and the counts would stay wrong until the room's next event.
+    if (newestShown !== undefined && (this.processedUpTo.get(roomId) ?? 0) < newestShown) await this.deps.roomWriteRunning?.(roomId);
     // Known to have nothing unread: every /sync asks this for every room it shows.
     if (this.nothingUnread.has(userId, roomId)) return { notification_count: 0, highlight_count: 0 };
     const counts = await this.countsOf(userId, roomId, upToStreamOrdering);

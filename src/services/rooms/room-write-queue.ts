@@ -5,6 +5,8 @@
 
 export class RoomWriteQueue {
   private readonly tails = new Map<string, Promise<unknown>>();
+  /** Per room, the settling of the task running now. */
+  private readonly active = new Map<string, Promise<void>>();
   /** Tasks queued or running, per room and in all (read by the metrics at scrape time). */
   private readonly depths = new Map<string, number>();
   private queued = 0;
@@ -12,9 +14,13 @@ export class RoomWriteQueue {
   /** Runs task after every earlier task of the same room has settled; resolves with its result. */
   run<T>(roomId: string, task: () => T | Promise<T>): Promise<T> {
     const previous = this.tails.get(roomId) ?? Promise.resolve();
-    const result = previous.then(task, task);
+    const start = () => {
+      this.active.set(roomId, tail);
+      return task();
+    };
+    const result = previous.then(start, start);
     // The tail never rejects, so one failed task does not poison the room's queue.
-    const tail = result.then(
+    const tail: Promise<void> = result.then(
       () => undefined,
       () => undefined,
     );
@@ -23,12 +29,18 @@ export class RoomWriteQueue {
     this.depths.set(roomId, (this.depths.get(roomId) ?? 0) + 1);
     void tail.then(() => {
       if (this.tails.get(roomId) === tail) this.tails.delete(roomId);
+      if (this.active.get(roomId) === tail) this.active.delete(roomId);
       this.queued--;
       const depth = this.depths.get(roomId)! - 1;
       if (depth === 0) this.depths.delete(roomId);
       else this.depths.set(roomId, depth);
     });
     return result;
+  }
+
+  /** Settles when the room's task running now (if any) has; undefined when none runs. */
+  running(roomId: string): Promise<void> | undefined {
+    return this.active.get(roomId);
   }
 
   /** Rooms with work queued or running (for shutdown and tests). */

@@ -45,7 +45,7 @@ import {
 } from "./sliding-sync-request";
 import { heldStrippedState, outOfBandStrippedState } from "./stripped-state";
 import { MAX_SYNC_TIMEOUT_MS } from "./sync-service";
-import { timelineWindow } from "./timeline-window";
+import { newestOrdering, timelineWindow } from "./timeline-window";
 
 /** Event types that move a room's bump_stamp (MSC4186 "bump_stamp"). */
 export const BUMP_EVENT_TYPES = ["m.room.create", "m.room.message", "m.room.encrypted", "m.sticker", "m.call.invite", "m.poll.start", "m.beacon_info"];
@@ -584,7 +584,7 @@ export class SlidingSyncService {
     const changed = (key: string) => initial || prev!.fields[key] !== sentFields[key];
 
     const out: SlidingRoom = {};
-    const counts = joined ? await deps.notifications?.unreadCounts(userId, roomId, ctx.now.events) : undefined;
+    const counts = joined ? await deps.notifications?.unreadCounts(userId, roomId, ctx.now.events, newestOrdering(timeline)) : undefined;
     out.notification_count = counts?.notification_count ?? 0;
     out.highlight_count = counts?.highlight_count ?? 0;
     if (changed("bump_stamp")) out.bump_stamp = fields.bump_stamp as number;

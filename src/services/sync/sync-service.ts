@@ -41,7 +41,7 @@ import { streamToken } from "../rooms/stream-token";
 import type { SyncNotifier } from "./notifier";
 import { syncFilter, type SectionFilter, type SyncFilter } from "./sync-filter";
 import { formatSyncToken, parseSyncToken, type SyncPosition } from "./sync-token";
-import { timelineWindow, type TimelineWindow } from "./timeline-window";
+import { newestOrdering, timelineWindow, type TimelineWindow } from "./timeline-window";
 import { heldStrippedState, outOfBandStrippedState } from "./stripped-state";
 import { SentMembers } from "./sent-members";
 
@@ -504,7 +504,7 @@ export class SyncService {
       state: { events: await this.format(ctx, state, { asState: true }) },
       ephemeral: { events: ephemeral },
       account_data: { events: accountData },
-      unread_notifications: (await this.deps.notifications?.unreadCounts(userId, roomId, ctx.now.events)) ?? { notification_count: 0, highlight_count: 0 },
+      unread_notifications: (await this.deps.notifications?.unreadCounts(userId, roomId, ctx.now.events, newestOrdering(timeline.events))) ?? { notification_count: 0, highlight_count: 0 },
     };
     const membersChanged = full || [...timeline.events, ...state].some((e) => e.type === "m.room.member");
     if (membersChanged) room.summary = await this.summary(roomId, userId, currentState && (await currentState));

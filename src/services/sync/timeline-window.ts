@@ -67,3 +67,10 @@ export async function timelineWindow(
   const limited = kept.length > limit;
   return window(limited, !limited && !skipped);
 }
+
+/** The newest stream position among the events a room's answer shows (undefined: none has one). */
+export function newestOrdering(events: readonly StoredEvent[]): number | undefined {
+  let newest: number | undefined;
+  for (const e of events) if (e.streamOrdering !== undefined && (newest === undefined || e.streamOrdering > newest)) newest = e.streamOrdering;
+  return newest;
+}

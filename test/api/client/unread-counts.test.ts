@@ -59,3 +59,39 @@ test("counts follow new messages, receipts and the user's own message, and an un
   await bob.send(roomId, { msgtype: "m.text", body: "one more" });
   expect(await unread()).toEqual({ notification_count: 1, highlight_count: 0 });
 });
+
+test("a /sync that shows an event whose notifications are still being worked out waits for them: its counts include that event", async () => {
+  const { Tokens, resolve } = await import("../../../src/di/tokens");
+  const alice = await TestClient.register(server, "gated-alice");
+  const bob = await TestClient.register(server, "gated-bob");
+  const roomId = await alice.createRoom({ preset: "public_chat" });
+  await bob.ok("POST", `/join/${enc(roomId)}`, {});
+  const since = (await alice.ok("GET", "/sync?timeout=0")).next_batch as string;
+  const store = resolve(server.container, Tokens.RoomEventStore);
+  const before = await store.maxStreamOrdering();
+  // Hold the working out of the next message's notifications: the message is committed by then.
+  const notifications = resolve(server.container, Tokens.Notifications) as unknown as { deps: { pushRules: { ruleset: (userId: string) => Promise<unknown> } } };
+  const rules = notifications.deps.pushRules;
+  const ruleset = rules.ruleset.bind(rules);
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  notifications.deps.pushRules = { ruleset: async (userId: string) => (await gate, ruleset(userId)) };
+  try {
+    const sending = bob.send(roomId, { msgtype: "m.text", body: "held" });
+    while ((await store.maxStreamOrdering()) === before) await Bun.sleep(1);
+    let answered = false;
+    const syncing = alice.ok("GET", `/sync?timeout=0&since=${enc(since)}`).then((body) => ((answered = true), body));
+    await Bun.sleep(50);
+    // Shown now, the message would come without its notification.
+    expect(answered).toBe(false);
+    release();
+    const body = await syncing;
+    await sending;
+    const room = body.rooms.join[roomId];
+    expect(room.timeline.events.map((e: { content: { body?: string } }) => e.content.body)).toContain("held");
+    expect(room.unread_notifications).toEqual({ notification_count: 1, highlight_count: 0 });
+  } finally {
+    release();
+    notifications.deps.pushRules = rules;
+  }
+});
