@@ -16,8 +16,12 @@ export interface TransactionEngine<Conn> {
   begin(): Promise<Conn> | Conn;
   /** A statement inside it (SAVEPOINT, RELEASE, ROLLBACK TO). */
   statement(conn: Conn, sql: string): Promise<void> | void;
-  /** COMMIT (true) or ROLLBACK (false), and gives the connection back. */
-  end(conn: Conn, commit: boolean): Promise<void> | void;
+  /**
+   * COMMIT (true) or ROLLBACK (false), and gives the connection back. `alone`: the batch was one
+   * unit and nothing is queued behind it, so the engine may wait for the disk on the calling thread
+   * (no other write is held up by it; a thread pool's hand-off would only add latency).
+   */
+  end(conn: Conn, commit: boolean, alone: boolean): Promise<void> | void;
 }
 
 export interface TransactionContext<Conn> {
@@ -203,7 +207,7 @@ export class GroupCommit<Conn> {
     broken ??= await pipeline.settle();
     const commit = done.length > 0 && broken === undefined;
     try {
-      await this.engine.end(conn, commit);
+      await this.engine.end(conn, commit, units.length === 1 && this.pending.length === 0);
     } catch (error) {
       this.rolledBack();
       for (const d of done) d.unit.reject(error);

@@ -114,3 +114,35 @@ describe("group commit pipelines its savepoint statements", () => {
     expect(writer.stats).toEqual({ commits: 1, units: 2 });
   });
 });
+
+describe("group commit tells the engine when a batch is alone", () => {
+  test("a lone unit with nothing queued behind it is alone (it may wait for the disk on the thread); a shared batch, or one with units queued behind it, is not", async () => {
+    const ends: boolean[] = [];
+    const eng: TransactionEngine<object> = {
+      begin: () => ({}),
+      statement: () => undefined,
+      end: async (_c, _commit, alone) => {
+        ends.push(alone);
+        await new Promise((resolve) => setTimeout(resolve, 1));
+      },
+    };
+    const writer = new GroupCommit(eng);
+    await writer.run(async () => "one");
+    expect(ends).toEqual([true]);
+    await Promise.all([writer.run(async () => "a"), writer.run(async () => "b")]);
+    expect(ends).toEqual([true, false]);
+    // A unit queued while a lone one runs: the lone one's batch is not alone any more.
+    let release!: () => void;
+    let started!: () => void;
+    const running = new Promise<void>((resolve) => (started = resolve));
+    const first = writer.run(async () => {
+      started();
+      await new Promise<void>((resolve) => (release = resolve));
+    });
+    await running;
+    const behind = writer.run(async () => "behind");
+    release();
+    await Promise.all([first, behind]);
+    expect(ends).toEqual([true, false, false, true]);
+  });
+});
