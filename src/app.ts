@@ -221,7 +221,7 @@ function createApp(container: DependencyContainer, config: Readonly<Config>, log
 export function databaseSettings(config: Readonly<Config>): DatabaseSettings {
   const db = config.database;
   if (db.driver === "postgres") return { driver: "postgres", url: db.url!, poolSize: db.pool_size };
-  return { driver: db.driver, path: db.path ?? join(config.data_dir, "portier.db") };
+  return { driver: db.driver, path: db.path ?? join(config.data_dir, "portier.db"), walPreallocateBytes: db.wal_preallocate_mb * 1024 * 1024 };
 }
 
 /**

@@ -17,6 +17,12 @@ export const ConfigSchema = Type.Object(
         path: Type.Optional(Type.String({ minLength: 1, description: "SQLite: the database file; defaults to <data_dir>/portier.db. ':memory:' for a throwaway database." })),
         url: Type.Optional(Type.String({ minLength: 1, description: "PostgreSQL: postgres://user:password@host:port/database (the database must use collation C)." })),
         pool_size: Type.Integer({ minimum: 2, maximum: 1000, default: 10, description: "PostgreSQL: connections in the pool." }),
+        wal_preallocate_mb: Type.Integer({
+          minimum: 0,
+          maximum: 64,
+          default: 48,
+          description: "SQLite: the write-ahead log is filled to this size at start, so that commits overwrite it in place instead of growing it (each sync of a growing file also commits its size: about twice as slow). 0: off.",
+        }),
       },
       { ...Strict, default: {} },
     ),

@@ -77,11 +77,11 @@ export interface Stores {
 }
 
 export type DatabaseSettings =
-  | { driver: SqliteDriverName; path: string }
+  | { driver: SqliteDriverName; path: string; walPreallocateBytes?: number }
   | ({ driver: "postgres" } & PostgresOptions);
 
 export async function openDatabase(settings: DatabaseSettings): Promise<Database> {
-  return settings.driver === "postgres" ? openPostgres(settings) : openSqlite(settings.path, settings.driver);
+  return settings.driver === "postgres" ? openPostgres(settings) : openSqlite(settings.path, settings.driver, { walPreallocateBytes: settings.walPreallocateBytes });
 }
 
 /** The stores over an open database whose migrations have run. */

@@ -83,8 +83,10 @@ describe("config values from the environment", () => {
 describe("database settings", () => {
   test("postgres takes a postgres:// url and a pool size; SQLite keeps its defaults", () => {
     const pg = resolveConfig({ database: { driver: "postgres", url: "postgres://u:p@127.0.0.1:5432/portier", pool_size: 4 } });
-    expect(pg.database).toEqual({ driver: "postgres", url: "postgres://u:p@127.0.0.1:5432/portier", pool_size: 4 });
+    expect(pg.database).toEqual({ driver: "postgres", url: "postgres://u:p@127.0.0.1:5432/portier", pool_size: 4, wal_preallocate_mb: 48 });
     expect(resolveConfig({}).database.driver).toBe("better-sqlite3");
+    expect(resolveConfig({ database: { wal_preallocate_mb: 0 } }).database.wal_preallocate_mb).toBe(0);
+    expect(() => resolveConfig({ database: { wal_preallocate_mb: 65 } })).toThrow(/wal_preallocate_mb/);
   });
 
   test.each([

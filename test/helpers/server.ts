@@ -23,7 +23,9 @@ export async function testServer(overrides: Record<string, unknown> = {}, option
   const sync = { response_cache_ms: 0, ...((overrides.sync as Record<string, unknown> | undefined) ?? {}) };
   // Nor memory trimming: a forced collection's pause in the middle of a test only slows the suite.
   const memory = { trim_interval_ms: 0, ...((overrides.memory as Record<string, unknown> | undefined) ?? {}) };
-  const config = resolveConfig({ bind: "127.0.0.1:0", data_dir: tempDir(), plugins: [], ...overrides, federation, sync, memory });
+  // Nor a write-ahead log filled ahead (48 MiB written at each server's first commit); its own tests turn it on.
+  const database = { wal_preallocate_mb: 0, ...((overrides.database as Record<string, unknown> | undefined) ?? {}) };
+  const config = resolveConfig({ bind: "127.0.0.1:0", data_dir: tempDir(), plugins: [], ...overrides, federation, sync, memory, database });
   return buildServer(config, { logger: silentLogger, ...options });
 }
 

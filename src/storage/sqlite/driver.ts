@@ -1,7 +1,7 @@
 // SQLite under the Database seam (database.ts): better-sqlite3 (the default) or bun:sqlite, both
 // synchronous libraries in process. One connection: a transaction batch runs on it while reads from
 // outside the batch wait for its commit, so they never see uncommitted rows.
-import { fdatasyncSync } from "node:fs";
+import { closeSync, fdatasyncSync, fstatSync, openSync, writeSync } from "node:fs";
 import { open, type FileHandle } from "node:fs/promises";
 import { dirname } from "node:path";
 import BetterSqlite3 from "better-sqlite3";
@@ -100,6 +100,8 @@ class SqliteDatabase extends SingleWriterDatabase<SyncConnection> implements Dat
     private readonly conn: SyncConnection,
     /** The WAL file to sync after each commit; undefined for in-memory databases (nothing to make durable). */
     walPath: string | undefined,
+    /** The WAL is filled with zeros to this size at the first commit (see preallocateWal); 0: not. */
+    private readonly walPreallocateBytes = 0,
   ) {
     super({
       begin: () => {
@@ -198,6 +200,7 @@ class SqliteDatabase extends SingleWriterDatabase<SyncConnection> implements Dat
       return;
     }
     if (!this.wal) {
+      if (this.walPreallocateBytes > 0) preallocateWal(path, this.walPreallocateBytes);
       this.wal = await open(path, "r");
       // A WAL file made at this start is durable only once its directory entry is.
       const folder = await open(dirname(path), "r");
@@ -222,7 +225,32 @@ class SqliteDatabase extends SingleWriterDatabase<SyncConnection> implements Dat
 }
 
 
-export function openSqlite(path: string, driver: SqliteDriverName = "better-sqlite3"): Database & { readonly commitStats: { commits: number; units: number }; readonly walSyncs: number } {
+/**
+ * Fills the WAL with zeros past its end, up to `bytes`. A commit that grows the file makes its
+ * fdatasync commit the new size too (a journal commit of the file system): measured here, 0.23 ms
+ * a sync when appending against 0.11 ms when overwriting, which was a quarter of a sequential send.
+ * SQLite writes its frames at their offsets and, once a checkpoint has copied them all, starts again
+ * from the top of the file, so a filled WAL is only ever overwritten until the first checkpoint has
+ * passed its end. Zeros are never a valid frame: recovery after a crash stops at the first one, as it
+ * stops at the first frame of an older generation. Done synchronously, from the file's current end,
+ * between two statements: SQLite runs on this thread, so nothing it writes can be overwritten.
+ */
+function preallocateWal(path: string, bytes: number): void {
+  const fd = openSync(path, "r+");
+  try {
+    const zeros = Buffer.alloc(1024 * 1024);
+    for (let at = fstatSync(fd).size; at < bytes; at += zeros.length) writeSync(fd, zeros, 0, Math.min(zeros.length, bytes - at), at);
+    fdatasyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+export function openSqlite(
+  path: string,
+  driver: SqliteDriverName = "better-sqlite3",
+  options: { walPreallocateBytes?: number } = {},
+): Database & { readonly commitStats: { commits: number; units: number }; readonly walSyncs: number } {
   const inMemory = path === ":memory:" || path === "" || path.startsWith("file::memory:");
-  return new SqliteDatabase(driver, driver === "bun-sqlite" ? openBunSqlite(path) : openBetterSqlite(path), inMemory ? undefined : `${path}-wal`);
+  return new SqliteDatabase(driver, driver === "bun-sqlite" ? openBunSqlite(path) : openBetterSqlite(path), inMemory ? undefined : `${path}-wal`, options.walPreallocateBytes ?? 0);
 }
