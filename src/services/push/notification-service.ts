@@ -154,9 +154,16 @@ export class NotificationService implements Service {
 
   /** Per room, the newest stream position whose notifications have been worked out (since this start). */
   private readonly processedUpTo = new Map<string, number>();
+  /**
+   * The newest stream position when this service was made (at the server's start): every event up
+   * to it had its notifications worked out before, or never will (lost with a crash).
+   */
+  private readonly processedAtStart: Promise<number>;
 
   constructor(private readonly deps: NotificationServiceDeps) {
     this.formatter = new ClientEventFormatter(deps.store, deps.clientStore, deps.access, deps.clock);
+    this.processedAtStart = deps.store.maxStreamOrdering();
+    this.processedAtStart.catch(() => undefined); // asked again where used
   }
 
   onNotified(listener: NotifiedListener): void {
@@ -215,6 +222,14 @@ export class NotificationService implements Service {
     this.pairVersions.clear();
     this.roomVersions.clear();
     this.countsEpoch++;
+  }
+
+  private async startPosition(): Promise<number> {
+    try {
+      return await this.processedAtStart;
+    } catch {
+      return 0;
+    }
   }
 
   start(): void {
@@ -352,7 +367,7 @@ export class NotificationService implements Service {
     // still inside the room's write). A /sync that shows an event whose notifications are not
     // written yet waits for that write to end: counted before, the answer would carry the event
     // without its notification, and the counts would stay wrong until the room's next event.
-    if (newestShown !== undefined && (this.processedUpTo.get(roomId) ?? 0) < newestShown) await this.deps.roomWriteRunning?.(roomId);
+    if (newestShown !== undefined && (this.processedUpTo.get(roomId) ?? (await this.startPosition())) < newestShown) await this.deps.roomWriteRunning?.(roomId);
     // Known to have nothing unread: every /sync asks this for every room it shows.
     if (this.nothingUnread.has(userId, roomId)) return { notification_count: 0, highlight_count: 0 };
     const counts = await this.countsOf(userId, roomId, upToStreamOrdering);

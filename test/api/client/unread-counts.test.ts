@@ -95,3 +95,35 @@ test("a /sync that shows an event whose notifications are still being worked out
     notifications.deps.pushRules = rules;
   }
 });
+
+test("after a restart, a /sync showing events written before it does not wait for the room's running write: their notifications were worked out then", async () => {
+  const { Tokens, resolve } = await import("../../../src/di/tokens");
+  const { tempDir } = await import("../../helpers/server");
+  const dataDir = tempDir();
+  const first = await testServer({ data_dir: dataDir, registration: { enabled: true } });
+  const alice = await TestClient.register(first, "restart-alice");
+  const bob = await TestClient.register(first, "restart-bob");
+  const roomId = await alice.createRoom({ preset: "public_chat" });
+  await bob.ok("POST", `/join/${enc(roomId)}`, {});
+  await bob.send(roomId, { msgtype: "m.text", body: "before the restart" });
+  await first.stop();
+
+  const second = await testServer({ data_dir: dataDir, registration: { enabled: true } });
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  // A long write of the room that writes nothing the /sync shows (a send waiting on a policy server, say).
+  const held = resolve(second.container, Tokens.RoomEngine).queue.run(roomId, () => gate);
+  try {
+    const again = new TestClient(second, alice.userId, alice.deviceId, alice.token);
+    let answered = false;
+    const syncing = again.ok("GET", "/sync?timeout=0").then((body) => ((answered = true), body));
+    const deadline = Date.now() + 2000;
+    while (!answered && Date.now() < deadline) await Bun.sleep(10);
+    expect(answered).toBe(true);
+    expect((await syncing).rooms.join[roomId].unread_notifications).toEqual({ notification_count: 1, highlight_count: 0 });
+  } finally {
+    release();
+    await held;
+    await second.stop();
+  }
+});
