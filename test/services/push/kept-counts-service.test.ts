@@ -29,6 +29,7 @@ function service(stores: Stores) {
   const store = {
     currentStateSnapshot: async () => 1,
     currentMemberships: async () => new Map([[U, "join"], [V, "join"]]),
+    maxStreamOrdering: async () => 0,
     atomically: async <T>(fn: () => Promise<T>) => {
       const hook = hooks.beforeWrite;
       hooks.beforeWrite = undefined;
