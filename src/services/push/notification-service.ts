@@ -162,8 +162,7 @@ export class NotificationService implements Service {
 
   constructor(private readonly deps: NotificationServiceDeps) {
     this.formatter = new ClientEventFormatter(deps.store, deps.clientStore, deps.access, deps.clock);
-    this.processedAtStart = deps.store.maxStreamOrdering();
-    this.processedAtStart.catch(() => undefined); // asked again where used
+    this.processedAtStart = deps.store.maxStreamOrdering().catch(() => 0);
   }
 
   onNotified(listener: NotifiedListener): void {
@@ -222,14 +221,6 @@ export class NotificationService implements Service {
     this.pairVersions.clear();
     this.roomVersions.clear();
     this.countsEpoch++;
-  }
-
-  private async startPosition(): Promise<number> {
-    try {
-      return await this.processedAtStart;
-    } catch {
-      return 0;
-    }
   }
 
   start(): void {
@@ -367,7 +358,7 @@ export class NotificationService implements Service {
     // still inside the room's write). A /sync that shows an event whose notifications are not
     // written yet waits for that write to end: counted before, the answer would carry the event
     // without its notification, and the counts would stay wrong until the room's next event.
-    if (newestShown !== undefined && (this.processedUpTo.get(roomId) ?? (await this.startPosition())) < newestShown) await this.deps.roomWriteRunning?.(roomId);
+    if (newestShown !== undefined && (this.processedUpTo.get(roomId) ?? (await this.processedAtStart)) < newestShown) await this.deps.roomWriteRunning?.(roomId);
     // Known to have nothing unread: every /sync asks this for every room it shows.
     if (this.nothingUnread.has(userId, roomId)) return { notification_count: 0, highlight_count: 0 };
     const counts = await this.countsOf(userId, roomId, upToStreamOrdering);

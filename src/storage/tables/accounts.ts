@@ -176,12 +176,10 @@ export class SqlAccountStore implements AccountStore {
   }
 
   async deleteDevice(userId: string, deviceId: string): Promise<boolean> {
-    return this.db.transaction(() =>
-      this.tokens.writeAll(async () => {
-        await this.db.run(DELETE_DEVICE_TOKENS, userId, deviceId);
-        return (await this.db.run(DELETE_DEVICE, userId, deviceId)).changes === 1;
-      }),
-    );
+    return this.db.transaction(async () => {
+      await this.deleteDeviceTokens(userId, deviceId);
+      return (await this.db.run(DELETE_DEVICE, userId, deviceId)).changes === 1;
+    });
   }
 
   async addAccessToken(tokenHash: string, userId: string, deviceId: string, createdTs: number): Promise<void> {
