@@ -70,7 +70,7 @@ import { thirdPartyIdRoutes } from "./api/client/third-party-ids";
 import { SyncNotifier } from "./services/sync/notifier";
 import { SyncResponseCache } from "./services/sync/sync-response-cache";
 import { KnockExpiryService, systemIntervalTimer, type IntervalTimer } from "./services/knocks/knock-expiry";
-import { MemoryTrimmer } from "./services/metrics/memory-trimmer";
+import { MemoryTrimmer, trimMemory } from "./services/metrics/memory-trimmer";
 import { knockAdminRoutes } from "./api/admin/knocks";
 import { PluginLoader, type PluginEntry } from "./services/plugins/loader";
 import { bundledPlugins } from "../plugins";
@@ -313,7 +313,7 @@ export async function buildServer(config: Readonly<Config>, options: BuildOption
   // Resolved after push and /sync, whose order on the room engine matters (metrics only count).
   const metrics = resolve(container, Tokens.Metrics);
   const handled = metrics ? instrumentRequests((request) => app.handle(request), () => app.routes, metrics) : (request: Request) => app.handle(request);
-  const trimmer = new MemoryTrimmer(config.memory.trim_interval_ms, systemIntervalTimer);
+  const trimmer = new MemoryTrimmer(config.memory.trim_interval_ms, systemIntervalTimer, trimMemory(() => stores.db.releaseMemory?.()));
   const handle = (request: Request) => {
     trimmer.noteActivity();
     return handled(request);

@@ -3,13 +3,42 @@
 // list was a delete and an insert, 3.6% of the /sync mixed load); the older generation is dropped
 // whole when the young one fills. An entry used within the last capacity/2 insertions is always
 // kept; at most `capacity` entries are held.
+// Every cache is also known, weakly, to the process, so that the memory trimmer can drop the busy
+// ones when the server goes quiet after a load (dropChurned; why: the trimmer's trimMemory). Memory
+// is the process's, as a collection is, so the registry is too: every server in a process shares it.
+const known = new Set<WeakRef<RecentCache<unknown, unknown>>>();
+const forget = new FinalizationRegistry<WeakRef<RecentCache<unknown, unknown>>>((ref) => known.delete(ref));
+
 export class RecentCache<K, V> {
   private young = new Map<K, V>();
   private old = new Map<K, V>();
   private readonly generation: number;
+  /** Entries taken in since the last dropChurned. */
+  private taken = 0;
 
   constructor(capacity: number) {
     this.generation = Math.max(1, Math.ceil(capacity / 2));
+    const ref = new WeakRef<RecentCache<unknown, unknown>>(this);
+    known.add(ref);
+    forget.register(this, ref);
+  }
+
+  /**
+   * Empties every cache of the process that took in at least a quarter of its capacity since the
+   * last call; returns how many entries went. A cache used little in between keeps what it has.
+   */
+  static dropChurned(): number {
+    let dropped = 0;
+    for (const ref of known) {
+      const cache = ref.deref();
+      if (cache === undefined) continue;
+      if (cache.taken * 2 >= cache.generation) {
+        dropped += cache.size;
+        cache.clear();
+      }
+      cache.taken = 0;
+    }
+    return dropped;
   }
 
   get(key: K): V | undefined {
@@ -24,6 +53,7 @@ export class RecentCache<K, V> {
   }
 
   set(key: K, value: V): void {
+    this.taken++;
     this.old.delete(key);
     this.insert(key, value);
   }

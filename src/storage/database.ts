@@ -52,6 +52,11 @@ export interface Database {
   close(): Promise<void>;
   /** Reports how long statements and commits take (metrics); until called, nothing is timed. */
   setTimings?(timings: DatabaseTimings): void;
+  /**
+   * Hands back the memory the engine keeps beyond what it needs (SQLite's page cache, which the next
+   * reads fill again from the file system's cache). Called when the server goes quiet after a load.
+   */
+  releaseMemory?(): void;
 }
 
 /** Where a driver reports its time. Called on every statement: implementations must be cheap. */

@@ -204,6 +204,20 @@ describe.each(["better-sqlite3", "bun-sqlite"] as const)("SQLite %s", (driver) =
     expect(statSync(path).size).toBeGreaterThan(20 * 1024 * 1024);
     await db.close();
   });
+
+  test("releasing its memory in the middle of an open transaction loses nothing; after close it does nothing", async () => {
+    const db = openSqlite(join(mkdtempSync(join(tmpdir(), "portier-db-")), "t.db"), driver);
+    await db.exec("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT NOT NULL)");
+    await db.transaction(async () => {
+      for (let i = 0; i < 500; i++) await db.run("INSERT INTO t (k, v) VALUES (?, ?)", i, "x".repeat(3000));
+      db.releaseMemory!();
+      await db.run("UPDATE t SET v = 'y' WHERE k = 7");
+    });
+    db.releaseMemory!();
+    expect(await db.get("SELECT COUNT(*) AS n, SUM(v = 'y') AS y FROM t")).toEqual({ n: 500, y: 1 });
+    await db.close();
+    expect(() => db.releaseMemory!()).not.toThrow();
+  });
 });
 
 describe.each(["better-sqlite3", "bun-sqlite"] as const)("SQLite %s durability", (driver) => {

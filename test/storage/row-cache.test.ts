@@ -50,6 +50,27 @@ describe("ImmutableRowCache", () => {
     cache.clear();
     expect(cache.size).toBe(0);
   });
+
+  test("dropChurned empties the caches that took in a quarter of their capacity since its last call, and only those", () => {
+    const busy = new ImmutableRowCache<number, string>(8); // a quarter: 2
+    const calm = new ImmutableRowCache<number, string>(40); // a quarter: 10
+    for (let i = 0; i < 9; i++) calm.set(i, `c${i}`);
+    for (let i = 0; i < 3; i++) busy.set(i, `b${i}`);
+    // Other caches of the process may go too; these three entries at least.
+    expect(ImmutableRowCache.dropChurned()).toBeGreaterThanOrEqual(3);
+    expect(busy.size).toBe(0);
+    expect(calm.size).toBe(9);
+    // Counted from the last call: one more entry in calm (10 in all, 1 since) keeps it; hits do not count.
+    calm.set(9, "c9");
+    busy.set(9, "b9");
+    for (let i = 0; i < 10; i++) busy.get(9);
+    ImmutableRowCache.dropChurned();
+    expect([calm.size, busy.get(9)]).toEqual([10, "b9"]);
+    busy.set(10, "b10");
+    busy.set(11, "b11");
+    ImmutableRowCache.dropChurned();
+    expect([calm.size, busy.size]).toEqual([10, 0]);
+  });
 });
 
 describe("CommittedCache over a database's commit and rollback notices", () => {
