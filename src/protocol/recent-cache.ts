@@ -1,11 +1,12 @@
 // A bounded map that keeps what was used recently: recency in two generations rather than one
 // ordered list, so that a hit on a recent entry is one map lookup (moving every hit to the end of one
 // list was a delete and an insert, 3.6% of the /sync mixed load); the older generation is dropped
-// whole when the young one fills. An entry used within the last capacity/2 insertions is always
-// kept; at most `capacity` entries are held.
+// whole when the young one fills. An entry used within the last capacity/2 insertions is kept (unless
+// the memory trimmer empties the cache, below); at most `capacity` entries are held.
 // Every cache is also known, weakly, to the process, so that the memory trimmer can drop the busy
-// ones when the server goes quiet after a load (dropChurned; why: the trimmer's trimMemory). Memory
-// is the process's, as a collection is, so the registry is too: every server in a process shares it.
+// ones when the server goes quiet after a load (dropChurned; why: the trimmer's trimMemory), unless
+// it is made `droppable: false` (one whose entries others rely on between two awaits). Memory is the
+// process's, as a collection is, so the registry is too: every server in a process shares it.
 const known = new Set<WeakRef<RecentCache<unknown, unknown>>>();
 const forget = new FinalizationRegistry<WeakRef<RecentCache<unknown, unknown>>>((ref) => known.delete(ref));
 
@@ -13,19 +14,21 @@ export class RecentCache<K, V> {
   private young = new Map<K, V>();
   private old = new Map<K, V>();
   private readonly generation: number;
-  /** Entries taken in since the last dropChurned. */
+  /** New keys taken in since the last dropChurned (a value replaced under its key is not one). */
   private taken = 0;
 
-  constructor(capacity: number) {
+  constructor(capacity: number, options: { droppable?: boolean } = {}) {
     this.generation = Math.max(1, Math.ceil(capacity / 2));
+    if (options.droppable === false) return;
     const ref = new WeakRef<RecentCache<unknown, unknown>>(this);
     known.add(ref);
     forget.register(this, ref);
   }
 
   /**
-   * Empties every cache of the process that took in at least a quarter of its capacity since the
-   * last call; returns how many entries went. A cache used little in between keeps what it has.
+   * Empties every droppable cache of the process that took in new keys for at least a quarter of its
+   * capacity since the last call; returns how many entries went. A cache used little in between
+   * keeps what it has.
    */
   static dropChurned(): number {
     let dropped = 0;
@@ -53,8 +56,7 @@ export class RecentCache<K, V> {
   }
 
   set(key: K, value: V): void {
-    this.taken++;
-    this.old.delete(key);
+    if (!this.old.delete(key) && !this.young.has(key)) this.taken++;
     this.insert(key, value);
   }
 

@@ -61,10 +61,22 @@ export class SqlRoomEventStore implements RoomEventStore {
   /**
    * Per room, its current state snapshot and forward extremities as last read or written. Each
    * room's writes go through its write queue, which reads them first; any rollback forgets them all.
+   * Not droppable by the memory trimmer: on PostgreSQL a room write keeps its room's entry up to date
+   * until its commit, and a reader outside it would otherwise read (and keep) what the pool sees, the
+   * state before that write.
    */
-  private readonly heads = new ImmutableRowCache<string, { snapshot?: number | null; extremities?: readonly string[] }>(10_000);
+  private readonly heads = new ImmutableRowCache<string, { snapshot?: number | null; extremities?: readonly string[] }>(10_000, { droppable: false });
   /** Moves on every write of them: a read that started before a write must not cache what it read. */
   private headsEpoch = 0;
+  /**
+   * Rooms whose heads were written, or read, inside a transaction not committed yet: what `heads`
+   * holds for them may not be committed. Readers outside a transaction read the engine for them (on
+   * PostgreSQL the pool, which sees what is committed) and keep nothing, until the next commit;
+   * otherwise such a reader could take an uncommitted snapshot number and keep, for it, state
+   * entries read where they do not exist yet. A rollback drops the heads but not these marks: a
+   * batch's other units still commit theirs.
+   */
+  private readonly headsWriting = new Set<string>();
 
   constructor(private readonly db: Database) {
     this.rooms = new RoomsTable(db);
@@ -82,6 +94,7 @@ export class SqlRoomEventStore implements RoomEventStore {
       this.heads.clear();
       this.headsEpoch++;
     });
+    db.onCommit(() => this.headsWriting.clear());
   }
 
   async createRoom(room: RoomRecord): Promise<void> {
@@ -155,6 +168,7 @@ export class SqlRoomEventStore implements RoomEventStore {
       this.fresh.set(stored.eventId, stored);
       if (advance) {
         this.headsEpoch++;
+        this.headsWriting.add(event.roomId);
         const heads = this.heads.get(event.roomId);
         if (heads?.extremities) {
           const next = heads.extremities.filter((id) => !event.prevEvents.includes(id));
@@ -200,18 +214,33 @@ export class SqlRoomEventStore implements RoomEventStore {
     return users.length === 0 ? write() : this.memberOf.writeMany(users, () => this.memberships.write(roomId, write));
   }
 
+  /** The room's kept heads, for this caller: none outside a transaction while one not committed has touched them. */
+  private headsFor(roomId: string): { kept?: { snapshot?: number | null; extremities?: readonly string[] }; keep: boolean } {
+    const inside = this.db.inTransaction();
+    if (!inside && this.headsWriting.has(roomId)) return { keep: false };
+    return { kept: this.heads.get(roomId), keep: true };
+  }
+
+  /** Keeps heads just read (unless a write of heads began meanwhile); inside a transaction, marks them uncommitted. */
+  private keepHeads(roomId: string, epoch: number, read: { snapshot?: number | null; extremities?: readonly string[] }): void {
+    if (epoch !== this.headsEpoch) return;
+    if (this.db.inTransaction()) this.headsWriting.add(roomId);
+    this.heads.set(roomId, { ...this.heads.get(roomId), ...read });
+  }
+
   private async currentSnapshotOf(roomId: string): Promise<number | undefined> {
-    const heads = this.heads.get(roomId);
-    if (heads?.snapshot !== undefined) return heads.snapshot ?? undefined;
+    const { kept, keep } = this.headsFor(roomId);
+    if (kept?.snapshot !== undefined) return kept.snapshot ?? undefined;
     const epoch = this.headsEpoch;
     const snapshot = await this.current.snapshot(roomId);
-    if (epoch === this.headsEpoch) this.heads.set(roomId, { ...this.heads.get(roomId), snapshot: snapshot ?? null });
+    if (keep) this.keepHeads(roomId, epoch, { snapshot: snapshot ?? null });
     return snapshot;
   }
 
   private async setCurrentSnapshot(roomId: string, snapshot: number): Promise<void> {
     await this.current.setSnapshot(roomId, snapshot);
     this.headsEpoch++;
+    if (this.db.inTransaction()) this.headsWriting.add(roomId);
     this.heads.set(roomId, { ...this.heads.get(roomId), snapshot });
   }
 
@@ -253,11 +282,11 @@ export class SqlRoomEventStore implements RoomEventStore {
   }
 
   async forwardExtremities(roomId: string): Promise<string[]> {
-    const heads = this.heads.get(roomId);
-    if (heads?.extremities) return [...heads.extremities];
+    const { kept, keep } = this.headsFor(roomId);
+    if (kept?.extremities) return [...kept.extremities];
     const epoch = this.headsEpoch;
     const extremities = await this.events.forwardExtremities(roomId);
-    if (epoch === this.headsEpoch) this.heads.set(roomId, { ...this.heads.get(roomId), extremities });
+    if (keep) this.keepHeads(roomId, epoch, { extremities });
     return [...extremities];
   }
 

@@ -70,6 +70,15 @@ describe("ImmutableRowCache", () => {
     busy.set(11, "b11");
     ImmutableRowCache.dropChurned();
     expect([calm.size, busy.size]).toEqual([10, 0]);
+    // New values under keys it holds are not new keys (a busy room's tail replaced at each event).
+    for (let i = 0; i < 100; i++) calm.set(i % 3, `again ${i}`);
+    ImmutableRowCache.dropChurned();
+    expect(calm.size).toBe(10);
+    // One made not droppable keeps everything, however busy.
+    const pinned = new ImmutableRowCache<number, number>(8, { droppable: false });
+    for (let i = 0; i < 3; i++) pinned.set(i, i);
+    ImmutableRowCache.dropChurned();
+    expect(pinned.size).toBe(3);
   });
 });
 

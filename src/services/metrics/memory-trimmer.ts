@@ -81,24 +81,28 @@ export class MemoryTrimmer implements Service {
  * first, `releaseAfterLoad` hands back what else keeps memory (the database's page cache), and the
  * C heap's free pages go back to the system after the collection. Why: JavaScriptCore does not move
  * objects, so the entries a cache took in under load lie scattered among the load's garbage and
- * keep most of its pages resident once the garbage is gone, and glibc keeps freed pages inside its
- * heap until malloc_trim. After the /sync bench's 20 s mixed load: ~200 MiB resident after a plain
- * collection, ~150 with the caches dropped, ~133 with the page cache released too (idle: 80). Refilling a cache
+ * keep most of its pages resident once the garbage is gone; glibc hands back free memory at the top
+ * of its heap by itself, but free pages below live chunks only through malloc_trim. After the /sync
+ * bench's 20 s mixed load: ~200 MiB resident after a plain collection, ~150 with the caches dropped,
+ * ~133 with the page cache released and the C heap trimmed too (idle: 80). Refilling a cache
  * costs one read an entry, paid once the load returns. A quiet trim after light use drops nothing,
  * so a lightly used server keeps its caches warm.
  */
 export function trimMemory(releaseAfterLoad?: () => void): (quiet: boolean) => void {
   return (quiet) => {
-    const afterLoad = quiet && RecentCache.dropChurned() > 0;
-    if (afterLoad) {
+    // Only memory: a step that fails leaves the others to do (it runs from a timer: nothing may throw).
+    const step = (fn: () => void) => {
       try {
-        releaseAfterLoad?.();
+        fn();
       } catch {
-        // Only memory: the trim goes on without it.
+        /* nothing kept from it */
       }
-    }
-    Bun.gc(true);
-    if (afterLoad) trimCHeap();
+    };
+    let afterLoad = false;
+    if (quiet) step(() => void (afterLoad = RecentCache.dropChurned() > 0));
+    if (afterLoad && releaseAfterLoad) step(releaseAfterLoad);
+    step(() => Bun.gc(true));
+    if (afterLoad) step(trimCHeap);
   };
 }
 
