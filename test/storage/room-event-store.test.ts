@@ -511,6 +511,20 @@ describe.each(testDatabases.map((d) => [d.name, d] as const))("room DAG store on
     expect(await store.authChain([])).toEqual(new Set());
   });
 
+  test("edges are stored by the event's id, sent with its row: several prev and auth events (lists padded to a power of two), and a duplicate event id writes none", async () => {
+    await append(event("$c", { type: "m.room.create", stateKey: "" }));
+    for (const id of ["$x1", "$x2", "$x3", "$x4"]) await append(event(id, { prevEvents: ["$c"], authEvents: ["$c"] }));
+    await append(event("$m", { prevEvents: ["$x3", "$x1", "$x2"], authEvents: ["$x4", "$c", "$x1", "$x3", "$x2"] }));
+    const stored = await store.getEvent("$m");
+    expect(stored?.prevEvents).toEqual(["$x1", "$x2", "$x3"]);
+    expect(stored?.authEvents).toEqual(["$c", "$x1", "$x2", "$x3", "$x4"]);
+    expect(await store.authChain(["$m"])).toEqual(new Set(["$c", "$x1", "$x2", "$x3", "$x4"]));
+    // A second event with $m's id fails as a whole: its edges do not join $m's.
+    await expect(append(event("$m", { prevEvents: ["$x4"], authEvents: ["$x4"] }))).rejects.toThrow();
+    const again = await store.getEvent("$m");
+    expect([again?.prevEvents, again?.authEvents]).toEqual([["$x1", "$x2", "$x3"], ["$c", "$x1", "$x2", "$x3", "$x4"]]);
+  });
+
   test("a failed persist leaves nothing behind", async () => {
     await append(event("$a", { type: "m.room.create", stateKey: "" }));
     const before = await counts();

@@ -155,8 +155,13 @@ const INSERT_HISTORICAL_EVENT = `INSERT INTO events (${INSERT_COLUMNS}) VALUES (
 const PROMOTE_OUTLIER = "UPDATE events SET outlier = 0, state_snapshot = ?, stream_ordering = ? WHERE event_id = ? AND outlier = 1 AND rejected_reason IS NULL RETURNING event_nid, stream_ordering";
 const SELECT_MIN_STREAM = "SELECT min(stream_ordering) AS m FROM events";
 const SELECT_ROOMS_BETWEEN = "SELECT DISTINCT room_id FROM events WHERE stream_ordering > ? AND stream_ordering <= ?";
-const insertEdges = (n: number) => `INSERT INTO event_edges (event_nid, prev_event_id) VALUES ${valueRows(n, 2)} ON CONFLICT DO NOTHING`;
-const insertAuthEdges = (n: number) => `INSERT INTO event_auth_edges (event_nid, auth_event_id) VALUES ${valueRows(n, 2)} ON CONFLICT DO NOTHING`;
+// Edges of an event by its id (the last parameter): its event_nid is looked up in the same statement,
+// so they can be sent before the event's insert has answered. `column1` is the name SQLite and
+// PostgreSQL both give a VALUES list's column.
+const edgesOf = (table: string, column: string, n: number) =>
+  `INSERT INTO ${table} (event_nid, ${column}) SELECT e.event_nid, v.column1 FROM events e, (VALUES ${valueRows(n, 1)}) AS v WHERE e.event_id = ? ON CONFLICT DO NOTHING`;
+const insertEdges = (n: number) => edgesOf("event_edges", "prev_event_id", n);
+const insertAuthEdges = (n: number) => edgesOf("event_auth_edges", "auth_event_id", n);
 const SELECT_BY_ID = `SELECT ${COLUMNS} FROM events WHERE event_id = ?`;
 const selectByIds = (n: number) => `SELECT ${COLUMNS} FROM events WHERE event_id IN (${placeholders(n)})`;
 const selectJson = (n: number) => `SELECT event_id, json FROM events WHERE event_id IN (${placeholders(n)})`;
@@ -199,7 +204,11 @@ export class EventsTable {
       const held = (await this.get(event.eventId))!;
       return { stored: held };
     }
-    const inserted = (await this.db.get<{ event_nid: number; stream_ordering: number | null }>(
+    // The event's row and its edges are sent together (one round trip on PostgreSQL): the edges find
+    // the new row's event_nid by its event id, inserted just before them on the same connection.
+    // None of these needs another's answer (in this order, which the extremity check relies on: an
+    // event listing itself as prev_event).
+    const insertedRow = this.db.get<{ event_nid: number; stream_ordering: number | null }>(
       historical ? INSERT_HISTORICAL_EVENT : inTimeline ? INSERT_TIMELINE_EVENT : INSERT_EVENT,
       event.eventId,
       event.roomId,
@@ -214,17 +223,14 @@ export class EventsTable {
       stateSnapshot ?? null,
       event.json,
       ...(historical ? [historicalOrdering] : []),
-    ))!;
-    const nid = inserted.event_nid;
+    );
     // Padded lists (a repeated last row, which ON CONFLICT DO NOTHING skips): one statement for the
     // usual three or four auth events rather than one per power of two.
-    // None of these needs another's answer: sent together, they cost one round trip on PostgreSQL
-    // (in this order, which the extremity check relies on: an event listing itself as prev_event).
     const writes: Promise<unknown>[] = [];
-    for (const batch of inLists(event.prevEvents, 256)) writes.push(this.db.run(insertEdges(batch.length), ...batch.flatMap((prev) => [nid, prev])));
-    for (const batch of inLists(event.authEvents, 256)) writes.push(this.db.run(insertAuthEdges(batch.length), ...batch.flatMap((auth) => [nid, auth])));
+    for (const batch of inLists(event.prevEvents, 256)) writes.push(this.db.run(insertEdges(batch.length), ...batch, event.eventId));
+    for (const batch of inLists(event.authEvents, 256)) writes.push(this.db.run(insertAuthEdges(batch.length), ...batch, event.eventId));
     // Awaited together: one that fails must not leave the others' rejections unhandled.
-    const [extremity] = await Promise.all([advance ? this.advanceExtremities(event.roomId, event.eventId, event.prevEvents, createdHere) : undefined, ...writes]);
+    const [inserted, extremity] = await Promise.all([insertedRow, advance ? this.advanceExtremities(event.roomId, event.eventId, event.prevEvents, createdHere) : undefined, ...writes]);
     // What get() would read back, without reading it back.
     const stored: StoredEvent = {
       eventId: event.eventId,
@@ -235,7 +241,7 @@ export class EventsTable {
       sender: event.sender,
       depth: event.depth,
       originServerTs: event.originServerTs,
-      streamOrdering: inserted.stream_ordering ?? undefined,
+      streamOrdering: inserted!.stream_ordering ?? undefined,
       rejectedReason: event.rejectedReason ?? undefined,
       outlier: Boolean(event.outlier),
       softFailed: Boolean(event.softFailed),
