@@ -7,7 +7,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { testDatabases } from "../helpers/databases";
 import { storesOver, type Stores } from "../../src/storage/open";
 import { SqlRoomEventStore } from "../../src/storage/room-event-store";
-import type { NewEvent } from "../../src/storage/stores";
+import type { NewEvent, StoredEvent } from "../../src/storage/stores";
 import { trimMemory } from "../../src/services/metrics/memory-trimmer";
 
 const ROOM = "!room:example.org";
@@ -17,6 +17,38 @@ function event(id: string, fields: Partial<NewEvent> = {}): NewEvent {
   return { ...base, json: JSON.stringify({ type: base.type, state_key: base.stateKey, content: {}, prev_events: base.prevEvents, auth_events: base.authEvents }) };
 }
 
+/** A store over a fresh database, and `send` as the room engine persists a local event (its parent: the current snapshot the store reports). */
+async function roomStore(database: (typeof testDatabases)[number]) {
+  const stores = storesOver(await database.open());
+  opened.push(stores);
+  const store = stores.roomEvents;
+  const send = async (e: NewEvent) => {
+    const delta = new Map<string, string | null>();
+    if (e.stateKey !== undefined) delta.set(key(e.type, e.stateKey), e.eventId);
+    return store.persistEvent({ event: e, stateAfter: { parent: await store.currentStateSnapshot(ROOM), delta }, updateForwardExtremities: true, updateCurrentState: true, createdHere: true });
+  };
+  return { stores, store, send };
+}
+
+/**
+ * A room write left open after its event is persisted (as a send's transaction id and the COMMIT
+ * still to come): resolves once it is there, with how to let it finish and its result.
+ */
+async function openWrite(store: Stores["roomEvents"], persist: () => Promise<StoredEvent>): Promise<{ release: () => void; write: Promise<StoredEvent> }> {
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  let persisted!: () => void;
+  const reached = new Promise<void>((r) => (persisted = r));
+  const write = store.atomically(async () => {
+    const stored = await persist();
+    persisted();
+    await gate;
+    return stored;
+  });
+  await reached;
+  return { release, write };
+}
+
 const opened: Stores[] = [];
 afterAll(async () => {
   for (const s of opened) await s.db.close();
@@ -24,33 +56,14 @@ afterAll(async () => {
 
 describe.each(testDatabases.map((d) => [d.name, d] as const))("a quiet trim during a room write on %s", (_name, database) => {
   test("readers outside the write do not keep the heads from before it; the next event builds on the write", async () => {
-    const stores = storesOver(await database.open());
-    opened.push(stores);
-    const store = stores.roomEvents;
-    // As the room engine persists a local event: its parent is the current snapshot the store reports.
-    const send = async (e: NewEvent) => {
-      const delta = new Map<string, string | null>();
-      if (e.stateKey !== undefined) delta.set(key(e.type, e.stateKey), e.eventId);
-      return store.persistEvent({ event: e, stateAfter: { parent: await store.currentStateSnapshot(ROOM), delta }, updateForwardExtremities: true, updateCurrentState: true, createdHere: true });
-    };
+    const { stores, store, send } = await roomStore(database);
     await send(event("$create", { type: "m.room.create", stateKey: "" }));
     await send(event("$alice", { type: "m.room.member", stateKey: "@a:example.org", prevEvents: ["$create"], depth: 2 }));
     // A load: the heads take in a quarter of their capacity of other rooms (what makes a cache churned).
     for (let i = 0; i < 2_600; i++) await store.currentStateSnapshot(`!other${i}:example.org`);
     expect(await store.forwardExtremities(ROOM)).toEqual(["$alice"]);
 
-    // A send with a transaction id: the event, then more writes (its transaction id), then COMMIT.
-    let release!: () => void;
-    const gate = new Promise<void>((r) => (release = r));
-    let persisted!: () => void;
-    const reached = new Promise<void>((r) => (persisted = r));
-    const write = store.atomically(async () => {
-      const stored = await send(event("$bob", { type: "m.room.member", stateKey: "@b:example.org", prevEvents: ["$alice"], depth: 3 }));
-      persisted();
-      await gate;
-      return stored;
-    });
-    await reached;
+    const { release, write } = await openWrite(store, () => send(event("$bob", { type: "m.room.member", stateKey: "@b:example.org", prevEvents: ["$alice"], depth: 3 })));
     trimMemory()(true); // what the trimmer runs in a quiet moment
     // Readers outside the write meanwhile (room access, push rules, make_join).
     const outside = Promise.all([store.currentStateSnapshot(ROOM), store.forwardExtremities(ROOM)]);
@@ -72,27 +85,10 @@ describe.each(testDatabases.map((d) => [d.name, d] as const))("a quiet trim duri
 
 describe.each(testDatabases.map((d) => [d.name, d] as const))("a room's heads during an open write on %s", (_name, database) => {
   test("a reader outside the write never takes its uncommitted snapshot: state entries read for what it took stay right after the commit", async () => {
-    const stores = storesOver(await database.open());
-    opened.push(stores);
-    const store = stores.roomEvents;
-    const send = async (e: NewEvent) => {
-      const delta = new Map<string, string | null>();
-      if (e.stateKey !== undefined) delta.set(key(e.type, e.stateKey), e.eventId);
-      return store.persistEvent({ event: e, stateAfter: { parent: await store.currentStateSnapshot(ROOM), delta }, updateForwardExtremities: true, updateCurrentState: true });
-    };
+    const { store, send } = await roomStore(database);
     const create = await send(event("$create", { type: "m.room.create", stateKey: "" }));
     expect(await store.forwardExtremities(ROOM)).toEqual(["$create"]);
-    let release!: () => void;
-    const gate = new Promise<void>((r) => (release = r));
-    let persisted!: () => void;
-    const reached = new Promise<void>((r) => (persisted = r));
-    const write = store.atomically(async () => {
-      const stored = await send(event("$bob", { type: "m.room.member", stateKey: "@b:example.org", prevEvents: ["$create"], depth: 2 }));
-      persisted();
-      await gate;
-      return stored;
-    });
-    await reached;
+    const { release, write } = await openWrite(store, () => send(event("$bob", { type: "m.room.member", stateKey: "@b:example.org", prevEvents: ["$create"], depth: 2 })));
     // Outside the write (SQLite makes such reads wait for the open batch; PostgreSQL answers from the pool).
     const outside = (async () => {
       const snapshot = (await store.currentStateSnapshot(ROOM))!;
