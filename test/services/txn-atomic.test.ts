@@ -38,3 +38,36 @@ test("an event and its txnId are stored together or not at all", async () => {
   expect(await store.forwardExtremities(roomId)).toEqual([first.event_id]);
   expect(await engine.parsedEvent(first.event_id)).toBeDefined();
 });
+
+test("the transaction id is recorded without waiting for the event's writes (one round trip on PostgreSQL); a taken id still rolls the event back", async () => {
+  const bob = await TestClient.register(server, "bob");
+  const roomId = await bob.createRoom();
+  const store = resolve(server.container, Tokens.RoomEventStore) as unknown as { persistEvent: (...a: unknown[]) => Promise<unknown> };
+  const clientStore = (resolve(server.container, Tokens.Rooms) as unknown as { clientStore: { recordTransaction: (...a: unknown[]) => Promise<boolean> } }).clientStore;
+  const persist = store.persistEvent.bind(store);
+  const record = clientStore.recordTransaction.bind(clientStore);
+  let persisted = 0;
+  const seen: number[] = [];
+  store.persistEvent = async (...a: unknown[]) => {
+    const row = await persist(...a);
+    persisted++;
+    return row;
+  };
+  clientStore.recordTransaction = async (...a: unknown[]) => {
+    seen.push(persisted);
+    return record(...a);
+  };
+  try {
+    const sent = await bob.ok("PUT", `/rooms/${enc(roomId)}/send/m.room.message/t-2`, { msgtype: "m.text", body: "together" });
+    expect([persisted, seen]).toEqual([1, [0]]); // recorded before the event's persist had finished
+    // A taken id (recorded by a send that raced this one) makes the record fail: the event goes.
+    const before = await resolve(server.container, Tokens.RoomEventStore).maxStreamOrdering();
+    clientStore.recordTransaction = async () => false;
+    const again = await bob.ok("PUT", `/rooms/${enc(roomId)}/send/m.room.message/t-2`, { msgtype: "m.text", body: "together" });
+    expect(again.event_id).toBe(sent.event_id);
+    expect(await resolve(server.container, Tokens.RoomEventStore).maxStreamOrdering()).toBe(before);
+  } finally {
+    store.persistEvent = persist;
+    clientStore.recordTransaction = record;
+  }
+});

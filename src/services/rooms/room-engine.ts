@@ -276,11 +276,14 @@ export class RoomEngine {
       updateCurrentState: true,
       createRoom,
     });
+    // The transaction id's record does not wait for the event's writes (on PostgreSQL both go in one
+    // round trip); both are awaited before the transaction ends, whichever fails.
     const stored = recordWith
       ? await this.store.atomically(async () => {
-          const row = await persist();
-          await recordWith(event.event_id);
-          return row;
+          const [row, recorded] = await Promise.allSettled([persist(), recordWith(event.event_id)]);
+          if (row.status === "rejected") throw row.reason;
+          if (recorded.status === "rejected") throw recorded.reason;
+          return row.value;
         })
       : await persist();
     this.parsed.set(event.event_id, { event, pdu: signed });
