@@ -4,9 +4,9 @@
 // whole when the young one fills. An entry used within the last capacity/2 insertions is kept (unless
 // the memory trimmer empties the cache, below); at most `capacity` entries are held.
 // Every cache is also known, weakly, to the process, so that the memory trimmer can drop the busy
-// ones when the server goes quiet after a load (dropChurned; why: the trimmer's trimMemory), unless
-// it is made `droppable: false` (one whose entries others rely on between two awaits). Memory is the
-// process's, as a collection is, so the registry is too: every server in a process shares it.
+// ones when the server goes quiet after a load (dropChurned; why: the trimmer's trimMemory). No user
+// of a cache may rely on an entry staying between two awaits. Memory is the process's, as a
+// collection is, so the registry is too: every server in a process shares it.
 const known = new Set<WeakRef<RecentCache<unknown, unknown>>>();
 const forget = new FinalizationRegistry<WeakRef<RecentCache<unknown, unknown>>>((ref) => known.delete(ref));
 
@@ -17,16 +17,15 @@ export class RecentCache<K, V> {
   /** New keys taken in since the last dropChurned (a value replaced under its key is not one). */
   private taken = 0;
 
-  constructor(capacity: number, options: { droppable?: boolean } = {}) {
+  constructor(capacity: number) {
     this.generation = Math.max(1, Math.ceil(capacity / 2));
-    if (options.droppable === false) return;
     const ref = new WeakRef<RecentCache<unknown, unknown>>(this);
     known.add(ref);
     forget.register(this, ref);
   }
 
   /**
-   * Empties every droppable cache of the process that took in new keys for at least a quarter of its
+   * Empties every cache of the process that took in new keys for at least a quarter of its
    * capacity since the last call; returns how many entries went. A cache used little in between
    * keeps what it has.
    */

@@ -61,11 +61,11 @@ export class SqlRoomEventStore implements RoomEventStore {
   /**
    * Per room, its current state snapshot and forward extremities as last read or written. Each
    * room's writes go through its write queue, which reads them first; any rollback forgets them all.
-   * Not droppable by the memory trimmer: on PostgreSQL a room write keeps its room's entry up to date
-   * until its commit, and a reader outside it would otherwise read (and keep) what the pool sees, the
-   * state before that write.
+   * An entry may go at any moment (evicted, or dropped by the memory trimmer), also while a write of
+   * it is open: readers inside the write then read the engine on its own connection, those outside
+   * do not use it until the commit (headsWriting).
    */
-  private readonly heads = new ImmutableRowCache<string, { snapshot?: number | null; extremities?: readonly string[] }>(10_000, { droppable: false });
+  private readonly heads = new ImmutableRowCache<string, { snapshot?: number | null; extremities?: readonly string[] }>(10_000);
   /** Moves on every write of them: a read that started before a write must not cache what it read. */
   private headsEpoch = 0;
   /**
@@ -74,7 +74,9 @@ export class SqlRoomEventStore implements RoomEventStore {
    * PostgreSQL the pool, which sees what is committed) and keep nothing, until the next commit;
    * otherwise such a reader could take an uncommitted snapshot number and keep, for it, state
    * entries read where they do not exist yet. A rollback drops the heads but not these marks: a
-   * batch's other units still commit theirs.
+   * batch's other units still commit theirs. On SQLite such an outside read waits for the running
+   * batch: nothing inside a transaction may await a heads read begun outside it (another async
+   * chain), or the batch would wait for itself.
    */
   private readonly headsWriting = new Set<string>();
 

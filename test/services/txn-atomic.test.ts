@@ -39,7 +39,7 @@ test("an event and its txnId are stored together or not at all", async () => {
   expect(await engine.parsedEvent(first.event_id)).toBeDefined();
 });
 
-test("the transaction id is recorded without waiting for the event's writes (one round trip on PostgreSQL); a taken id still rolls the event back", async () => {
+test("the transaction id is recorded without waiting for the event's writes; a taken id still rolls the event back", async () => {
   const bob = await TestClient.register(server, "bob");
   const roomId = await bob.createRoom();
   const store = resolve(server.container, Tokens.RoomEventStore) as unknown as { persistEvent: (...a: unknown[]) => Promise<unknown> };

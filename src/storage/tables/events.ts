@@ -205,7 +205,9 @@ export class EventsTable {
       return { stored: held };
     }
     // The event's row and its edges are sent together (one round trip on PostgreSQL): the edges find
-    // the new row's event_nid by its event id, inserted just before them on the same connection.
+    // the new row's event_nid by its event id, inserted just before them on the same connection. If
+    // the row's insert fails (an id already held), SQLite still runs the edges, against the held row:
+    // the caller's transaction (persistEvent's savepoint) rolls them back with the failure.
     // None of these needs another's answer (in this order, which the extremity check relies on: an
     // event listing itself as prev_event).
     const insertedRow = this.db.get<{ event_nid: number; stream_ordering: number | null }>(
