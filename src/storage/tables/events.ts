@@ -2,7 +2,7 @@
 // The PDU is stored once as received; the columns beside it are what queries need.
 import type { Database, SqlParam } from "../database";
 import type { Migration } from "../migrations";
-import { inLists, placeholders, valueRows } from "../sql-lists";
+import { inLists, placeholders } from "../sql-lists";
 import type { NewEvent, StoredEvent } from "../stores";
 
 export const EVENTS_MIGRATION: Migration = {
@@ -155,11 +155,12 @@ const INSERT_HISTORICAL_EVENT = `INSERT INTO events (${INSERT_COLUMNS}) VALUES (
 const PROMOTE_OUTLIER = "UPDATE events SET outlier = 0, state_snapshot = ?, stream_ordering = ? WHERE event_id = ? AND outlier = 1 AND rejected_reason IS NULL RETURNING event_nid, stream_ordering";
 const SELECT_MIN_STREAM = "SELECT min(stream_ordering) AS m FROM events";
 const SELECT_ROOMS_BETWEEN = "SELECT DISTINCT room_id FROM events WHERE stream_ordering > ? AND stream_ordering <= ?";
-// Edges of an event by its id (the last parameter): its event_nid is looked up in the same statement,
-// so they can be sent before the event's insert has answered. `column1` is the name SQLite and
-// PostgreSQL both give a VALUES list's column.
+// Edges of an event by its id (each row: the event's id, then the other event's): its event_nid is
+// looked up in the same statement, so they can be sent before the event's insert has answered. A
+// lookup per row, not a join of the rows with events: on SQLite the join cost 2.5x the plain insert
+// (27 against 11 us a send), a lookup per row about as much as the insert by event_nid.
 const edgesOf = (table: string, column: string, n: number) =>
-  `INSERT INTO ${table} (event_nid, ${column}) SELECT e.event_nid, v.column1 FROM events e, (VALUES ${valueRows(n, 1)}) AS v WHERE e.event_id = ? ON CONFLICT DO NOTHING`;
+  `INSERT INTO ${table} (event_nid, ${column}) VALUES ${Array<string>(n).fill("((SELECT event_nid FROM events WHERE event_id = ?), ?)").join(", ")} ON CONFLICT DO NOTHING`;
 const insertEdges = (n: number) => edgesOf("event_edges", "prev_event_id", n);
 const insertAuthEdges = (n: number) => edgesOf("event_auth_edges", "auth_event_id", n);
 const SELECT_BY_ID = `SELECT ${COLUMNS} FROM events WHERE event_id = ?`;
@@ -229,8 +230,8 @@ export class EventsTable {
     // Padded lists (a repeated last row, which ON CONFLICT DO NOTHING skips): one statement for the
     // usual three or four auth events rather than one per power of two.
     const writes: Promise<unknown>[] = [];
-    for (const batch of inLists(event.prevEvents, 256)) writes.push(this.db.run(insertEdges(batch.length), ...batch, event.eventId));
-    for (const batch of inLists(event.authEvents, 256)) writes.push(this.db.run(insertAuthEdges(batch.length), ...batch, event.eventId));
+    for (const batch of inLists(event.prevEvents, 256)) writes.push(this.db.run(insertEdges(batch.length), ...batch.flatMap((prev) => [event.eventId, prev])));
+    for (const batch of inLists(event.authEvents, 256)) writes.push(this.db.run(insertAuthEdges(batch.length), ...batch.flatMap((auth) => [event.eventId, auth])));
     // Awaited together: one that fails must not leave the others' rejections unhandled.
     const [inserted, extremity] = await Promise.all([insertedRow, advance ? this.advanceExtremities(event.roomId, event.eventId, event.prevEvents, createdHere) : undefined, ...writes]);
     // What get() would read back, without reading it back.
