@@ -183,7 +183,7 @@ export const ConfigSchema = Type.Object(
         trim_interval_ms: Type.Integer({
           minimum: 0,
           default: 10_000,
-          description: "At most this often, and only after requests came in, a full garbage collection hands freed memory back to the system (a pause of a few tens of milliseconds); resident memory then follows what is live instead of the busiest moment. 0: never.",
+          description: "At most this often, and only after requests came in, a full garbage collection hands freed memory back to the system (a pause of a few tens of milliseconds); resident memory then follows what is live instead of the busiest moment. In the first quiet moment after a load it also empties the caches the load filled and releases SQLite's page cache (they fill again as requests come). 0: never.",
         }),
       },
       { ...Strict, default: {} },
