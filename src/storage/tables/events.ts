@@ -205,12 +205,11 @@ export class EventsTable {
       const held = (await this.get(event.eventId))!;
       return { stored: held };
     }
-    // The event's row and its edges are sent together (one round trip on PostgreSQL): the edges find
-    // the new row's event_nid by its event id, inserted just before them on the same connection. If
-    // the row's insert fails (an id already held), SQLite still runs the edges, against the held row:
-    // the caller's transaction (persistEvent's savepoint) rolls them back with the failure.
-    // None of these needs another's answer (in this order, which the extremity check relies on: an
-    // event listing itself as prev_event).
+    // The event's row, its edges and its extremities are sent together, in this order, none waiting
+    // for another's answer (one round trip on PostgreSQL): the edges find the new row's event_nid by
+    // its event id, and the extremity check relies on the edges (an event listing itself as
+    // prev_event). If the row's insert fails (an id already held), SQLite still runs the edges,
+    // against the held row: the caller's transaction (persistEvent's savepoint) rolls them back.
     const insertedRow = this.db.get<{ event_nid: number; stream_ordering: number | null }>(
       historical ? INSERT_HISTORICAL_EVENT : inTimeline ? INSERT_TIMELINE_EVENT : INSERT_EVENT,
       event.eventId,
