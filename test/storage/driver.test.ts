@@ -2,7 +2,7 @@
 // group commit (one commit for transactions that arrive together, failures isolated), and readers
 // that never see uncommitted rows.
 import { describe, expect, test } from "bun:test";
-import { copyFileSync, mkdtempSync, statSync } from "node:fs";
+import { copyFileSync, mkdtempSync, readdirSync, readlinkSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Database } from "../../src/storage/database";
@@ -184,6 +184,38 @@ describe.each(["better-sqlite3", "bun-sqlite"] as const)("SQLite %s", (driver) =
     const db = openSqlite(join(mkdtempSync(join(tmpdir(), "portier-db-")), "t.db"), driver);
     expect(await db.get("PRAGMA journal_mode")).toEqual({ journal_mode: "wal" });
     expect(await db.get("PRAGMA synchronous")).toEqual({ synchronous: 1 });
+    await db.close();
+  });
+
+  test("a savepoint's undo pages stay in memory: no temporary file is written for them", async () => {
+    const db = openSqlite(join(mkdtempSync(join(tmpdir(), "portier-db-")), "t.db"), driver);
+    await db.exec("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT NOT NULL)");
+    await db.transaction(async () => {
+      for (let i = 1; i <= 1000; i++) await db.run("INSERT INTO t (k, v) VALUES (?, ?)", i, "x".repeat(3000));
+    });
+    // SQLite unlinks a temporary file as soon as it has opened it: it shows here as "(deleted)".
+    const temporaryFiles = () =>
+      readdirSync("/proc/self/fd").flatMap((fd) => {
+        try {
+          const target = readlinkSync(`/proc/self/fd/${fd}`);
+          return target.endsWith("(deleted)") && !target.startsWith("/memfd:") ? [target] : [];
+        } catch {
+          return []; // closed meanwhile
+        }
+      });
+    const before = temporaryFiles();
+    let during: string[] = [];
+    // Two units in one batch: each runs in a savepoint and rewrites ~500 pages that existed before it
+    // (SQLite's journal of a savepoint spills to a file past 64 KiB unless kept in memory).
+    await Promise.all(
+      [0, 1].map((unit) =>
+        db.transaction(async () => {
+          await db.run("UPDATE t SET v = ? WHERE k % 2 = ?", "y".repeat(3000), unit);
+          during = during.concat(temporaryFiles().filter((f) => !before.includes(f)));
+        }),
+      ),
+    );
+    expect(during).toEqual([]);
     await db.close();
   });
 
