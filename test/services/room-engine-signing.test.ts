@@ -9,6 +9,8 @@ import { signEventWithId } from "../../src/protocol/signing/local-event";
 import type { JsonObject } from "../../src/protocol/json";
 import { testSigner } from "../helpers/room-engine";
 import { testStores } from "../helpers/databases";
+import { canonicalJsonBytes } from "../../src/protocol/canonical-json";
+import { MAX_PDU_BYTES } from "../../src/protocol/event-limits";
 
 for (const [versionId, version] of ROOM_VERSIONS) {
   test(`room version ${versionId}: a message is signed and identified in one step`, async () => {
@@ -34,3 +36,35 @@ for (const [versionId, version] of ROOM_VERSIONS) {
     expect(computeEventId(JSON.parse(stored!.json) as JsonObject, version)).toBe(eventId);
   });
 }
+
+test("the size limit counts the signed event, signatures included: one byte under it is stored, one past it refused", async () => {
+  const stores = await testStores();
+  const base = testSigner("example.org");
+  const seed = new Uint8Array(32).fill(7);
+  const sizes: number[] = [];
+  const signer: EventSigner = {
+    serverName: base.serverName,
+    signEvent: base.signEvent,
+    signEventWithId: (pdu, v) => {
+      const result = signEventWithId(pdu, v, "example.org", base.keyId, seed);
+      sizes.push(canonicalJsonBytes(result.signed).length);
+      return result;
+    },
+  };
+  let now = 1_700_000_000_000;
+  const engine = new RoomEngine(stores.roomEvents, signer, { now: () => now++ }, undefined, { log: () => {} });
+  const roomId = await createRoom(engine, { creator: "@alice:example.org", roomVersion: "10", preset: "private_chat", creatorProfile: {} });
+  const send = (body: string) => engine.sendEvent(roomId, { type: "m.room.message", sender: "@alice:example.org", content: { msgtype: "m.text", body } });
+  // Measure one event, then size the body so the signed event is exactly the limit, and one past it.
+  await send("x");
+  const fixed = sizes.at(-1)! - 1;
+  const { eventId } = await send("x".repeat(MAX_PDU_BYTES - fixed));
+  expect(sizes.at(-1)).toBe(MAX_PDU_BYTES);
+  const stored = JSON.parse((await stores.roomEvents.getEvent(eventId))!.json) as JsonObject;
+  expect(canonicalJsonBytes(stored).length).toBe(MAX_PDU_BYTES);
+  // The signature alone (~100 bytes) is what tips this one over: the unsigned event would fit.
+  const error = await send("x".repeat(MAX_PDU_BYTES - fixed + 1)).catch((e: unknown) => e);
+  expect(error).toMatchObject({ errcode: "M_TOO_LARGE" });
+  const { signatures: _s, ...unsignedPart } = stored;
+  expect(canonicalJsonBytes({ ...unsignedPart, content: { msgtype: "m.text", body: "x".repeat(MAX_PDU_BYTES - fixed + 1) } }).length).toBeLessThan(MAX_PDU_BYTES);
+});
