@@ -22,13 +22,23 @@ export async function runMigrations(db: Database, migrations: readonly Migration
     seen.add(m.version);
   }
   const ran: number[] = [];
-  for (const m of sorted) {
-    if (applied.has(m.version)) continue;
-    await db.transaction(async () => {
-      await db.exec(db.dialect === "postgres" ? m.postgres : m.sqlite);
-      await db.run("INSERT INTO schema_migrations (version, name, applied_ts) VALUES (?, ?, ?)", m.version, m.name, now());
-    });
-    ran.push(m.version);
+  const pending = sorted.filter((m) => !applied.has(m.version));
+  if (pending.length === 0) return ran;
+  // SQLite keeps the undo pages of savepoints and statements in memory while serving (temp_store,
+  // sqlite/driver.ts). A migration may rewrite a whole table: meanwhile they go to a file, as they
+  // would by default, so that an upgrade of a large database does not hold a table's pages in memory.
+  const tempStore = db.dialect === "sqlite" ? (await db.get<{ temp_store: number }>("PRAGMA temp_store"))?.temp_store : undefined;
+  if (tempStore !== undefined) await db.run("PRAGMA temp_store = FILE");
+  try {
+    for (const m of pending) {
+      await db.transaction(async () => {
+        await db.exec(db.dialect === "postgres" ? m.postgres : m.sqlite);
+        await db.run("INSERT INTO schema_migrations (version, name, applied_ts) VALUES (?, ?, ?)", m.version, m.name, now());
+      });
+      ran.push(m.version);
+    }
+  } finally {
+    if (tempStore !== undefined) await db.run(`PRAGMA temp_store = ${Number(tempStore)}`);
   }
   return ran;
 }

@@ -219,6 +219,20 @@ describe.each(["better-sqlite3", "bun-sqlite"] as const)("SQLite %s", (driver) =
     await db.close();
   });
 
+  test("migrations keep their undo pages in a file (a migration may rewrite a whole table); serving keeps them in memory again", async () => {
+    const db = openSqlite(join(mkdtempSync(join(tmpdir(), "portier-db-")), "t.db"), driver);
+    const MEMORY = 2;
+    expect(await db.get("PRAGMA temp_store")).toEqual({ temp_store: MEMORY });
+    // The migration records the setting it ran under; a failing one restores the setting too.
+    const probe: Migration = { version: 1, name: "probe", sqlite: "CREATE TABLE probe AS SELECT temp_store FROM pragma_temp_store", postgres: "" };
+    expect(await runMigrations(db, [probe])).toEqual([1]);
+    expect(await db.get("SELECT temp_store FROM probe")).toEqual({ temp_store: 1 });
+    expect(await db.get("PRAGMA temp_store")).toEqual({ temp_store: MEMORY });
+    await expect(runMigrations(db, [probe, { version: 2, name: "bad", sqlite: "CREATE TABLE (", postgres: "" }])).rejects.toThrow();
+    expect(await db.get("PRAGMA temp_store")).toEqual({ temp_store: MEMORY });
+    await db.close();
+  });
+
   test(`the WAL is copied into the database file only past ${WAL_AUTOCHECKPOINT_PAGES} pages, not SQLite's 1,000`, async () => {
     const path = join(mkdtempSync(join(tmpdir(), "portier-db-")), "t.db");
     const db = openSqlite(path, driver);
