@@ -27,6 +27,18 @@ export interface SqlRunResult {
   readonly changes: number;
 }
 
+/** How a transaction asks to be run. */
+export interface TransactionOptions {
+  /**
+   * In an engine transaction of its own, never sharing a batch: for bulk work (a join's whole state,
+   * a room of thousands of members' notifications). A unit that shares a batch runs in a savepoint,
+   * and SQLite keeps the original of every page a savepoint changes until it ends (in memory:
+   * temp_store, sqlite/driver.ts); alone it has no savepoint around it, and its nested ones give
+   * theirs back as each is released. Ignored for a nested transaction (a savepoint of its caller's).
+   */
+  readonly alone?: boolean;
+}
+
 export interface Database {
   readonly driver: DriverName;
   readonly dialect: Dialect;
@@ -39,9 +51,10 @@ export interface Database {
   /**
    * Runs fn in a transaction and resolves once it is committed (durable). Queries made by fn, however
    * deep in its call chain, join the transaction; a nested call becomes a savepoint. If fn throws,
-   * everything it wrote is rolled back and the promise rejects with that error.
+   * everything it wrote is rolled back and the promise rejects with that error. `alone`: bulk work that
+   * must not share a batch (TransactionOptions).
    */
-  transaction<T>(fn: () => Promise<T>): Promise<T>;
+  transaction<T>(fn: () => Promise<T>, options?: TransactionOptions): Promise<T>;
   /** Whether the caller runs inside a transaction of this database. */
   inTransaction(): boolean;
   /** Called after any rollback (of a transaction or a savepoint), so caches of uncommitted rows can be dropped. */

@@ -9,7 +9,7 @@
 // relies on them: before a unit's savepoint is rolled back to, and before COMMIT. Four of the ten
 // round trips of a message send went to savepoints.
 import { AsyncLocalStorage } from "node:async_hooks";
-import { MAX_GROUP_COMMIT } from "./database";
+import { MAX_GROUP_COMMIT, type TransactionOptions } from "./database";
 
 export interface TransactionEngine<Conn> {
   /** Opens an engine transaction and returns the connection it runs on. */
@@ -81,6 +81,7 @@ interface Unit {
   fn: () => Promise<unknown>;
   resolve: (value: unknown) => void;
   reject: (error: unknown) => void;
+  alone: boolean;
 }
 
 export class GroupCommit<Conn> {
@@ -128,12 +129,12 @@ export class GroupCommit<Conn> {
     this.commitListeners.push(listener);
   }
 
-  run<T>(fn: () => Promise<T>): Promise<T> {
+  run<T>(fn: () => Promise<T>, options: TransactionOptions = {}): Promise<T> {
     const ctx = this.current();
     if (ctx) return this.savepoint(ctx, fn);
     if (this.ended()) return Promise.reject(new TransactionEndedError());
     return new Promise<T>((resolve, reject) => {
-      this.pending.push({ fn, resolve: resolve as (v: unknown) => void, reject });
+      this.pending.push({ fn, resolve: resolve as (v: unknown) => void, reject, alone: options.alone === true });
       this.schedule();
     });
   }
@@ -160,8 +161,16 @@ export class GroupCommit<Conn> {
     });
   }
 
+  /** The next batch: the units queued before the first that runs alone, or that one by itself. */
+  private nextBatch(): Unit[] {
+    if (this.pending[0]?.alone) return this.pending.splice(0, 1);
+    let count = 0;
+    while (count < this.pending.length && count < MAX_GROUP_COMMIT && !this.pending[count]!.alone) count++;
+    return this.pending.splice(0, count);
+  }
+
   private async flush(): Promise<void> {
-    const units = this.pending.splice(0, MAX_GROUP_COMMIT);
+    const units = this.nextBatch();
     let conn: Conn;
     try {
       conn = await this.engine.begin();
@@ -270,8 +279,8 @@ export abstract class SingleWriterDatabase<Conn> {
     return this.writer.stats;
   }
 
-  transaction<T>(fn: () => Promise<T>): Promise<T> {
-    return this.writer.run(fn);
+  transaction<T>(fn: () => Promise<T>, options?: TransactionOptions): Promise<T> {
+    return this.writer.run(fn, options);
   }
 
   inTransaction(): boolean {

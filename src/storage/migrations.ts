@@ -24,9 +24,11 @@ export async function runMigrations(db: Database, migrations: readonly Migration
   const ran: number[] = [];
   const pending = sorted.filter((m) => !applied.has(m.version));
   if (pending.length === 0) return ran;
-  // SQLite keeps the undo pages of savepoints and statements in memory while serving (temp_store,
-  // sqlite/driver.ts). A migration may rewrite a whole table: meanwhile they go to a file, as they
-  // would by default, so that an upgrade of a large database does not hold a table's pages in memory.
+  // SQLite keeps the undo pages of savepoints and statements, and its sorts, in memory while serving
+  // (temp_store, sqlite/driver.ts). A migration may rewrite a whole table or sort a new index:
+  // meanwhile they go to files, as they would by default, so that an upgrade of a large database
+  // does not hold a table in memory. The setting applies to transactions begun after it: run
+  // migrations outside any transaction (as at start).
   const tempStore = db.dialect === "sqlite" ? (await db.get<{ temp_store: number }>("PRAGMA temp_store"))?.temp_store : undefined;
   if (tempStore !== undefined) await db.run("PRAGMA temp_store = FILE");
   try {

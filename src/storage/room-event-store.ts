@@ -1,6 +1,6 @@
 // The RoomEventStore: the room DAG, its state snapshots and current state, written together in one
 // transaction per event so that a persisted event is never half there.
-import type { Database } from "./database";
+import type { Database, TransactionOptions } from "./database";
 import { splitStateKey, stateKey } from "../protocol/events";
 import type { StateDelta, PersistEventInput, RoomEventStore, RoomRecord, StoredEvent } from "./stores";
 import { RoomsTable } from "./tables/rooms";
@@ -396,8 +396,8 @@ export class SqlRoomEventStore implements RoomEventStore {
   }
 
   /** this.db.transaction(fn), with the snapshot cache kept to committed maps (StateSnapshotsTable.transaction). */
-  atomically<T>(fn: () => Promise<T>): Promise<T> {
-    return this.snapshots.transaction(fn);
+  atomically<T>(fn: () => Promise<T>, options?: TransactionOptions): Promise<T> {
+    return this.snapshots.transaction(fn, options);
   }
 }
 

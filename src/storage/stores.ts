@@ -1,5 +1,6 @@
 // Per-domain store interfaces: what services see of storage. Every method is async: the same
 // services run on SQLite and on PostgreSQL (src/storage/database.ts says what the engines promise).
+import type { TransactionOptions } from "./database";
 
 /** Small facts about this server that must outlive a restart (the server name it was created with, ...). */
 export interface ServerMetaStore {
@@ -131,8 +132,11 @@ export interface RoomEventStore {
   roomEventsBackwards(roomId: string, beforeInclusive: number, afterExclusive: number, limit: number): Promise<StoredEvent[]>;
   /** The state snapshot after a room's last timeline event at or before a (positive) stream position; undefined before its first. */
   snapshotAtPosition(roomId: string, position: number): Promise<number | undefined>;
-  /** Runs fn in one transaction (with every store's writes it makes): if it throws, all of them are gone again. */
-  atomically<T>(fn: () => Promise<T>): Promise<T>;
+  /**
+   * Runs fn in one transaction (with every store's writes it makes): if it throws, all of them are
+   * gone again. `alone`: bulk work, in a database transaction of its own (TransactionOptions).
+   */
+  atomically<T>(fn: () => Promise<T>, options?: TransactionOptions): Promise<T>;
 }
 
 /** A user's latest receipt of one type (and thread) in a room. */

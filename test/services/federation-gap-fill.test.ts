@@ -159,7 +159,18 @@ describe("a gap bridged with /state_ids and /event", () => {
       room_id: two, sender: REX, type: "m.room.member", state_key: REX, content: { membership: "join" }, origin_server_ts: Date.now(), depth: 10,
       prev_events: await store().forwardExtremities(two), auth_events: [...auth, joinInOne],
     }, version);
-    const imported = await ingest.importOutliers(two, version, [sneaky]);
+    // The import is bulk work (a join's whole state): it asks for a database transaction of its own.
+    const events = store();
+    const atomically = events.atomically.bind(events);
+    const asked: unknown[] = [];
+    events.atomically = (fn, options) => (asked.push(options), atomically(fn, options));
+    let imported;
+    try {
+      imported = await ingest.importOutliers(two, version, [sneaky]);
+    } finally {
+      events.atomically = atomically;
+    }
+    expect(asked).toContainEqual({ alone: true });
     const sneakyId = computeEventId(sneaky, version);
     expect(imported.get(sneakyId)?.rejected).toBe(true);
     expect((await store().getEvent(sneakyId))?.rejectedReason).toContain("another room");

@@ -37,7 +37,7 @@ for (const [versionId, version] of ROOM_VERSIONS) {
   });
 }
 
-test("the size limit counts the signed event, signatures included: one byte under it is stored, one past it refused", async () => {
+test("the size limit counts the signed event, signatures included: an event of exactly the limit is stored, one byte past it refused", async () => {
   const stores = await testStores();
   const base = testSigner("example.org");
   const seed = new Uint8Array(32).fill(7);
@@ -65,6 +65,7 @@ test("the size limit counts the signed event, signatures included: one byte unde
   // The signature alone (~100 bytes) is what tips this one over: the unsigned event would fit.
   const error = await send("x".repeat(MAX_PDU_BYTES - fixed + 1)).catch((e: unknown) => e);
   expect(error).toMatchObject({ errcode: "M_TOO_LARGE" });
+  expect(sizes.at(-1)).toBe(MAX_PDU_BYTES + 1);
   const { signatures: _s, ...unsignedPart } = stored;
   expect(canonicalJsonBytes({ ...unsignedPart, content: { msgtype: "m.text", body: "x".repeat(MAX_PDU_BYTES - fixed + 1) } }).length).toBeLessThan(MAX_PDU_BYTES);
 });

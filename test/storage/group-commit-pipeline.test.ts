@@ -146,3 +146,49 @@ describe("group commit tells the engine when a batch is alone", () => {
     expect(ends).toEqual([true, false, false, true]);
   });
 });
+
+describe("a transaction that asks to run alone", () => {
+  test("gets an engine transaction of its own, without a savepoint; the units queued before and after it share theirs", async () => {
+    const { eng, log } = engine();
+    const writer = new GroupCommit(eng);
+    const unit = (name: string, alone = false) => writer.run(async () => void (await writer.current()!.conn.send(`INSERT ${name}`)), { alone });
+    await Promise.all([unit("a"), unit("b"), unit("bulk", true), unit("c"), unit("d")]);
+    expect(log.filter((l) => l.startsWith("send")).map((l) => l.replace(" (pipelined)", ""))).toEqual([
+      "send BEGIN",
+      "send SAVEPOINT unit",
+      "send INSERT a",
+      "send RELEASE unit",
+      "send SAVEPOINT unit",
+      "send INSERT b",
+      "send RELEASE unit",
+      "send COMMIT",
+      "send BEGIN",
+      "send INSERT bulk",
+      "send COMMIT",
+      "send BEGIN",
+      "send SAVEPOINT unit",
+      "send INSERT c",
+      "send RELEASE unit",
+      "send SAVEPOINT unit",
+      "send INSERT d",
+      "send RELEASE unit",
+      "send COMMIT",
+    ]);
+    expect(writer.stats).toEqual({ commits: 3, units: 5 });
+  });
+
+  test("inside another transaction it is a savepoint of that one, as any nested transaction", async () => {
+    const { eng, log } = engine();
+    const writer = new GroupCommit(eng);
+    await writer.run(async () => {
+      await writer.run(async () => void (await writer.current()!.conn.send("INSERT nested")), { alone: true });
+    });
+    expect(log.filter((l) => l.startsWith("send")).map((l) => l.replace(" (pipelined)", ""))).toEqual([
+      "send BEGIN",
+      "send SAVEPOINT nested1",
+      "send INSERT nested",
+      "send RELEASE nested1",
+      "send COMMIT",
+    ]);
+  });
+});

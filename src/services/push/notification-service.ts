@@ -126,6 +126,9 @@ interface RoomMembers {
   readonly joined: number;
 }
 
+
+/** Notifications (rows) from which one event's are written in a database transaction of their own. */
+export const BULK_NOTIFICATIONS = 1_000;
 export class NotificationService implements Service {
   readonly name = "notifications";
   private readonly notifiedListeners: NotifiedListener[] = [];
@@ -319,10 +322,14 @@ export class NotificationService implements Service {
     if (marks.size > 0 || notified.length > 0) {
       let committed = false;
       try {
-        await this.deps.store.atomically(async () => {
-          for (const [userId, ordering] of marks) await this.deps.notifications.markRead(userId, roomId, ordering);
-          await this.deps.notifications.addNotifications(notified);
-        });
+        await this.deps.store.atomically(
+          async () => {
+            for (const [userId, ordering] of marks) await this.deps.notifications.markRead(userId, roomId, ordering);
+            await this.deps.notifications.addNotifications(notified);
+          },
+          // ~2 index pages a row: a room of thousands of local members commits alone (TransactionOptions).
+          { alone: notified.length >= BULK_NOTIFICATIONS },
+        );
         committed = true;
       } finally {
         for (const n of notified) {

@@ -4,7 +4,7 @@
 // quarter of the state's size, so a room of n members costs O(n) rows in all, not O(n^2), and
 // reading any state reads at most 1.25x its size in rows (one recursive query per read).
 import { AsyncLocalStorage } from "node:async_hooks";
-import type { Database } from "../database";
+import type { Database, TransactionOptions } from "../database";
 import type { Migration } from "../migrations";
 import { ImmutableRowCache } from "../row-cache";
 import type { StateDelta } from "../stores";
@@ -185,12 +185,12 @@ export class StateSnapshotsTable {
    * Runs fn in a transaction (a savepoint of the caller's, if it runs in one); snapshot maps it caches
    * join the shared cache only after the commit.
    */
-  async transaction<T>(fn: () => Promise<T>): Promise<T> {
+  async transaction<T>(fn: () => Promise<T>, options?: TransactionOptions): Promise<T> {
     if (this.db.inTransaction()) return this.db.transaction(fn);
     const pending: Pending = { cache: new SnapshotCache(), closed: false };
     this.open.add(pending);
     try {
-      const value = await this.db.transaction(() => this.pending.run(pending, fn));
+      const value = await this.db.transaction(() => this.pending.run(pending, fn), options);
       for (const [nid, state] of pending.cache.all()) this.committed.set(nid, state);
       return value;
     } finally {

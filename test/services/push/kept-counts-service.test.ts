@@ -3,10 +3,8 @@
 // that notifies a user twice, a receipt stored while a batch is being recorded, and a user notified
 // and then reading within one batch.
 import { expect, test } from "bun:test";
-import { NotificationService } from "../../../src/services/push/notification-service";
-import { defaultPushRules } from "../../../src/protocol/push-rules";
-import { roomVersion } from "../../../src/protocol/room-versions";
 import { testStores } from "../../helpers/databases";
+import { notificationServiceOver } from "../../helpers/notifications";
 import type { JsonObject } from "../../../src/protocol/json";
 import type { Stores } from "../../../src/storage/open";
 import type { StoredEvent } from "../../../src/storage/stores";
@@ -37,17 +35,7 @@ function service(stores: Stores) {
       return stores.db.transaction(fn);
     },
   };
-  const notifications = new NotificationService({
-    serverName: "here",
-    access: { versionOf: async () => roomVersion("10")!, currentAuthState: async () => () => undefined } as never,
-    store: store as never,
-    clientStore: {} as never,
-    notifications: stores.notifications,
-    pushRules: { ruleset: async (u: string) => defaultPushRules(u) } as never,
-    clock: { now: () => 1000 } as never,
-    timer: {} as never,
-    logger: { log: () => {} } as never,
-  });
+  const notifications = notificationServiceOver(stores, store);
   const agree = async () => expect((await notifications.unreadCounts(U, R)).notification_count).toBe((await stores.notifications.unreadCounts(U, R)).notifications);
   return { notifications, hooks, agree };
 }
