@@ -37,7 +37,9 @@ for (const [versionId, version] of ROOM_VERSIONS) {
   });
 }
 
-test("the size limit counts the signed event, signatures included: an event of exactly the limit is stored, one byte past it refused", async () => {
+
+/** An engine over fresh stores whose signer records the canonical size of each event it signs. */
+async function measuredEngine(): Promise<{ stores: Awaited<ReturnType<typeof testStores>>; engine: RoomEngine; sizes: number[] }> {
   const stores = await testStores();
   const base = testSigner("example.org");
   const seed = new Uint8Array(32).fill(7);
@@ -52,7 +54,11 @@ test("the size limit counts the signed event, signatures included: an event of e
     },
   };
   let now = 1_700_000_000_000;
-  const engine = new RoomEngine(stores.roomEvents, signer, { now: () => now++ }, undefined, { log: () => {} });
+  return { stores, engine: new RoomEngine(stores.roomEvents, signer, { now: () => now++ }, undefined, { log: () => {} }), sizes };
+}
+
+test("the size limit counts the signed event, signatures included: an event of exactly the limit is stored, one byte past it refused", async () => {
+  const { stores, engine, sizes } = await measuredEngine();
   const roomId = await createRoom(engine, { creator: "@alice:example.org", roomVersion: "10", preset: "private_chat", creatorProfile: {} });
   const send = (body: string) => engine.sendEvent(roomId, { type: "m.room.message", sender: "@alice:example.org", content: { msgtype: "m.text", body } });
   // Measure one event, then size the body so the signed event is exactly the limit, and one past it.
@@ -68,4 +74,21 @@ test("the size limit counts the signed event, signatures included: an event of e
   expect(sizes.at(-1)).toBe(MAX_PDU_BYTES + 1);
   const { signatures: _s, ...unsignedPart } = stored;
   expect(canonicalJsonBytes({ ...unsignedPart, content: { msgtype: "m.text", body: "x".repeat(MAX_PDU_BYTES - fixed + 1) } }).length).toBeLessThan(MAX_PDU_BYTES);
+});
+
+test("an event the policy server's signature takes past the size limit is refused, not stored", async () => {
+  const { stores, engine, sizes } = await measuredEngine();
+  // The policy server adds a signature of its own (a long key ID: ~200 bytes more).
+  engine.setPolicySigner(async (_roomId, pdu) => ({ ...pdu, signatures: { ...(pdu.signatures as JsonObject), "policy.example": { [`ed25519:${"k".repeat(100)}`]: "s".repeat(86) } } }));
+  const roomId = await createRoom(engine, { creator: "@alice:example.org", roomVersion: "10", preset: "private_chat", creatorProfile: {} });
+  await engine.sendEvent(roomId, { type: "m.room.policy", sender: "@alice:example.org", stateKey: "", content: { via: "policy.example" } });
+  const send = (body: string) => engine.sendEvent(roomId, { type: "m.room.message", sender: "@alice:example.org", content: { msgtype: "m.text", body } });
+  const small = await send("x");
+  expect(Object.keys((JSON.parse((await stores.roomEvents.getEvent(small.eventId))!.json) as { signatures: JsonObject }).signatures)).toContain("policy.example");
+  // At the limit with our signature: the policy server's takes it past.
+  const fixed = sizes.at(-1)! - 1;
+  const error = await send("x".repeat(MAX_PDU_BYTES - fixed)).catch((e: unknown) => e);
+  expect(sizes.at(-1)).toBe(MAX_PDU_BYTES);
+  expect(error).toMatchObject({ errcode: "M_TOO_LARGE" });
+  expect(await stores.roomEvents.forwardExtremities(roomId)).toEqual([small.eventId]);
 });

@@ -254,6 +254,8 @@ export class RoomEngine {
     // Signatures are not part of the event ID (nor of a v1/v2 reference), so this one is added last.
     // A room without m.room.policy in its current state names no policy server: nothing to ask.
     const final = this.policySigner && usesPolicyServer ? await this.policySigner(roomId, signed, version) : signed;
+    // The size limit counts signatures: the policy server's may take the event past it.
+    if (final !== signed) checkLimits(final, version);
     await input.beforePersist?.(event.event_id);
 
     return this.persistLocal(roomId, final, event, { recordWith: input.recordWith, deferred });
