@@ -24,7 +24,8 @@ export function checkEventLimits(pdu: JsonObject, strict: boolean): LimitProblem
   if (Array.isArray(pdu.prev_events) && pdu.prev_events.length > MAX_PREV_EVENTS) return { kind: "bad-shape", reason: `more than ${MAX_PREV_EVENTS} prev_events` };
   if (Array.isArray(pdu.auth_events) && pdu.auth_events.length > MAX_AUTH_EVENTS) return { kind: "bad-shape", reason: `more than ${MAX_AUTH_EVENTS} auth_events` };
   const { signatures: _s, unsigned: _u, ...rest } = pdu;
-  // The limit covers the whole event; signatures and unsigned are counted too, as Synapse does.
+  // The limit covers the whole event, signatures included. `unsigned` is left out: it is not part
+  // of what is signed, and servers add to it in transit (Synapse counts it, less redacted_because).
   let size: number;
   try {
     size = canonicalJsonBytes({ ...rest, ...(pdu.signatures ? { signatures: pdu.signatures } : {}) }, { strict }).length;
