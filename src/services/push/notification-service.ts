@@ -126,9 +126,9 @@ interface RoomMembers {
   readonly joined: number;
 }
 
-
 /** Notifications (rows) from which one event's are written in a database transaction of their own. */
 export const BULK_NOTIFICATIONS = 1_000;
+
 export class NotificationService implements Service {
   readonly name = "notifications";
   private readonly notifiedListeners: NotifiedListener[] = [];
