@@ -17,11 +17,12 @@ export interface TransactionEngine<Conn> {
   /** A statement inside it (SAVEPOINT, RELEASE, ROLLBACK TO). */
   statement(conn: Conn, sql: string): Promise<void> | void;
   /**
-   * COMMIT (true) or ROLLBACK (false), and gives the connection back. `alone`: the batch was one
-   * unit and nothing is queued behind it, so the engine may wait for the disk on the calling thread
-   * (no other write is held up by it; a thread pool's hand-off would only add latency).
+   * COMMIT (true) or ROLLBACK (false), and gives the connection back. `quiet`: the batch was one
+   * small unit and nothing is queued behind it, so the engine may wait for the disk on the calling
+   * thread (no other write is held up by it; a thread pool's hand-off would only add latency). Not
+   * after bulk work (TransactionOptions.alone): its sync may take long, and reads would wait.
    */
-  end(conn: Conn, commit: boolean, alone: boolean): Promise<void> | void;
+  end(conn: Conn, commit: boolean, quiet: boolean): Promise<void> | void;
 }
 
 export interface TransactionContext<Conn> {
@@ -216,7 +217,7 @@ export class GroupCommit<Conn> {
     broken ??= await pipeline.settle();
     const commit = done.length > 0 && broken === undefined;
     try {
-      await this.engine.end(conn, commit, units.length === 1 && this.pending.length === 0);
+      await this.engine.end(conn, commit, units.length === 1 && !units[0]!.alone && this.pending.length === 0);
     } catch (error) {
       this.rolledBack();
       for (const d of done) d.unit.reject(error);

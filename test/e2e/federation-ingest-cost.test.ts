@@ -113,3 +113,29 @@ test("in one batch, an event after a state event is judged against the current s
   expect(stored?.softFailed).toBe(true);
   expect((await storeA.getEvent(firstId))?.softFailed).toBe(false);
 });
+
+test("joining a room of much state over federation stores the join, with the room's whole state, in a database transaction of its own", async () => {
+  const { BULK_EVENTS } = await import("../../src/services/rooms/room-engine");
+  const carol = await TestClient.register(a.server, "carol");
+  const dave = await TestClient.register(b.server, "dave");
+  const initial_state = Array.from({ length: BULK_EVENTS }, (_, i) => ({ type: "org.example.setting", state_key: `k${i}`, content: { i } }));
+  const roomId = await carol.createRoom({ preset: "public_chat", room_version: "10", initial_state });
+  const storeB = resolve(b.server.container, Tokens.RoomEventStore);
+  const atomically = storeB.atomically.bind(storeB);
+  const asked: { options: unknown; result: unknown }[] = [];
+  storeB.atomically = async (fn, options) => {
+    const result = await atomically(fn, options);
+    asked.push({ options, result });
+    return result;
+  };
+  try {
+    await dave.ok("POST", `/join/${enc(roomId)}?server_name=${enc(a.serverName)}`, {});
+  } finally {
+    storeB.atomically = atomically;
+  }
+  const joinId = await storeB.currentStateEvent(roomId, "m.room.member", dave.userId);
+  expect(joinId).toBeDefined();
+  const join = asked.find((a) => (a.result as { eventId?: string } | undefined)?.eventId === joinId);
+  expect(join?.options).toEqual({ alone: true });
+  expect((await storeB.currentState(roomId)).size).toBeGreaterThan(BULK_EVENTS);
+});

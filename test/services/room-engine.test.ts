@@ -7,6 +7,7 @@ import { checkContentHash } from "../../src/protocol/signing/hashes";
 import { MatrixError } from "../../src/protocol/errors";
 import type { JsonObject } from "../../src/protocol/json";
 import { testEngine } from "../helpers/room-engine";
+import { BULK_EVENTS } from "../../src/services/rooms/room-engine";
 import { testDatabases } from "../helpers/databases";
 
 const ALICE = "@alice:example.org";
@@ -226,5 +227,20 @@ describe.each(testDatabases.map((d) => [d.name] as const))("local events on %s",
       else expect(create.additional_creators).toEqual([BOB]);
       expect((await currentPdu(store, roomId, "m.room.member", BOB)).content).toEqual({ membership: "invite", is_direct: true });
     }
+  });
+});
+
+describe("a room created with much initial state", () => {
+  test(`from ${BULK_EVENTS} events on, it is stored in a database transaction of its own; a usual room shares its batch`, async () => {
+    const { store, engine } = await testEngine();
+    const atomically = store.atomically.bind(store);
+    const asked: unknown[] = [];
+    store.atomically = (fn, options) => (asked.push(options), atomically(fn, options));
+    const usual = await createRoom(engine, { creator: "@alice:example.org", roomVersion: "10", preset: "private_chat", creatorProfile: {} });
+    const initialState = Array.from({ length: BULK_EVENTS }, (_, i) => ({ type: "org.example.setting", state_key: `k${i}`, content: { i } }));
+    const big = await createRoom(engine, { creator: "@alice:example.org", roomVersion: "10", preset: "private_chat", creatorProfile: {}, initialState });
+    expect(asked).toEqual([{ alone: false }, { alone: true }]);
+    expect((await store.currentState(usual)).size).toBeLessThan(10);
+    expect((await store.currentState(big)).size).toBeGreaterThan(BULK_EVENTS);
   });
 });

@@ -192,3 +192,12 @@ describe("a transaction that asks to run alone", () => {
     ]);
   });
 });
+
+test("the engine may wait for the disk on the calling thread after a lone small unit, never after bulk work run alone", async () => {
+  const quiet: boolean[] = [];
+  const eng: TransactionEngine<object> = { begin: () => ({}), statement: () => {}, end: (_c, _commit, q) => void quiet.push(q) };
+  const writer = new GroupCommit(eng);
+  await writer.run(async () => 1);
+  await writer.run(async () => 2, { alone: true });
+  expect(quiet).toEqual([true, false]);
+});

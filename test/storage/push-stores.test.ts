@@ -242,5 +242,16 @@ describe.each(testDatabases.map((d) => [d.name, d] as const))("push stores on %s
       // Bob's old notification is unread: it stays.
       expect(await notifications.notificationsAfter(BOB, 0, 10)).toHaveLength(1);
     });
+
+    test("deleteReadNotificationsBefore runs in a database transaction of its own (after a long pause it may delete many rows)", async () => {
+      const { notifications } = stores;
+      // Both engines' databases are group-commit writers (SingleWriterDatabase), which count their commits.
+      const db = stores.db as typeof stores.db & { commitStats: { commits: number; units: number } };
+      const before = { ...db.commitStats };
+      // Queued in the same turn as another write, the prune still commits by itself.
+      await Promise.all([db.run("INSERT INTO notification_read_marks (user_id, room_id, stream_ordering) VALUES (?, ?, ?)", BOB, "!prune:here", 1), notifications.deleteReadNotificationsBefore(500)]);
+      expect(db.commitStats.commits - before.commits).toBe(2);
+      expect(db.commitStats.units - before.units).toBe(2);
+    });
   });
 });

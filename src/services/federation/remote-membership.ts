@@ -13,7 +13,7 @@ import { computeEventId, eventReference } from "../../protocol/signing/event-id"
 import { checkEventLimits } from "../../protocol/event-limits";
 import { verifyEventSignatures } from "../../protocol/signing/event-signatures";
 import type { RoomEventStore } from "../../storage/stores";
-import { storedEventOf, type RoomEngine } from "../rooms/room-engine";
+import { BULK_EVENTS, storedEventOf, type RoomEngine } from "../rooms/room-engine";
 import type { Clock, Logger } from "../runtime";
 import { RemoteMatrixError, type FederationClient } from "./contracts";
 import type { FederationEventIngest } from "./event-ingest";
@@ -286,12 +286,16 @@ export class RemoteMembershipService {
       if (!byState.allowed) throw new MatrixError("M_FORBIDDEN", `The join is not allowed by the room's state: ${byState.reason}`);
       const delta = new Map<string, string | null>(state);
       delta.set(stateKey("m.room.member", join.sender), join.event_id);
-      const stored = await this.deps.store.persistEvent({
-        event: storedEventOf(join, roomId, joinPdu),
-        stateAfter: { parent: undefined, delta },
-        updateForwardExtremities: true,
-        updateCurrentState: true,
-      });
+      // The room's whole state arrives with the join: past BULK_EVENTS entries it is bulk work, in a
+      // database transaction of its own (TransactionOptions).
+      const persist = () =>
+        this.deps.store.persistEvent({
+          event: storedEventOf(join, roomId, joinPdu),
+          stateAfter: { parent: undefined, delta },
+          updateForwardExtremities: true,
+          updateCurrentState: true,
+        });
+      const stored = await this.deps.store.atomically(persist, { alone: delta.size >= BULK_EVENTS });
       // "The resident server must also send the event to other servers in the room": not us again.
       this.deliveredByResident.add(join.event_id);
       await this.deps.engine.notify(roomId, stored, joinPdu);

@@ -62,6 +62,8 @@ export type EventListener = (roomId: string, stored: StoredEvent, pdu: JsonObjec
 
 const MAX_DEPTH = Number.MAX_SAFE_INTEGER;
 const CREATE_KEY = stateKey("m.room.create", "");
+/** Events from which one room's creation is stored in a database transaction of its own. */
+export const BULK_EVENTS = 100;
 const POLICY_KEY = stateKey("m.room.policy", "");
 /** Read with a local event's auth events, in the same query (prepareEvent). */
 const EXTRA_STATE_KEYS: readonly (readonly [string, string])[] = [
@@ -356,6 +358,8 @@ export class RoomEngine {
       let results: LocalEventResult[];
       try {
         // Every persist below joins this one transaction: a refused event rolls back the whole room.
+        // A room created with much initial state (or an upgrade copying thousands of bans) is bulk
+        // work: a database transaction of its own (TransactionOptions).
         results = await this.store.atomically(async () => {
           const out = [await persist(deferred)];
           for (const input of events) {
@@ -370,7 +374,7 @@ export class RoomEngine {
             }
           }
           return out;
-        });
+        }, { alone: events.length >= BULK_EVENTS });
       } catch (error) {
         for (const d of deferred) this.parsed.delete(d.stored.eventId);
         throw error;

@@ -130,7 +130,7 @@ class SqliteDatabase extends SingleWriterDatabase<SyncConnection> implements Dat
         return conn;
       },
       statement: (c, sql) => c.exec(sql),
-      end: async (c, commit, alone) => {
+      end: async (c, commit, quiet) => {
         try {
           c.exec(commit ? "COMMIT" : "ROLLBACK");
         } catch (error) {
@@ -143,7 +143,7 @@ class SqliteDatabase extends SingleWriterDatabase<SyncConnection> implements Dat
           throw error;
         }
         if (commit && walPath) {
-          await this.syncWal(walPath, alone);
+          await this.syncWal(walPath, quiet);
           this.walSyncs++;
         }
         this.timings?.commit((performance.now() - this.batchStart) / 1000);
@@ -214,13 +214,13 @@ class SqliteDatabase extends SingleWriterDatabase<SyncConnection> implements Dat
 
   /**
    * fdatasync of the WAL, off the JS thread: the event loop goes on building the next batch
-   * meanwhile. A lone write with nothing queued behind it (`alone`: sequential sends, a quiet
+   * meanwhile. A lone small write with nothing queued behind it (`quiet`: sequential sends, a quiet
    * server) syncs on the thread instead: the thread pool's round trip added about 0.1 ms to each
    * such write (0.39 against 0.23 ms a send, in process); under concurrent writes, syncing on the
    * thread cost a tenth of the throughput, so those stay off it.
    */
-  private async syncWal(path: string, alone: boolean): Promise<void> {
-    if (alone && this.wal) {
+  private async syncWal(path: string, quiet: boolean): Promise<void> {
+    if (quiet && this.wal) {
       fdatasyncSync(this.wal.fd);
       return;
     }

@@ -258,6 +258,7 @@ export class SqlNotificationStore implements NotificationStore {
   }
 
   async deleteReadNotificationsBefore(ts: number): Promise<number> {
-    return (await this.db.run(DELETE_READ_BEFORE, ts)).changes;
+    // After a long pause this can be many rows: a database transaction of its own (TransactionOptions).
+    return this.db.transaction(async () => (await this.db.run(DELETE_READ_BEFORE, ts)).changes, { alone: true });
   }
 }
