@@ -464,9 +464,8 @@ export class FederationEventIngest {
       pending.delete(id);
     }
     // Auth order: repeatedly store the events whose auth events are all stored. One transaction for
-    // them all: a join's 10,000 state events are one commit (one fsync), not 10,000. Alone, not in a
-    // batch with others: in a shared batch SQLite would hold the original of every page it changes
-    // until the end (~110 MiB for 10,000 events into a database of 100,000; ~9 MiB alone).
+    // them all: a join's 10,000 state events are one commit (one fsync), not 10,000. Bulk work: in a
+    // database transaction of its own (TransactionOptions; what sharing a batch would cost: sqlite/driver.ts).
     await this.deps.store.atomically(async () => {
       let progress = true;
       while (pending.size > 0 && progress) {
