@@ -250,7 +250,13 @@ export class RemoteMembershipService {
     // A restricted join comes back signed by the authorising server too.
     if (isJsonObject(body.event)) {
       const countersigned: JsonObject = { ...done.signed, signatures: body.event.signatures ?? null };
-      if (computeEventId(countersigned, version) === done.eventId) joinPdu = countersigned;
+      if (computeEventId(countersigned, version) === done.eventId) {
+        // Signatures count toward the size limit: one that takes the join past it would have every
+        // other server drop the join, so it is not stored here either.
+        const problem = checkEventLimits(countersigned, version.strictCanonicalJson);
+        if (problem) throw new MatrixError("M_UNKNOWN", `${done.server} returned a join event that is not valid: ${problem.reason}`, 502);
+        joinPdu = countersigned;
+      }
     }
     const statePdus = Array.isArray(body.state) ? body.state.filter(isJsonObject) : [];
     const chain = Array.isArray(body.auth_chain) ? body.auth_chain.filter(isJsonObject) : [];
