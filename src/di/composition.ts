@@ -220,6 +220,7 @@ export function registerCoreServices(container: DependencyContainer, { config, c
       roomWriteRunning: (roomId) => get(Tokens.RoomEngine).queue.running(roomId),
     });
     get(Tokens.RoomEngine).onEvents((roomId, events) => notifications.eventsPersisted(roomId, events));
+    get(Tokens.RoomEngine).setCompanion(notifications.eventCompanion);
     get(Tokens.Receipts).onChange((roomId) => notifications.receiptsChanged(roomId));
     return notifications;
   });

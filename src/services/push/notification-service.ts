@@ -12,6 +12,7 @@ import type { NewNotification, NotificationStore, RoomClientStore, RoomEventStor
 import type { PushRuleService } from "../accounts/push-rule-service";
 import { ClientEventFormatter, type ClientEvent } from "../rooms/client-events";
 import type { RoomAccess } from "../rooms/room-access";
+import type { EventCompanion } from "../rooms/room-engine";
 import type { Timer } from "../federation/sender";
 import type { RoomVersion } from "../../protocol/room-versions";
 import type { AuthStateLookup } from "../../protocol/auth";
@@ -126,6 +127,28 @@ interface RoomMembers {
   readonly joined: number;
 }
 
+/** An event whose notifications are worked out: as stored, or about to be. */
+interface PlannedEvent {
+  readonly eventId: string;
+  readonly sender: string;
+  readonly type: string;
+  readonly stateKey: string | undefined;
+  readonly pdu: JsonObject;
+}
+
+/** What a batch of events of one room changes: events are referred to by their index in the batch. */
+interface NotificationPlan {
+  readonly roomId: string;
+  readonly eventIds: readonly string[];
+  /** Per user, the event their read mark moves to. */
+  readonly marks: Map<string, number>;
+  readonly notified: { userId: string; event: number; ts: number; actions: unknown[]; highlight: boolean }[];
+  /** Who `notified` holds (a reader of a later event with a notification in this batch has one unread). */
+  readonly notifiedUsers: Set<string>;
+  /** Recipients that had nothing unread in the room before their first notification of the batch, with the room's version then. */
+  readonly fromNothing: Map<string, number>;
+}
+
 /** Notifications (rows) from which one event's are written in a database transaction of their own. */
 export const BULK_NOTIFICATIONS = 1_000;
 
@@ -157,6 +180,9 @@ export class NotificationService implements Service {
 
   /** Per room, the newest stream position whose notifications have been worked out (since this start). */
   private readonly processedUpTo = new Map<string, number>();
+  private readonly isLocal = (userId: string) => serverOf(userId) === this.deps.serverName;
+  /** Events whose notifications were written in their own transaction (eventCompanion), until eventsPersisted hears of them. */
+  private readonly writtenWithEvent = new Set<string>();
   /**
    * The newest stream position when this service was made (at the server's start): every event up
    * to it had its notifications worked out before, or never will (lost with a crash).
@@ -247,11 +273,28 @@ export class NotificationService implements Service {
   /**
    * The same for several events of one room committed together (a federation transaction's): the
    * members are read once (again after a member event), and one commit holds every mark and
-   * notification of the lot.
+   * notification of the lot. Events whose notifications went into their own transaction
+   * (eventCompanion) are passed over.
    */
   async eventsPersisted(roomId: string, events: readonly { stored: StoredEvent; pdu: JsonObject }[]): Promise<void> {
     try {
-      await this.notifyOf(roomId, events);
+      const rest = this.writtenWithEvent.size === 0 ? events : events.filter(({ stored }) => !this.writtenWithEvent.delete(stored.eventId));
+      if (rest.length === 0) return;
+      // Only new events of the timeline notify: not outliers, rejected or soft-failed events, nor
+      // history fetched from other servers (stored below stream ordering 1).
+      const timeline = rest.filter(({ stored }) => stored.streamOrdering !== undefined && stored.streamOrdering > 0 && !stored.outlier && stored.rejectedReason === undefined && !stored.softFailed);
+      const planned = timeline.map(({ stored, pdu }) => ({ eventId: stored.eventId, sender: stored.sender, type: stored.type, stateKey: stored.stateKey, pdu }));
+      const orderings = timeline.map(({ stored }) => stored.streamOrdering!);
+      const plan = await this.plan(roomId, planned, orderings);
+      if (plan.marks.size === 0 && plan.notified.length === 0) return;
+      let committed = false;
+      try {
+        // ~2 index pages a row: a room of thousands of local members commits alone (TransactionOptions).
+        await this.deps.store.atomically(async () => this.write(plan, orderings), { alone: plan.notified.length >= BULK_NOTIFICATIONS });
+        committed = true;
+      } finally {
+        this.settle(plan, committed ? orderings : undefined);
+      }
     } finally {
       let newest = this.processedUpTo.get(roomId) ?? 0;
       for (const { stored } of events) if (stored.streamOrdering !== undefined && stored.streamOrdering > newest) newest = stored.streamOrdering;
@@ -259,97 +302,125 @@ export class NotificationService implements Service {
     }
   }
 
-  private async notifyOf(roomId: string, events: readonly { stored: StoredEvent; pdu: JsonObject }[]): Promise<void> {
-    const local = (userId: string) => serverOf(userId) === this.deps.serverName;
-    const marks = new Map<string, number>();
-    const notified: NewNotification[] = [];
-    // Who `notified` holds (a reader of a later event with a notification in this batch has one unread).
-    const notifiedUsers = new Set<string>();
-    // Recipients that had nothing unread in the room before their first notification of the batch,
-    // with the room's version then.
-    const fromNothing = new Map<string, number>();
+  /**
+   * The room engine's companion (RoomEngine.setCompanion): the notifications of a local event that
+   * changes no state, worked out before its transaction (the room's members and rules are the same
+   * before and after it) and written inside it, so that the send commits once instead of twice (one
+   * fsync less for the sender to wait for; Synapse too writes push actions with the event). A room of
+   * thousands of local members is left to eventsPersisted: that is bulk work, committed alone.
+   */
+  readonly eventCompanion: EventCompanion = {
+    prepare: async (roomId, event) => {
+      if ((await this.roomMembers(roomId)).localJoined.length > BULK_NOTIFICATIONS) return undefined;
+      const plan = await this.plan(roomId, [{ ...event, stateKey: undefined }], [undefined]);
+      let ordering: number | undefined;
+      return {
+        write: async (stored) => {
+          // Not in the timeline (no local event is kept otherwise): nothing to notify, as eventsPersisted finds too.
+          if (stored.streamOrdering === undefined || stored.streamOrdering <= 0) return;
+          ordering = stored.streamOrdering;
+          if (plan.marks.size > 0 || plan.notified.length > 0) await this.write(plan, [ordering]);
+          this.writtenWithEvent.add(event.eventId);
+        },
+        settled: (committed) => {
+          if (!committed) this.writtenWithEvent.delete(event.eventId);
+          this.settle(plan, committed && ordering !== undefined ? [ordering] : undefined);
+        },
+      };
+    },
+  };
+
+  /**
+   * What a batch of events of one room changes (everything read first): the read marks that move
+   * and the notifications to add. `orderings`: the events' stream positions, when they are known
+   * (committed already); before the commit nothing of the room lies past them.
+   */
+  private async plan(roomId: string, events: readonly PlannedEvent[], orderings: readonly (number | undefined)[]): Promise<NotificationPlan> {
+    const local = this.isLocal;
+    const plan: NotificationPlan = { roomId, eventIds: events.map((e) => e.eventId), marks: new Map(), notified: [], notifiedUsers: new Set(), fromNothing: new Map() };
+    const { marks, notified, notifiedUsers, fromNothing } = plan;
     // Worked out once for the batch (not per event: a federation transaction brings up to 50 events
     // into rooms of thousands of members), again after a state event.
     let members: RoomMembers | undefined;
     let rules: { version: RoomVersion; state: AuthStateLookup } | undefined;
-    for (const { stored, pdu } of events) {
-      // Only new events of the timeline notify: not outliers, rejected or soft-failed events, nor
-      // history fetched from other servers (stored below stream ordering 1).
-      if (stored.streamOrdering === undefined || stored.streamOrdering <= 0 || stored.outlier || stored.rejectedReason !== undefined || stored.softFailed) continue;
-      const ordering = stored.streamOrdering;
+    for (let index = 0; index < events.length; index++) {
+      const { sender, type, stateKey, pdu } = events[index]!;
       const content = isJsonObject(pdu.content) ? pdu.content : {};
 
       // Sending an event moves the sender's read receipt to it ("Marking notifications as read"), and
       // a room one has left no longer counts (as Synapse, whose badge counts the rooms one is in).
       const readers: string[] = [];
-      if (local(stored.sender)) readers.push(stored.sender);
-      if (stored.type === "m.room.member" && stored.stateKey !== undefined && local(stored.stateKey) && DEPARTED.has(String(content.membership))) readers.push(stored.stateKey);
+      if (local(sender)) readers.push(sender);
+      if (type === "m.room.member" && stateKey !== undefined && local(stateKey) && DEPARTED.has(String(content.membership))) readers.push(stateKey);
       // Moving a read mark changes a count only when unread notifications lie behind it. A sender
       // with none in the room (the usual case) costs a read, not a write: most sends then commit
       // nothing here, instead of a second commit after their own.
       for (const userId of readers) {
         if (!marks.has(userId) && this.nothingUnread.has(userId, roomId)) continue;
         // A notification of this batch, not committed yet, is unread too: the count cannot see it.
-        if (marks.has(userId) || notifiedUsers.has(userId) || (await this.countsOf(userId, roomId, ordering)).notifications > 0) marks.set(userId, ordering);
+        if (marks.has(userId) || notifiedUsers.has(userId) || (await this.countsOf(userId, roomId, orderings[index])).notifications > 0) marks.set(userId, index);
         else this.noteNothingUnread(userId, roomId);
       }
 
-      members ??= await this.roomMembers(roomId, local);
-      const recipients = members.localJoined.filter((userId) => userId !== stored.sender);
+      members ??= await this.roomMembers(roomId);
+      const recipients = members.localJoined.filter((userId) => userId !== sender);
       // An invitee is not in the room yet, but the invite is for them (.m.rule.invite_for_me).
-      if (stored.type === "m.room.member" && content.membership === "invite" && stored.stateKey !== undefined && stored.stateKey !== stored.sender && local(stored.stateKey) && !recipients.includes(stored.stateKey)) {
-        recipients.push(stored.stateKey);
+      if (type === "m.room.member" && content.membership === "invite" && stateKey !== undefined && stateKey !== sender && local(stateKey) && !recipients.includes(stateKey)) {
+        recipients.push(stateKey);
       }
       if (recipients.length > 0) {
         rules ??= await this.roomRules(roomId);
-        const room = await this.roomContext(roomId, stored.sender, members.joined, rules);
+        const room = await this.roomContext(roomId, sender, members.joined, rules);
         const ts = this.deps.clock.now();
         for (const userId of recipients) {
           const ruleset = await this.deps.pushRules.ruleset(userId);
           const displayName = usesDisplayName(ruleset) ? await this.displayName(roomId, userId) : undefined;
           const evaluation = evaluatePushRules(ruleset, pdu, { ...room, userId, displayName });
           if (!evaluation?.notify) continue;
-          notified.push({ userId, roomId, eventId: stored.eventId, eventStreamOrdering: ordering, ts, actions: evaluation.actions, highlight: evaluation.highlight });
+          notified.push({ userId, event: index, ts, actions: evaluation.actions, highlight: evaluation.highlight });
           notifiedUsers.add(userId);
           if (this.nothingUnread.delete(userId, roomId) && !marks.has(userId)) fromNothing.set(userId, this.roomVersions.get(roomId) ?? 0);
         }
       }
       // Membership (and the power levels the rules read) may change with a state event.
-      if (stored.stateKey !== undefined) members = rules = undefined;
+      if (stateKey !== undefined) members = rules = undefined;
     }
-    // Everything read first, then one commit for the marks and the notifications. The counts they
-    // change are forgotten once it is committed (a count read before then is not kept).
-    if (marks.size > 0 || notified.length > 0) {
-      let committed = false;
-      try {
-        await this.deps.store.atomically(
-          async () => {
-            for (const [userId, ordering] of marks) await this.deps.notifications.markRead(userId, roomId, ordering);
-            await this.deps.notifications.addNotifications(notified);
-          },
-          // ~2 index pages a row: a room of thousands of local members commits alone (TransactionOptions).
-          { alone: notified.length >= BULK_NOTIFICATIONS },
-        );
-        committed = true;
-      } finally {
-        for (const n of notified) {
-          const nothingAtVersion = fromNothing.get(n.userId);
-          fromNothing.delete(n.userId);
-          if (committed) this.pairNotified(n.userId, roomId, n.highlight, n.eventStreamOrdering, nothingAtVersion);
-          else this.pairChanged(n.userId, roomId);
-        }
-        // After the notifications: a read mark of the batch may lie past some of them, so whatever
-        // count they made is not the user's.
-        for (const userId of marks.keys()) this.pairChanged(userId, roomId);
-        // A read mark at the room's newest event leaves nothing unread: this runs in the room's write
-        // queue, so no later event of the room (nor a notification of one) exists yet. Only for users
-        // this batch did not notify.
-        if (committed) {
-          for (const userId of marks.keys()) {
-            if (!notifiedUsers.has(userId)) this.noteNothingUnread(userId, roomId);
-          }
-        }
-      }
+    return plan;
+  }
+
+  /** A plan's marks and notifications, at the events' positions; in the caller's transaction. */
+  private async write(plan: NotificationPlan, orderings: readonly number[]): Promise<void> {
+    const { roomId } = plan;
+    for (const [userId, index] of plan.marks) await this.deps.notifications.markRead(userId, roomId, orderings[index]!);
+    const rows: NewNotification[] = [];
+    for (const n of plan.notified) {
+      rows.push({ userId: n.userId, roomId, eventId: plan.eventIds[n.event]!, eventStreamOrdering: orderings[n.event]!, ts: n.ts, actions: n.actions, highlight: n.highlight });
+    }
+    await this.deps.notifications.addNotifications(rows);
+  }
+
+  /**
+   * After a plan's writes are committed (`orderings`) or failed (undefined): the counts they change
+   * are forgotten or taken forward (a count read before the commit is not kept), and the listeners hear.
+   */
+  private settle(plan: NotificationPlan, orderings: readonly number[] | undefined): void {
+    const { roomId, marks, notified, notifiedUsers, fromNothing } = plan;
+    const committed = orderings !== undefined;
+    for (const n of notified) {
+      const nothingAtVersion = fromNothing.get(n.userId);
+      fromNothing.delete(n.userId);
+      if (committed) this.pairNotified(n.userId, roomId, n.highlight, orderings[n.event]!, nothingAtVersion);
+      else this.pairChanged(n.userId, roomId);
+    }
+    // After the notifications: a read mark of the batch may lie past some of them, so whatever
+    // count they made is not the user's.
+    for (const userId of marks.keys()) this.pairChanged(userId, roomId);
+    if (!committed) return;
+    // A read mark at the room's newest event leaves nothing unread: this runs in the room's write
+    // queue, so no later event of the room (nor a notification of one) exists yet. Only for users
+    // this batch did not notify.
+    for (const userId of marks.keys()) {
+      if (!notifiedUsers.has(userId)) this.noteNothingUnread(userId, roomId);
     }
     for (const userId of marks.keys()) for (const listener of this.readListeners) listener(userId);
     for (const n of notified) for (const listener of this.notifiedListeners) listener(n.userId);
@@ -427,7 +498,7 @@ export class NotificationService implements Service {
    * its current state snapshot stays the same (a busy room's members are not read again for every
    * federation transaction; eventsPersisted runs after the commit, in the room's write queue).
    */
-  private async roomMembers(roomId: string, local: (userId: string) => boolean): Promise<RoomMembers> {
+  private async roomMembers(roomId: string): Promise<RoomMembers> {
     const snapshot = await this.deps.store.currentStateSnapshot(roomId);
     const kept = this.members.get(roomId);
     if (kept && snapshot !== undefined && kept.snapshot === snapshot) return kept;
@@ -437,7 +508,7 @@ export class NotificationService implements Service {
     for (const [userId, membership] of memberships) {
       if (membership !== "join") continue;
       joined++;
-      if (local(userId)) localJoined.push(userId);
+      if (this.isLocal(userId)) localJoined.push(userId);
     }
     const members: RoomMembers = { snapshot, localJoined, joined };
     this.members.delete(roomId);

@@ -81,6 +81,24 @@ export type PolicySigner = (roomId: string, pdu: JsonObject, version: RoomVersio
 /** Hears the events of one room committed together at once (one call for a batch). */
 export type BatchEventListener = (roomId: string, events: readonly { stored: StoredEvent; pdu: JsonObject }[]) => void | Promise<void>;
 
+/**
+ * Writes that go into the transaction of a local event that changes no state (its notifications),
+ * so that the event and they commit once: prepared before the transaction from the room as it is
+ * (the same before and after such an event), written after the event's own rows, and settled once
+ * the transaction has committed or failed.
+ */
+export interface EventCompanion {
+  /** Undefined when there is nothing to write with this event. */
+  prepare(roomId: string, event: { eventId: string; sender: string; type: string; pdu: JsonObject }): Promise<CompanionWrite | undefined>;
+}
+
+export interface CompanionWrite {
+  /** Inside the event's transaction, after its rows. */
+  write(stored: StoredEvent): Promise<void>;
+  /** After the transaction: before the event listeners hear of the event. */
+  settled(committed: boolean): void;
+}
+
 /** Parsed events kept (RoomEngine.parsed). */
 const PARSED_EVENTS = 10_000;
 
@@ -88,6 +106,7 @@ export class RoomEngine {
   /** In the order they were added; a batch listener hears a batch in one call, the others event by event. */
   private readonly listeners: ({ batch: false; fn: EventListener } | { batch: true; fn: BatchEventListener })[] = [];
   private policySigner: PolicySigner | undefined;
+  private companion: EventCompanion | undefined;
   /**
    * Parsed events by id, the most recently used: events never change once stored, so this cache
    * never goes stale. Each new event goes in; a parsed event holds its PDU twice over (as the rules
@@ -110,6 +129,11 @@ export class RoomEngine {
   /** Like onEvent, but the events of a batch (a federation transaction's, for one room) come in one call. */
   onEvents(listener: BatchEventListener): void {
     this.listeners.push({ batch: true, fn: listener });
+  }
+
+  /** Sets what is written in the transaction of each local event that changes no state (EventCompanion). */
+  setCompanion(companion: EventCompanion): void {
+    this.companion = companion;
   }
 
   /**
@@ -272,28 +296,57 @@ export class RoomEngine {
     const { createRoom, recordWith, deferred } = options;
     const delta = new Map<string, string | null>();
     if (event.state_key !== undefined) delta.set(stateKey(event.type, event.state_key), event.event_id);
-    const persist = async () => this.store.persistEvent({
-      event: storedEventOf(event, roomId, signed),
-      stateAfter: { parent: await this.store.currentStateSnapshot(roomId), delta },
-      updateForwardExtremities: true,
-      createdHere: true,
-      updateCurrentState: true,
-      createRoom,
-    });
+    // Inside a batch (a new room's events) the notifications wait for its commit, after it.
+    const companion = createRoom || deferred || event.state_key !== undefined ? undefined : await this.prepareCompanion(roomId, event, signed);
+    const persist = async () => {
+      const row = await this.store.persistEvent({
+        event: storedEventOf(event, roomId, signed),
+        stateAfter: { parent: await this.store.currentStateSnapshot(roomId), delta },
+        updateForwardExtremities: true,
+        createdHere: true,
+        updateCurrentState: true,
+        createRoom,
+      });
+      await companion?.write(row);
+      return row;
+    };
     // The transaction id's record does not wait for the event's writes (on PostgreSQL both go in one
     // round trip); both are awaited before the transaction ends, whichever fails.
-    const stored = recordWith
-      ? await this.store.atomically(async () => {
-          const [row, recorded] = await Promise.allSettled([persist(), recordWith(event.event_id)]);
-          if (row.status === "rejected") throw row.reason;
-          if (recorded.status === "rejected") throw recorded.reason;
-          return row.value;
-        })
-      : await persist();
+    let stored: StoredEvent;
+    try {
+      stored = recordWith
+        ? await this.store.atomically(async () => {
+            const [row, recorded] = await Promise.allSettled([persist(), recordWith(event.event_id)]);
+            if (row.status === "rejected") throw row.reason;
+            if (recorded.status === "rejected") throw recorded.reason;
+            return row.value;
+          })
+        : companion
+          ? await this.store.atomically(persist)
+          : await persist();
+    } catch (error) {
+      companion?.settled(false);
+      throw error;
+    }
+    companion?.settled(true);
     this.parsed.set(event.event_id, { event, pdu: signed });
     if (deferred) deferred.push({ roomId, stored, pdu: signed });
     else await this.notify(roomId, stored, signed);
     return { eventId: event.event_id, stored, pdu: signed };
+  }
+
+  /**
+   * The companion's writes for this event. One that fails to prepare is logged and left out: the
+   * event listeners then hear of the event after its commit, as of any other (the send never fails
+   * for what only its notifications need).
+   */
+  private async prepareCompanion(roomId: string, event: RoomEvent, pdu: JsonObject): Promise<CompanionWrite | undefined> {
+    try {
+      return await this.companion?.prepare(roomId, { eventId: event.event_id, sender: event.sender, type: event.type, pdu });
+    } catch (error) {
+      this.logger.log("error", "could not prepare what is written with an event; it is left to the listeners", { room_id: roomId, event_id: event.event_id, error: String((error as Error)?.stack ?? error) });
+      return undefined;
+    }
   }
 
   private signedWithId(pdu: JsonObject, version: RoomVersion): { signed: JsonObject; eventId: string } {

@@ -60,12 +60,110 @@ test("counts follow new messages, receipts and the user's own message, and an un
   expect(await unread()).toEqual({ notification_count: 1, highlight_count: 0 });
 });
 
+/** Counts the transactions the server's database begins while `fn` runs (not those nested in another). */
+async function transactionsDuring<T>(fn: () => Promise<T>): Promise<{ value: T; transactions: number }> {
+  const { Tokens, resolve } = await import("../../../src/di/tokens");
+  const db = resolve(server.container, Tokens.Database);
+  const transaction = db.transaction;
+  let transactions = 0;
+  db.transaction = function (this: typeof db, fn, options) {
+    if (!db.inTransaction()) transactions++;
+    return transaction.call(this, fn, options) as never;
+  };
+  try {
+    return { value: await fn(), transactions };
+  } finally {
+    db.transaction = transaction;
+  }
+}
+
+test("a message's notifications are written in the message's own transaction: a send that notifies commits once", async () => {
+  const alice = await TestClient.register(server, "once-alice");
+  const bob = await TestClient.register(server, "once-bob");
+  const carol = await TestClient.register(server, "once-carol");
+  const roomId = await alice.createRoom({ preset: "public_chat" });
+  await bob.ok("POST", `/join/${enc(roomId)}`, {});
+  await carol.ok("POST", `/join/${enc(roomId)}`, {});
+  await bob.send(roomId, { msgtype: "m.text", body: "first" });
+  // Alice and Carol are notified; Bob's read mark moves past what he had unread (nothing, then one).
+  await alice.send(roomId, { msgtype: "m.text", body: "answer" });
+  const { transactions } = await transactionsDuring(() => bob.send(roomId, { msgtype: "m.text", body: "hello both" }));
+  expect(transactions).toBe(1);
+  const counts = async (user: TestClient) => (await user.ok("GET", "/sync?timeout=0")).rooms.join[roomId].unread_notifications;
+  expect(await counts(alice)).toEqual({ notification_count: 1, highlight_count: 0 });
+  expect(await counts(carol)).toEqual({ notification_count: 3, highlight_count: 0 });
+  expect(await counts(bob)).toEqual({ notification_count: 0, highlight_count: 0 });
+  const listed = await alice.ok("GET", "/notifications");
+  expect(listed.notifications.map((n: { event: { content: { body: string } } }) => n.event.content.body)).toEqual(["hello both", "first"]);
+});
+
+test("a message whose notifications cannot be worked out before its commit is still sent, and they are worked out after it", async () => {
+  const { Tokens, resolve } = await import("../../../src/di/tokens");
+  const alice = await TestClient.register(server, "late-alice");
+  const bob = await TestClient.register(server, "late-bob");
+  const roomId = await alice.createRoom({ preset: "public_chat" });
+  await bob.ok("POST", `/join/${enc(roomId)}`, {});
+  const notifications = resolve(server.container, Tokens.Notifications) as unknown as { deps: { pushRules: { ruleset: (userId: string) => Promise<unknown> } } };
+  const rules = notifications.deps.pushRules;
+  let failures = 1;
+  notifications.deps.pushRules = {
+    ruleset: async (userId: string) => {
+      if (failures > 0 && userId === alice.userId) {
+        failures--;
+        throw new Error("push rules unreadable for the test");
+      }
+      return rules.ruleset(userId);
+    },
+  };
+  try {
+    await bob.send(roomId, { msgtype: "m.text", body: "still sent" });
+    expect(failures).toBe(0);
+  } finally {
+    notifications.deps.pushRules = rules;
+  }
+  expect((await alice.ok("GET", "/sync?timeout=0")).rooms.join[roomId].unread_notifications).toEqual({ notification_count: 1, highlight_count: 0 });
+});
+
+test("a send whose transaction fails after its notifications were written leaves no notification, in the database or in the kept counts", async () => {
+  const { Tokens, resolve } = await import("../../../src/di/tokens");
+  const { failNextWrites } = await import("../../helpers/faults");
+  const alice = await TestClient.register(server, "failed-alice");
+  const bob = await TestClient.register(server, "failed-bob");
+  const roomId = await alice.createRoom({ preset: "public_chat" });
+  await bob.ok("POST", `/join/${enc(roomId)}`, {});
+  await bob.send(roomId, { msgtype: "m.text", body: "kept" });
+  const counts = async () => (await alice.ok("GET", "/sync?timeout=0")).rooms.join[roomId].unread_notifications;
+  expect(await counts()).toEqual({ notification_count: 1, highlight_count: 0 }); // counted, and kept
+  // The transaction id's record fails beside the message's rows and notifications: all roll back.
+  const fault = failNextWrites(resolve(server.container, Tokens.Database), "INSERT INTO client_transactions");
+  try {
+    const r = await bob.call("PUT", `/rooms/${enc(roomId)}/send/m.room.message/lost`, { msgtype: "m.text", body: "lost" });
+    expect(r.status).toBe(500);
+    expect(fault.left()).toBe(0);
+  } finally {
+    fault.restore();
+  }
+  expect(await counts()).toEqual({ notification_count: 1, highlight_count: 0 });
+  const listed = async () => (await alice.ok("GET", "/notifications")).notifications.map((n: { event: { content: { body: string } } }) => n.event.content.body);
+  expect(await listed()).toEqual(["kept"]);
+  // The failed event's stream position goes to another room's event, so that the next one here
+  // comes after it (a count that had taken in the lost notification would show it then).
+  const elsewhere = await bob.createRoom({ preset: "public_chat" });
+  await bob.send(elsewhere, { msgtype: "m.text", body: "elsewhere" });
+  await bob.send(roomId, { msgtype: "m.text", body: "after" });
+  expect(await counts()).toEqual({ notification_count: 2, highlight_count: 0 });
+  expect(await listed()).toEqual(["after", "kept"]);
+});
+
 test("a /sync that shows an event whose notifications are still being worked out waits for them: its counts include that event", async () => {
   const { Tokens, resolve } = await import("../../../src/di/tokens");
   const alice = await TestClient.register(server, "gated-alice");
   const bob = await TestClient.register(server, "gated-bob");
-  const roomId = await alice.createRoom({ preset: "public_chat" });
-  await bob.ok("POST", `/join/${enc(roomId)}`, {});
+  // A state event's notifications are worked out after its commit (a message's go in with it):
+  // Alice asks to be notified of new topics, and Bob, whose room it is, sets one.
+  const roomId = await bob.createRoom({ preset: "public_chat" });
+  await alice.ok("POST", `/join/${enc(roomId)}`, {});
+  await alice.ok("PUT", "/pushrules/global/override/topics", { conditions: [{ kind: "event_match", key: "type", pattern: "m.room.topic" }], actions: ["notify"] });
   const since = (await alice.ok("GET", "/sync?timeout=0")).next_batch as string;
   const store = resolve(server.container, Tokens.RoomEventStore);
   const before = await store.maxStreamOrdering();
@@ -77,7 +175,7 @@ test("a /sync that shows an event whose notifications are still being worked out
   const gate = new Promise<void>((r) => (release = r));
   notifications.deps.pushRules = { ruleset: async (userId: string) => (await gate, ruleset(userId)) };
   try {
-    const sending = bob.send(roomId, { msgtype: "m.text", body: "held" });
+    const sending = bob.ok("PUT", `/rooms/${enc(roomId)}/state/m.room.topic`, { topic: "held" });
     while ((await store.maxStreamOrdering()) === before) await Bun.sleep(1);
     let answered = false;
     const syncing = alice.ok("GET", `/sync?timeout=0&since=${enc(since)}`).then((body) => ((answered = true), body));
@@ -88,7 +186,7 @@ test("a /sync that shows an event whose notifications are still being worked out
     const body = await syncing;
     await sending;
     const room = body.rooms.join[roomId];
-    expect(room.timeline.events.map((e: { content: { body?: string } }) => e.content.body)).toContain("held");
+    expect(room.timeline.events.map((e: { content: { topic?: string } }) => e.content.topic)).toContain("held");
     expect(room.unread_notifications).toEqual({ notification_count: 1, highlight_count: 0 });
   } finally {
     release();
