@@ -422,8 +422,16 @@ export class NotificationService implements Service {
     for (const userId of marks.keys()) {
       if (!notifiedUsers.has(userId)) this.noteNothingUnread(userId, roomId);
     }
-    for (const userId of marks.keys()) for (const listener of this.readListeners) listener(userId);
-    for (const n of notified) for (const listener of this.notifiedListeners) listener(n.userId);
+    // Each listener isolated: this runs after a commit, which no listener may turn into a failure.
+    const tell = (listener: (userId: string) => void, userId: string) => {
+      try {
+        listener(userId);
+      } catch (error) {
+        this.deps.logger.log("error", "a notification listener failed", { room_id: roomId, user_id: userId, error: String((error as Error)?.stack ?? error) });
+      }
+    };
+    for (const userId of marks.keys()) for (const listener of this.readListeners) tell(listener, userId);
+    for (const n of notified) for (const listener of this.notifiedListeners) tell(listener, n.userId);
   }
 
   /**

@@ -328,7 +328,12 @@ export class RoomEngine {
       companion?.settled(false);
       throw error;
     }
-    companion?.settled(true);
+    try {
+      companion?.settled(true);
+    } catch (error) {
+      // Committed: nothing after the commit may report the send as failed, nor keep the listeners from hearing of it.
+      this.logger.log("error", "what was written with an event failed to settle after the commit", { room_id: roomId, event_id: event.event_id, error: String((error as Error)?.stack ?? error) });
+    }
     this.parsed.set(event.event_id, { event, pdu: signed });
     if (deferred) deferred.push({ roomId, stored, pdu: signed });
     else await this.notify(roomId, stored, signed);

@@ -124,6 +124,30 @@ test("a message whose notifications cannot be worked out before its commit is st
   expect((await alice.ok("GET", "/sync?timeout=0")).rooms.join[roomId].unread_notifications).toEqual({ notification_count: 1, highlight_count: 0 });
 });
 
+test("a notification listener that throws changes nothing for the send: the other listeners hear of the message, and the notification counts", async () => {
+  const { Tokens, resolve } = await import("../../../src/di/tokens");
+  const own = await testServer({ registration: { enabled: true } });
+  try {
+    const alice = await TestClient.register(own, "alice");
+    const bob = await TestClient.register(own, "bob");
+    const roomId = await alice.createRoom({ preset: "public_chat" });
+    await bob.ok("POST", `/join/${enc(roomId)}`, {});
+    const heard: string[] = [];
+    resolve(own.container, Tokens.RoomEngine).onEvent((_room, stored) => void heard.push(stored.eventId));
+    resolve(own.container, Tokens.Notifications).onNotified(() => {
+      throw new Error("a listener's bug");
+    });
+    const eventId = await bob.send(roomId, { msgtype: "m.text", body: "heard anyway" });
+    expect(heard).toContain(eventId);
+    const room = (await alice.ok("GET", "/sync?timeout=0")).rooms.join[roomId];
+    expect(room.unread_notifications).toEqual({ notification_count: 1, highlight_count: 0 });
+    const next = await bob.send(roomId, { msgtype: "m.text", body: "and the next" });
+    expect(heard).toContain(next);
+  } finally {
+    await own.stop();
+  }
+});
+
 test("a send whose transaction fails after its notifications were written leaves no notification, in the database or in the kept counts", async () => {
   const { Tokens, resolve } = await import("../../../src/di/tokens");
   const { failNextWrites } = await import("../../helpers/faults");
