@@ -236,6 +236,55 @@ async function main(): Promise<number> {
       await eventually("the message on Portier", async () => (await p.bodies(roomId)).includes("joined by invite"));
     });
 
+    // Restricted joins (room version 10): the resident server names one of its users in
+    // join_authorised_via_users_server and signs the join on send_join; the joining server keeps
+    // that signature, without which no server would accept the join.
+    const restricted = async (owner: Client, space: string, joinRule = "restricted") =>
+      (await owner.ok("POST", "/createRoom", {
+        room_version: "10",
+        initial_state: [{ type: "m.room.join_rules", state_key: "", content: { join_rule: joinRule, allow: [{ type: "m.room_membership", room_id: space }] } }],
+      })).room_id as string;
+    /** A space on the resident's server; the joiner joins it, then the room it allows, and speaks there. */
+    const joinThroughSpace = async (resident: Client, residentName: string, joiner: Client, joinRule: string) => {
+      const space = (await resident.ok("POST", "/createRoom", { preset: "public_chat", room_version: "10" })).room_id;
+      const roomId = await restricted(resident, space, joinRule);
+      await joiner.ok("POST", `/join/${enc(space)}?server_name=${enc(residentName)}`, {});
+      await joiner.ok("POST", `/join/${enc(roomId)}?server_name=${enc(residentName)}`, {});
+      await eventually("the resident sees the join", async () => (await resident.membership(roomId, joiner.userId)) === "join");
+      const member = await joiner.ok("GET", `/rooms/${enc(roomId)}/state/m.room.member/${enc(joiner.userId)}`);
+      if (member.join_authorised_via_users_server !== resident.userId) throw new Error(`join authorised via ${member.join_authorised_via_users_server}`);
+      const text = `${joinRule}: in through the space`;
+      await joiner.send(roomId, text);
+      await eventually("the joiner's message at the resident", async () => (await resident.bodies(roomId)).includes(text));
+      return `authorised via ${member.join_authorised_via_users_server}`;
+    };
+
+    await scenario("a Portier user joins a restricted room on Synapse through a room it is in; Synapse signs the join", () => joinThroughSpace(s, SYNAPSE_NAME, p, "restricted"));
+    await scenario("a Synapse user joins a restricted room on Portier through a room it is in; Portier signs the join", () => joinThroughSpace(p, serverName, s, "restricted"));
+    await scenario("knock_restricted on Portier: a Synapse user in the allowed room joins at once, Portier signing the join", () => joinThroughSpace(p, serverName, s, "knock_restricted"));
+
+    await scenario("a Synapse user in no allowed room is refused a restricted room on Portier", async () => {
+      const space = (await p.ok("POST", "/createRoom", { preset: "public_chat", room_version: "10" })).room_id;
+      const roomId = await restricted(p, space);
+      const r = await s.call("POST", `/join/${enc(roomId)}?server_name=${enc(serverName)}`, {});
+      if (r.status !== 403) throw new Error(`Synapse answered its user ${r.status} ${JSON.stringify(r.body)}`);
+      return `Synapse answers its user ${r.status} ${JSON.stringify(r.body)}`;
+    });
+
+    await scenario("knock_restricted on Synapse: a Portier user in no allowed room knocks, is let in by invite, joins and speaks", async () => {
+      const space = (await s.ok("POST", "/createRoom", { preset: "public_chat", room_version: "10" })).room_id;
+      const roomId = await restricted(s, space, "knock_restricted");
+      await p.ok("POST", `/knock/${enc(roomId)}?via=${enc(SYNAPSE_NAME)}`, { reason: "not in the space" });
+      await eventually("Synapse sees the knock", async () => (await s.membership(roomId, p.userId)) === "knock");
+      await eventually("the knock in Portier's /sync", async () => (await p.sync()).rooms?.knock?.[roomId]);
+      await s.ok("POST", `/rooms/${enc(roomId)}/invite`, { user_id: p.userId });
+      await eventually("the invite in Portier's /sync", async () => (await p.sync()).rooms?.invite?.[roomId]);
+      await p.ok("POST", `/rooms/${enc(roomId)}/join`, {});
+      await eventually("Synapse sees the join", async () => (await s.membership(roomId, p.userId)) === "join");
+      await p.send(roomId, "knocked my way in");
+      await eventually("the message on Synapse", async () => (await s.bodies(roomId)).includes("knocked my way in"));
+    });
+
     await scenario("profile lookups both ways", async () => {
       await p.ok("PUT", `/profile/${enc(p.userId)}/displayname`, { displayname: "Pat of Portier" });
       await s.ok("PUT", `/profile/${enc(s.userId)}/displayname`, { displayname: "Sam of Synapse" });
