@@ -1,4 +1,4 @@
-// A Portier in a process of its own (bun src/main.ts serve, its own data folder, no plugins), as an
+// A Portier in a process of its own (bun src/main.ts serve, or the binary: BENCH_PORTIER_BINARY; its own data folder, no plugins), as an
 // operator runs it: the bench's HTTP client then runs on the other core instead of taking time from
 // the server's one JS thread, as it does when the client drives a Synapse.
 import { rmSync } from "node:fs";
@@ -30,7 +30,11 @@ export async function startPortierProcess(options: PortierProcessOptions = {}): 
   const metricsPort = options.metrics ? await freePort() : 0;
   const dir = tempDir("portier-bench-process-");
   const profile = options.profileDir ? ["--cpu-prof", "--cpu-prof-md", `--cpu-prof-dir=${options.profileDir}`] : [];
-  const child = Bun.spawn([process.execPath, ...(options.runtimeArgs ?? []), ...profile, join(import.meta.dir, "../../src/main.ts"), "serve"], {
+  // BENCH_PORTIER_BINARY=dist/portier measures the compiled binary (what ships) instead of the
+  // sources; runtime flags and profiles are for the sources only.
+  const binary = process.env.BENCH_PORTIER_BINARY;
+  const command = binary ? [binary, "serve"] : [process.execPath, ...(options.runtimeArgs ?? []), ...profile, join(import.meta.dir, "../../src/main.ts"), "serve"];
+  const child = Bun.spawn(command, {
     env: {
       ...process.env,
       PORTIER_BIND: `127.0.0.1:${port}`,
