@@ -33,8 +33,9 @@ export interface TransactionOptions {
    * In an engine transaction of its own, never sharing a batch: for bulk work (a join's whole state,
    * a room of thousands of members' notifications). A unit that shares a batch runs in a savepoint,
    * and SQLite keeps the original of every page a savepoint changes until it ends (in memory:
-   * temp_store, sqlite/driver.ts); alone it has no savepoint around it, and its nested ones give
-   * theirs back as each is released. Ignored for a nested transaction (a savepoint of its caller's).
+   * temp_store, sqlite/driver.ts); alone it has no savepoint around it, nor its nested transactions
+   * (one per row of bulk work): a nested one that fails fails the whole unit, even when the unit
+   * catches its error. Ignored for a nested transaction (a savepoint of its caller's).
    */
   readonly alone?: boolean;
 }

@@ -32,6 +32,12 @@ export interface TransactionContext<Conn> {
   /** Set once the unit has finished: a query from a callback that outlived it must not join the engine transaction. */
   done: boolean;
   savepoints: number;
+  /**
+   * A unit run alone (TransactionOptions.alone): its nested transactions are no savepoints, and the
+   * first of them to fail fails the whole unit (`failed`), even when the unit catches the error.
+   */
+  readonly flat: boolean;
+  failed?: unknown;
 }
 
 /**
@@ -189,11 +195,13 @@ export class GroupCommit<Conn> {
         unit.reject(broken);
         continue;
       }
-      const ctx: TransactionContext<Conn> = { conn, pipeline, done: false, savepoints: 0 };
+      const ctx: TransactionContext<Conn> = { conn, pipeline, done: false, savepoints: 0, flat: unit.alone };
       try {
         if (shared) pipeline.send(this.engine, conn, "SAVEPOINT unit", ctx);
         const value = await this.context.run(ctx, () => this.level.run({ ctx, queue: Promise.resolve() }, unit.fn));
         ctx.done = true;
+        // What a failed nested transaction wrote was not rolled back by itself (no savepoint).
+        if (ctx.failed !== undefined) throw ctx.failed;
         if (shared) pipeline.send(this.engine, conn, "RELEASE unit", ctx);
         done.push({ unit, value });
       } catch (error) {
@@ -236,8 +244,14 @@ export class GroupCommit<Conn> {
     for (const d of done) d.unit.resolve(d.value);
   }
 
-  /** A nested transaction: a savepoint, after any sibling at the same level has finished. */
+  /**
+   * A nested transaction: a savepoint, after any sibling at the same level has finished. In a unit
+   * run alone, none: bulk work nests one per row (a join's 10,000 state events), and on PostgreSQL
+   * each savepoint that writes is a subtransaction, past the 64 a session keeps track of cheaply
+   * (every other session's snapshots then look them up on disk while the unit is open).
+   */
   private savepoint<T>(ctx: TransactionContext<Conn>, fn: () => Promise<T>): Promise<T> {
+    if (ctx.flat) return this.inline(ctx, fn);
     const parent = this.level.getStore();
     const run = () => this.inSavepoint(ctx, fn);
     if (!parent || parent.ctx !== ctx) return run();
@@ -258,6 +272,16 @@ export class GroupCommit<Conn> {
       await this.engine.statement(ctx.conn, `ROLLBACK TO ${name}`);
       await this.engine.statement(ctx.conn, `RELEASE ${name}`);
       this.rolledBack();
+      throw error;
+    }
+  }
+
+  private async inline<T>(ctx: TransactionContext<Conn>, fn: () => Promise<T>): Promise<T> {
+    if (ctx.done) throw new TransactionEndedError();
+    try {
+      return await fn();
+    } catch (error) {
+      ctx.failed ??= error;
       throw error;
     }
   }

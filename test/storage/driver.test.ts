@@ -86,6 +86,35 @@ describe.each(engines.map((e) => [e.name, e] as const))("Database on %s", (_name
     await db.close();
   });
 
+  test("bulk work run alone has no savepoints: a nested transaction that fails fails it whole, even when it catches the error", async () => {
+    const db = await engine.fresh();
+    await db.exec("CREATE TABLE t (k TEXT PRIMARY KEY)");
+    const bulk = db.transaction(
+      async () => {
+        await db.run("INSERT INTO t (k) VALUES (?)", "before");
+        await db.transaction(async () => void (await db.run("INSERT INTO t (k) VALUES (?)", "nested ok")));
+        try {
+          await db.transaction(async () => {
+            await db.run("INSERT INTO t (k) VALUES (?)", "half");
+            throw new Error("nested fails");
+          });
+        } catch {
+          /* caught: without a savepoint, "half" is not undone by itself */
+        }
+        return "done";
+      },
+      { alone: true },
+    );
+    await expect(bulk).rejects.toThrow("nested fails");
+    expect(await db.all("SELECT k FROM t")).toEqual([]);
+    // The same without the failure commits every row.
+    await db.transaction(async () => {
+      for (const k of ["a", "b"]) await db.transaction(async () => void (await db.run("INSERT INTO t (k) VALUES (?)", k)));
+    }, { alone: true });
+    expect((await db.all<{ k: string }>("SELECT k FROM t ORDER BY k")).map((r) => r.k)).toEqual(["a", "b"]);
+    await db.close();
+  });
+
   test("transactions that arrive together share one commit; one failing rolls back only itself", async () => {
     const db = (await engine.fresh()) as Database & { commitStats: { commits: number; units: number } };
     await db.exec("CREATE TABLE t (k TEXT PRIMARY KEY, n BIGINT NOT NULL)");

@@ -177,6 +177,36 @@ describe("a transaction that asks to run alone", () => {
     expect(writer.stats).toEqual({ commits: 3, units: 5 });
   });
 
+  test("its nested transactions are no savepoints; one that fails rolls the whole unit back, and the unit's caller gets its error", async () => {
+    const { eng, log } = engine();
+    const writer = new GroupCommit(eng);
+    let rollbacks = 0;
+    writer.onRollback(() => rollbacks++);
+    const insert = (name: string) => writer.run(async () => void (await writer.current()!.conn.send(`INSERT ${name}`)));
+    await writer.run(async () => {
+      await insert("one");
+      await insert("two");
+    }, { alone: true });
+    const failing = writer.run(async () => {
+      await insert("three");
+      await writer.run(async () => {
+        throw new Error("nested fails");
+      }).catch(() => undefined);
+      return "caught";
+    }, { alone: true });
+    await expect(failing).rejects.toThrow("nested fails");
+    expect(rollbacks).toBe(1);
+    expect(log.filter((l) => l.startsWith("send")).map((l) => l.replace(" (pipelined)", ""))).toEqual([
+      "send BEGIN",
+      "send INSERT one",
+      "send INSERT two",
+      "send COMMIT",
+      "send BEGIN",
+      "send INSERT three",
+      "send ROLLBACK",
+    ]);
+  });
+
   test("inside another transaction it is a savepoint of that one, as any nested transaction", async () => {
     const { eng, log } = engine();
     const writer = new GroupCommit(eng);

@@ -45,7 +45,7 @@ interface SyncConnection {
 // itself, all on the JS thread. In memory, the SQL time of a concurrent send fell from ~80-100 to
 // ~45-50 us. What a unit keeps grows with the pages it changes, held until the batch commits: bulk
 // work (a join's whole state: 103-110 MiB for 10,000 events into a database of 100,000) runs alone,
-// without a savepoint around it (TransactionOptions.alone: 7-9 MiB then). Sorts and temporary
+// without savepoints (TransactionOptions.alone: 7-9 MiB then). Sorts and temporary
 // B-trees of queries stay in memory too; migrations, which may rewrite a table or sort a new index,
 // use files meanwhile (migrations.ts).
 export const WAL_AUTOCHECKPOINT_PAGES = 10_000;
