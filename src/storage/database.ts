@@ -51,14 +51,15 @@ export interface Database {
   exec(sql: string): Promise<void>;
   /**
    * Runs fn in a transaction and resolves once it is committed (durable). Queries made by fn, however
-   * deep in its call chain, join the transaction; a nested call becomes a savepoint. If fn throws,
-   * everything it wrote is rolled back and the promise rejects with that error. `alone`: bulk work that
-   * must not share a batch (TransactionOptions).
+   * deep in its call chain, join the transaction; a nested call becomes a savepoint (none in a unit
+   * run alone, whose nested failure fails it whole). If fn throws, everything it wrote is rolled back
+   * and the promise rejects with that error. `alone`: bulk work that must not share a batch
+   * (TransactionOptions).
    */
   transaction<T>(fn: () => Promise<T>, options?: TransactionOptions): Promise<T>;
   /** Whether the caller runs inside a transaction of this database. */
   inTransaction(): boolean;
-  /** Called after any rollback (of a transaction or a savepoint), so caches of uncommitted rows can be dropped. */
+  /** Called after any rollback (of a transaction or a savepoint; in a unit run alone, once for the unit), so caches of uncommitted rows can be dropped. */
   onRollback(listener: () => void): void;
   /** Called after each COMMIT, before the committed transactions' callers resume: caches of what they wrote can be dropped. */
   onCommit(listener: () => void): void;

@@ -37,7 +37,8 @@ export interface TransactionContext<Conn> {
    * first of them to fail fails the whole unit (`failed`), even when the unit catches the error.
    */
   readonly flat: boolean;
-  failed?: unknown;
+  /** Set by the first nested transaction of a flat unit that fails, with its error (which may be any value). */
+  failure?: { error: unknown };
 }
 
 /**
@@ -201,12 +202,13 @@ export class GroupCommit<Conn> {
         const value = await this.context.run(ctx, () => this.level.run({ ctx, queue: Promise.resolve() }, unit.fn));
         ctx.done = true;
         // What a failed nested transaction wrote was not rolled back by itself (no savepoint).
-        if (ctx.failed !== undefined) throw ctx.failed;
+        if (ctx.failure) throw ctx.failure.error;
         if (shared) pipeline.send(this.engine, conn, "RELEASE unit", ctx);
         done.push({ unit, value });
       } catch (error) {
         ctx.done = true;
-        unit.reject(error);
+        // In a flat unit, the nested failure is the cause of whatever it threw after.
+        unit.reject(ctx.failure ? ctx.failure.error : error);
         this.rolledBack();
         // A failed statement of an earlier unit (its RELEASE) leaves nothing to roll back to.
         const earlier = await pipeline.settle(ctx);
@@ -251,9 +253,9 @@ export class GroupCommit<Conn> {
    * (every other session's snapshots then look them up on disk while the unit is open).
    */
   private savepoint<T>(ctx: TransactionContext<Conn>, fn: () => Promise<T>): Promise<T> {
-    if (ctx.flat) return this.inline(ctx, fn);
     const parent = this.level.getStore();
-    const run = () => this.inSavepoint(ctx, fn);
+    // Siblings run one after another either way: a nested transaction may read what it then writes.
+    const run = () => (ctx.flat ? this.inline(ctx, fn) : this.inSavepoint(ctx, fn));
     if (!parent || parent.ctx !== ctx) return run();
     const result = parent.queue.then(run, run);
     parent.queue = result.catch(() => undefined);
@@ -278,10 +280,12 @@ export class GroupCommit<Conn> {
 
   private async inline<T>(ctx: TransactionContext<Conn>, fn: () => Promise<T>): Promise<T> {
     if (ctx.done) throw new TransactionEndedError();
+    // The unit is failed already: no more of its work (it is all rolled back).
+    if (ctx.failure) throw ctx.failure.error;
     try {
-      return await fn();
+      return await this.level.run({ ctx, queue: Promise.resolve() }, fn);
     } catch (error) {
-      ctx.failed ??= error;
+      ctx.failure ??= { error };
       throw error;
     }
   }

@@ -207,6 +207,33 @@ describe("a transaction that asks to run alone", () => {
     ]);
   });
 
+  test("its nested transactions still run one after another; after one fails, the next ones do no work, and a thrown undefined fails the unit too", async () => {
+    const { eng, log } = engine();
+    const writer = new GroupCommit(eng);
+    const order: string[] = [];
+    const step = (name: string) =>
+      writer.run(async () => {
+        order.push(`${name} reads`);
+        await new Promise((r) => setTimeout(r, 2));
+        await writer.current()!.conn.send(`INSERT ${name}`);
+        order.push(`${name} writes`);
+      });
+    await writer.run(async () => void (await Promise.all([step("a"), step("b")])), { alone: true });
+    expect(order).toEqual(["a reads", "a writes", "b reads", "b writes"]);
+
+    let ranAfter = false;
+    const failing = writer.run(async () => {
+      await writer.run(async () => {
+        await writer.current()!.conn.send("INSERT half");
+        throw undefined;
+      }).catch(() => undefined);
+      await writer.run(async () => void (ranAfter = true)).catch(() => undefined);
+    }, { alone: true });
+    await expect(failing).rejects.toBeUndefined();
+    expect(ranAfter).toBe(false);
+    expect(log.filter((l) => l.startsWith("send")).slice(-3).map((l) => l.replace(" (pipelined)", ""))).toEqual(["send BEGIN", "send INSERT half", "send ROLLBACK"]);
+  });
+
   test("inside another transaction it is a savepoint of that one, as any nested transaction", async () => {
     const { eng, log } = engine();
     const writer = new GroupCommit(eng);

@@ -209,7 +209,8 @@ export class EventsTable {
     // for another's answer (one round trip on PostgreSQL): the edges find the new row's event_nid by
     // its event id, and the extremity check relies on the edges (an event listing itself as
     // prev_event). If the row's insert fails (an id already held), SQLite still runs the edges,
-    // against the held row: the caller's transaction (persistEvent's savepoint) rolls them back.
+    // against the held row: the caller's transaction (persistEvent's savepoint, or in bulk work run
+    // alone the whole unit) rolls them back.
     const insertedRow = this.db.get<{ event_nid: number; stream_ordering: number | null }>(
       historical ? INSERT_HISTORICAL_EVENT : inTimeline ? INSERT_TIMELINE_EVENT : INSERT_EVENT,
       event.eventId,
