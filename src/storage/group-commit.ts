@@ -23,6 +23,12 @@ export interface TransactionEngine<Conn> {
    * after bulk work (TransactionOptions.alone): its sync may take long, and reads would wait.
    */
   end(conn: Conn, commit: boolean, quiet: boolean): Promise<void> | void;
+  /**
+   * The engine rolls back, at COMMIT, a transaction in which any statement failed, and end() then
+   * throws (PostgreSQL: COMMIT of an aborted transaction answers ROLLBACK). COMMIT may then go out
+   * before the answers of the savepoint statements sent ahead of it, in the same round trip.
+   */
+  readonly commitFailsAfterAnyError?: boolean;
 }
 
 export interface TransactionContext<Conn> {
@@ -223,16 +229,22 @@ export class GroupCommit<Conn> {
         }
       }
     }
-    // Every savepoint statement answered without error before COMMIT: none of them can have been lost.
-    broken ??= await pipeline.settle();
+    // Every savepoint statement answered without error before COMMIT: none of them can have been
+    // lost. Or, where a failed one makes COMMIT fail (commitFailsAfterAnyError), their answers are
+    // read after it: the same outcome, one round trip sooner.
+    if (!this.engine.commitFailsAfterAnyError) broken ??= await pipeline.settle();
     const commit = done.length > 0 && broken === undefined;
     try {
       await this.engine.end(conn, commit, units.length === 1 && !units[0]!.alone && this.pending.length === 0);
     } catch (error) {
       this.rolledBack();
-      for (const d of done) d.unit.reject(error);
+      // A savepoint statement's failure is what made COMMIT fail: its error says why.
+      const cause = (await pipeline.settle()) ?? error;
+      for (const d of done) d.unit.reject(cause);
       return;
     }
+    // Answered before COMMIT's (a connection answers in order), and without error once it committed.
+    if (this.engine.commitFailsAfterAnyError) await pipeline.settle();
     if (!commit) {
       // The engine transaction was rolled back whole: what its units did is gone (listeners keep
       // caches of it), even when no unit failed itself (a savepoint statement's answer did).

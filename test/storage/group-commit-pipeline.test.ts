@@ -5,11 +5,15 @@
 import { describe, expect, test } from "bun:test";
 import { GroupCommit, type TransactionEngine } from "../../src/storage/group-commit";
 
-/** An engine over a fake connection: statements answer one macrotask later; `failing` ones reject. */
-function engine(failing: (sql: string, index: number) => boolean = () => false) {
+/**
+ * An engine over a fake connection: statements answer one macrotask later; `failing` ones reject.
+ * `postgres`: as PostgreSQL, a failed statement makes the COMMIT after it roll back (and end() throw).
+ */
+function engine(failing: (sql: string, index: number) => boolean = () => false, postgres = false) {
   const log: string[] = [];
   let pending = 0;
   let sent = 0;
+  let anyFailed = false;
   const send = (sql: string): Promise<void> => {
     const index = sent++;
     log.push(`send ${sql}${pending > 0 ? " (pipelined)" : ""}`);
@@ -18,8 +22,10 @@ function engine(failing: (sql: string, index: number) => boolean = () => false) 
       setTimeout(() => {
         pending--;
         log.push(`answer ${sql}`);
-        if (failing(sql, index)) reject(new Error(`${sql} failed`));
-        else resolve();
+        if (failing(sql, index)) {
+          anyFailed = true;
+          reject(new Error(`${sql} failed`));
+        } else resolve();
       }, 1),
     );
   };
@@ -29,7 +35,11 @@ function engine(failing: (sql: string, index: number) => boolean = () => false) 
       return { send };
     },
     statement: (c, sql) => c.send(sql),
-    end: async (c, commit) => void (await c.send(commit ? "COMMIT" : "ROLLBACK")),
+    end: async (c, commit) => {
+      await c.send(commit ? "COMMIT" : "ROLLBACK");
+      if (postgres && commit && anyFailed) throw new Error("COMMIT answered ROLLBACK");
+    },
+    commitFailsAfterAnyError: postgres,
   };
   return { eng, log, send };
 }
@@ -112,6 +122,30 @@ describe("group commit pipelines its savepoint statements", () => {
     expect(log).toContain("send ROLLBACK TO unit");
     expect(log).toContain("send COMMIT");
     expect(writer.stats).toEqual({ commits: 1, units: 2 });
+  });
+});
+
+describe("on an engine whose COMMIT fails after any failed statement (PostgreSQL)", () => {
+  test("COMMIT goes out behind the last RELEASE, without waiting for its answer", async () => {
+    const { eng, log } = engine(() => false, true);
+    const writer = new GroupCommit(eng);
+    const unit = (name: string) => writer.run(async () => void (await writer.current()!.conn.send(`INSERT ${name}`)));
+    expect(await Promise.all([unit("a"), unit("b")])).toEqual([undefined, undefined]);
+    expect(log.filter((l) => l.startsWith("send")).slice(-2)).toEqual(["send RELEASE unit", "send COMMIT (pipelined)"]);
+    expect(log.indexOf("send COMMIT (pipelined)")).toBeLessThan(log.lastIndexOf("answer RELEASE unit"));
+    expect(writer.stats).toEqual({ commits: 1, units: 2 });
+  });
+
+  test("a RELEASE that fails fails the COMMIT sent behind it: no transaction resolves, each gets the RELEASE's error, and the caches are told", async () => {
+    const { eng } = engine((sql, i) => sql === "RELEASE unit" && i === 3, true);
+    const writer = new GroupCommit(eng);
+    let rollbacks = 0;
+    writer.onRollback(() => rollbacks++);
+    const unit = (name: string) => writer.run(async () => void (await writer.current()!.conn.send(`INSERT ${name}`)));
+    const outcomes = await Promise.allSettled([unit("a"), unit("b")]);
+    expect(outcomes.map((o) => (o.status === "rejected" ? String((o.reason as Error).message) : o.status))).toEqual(["RELEASE unit failed", "RELEASE unit failed"]);
+    expect(writer.stats).toEqual({ commits: 0, units: 0 });
+    expect(rollbacks).toBe(1);
   });
 });
 

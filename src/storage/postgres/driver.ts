@@ -109,6 +109,8 @@ class PostgresDatabase extends SingleWriterDatabase<Reserved> implements Databas
         }
       },
       statement: async (conn, sql) => void (await this.onWriter(query(conn, sql))),
+      // Any failed statement aborts a PostgreSQL transaction, and its COMMIT then answers ROLLBACK (end()).
+      commitFailsAfterAnyError: true,
       end: async (conn, commit) => {
         try {
           const result = (await this.onWriter(query(conn, commit ? "COMMIT" : "ROLLBACK"))) as { command?: string };
