@@ -6,8 +6,10 @@
 // Savepoint statements (SAVEPOINT, RELEASE) are sent without waiting for their answers: on
 // PostgreSQL they travel in the same round trip as the unit's next statement (a connection answers
 // in order, so they still run where they were sent). Their answers are checked before anything
-// relies on them: before a unit's savepoint is rolled back to, and before COMMIT. Four of the ten
-// round trips of a message send went to savepoints.
+// relies on them: before a unit's savepoint is rolled back to, and before COMMIT — or, on an engine
+// whose COMMIT fails after any failed statement (commitFailsAfterAnyError), right after it, unless a
+// ROLLBACK TO has run in the batch since (it clears that failed state). Four of the ten round trips
+// of a message send went to savepoints.
 import { AsyncLocalStorage } from "node:async_hooks";
 import { MAX_GROUP_COMMIT, type TransactionOptions } from "./database";
 
@@ -71,6 +73,11 @@ export class TransactionEndedError extends Error {
  */
 export class Pipeline {
   private readonly sent: { owner: object; outcome: Promise<unknown> }[] = [];
+  /**
+   * Set when a ROLLBACK TO ran: on PostgreSQL it clears the aborted state a failed statement sent
+   * before it left, so COMMIT would no longer fail for that statement.
+   */
+  rewound = false;
 
   /** Sends a statement; an engine that runs it synchronously (SQLite) throws its error right here. */
   send<Conn>(engine: TransactionEngine<Conn>, conn: Conn, sql: string, owner: object): void {
@@ -221,6 +228,7 @@ export class GroupCommit<Conn> {
         if (earlier !== undefined) broken = earlier;
         else if (shared) {
           try {
+            pipeline.rewound = true;
             await this.engine.statement(conn, "ROLLBACK TO unit");
             await this.engine.statement(conn, "RELEASE unit");
           } catch (undo) {
@@ -232,7 +240,7 @@ export class GroupCommit<Conn> {
     // Every savepoint statement answered without error before COMMIT: none of them can have been
     // lost. Or, where a failed one makes COMMIT fail (commitFailsAfterAnyError), their answers are
     // read after it: the same outcome, one round trip sooner.
-    if (!this.engine.commitFailsAfterAnyError) broken ??= await pipeline.settle();
+    if (!this.engine.commitFailsAfterAnyError || pipeline.rewound) broken ??= await pipeline.settle();
     const commit = done.length > 0 && broken === undefined;
     try {
       await this.engine.end(conn, commit, units.length === 1 && !units[0]!.alone && this.pending.length === 0);
@@ -243,7 +251,8 @@ export class GroupCommit<Conn> {
       for (const d of done) d.unit.reject(cause);
       return;
     }
-    // Answered before COMMIT's (a connection answers in order), and without error once it committed.
+    // Answered before COMMIT's (a connection answers in order); without error, or COMMIT would have
+    // failed (no ROLLBACK TO ran since, or they were checked before it).
     if (this.engine.commitFailsAfterAnyError) await pipeline.settle();
     if (!commit) {
       // The engine transaction was rolled back whole: what its units did is gone (listeners keep
@@ -283,6 +292,7 @@ export class GroupCommit<Conn> {
       ctx.pipeline.send(this.engine, ctx.conn, `RELEASE ${name}`, ctx);
       return value;
     } catch (error) {
+      ctx.pipeline.rewound = true;
       await this.engine.statement(ctx.conn, `ROLLBACK TO ${name}`);
       await this.engine.statement(ctx.conn, `RELEASE ${name}`);
       this.rolledBack();

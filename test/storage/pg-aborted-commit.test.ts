@@ -32,6 +32,34 @@ describe.skipIf(!pg)("PostgreSQL COMMIT of an aborted transaction", () => {
     await db.close();
   });
 
+  test("two transactions of one batch: the second's rollback to a savepoint does not clear the first's failure, which COMMIT would then miss", async () => {
+    const db = await fresh();
+    // A swallows a failed statement inside a nested transaction (its RELEASE then fails, unanswered
+    // yet); B's nested transaction fails after it and is rolled back to a savepoint of the same name,
+    // which clears the aborted state A's failure left. COMMIT must not go out unchecked after that.
+    const a = db.transaction(async () => {
+      await db.run("INSERT INTO t (k) VALUES ('a0')");
+      await db.transaction(async () => {
+        await db.run("INSERT INTO t (k) VALUES ('a1')");
+        await db.run("INSERT INTO t (k) VALUES ('dup')").catch(() => undefined);
+      });
+      return "resolved";
+    });
+    const b = db.transaction(async () => {
+      await db.transaction(async () => void (await db.run("INSERT INTO t (k) VALUES ('b0')"))).catch(() => undefined);
+      await db.run("INSERT INTO t (k) VALUES ('b1')");
+      return "resolved";
+    });
+    const outcomes = await Promise.allSettled([a, b]);
+    const rows = (await db.all<{ k: string }>("SELECT k FROM t ORDER BY k")).map((r) => r.k);
+    // Whatever resolved is durable: A resolved means a0 and a1 are there.
+    if (outcomes[0]!.status === "fulfilled") expect(rows).toContain("a1");
+    if (outcomes[1]!.status === "fulfilled") expect(rows).toContain("b1");
+    expect(outcomes.map((o) => o.status)).toEqual(["rejected", "rejected"]);
+    expect(rows).toEqual(["dup"]);
+    await db.close();
+  });
+
   test("control (passes): a failed nested transaction caught by its caller is rolled back to its savepoint and the rest commits", async () => {
     const db = await fresh();
     const outcome = await db
