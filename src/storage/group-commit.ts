@@ -42,7 +42,7 @@ export interface TransactionContext<Conn> {
   savepoints: number;
   /**
    * A unit run alone (TransactionOptions.alone): its nested transactions are no savepoints, and the
-   * first of them to fail fails the whole unit (`failed`), even when the unit catches the error.
+   * first of them to fail fails the whole unit (`failure`), even when the unit catches the error.
    */
   readonly flat: boolean;
   /** Set by the first nested transaction of a flat unit that fails, with its error (which may be any value). */
