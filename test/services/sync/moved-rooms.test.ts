@@ -76,4 +76,24 @@ describe("incremental /sync", () => {
     expect(Object.keys(r.body.rooms.join)).toEqual([rooms[2]]);
     expect(r.body.rooms.join[rooms[2]!].account_data.events).toEqual([{ type: "org.example.note", content: { note: "hi" } }]);
   });
+
+  test("in 200 rooms, a message in one: the sync lists exactly that room and looks into no other", async () => {
+    const carol = await TestClient.register(server, "carol");
+    const dave = await TestClient.register(server, "dave");
+    const many: string[] = [];
+    for (let i = 0; i < 200; i++) {
+      const roomId = await dave.createRoom({ preset: "public_chat" });
+      await carol.ok("POST", `/join/${enc(roomId)}`, {});
+      many.push(roomId);
+    }
+    const token = (await carol.ok("GET", "/sync?timeout=0")).next_batch;
+    expect(Object.keys((await carol.ok("GET", "/sync?timeout=0")).rooms.join).length).toBe(200);
+    const target = many[137]!;
+    const eventId = await dave.send(target, { msgtype: "m.text", body: "one of 200" });
+    visited = [];
+    const body = await carol.ok("GET", `/sync?timeout=0&since=${enc(token)}`);
+    expect(Object.keys(body.rooms.join)).toEqual([target]);
+    expect(body.rooms.join[target].timeline.events.map((e: { event_id: string }) => e.event_id)).toEqual([eventId]);
+    expect([...new Set(visited)]).toEqual([target]);
+  }, 60_000);
 });
