@@ -244,6 +244,19 @@ async function main(): Promise<number> {
         room_version: "10",
         initial_state: [{ type: "m.room.join_rules", state_key: "", content: { join_rule: joinRule, allow: [{ type: "m.room_membership", room_id: space }] } }],
       })).room_id as string;
+    /** The Portier user knocks on a Synapse room, is invited (the knock accepted), joins and speaks; the knock as /sync showed it. */
+    const knockLetInBySynapse = async (roomId: string, reason: string, text: string) => {
+      await p.ok("POST", `/knock/${enc(roomId)}?via=${enc(SYNAPSE_NAME)}`, { reason });
+      const knock = await eventually("the knock in Portier's /sync", async () => (await p.sync()).rooms?.knock?.[roomId]);
+      await eventually("Synapse sees the knock", async () => (await s.membership(roomId, p.userId)) === "knock");
+      await s.ok("POST", `/rooms/${enc(roomId)}/invite`, { user_id: p.userId });
+      await eventually("the invite in Portier's /sync", async () => (await p.sync()).rooms?.invite?.[roomId]);
+      await p.ok("POST", `/rooms/${enc(roomId)}/join`, {});
+      await eventually("Synapse sees the join", async () => (await s.membership(roomId, p.userId)) === "join");
+      await p.send(roomId, text);
+      await eventually("the message on Synapse", async () => (await s.bodies(roomId)).includes(text));
+      return knock;
+    };
     /** A space on the resident's server; the joiner joins it, then the room it allows, and speaks there. */
     const joinThroughSpace = async (resident: Client, residentName: string, joiner: Client, joinRule: string) => {
       const space = (await resident.ok("POST", "/createRoom", { preset: "public_chat", room_version: "10" })).room_id;
@@ -273,16 +286,7 @@ async function main(): Promise<number> {
 
     await scenario("knock_restricted on Synapse: a Portier user in no allowed room knocks, is let in by invite, joins and speaks", async () => {
       const space = (await s.ok("POST", "/createRoom", { preset: "public_chat", room_version: "10" })).room_id;
-      const roomId = await restricted(s, space, "knock_restricted");
-      await p.ok("POST", `/knock/${enc(roomId)}?via=${enc(SYNAPSE_NAME)}`, { reason: "not in the space" });
-      await eventually("Synapse sees the knock", async () => (await s.membership(roomId, p.userId)) === "knock");
-      await eventually("the knock in Portier's /sync", async () => (await p.sync()).rooms?.knock?.[roomId]);
-      await s.ok("POST", `/rooms/${enc(roomId)}/invite`, { user_id: p.userId });
-      await eventually("the invite in Portier's /sync", async () => (await p.sync()).rooms?.invite?.[roomId]);
-      await p.ok("POST", `/rooms/${enc(roomId)}/join`, {});
-      await eventually("Synapse sees the join", async () => (await s.membership(roomId, p.userId)) === "join");
-      await p.send(roomId, "knocked my way in");
-      await eventually("the message on Synapse", async () => (await s.bodies(roomId)).includes("knocked my way in"));
+      await knockLetInBySynapse(await restricted(s, space, "knock_restricted"), "not in the space", "knocked my way in");
     });
 
     await scenario("profile lookups both ways", async () => {
@@ -296,15 +300,7 @@ async function main(): Promise<number> {
 
     await scenario("a Portier user knocks on a Synapse room, is accepted, joins and speaks", async () => {
       const roomId = (await s.ok("POST", "/createRoom", { room_version: "10", preset: "private_chat", name: "Knock here", initial_state: [{ type: "m.room.join_rules", state_key: "", content: { join_rule: "knock" } }] })).room_id;
-      await p.ok("POST", `/knock/${enc(roomId)}?via=${enc(SYNAPSE_NAME)}`, { reason: "let me in" });
-      const knock = await eventually("the knock in Portier's /sync", async () => (await p.sync()).rooms?.knock?.[roomId]);
-      await eventually("Synapse sees the knock", async () => (await s.membership(roomId, p.userId)) === "knock");
-      await s.ok("POST", `/rooms/${enc(roomId)}/invite`, { user_id: p.userId });
-      await eventually("the invite in Portier's /sync", async () => (await p.sync()).rooms?.invite?.[roomId]);
-      await p.ok("POST", `/rooms/${enc(roomId)}/join`, {});
-      await eventually("Synapse sees the join", async () => (await s.membership(roomId, p.userId)) === "join");
-      await p.send(roomId, "thanks for letting me in");
-      await eventually("the message on Synapse", async () => (await s.bodies(roomId)).includes("thanks for letting me in"));
+      const knock = await knockLetInBySynapse(roomId, "let me in", "thanks for letting me in");
       return `knock_state types: ${(knock.knock_state.events as { type: string }[]).map((e) => e.type).join(", ")}`;
     });
 

@@ -311,8 +311,9 @@ export class NotificationService implements Service {
    */
   readonly eventCompanion: EventCompanion = {
     prepare: async (roomId, event) => {
-      if ((await this.roomMembers(roomId)).localJoined.length > BULK_NOTIFICATIONS) return undefined;
-      const plan = await this.plan(roomId, [{ ...event, stateKey: undefined }], [undefined]);
+      const members = await this.roomMembers(roomId);
+      if (members.localJoined.length > BULK_NOTIFICATIONS) return undefined;
+      const plan = await this.plan(roomId, [{ ...event, stateKey: undefined }], [undefined], members);
       let ordering: number | undefined;
       return {
         write: async (stored) => {
@@ -333,15 +334,15 @@ export class NotificationService implements Service {
   /**
    * What a batch of events of one room changes (everything read first): the read marks that move
    * and the notifications to add. `orderings`: the events' stream positions, when they are known
-   * (committed already); before the commit nothing of the room lies past them.
+   * (committed already); before the commit nothing of the room lies past them. `members`: the room's,
+   * when the caller has read them already.
    */
-  private async plan(roomId: string, events: readonly PlannedEvent[], orderings: readonly (number | undefined)[]): Promise<NotificationPlan> {
+  private async plan(roomId: string, events: readonly PlannedEvent[], orderings: readonly (number | undefined)[], members?: RoomMembers): Promise<NotificationPlan> {
     const local = this.isLocal;
     const plan: NotificationPlan = { roomId, eventIds: events.map((e) => e.eventId), marks: new Map(), notified: [], notifiedUsers: new Set(), fromNothing: new Map() };
     const { marks, notified, notifiedUsers, fromNothing } = plan;
     // Worked out once for the batch (not per event: a federation transaction brings up to 50 events
     // into rooms of thousands of members), again after a state event.
-    let members: RoomMembers | undefined;
     let rules: { version: RoomVersion; state: AuthStateLookup } | undefined;
     for (let index = 0; index < events.length; index++) {
       const { sender, type, stateKey, pdu } = events[index]!;

@@ -314,16 +314,14 @@ export class RoomEngine {
     // round trip); both are awaited before the transaction ends, whichever fails.
     let stored: StoredEvent;
     try {
-      stored = recordWith
+      stored = recordWith || companion
         ? await this.store.atomically(async () => {
-            const [row, recorded] = await Promise.allSettled([persist(), recordWith(event.event_id)]);
+            const [row, recorded] = await Promise.allSettled([persist(), recordWith?.(event.event_id)]);
             if (row.status === "rejected") throw row.reason;
             if (recorded.status === "rejected") throw recorded.reason;
             return row.value;
           })
-        : companion
-          ? await this.store.atomically(persist)
-          : await persist();
+        : await persist();
     } catch (error) {
       companion?.settled(false);
       throw error;

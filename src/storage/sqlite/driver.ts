@@ -45,9 +45,9 @@ interface SyncConnection {
 // itself, all on the JS thread. In memory, the SQL time of a concurrent send fell from ~80-100 to
 // ~45-50 us. What a unit keeps grows with the pages it changes, held until the batch commits: bulk
 // work (a join's whole state: 103-110 MiB for 10,000 events into a database of 100,000) runs alone,
-// without savepoints (TransactionOptions.alone: 7-9 MiB then). Sorts and temporary
-// B-trees of queries stay in memory too; migrations, which may rewrite a table or sort a new index,
-// use files meanwhile (migrations.ts).
+// without savepoints (TransactionOptions.alone: 7-9 MiB then). Sorts and temporary B-trees of
+// queries stay in memory too; migrations, which may rewrite a table or sort a new index, use files
+// meanwhile (migrations.ts).
 export const WAL_AUTOCHECKPOINT_PAGES = 10_000;
 const PRAGMAS = ["journal_mode = WAL", "temp_store = MEMORY", "synchronous = NORMAL", "foreign_keys = ON", "busy_timeout = 5000", `wal_autocheckpoint = ${WAL_AUTOCHECKPOINT_PAGES}`, `journal_size_limit = ${64 * 1024 * 1024}`];
 

@@ -97,29 +97,35 @@ test("a message's notifications are written in the message's own transaction: a 
   expect(listed.notifications.map((n: { event: { content: { body: string } } }) => n.event.content.body)).toEqual(["hello both", "first"]);
 });
 
-test("a message whose notifications cannot be worked out before its commit is still sent, and they are worked out after it", async () => {
+type RulesetOf = (userId: string) => Promise<unknown>;
+
+/** Has the notification service read push rules through `wrap` (given the real lookup) until `restore()`. */
+async function wrapPushRules(wrap: (ruleset: RulesetOf) => RulesetOf): Promise<{ restore(): void }> {
   const { Tokens, resolve } = await import("../../../src/di/tokens");
+  const notifications = resolve(server.container, Tokens.Notifications) as unknown as { deps: { pushRules: { ruleset: RulesetOf } } };
+  const rules = notifications.deps.pushRules;
+  notifications.deps.pushRules = { ruleset: wrap(rules.ruleset.bind(rules)) };
+  return { restore: () => void (notifications.deps.pushRules = rules) };
+}
+
+test("a message whose notifications cannot be worked out before its commit is still sent, and they are worked out after it", async () => {
   const alice = await TestClient.register(server, "late-alice");
   const bob = await TestClient.register(server, "late-bob");
   const roomId = await alice.createRoom({ preset: "public_chat" });
   await bob.ok("POST", `/join/${enc(roomId)}`, {});
-  const notifications = resolve(server.container, Tokens.Notifications) as unknown as { deps: { pushRules: { ruleset: (userId: string) => Promise<unknown> } } };
-  const rules = notifications.deps.pushRules;
   let failures = 1;
-  notifications.deps.pushRules = {
-    ruleset: async (userId: string) => {
-      if (failures > 0 && userId === alice.userId) {
-        failures--;
-        throw new Error("push rules unreadable for the test");
-      }
-      return rules.ruleset(userId);
-    },
-  };
+  const rules = await wrapPushRules((ruleset) => async (userId) => {
+    if (failures > 0 && userId === alice.userId) {
+      failures--;
+      throw new Error("push rules unreadable for the test");
+    }
+    return ruleset(userId);
+  });
   try {
     await bob.send(roomId, { msgtype: "m.text", body: "still sent" });
     expect(failures).toBe(0);
   } finally {
-    notifications.deps.pushRules = rules;
+    rules.restore();
   }
   expect((await alice.ok("GET", "/sync?timeout=0")).rooms.join[roomId].unread_notifications).toEqual({ notification_count: 1, highlight_count: 0 });
 });
@@ -191,13 +197,10 @@ test("a /sync that shows an event whose notifications are still being worked out
   const since = (await alice.ok("GET", "/sync?timeout=0")).next_batch as string;
   const store = resolve(server.container, Tokens.RoomEventStore);
   const before = await store.maxStreamOrdering();
-  // Hold the working out of the next message's notifications: the message is committed by then.
-  const notifications = resolve(server.container, Tokens.Notifications) as unknown as { deps: { pushRules: { ruleset: (userId: string) => Promise<unknown> } } };
-  const rules = notifications.deps.pushRules;
-  const ruleset = rules.ruleset.bind(rules);
+  // Hold the working out of the next event's notifications: the event is committed by then.
   let release!: () => void;
   const gate = new Promise<void>((r) => (release = r));
-  notifications.deps.pushRules = { ruleset: async (userId: string) => (await gate, ruleset(userId)) };
+  const rules = await wrapPushRules((ruleset) => async (userId) => (await gate, ruleset(userId)));
   try {
     const sending = bob.ok("PUT", `/rooms/${enc(roomId)}/state/m.room.topic`, { topic: "held" });
     while ((await store.maxStreamOrdering()) === before) await Bun.sleep(1);
@@ -214,7 +217,7 @@ test("a /sync that shows an event whose notifications are still being worked out
     expect(room.unread_notifications).toEqual({ notification_count: 1, highlight_count: 0 });
   } finally {
     release();
-    notifications.deps.pushRules = rules;
+    rules.restore();
   }
 });
 
