@@ -38,6 +38,17 @@ export interface TransactionOptions {
    * catches its error. Ignored for a nested transaction (a savepoint of its caller's).
    */
   readonly alone?: boolean;
+  /**
+   * May run side by side with the other such units of its batch, on the one connection, without a
+   * savepoint of its own, where the engine gains from it (PostgreSQL: their statements' round trips
+   * overlap instead of following one another; SQLite runs each statement on the spot and ignores
+   * this). For independent writes only: a message into a room (whose writes the room's queue keeps
+   * one at a time), with no read-then-write of rows that another unit may share. If any of them
+   * fails, all of them are rolled back together and run again one by one, each in its savepoint as
+   * any other unit: the function must be safe to run again after a rollback. Ignored for a nested
+   * transaction.
+   */
+  readonly concurrent?: boolean;
 }
 
 export interface Database {

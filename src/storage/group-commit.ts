@@ -10,6 +10,12 @@
 // whose COMMIT fails after any failed statement (commitFailsAfterAnyError), right after it, unless a
 // ROLLBACK TO has run in the batch since (it clears that failed state). Four of the ten round trips
 // of a message send went to savepoints.
+//
+// On an engine where each statement is a round trip (concurrentUnits: PostgreSQL), the units of a
+// batch that ask for it (TransactionOptions.concurrent) run side by side, in one savepoint: a batch
+// of 50 messages then waits for a few round trips instead of 50 one after another (in process,
+// 1,191 -> 2,723 sends/s). Any failure among them rolls them all back, and they run again one by
+// one with the others.
 import { AsyncLocalStorage } from "node:async_hooks";
 import { MAX_GROUP_COMMIT, type TransactionOptions } from "./database";
 
@@ -31,6 +37,11 @@ export interface TransactionEngine<Conn> {
    * before the answers of the savepoint statements sent ahead of it, in the same round trip.
    */
   readonly commitFailsAfterAnyError?: boolean;
+  /**
+   * Units that ask for it (TransactionOptions.concurrent) run side by side, their statements
+   * interleaved on the connection: worth it where each statement is a round trip (PostgreSQL).
+   */
+  readonly concurrentUnits?: boolean;
 }
 
 export interface TransactionContext<Conn> {
@@ -103,7 +114,10 @@ interface Unit {
   resolve: (value: unknown) => void;
   reject: (error: unknown) => void;
   alone: boolean;
+  concurrent: boolean;
 }
+
+type Ran = { unit: Unit; value: unknown };
 
 export class GroupCommit<Conn> {
   private readonly context = new AsyncLocalStorage<TransactionContext<Conn>>();
@@ -115,6 +129,8 @@ export class GroupCommit<Conn> {
   private readonly commitListeners: (() => void)[] = [];
   /** Commits so far and units committed in them (for benches and tests). */
   readonly stats = { commits: 0, units: 0 };
+  /** Units run side by side (TransactionOptions.concurrent), and those of them run again one by one after a failure among them. */
+  readonly sideBySide = { ran: 0, again: 0 };
 
   constructor(private readonly engine: TransactionEngine<Conn>) {}
 
@@ -155,7 +171,7 @@ export class GroupCommit<Conn> {
     if (ctx) return this.savepoint(ctx, fn);
     if (this.ended()) return Promise.reject(new TransactionEndedError());
     return new Promise<T>((resolve, reject) => {
-      this.pending.push({ fn, resolve: resolve as (v: unknown) => void, reject, alone: options.alone === true });
+      this.pending.push({ fn, resolve: resolve as (v: unknown) => void, reject, alone: options.alone === true, concurrent: options.concurrent === true && this.engine.concurrentUnits === true });
       this.schedule();
     });
   }
@@ -201,10 +217,24 @@ export class GroupCommit<Conn> {
     }
     // A lone unit needs no savepoint: its failure rolls back the whole engine transaction.
     const shared = units.length > 1;
-    const done: { unit: Unit; value: unknown }[] = [];
+    const done: Ran[] = [];
     const pipeline = new Pipeline();
     let broken: unknown;
-    for (const unit of units) {
+    // Units that may run side by side go first, together; if that fails, one by one with the others.
+    let oneByOne = units;
+    const together = shared ? units.filter((u) => u.concurrent) : [];
+    if (together.length > 1) {
+      oneByOne = units.filter((u) => !u.concurrent);
+      this.sideBySide.ran += together.length;
+      const outcome = await this.runTogether(conn, pipeline, together);
+      if ("ran" in outcome) done.push(...outcome.ran);
+      else {
+        if ("broken" in outcome) broken = outcome.broken;
+        else this.sideBySide.again += together.length;
+        oneByOne = [...together, ...oneByOne];
+      }
+    }
+    for (const unit of oneByOne) {
       if (broken !== undefined) {
         unit.reject(broken);
         continue;
@@ -265,6 +295,42 @@ export class GroupCommit<Conn> {
     this.stats.units += done.length;
     for (const listener of this.commitListeners) listener();
     for (const d of done) d.unit.resolve(d.value);
+  }
+
+  /**
+   * Units run side by side in one savepoint, each without one of its own (their nested transactions
+   * inline, as in a unit run alone). Any failure among them, even a failed statement that a unit
+   * caught (on PostgreSQL it leaves the transaction aborted, and RELEASE then fails), rolls back
+   * what all of them wrote: they are then to run again one by one (`again`), or, when the rollback
+   * itself failed, the engine transaction is lost (`broken`).
+   */
+  private async runTogether(conn: Conn, pipeline: Pipeline, units: Unit[]): Promise<{ ran: Ran[] } | { again: true } | { broken: unknown }> {
+    const group = {};
+    pipeline.send(this.engine, conn, "SAVEPOINT together", group);
+    const contexts = units.map((): TransactionContext<Conn> => ({ conn, pipeline, done: false, savepoints: 0, flat: true }));
+    const outcomes = await Promise.allSettled(units.map((unit, i) => this.context.run(contexts[i]!, () => this.level.run({ ctx: contexts[i]!, queue: Promise.resolve() }, unit.fn))));
+    let failed = false;
+    for (const [i, ctx] of contexts.entries()) {
+      ctx.done = true;
+      if (ctx.failure || outcomes[i]!.status === "rejected") failed = true;
+    }
+    if (!failed) {
+      try {
+        await this.engine.statement(conn, "RELEASE together");
+        return { ran: units.map((unit, i) => ({ unit, value: (outcomes[i] as PromiseFulfilledResult<unknown>).value })) };
+      } catch {
+        // A statement of the group failed: rolled back below.
+      }
+    }
+    this.rolledBack();
+    try {
+      pipeline.rewound = true;
+      await this.engine.statement(conn, "ROLLBACK TO together");
+      await this.engine.statement(conn, "RELEASE together");
+    } catch (undo) {
+      return { broken: undo };
+    }
+    return { again: true };
   }
 
   /**

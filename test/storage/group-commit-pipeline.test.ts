@@ -4,45 +4,10 @@
 // fails a savepoint statement shows that nothing half-done is acknowledged.
 import { describe, expect, test } from "bun:test";
 import { GroupCommit, type TransactionEngine } from "../../src/storage/group-commit";
+import { fakeEngine } from "../helpers/fake-transaction-engine";
 
-/**
- * An engine over a fake connection: statements answer one macrotask later; `failing` ones reject.
- * `postgres`: as PostgreSQL, a failed statement makes the COMMIT after it roll back (and end() throw).
- */
-function engine(failing: (sql: string, index: number) => boolean = () => false, postgres = false) {
-  const log: string[] = [];
-  let pending = 0;
-  let sent = 0;
-  let anyFailed = false;
-  const send = (sql: string): Promise<void> => {
-    const index = sent++;
-    log.push(`send ${sql}${pending > 0 ? " (pipelined)" : ""}`);
-    pending++;
-    return new Promise<void>((resolve, reject) =>
-      setTimeout(() => {
-        pending--;
-        log.push(`answer ${sql}`);
-        if (failing(sql, index)) {
-          anyFailed = true;
-          reject(new Error(`${sql} failed`));
-        } else resolve();
-      }, 1),
-    );
-  };
-  const eng: TransactionEngine<{ send: typeof send }> = {
-    begin: async () => {
-      await send("BEGIN");
-      return { send };
-    },
-    statement: (c, sql) => c.send(sql),
-    end: async (c, commit) => {
-      await c.send(commit ? "COMMIT" : "ROLLBACK");
-      if (postgres && commit && anyFailed) throw new Error("COMMIT answered ROLLBACK");
-    },
-    commitFailsAfterAnyError: postgres,
-  };
-  return { eng, log, send };
-}
+/** `postgres`: as PostgreSQL, a failed statement makes the COMMIT after it roll back (and end() throw). */
+const engine = (failing: (sql: string, index: number) => boolean = () => false, postgres = false) => fakeEngine({ failing, postgres });
 
 describe("group commit pipelines its savepoint statements", () => {
   test("a unit's first statement goes out with its SAVEPOINT, and the next unit's with the RELEASE before it", async () => {

@@ -311,7 +311,9 @@ export class RoomEngine {
       return row;
     };
     // The transaction id's record does not wait for the event's writes (on PostgreSQL both go in one
-    // round trip); both are awaited before the transaction ends, whichever fails.
+    // round trip); both are awaited before the transaction ends, whichever fails. An event that
+    // changes no state writes rows of its own room, its sender's transaction id and its
+    // notifications: it may share its batch's round trips with other rooms' (concurrent).
     let stored: StoredEvent;
     try {
       stored = recordWith || companion
@@ -320,7 +322,7 @@ export class RoomEngine {
             if (row.status === "rejected") throw row.reason;
             if (recorded.status === "rejected") throw recorded.reason;
             return row.value;
-          })
+          }, { concurrent: !createRoom && !deferred && event.state_key === undefined })
         : await persist();
     } catch (error) {
       companion?.settled(false);

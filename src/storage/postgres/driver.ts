@@ -1,6 +1,7 @@
 // PostgreSQL under the Database seam (database.ts), through Bun's built-in SQL client (nothing to
 // embed in the binary). Reads outside a transaction go to the pool; transactions run one batch at a
-// time on a reserved connection (group commit), which keeps stream orderings gap-free in commit order.
+// time on a reserved connection (group commit), which keeps stream orderings gap-free in commit order;
+// inside a batch, messages' transactions run side by side (group-commit.ts, concurrentUnits).
 // On that connection, statements that do not wait for each other's answers (savepoints, and the
 // writes a store sends together) are pipelined: the time of a batch is its number of round trips,
 // each a wake-up of a server process and of the event loop, much more than the statements' work.
@@ -111,6 +112,8 @@ class PostgresDatabase extends SingleWriterDatabase<Reserved> implements Databas
       statement: async (conn, sql) => void (await this.onWriter(query(conn, sql))),
       // Any failed statement aborts a PostgreSQL transaction, and its COMMIT then answers ROLLBACK (end()).
       commitFailsAfterAnyError: true,
+      // Each statement is a round trip: units that may run side by side overlap theirs.
+      concurrentUnits: true,
       end: async (conn, commit) => {
         try {
           const result = (await this.onWriter(query(conn, commit ? "COMMIT" : "ROLLBACK"))) as { command?: string };

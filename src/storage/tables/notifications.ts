@@ -204,13 +204,23 @@ const toRecord = (r: Row): NotificationRecord => ({
 });
 
 export class SqlNotificationStore implements NotificationStore {
+  /**
+   * The highest position handed out here. Units of one batch may write notifications side by side
+   * (TransactionOptions.concurrent): both read the same maximum before either inserts, so positions
+   * continue from whichever is higher, this or the table's. Batches commit in the order they take
+   * positions, and units of one batch commit together: no reader sees a position before a lower one.
+   */
+  private handedOut = 0;
+
   constructor(private readonly db: Database) {}
 
   async addNotifications(notifications: readonly NewNotification[]): Promise<void> {
     if (notifications.length === 0) return;
     await this.db.transaction(async () => {
-      // Positions continue from the highest; a repeat that is ignored leaves a gap, which is harmless.
-      let next = (await this.maxNotificationStreamId()) + 1;
+      // Positions continue from the highest; a repeat that is ignored, or a rollback, leaves a gap,
+      // which is harmless.
+      let next = Math.max(await this.maxNotificationStreamId(), this.handedOut) + 1;
+      this.handedOut = next + notifications.length - 1;
       for (let at = 0; at < notifications.length; ) {
         const left = notifications.length - at;
         const rows = left >= MAX_ROWS_PER_INSERT ? MAX_ROWS_PER_INSERT : 2 ** Math.floor(Math.log2(left));
