@@ -5,6 +5,7 @@ import { describe, expect, test } from "bun:test";
 import { hasPostgres, postgresDatabase } from "../helpers/databases";
 import { storesOver } from "../../src/storage/open";
 import type { NewEvent } from "../../src/storage/stores";
+import { BEGUN_AHEAD_MS } from "../../src/storage/postgres/driver";
 
 const ROOM = "!room:example.org";
 
@@ -47,5 +48,43 @@ describe.skipIf(!hasPostgres)("round trips of the PostgreSQL writer", () => {
     expect(stats.roundTrips - before.roundTrips).toBe(5);
     expect((await db.all<{ k: string }>("SELECT k FROM t ORDER BY k")).map((r) => r.k)).toEqual(["a", "b", "c"]);
     await db.close();
+  });
+
+  test("a batch right after a commit finds its transaction begun; after a pause it is rolled back and the connection pooled again", async () => {
+    const db = await postgresDatabase.open();
+    const stats = (db as unknown as { writerStats: { statements: number; roundTrips: number } }).writerStats;
+    await db.exec("CREATE TABLE t (k TEXT PRIMARY KEY)");
+    const sentBeforeFirstStatement = async (k: string, fail = false) => {
+      const before = stats.statements;
+      let sent = -1;
+      await db.transaction(async () => {
+        sent = stats.statements - before;
+        await db.run("INSERT INTO t (k) VALUES (?)", k);
+        if (fail) throw new Error("rolled back");
+      }).catch(() => undefined);
+      return sent;
+    };
+    // Sessions idle in a transaction, once the count is `expected` (the BEGIN sent ahead answers on its own time), or after 2 s.
+    const idleInTransaction = async (expected: number) => {
+      for (let waited = 0; ; waited += 10) {
+        const n = Number((await db.get<{ n: number }>("SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND state = 'idle in transaction'"))!.n);
+        if (n === expected || waited >= 2000) return n;
+        await Bun.sleep(10);
+      }
+    };
+    await sentBeforeFirstStatement("a");
+    // Right after a commit: no BEGIN to wait for, and still a transaction (a failure rolls it back).
+    expect(await sentBeforeFirstStatement("b")).toBe(0);
+    expect(await sentBeforeFirstStatement("c", true)).toBe(0);
+    // Nothing is begun ahead after a rollback: the next batch sends BEGIN, and the one after it need not.
+    expect(await sentBeforeFirstStatement("d")).toBe(1);
+    expect(await idleInTransaction(1)).toBe(1);
+    await Bun.sleep(BEGUN_AHEAD_MS);
+    expect(await idleInTransaction(0)).toBe(0);
+    // After the pause, BEGIN again on a pooled connection.
+    expect(await sentBeforeFirstStatement("e")).toBe(1);
+    expect((await db.all<{ k: string }>("SELECT k FROM t ORDER BY k")).map((r) => r.k)).toEqual(["a", "b", "d", "e"]);
+    await db.close();
+    // Closing rolled back the one begun after "e".
   });
 });

@@ -57,6 +57,9 @@ function unavailable(error: unknown): unknown {
 /** Pooled connections that died with the server fail once each before the pool opens new ones. */
 const RECONNECT_ATTEMPTS = 4;
 
+/** How long a transaction begun ahead for the next batch waits for it (PostgresDatabase.ahead). */
+export const BEGUN_AHEAD_MS = 250;
+
 /**
  * One statement. `retry` only where running it again is harmless: a read outside a transaction, or
  * BEGIN (nothing written yet); such a statement is tried again on a fresh connection after a loss.
@@ -87,11 +90,22 @@ class PostgresDatabase extends SingleWriterDatabase<Reserved> implements Databas
   /** Statements sent on the writer's connection, and round trips: those sent while none was awaiting its answer. */
   readonly writerStats = { statements: 0, roundTrips: 0 };
   private writerInFlight = 0;
+  /**
+   * The writer's connection after a commit, with the next batch's BEGIN sent at once: a batch that
+   * follows within BEGUN_AHEAD_MS (a client's sequential sends) finds its transaction open and sends
+   * its first statement without waiting a round trip for BEGIN. Until its first statement, a READ
+   * COMMITTED transaction holds no snapshot, so it keeps nothing back meanwhile. After that time it is
+   * rolled back and the connection goes back to the pool: a batch after a pause begins on a pooled
+   * connection, where one that died with the server is replaced without the request noticing.
+   */
+  private ahead: { conn: Reserved; begun: Promise<boolean>; timer: ReturnType<typeof setTimeout> } | undefined;
 
   constructor(private readonly client: Client) {
     super({
       begin: async () => {
         if (this.timings) this.batchStart = performance.now();
+        const ahead = this.takeAhead();
+        if (ahead && (await ahead.begun)) return ahead.conn;
         for (let attempt = 1; ; attempt++) {
           let conn: Reserved;
           try {
@@ -115,17 +129,54 @@ class PostgresDatabase extends SingleWriterDatabase<Reserved> implements Databas
       // Each statement is a round trip: units that may run side by side overlap theirs.
       concurrentUnits: true,
       end: async (conn, commit) => {
+        let committed = false;
         try {
           const result = (await this.onWriter(query(conn, commit ? "COMMIT" : "ROLLBACK"))) as { command?: string };
           // PostgreSQL answers COMMIT of a transaction that an earlier error aborted with ROLLBACK,
           // not an error: nothing was written, so the transactions of the batch must not resolve.
           if (commit && result.command === "ROLLBACK") throw new Error("the transaction was aborted by an earlier failed statement and rolled back");
+          committed = commit;
         } finally {
-          conn.release();
+          if (committed && !this.closed) this.beginAhead(conn);
+          else conn.release();
           this.timings?.commit((performance.now() - this.batchStart) / 1000);
         }
       },
     });
+  }
+
+  /** Sends the next batch's BEGIN on the connection that has just committed (see `ahead`). */
+  private beginAhead(conn: Reserved): void {
+    const begun = this.onWriter(query(conn, "BEGIN")).then(
+      () => true,
+      () => {
+        conn.release();
+        return false;
+      },
+    );
+    const timer = setTimeout(() => void this.dropAhead(), BEGUN_AHEAD_MS);
+    timer.unref?.();
+    this.ahead = { conn, begun, timer };
+  }
+
+  private takeAhead(): { conn: Reserved; begun: Promise<boolean> } | undefined {
+    const ahead = this.ahead;
+    if (ahead) clearTimeout(ahead.timer);
+    this.ahead = undefined;
+    return ahead;
+  }
+
+  /** Rolls back a transaction begun ahead that no batch took, and returns its connection to the pool. */
+  private async dropAhead(): Promise<void> {
+    const ahead = this.takeAhead();
+    if (!ahead || !(await ahead.begun)) return;
+    try {
+      await query(ahead.conn, "ROLLBACK");
+    } catch {
+      // A connection that died: the pool replaces it.
+    } finally {
+      ahead.conn.release();
+    }
   }
 
   /** Counts a statement just sent on the writer's connection (see writerStats). */
@@ -199,6 +250,7 @@ class PostgresDatabase extends SingleWriterDatabase<Reserved> implements Databas
     if (this.closed) return;
     this.closed = true;
     await this.writer.drain();
+    await this.dropAhead();
     await this.client.close();
   }
 }
