@@ -39,7 +39,10 @@ export interface TransactionEngine<Conn> {
   readonly commitFailsAfterAnyError?: boolean;
   /**
    * Units that ask for it (TransactionOptions.concurrent) run side by side, their statements
-   * interleaved on the connection: worth it where each statement is a round trip (PostgreSQL).
+   * interleaved on the connection: worth it where each statement is a round trip (PostgreSQL). Only
+   * for an engine whose transaction fails every statement after a failed one (PostgreSQL again):
+   * that is how a failed statement that a unit caught is found (the group's RELEASE fails), where
+   * no savepoint of the unit's own could roll its half back.
    */
   readonly concurrentUnits?: boolean;
 }
@@ -220,19 +223,30 @@ export class GroupCommit<Conn> {
     const done: Ran[] = [];
     const pipeline = new Pipeline();
     let broken: unknown;
-    // Units that may run side by side go first, together; if that fails, one by one with the others.
-    let oneByOne = units;
-    const together = shared ? units.filter((u) => u.concurrent) : [];
-    if (together.length > 1) {
-      oneByOne = units.filter((u) => !u.concurrent);
+    // Units that may run side by side go first, together. If that fails, those that did not fail
+    // themselves try once more together (one retried transaction id must not send a whole batch one
+    // by one); the rest run one by one with the others.
+    let oneByOne = units.filter((u) => !shared || !u.concurrent);
+    let together = shared ? units.filter((u) => u.concurrent) : [];
+    for (let round = 1; together.length > 0 && broken === undefined; round++) {
+      if (together.length === 1 || round > 2) {
+        oneByOne = [...together, ...oneByOne];
+        break;
+      }
       this.sideBySide.ran += together.length;
       const outcome = await this.runTogether(conn, pipeline, together);
-      if ("ran" in outcome) done.push(...outcome.ran);
-      else {
-        if ("broken" in outcome) broken = outcome.broken;
-        else this.sideBySide.again += together.length;
-        oneByOne = [...together, ...oneByOne];
+      if ("ran" in outcome) {
+        done.push(...outcome.ran);
+        break;
       }
+      if ("broken" in outcome) {
+        broken = outcome.broken;
+        oneByOne = [...together, ...oneByOne];
+        break;
+      }
+      this.sideBySide.again += together.length;
+      oneByOne = [...outcome.failed, ...oneByOne];
+      together = together.filter((u) => !outcome.failed.includes(u));
     }
     for (const unit of oneByOne) {
       if (broken !== undefined) {
@@ -301,20 +315,20 @@ export class GroupCommit<Conn> {
    * Units run side by side in one savepoint, each without one of its own (their nested transactions
    * inline, as in a unit run alone). Any failure among them, even a failed statement that a unit
    * caught (on PostgreSQL it leaves the transaction aborted, and RELEASE then fails), rolls back
-   * what all of them wrote: they are then to run again one by one (`again`), or, when the rollback
-   * itself failed, the engine transaction is lost (`broken`).
+   * what all of them wrote: they are then to run again (`failed`: those that failed themselves), or,
+   * when the rollback itself failed, the engine transaction is lost (`broken`).
    */
-  private async runTogether(conn: Conn, pipeline: Pipeline, units: Unit[]): Promise<{ ran: Ran[] } | { again: true } | { broken: unknown }> {
+  private async runTogether(conn: Conn, pipeline: Pipeline, units: Unit[]): Promise<{ ran: Ran[] } | { failed: Unit[] } | { broken: unknown }> {
     const group = {};
     pipeline.send(this.engine, conn, "SAVEPOINT together", group);
     const contexts = units.map((): TransactionContext<Conn> => ({ conn, pipeline, done: false, savepoints: 0, flat: true }));
-    const outcomes = await Promise.allSettled(units.map((unit, i) => this.context.run(contexts[i]!, () => this.level.run({ ctx: contexts[i]!, queue: Promise.resolve() }, unit.fn))));
-    let failed = false;
-    for (const [i, ctx] of contexts.entries()) {
-      ctx.done = true;
-      if (ctx.failure || outcomes[i]!.status === "rejected") failed = true;
-    }
-    if (!failed) {
+    // An async callback: a function that throws before its first await fails its unit, not the batch.
+    const outcomes = await Promise.allSettled(units.map(async (unit, i) => this.context.run(contexts[i]!, () => this.level.run({ ctx: contexts[i]!, queue: Promise.resolve() }, unit.fn))));
+    const failed = units.filter((_, i) => {
+      contexts[i]!.done = true;
+      return contexts[i]!.failure !== undefined || outcomes[i]!.status === "rejected";
+    });
+    if (failed.length === 0) {
       try {
         await this.engine.statement(conn, "RELEASE together");
         return { ran: units.map((unit, i) => ({ unit, value: (outcomes[i] as PromiseFulfilledResult<unknown>).value })) };
@@ -330,7 +344,7 @@ export class GroupCommit<Conn> {
     } catch (undo) {
       return { broken: undo };
     }
-    return { again: true };
+    return { failed };
   }
 
   /**

@@ -103,7 +103,7 @@ describe("units run side by side (the group commit)", () => {
     expect(rollbacks).toBe(2);
   });
 
-  test("a failed statement that a unit caught still rolls them all back (RELEASE finds the transaction aborted) and they run again", async () => {
+  test("a failed statement that a unit caught still rolls them all back (RELEASE finds the transaction aborted), and they try again together", async () => {
     let failures = 0;
     const { eng } = engine({ concurrentUnits: true, failing: (sql) => sql === "INSERT caught" && failures++ === 0 });
     const writer = new GroupCommit(eng);
@@ -120,7 +120,88 @@ describe("units run side by side (the group commit)", () => {
     await Promise.all([unit("caught"), unit("other")]);
     expect(runs.sort()).toEqual(["caught", "caught", "other", "other"]);
     expect(writer.stats).toEqual({ commits: 1, units: 2 });
-    expect(writer.sideBySide).toEqual({ ran: 2, again: 2 });
+    // No unit failed itself: both ran together twice.
+    expect(writer.sideBySide).toEqual({ ran: 4, again: 2 });
+  });
+
+  test("one that fails in its own code (no statement failed): the others try again together, it alone", async () => {
+    const { eng, log } = engine({ concurrentUnits: true });
+    const writer = new GroupCommit(eng);
+    let taken = true;
+    const unit = (name: string) =>
+      writer.run(async () => {
+        await writer.current()!.conn.send(`INSERT ${name}`);
+        if (name === "retry" && taken) throw new Error("transaction id taken");
+        return name;
+      }, { concurrent: true });
+    const outcomes = await Promise.allSettled([unit("a"), unit("retry"), unit("b")]);
+    expect(outcomes.map((o) => (o.status === "fulfilled" ? o.value : (o.reason as Error).message))).toEqual(["a", "transaction id taken", "b"]);
+    expect(sentStatements(log)).toEqual([
+      "BEGIN",
+      "SAVEPOINT together",
+      "INSERT a",
+      "INSERT retry",
+      "INSERT b",
+      "ROLLBACK TO together",
+      "RELEASE together",
+      "SAVEPOINT together",
+      "INSERT a",
+      "INSERT b",
+      "RELEASE together",
+      "SAVEPOINT unit",
+      "INSERT retry",
+      "ROLLBACK TO unit",
+      "RELEASE unit",
+      "COMMIT",
+    ]);
+    expect(writer.sideBySide).toEqual({ ran: 5, again: 3 });
+    taken = false;
+  });
+
+  test("a nested transaction that fails inside one, its error caught: rolled back with the group, then alone in real savepoints", async () => {
+    const { eng, log } = engine({ concurrentUnits: true });
+    const writer = new GroupCommit(eng);
+    const nesting = writer.run(async () => {
+      await writer
+        .run(async () => {
+          await writer.current()!.conn.send("INSERT inner");
+          throw new Error("inner fails");
+        })
+        .catch(() => undefined);
+      await writer.current()!.conn.send("INSERT outer");
+      return "nesting";
+    }, { concurrent: true });
+    const other = writer.run(async () => void (await writer.current()!.conn.send("INSERT other")), { concurrent: true });
+    expect(await nesting).toBe("nesting");
+    await other;
+    const sent = sentStatements(log);
+    // Alone, its nested transaction is a savepoint: rolled back by itself, and the unit commits the rest.
+    expect(sent.slice(sent.lastIndexOf("SAVEPOINT unit"))).toEqual(["SAVEPOINT unit", "SAVEPOINT nested1", "INSERT inner", "ROLLBACK TO nested1", "RELEASE nested1", "INSERT outer", "RELEASE unit", "COMMIT"]);
+    expect(writer.sideBySide.again).toBe(2);
+  });
+
+  test("a function that throws before its first await fails its own unit only", async () => {
+    const { eng } = engine({ concurrentUnits: true });
+    const writer = new GroupCommit(eng);
+    const throwing = writer.run((() => {
+      throw new Error("at once");
+    }) as unknown as () => Promise<void>, { concurrent: true });
+    const other = writer.run(async () => void (await writer.current()!.conn.send("INSERT other")), { concurrent: true });
+    expect(await throwing.catch((e: Error) => e.message)).toBe("at once");
+    await other;
+    expect(writer.stats).toEqual({ commits: 1, units: 1 });
+  });
+
+  test("when rolling them back fails, every unit of the batch fails and the batch ends", async () => {
+    const { eng, log } = engine({ concurrentUnits: true, failing: (sql) => sql === "INSERT bad" || sql === "ROLLBACK TO together" });
+    const writer = new GroupCommit(eng);
+    const unit = (name: string, concurrent = true) => writer.run(async () => void (await writer.current()!.conn.send(`INSERT ${name}`)), { concurrent });
+    const outcomes = await Promise.allSettled([unit("a"), unit("bad"), unit("plain", false)]);
+    expect(outcomes.map((o) => o.status)).toEqual(["rejected", "rejected", "rejected"]);
+    expect(sentStatements(log).at(-1)).toBe("ROLLBACK");
+    expect(writer.stats).toEqual({ commits: 0, units: 0 });
+    await writer.drain();
+    expect(writer.idle).toBe(true);
   });
 
   test("a lone unit that asks runs as any lone unit: no savepoint", async () => {
