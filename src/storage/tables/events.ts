@@ -70,6 +70,17 @@ export const EVENTS_MEMBER_CHANGES_MIGRATION: Migration = {
   postgres: "CREATE INDEX events_member_changes ON events (room_id, stream_ordering, state_key) WHERE type = 'm.room.member'",
 };
 
+/**
+ * No query reads events by (room_id, depth): the index only cost every insert a page write (one
+ * more leaf per room in each commit's WAL frames).
+ */
+export const EVENTS_DROP_ROOM_DEPTH_MIGRATION: Migration = {
+  version: 101,
+  name: "events_drop_room_depth",
+  sqlite: "DROP INDEX IF EXISTS events_room_depth",
+  postgres: "DROP INDEX IF EXISTS events_room_depth",
+};
+
 interface Row {
   event_nid: number;
   event_id: string;
