@@ -92,8 +92,20 @@ export function checkContentHash(pdu: JsonObject, version: RoomVersion): Content
 
 /** A copy of the PDU with `hashes.sha256` set to its content hash (other hash algorithms kept). */
 export function withContentHash<T extends JsonObject>(pdu: T, version: RoomVersion): T {
+  return contentHashed(pdu, version).hashed;
+}
+
+/** withContentHash, and the length in bytes of the canonical JSON the hash was taken over. */
+export function contentHashed<T extends JsonObject>(pdu: T, version: RoomVersion): { hashed: T; inputBytes: number } {
+  const input = canonicalJsonBytes(contentHashInput(pdu), canonicalOptions(version));
   const hashes = isJsonObject(pdu.hashes) ? pdu.hashes : {};
-  return { ...pdu, hashes: { ...hashes, sha256: encodeBase64(computeContentHash(pdu, version)) } };
+  return { hashed: { ...pdu, hashes: { ...hashes, sha256: encodeBase64(sha256(input)) } }, inputBytes: input.length };
+}
+
+/** Whether the content hash's input is the event minus exactly `hashes`, `signatures` and `unsigned`. */
+export function hashesAllButThree(pdu: JsonObject): boolean {
+  for (const key of CONTENT_HASH_EXCLUDED_KEYS) if (key !== "hashes" && key !== "signatures" && key !== "unsigned" && key in pdu) return false;
+  return true;
 }
 
 function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {

@@ -7,11 +7,18 @@ import type { JsonObject } from "../json";
 import type { RoomVersion } from "../room-versions";
 import { nativeEd25519, type Ed25519 } from "./ed25519";
 import { computeEventId } from "./event-id";
-import { sha256, withContentHash } from "./hashes";
+import { canonicalJsonBytes } from "../canonical-json";
+import { contentHashed, hashesAllButThree, sha256 } from "./hashes";
 import { redactEvent } from "./redaction";
 import { signingInput, withSignature } from "./sign-json";
 
-/** signEvent and computeEventId in one: the same signed PDU and the same ID, from one encoding. */
+/**
+ * signEvent and computeEventId in one: the same signed PDU and the same ID, from one encoding. Also
+ * `limitBytes`, the size the event limits count (event-limits.ts: the event without `unsigned`): the
+ * content hash's input is the event without `hashes` and `signatures` too, so the size is that
+ * input's plus a comma and those two entries, without encoding the whole event again. Undefined when
+ * the PDU carries another key the content hash leaves out.
+ */
 export function signEventWithId(
   pdu: JsonObject,
   version: RoomVersion,
@@ -19,16 +26,19 @@ export function signEventWithId(
   keyId: string,
   seed: Uint8Array,
   ed25519: Ed25519 = nativeEd25519,
-): { signed: JsonObject; eventId: string } {
-  const hashed = withContentHash(pdu, version);
+): { signed: JsonObject; eventId: string; limitBytes?: number } {
+  const { hashed, inputBytes } = contentHashed(pdu, version);
   const input = signingInput(redactEvent(hashed, version), { strict: version.strictCanonicalJson });
-  const signed = { ...hashed, signatures: withSignature(hashed.signatures, serverName, keyId, encodeBase64(ed25519.sign(seed, input))) };
+  const signatures = withSignature(hashed.signatures, serverName, keyId, encodeBase64(ed25519.sign(seed, input)));
+  const signed = { ...hashed, signatures };
+  // {"a":1} and {"h":2,"s":3} make {"a":1,"h":2,"s":3} (in whichever key order): one comma more, two braces fewer.
+  const limitBytes = hashesAllButThree(pdu) ? inputBytes + canonicalJsonBytes({ hashes: hashed.hashes!, signatures }).length - 1 : undefined;
   switch (version.eventIdFormat) {
     case "server-chosen":
-      return { signed, eventId: computeEventId(signed, version) };
+      return { signed, eventId: computeEventId(signed, version), limitBytes };
     case "reference-hash-base64":
-      return { signed, eventId: `$${encodeBase64(sha256(input))}` };
+      return { signed, eventId: `$${encodeBase64(sha256(input))}`, limitBytes };
     case "reference-hash-urlsafe":
-      return { signed, eventId: `$${encodeUrlSafeBase64(sha256(input))}` };
+      return { signed, eventId: `$${encodeUrlSafeBase64(sha256(input))}`, limitBytes };
   }
 }

@@ -36,7 +36,7 @@ export class ServerKeyService {
   }
 
   /** signEvent, with the event's ID taken from the same encoding (one redaction and encoding less per local event). */
-  signEventWithId(pdu: JsonObject, version: RoomVersion): { signed: JsonObject; eventId: string } {
+  signEventWithId(pdu: JsonObject, version: RoomVersion): { signed: JsonObject; eventId: string; limitBytes?: number } {
     return signEventWithId(pdu, version, this.serverName, this.key.keyId, this.key.seed);
   }
 

@@ -25,7 +25,7 @@ export interface EventSigner {
    * signEvent with the event's ID, from the one encoding both are taken over
    * (protocol/signing/local-event.ts); without it, the ID is computed from the signed event.
    */
-  signEventWithId?(pdu: JsonObject, version: RoomVersion): { signed: JsonObject; eventId: string };
+  signEventWithId?(pdu: JsonObject, version: RoomVersion): { signed: JsonObject; eventId: string; limitBytes?: number };
 }
 
 export interface NewLocalEvent {
@@ -268,8 +268,8 @@ export class RoomEngine {
   private async buildAndPersist(roomId: string, version: RoomVersion, input: NewLocalEvent, deferred?: DeferredNotifications): Promise<LocalEventResult> {
     checkTombstone(roomId, input);
     const { pdu, authEvents, createEvent, usesPolicyServer } = await this.prepareEvent(roomId, version, input);
-    const { signed, eventId } = this.signer.signEventWithId ? this.signer.signEventWithId(pdu, version) : this.signedWithId(pdu, version);
-    checkLimits(signed, version);
+    const { signed, eventId, limitBytes } = this.signer.signEventWithId ? this.signer.signEventWithId(pdu, version) : this.signedWithId(pdu, version);
+    checkLimits(signed, version, limitBytes);
     const event = roomEventFromPdu(signed, version, eventId);
 
     // Authorize against the event's own auth events, as every receiving server will. We sign every
@@ -354,7 +354,7 @@ export class RoomEngine {
     }
   }
 
-  private signedWithId(pdu: JsonObject, version: RoomVersion): { signed: JsonObject; eventId: string } {
+  private signedWithId(pdu: JsonObject, version: RoomVersion): { signed: JsonObject; eventId: string; limitBytes?: number } {
     const signed = this.signer.signEvent(pdu, version);
     return { signed, eventId: computeEventId(signed, version) };
   }
@@ -532,7 +532,7 @@ function checkTombstone(roomId: string, input: NewLocalEvent): void {
   if (replacement === roomId) throw new MatrixError("M_BAD_JSON", "A tombstone cannot name the room it is sent in as its replacement");
 }
 
-function checkLimits(pdu: JsonObject, version: RoomVersion): void {
-  const problem = checkEventLimits(pdu, version.strictCanonicalJson);
+function checkLimits(pdu: JsonObject, version: RoomVersion, knownBytes?: number): void {
+  const problem = checkEventLimits(pdu, version.strictCanonicalJson, knownBytes);
   if (problem) throw new MatrixError(problem.kind === "too-large" ? "M_TOO_LARGE" : "M_BAD_JSON", problem.reason);
 }
