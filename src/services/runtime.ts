@@ -62,3 +62,17 @@ export interface Service {
   start?(): void | Promise<void>;
   stop?(): void | Promise<void>;
 }
+
+/** fn over every item, at most `limit` at a time, results in item order. */
+export async function mapLimited<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const results = new Array<R>(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const index = next++;
+      results[index] = await fn(items[index]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return results;
+}

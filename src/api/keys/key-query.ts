@@ -12,6 +12,7 @@ import type { JsonObject } from "../../protocol/json";
 import type { ServerKeyService } from "../../services/keys/server-keys";
 import type { NotaryKeySource } from "../../services/federation/key-ring";
 import { validateBody } from "../middleware/validate";
+import { mapLimited } from "../../services/runtime";
 
 const KeyQueryBody = Type.Object({
   server_keys: Type.Record(Type.String(), Type.Record(Type.String(), Type.Object({ minimum_valid_until_ts: Type.Optional(Type.Integer()) }))),
@@ -54,16 +55,3 @@ function minimumValidUntil(value: string | undefined): number | undefined {
   return Number(value);
 }
 
-/** fn over every item, at most `limit` at a time, results in item order. */
-async function mapLimited<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const results = new Array<R>(items.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const index = next++;
-      results[index] = await fn(items[index]!);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return results;
-}
