@@ -63,14 +63,23 @@ export interface Service {
   stop?(): void | Promise<void>;
 }
 
-/** fn over every item, at most `limit` at a time, results in item order. */
+/**
+ * fn over every item, at most `limit` at a time, results in item order. After a failure no further
+ * item is started (those running finish), and the first failure is thrown.
+ */
 export async function mapLimited<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
   const results = new Array<R>(items.length);
   let next = 0;
+  let failed = false;
   const worker = async () => {
-    while (next < items.length) {
+    while (!failed && next < items.length) {
       const index = next++;
-      results[index] = await fn(items[index]!);
+      try {
+        results[index] = await fn(items[index]!);
+      } catch (error) {
+        failed = true;
+        throw error;
+      }
     }
   };
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));

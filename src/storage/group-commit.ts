@@ -25,7 +25,8 @@ export interface TransactionEngine<Conn> {
   /** A statement inside it (SAVEPOINT, RELEASE, ROLLBACK TO). */
   statement(conn: Conn, sql: string): Promise<void> | void;
   /**
-   * COMMIT (true) or ROLLBACK (false), and gives the connection back. `quiet`: the batch was one
+   * COMMIT (true) or ROLLBACK (false), and is done with the connection (the engine gives it back, or
+   * keeps it for the next batch). `quiet`: the batch was one
    * small unit and nothing is queued behind it, so the engine may wait for the disk on the calling
    * thread (no other write is held up by it; a thread pool's hand-off would only add latency). Not
    * after bulk work (TransactionOptions.alone): its sync may take long, and reads would wait.

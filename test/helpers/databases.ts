@@ -25,8 +25,13 @@ export const sqliteDatabases: TestDatabase[] = [
 
 export const postgresDatabase: TestDatabase = {
   name: "postgres",
-  open: async () => migrated(await openPostgres({ url: await freshPostgresUrl(), poolSize: 4 })),
+  open: () => openPostgresDatabase(),
 };
+
+/** A fresh, migrated PostgreSQL database; `beginAheadMs` as in PostgresOptions (0: no transaction begun ahead). */
+export async function openPostgresDatabase(options: { beginAheadMs?: number } = {}): Promise<Database> {
+  return migrated(await openPostgres({ url: await freshPostgresUrl(), poolSize: 4, ...options }));
+}
 
 export const hasPostgres = await postgresAvailable();
 

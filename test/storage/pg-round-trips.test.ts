@@ -2,10 +2,9 @@
 // its number of round trips. Statements that need no answer from each other go out together: the
 // edges and extremities of a persisted event, and the savepoints around transactions.
 import { describe, expect, test } from "bun:test";
-import { hasPostgres, postgresDatabase } from "../helpers/databases";
+import { hasPostgres, openPostgresDatabase } from "../helpers/databases";
 import { storesOver } from "../../src/storage/open";
 import type { NewEvent } from "../../src/storage/stores";
-import { BEGUN_AHEAD_MS } from "../../src/storage/postgres/driver";
 
 const ROOM = "!room:example.org";
 
@@ -16,7 +15,8 @@ function event(id: string, fields: Partial<NewEvent> = {}): NewEvent {
 
 describe.skipIf(!hasPostgres)("round trips of the PostgreSQL writer", () => {
   test("a message persisted with its edges and extremities: the event and the writes that need no answer share one round trip", async () => {
-    const db = await postgresDatabase.open();
+    // No transaction begun ahead (counted below): every batch sends its BEGIN.
+    const db = await openPostgresDatabase({ beginAheadMs: 0 });
     const stats = (db as unknown as { writerStats: { statements: number; roundTrips: number } }).writerStats;
     const stores = storesOver(db);
     const store = stores.roomEvents;
@@ -36,7 +36,7 @@ describe.skipIf(!hasPostgres)("round trips of the PostgreSQL writer", () => {
   });
 
   test("transactions of one batch: each one's SAVEPOINT travels with its first statement, its RELEASE with the next one's, the last with COMMIT", async () => {
-    const db = await postgresDatabase.open();
+    const db = await openPostgresDatabase({ beginAheadMs: 0 });
     const stats = (db as unknown as { writerStats: { statements: number; roundTrips: number } }).writerStats;
     await db.exec("CREATE TABLE t (k TEXT PRIMARY KEY)");
     const before = { ...stats };
@@ -51,7 +51,8 @@ describe.skipIf(!hasPostgres)("round trips of the PostgreSQL writer", () => {
   });
 
   test("a batch right after a commit finds its transaction begun; after a pause it is rolled back and the connection pooled again", async () => {
-    const db = await postgresDatabase.open();
+    const AHEAD_MS = 600;
+    const db = await openPostgresDatabase({ beginAheadMs: AHEAD_MS });
     const stats = (db as unknown as { writerStats: { statements: number; roundTrips: number } }).writerStats;
     await db.exec("CREATE TABLE t (k TEXT PRIMARY KEY)");
     const sentBeforeFirstStatement = async (k: string, fail = false) => {
@@ -79,7 +80,7 @@ describe.skipIf(!hasPostgres)("round trips of the PostgreSQL writer", () => {
     // Nothing is begun ahead after a rollback: the next batch sends BEGIN, and the one after it need not.
     expect(await sentBeforeFirstStatement("d")).toBe(1);
     expect(await idleInTransaction(1)).toBe(1);
-    await Bun.sleep(BEGUN_AHEAD_MS);
+    await Bun.sleep(AHEAD_MS);
     expect(await idleInTransaction(0)).toBe(0);
     // After the pause, BEGIN again on a pooled connection.
     expect(await sentBeforeFirstStatement("e")).toBe(1);

@@ -15,6 +15,8 @@ export interface PostgresOptions {
   url: string;
   /** Connections in the pool (one of them is the writer while a batch runs). */
   poolSize: number;
+  /** How long a transaction begun ahead for the next batch waits for it (PostgresDatabase.ahead); 0: none is. */
+  beginAheadMs?: number;
 }
 
 type Client = InstanceType<typeof SQL>;
@@ -57,7 +59,7 @@ function unavailable(error: unknown): unknown {
 /** Pooled connections that died with the server fail once each before the pool opens new ones. */
 const RECONNECT_ATTEMPTS = 4;
 
-/** How long a transaction begun ahead for the next batch waits for it (PostgresDatabase.ahead). */
+/** How long a transaction begun ahead for the next batch waits for it, by default (PostgresDatabase.ahead). */
 export const BEGUN_AHEAD_MS = 250;
 
 /**
@@ -92,15 +94,22 @@ class PostgresDatabase extends SingleWriterDatabase<Reserved> implements Databas
   private writerInFlight = 0;
   /**
    * The writer's connection after a commit, with the next batch's BEGIN sent at once: a batch that
-   * follows within BEGUN_AHEAD_MS (a client's sequential sends) finds its transaction open and sends
+   * follows within `beginAheadMs` (a client's sequential sends) finds its transaction open and sends
    * its first statement without waiting a round trip for BEGIN. Until its first statement, a READ
    * COMMITTED transaction holds no snapshot, so it keeps nothing back meanwhile. After that time it is
    * rolled back and the connection goes back to the pool: a batch after a pause begins on a pooled
-   * connection, where one that died with the server is replaced without the request noticing.
+   * connection, where one that died with the server is replaced without the request noticing. (A
+   * server that goes away within that time, or that ends idle transactions sooner, fails the next
+   * batch with 503, as any batch running when it goes: the clients try again.)
    */
   private ahead: { conn: Reserved; begun: Promise<boolean>; timer: ReturnType<typeof setTimeout> } | undefined;
+  /** The rollback of a transaction begun ahead that no batch took, while it runs (close() waits for it). */
+  private dropping: Promise<void> | undefined;
 
-  constructor(private readonly client: Client) {
+  constructor(
+    private readonly client: Client,
+    private readonly beginAheadMs = BEGUN_AHEAD_MS,
+  ) {
     super({
       begin: async () => {
         if (this.timings) this.batchStart = performance.now();
@@ -137,7 +146,7 @@ class PostgresDatabase extends SingleWriterDatabase<Reserved> implements Databas
           if (commit && result.command === "ROLLBACK") throw new Error("the transaction was aborted by an earlier failed statement and rolled back");
           committed = commit;
         } finally {
-          if (committed && !this.closed) this.beginAhead(conn);
+          if (committed && !this.closed && this.beginAheadMs > 0) this.beginAhead(conn);
           else conn.release();
           this.timings?.commit((performance.now() - this.batchStart) / 1000);
         }
@@ -154,7 +163,7 @@ class PostgresDatabase extends SingleWriterDatabase<Reserved> implements Databas
         return false;
       },
     );
-    const timer = setTimeout(() => void this.dropAhead(), BEGUN_AHEAD_MS);
+    const timer = setTimeout(() => void this.dropAhead(), this.beginAheadMs);
     timer.unref?.();
     this.ahead = { conn, begun, timer };
   }
@@ -167,16 +176,24 @@ class PostgresDatabase extends SingleWriterDatabase<Reserved> implements Databas
   }
 
   /** Rolls back a transaction begun ahead that no batch took, and returns its connection to the pool. */
-  private async dropAhead(): Promise<void> {
+  private dropAhead(): Promise<void> {
     const ahead = this.takeAhead();
-    if (!ahead || !(await ahead.begun)) return;
-    try {
-      await query(ahead.conn, "ROLLBACK");
-    } catch {
-      // A connection that died: the pool replaces it.
-    } finally {
-      ahead.conn.release();
-    }
+    if (!ahead) return this.dropping ?? Promise.resolve();
+    const dropping = (async () => {
+      if (!(await ahead.begun)) return;
+      try {
+        await query(ahead.conn, "ROLLBACK");
+      } catch {
+        // A connection that died: the pool replaces it.
+      } finally {
+        ahead.conn.release();
+      }
+    })();
+    this.dropping = dropping;
+    void dropping.then(() => {
+      if (this.dropping === dropping) this.dropping = undefined;
+    });
+    return dropping;
   }
 
   /** Counts a statement just sent on the writer's connection (see writerStats). */
@@ -251,6 +268,7 @@ class PostgresDatabase extends SingleWriterDatabase<Reserved> implements Databas
     this.closed = true;
     await this.writer.drain();
     await this.dropAhead();
+    await this.dropping;
     await this.client.close();
   }
 }
@@ -275,5 +293,5 @@ export async function openPostgres(options: PostgresOptions): Promise<Database &
     await client.close().catch(() => {});
     throw new Error(`the PostgreSQL database at ${describeUrl(options.url)} has collation '${collation}'; Portier needs 'C' (CREATE DATABASE ... LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0)`);
   }
-  return new PostgresDatabase(client);
+  return new PostgresDatabase(client, options.beginAheadMs);
 }
