@@ -6,7 +6,7 @@
 //      - sequential sends: one user, one room, request to 200, p50/p99;
 //      - concurrent senders: 50 users, each in its own room, each sending messages one after another,
 //        all 50 at once: events/s, p50/p99, and how many events shared each commit (group commit);
-//      - initial /sync of a user in 50 rooms (median of 3, fresh device each).
+//      - initial /sync of a user in 50 rooms (median of 5, fresh device each).
 // Figures only; nothing asserts on time.
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -23,6 +23,8 @@ const SEQUENTIAL = Number(process.env.STORAGE_BENCH_SEQUENTIAL ?? 500);
 const SENDERS = Number(process.env.STORAGE_BENCH_SENDERS ?? 50);
 const PER_SENDER = Number(process.env.STORAGE_BENCH_PER_SENDER ?? 40);
 const SYNC_ROOMS = 50;
+/** Initial syncs measured (fresh device each); the first is cold, so the median is a warm one's. */
+const SYNC_RUNS = Number(process.env.STORAGE_BENCH_SYNC_RUNS ?? 5);
 /** A comma-separated subset of engines to run (better-sqlite3, bun-sqlite, postgres); all by default. */
 const ENGINES = process.env.STORAGE_BENCH_ENGINES?.split(",").map((e) => e.trim()).filter(Boolean);
 /** STORAGE_BENCH_SEAM=off skips the seam's cost section (when only the engines are compared). */
@@ -115,7 +117,7 @@ async function engine(driver: DriverName): Promise<string[]> {
       for (let i = 0; i < 10; i++) await http.send(many, r, `message ${i}`);
     });
     const times: number[] = [];
-    for (let run = 0; run < 3; run++) {
+    for (let run = 0; run < SYNC_RUNS; run++) {
       const device = await http.loginFresh(many);
       const start = now();
       await http.call("GET", "/sync", device.token);
