@@ -14,8 +14,8 @@
 // On an engine where each statement is a round trip (concurrentUnits: PostgreSQL), the units of a
 // batch that ask for it (TransactionOptions.concurrent) run side by side, in one savepoint: a batch
 // of 50 messages then waits for a few round trips instead of 50 one after another (in process,
-// 1,191 -> 2,723 sends/s). Any failure among them rolls them all back, and they run again one by
-// one with the others.
+// 1,191 -> 2,723 sends/s). Any failure among them rolls them all back; those that did not fail
+// themselves try once more together, and the rest run one by one with the others.
 import { AsyncLocalStorage } from "node:async_hooks";
 import { MAX_GROUP_COMMIT, type TransactionOptions } from "./database";
 
@@ -26,10 +26,10 @@ export interface TransactionEngine<Conn> {
   statement(conn: Conn, sql: string): Promise<void> | void;
   /**
    * COMMIT (true) or ROLLBACK (false), and is done with the connection (the engine gives it back, or
-   * keeps it for the next batch). `quiet`: the batch was one
-   * small unit and nothing is queued behind it, so the engine may wait for the disk on the calling
-   * thread (no other write is held up by it; a thread pool's hand-off would only add latency). Not
-   * after bulk work (TransactionOptions.alone): its sync may take long, and reads would wait.
+   * keeps it for the next batch). `quiet`: the batch was one small unit and nothing is queued behind
+   * it, so the engine may wait for the disk on the calling thread (no other write is held up by it; a
+   * thread pool's hand-off would only add latency). Not after bulk work (TransactionOptions.alone):
+   * its sync may take long, and reads would wait.
    */
   end(conn: Conn, commit: boolean, quiet: boolean): Promise<void> | void;
   /**
