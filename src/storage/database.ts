@@ -44,9 +44,9 @@ export interface TransactionOptions {
    * overlap instead of following one another; SQLite runs each statement on the spot and ignores
    * this). For independent writes only: a message into a room (whose writes the room's queue keeps
    * one at a time), with no read-then-write of rows that another unit may share. If any of them
-   * fails, all of them are rolled back together and run again one by one, each in its savepoint as
-   * any other unit: the function must be safe to run again after a rollback. Ignored for a nested
-   * transaction.
+   * fails, all of them are rolled back together; those that did not fail themselves try once more
+   * together, the others run one by one, each in its savepoint as any other unit: the function must
+   * be safe to run again after a rollback. Ignored for a nested transaction.
    */
   readonly concurrent?: boolean;
 }

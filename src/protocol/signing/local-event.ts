@@ -12,6 +12,13 @@ import { contentHashed, hashesAllButThree, sha256 } from "./hashes";
 import { redactEvent } from "./redaction";
 import { signingInput, withSignature } from "./sign-json";
 
+/** A signed event, its ID and (when known) the size the event limits count. */
+export interface SignedWithId {
+  signed: JsonObject;
+  eventId: string;
+  limitBytes?: number;
+}
+
 /**
  * signEvent and computeEventId in one: the same signed PDU and the same ID, from one encoding. Also
  * `limitBytes`, the size the event limits count (event-limits.ts: the event without `unsigned`): the
@@ -26,7 +33,7 @@ export function signEventWithId(
   keyId: string,
   seed: Uint8Array,
   ed25519: Ed25519 = nativeEd25519,
-): { signed: JsonObject; eventId: string; limitBytes?: number } {
+): SignedWithId {
   const { hashed, inputBytes } = contentHashed(pdu, version);
   const input = signingInput(redactEvent(hashed, version), { strict: version.strictCanonicalJson });
   const signatures = withSignature(hashed.signatures, serverName, keyId, encodeBase64(ed25519.sign(seed, input)));

@@ -4,7 +4,7 @@ import type { Config } from "../../config/schema";
 import type { JsonObject } from "../../protocol/json";
 import { signJson } from "../../protocol/signing/sign-json";
 import { signEvent } from "../../protocol/signing/event-signatures";
-import { signEventWithId } from "../../protocol/signing/local-event";
+import { signEventWithId, type SignedWithId } from "../../protocol/signing/local-event";
 import type { RoomVersion } from "../../protocol/room-versions";
 import { encodeBase64 } from "../../protocol/base64";
 import type { Clock } from "../runtime";
@@ -36,7 +36,7 @@ export class ServerKeyService {
   }
 
   /** signEvent, with the event's ID taken from the same encoding (one redaction and encoding less per local event). */
-  signEventWithId(pdu: JsonObject, version: RoomVersion): { signed: JsonObject; eventId: string; limitBytes?: number } {
+  signEventWithId(pdu: JsonObject, version: RoomVersion): SignedWithId {
     return signEventWithId(pdu, version, this.serverName, this.key.keyId, this.key.seed);
   }
 

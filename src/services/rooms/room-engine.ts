@@ -12,6 +12,7 @@ import { checkEventLimits, MAX_PREV_EVENTS } from "../../protocol/event-limits";
 import { DEFAULT_ROOM_VERSION, roomVersion, type RoomVersion } from "../../protocol/room-versions";
 import { verifyThirdPartyInviteSignature } from "../../protocol/signing/third-party-invite";
 import { computeEventId, eventReference, roomIdFromCreateEvent } from "../../protocol/signing/event-id";
+import type { SignedWithId } from "../../protocol/signing/local-event";
 import { RecentCache } from "../../protocol/recent-cache";
 import type { NewEvent, RoomEventStore, RoomRecord, StoredEvent } from "../../storage/stores";
 import { consoleLogger, type Clock, type Logger } from "../runtime";
@@ -25,7 +26,7 @@ export interface EventSigner {
    * signEvent with the event's ID, from the one encoding both are taken over
    * (protocol/signing/local-event.ts); without it, the ID is computed from the signed event.
    */
-  signEventWithId?(pdu: JsonObject, version: RoomVersion): { signed: JsonObject; eventId: string; limitBytes?: number };
+  signEventWithId?(pdu: JsonObject, version: RoomVersion): SignedWithId;
 }
 
 export interface NewLocalEvent {
@@ -296,8 +297,12 @@ export class RoomEngine {
     const { createRoom, recordWith, deferred } = options;
     const delta = new Map<string, string | null>();
     if (event.state_key !== undefined) delta.set(stateKey(event.type, event.state_key), event.event_id);
-    // Inside a batch (a new room's events) the notifications wait for its commit, after it.
-    const companion = createRoom || deferred || event.state_key !== undefined ? undefined : await this.prepareCompanion(roomId, event, signed);
+    // An event that changes no state, outside a batch (a new room's events, whose notifications wait
+    // for its commit): its notifications go into its transaction, which may share its batch's round
+    // trips with other rooms' (concurrent): it writes rows of its own room, its sender's transaction
+    // id and its notifications.
+    const independent = !createRoom && !deferred && event.state_key === undefined;
+    const companion = independent ? await this.prepareCompanion(roomId, event, signed) : undefined;
     const persist = async () => {
       const row = await this.store.persistEvent({
         event: storedEventOf(event, roomId, signed),
@@ -311,9 +316,7 @@ export class RoomEngine {
       return row;
     };
     // The transaction id's record does not wait for the event's writes (on PostgreSQL both go in one
-    // round trip); both are awaited before the transaction ends, whichever fails. An event that
-    // changes no state writes rows of its own room, its sender's transaction id and its
-    // notifications: it may share its batch's round trips with other rooms' (concurrent).
+    // round trip); both are awaited before the transaction ends, whichever fails.
     let stored: StoredEvent;
     try {
       stored = recordWith || companion
@@ -322,7 +325,7 @@ export class RoomEngine {
             if (row.status === "rejected") throw row.reason;
             if (recorded.status === "rejected") throw recorded.reason;
             return row.value;
-          }, { concurrent: !createRoom && !deferred && event.state_key === undefined })
+          }, { concurrent: independent })
         : await persist();
     } catch (error) {
       companion?.settled(false);
@@ -354,7 +357,7 @@ export class RoomEngine {
     }
   }
 
-  private signedWithId(pdu: JsonObject, version: RoomVersion): { signed: JsonObject; eventId: string; limitBytes?: number } {
+  private signedWithId(pdu: JsonObject, version: RoomVersion): SignedWithId {
     const signed = this.signer.signEvent(pdu, version);
     return { signed, eventId: computeEventId(signed, version) };
   }
