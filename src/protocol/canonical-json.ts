@@ -58,12 +58,20 @@ export class JsonParseError extends Error {
 }
 
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+const UTF8 = new TextEncoder();
 
 /** The canonical JSON text of a value. Throws CanonicalJsonError. */
 export function encodeCanonicalJson(value: unknown, options: CanonicalJsonOptions = {}): string {
-  const strict = options.strict ?? true;
+  return notTooDeep(() => {
+    const ordered = inCanonicalOrder(value);
+    return ordered !== undefined ? JSON.stringify(ordered) : encodeValue(value, options.strict ?? true);
+  });
+}
+
+/** A stack overflow while encoding is a value nested too deeply. */
+function notTooDeep(encode: () => string): string {
   try {
-    return encodeValue(value, strict);
+    return encode();
   } catch (error) {
     throw error instanceof RangeError ? new CanonicalJsonError("too-deep", "JSON nested too deeply") : error;
   }
@@ -71,7 +79,7 @@ export function encodeCanonicalJson(value: unknown, options: CanonicalJsonOption
 
 /** The canonical JSON of a value as the UTF-8 bytes that get hashed and signed. */
 export function canonicalJsonBytes(value: unknown, options: CanonicalJsonOptions = {}): Uint8Array {
-  return new TextEncoder().encode(encodeCanonicalJson(value, options));
+  return UTF8.encode(encodeCanonicalJson(value, options));
 }
 
 /** Why a value is not canonical JSON, or undefined when it is. */
@@ -103,6 +111,97 @@ export function compareCodePoints(a: string, b: string): number {
 function codeUnitRank(unit: number): number {
   if (unit < 0xd800) return unit;
   return unit < 0xe000 ? unit + 0x2000 : unit - 0x800;
+}
+
+/**
+ * The text of a value as encodeValue writes it, for the tests to hold encodeCanonicalJson's faster
+ * way against (as @noble/ed25519 is the reference for node:crypto's).
+ */
+export function encodeCanonicalJsonReference(value: unknown, options: CanonicalJsonOptions = {}): string {
+  return notTooDeep(() => encodeValue(value, options.strict ?? true));
+}
+
+/**
+ * The common value, made ready for the engine's own JSON.stringify (several times faster than
+ * building the text piece by piece): plain objects, arrays, well-formed strings, safe integers,
+ * booleans and null. It comes back with every object's keys in canonical order (the same objects
+ * where they are in that order already, sorted copies where not), and JSON.stringify then writes
+ * exactly the canonical text (encodeString says why for strings). Undefined for anything else, which
+ * encodeValue then writes (or says what is wrong with): numbers that are not safe integers
+ * (LosslessNumber, floats), lone surrogates, keys an object would not keep in the order given
+ * (integer-like keys, which every object puts first; keys with surrogates, whose UTF-16 order is not
+ * their code point order; "__proto__"), undefined in an array, any other type.
+ */
+export function inCanonicalOrder(value: unknown): unknown {
+  switch (typeof value) {
+    case "string":
+      return isWellFormed(value) ? value : undefined;
+    case "number":
+      return Number.isSafeInteger(value) ? value : undefined;
+    case "boolean":
+      return value;
+    case "object": {
+      if (value === null) return null;
+      if (Array.isArray(value)) {
+        let copy: unknown[] | undefined;
+        for (let i = 0; i < value.length; i++) {
+          const member: unknown = value[i];
+          const ordered = inCanonicalOrder(member);
+          if (ordered === undefined) return undefined;
+          if (ordered !== member) (copy ??= value.slice())[i] = ordered;
+        }
+        return copy ?? value;
+      }
+      if (Object.getPrototypeOf(value) !== Object.prototype) return undefined;
+      const object = value as Record<string, unknown>;
+      const keys = Object.keys(object);
+      let sorted = true;
+      for (let i = 0; i < keys.length; i++) {
+        const key = keys[i]!;
+        if (!plainKey(key)) return undefined;
+        if (i > 0 && keys[i - 1]! > key) sorted = false;
+      }
+      let copy: Record<string, unknown> | undefined;
+      if (!sorted) {
+        keys.sort();
+        copy = {};
+      }
+      for (const key of keys) {
+        const member = object[key];
+        if (member === undefined) continue; // absent, as JSON.stringify and encodeObject leave it
+        const ordered = inCanonicalOrder(member);
+        if (ordered === undefined) return undefined;
+        if (copy === undefined && ordered !== member) {
+          // An inner object was reordered: a copy of this one, with the members before it.
+          copy = {};
+          for (const before of keys) {
+            if (before === key) break;
+            if (object[before] !== undefined) copy[before] = object[before];
+          }
+        }
+        if (copy !== undefined) copy[key] = ordered;
+      }
+      return copy ?? object;
+    }
+    default:
+      return undefined;
+  }
+}
+
+/**
+ * A key an object keeps in the position it is set at, and whose UTF-16 order is its code point order:
+ * not integer-like (those come first, in numeric order, in every object), no surrogates, and not
+ * "__proto__" (which a fresh object literal would treat as its prototype, not a key).
+ */
+function plainKey(key: string): boolean {
+  const first = key.charCodeAt(0);
+  if (first >= 0x30 && first <= 0x39) return false;
+  if (key === "__proto__") return false;
+  for (let i = 0; i < key.length; i++) {
+    const unit = key.charCodeAt(i);
+    if (unit >= 0xd800 && unit < 0xe000) return false;
+  }
+  return true;
 }
 
 function encodeValue(value: unknown, strict: boolean): string {
