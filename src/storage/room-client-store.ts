@@ -41,8 +41,6 @@ export class SqlRoomClientStore implements RoomClientStore {
   }
 
   recordTransaction(userId: string, deviceId: string, txnId: string, roomId: string, eventId: string, ts: number): Promise<boolean> {
-    // Only someone who asked about the event before it existed can hold an answer for it.
-    this.transactionCache.delete(eventId);
     return this.transactions.put(userId, deviceId, txnId, roomId, eventId, ts);
   }
 
@@ -50,8 +48,9 @@ export class SqlRoomClientStore implements RoomClientStore {
     const hit = this.transactionCache.get(eventId);
     if (hit !== undefined) return hit ?? undefined;
     const found = await this.transactions.ofEvent(eventId);
-    if (!this.db.inTransaction()) this.transactionCache.set(eventId, found ?? null);
-    return found;
+    // What an event's row says never changes; an event not held yet may still arrive with one.
+    if (found !== undefined && !this.db.inTransaction()) this.transactionCache.set(eventId, found);
+    return found ?? undefined;
   }
 
   recordRedaction(redacts: string, redactionEventId: string, roomId: string): Promise<void> {

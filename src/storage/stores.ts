@@ -30,6 +30,12 @@ export interface StoredEvent {
   readonly authEvents: readonly string[];
 }
 
+/** A client's transaction id and the device it was sent from (the user is the event's sender). */
+export interface ClientTransactionId {
+  readonly deviceId: string;
+  readonly txnId: string;
+}
+
 export interface NewEvent {
   readonly eventId: string;
   readonly roomId: string;
@@ -46,6 +52,8 @@ export interface NewEvent {
   readonly softFailed?: boolean;
   /** content.membership of m.room.member events, kept beside current state for member queries. */
   readonly membership?: string;
+  /** The client transaction (PUT /send, /redact) a local event was sent with: its sender's device sees it as unsigned.transaction_id. */
+  readonly transaction?: ClientTransactionId;
   /**
    * The event is held already as an outlier (a join's state, an auth event) and backfill has now
    * reached it in the room's history: its row moves into the timeline at the historical ordering,

@@ -247,7 +247,7 @@ describe.each(testDatabases.map((d) => [d.name, d] as const))("row caches on %s"
     const { roomEvents, roomClient, db } = stores;
     await roomEvents.createRoom({ roomId: ROOM, roomVersion: "10", creator: "@a:example.org", createdTs: 1 });
     await roomEvents.atomically(async () => {
-      await roomEvents.persistEvent({ event: message("$m"), updateForwardExtremities: false, updateCurrentState: false });
+      await roomEvents.persistEvent({ event: { ...message("$m"), transaction: { deviceId: "DEV", txnId: "t1" } }, updateForwardExtremities: false, updateCurrentState: false });
       await roomClient.recordTransaction("@a:example.org", "DEV", "t1", ROOM, "$m", 1);
     });
     const queries = countQueries(db);
@@ -274,7 +274,7 @@ describe.each(testDatabases.map((d) => [d.name, d] as const))("row caches on %s"
     await expect(
       roomEvents.atomically(async () => {
         await roomEvents.createRoom({ roomId: ROOM, roomVersion: "10", creator: "@a:example.org", createdTs: 1 });
-        await roomEvents.persistEvent({ event: message("$gone"), updateForwardExtremities: false, updateCurrentState: false });
+        await roomEvents.persistEvent({ event: { ...message("$gone"), transaction: { deviceId: "DEV", txnId: "t1" } }, updateForwardExtremities: false, updateCurrentState: false });
         await roomClient.recordTransaction("@a:example.org", "DEV", "t1", ROOM, "$gone", 1);
         // Read inside the transaction: these must not be cached.
         expect(await roomEvents.getEvent("$gone")).toBeDefined();

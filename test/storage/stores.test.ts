@@ -305,20 +305,35 @@ describe.each(testDatabases.map((d) => [d.name, d] as const))("stores on %s", (_
     test("client transactions: the first event of a transaction id stays", async () => {
       const { roomClient } = stores;
       expect(await roomClient.transactionEvent(ALICE, "DEV", "txn1")).toBeUndefined();
-      expect(await roomClient.transactionOf("$e1")).toBeUndefined();
-      await roomClient.recordTransaction(ALICE, "DEV", "txn1", ROOM, "$e1", 10);
-      await roomClient.recordTransaction(ALICE, "DEV", "txn1", ROOM, "$e2", 20);
+      expect(await roomClient.recordTransaction(ALICE, "DEV", "txn1", ROOM, "$e1", 10)).toBe(true);
+      expect(await roomClient.recordTransaction(ALICE, "DEV", "txn1", ROOM, "$e2", 20)).toBe(false);
       expect(await roomClient.transactionEvent(ALICE, "DEV", "txn1")).toBe("$e1");
-      expect(await roomClient.transactionOf("$e1")).toEqual({ userId: ALICE, deviceId: "DEV", txnId: "txn1" });
-      expect(await roomClient.transactionOf("$e2")).toBeUndefined();
       // The same txnId from another device or user is another transaction.
       await roomClient.recordTransaction(ALICE, "DEV2", "txn1", ROOM, "$e3", 30);
       await roomClient.recordTransaction(BOB, "DEV", "txn1", OTHER_ROOM, "$e4", 40);
       expect(await roomClient.transactionEvent(ALICE, "DEV2", "txn1")).toBe("$e3");
       expect(await roomClient.transactionEvent(BOB, "DEV", "txn1")).toBe("$e4");
       expect(await roomClient.transactionEvent(ALICE, "DEV", "txn2")).toBeUndefined();
-      expect(await roomClient.transactionOf("$e4")).toEqual({ userId: BOB, deviceId: "DEV", txnId: "txn1" });
       expect(await count("client_transactions")).toBe(3);
+    });
+
+    test("client transactions: which one sent an event is read from the event's row", async () => {
+      const { roomClient, roomEvents } = stores;
+      await roomEvents.createRoom({ roomId: ROOM, roomVersion: "10", creator: ALICE, createdTs: 1 });
+      const sent = (eventId: string, sender: string, transaction?: { deviceId: string; txnId: string }) =>
+        roomEvents.persistEvent({
+          event: { eventId, roomId: ROOM, type: "m.room.message", stateKey: undefined, sender, depth: 1, originServerTs: 1, prevEvents: [], authEvents: [], json: "{}", transaction },
+          updateForwardExtremities: false,
+          updateCurrentState: false,
+        });
+      expect(await roomClient.transactionOf("$e1")).toBeUndefined();
+      await sent("$e1", ALICE, { deviceId: "DEV", txnId: "txn1" });
+      await sent("$e2", BOB, { deviceId: "BOBDEV", txnId: "txn1" });
+      await sent("$e3", ALICE);
+      expect(await roomClient.transactionOf("$e1")).toEqual({ userId: ALICE, deviceId: "DEV", txnId: "txn1" });
+      expect(await roomClient.transactionOf("$e2")).toEqual({ userId: BOB, deviceId: "BOBDEV", txnId: "txn1" });
+      expect(await roomClient.transactionOf("$e3")).toBeUndefined();
+      expect(await roomClient.transactionOf("$unknown")).toBeUndefined();
     });
 
     test("redactions: listed in the order stored, each pair once", async () => {

@@ -14,7 +14,7 @@ import { verifyThirdPartyInviteSignature } from "../../protocol/signing/third-pa
 import { computeEventId, eventReference, roomIdFromCreateEvent } from "../../protocol/signing/event-id";
 import type { SignedWithId } from "../../protocol/signing/local-event";
 import { RecentCache } from "../../protocol/recent-cache";
-import type { NewEvent, RoomEventStore, RoomRecord, StoredEvent } from "../../storage/stores";
+import type { ClientTransactionId, NewEvent, RoomEventStore, RoomRecord, StoredEvent } from "../../storage/stores";
 import { consoleLogger, type Clock, type Logger } from "../runtime";
 import { RoomWriteQueue } from "./room-write-queue";
 
@@ -41,6 +41,8 @@ export interface NewLocalEvent {
    * stored or neither is.
    */
   recordWith?: (eventId: string) => Promise<void>;
+  /** The client transaction the event is sent with, kept in its row (NewEvent.transaction). */
+  transaction?: ClientTransactionId;
   /**
    * Runs once the event is built, signed and authorized, before it is stored, in the room's write
    * queue (nothing else enters the room meanwhile): a room upgrade creates the new room here, whose
@@ -230,7 +232,7 @@ export class RoomEngine {
   async prepareEvent(
     roomId: string,
     version: RoomVersion,
-    input: Omit<NewLocalEvent, "recordWith">,
+    input: Omit<NewLocalEvent, "recordWith" | "transaction">,
   ): Promise<{ pdu: JsonObject; authEvents: RoomEvent[]; createEvent: RoomEvent | undefined; usesPolicyServer: boolean }> {
     checkContent(input.content);
     const prevIds = await this.choosePrevEvents(roomId);
@@ -285,16 +287,16 @@ export class RoomEngine {
     if (final !== signed) checkLimits(final, version);
     await input.beforePersist?.(event.event_id);
 
-    return this.persistLocal(roomId, final, event, { recordWith: input.recordWith, deferred });
+    return this.persistLocal(roomId, final, event, { recordWith: input.recordWith, transaction: input.transaction, deferred });
   }
 
   private async persistLocal(
     roomId: string,
     signed: JsonObject,
     event: RoomEvent,
-    options: { createRoom?: RoomRecord; recordWith?: (eventId: string) => Promise<void>; deferred?: DeferredNotifications } = {},
+    options: { createRoom?: RoomRecord; recordWith?: (eventId: string) => Promise<void>; transaction?: ClientTransactionId; deferred?: DeferredNotifications } = {},
   ): Promise<LocalEventResult> {
-    const { createRoom, recordWith, deferred } = options;
+    const { createRoom, recordWith, transaction, deferred } = options;
     const delta = new Map<string, string | null>();
     if (event.state_key !== undefined) delta.set(stateKey(event.type, event.state_key), event.event_id);
     // An event that changes no state, outside a batch (a new room's events, whose notifications wait
@@ -305,7 +307,7 @@ export class RoomEngine {
     const companion = independent ? await this.prepareCompanion(roomId, event, signed) : undefined;
     const persist = async () => {
       const row = await this.store.persistEvent({
-        event: storedEventOf(event, roomId, signed),
+        event: { ...storedEventOf(event, roomId, signed), transaction },
         stateAfter: { parent: await this.store.currentStateSnapshot(roomId), delta },
         updateForwardExtremities: true,
         createdHere: true,

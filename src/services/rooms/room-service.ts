@@ -13,7 +13,7 @@ import { eventSendLevel, namedLevel, userPowerLevel } from "../../protocol/auth"
 import { splitStateKey } from "../../protocol/events";
 import { isValidRoomAlias, isValidUserId, serverNameOf } from "../../protocol/identifiers";
 import type { SpamEvent } from "../../extensions";
-import type { RoomClientStore, RoomEventStore, StoredEvent } from "../../storage/stores";
+import type { ClientTransactionId, RoomClientStore, RoomEventStore, StoredEvent } from "../../storage/stores";
 import type { Clock, Logger } from "../runtime";
 import { fakeEventId, policyDenial, requireSpamAllowed, spamVerdict, type SpamChecks } from "../plugins/spam-decisions";
 import { type ClientEvent, ClientEventFormatter, type Viewer } from "./client-events";
@@ -226,20 +226,20 @@ export class RoomService {
   /** PUT /send: one event per (user, device, txnId); a repeated txnId answers with the first event_id. */
   send(roomId: string, requester: Required<Viewer>, type: string, txnId: string, content: JsonObject): Promise<string> {
     if (type === "m.room.redaction") throw new MatrixError("M_BAD_JSON", "Redact events with PUT /rooms/{roomId}/redact/{eventId}/{txnId}");
-    return this.once(requester, txnId, roomId, async (recordWith) => {
+    return this.once(requester, txnId, roomId, async (recordWith, transaction) => {
       await this.access.versionOf(roomId);
       this.checkContentSize(content);
       const policies = this.options.policies;
       if (policies?.hasSpamPolicies && (await this.eventVerdict(policies, { roomId, sender: requester.userId, type, content, local: true })) === "shadow") {
         return this.shadowed(roomId, recordWith);
       }
-      return this.sendChecked(roomId, { type, sender: requester.userId, content, recordWith }, () => this.explainSend(roomId, requester.userId, type, false));
+      return this.sendChecked(roomId, { type, sender: requester.userId, content, recordWith, transaction }, () => this.explainSend(roomId, requester.userId, type, false));
     });
   }
 
   /** PUT /redact: redacts an event of the room; only its sender or a user with the redact level may. */
   redact(roomId: string, requester: Required<Viewer>, eventId: string, txnId: string, reason?: string): Promise<string> {
-    return this.once(requester, txnId, roomId, async (recordWith) => {
+    return this.once(requester, txnId, roomId, async (recordWith, transaction) => {
       const version = await this.access.versionOf(roomId);
       const target = await this.store.getEvent(eventId);
       // An event of another room is the client's mistake: 400, as Synapse answers (the spec is
@@ -259,7 +259,7 @@ export class RoomService {
       if (policies?.hasSpamPolicies && (await this.eventVerdict(policies, { roomId, sender: requester.userId, type: "m.room.redaction", content: { ...content, redacts: eventId }, local: true })) === "shadow") {
         return this.shadowed(roomId, recordWith);
       }
-      return this.sendChecked(roomId, { type: "m.room.redaction", sender: requester.userId, content, redacts: eventId, recordWith }, () =>
+      return this.sendChecked(roomId, { type: "m.room.redaction", sender: requester.userId, content, redacts: eventId, recordWith, transaction }, () =>
         this.explainSend(roomId, requester.userId, "m.room.redaction", false),
       );
     });
@@ -512,7 +512,12 @@ export class RoomService {
    * finds it taken when recording it, which rolls its event back; then, as after any failure, the
    * event the id made is the answer, whether or not the retry could still be sent.
    */
-  private async once(requester: Required<Viewer>, txnId: string, roomId: string, run: (recordWith: (eventId: string) => Promise<void>) => Promise<string>): Promise<string> {
+  private async once(
+    requester: Required<Viewer>,
+    txnId: string,
+    roomId: string,
+    run: (recordWith: (eventId: string) => Promise<void>, transaction: ClientTransactionId) => Promise<string>,
+  ): Promise<string> {
     const key = `${requester.userId}\u0000${requester.deviceId}\u0000${txnId}`;
     const pending = this.inFlight.get(key);
     if (pending) return pending;
@@ -520,9 +525,12 @@ export class RoomService {
     // looked up joins this attempt instead of sending a second event.
     const promise = (async () => {
       try {
-        return await run(async (eventId) => {
-          if (!(await this.clientStore.recordTransaction(requester.userId, requester.deviceId, txnId, roomId, eventId, this.clock.now()))) throw new TransactionIdTaken();
-        });
+        return await run(
+          async (eventId) => {
+            if (!(await this.clientStore.recordTransaction(requester.userId, requester.deviceId, txnId, roomId, eventId, this.clock.now()))) throw new TransactionIdTaken();
+          },
+          { deviceId: requester.deviceId, txnId },
+        );
       } catch (error) {
         const done = await this.clientStore.transactionEvent(requester.userId, requester.deviceId, txnId);
         if (done !== undefined) return done;

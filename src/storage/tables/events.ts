@@ -152,16 +152,16 @@ function inKeyOrder(ids: readonly string[]): string[] {
 
 const COLUMNS = "event_nid, event_id, room_id, type, state_key, sender, depth, origin_server_ts, stream_ordering, rejected_reason, outlier, soft_failed, state_snapshot, json";
 
-const INSERT_COLUMNS = "event_id, room_id, type, state_key, sender, depth, origin_server_ts, rejected_reason, outlier, soft_failed, state_snapshot, json, stream_ordering";
+const INSERT_COLUMNS = "event_id, room_id, type, state_key, sender, depth, origin_server_ts, rejected_reason, outlier, soft_failed, state_snapshot, json, txn_device_id, txn_id, stream_ordering";
 // A timeline event takes the next stream ordering in the same statement. Transactions run one at a
 // time (database.ts), so max + 1 is gap-free in commit order.
 const INSERT_TIMELINE_EVENT = `INSERT INTO events (${INSERT_COLUMNS})
-  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, (SELECT COALESCE(max(stream_ordering), 0) + 1 FROM events)) RETURNING event_nid, stream_ordering`;
-const INSERT_EVENT = `INSERT INTO events (${INSERT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL) RETURNING event_nid, stream_ordering`;
+  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, (SELECT COALESCE(max(stream_ordering), 0) + 1 FROM events)) RETURNING event_nid, stream_ordering`;
+const INSERT_EVENT = `INSERT INTO events (${INSERT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL) RETURNING event_nid, stream_ordering`;
 // History fetched from other servers (backfill) goes before everything held: below zero, at an
 // ordering the caller chose (one batch at a time, oldest lowest), so /sync, which reads only
 // orderings above its token, never sees it as new.
-const INSERT_HISTORICAL_EVENT = `INSERT INTO events (${INSERT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING event_nid, stream_ordering`;
+const INSERT_HISTORICAL_EVENT = `INSERT INTO events (${INSERT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING event_nid, stream_ordering`;
 // An outlier that backfill reached: into the timeline, below everything held (its edges are there).
 const PROMOTE_OUTLIER = "UPDATE events SET outlier = 0, state_snapshot = ?, stream_ordering = ? WHERE event_id = ? AND outlier = 1 AND rejected_reason IS NULL RETURNING event_nid, stream_ordering";
 const SELECT_MIN_STREAM = "SELECT min(stream_ordering) AS m FROM events";
@@ -236,6 +236,8 @@ export class EventsTable {
       event.softFailed ? 1 : 0,
       stateSnapshot ?? null,
       event.json,
+      event.transaction?.deviceId ?? null,
+      event.transaction?.txnId ?? null,
       ...(historical ? [historicalOrdering] : []),
     );
     // Padded lists (a repeated last row, which ON CONFLICT DO NOTHING skips): one statement for the
