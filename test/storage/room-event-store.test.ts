@@ -130,6 +130,16 @@ describe.each(testDatabases.map((d) => [d.name, d] as const))("room DAG store on
     expect(reads.filter((sql) => sql.includes("forward_extremities")).some((sql) => sql.includes("NOT EXISTS"))).toBe(false);
     expect(await store.forwardExtremities(ROOM)).toEqual(["$n"]);
     expect(await uncached().forwardExtremities(ROOM)).toEqual(["$n"]);
+    // Nor is it written down for that check: no event arriving later can be among its prev_events.
+    const edgesOf = async (id: string) =>
+      (await stores.db.get<{ n: number }>("SELECT count(*) AS n FROM event_edges WHERE event_nid = (SELECT event_nid FROM events WHERE event_id = ?)", id))!.n;
+    expect(await edgesOf("$n")).toBe(0);
+    expect(await edgesOf("$x")).toBe(1);
+    expect((await store.getEvent("$n"))!.prevEvents).toEqual(["$y"]);
+    // An event received later that builds on it replaces it as the extremity.
+    await append(event("$r", { prevEvents: ["$n"] }));
+    expect(await store.forwardExtremities(ROOM)).toEqual(["$r"]);
+    expect(await uncached().forwardExtremities(ROOM)).toEqual(["$r"]);
   });
 
   test("extremities and the current snapshot kept in memory follow every write, and a rollback forgets them", async () => {

@@ -1,5 +1,11 @@
 // events, event_edges (prev_events), event_auth_edges (auth_events) and forward_extremities.
 // The PDU is stored once as received; the columns beside it are what queries need.
+//
+// event_edges is read for one question only: whether an event arriving now is already built on by
+// one held (INSERT_EXTREMITY). The events this server creates are built on events it holds (its
+// forward extremities), and an event is never stored twice, so none arriving later can be among
+// their prev_events: they write no rows there (a statement and, in the prev_event_id index, a
+// random leaf less per send). What an event's prev_events are is read from its PDU.
 import type { Database, SqlParam } from "../database";
 import type { Migration } from "../migrations";
 import { inLists, placeholders } from "../sql-lists";
@@ -243,7 +249,7 @@ export class EventsTable {
     // Padded lists (a repeated last row, which ON CONFLICT DO NOTHING skips): one statement for the
     // usual three or four auth events rather than one per power of two.
     const writes: Promise<unknown>[] = [];
-    for (const batch of inLists(event.prevEvents, 256)) writes.push(this.db.run(insertEdges(batch.length), ...batch.flatMap((prev) => [event.eventId, prev])));
+    if (!createdHere) for (const batch of inLists(event.prevEvents, 256)) writes.push(this.db.run(insertEdges(batch.length), ...batch.flatMap((prev) => [event.eventId, prev])));
     for (const batch of inLists(event.authEvents, 256)) writes.push(this.db.run(insertAuthEdges(batch.length), ...batch.flatMap((auth) => [event.eventId, auth])));
     // Awaited together: one that fails must not leave the others' rejections unhandled.
     const [inserted, extremity] = await Promise.all([insertedRow, advance ? this.advanceExtremities(event.roomId, event.eventId, event.prevEvents, createdHere) : undefined, ...writes]);
