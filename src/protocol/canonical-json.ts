@@ -190,18 +190,26 @@ export function inCanonicalOrder(value: unknown): unknown {
 
 /**
  * A key an object keeps in the position it is set at, and whose UTF-16 order is its code point order:
- * not integer-like (those come first, in numeric order, in every object), no surrogates, and not
- * "__proto__" (which a fresh object literal would treat as its prototype, not a key).
+ * not an array index (those come first, in numeric order, in every object), no surrogates, and not
+ * "__proto__" (which a fresh object would take as its prototype, not a key).
  */
 function plainKey(key: string): boolean {
-  const first = key.charCodeAt(0);
-  if (first >= 0x30 && first <= 0x39) return false;
-  if (key === "__proto__") return false;
+  if (isArrayIndex(key) || key === "__proto__") return false;
   for (let i = 0; i < key.length; i++) {
     const unit = key.charCodeAt(i);
     if (unit >= 0xd800 && unit < 0xe000) return false;
   }
   return true;
+}
+
+/** "0", "7", "4294967294": the integers below 2^32 - 1 written without leading zeros, as objects order them first. */
+function isArrayIndex(key: string): boolean {
+  if (key.length === 0 || key.length > 10) return false;
+  for (let i = 0; i < key.length; i++) {
+    const unit = key.charCodeAt(i);
+    if (unit < 0x30 || unit > 0x39) return false;
+  }
+  return (key.length === 1 || key.charCodeAt(0) !== 0x30) && Number(key) < 4294967295;
 }
 
 function encodeValue(value: unknown, strict: boolean): string {

@@ -37,7 +37,7 @@ function random(seed: number): () => number {
 }
 
 // Keys that sort alike by UTF-16 and by code point, and the ones that do not or that objects reorder.
-const KEYS = ["a", "b", "B", "aa", "", "é", "\u00ff", "\ue000", "\uffff", "\u{1f600}", "\u{10000}", "10", "2", "0", "1a", "__proto__", "constructor", "toJSON", "hashes", "signatures", "content", "type"];
+const KEYS = ["a", "b", "B", "aa", "", "é", "\u00ff", "\ue000", "\uffff", "\u{1f600}", "\u{10000}", "10", "2", "0", "01", "-1", "1.5", "4294967294", "4294967295", "1a", "127.0.0.1:8448", "__proto__", "constructor", "toJSON", "hashes", "signatures", "content", "type"];
 const STRINGS = ["", "plain", "quote \" and \\ backslash", "\u0000\u0001\u001f\u007f", "\b\f\n\r\t", "\u2028\u2029", "é€\u{1f600}", "\ud800", "x\udc00y"];
 const NUMBERS = [0, -0, 1, -1, 42, 2 ** 53 - 1, -(2 ** 53 - 1), 2 ** 53, 1.5, -0.25, 1e21, Number.NaN, Number.POSITIVE_INFINITY];
 
@@ -116,6 +116,13 @@ describe("canonical JSON: what the fast way takes", () => {
     expect(JSON.stringify(ordered)).toBe('{"a":{"a":1},"b":{"c":2,"d":1},"e":"x"}');
   });
 
+  test("keys that begin with a digit but are no array index keep their place: a server name, 01, 4294967295", () => {
+    const signatures = { "127.0.0.1:8448": { "ed25519:a": "sig" }, "4294967295": {}, "01": 1, "example.org": {} };
+    expect(inCanonicalOrder(signatures)).toBeDefined();
+    expect(encodeCanonicalJson(signatures)).toBe('{"01":1,"127.0.0.1:8448":{"ed25519:a":"sig"},"4294967295":{},"example.org":{}}');
+    expectSameAsReference(signatures);
+  });
+
   test("undefined members are left out, as JSON.stringify and the reference leave them", () => {
     expect(JSON.stringify(inCanonicalOrder({ b: undefined, a: 1 }))).toBe('{"a":1}');
     expect(JSON.stringify(inCanonicalOrder({ a: 1, b: undefined }))).toBe('{"a":1}');
@@ -123,6 +130,8 @@ describe("canonical JSON: what the fast way takes", () => {
 
   test.each([
     ["an integer-like key (objects put those first)", { b: 1, "10": 2, "2": 3 }],
+    ["the largest array index", { b: 1, "4294967294": 2 }],
+    ["the key 0", { b: 1, "0": 2 }],
     ["a key with a surrogate pair (UTF-16 order is not code point order)", { "\u{1f600}": 1, "\ue000": 2 }],
     ["a __proto__ key held as data", Object.fromEntries([["__proto__", 1]])],
     ["a lone surrogate", { a: "\ud800" }],
