@@ -100,6 +100,18 @@ describe.each(testDatabases.map((d) => [d.name, d] as const))("room DAG store on
     }
   });
 
+  test("references are in the order of their UTF-8 bytes, astral characters after the rest of the BMP", async () => {
+    await append(event("$a", { type: "m.room.create", stateKey: "" }));
+    const ids = ["$\u{10000}", "$\uffff", "$a", "$\u00e9"];
+    const stored = await append(event("$odd", { prevEvents: ids, authEvents: ids, depth: 2 }));
+    const byBytes = [...ids].sort((x, y) => Buffer.compare(Buffer.from(x), Buffer.from(y)));
+    expect(byBytes).toEqual(["$a", "$\u00e9", "$\uffff", "$\u{10000}"]);
+    for (const read of [stored, await uncached().getEvent("$odd")]) {
+      expect(read?.prevEvents).toEqual(byBytes);
+      expect(read?.authEvents).toEqual(byBytes);
+    }
+  });
+
   test("forward extremities follow the DAG, forks included", async () => {
     await append(event("$a", { type: "m.room.create", stateKey: "" }));
     expect(await store.forwardExtremities(ROOM)).toEqual(["$a"]);

@@ -6,6 +6,7 @@
 // forward extremities), and an event is never stored twice, so none arriving later can be among
 // their prev_events: they write no rows there (a statement and, in the prev_event_id index, a
 // random leaf less per send). What an event's prev_events are is read from its PDU.
+import { compareCodePoints } from "../../protocol/canonical-json";
 import type { Database, SqlParam } from "../database";
 import type { Migration } from "../migrations";
 import { inLists, placeholders } from "../sql-lists";
@@ -151,9 +152,9 @@ function referenceIds(references: unknown): string[] {
   return inKeyOrder(ids);
 }
 
+/** The ids once each, in the order of their UTF-8 bytes (which is code point order), without encoding them. */
 function inKeyOrder(ids: readonly string[]): string[] {
-  const bytes = [...new Set(ids)].map((id) => [id, Buffer.from(id, "utf8")] as const);
-  return bytes.sort((a, b) => Buffer.compare(a[1], b[1])).map(([id]) => id);
+  return [...new Set(ids)].sort(compareCodePoints);
 }
 
 const COLUMNS = "event_nid, event_id, room_id, type, state_key, sender, depth, origin_server_ts, stream_ordering, rejected_reason, outlier, soft_failed, state_snapshot, json";
