@@ -62,10 +62,16 @@ const UTF8 = new TextEncoder();
 
 /** The canonical JSON text of a value. Throws CanonicalJsonError. */
 export function encodeCanonicalJson(value: unknown, options: CanonicalJsonOptions = {}): string {
-  return notTooDeep(() => {
+  let text: string | undefined;
+  try {
     const ordered = inCanonicalOrder(value);
-    return ordered !== undefined ? JSON.stringify(ordered) : encodeValue(value, options.strict ?? true);
-  });
+    if (ordered !== undefined) text = JSON.stringify(ordered);
+  } catch (error) {
+    // The fast way recurses in deeper frames than encodeValue: a value it cannot go through may
+    // still be within what encodeValue can (which says whether it is too deep).
+    if (!(error instanceof RangeError)) throw error;
+  }
+  return text ?? notTooDeep(() => encodeValue(value, options.strict ?? true));
 }
 
 /** A stack overflow while encoding is a value nested too deeply. */
@@ -124,15 +130,23 @@ export function encodeCanonicalJsonReference(value: unknown, options: CanonicalJ
 /**
  * The common value, made ready for the engine's own JSON.stringify (several times faster than
  * building the text piece by piece): plain objects, arrays, well-formed strings, safe integers,
- * booleans and null. It comes back with every object's keys in canonical order (the same objects
- * where they are in that order already, sorted copies where not), and JSON.stringify then writes
- * exactly the canonical text (encodeString says why for strings). Undefined for anything else, which
+ * booleans and null. It comes back as a copy (fresh arrays, and fresh objects with their keys set in
+ * canonical order), for JSON.stringify to write exactly the canonical text (encodeString says why
+ * for strings). A copy, not the value itself, so that JSON.stringify meets only data properties
+ * read once each, as encodeValue reads them: no toJSON method (of an object, an array subclass,
+ * or a non-enumerable one), no getter read a second time. Undefined for anything else, which
  * encodeValue then writes (or says what is wrong with): numbers that are not safe integers
  * (LosslessNumber, floats), lone surrogates, keys an object would not keep in the order given
- * (integer-like keys, which every object puts first; keys with surrogates, whose UTF-16 order is not
- * their code point order; "__proto__"), undefined in an array, any other type.
+ * (array indexes, which every object puts first; keys with surrogates, whose UTF-16 order is not
+ * their code point order; "__proto__"), undefined in an array, any other type, and everything while
+ * a toJSON method is on Object.prototype or Array.prototype (JSON.stringify would call it).
  */
 export function inCanonicalOrder(value: unknown): unknown {
+  if ("toJSON" in Object.prototype || "toJSON" in Array.prototype) return undefined;
+  return ordered(value);
+}
+
+function ordered(value: unknown): unknown {
   switch (typeof value) {
     case "string":
       return isWellFormed(value) ? value : undefined;
@@ -143,14 +157,13 @@ export function inCanonicalOrder(value: unknown): unknown {
     case "object": {
       if (value === null) return null;
       if (Array.isArray(value)) {
-        let copy: unknown[] | undefined;
+        const copy: unknown[] = new Array(value.length);
         for (let i = 0; i < value.length; i++) {
-          const member: unknown = value[i];
-          const ordered = inCanonicalOrder(member);
-          if (ordered === undefined) return undefined;
-          if (ordered !== member) (copy ??= value.slice())[i] = ordered;
+          const member = ordered(value[i]);
+          if (member === undefined) return undefined;
+          copy[i] = member;
         }
-        return copy ?? value;
+        return copy;
       }
       if (Object.getPrototypeOf(value) !== Object.prototype) return undefined;
       const object = value as Record<string, unknown>;
@@ -161,27 +174,16 @@ export function inCanonicalOrder(value: unknown): unknown {
         if (!plainKey(key)) return undefined;
         if (i > 0 && keys[i - 1]! > key) sorted = false;
       }
-      let copy: Record<string, unknown> | undefined;
-      if (!sorted) {
-        keys.sort();
-        copy = {};
-      }
+      if (!sorted) keys.sort();
+      const copy: Record<string, unknown> = {};
       for (const key of keys) {
         const member = object[key];
         if (member === undefined) continue; // absent, as JSON.stringify and encodeObject leave it
-        const ordered = inCanonicalOrder(member);
-        if (ordered === undefined) return undefined;
-        if (copy === undefined && ordered !== member) {
-          // An inner object was reordered: a copy of this one, with the members before it.
-          copy = {};
-          for (const before of keys) {
-            if (before === key) break;
-            if (object[before] !== undefined) copy[before] = object[before];
-          }
-        }
-        if (copy !== undefined) copy[key] = ordered;
+        const inOrder = ordered(member);
+        if (inOrder === undefined) return undefined;
+        copy[key] = inOrder;
       }
-      return copy ?? object;
+      return copy;
     }
     default:
       return undefined;

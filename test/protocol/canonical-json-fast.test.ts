@@ -90,30 +90,80 @@ describe("canonical JSON: the fast way agrees with the reference encoder", () =>
 });
 
 describe("canonical JSON: what the fast way takes", () => {
-  test("a value already in canonical order comes back as it is, not copied", () => {
-    const inner = { a: 1, b: [true, null, "x"] };
-    const value = { content: inner, list: [inner], type: "t" };
-    const ordered = inCanonicalOrder(value) as typeof value;
-    expect(ordered).toBe(value);
-    expect(ordered.content).toBe(inner);
-  });
-
-  test("an object out of order comes back sorted, in a copy; the value given is left as it was", () => {
-    const value = { type: "t", content: { b: 1, a: 2 }, auth: [{ y: 1, x: 2 }] };
-    const ordered = inCanonicalOrder(value) as Record<string, unknown>;
+  test("a value comes back as a copy, keys in canonical order; the value given is left as it was", () => {
+    const value = { type: "t", content: { b: 1, a: 2 }, auth: [{ y: 1, x: 2 }], sorted: { a: [1], b: "x" } };
+    const ordered = inCanonicalOrder(value) as Record<string, Record<string, unknown>>;
     expect(ordered).not.toBe(value);
-    expect(JSON.stringify(ordered)).toBe('{"auth":[{"x":2,"y":1}],"content":{"a":2,"b":1},"type":"t"}');
-    expect(Object.keys(value)).toEqual(["type", "content", "auth"]);
+    expect(ordered.sorted).not.toBe(value.sorted);
+    expect(ordered.sorted!.a).not.toBe(value.sorted.a);
+    expect(JSON.stringify(ordered)).toBe('{"auth":[{"x":2,"y":1}],"content":{"a":2,"b":1},"sorted":{"a":[1],"b":"x"},"type":"t"}');
+    expect(Object.keys(value)).toEqual(["type", "content", "auth", "sorted"]);
     expect(Object.keys(value.content)).toEqual(["b", "a"]);
   });
 
-  test("an inner object out of order copies only the objects on its path", () => {
-    const sibling = { a: 1 };
-    const value = { a: sibling, b: { d: 1, c: 2 }, e: "x" };
-    const ordered = inCanonicalOrder(value) as Record<string, unknown>;
-    expect(ordered).not.toBe(value);
-    expect(ordered.a).toBe(sibling);
-    expect(JSON.stringify(ordered)).toBe('{"a":{"a":1},"b":{"c":2,"d":1},"e":"x"}');
+  test("no toJSON method reaches JSON.stringify: an array's own, an array subclass's, a non-enumerable one", () => {
+    const array = Object.assign([1, 2], { toJSON: () => "hijack" });
+    class Sub extends Array<number> {
+      toJSON() {
+        return "sub";
+      }
+    }
+    const hidden = Object.defineProperty({ a: 1 }, "toJSON", { value: () => "x", enumerable: false });
+    for (const value of [array, Sub.from([1]), hidden, { nested: hidden }, [array]]) expectSameAsReference(value);
+    expect(encodeCanonicalJson(array)).toBe("[1,2]");
+    expect(encodeCanonicalJson(hidden)).toBe('{"a":1}');
+  });
+
+  test("a toJSON method on Object.prototype or Array.prototype sends everything to the reference encoder", () => {
+    for (const proto of [Object.prototype, Array.prototype] as Record<string, unknown>[]) {
+      proto.toJSON = () => "polluted";
+      try {
+        expect(inCanonicalOrder({ a: [1] })).toBeUndefined();
+        expect(encodeCanonicalJson({ a: [1] })).toBe('{"a":[1]}');
+      } finally {
+        delete proto.toJSON;
+      }
+    }
+    expect(inCanonicalOrder({ a: [1] })).toBeDefined();
+  });
+
+  test("a getter is read once, as the reference reads it", () => {
+    const flipping = () => {
+      let reads = 0;
+      return { get a() {
+        return reads++ === 0 ? 1 : "\ud800";
+      } };
+    };
+    expect(encodeCanonicalJson(flipping())).toBe('{"a":1}');
+    expect(encodeCanonicalJsonReference(flipping())).toBe('{"a":1}');
+  });
+
+  test("a stack overflow in the fast way (its frames are deeper) hands the value to the reference encoder", () => {
+    // The first walk of the keys runs out of stack, as the fast way's recursion would on a value
+    // nested a little less deeply than the reference can still write.
+    let walks = 0;
+    const overflowOnce = new Proxy<Record<string, unknown>>(
+      { b: 1, a: [2] },
+      {
+        ownKeys(target) {
+          if (walks++ === 0) throw new RangeError("Maximum call stack size exceeded.");
+          return Reflect.ownKeys(target);
+        },
+      },
+    );
+    expect(encodeCanonicalJson({ v: overflowOnce })).toBe('{"v":{"a":[2],"b":1}}');
+    expect(walks).toBe(2);
+  });
+
+  test("nesting: written the same way well within the stack, too deep for both far past it", () => {
+    const nested = (depth: number) => {
+      let value: unknown = 1;
+      for (let i = 0; i < depth; i++) value = [value];
+      return value;
+    };
+    expect(encodeCanonicalJson(nested(5_000))).toBe(`${"[".repeat(5_000)}1${"]".repeat(5_000)}`);
+    expectSameAsReference(nested(5_000));
+    expect(outcome(() => encodeCanonicalJson(nested(1_000_000)))).toEqual({ problem: "too-deep", path: [] });
   });
 
   test("keys that begin with a digit but are no array index keep their place: a server name, 01, 4294967295", () => {

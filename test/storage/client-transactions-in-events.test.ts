@@ -29,7 +29,7 @@ async function indexesOf(db: Database, table: string): Promise<string[]> {
 }
 
 describe.each(engines)("client transactions in the events' rows on %s", (_name, open) => {
-  test("migration 102 copies the transaction ids of held events and drops the index by event_id", async () => {
+  test("migration 102 copies the transaction ids of the last day's events and drops the index by event_id", async () => {
     const db = await open();
     try {
       await runMigrations(db, BEFORE);
@@ -46,9 +46,14 @@ describe.each(engines)("client transactions in the events' rows on %s", (_name, 
       await insertEvent(1, "$sent", ALICE);
       await insertEvent(2, "$plain", ALICE);
       await insertEvent(3, "$other", "@bob:example.org");
-      await db.run("INSERT INTO client_transactions (user_id, device_id, txn_id, room_id, event_id, created_ts) VALUES (?, 'DEV', 'txn1', ?, '$sent', 1)", ALICE, ROOM);
+      await insertEvent(4, "$old", ALICE);
+      const record = (txnId: string, eventId: string, ts: number) =>
+        db.run("INSERT INTO client_transactions (user_id, device_id, txn_id, room_id, event_id, created_ts) VALUES (?, 'DEV', ?, ?, ?, ?)", ALICE, txnId, ROOM, eventId, ts);
+      await record("txn1", "$sent", Date.now() - 60_000);
       // A shadow-banned send records a transaction id for an event that was never stored.
-      await db.run("INSERT INTO client_transactions (user_id, device_id, txn_id, room_id, event_id, created_ts) VALUES (?, 'DEV', 'txn2', ?, '$never', 2)", ALICE, ROOM);
+      await record("txn2", "$never", Date.now());
+      // Sent two days ago: its id is not copied (a client matches its echo by it right after sending).
+      await record("txn3", "$old", Date.now() - 2 * 86_400_000);
 
       expect(await runMigrations(db, MIGRATIONS)).toEqual([102]);
       expect(await indexesOf(db, "client_transactions")).not.toContain("client_transactions_event");
@@ -57,9 +62,11 @@ describe.each(engines)("client transactions in the events' rows on %s", (_name, 
       expect(await roomClient.transactionOf("$plain")).toBeUndefined();
       expect(await roomClient.transactionOf("$other")).toBeUndefined();
       expect(await roomClient.transactionOf("$never")).toBeUndefined();
+      expect(await roomClient.transactionOf("$old")).toBeUndefined();
       // A retry is still answered from client_transactions.
       expect(await roomClient.transactionEvent(ALICE, "DEV", "txn1")).toBe("$sent");
       expect(await roomClient.transactionEvent(ALICE, "DEV", "txn2")).toBe("$never");
+      expect(await roomClient.transactionEvent(ALICE, "DEV", "txn3")).toBe("$old");
     } finally {
       await db.close();
     }

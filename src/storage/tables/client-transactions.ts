@@ -38,6 +38,11 @@ export const CLIENT_TRANSACTIONS_MIGRATION: Migration = {
  * row has anyway. The index on client_transactions.event_id it replaces cost every send a page write
  * (a random leaf of the index in each commit's WAL frames; ~15 us a send on SQLite, a sixth of its
  * COMMIT). client_transactions itself keeps what a retried send is answered from.
+ *
+ * Only the events sent in the last day get their transaction id copied into their rows, so that the
+ * upgrade of a large database rewrites a bounded number of rows (on PostgreSQL, under a lock on
+ * events): a client matches its own echo by it right after sending, and Synapse forgets these ids
+ * after a day too (its event_txn_id rows are deleted after 24 hours).
  */
 export const CLIENT_TRANSACTIONS_IN_EVENTS_MIGRATION: Migration = {
   version: 102,
@@ -46,12 +51,13 @@ export const CLIENT_TRANSACTIONS_IN_EVENTS_MIGRATION: Migration = {
     ALTER TABLE events ADD COLUMN txn_device_id TEXT;
     ALTER TABLE events ADD COLUMN txn_id TEXT;
     UPDATE events SET (txn_device_id, txn_id) = (SELECT c.device_id, c.txn_id FROM client_transactions c WHERE c.event_id = events.event_id AND c.user_id = events.sender LIMIT 1)
-      WHERE event_id IN (SELECT event_id FROM client_transactions);
+      WHERE event_id IN (SELECT event_id FROM client_transactions WHERE created_ts > (CAST(strftime('%s', 'now') AS INTEGER) - 86400) * 1000);
     DROP INDEX client_transactions_event;
   `,
   postgres: `
     ALTER TABLE events ADD COLUMN txn_device_id TEXT, ADD COLUMN txn_id TEXT;
-    UPDATE events e SET txn_device_id = c.device_id, txn_id = c.txn_id FROM client_transactions c WHERE c.event_id = e.event_id AND c.user_id = e.sender;
+    UPDATE events e SET txn_device_id = c.device_id, txn_id = c.txn_id FROM client_transactions c
+      WHERE c.event_id = e.event_id AND c.user_id = e.sender AND c.created_ts > (CAST(extract(epoch FROM now()) AS BIGINT) - 86400) * 1000;
     DROP INDEX client_transactions_event;
   `,
 };

@@ -105,12 +105,11 @@ interface Row {
   json: string;
 }
 
-/** Distinct ids in byte order: how the edge tables' primary keys list them (SQLite BINARY, PostgreSQL "C"). */
 /**
  * An event row as a StoredEvent. Its prev and auth events are read from its own JSON when first
  * asked for (few readers want them: a /sync reads hundreds of events and the edges of almost none),
- * in the order and form the edge tables give: IDs (v1/v2 rooms' [id, hashes] pairs flattened),
- * without duplicates, sorted by their UTF-8 bytes.
+ * as IDs (v1/v2 rooms' [id, hashes] pairs flattened), without duplicates, sorted by their UTF-8
+ * bytes (the order of the edge tables' primary keys: SQLite BINARY, PostgreSQL "C").
  */
 function storedFromRow(row: Row): StoredEvent {
   let edges: { prev: string[]; auth: string[] } | undefined;

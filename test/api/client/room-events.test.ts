@@ -91,6 +91,14 @@ describe("client event format and GET /event", () => {
     expect((await otherDevice.ok("GET", `/rooms/${enc(roomId)}/event/${enc(event_id)}`)).unsigned.transaction_id).toBeUndefined();
   });
 
+  test("a redaction's sender's device sees the redaction's transaction_id too", async () => {
+    const roomId = await publicRoom(bob);
+    const { event_id: target } = await alice.ok("PUT", `/rooms/${enc(roomId)}/send/m.room.message/before-redact`, { msgtype: "m.text", body: "oops" });
+    const { event_id } = await alice.ok("PUT", `/rooms/${enc(roomId)}/redact/${enc(target)}/redact-txn`, { reason: "typo" });
+    expect((await alice.ok("GET", `/rooms/${enc(roomId)}/event/${enc(event_id)}`)).unsigned.transaction_id).toBe("redact-txn");
+    expect((await bob.ok("GET", `/rooms/${enc(roomId)}/event/${enc(event_id)}`)).unsigned.transaction_id).toBeUndefined();
+  });
+
   test("state events carry prev_content, replaces_state and prev_sender", async () => {
     const roomId = await publicRoom();
     const first = await alice.ok("PUT", `/rooms/${enc(roomId)}/state/m.room.topic`, { topic: "one" });
