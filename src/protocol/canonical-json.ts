@@ -139,7 +139,9 @@ export function encodeCanonicalJsonReference(value: unknown, options: CanonicalJ
  * (LosslessNumber, floats), lone surrogates, keys an object would not keep in the order given
  * (array indexes, which every object puts first; keys with surrogates, whose UTF-16 order is not
  * their code point order; "__proto__"), undefined in an array, any other type, and everything while
- * a toJSON method is on Object.prototype or Array.prototype (JSON.stringify would call it).
+ * a toJSON method is on Object.prototype or Array.prototype (JSON.stringify would call it). A getter
+ * or proxy met before the fast way gives up is read again by encodeValue, which may then see another
+ * value: what gets encoded comes from JSON.parse or from object literals, which have neither.
  */
 export function inCanonicalOrder(value: unknown): unknown {
   if ("toJSON" in Object.prototype || "toJSON" in Array.prototype) return undefined;
