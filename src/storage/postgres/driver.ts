@@ -267,8 +267,8 @@ class PostgresDatabase extends SingleWriterDatabase<Reserved> implements Databas
     if (this.closed) return;
     this.closed = true;
     await this.writer.drain();
+    // The rollback of a transaction begun ahead, or of one already being dropped.
     await this.dropAhead();
-    await this.dropping;
     await this.client.close();
   }
 }
